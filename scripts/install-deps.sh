@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency on a fresh Debian 12 machine.
+# Idempotent: safe to run again. Needs root (CI and the dev machines run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+packages=(
+  build-essential g++ cmake ninja-build pkg-config clang-format
+  libssl-dev libzstd-dev libcurl4-openssl-dev libpqxx-dev libpq-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  postgresql postgresql-client e2fsprogs
+  nodejs npm
+  restic borgbackup time
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The S3 test server (checks SigV4 signatures); installed into tests/s3/node_modules.
+if [ ! -d tests/s3/node_modules/@20minutes/s3rver ]; then
+  (cd tests/s3 && npm ci --no-audit --no-fund --loglevel=error)
+fi

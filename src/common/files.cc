@@ -1,0 +1,134 @@
+#include "common/files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+namespace kindling {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.Release();
+  }
+  return *this;
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int UniqueFd::Release() {
+  int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
+
+std::filesystem::path TempSiblingPath(const std::filesystem::path& path) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char suffix[17];
+  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(rng()));
+  std::string name = "." + path.filename().string() + ".tmp-" + suffix;
+  return path.parent_path() / name;
+}
+
+Status FsyncDirectory(const std::filesystem::path& dir) {
+  UniqueFd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError("open directory " + dir.string(), errno);
+  if (::fsync(fd.get()) != 0) return ErrnoError("fsync directory " + dir.string(), errno);
+  return OkStatus();
+}
+
+Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data, unsigned mode) {
+  const auto temp = TempSiblingPath(path);
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (!fd.valid()) return ErrnoError("create " + temp.string(), errno);
+  auto fail = [&](std::string_view what, int err) {
+    ::unlink(temp.c_str());
+    return ErrnoError(std::string(what) + " " + temp.string(), err);
+  };
+  if (auto st = PwriteFull(fd.get(), data.data(), data.size(), 0); !st) {
+    ::unlink(temp.c_str());
+    return std::unexpected(st.error());
+  }
+  if (::fsync(fd.get()) != 0) return fail("fsync", errno);
+  if (::close(fd.Release()) != 0) return fail("close", errno);
+  if (::rename(temp.c_str(), path.c_str()) != 0) return fail("rename to " + path.string() + " from", errno);
+  return FsyncDirectory(path.parent_path());
+}
+
+Result<std::string> ReadFile(const std::filesystem::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return NotFound("no such file: " + path.string());
+    return ErrnoError("open " + path.string(), errno);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("stat " + path.string(), errno);
+  std::string data;
+  data.resize(static_cast<std::size_t>(st.st_size));
+  KINDLING_ASSIGN_OR_RETURN(std::size_t got, PreadFull(fd.get(), data.data(), data.size(), 0));
+  data.resize(got);
+  return data;
+}
+
+Result<std::size_t> PreadFull(int fd, void* buffer, std::size_t size, std::uint64_t offset) {
+  auto* out = static_cast<char*>(buffer);
+  std::size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("read", errno);
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+Status PwriteFull(int fd, const void* buffer, std::size_t size, std::uint64_t offset) {
+  const auto* in = static_cast<const char*>(buffer);
+  std::size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pwrite(fd, in + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("write", errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return OkStatus();
+}
+
+Result<bool> RangeIsHole(int fd, std::uint64_t offset, std::uint64_t length) {
+  if (length == 0) return true;
+  off_t data = ::lseek(fd, static_cast<off_t>(offset), SEEK_DATA);
+  if (data < 0) {
+    if (errno == ENXIO) return true;  // no data at or after offset
+    if (errno == EINVAL || errno == EOPNOTSUPP) return false;
+    return ErrnoError("seek data", errno);
+  }
+  return static_cast<std::uint64_t>(data) >= offset + length;
+}
+
+bool IsAllZero(const void* data, std::size_t size) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  // Check a word-aligned prefix byte-wise, then compare the buffer with itself
+  // shifted by 16 bytes: memcmp is vectorised and stops at the first difference.
+  constexpr std::size_t kHead = 16;
+  if (size <= kHead) {
+    for (std::size_t i = 0; i < size; ++i)
+      if (p[i] != 0) return false;
+    return true;
+  }
+  for (std::size_t i = 0; i < kHead; ++i)
+    if (p[i] != 0) return false;
+  return std::memcmp(p, p + kHead, size - kHead) == 0;
+}
+
+}  // namespace kindling

@@ -1,0 +1,65 @@
+// Local file helpers for crash-safe writes and sparse files.
+//
+// Every function is thread-safe (no shared state). Paths are passed as
+// std::filesystem::path; errors come back as ErrorKind::kIo (or kNotFound).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace kindling {
+
+// Owns a file descriptor; closes it on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int Release();
+
+ private:
+  int fd_ = -1;
+};
+
+// Writes `data` to `path` atomically: a temp file in the same directory, fsync,
+// rename over `path`, fsync of the directory. A crash leaves either the old
+// content or the new one, plus at worst a stray ".tmp-*" file that nothing reads.
+[[nodiscard]] Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
+                                     unsigned mode = 0644);
+
+// Reads a whole file. kNotFound when it does not exist.
+[[nodiscard]] Result<std::string> ReadFile(const std::filesystem::path& path);
+
+// fsyncs a directory so that a rename or create inside it is durable.
+[[nodiscard]] Status FsyncDirectory(const std::filesystem::path& dir);
+
+// Returns "<dir>/.<name>.tmp-<random>": a sibling temp path that globbing for
+// `name` never matches.
+std::filesystem::path TempSiblingPath(const std::filesystem::path& path);
+
+// Reads exactly `size` bytes at `offset` (short only at end of file).
+[[nodiscard]] Result<std::size_t> PreadFull(int fd, void* buffer, std::size_t size,
+                                            std::uint64_t offset);
+// Writes exactly `size` bytes at `offset`.
+[[nodiscard]] Status PwriteFull(int fd, const void* buffer, std::size_t size,
+                                std::uint64_t offset);
+
+// True when [offset, offset+length) of `fd` holds no data extent (a hole), using
+// SEEK_DATA. Filesystems without SEEK_DATA report data everywhere (false).
+[[nodiscard]] Result<bool> RangeIsHole(int fd, std::uint64_t offset, std::uint64_t length);
+
+// True when every byte of the buffer is zero.
+bool IsAllZero(const void* data, std::size_t size);
+
+}  // namespace kindling

@@ -1,0 +1,42 @@
+// AES-256-GCM authenticated encryption (OpenSSL) and secure random bytes.
+//
+// Sealed format: nonce (12 bytes, random) || ciphertext || tag (16 bytes).
+// The functions are thread-safe.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace kindling::crypto {
+
+inline constexpr std::size_t kKeySize = 32;
+inline constexpr std::size_t kNonceSize = 12;
+inline constexpr std::size_t kTagSize = 16;
+inline constexpr std::size_t kSealOverhead = kNonceSize + kTagSize;
+
+using Key = std::array<std::uint8_t, kKeySize>;
+
+std::string_view KeyBytes(const Key& key);
+
+// Fills `out` with cryptographically secure random bytes. Aborts if the system
+// RNG fails, since continuing would produce predictable keys or nonces.
+void RandomBytes(void* out, std::size_t size);
+Key RandomKey();
+
+// Appends nonce||ciphertext||tag of `plaintext` to `out`; `aad` is authenticated
+// but not encrypted.
+void SealAppend(const Key& key, std::string_view plaintext, std::string_view aad,
+                std::string& out);
+
+// Decrypts `sealed` (as produced by SealAppend) into `out` (replacing its
+// content). kCorruption when authentication fails: wrong key, wrong aad or any
+// altered byte.
+[[nodiscard]] Status Open(const Key& key, std::string_view sealed, std::string_view aad,
+                          std::string& out);
+
+}  // namespace kindling::crypto

@@ -1,0 +1,35 @@
+// LocalStore: an ObjectStore in a local directory (the embedded default).
+// Each object is a file at <root>/<key>; Put writes a temp file beside it,
+// fsyncs, renames and fsyncs the directory, so a crash never leaves a partial
+// object under its final name. Temp files (".*.tmp-*") are never listed.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "storage/object_store.h"
+
+namespace kindling::storage {
+
+class LocalStore final : public ObjectStore {
+ public:
+  // Creates `root` (and parents) when missing.
+  [[nodiscard]] static Result<std::unique_ptr<LocalStore>> Open(const std::filesystem::path& root);
+
+  Status Put(std::string_view key, std::string_view data) override;
+  Result<std::string> Get(std::string_view key) override;
+  Result<std::uint64_t> Head(std::string_view key) override;
+  Status Delete(std::string_view key) override;
+  Result<std::vector<ObjectInfo>> List(std::string_view prefix) override;
+  std::string Describe() const override;
+
+  const std::filesystem::path& root() const { return root_; }
+
+ private:
+  explicit LocalStore(std::filesystem::path root) : root_(std::move(root)) {}
+  Result<std::filesystem::path> PathFor(std::string_view key) const;
+
+  std::filesystem::path root_;
+};
+
+}  // namespace kindling::storage

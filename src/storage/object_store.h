@@ -1,0 +1,70 @@
+// ObjectStore: the one interface between the backup engine and where bytes live.
+//
+// Contract for every implementation:
+// - Thread-safe: any number of threads may call any method concurrently.
+// - Put is atomic: a reader sees either no object or the whole object, never a
+//   prefix. Put overwrites.
+// - Get/Head/Delete on a missing key: kNotFound from Get/Head, success from Delete.
+// - Errors that a retry may fix (5xx, 429, timeouts, resets) are kTransient;
+//   credentials rejected are kPermissionDenied. Wrappers (retry, metrics, fault
+//   injection) derive from ObjectStoreWrapper and override only what they change.
+// - Keys are '/'-separated relative paths of [A-Za-z0-9._/-], never starting
+//   with '/' nor containing "..".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace kindling::storage {
+
+struct ObjectInfo {
+  std::string key;
+  std::uint64_t size = 0;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+
+  [[nodiscard]] virtual Status Put(std::string_view key, std::string_view data) = 0;
+  [[nodiscard]] virtual Result<std::string> Get(std::string_view key) = 0;
+  // Size of the object; kNotFound when absent.
+  [[nodiscard]] virtual Result<std::uint64_t> Head(std::string_view key) = 0;
+  [[nodiscard]] virtual Status Delete(std::string_view key) = 0;
+  // Every object whose key starts with `prefix`, in lexical key order.
+  [[nodiscard]] virtual Result<std::vector<ObjectInfo>> List(std::string_view prefix) = 0;
+  // Where the store points, for messages and logs: never contains a secret.
+  virtual std::string Describe() const = 0;
+};
+
+// Forwards every call to a base store it does not own.
+class ObjectStoreWrapper : public ObjectStore {
+ public:
+  explicit ObjectStoreWrapper(ObjectStore& base) : base_(base) {}
+
+  Status Put(std::string_view key, std::string_view data) override { return base_.Put(key, data); }
+  Result<std::string> Get(std::string_view key) override { return base_.Get(key); }
+  Result<std::uint64_t> Head(std::string_view key) override { return base_.Head(key); }
+  Status Delete(std::string_view key) override { return base_.Delete(key); }
+  Result<std::vector<ObjectInfo>> List(std::string_view prefix) override {
+    return base_.List(prefix);
+  }
+  std::string Describe() const override { return base_.Describe(); }
+
+ protected:
+  ObjectStore& base() { return base_; }
+  const ObjectStore& base() const { return base_; }
+
+ private:
+  ObjectStore& base_;
+};
+
+// True when `key` follows the key rules above.
+bool IsValidObjectKey(std::string_view key);
+
+}  // namespace kindling::storage
