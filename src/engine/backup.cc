@@ -1,0 +1,298 @@
+#include "engine/backup.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/files.h"
+#include "common/ids.h"
+#include "engine/chunk_id_hash.h"
+#include "engine/pipeline.h"
+#include "repo/chunk_codec.h"
+#include "repo/layout.h"
+
+namespace kindling::engine {
+namespace {
+
+using repo::ChunkId;
+using repo::ChunkRef;
+using repo::Manifest;
+
+std::uint64_t NowUnixMs() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+struct ImageFile {
+  UniqueFd fd;
+  std::uint64_t size = 0;
+  struct stat st {};
+};
+
+Result<ImageFile> OpenImage(const std::filesystem::path& path) {
+  ImageFile image;
+  image.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!image.fd.valid()) {
+    if (errno == ENOENT) return NotFound("image not found: " + path.string());
+    return ErrnoError("open image " + path.string(), errno);
+  }
+  if (::fstat(image.fd.get(), &image.st) != 0) return ErrnoError("stat image " + path.string(), errno);
+  if (S_ISREG(image.st.st_mode)) {
+    image.size = static_cast<std::uint64_t>(image.st.st_size);
+  } else if (S_ISBLK(image.st.st_mode)) {
+    if (::ioctl(image.fd.get(), BLKGETSIZE64, &image.size) != 0)
+      return ErrnoError("size of block device " + path.string(), errno);
+  } else {
+    return InvalidArgument("image is not a regular file or block device: " + path.string());
+  }
+  ::posix_fadvise(image.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  return image;
+}
+
+// Chunk ids this backup may reference without checking the store, with their
+// stored sizes: everything the volume's earlier manifests reference, plus what
+// this backup has stored or found so far. Thread-safe.
+class KnownChunks {
+ public:
+  std::optional<std::uint32_t> Find(const ChunkId& id) {
+    std::lock_guard lock(mu_);
+    auto it = map_.find(id);
+    if (it == map_.end()) return std::nullopt;
+    return it->second;
+  }
+  void Add(const ChunkId& id, std::uint32_t stored_size) {
+    std::lock_guard lock(mu_);
+    map_.emplace(id, stored_size);
+  }
+  std::size_t size() {
+    std::lock_guard lock(mu_);
+    return map_.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<ChunkId, std::uint32_t, ChunkIdHash> map_;
+};
+
+// Earlier manifests of the volume seed the known set. One that cannot be read
+// is skipped: it only costs a HEAD per chunk, and must not fail this backup.
+void LoadPreviousChunks(const Repository& repository, std::string_view volume_id, KnownChunks& known) {
+  auto objects = repository.store().List(repo::VolumeBackupsPrefix(volume_id));
+  if (!objects) return;
+  for (const auto& object : *objects) {
+    auto name = repo::ParseManifestKey(object.key);
+    if (!name) continue;
+    auto manifest = repository.LoadManifest(name->volume_id, name->backup_id);
+    if (!manifest) continue;
+    for (const ChunkRef& c : manifest->chunks)
+      if (!c.is_hole) known.Add(c.id, c.stored_size);
+  }
+}
+
+struct WorkItem {
+  std::size_t index = 0;
+  std::size_t length = 0;
+  std::unique_ptr<std::string> buffer;
+};
+
+Status ValidateOptions(const BackupOptions& o, std::uint32_t chunk_size) {
+  if (!IsSafeKeyComponent(o.volume_id))
+    return InvalidArgument("volume id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.volume_id + "'");
+  if (!o.backup_id.empty() && !IsSafeKeyComponent(o.backup_id))
+    return InvalidArgument("backup id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.backup_id + "'");
+  if (chunk_size < repo::kMinChunkSize || chunk_size > repo::kMaxChunkSize || chunk_size % 4096 != 0)
+    return InvalidArgument("chunk size must be a multiple of 4096 between 64 KiB and 64 MiB");
+  if (o.zstd_level < 1 || o.zstd_level > 19) return InvalidArgument("compression level must be 1-19");
+  if (o.threads < 0 || o.threads > 256) return InvalidArgument("threads must be 0-256");
+  return OkStatus();
+}
+
+}  // namespace
+
+int DefaultThreads() {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<int>(std::clamp(cores * 2, 4u, 16u));
+}
+
+Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions& o) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::uint32_t chunk_size = o.chunk_size != 0 ? o.chunk_size : repository.keys().default_chunk_size;
+  KINDLING_RETURN_IF_ERROR(ValidateOptions(o, chunk_size));
+  const int threads = o.threads > 0 ? o.threads : DefaultThreads();
+  storage::ObjectStore& store = repository.store();
+
+  Manifest m;
+  m.volume_id = o.volume_id;
+  m.backup_id = o.backup_id.empty() ? NewUuidV7() : o.backup_id;
+  m.chunk_size = chunk_size;
+  const std::string manifest_key = repo::ManifestKey(m.volume_id, m.backup_id);
+  if (auto head = store.Head(manifest_key); head)
+    return MakeError(ErrorKind::kAlreadyExists, "backup " + m.backup_id + " already exists");
+  else if (!head.error().is_not_found())
+    return std::unexpected(head.error());
+
+  KINDLING_ASSIGN_OR_RETURN(ImageFile image, OpenImage(o.image));
+  m.image_size = image.size;
+  const std::size_t chunk_count = repo::ChunkCount(m.image_size, chunk_size);
+  m.chunks.resize(chunk_count);
+
+  KnownChunks known;
+  LoadPreviousChunks(repository, m.volume_id, known);
+
+  FirstError error;
+  ProgressCounters counters;
+  std::atomic<std::uint64_t> chunks_uploaded{0};
+  std::atomic<std::uint64_t> bytes_uploaded{0};
+  std::uint64_t bytes_read = 0;
+  std::uint64_t bytes_data = 0;
+
+  // Buffers circulate between the reader and the workers: at most
+  // threads + 2 chunks are in memory at once, whatever the image size.
+  const std::size_t buffer_count = static_cast<std::size_t>(threads) + 2;
+  BoundedQueue<std::unique_ptr<std::string>> free_buffers(buffer_count);
+  for (std::size_t i = 0; i < buffer_count; ++i) {
+    auto buffer = std::make_unique<std::string>();
+    buffer->resize(std::min<std::uint64_t>(chunk_size, std::max<std::uint64_t>(m.image_size, 1)));
+    (void)free_buffers.Push(std::move(buffer));
+  }
+  BoundedQueue<WorkItem> work(static_cast<std::size_t>(threads));
+
+  auto process = [&](repo::ChunkCodec& codec, std::string& object, const WorkItem& item) -> Status {
+    const std::string_view plain(item.buffer->data(), item.length);
+    const ChunkId id = codec.Id(plain);
+    ChunkRef& ref = m.chunks[item.index];
+    ref.is_hole = false;
+    ref.id = id;
+    if (auto size = known.Find(id)) {
+      ref.stored_size = *size;
+      return OkStatus();
+    }
+    const std::string key = repo::ChunkKey(id);
+    auto head = store.Head(key);
+    if (head) {
+      ref.stored_size = static_cast<std::uint32_t>(*head);
+    } else if (head.error().is_not_found()) {
+      codec.Encode(plain, id, object);
+      KINDLING_RETURN_IF_ERROR(store.Put(key, object));
+      ref.stored_size = static_cast<std::uint32_t>(object.size());
+      chunks_uploaded.fetch_add(1, std::memory_order_relaxed);
+      bytes_uploaded.fetch_add(object.size(), std::memory_order_relaxed);
+      counters.bytes_transferred.fetch_add(object.size(), std::memory_order_relaxed);
+    } else {
+      return std::unexpected(head.error());
+    }
+    known.Add(id, ref.stored_size);
+    return OkStatus();
+  };
+
+  {
+    ProgressTicker ticker(o.progress, counters, "backup", m.image_size, chunk_count);
+    WorkerGroup workers(threads, [&](int) {
+      repo::ChunkCodec codec(repository.keys(), o.zstd_level);
+      std::string object;
+      while (auto item = work.Pop()) {
+        if (!error.failed()) {
+          if (auto st = process(codec, object, *item); !st) {
+            error.Set(st.error());
+          } else {
+            counters.bytes_done.fetch_add(item->length, std::memory_order_relaxed);
+            counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+        (void)free_buffers.Push(std::move(item->buffer));
+      }
+    });
+
+    // The reader runs here: it walks the image in order, so it also computes
+    // the whole-image digest, feeding zeros for holes.
+    crypto::Sha256 image_digest;
+    for (std::size_t i = 0; i < chunk_count && !error.CheckCancel(o.cancel); ++i) {
+      const std::uint64_t offset = m.ChunkOffset(i);
+      const std::size_t length = static_cast<std::size_t>(m.ChunkLength(i));
+      auto hole = RangeIsHole(image.fd.get(), offset, length);
+      if (!hole) {
+        error.Set(hole.error().WithContext("image " + o.image.string()));
+        break;
+      }
+      bool is_hole = *hole;
+      std::optional<std::unique_ptr<std::string>> buffer;
+      if (!is_hole) {
+        buffer = free_buffers.Pop();
+        if (!buffer) break;
+        (*buffer)->resize(length);
+        auto got = PreadFull(image.fd.get(), (*buffer)->data(), length, offset);
+        if (!got || *got != length) {
+          error.Set(got ? Error(ErrorKind::kIo, "image " + o.image.string() + " shrank during backup")
+                        : got.error().WithContext("read image " + o.image.string()));
+          break;
+        }
+        bytes_read += length;
+        is_hole = IsAllZero((*buffer)->data(), length);
+      }
+      if (is_hole) {
+        image_digest.UpdateZeros(length);
+        m.chunks[i].is_hole = true;
+        if (buffer) (void)free_buffers.Push(std::move(*buffer));
+        counters.bytes_done.fetch_add(length, std::memory_order_relaxed);
+        counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      image_digest.Update((*buffer)->data(), length);
+      bytes_data += length;
+      if (!work.Push(WorkItem{i, length, std::move(*buffer)})) break;
+    }
+    work.Close();
+    workers.Join();
+    m.image_sha256 = image_digest.Finish();
+    if (error.failed()) return std::unexpected(error.Take());
+    ticker.Finish();
+  }
+
+  // Backups are cold: an image that changed while it was read would yield a
+  // backup of no state that ever existed.
+  struct stat after {};
+  if (::fstat(image.fd.get(), &after) == 0 && S_ISREG(after.st_mode) &&
+      (after.st_size != image.st.st_size || after.st_mtim.tv_sec != image.st.st_mtim.tv_sec ||
+       after.st_mtim.tv_nsec != image.st.st_mtim.tv_nsec))
+    return MakeError(ErrorKind::kIo, "image " + o.image.string() +
+                                         " changed during backup; back up a detached volume");
+
+  std::unordered_set<ChunkId, ChunkIdHash> distinct;
+  for (const ChunkRef& c : m.chunks) {
+    if (c.is_hole) {
+      m.stats.chunks_hole++;
+      continue;
+    }
+    m.stats.chunks_data++;
+    if (distinct.insert(c.id).second) m.stats.bytes_referenced += c.stored_size;
+  }
+  m.stats.chunks_uploaded = chunks_uploaded.load();
+  m.stats.bytes_uploaded = bytes_uploaded.load();
+  m.stats.bytes_read = bytes_read;
+  m.stats.bytes_data = bytes_data;
+  m.created_unix_ms = NowUnixMs();
+  m.stats.duration_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+
+  if (o.cancel != nullptr && o.cancel->load()) return Cancelled();
+  if (o.progress) {
+    Progress p{"commit", m.image_size, m.image_size, chunk_count, chunk_count, m.stats.bytes_uploaded};
+    o.progress(p);
+  }
+  // The commit point: everything the manifest names is stored.
+  KINDLING_RETURN_IF_ERROR(store.Put(manifest_key, repo::EncodeManifest(repository.keys(), m)));
+  return m;
+}
+
+}  // namespace kindling::engine

@@ -1,0 +1,66 @@
+// Repository: an unlocked store (object store + data keys) and the queries on
+// its backups. Thread-safe: holds no mutable state beyond the store's own.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/aead.h"
+#include "repo/manifest.h"
+#include "repo/store_keys.h"
+#include "storage/object_store.h"
+
+namespace kindling::engine {
+
+// A backup as listed: the manifest without its chunk table.
+struct BackupInfo {
+  std::string volume_id;
+  std::string backup_id;
+  std::uint64_t image_size = 0;
+  std::uint32_t chunk_size = 0;
+  std::uint64_t created_unix_ms = 0;
+  std::string image_sha256_hex;
+  repo::BackupStats stats;
+};
+
+BackupInfo InfoOf(const repo::Manifest& manifest);
+
+class Repository {
+ public:
+  // Creates the store's keys (store init). kAlreadyExists when initialised.
+  [[nodiscard]] static Result<Repository> Init(storage::ObjectStore& store,
+                                               const crypto::Key& key_file_key,
+                                               std::uint32_t default_chunk_size = 4u << 20);
+  // Unlocks an initialised store. kNotFound / kWrongKey / kCorruption as
+  // repo::OpenStoreKeys.
+  [[nodiscard]] static Result<Repository> Open(storage::ObjectStore& store,
+                                               const crypto::Key& key_file_key);
+
+  storage::ObjectStore& store() const { return *store_; }
+  const repo::DataKeys& keys() const { return *keys_; }
+
+  // Backups of one volume (or all), newest first. A manifest that fails to
+  // authenticate is an error naming its key, not silently skipped.
+  [[nodiscard]] Result<std::vector<BackupInfo>> ListBackups(
+      std::optional<std::string_view> volume_id = std::nullopt) const;
+
+  [[nodiscard]] Result<repo::Manifest> LoadManifest(std::string_view volume_id,
+                                                    std::string_view backup_id) const;
+  // Finds a backup by id alone (any volume). kNotFound when none.
+  [[nodiscard]] Result<repo::Manifest> FindBackup(std::string_view backup_id) const;
+
+  // Deletes a backup's manifest (its chunks stay for other backups; gc is
+  // separate). Idempotent.
+  [[nodiscard]] Status DeleteBackup(std::string_view volume_id, std::string_view backup_id) const;
+
+ private:
+  Repository(storage::ObjectStore& store, repo::DataKeys keys)
+      : store_(&store), keys_(std::make_shared<repo::DataKeys>(std::move(keys))) {}
+
+  storage::ObjectStore* store_;
+  std::shared_ptr<const repo::DataKeys> keys_;  // stable address for ChunkCodec
+};
+
+}  // namespace kindling::engine

@@ -1,0 +1,37 @@
+// Restore pipeline: manifest -> parallel chunk fetches -> temp sparse file ->
+// whole-image SHA-256 check -> fsync -> atomic rename onto the destination.
+//
+// Each chunk is authenticated and its id re-checked; holes stay holes. On any
+// failure (wrong key, missing or corrupt chunk, disk full, cancellation) the
+// destination is untouched and the temp file is removed; a process killed
+// mid-restore leaves at most a ".<name>.tmp-*" file beside the destination,
+// never a partial destination.
+#pragma once
+
+#include <filesystem>
+
+#include "engine/progress.h"
+#include "engine/repository.h"
+
+namespace kindling::engine {
+
+struct RestoreOptions {
+  std::filesystem::path destination;  // REQUIRED
+  bool overwrite = false;             // replace an existing destination
+  int threads = 0;                    // 0: a default (fetches in flight)
+  ProgressFn progress;
+  const CancelFlag* cancel = nullptr;
+};
+
+struct RestoreResult {
+  std::uint64_t image_size = 0;
+  std::uint64_t bytes_downloaded = 0;
+  std::uint64_t chunks_fetched = 0;
+  std::string image_sha256_hex;
+};
+
+[[nodiscard]] Result<RestoreResult> RestoreBackup(const Repository& repository,
+                                                  const repo::Manifest& manifest,
+                                                  const RestoreOptions& options);
+
+}  // namespace kindling::engine

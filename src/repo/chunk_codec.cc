@@ -1,0 +1,71 @@
+#include "repo/chunk_codec.h"
+
+#include <zstd.h>
+
+#include <cstdlib>
+
+#include "repo/envelope.h"
+
+namespace kindling::repo {
+
+struct ChunkCodec::ZstdContexts {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  ~ZstdContexts() {
+    ZSTD_freeCCtx(cctx);
+    ZSTD_freeDCtx(dctx);
+  }
+};
+
+ChunkCodec::ChunkCodec(const DataKeys& keys, int zstd_level)
+    : keys_(keys), level_(zstd_level), zstd_(std::make_unique<ZstdContexts>()) {
+  if (zstd_->cctx == nullptr || zstd_->dctx == nullptr) std::abort();
+}
+
+ChunkCodec::~ChunkCodec() = default;
+
+ChunkId ChunkCodec::Id(std::string_view plaintext) const {
+  return crypto::HmacSha256(crypto::KeyBytes(keys_.chunk_id_key), plaintext);
+}
+
+namespace {
+std::string_view IdContext(const ChunkId& id) { return crypto::DigestBytes(id); }
+}  // namespace
+
+void ChunkCodec::Encode(std::string_view plaintext, const ChunkId& id, std::string& object) {
+  scratch_.resize(ZSTD_compressBound(plaintext.size()));
+  const std::size_t compressed = ZSTD_compressCCtx(zstd_->cctx, scratch_.data(), scratch_.size(),
+                                                   plaintext.data(), plaintext.size(), level_);
+  // Keep the compressed form only when it saves at least 1/64 of the size:
+  // decompressing costs time on restore for nothing otherwise.
+  const bool use_zstd = !ZSTD_isError(compressed) && compressed < plaintext.size() - plaintext.size() / 64;
+  std::string_view body = use_zstd ? std::string_view(scratch_.data(), compressed) : plaintext;
+  EnvelopeHeader header{ObjectType::kChunk, kFormatVersion, use_zstd ? Codec::kZstd : Codec::kNone,
+                        static_cast<std::uint32_t>(plaintext.size())};
+  object.clear();
+  object.reserve(kEnvelopeHeaderSize + body.size() + crypto::kSealOverhead);
+  SealEnvelope(keys_.data_key, header, body, IdContext(id), object);
+}
+
+Status ChunkCodec::Decode(std::string_view object, const ChunkId& id, std::string& plaintext) {
+  auto fail = [&](std::string_view why) {
+    return Corruption("chunk " + crypto::DigestHex(id) + " is corrupt: " + std::string(why));
+  };
+  auto header = OpenEnvelope(keys_.data_key, object, ObjectType::kChunk, IdContext(id), scratch_);
+  if (!header) return fail(header.error().message());
+  if (header->plain_size > kMaxChunkSize) return fail("declared size too large");
+  if (header->codec == Codec::kZstd) {
+    plaintext.resize(header->plain_size);
+    const std::size_t n = ZSTD_decompressDCtx(zstd_->dctx, plaintext.data(), plaintext.size(),
+                                              scratch_.data(), scratch_.size());
+    if (ZSTD_isError(n)) return fail(std::string("zstd: ") + ZSTD_getErrorName(n));
+    if (n != header->plain_size) return fail("decompressed length mismatch");
+  } else {
+    if (scratch_.size() != header->plain_size) return fail("length mismatch");
+    plaintext.swap(scratch_);
+  }
+  if (Id(plaintext) != id) return fail("content does not match its id");
+  return OkStatus();
+}
+
+}  // namespace kindling::repo

@@ -1,0 +1,53 @@
+// ChunkCodec turns a chunk's plaintext into its stored object and back.
+//
+// Chunk id: HMAC-SHA-256(chunk_id_key, plaintext), so the store cannot confirm
+// guesses of content. Stored object: envelope(type chunk, context = id) around
+// the zstd-compressed plaintext, or the plaintext itself when compression does
+// not shrink it. Decode authenticates, decompresses, checks the length and
+// recomputes the id: a chunk that decodes is exactly the chunk that was stored.
+//
+// Not thread-safe (it reuses zstd contexts and buffers): one per worker thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "repo/layout.h"
+#include "repo/store_keys.h"
+
+namespace kindling::repo {
+
+// Largest chunk any manifest may declare; bounds memory on corrupt input.
+inline constexpr std::uint32_t kMaxChunkSize = 64u << 20;
+inline constexpr std::uint32_t kMinChunkSize = 64u << 10;
+
+class ChunkCodec {
+ public:
+  // REQUIRES: 1 <= zstd_level <= 19. `keys` must outlive the codec.
+  ChunkCodec(const DataKeys& keys, int zstd_level);
+  ~ChunkCodec();
+  ChunkCodec(const ChunkCodec&) = delete;
+  ChunkCodec& operator=(const ChunkCodec&) = delete;
+
+  ChunkId Id(std::string_view plaintext) const;
+
+  // Replaces `object` with the stored form of `plaintext`.
+  // REQUIRES: plaintext.size() <= kMaxChunkSize; id == Id(plaintext).
+  void Encode(std::string_view plaintext, const ChunkId& id, std::string& object);
+
+  // Replaces `plaintext` with the content of `object`. kCorruption (naming the
+  // chunk id) when the object fails authentication, decompression, the length
+  // or the id check.
+  [[nodiscard]] Status Decode(std::string_view object, const ChunkId& id, std::string& plaintext);
+
+ private:
+  struct ZstdContexts;
+  const DataKeys& keys_;
+  int level_;
+  std::unique_ptr<ZstdContexts> zstd_;
+  std::string scratch_;
+};
+
+}  // namespace kindling::repo

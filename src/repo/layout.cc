@@ -1,0 +1,33 @@
+#include "repo/layout.h"
+
+namespace kindling::repo {
+
+std::string ChunkKey(const ChunkId& id) {
+  const std::string hex = crypto::DigestHex(id);
+  return "chunks/" + hex.substr(0, 2) + "/" + hex;
+}
+
+std::string VolumeBackupsPrefix(std::string_view volume_id) {
+  return std::string(kVolumesPrefix) + std::string(volume_id) + "/backups/";
+}
+
+std::string ManifestKey(std::string_view volume_id, std::string_view backup_id) {
+  return VolumeBackupsPrefix(volume_id) + std::string(backup_id) + std::string(kManifestSuffix);
+}
+
+std::optional<ManifestName> ParseManifestKey(std::string_view key) {
+  if (!key.starts_with(kVolumesPrefix) || !key.ends_with(kManifestSuffix)) return std::nullopt;
+  key.remove_prefix(kVolumesPrefix.size());
+  key.remove_suffix(kManifestSuffix.size());
+  const auto slash = key.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  std::string_view volume = key.substr(0, slash);
+  std::string_view rest = key.substr(slash + 1);
+  constexpr std::string_view kBackups = "backups/";
+  if (!rest.starts_with(kBackups)) return std::nullopt;
+  rest.remove_prefix(kBackups.size());
+  if (volume.empty() || rest.empty() || rest.find('/') != std::string_view::npos) return std::nullopt;
+  return ManifestName{std::string(volume), std::string(rest)};
+}
+
+}  // namespace kindling::repo

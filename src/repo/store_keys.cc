@@ -1,0 +1,98 @@
+#include "repo/store_keys.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/bytes.h"
+#include "common/hex.h"
+#include "crypto/sha256.h"
+#include "repo/envelope.h"
+#include "repo/layout.h"
+
+namespace kindling::repo {
+namespace {
+
+constexpr std::size_t kFingerprintSize = 8;
+constexpr std::uint32_t kConfigPayloadVersion = 1;
+
+std::string Fingerprint(const crypto::Key& key) {
+  auto mac = crypto::HmacSha256(crypto::KeyBytes(key), "kindling key file fingerprint v1");
+  return std::string(crypto::DigestBytes(mac).substr(0, kFingerprintSize));
+}
+
+std::string Context(std::string_view fingerprint) {
+  return std::string("config:") + std::string(fingerprint);
+}
+
+}  // namespace
+
+Result<DataKeys> InitStoreKeys(storage::ObjectStore& store, const crypto::Key& key_file_key,
+                               std::uint32_t default_chunk_size) {
+  auto existing = store.Head(kConfigKey);
+  if (existing) return MakeError(ErrorKind::kAlreadyExists, "store is already initialised: " + store.Describe());
+  if (!existing.error().is_not_found()) return std::unexpected(existing.error());
+
+  DataKeys keys;
+  std::array<std::uint8_t, 16> id{};
+  crypto::RandomBytes(id.data(), id.size());
+  keys.store_id = HexEncode(std::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
+  keys.chunk_id_key = crypto::RandomKey();
+  keys.data_key = crypto::RandomKey();
+  keys.default_chunk_size = default_chunk_size;
+
+  std::string payload;
+  ByteWriter w(payload);
+  w.U32(kConfigPayloadVersion);
+  w.ShortString(keys.store_id);
+  w.Raw(crypto::KeyBytes(keys.chunk_id_key));
+  w.Raw(crypto::KeyBytes(keys.data_key));
+  w.U32(default_chunk_size);
+
+  const std::string fingerprint = Fingerprint(key_file_key);
+  std::string object;
+  EnvelopeHeader header{ObjectType::kConfig, kFormatVersion, Codec::kNone,
+                        static_cast<std::uint32_t>(payload.size())};
+  SealEnvelope(key_file_key, header, payload, Context(fingerprint), object);
+  object.insert(kEnvelopeHeaderSize, fingerprint);
+  std::fill(payload.begin(), payload.end(), '\0');
+  KINDLING_RETURN_IF_ERROR(store.Put(kConfigKey, object));
+  return keys;
+}
+
+Result<DataKeys> OpenStoreKeys(storage::ObjectStore& store, const crypto::Key& key_file_key) {
+  auto object = store.Get(kConfigKey);
+  if (!object) {
+    if (object.error().is_not_found())
+      return NotFound("store is not initialised (no " + std::string(kConfigKey) + " in " +
+                      store.Describe() + "); run `kindling store init`");
+    return std::unexpected(object.error());
+  }
+  if (object->size() < kEnvelopeHeaderSize + kFingerprintSize)
+    return Corruption("store config object is truncated: " + std::string(kConfigKey));
+  const std::string stored_fingerprint = object->substr(kEnvelopeHeaderSize, kFingerprintSize);
+  if (stored_fingerprint != Fingerprint(key_file_key))
+    return MakeError(ErrorKind::kWrongKey, "wrong key file: it does not unlock the store " + store.Describe());
+  std::string sealed = object->substr(0, kEnvelopeHeaderSize) + object->substr(kEnvelopeHeaderSize + kFingerprintSize);
+
+  std::string payload;
+  auto opened = OpenEnvelope(key_file_key, sealed, ObjectType::kConfig, Context(stored_fingerprint), payload);
+  if (!opened) return std::unexpected(opened.error().WithContext("store config object " + std::string(kConfigKey)));
+
+  ByteReader r(payload);
+  DataKeys keys;
+  auto version = r.U32();
+  auto store_id = r.ShortString();
+  auto chunk_key = r.Raw(crypto::kKeySize);
+  auto data_key = r.Raw(crypto::kKeySize);
+  auto chunk_size = r.U32();
+  if (!version || *version != kConfigPayloadVersion || !store_id || !chunk_key || !data_key || !chunk_size)
+    return Corruption("store config object has an unexpected layout");
+  keys.store_id = std::string(*store_id);
+  std::memcpy(keys.chunk_id_key.data(), chunk_key->data(), crypto::kKeySize);
+  std::memcpy(keys.data_key.data(), data_key->data(), crypto::kKeySize);
+  keys.default_chunk_size = *chunk_size;
+  std::fill(payload.begin(), payload.end(), '\0');
+  return keys;
+}
+
+}  // namespace kindling::repo
