@@ -22,7 +22,7 @@ Result<std::vector<ObjectInfo>> PrefixedStore::List(std::string_view prefix) {
 
 std::string PrefixedStore::Describe() const {
   if (prefix_.empty()) return base().Describe();
-  return base().Describe() + "/" + prefix_.substr(0, prefix_.size() - 1);
+  return base().Describe() + ", prefix " + prefix_.substr(0, prefix_.size() - 1);
 }
 
 }  // namespace kindling::storage
