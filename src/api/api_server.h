@@ -1,0 +1,58 @@
+// ApiServer: the HTTP API (cpp-httplib) over the control layer.
+//
+// Every route but GET /healthz authenticates a Bearer API key (looked up by
+// hash) and authorises the caller (platform admin, or owner/admin/member of
+// the project's organisation, as in the reference route table). Failures are
+// `{"error": "...", "code": "..."}`: 401 unauthorized, 403 forbidden, 404
+// not_found (also for projects of organisations the caller is not in, so
+// their existence is not revealed), 400 validation_error (malformed JSON,
+// unknown fields, wrong field types, bad UUIDs), 413 payload_too_large for
+// bodies over max_body_bytes, and the 409 codes of control/volume_service.h.
+// Exceptions of httplib and nlohmann-json stop here.
+//
+// GET /metrics needs a platform admin's key unless metrics_public is set
+// (for a scraper on a trusted network).
+//
+// Thread-safety: Start/Stop from one owner thread; requests are served
+// concurrently by httplib's thread pool and share only thread-safe state.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+#include "crypto/aead.h"
+#include "db/database.h"
+
+namespace kindling::api {
+
+struct ApiServerOptions {
+  std::string listen_address = "127.0.0.1";
+  int port = 0;  // 0 picks a free port; port() reports it after Start()
+  bool metrics_public = false;
+  std::size_t max_body_bytes = 1u << 20;
+};
+
+class ApiServer {
+ public:
+  // REQUIRES: `db` outlives the server.
+  ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerOptions options = {});
+  ~ApiServer();  // Stop()s
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Binds and starts serving on a background thread. kIo when the address
+  // cannot be bound; kInvalidArgument when already started.
+  [[nodiscard]] Status Start();
+  // Stops accepting, finishes in-flight requests, joins. Idempotent.
+  void Stop();
+  // The bound port (valid after Start()).
+  int port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kindling::api

@@ -1,0 +1,161 @@
+#include "api/json_views.h"
+
+namespace kindling::api {
+
+using nlohmann::json;
+
+namespace {
+
+json StringOrNull(const std::optional<std::string>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+// A JSON object stored as text by db/; malformed text (never expected)
+// shows as an empty object rather than failing the whole answer.
+json ParseObject(const std::string& text) {
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return value.is_object() ? value : json::object();
+}
+
+}  // namespace
+
+std::string FormatTime(db::Timestamp t) {
+  // "2024-05-01 12:34:56.123456+00" -> "2024-05-01T12:34:56.123456Z".
+  std::string text = db::FormatTimestamp(t);
+  if (text.size() > 10 && text[10] == ' ') text[10] = 'T';
+  if (text.ends_with("+00")) text.replace(text.size() - 3, 3, "Z");
+  return text;
+}
+
+json TimeOrNull(const std::optional<db::Timestamp>& t) {
+  return t ? json(FormatTime(*t)) : json(nullptr);
+}
+
+std::optional<db::Timestamp> ParseTime(std::string text) {
+  if (text.size() > 10 && text[10] == 'T') text[10] = ' ';
+  if (!text.empty() && (text.back() == 'Z' || text.back() == 'z')) {
+    text.pop_back();
+    text += "+00";
+  }
+  return db::ParseTimestamp(text);
+}
+
+json OperationJson(const db::Operation& op) {
+  json progress = ParseObject(op.progress_json);
+  return json{{"id", op.id},
+              {"project_volume_id", op.project_volume_id},
+              {"kind", db::Name(op.kind)},
+              {"status", db::Name(op.status)},
+              {"server_id", StringOrNull(op.server_id)},
+              {"target_server_id", StringOrNull(op.target_server_id)},
+              {"backup_id", StringOrNull(op.backup_id)},
+              {"error", StringOrNull(op.error)},
+              {"attempts", op.attempts},
+              {"progress", json{{"phase", progress.value("phase", json(nullptr))},
+                                {"bytes_done", progress.value("bytes_done", json(nullptr))},
+                                {"bytes_total", progress.value("bytes_total", json(nullptr))}}},
+              {"result", ParseObject(op.result_metadata_json)},
+              {"started_at", TimeOrNull(op.started_at)},
+              {"completed_at", TimeOrNull(op.completed_at)},
+              {"failed_at", TimeOrNull(op.failed_at)},
+              {"created_at", FormatTime(op.created_at)},
+              {"updated_at", FormatTime(op.updated_at)}};
+}
+
+json VolumeJson(const control::VolumeView& view) {
+  const db::Volume& v = view.volume;
+  return json{{"id", v.id},
+              {"project_id", v.project_id},
+              {"server_id", StringOrNull(v.server_id)},
+              {"attached_vm_id", StringOrNull(v.attached_vm_id)},
+              {"mount_path", v.mount_path},
+              {"size_gb", v.size_gb},
+              {"filesystem", v.filesystem},
+              {"status", db::Name(v.status)},
+              {"health", db::Name(v.health)},
+              {"backup_policy", json{{"schedule", db::Name(v.backup_schedule)},
+                                     {"retention_count", v.backup_retention_count},
+                                     {"pre_delete_backup_enabled", v.pre_delete_backup_enabled}}},
+              {"current_operation",
+               view.current_operation ? OperationJson(*view.current_operation) : json(nullptr)},
+              {"last_successful_backup_at", TimeOrNull(view.last_successful_backup_at)},
+              {"last_error", StringOrNull(v.last_error)},
+              {"created_at", FormatTime(v.created_at)},
+              {"updated_at", FormatTime(v.updated_at)}};
+}
+
+json BackupJson(const db::Backup& b) {
+  return json{{"id", b.id},
+              {"kind", db::Name(b.kind)},
+              {"status", db::Name(b.status)},
+              {"storage_url", StringOrNull(b.storage_url)},
+              {"size_bytes", b.size_bytes ? json(*b.size_bytes) : json(nullptr)},
+              {"metadata", ParseObject(b.metadata_json)},
+              {"error", StringOrNull(b.error)},
+              {"started_at", TimeOrNull(b.started_at)},
+              {"completed_at", TimeOrNull(b.completed_at)},
+              {"failed_at", TimeOrNull(b.failed_at)},
+              {"created_at", FormatTime(b.created_at)},
+              {"updated_at", FormatTime(b.updated_at)}};
+}
+
+json ServerJson(const db::Server& s) {
+  const std::string_view heartbeat_health = db::HeartbeatHealth(s);
+  json components = json::array();
+  std::optional<std::string> runtime;
+  bool degraded = false;
+  for (const auto& c : s.components) {
+    if (c.component == "worker" && c.runtime) runtime = c.runtime;
+    if (c.status == db::ComponentHealth::kDegraded) degraded = true;
+    components.push_back(json{{"component", c.component},
+                              {"status", db::Name(c.status)},
+                              {"observed_at", FormatTime(c.observed_at)},
+                              {"last_success_at", TimeOrNull(c.last_success_at)},
+                              {"last_error_at", TimeOrNull(c.last_error_at)},
+                              {"last_error_message", StringOrNull(c.last_error_message)},
+                              {"metadata", ParseObject(c.metadata_json)}});
+  }
+  // One word for dashboards: the heartbeat first (a silent host is not
+  // healthy whatever its last component report said), then components.
+  std::string health = "healthy";
+  if (s.status == db::ServerStatus::kDead || heartbeat_health == "stale") {
+    health = "unhealthy";
+  } else if (heartbeat_health == "unknown") {
+    health = "unknown";
+  } else if (degraded) {
+    health = "degraded";
+  }
+  return json{{"id", s.id},
+              {"hostname", s.hostname},
+              {"internal_ip", s.internal_ip},
+              {"status", db::Name(s.status)},
+              {"last_heartbeat_at", TimeOrNull(s.last_heartbeat_at)},
+              {"created_at", FormatTime(s.created_at)},
+              {"updated_at", FormatTime(s.updated_at)},
+              {"health", health},
+              {"heartbeat_health", heartbeat_health},
+              {"heartbeat_age_seconds",
+               s.heartbeat_age_seconds ? json(*s.heartbeat_age_seconds) : json(nullptr)},
+              {"runtime", StringOrNull(runtime)},
+              {"enabled_components", s.enabled_components},
+              {"components", components}};
+}
+
+json ProjectJson(const db::Project& p) {
+  return json{{"id", p.id},
+              {"organization_id", p.organization_id},
+              {"name", p.name},
+              {"created_at", FormatTime(p.created_at)},
+              {"updated_at", FormatTime(p.updated_at)}};
+}
+
+json ApiKeyJson(const db::ApiKey& k) {
+  return json{{"id", k.id},
+              {"name", k.name},
+              {"key_prefix", k.key_prefix},
+              {"created_at", FormatTime(k.created_at)},
+              {"last_used_at", TimeOrNull(k.last_used_at)},
+              {"revoked_at", TimeOrNull(k.revoked_at)}};
+}
+
+}  // namespace kindling::api

@@ -1,0 +1,31 @@
+// JSON shapes of the reference system (kindling.md): Volume, Operation,
+// Backup, server rows. Pure mapping; no secrets ever pass through here.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "control/volume_service.h"
+#include "db/auth.h"
+#include "db/backups.h"
+#include "db/operations.h"
+#include "db/projects.h"
+#include "db/servers.h"
+
+namespace kindling::api {
+
+// RFC 3339 in UTC with microseconds ("2024-05-01T12:34:56.123456Z").
+std::string FormatTime(db::Timestamp t);
+nlohmann::json TimeOrNull(const std::optional<db::Timestamp>& t);
+// Accepts RFC 3339 ("...T...Z" or with an offset) and PostgreSQL's form.
+std::optional<db::Timestamp> ParseTime(std::string text);
+
+nlohmann::json OperationJson(const db::Operation& op);
+nlohmann::json VolumeJson(const control::VolumeView& view);
+nlohmann::json BackupJson(const db::Backup& backup);
+nlohmann::json ServerJson(const db::Server& server);
+nlohmann::json ProjectJson(const db::Project& project);
+nlohmann::json ApiKeyJson(const db::ApiKey& key);
+
+}  // namespace kindling::api

@@ -1,0 +1,199 @@
+#include "control/admin_service.h"
+
+#include <nlohmann/json.hpp>
+#include <span>
+#include <utility>
+
+#include "db/settings.h"
+
+namespace kindling::control {
+namespace {
+
+using nlohmann::json;
+
+struct PlainField {
+  const char* key;
+  std::optional<std::string> BackupSettingsUpdate::*update;
+  std::string BackupStoreSettings::*settings;
+};
+
+constexpr PlainField kPlainFields[] = {
+    {kSettingS3Bucket, &BackupSettingsUpdate::s3_bucket, &BackupStoreSettings::s3_bucket},
+    {kSettingS3Region, &BackupSettingsUpdate::s3_region, &BackupStoreSettings::s3_region},
+    {kSettingS3Endpoint, &BackupSettingsUpdate::s3_endpoint, &BackupStoreSettings::s3_endpoint},
+    {kSettingS3Prefix, &BackupSettingsUpdate::s3_prefix, &BackupStoreSettings::s3_prefix},
+    {kSettingLocalDirectory, &BackupSettingsUpdate::local_directory,
+     &BackupStoreSettings::local_directory},
+};
+
+constexpr PlainField kSecretFields[] = {
+    {kSecretS3AccessKeyId, &BackupSettingsUpdate::s3_access_key_id,
+     &BackupStoreSettings::s3_access_key_id},
+    {kSecretS3SecretAccessKey, &BackupSettingsUpdate::s3_secret_access_key,
+     &BackupStoreSettings::s3_secret_access_key},
+};
+
+Result<std::map<std::string, std::string>> ReadMeta(db::Tx& tx) {
+  std::map<std::string, std::string> out;
+  for (const char* key : kMetaSettings) {
+    KINDLING_ASSIGN_OR_RETURN(auto value, db::GetSetting(tx, key));
+    if (value) out[key] = std::move(*value);
+  }
+  return out;
+}
+
+}  // namespace
+
+ControlResult<db::Server> SetServerStatus(db::Database& db, const Actor& actor,
+                                          const std::string& server_id, db::ServerStatus status) {
+  return TransactChecked<db::Server>(
+      db, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<db::Server> {
+        auto change = db::SetServerStatus(tx, server_id, status);
+        if (!change) {
+          if (change.error().is_not_found()) {
+            refusal = ControlError{404, kCodeNotFound, "server " + server_id + " does not exist"};
+            return Refused();
+          }
+          return std::unexpected(change.error());
+        }
+        const char* action =
+            status == db::ServerStatus::kActive ? "server.activate" : "server.drain";
+        KINDLING_RETURN_IF_ERROR(Audit(tx, actor, action, "server", server_id,
+                                       json{{"previous_status", db::Name(change->previous)},
+                                            {"status", db::Name(change->server.status)},
+                                            {"hostname", change->server.hostname}}
+                                           .dump()));
+        return change->server;
+      });
+}
+
+ControlResult<std::map<std::string, std::string>> GetMetaSettings(db::Database& db) {
+  return TransactChecked<std::map<std::string, std::string>>(
+      db, [&](db::Tx& tx, std::optional<ControlError>&) { return ReadMeta(tx); });
+}
+
+ControlResult<std::map<std::string, std::string>> UpdateMetaSettings(
+    db::Database& db, const Actor& actor, const std::map<std::string, std::string>& values) {
+  return TransactChecked<std::map<std::string, std::string>>(
+      db,
+      [&](db::Tx& tx, std::optional<ControlError>&) -> Result<std::map<std::string, std::string>> {
+        json changed = json::array();
+        for (const auto& [key, value] : values) {
+          bool did_change = false;
+          if (value.empty()) {
+            KINDLING_ASSIGN_OR_RETURN(did_change, db::DeleteSetting(tx, key));
+          } else {
+            KINDLING_ASSIGN_OR_RETURN(did_change, db::PutSetting(tx, key, value));
+          }
+          if (did_change) changed.push_back(key);
+        }
+        KINDLING_RETURN_IF_ERROR(Audit(tx, actor, "cluster.settings.update", "cluster_settings",
+                                       std::nullopt, json{{"changed", changed}}.dump()));
+        return ReadMeta(tx);
+      });
+}
+
+BackupStoreSettings MergeBackupSettings(BackupStoreSettings base,
+                                        const BackupSettingsUpdate& update) {
+  for (const auto& fields :
+       {std::span<const PlainField>(kPlainFields), std::span<const PlainField>(kSecretFields)}) {
+    for (const PlainField& field : fields) {
+      if (update.*field.update) base.*field.settings = *(update.*field.update);
+    }
+  }
+  return base;
+}
+
+ControlResult<BackupStoreSettings> GetBackupSettings(db::Database& db,
+                                                     const crypto::Key& master_key) {
+  return TransactChecked<BackupStoreSettings>(db, [&](db::Tx& tx, std::optional<ControlError>&) {
+    return LoadBackupStoreSettings(tx, master_key);
+  });
+}
+
+ControlResult<BackupStoreSettings> UpdateBackupSettings(db::Database& db,
+                                                        const crypto::Key& master_key,
+                                                        const Actor& actor,
+                                                        const BackupSettingsUpdate& update) {
+  if (update.local_directory && !update.local_directory->empty() &&
+      update.local_directory->front() != '/') {
+    return Refuse(400, kCodeValidation, "local_directory must be an absolute path");
+  }
+  return TransactChecked<BackupStoreSettings>(
+      db, [&](db::Tx& tx, std::optional<ControlError>&) -> Result<BackupStoreSettings> {
+        json changed = json::array();
+        for (const PlainField& field : kPlainFields) {
+          const auto& value = update.*field.update;
+          if (!value) continue;
+          bool did_change = false;
+          if (value->empty()) {
+            KINDLING_ASSIGN_OR_RETURN(did_change, db::DeleteSetting(tx, field.key));
+          } else {
+            KINDLING_ASSIGN_OR_RETURN(did_change, db::PutSetting(tx, field.key, *value));
+          }
+          if (did_change) changed.push_back(field.key);
+        }
+        json secrets_set = json::array();
+        json secrets_cleared = json::array();
+        json secrets_rotated = json::array();
+        for (const PlainField& field : kSecretFields) {
+          const auto& value = update.*field.update;
+          if (!value) continue;
+          if (value->empty()) {
+            KINDLING_ASSIGN_OR_RETURN(bool deleted, db::DeleteSecret(tx, field.key));
+            if (deleted) secrets_cleared.push_back(field.key);
+          } else {
+            KINDLING_ASSIGN_OR_RETURN(bool rotated,
+                                      db::PutSecret(tx, master_key, field.key, *value));
+            secrets_set.push_back(field.key);
+            if (rotated) secrets_rotated.push_back(field.key);
+          }
+        }
+        json secret_names = secrets_set;
+        for (const auto& name : secrets_cleared) secret_names.push_back(name);
+        KINDLING_RETURN_IF_ERROR(
+            Audit(tx, actor, "volume_backup_settings.update", "volume_backup_settings",
+                  std::nullopt, json{{"changed", changed}, {"secrets", secret_names}}.dump()));
+        if (!secret_names.empty()) {
+          KINDLING_RETURN_IF_ERROR(Audit(tx, actor, "cluster.secrets.update", "cluster_secrets",
+                                         std::nullopt,
+                                         json{{"secrets", secret_names},
+                                              {"set", secrets_set},
+                                              {"rotated", secrets_rotated},
+                                              {"cleared", secrets_cleared}}
+                                             .dump()));
+        }
+        return LoadBackupStoreSettings(tx, master_key);
+      });
+}
+
+ControlResult<db::CreatedApiKey> CreateApiKey(db::Database& db, const Actor& actor,
+                                              const std::string& user_id, const std::string& name) {
+  return TransactChecked<db::CreatedApiKey>(
+      db, [&](db::Tx& tx, std::optional<ControlError>&) -> Result<db::CreatedApiKey> {
+        KINDLING_ASSIGN_OR_RETURN(auto created, db::CreateApiKey(tx, user_id, name));
+        KINDLING_RETURN_IF_ERROR(Audit(tx, actor, "api_key.create", "api_key", created.key.id,
+                                       json{{"name", name}, {"user_id", user_id}}.dump()));
+        return created;
+      });
+}
+
+ControlResult<db::ApiKey> RevokeApiKey(db::Database& db, const Actor& actor,
+                                       const std::string& user_id, const std::string& key_id) {
+  return TransactChecked<db::ApiKey>(
+      db, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<db::ApiKey> {
+        auto key = db::GetApiKey(tx, key_id);
+        if (!key && !key.error().is_not_found()) return std::unexpected(key.error());
+        if (!key || key->user_id != user_id) {
+          refusal = ControlError{404, kCodeNotFound, "API key " + key_id + " does not exist"};
+          return Refused();
+        }
+        KINDLING_ASSIGN_OR_RETURN(bool was_active, db::RevokeApiKey(tx, key_id));
+        KINDLING_RETURN_IF_ERROR(Audit(
+            tx, actor, "api_key.revoke", "api_key", key_id,
+            json{{"name", key->name}, {"user_id", user_id}, {"was_active", was_active}}.dump()));
+        return db::GetApiKey(tx, key_id);
+      });
+}
+
+}  // namespace kindling::control

@@ -1,0 +1,76 @@
+// Platform-admin and account actions, each with its audit event in the same
+// transaction: drain/activate, cluster settings (GET/PUT /api/meta), volume
+// backup settings and secrets, API keys. Audit details name settings and
+// secrets, never secret values.
+//
+// Thread-safety: free functions and a thread-safe class; state lives in the
+// database.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/backup_store.h"
+#include "control/control_error.h"
+#include "control/volume_service.h"
+#include "db/auth.h"
+#include "db/servers.h"
+
+namespace kindling::control {
+
+// server.drain / server.activate.
+[[nodiscard]] ControlResult<db::Server> SetServerStatus(db::Database& db, const Actor& actor,
+                                                        const std::string& server_id,
+                                                        db::ServerStatus status);
+
+// The cluster settings GET /api/meta shows and PUT /api/meta writes.
+inline constexpr const char* kMetaSettings[] = {"public_base_url", "service_base_domain"};
+
+// Current values of kMetaSettings (unset ones absent).
+[[nodiscard]] ControlResult<std::map<std::string, std::string>> GetMetaSettings(db::Database& db);
+// Writes `values` (an empty value deletes the setting); audits
+// cluster.settings.update with details.changed. REQUIRES: keys are in
+// kMetaSettings. Returns the settings afterwards.
+[[nodiscard]] ControlResult<std::map<std::string, std::string>> UpdateMetaSettings(
+    db::Database& db, const Actor& actor, const std::map<std::string, std::string>& values);
+
+// A change to the backup settings: unset fields are kept; an empty string
+// clears a setting or secret.
+struct BackupSettingsUpdate {
+  std::optional<std::string> s3_bucket{};
+  std::optional<std::string> s3_region{};
+  std::optional<std::string> s3_endpoint{};
+  std::optional<std::string> s3_prefix{};
+  std::optional<std::string> local_directory{};
+  std::optional<std::string> s3_access_key_id{};
+  std::optional<std::string> s3_secret_access_key{};
+};
+
+// Fills the unset fields of `update` from `base` (the saved settings), for
+// POST .../test with partial settings.
+BackupStoreSettings MergeBackupSettings(BackupStoreSettings base,
+                                        const BackupSettingsUpdate& update);
+
+[[nodiscard]] ControlResult<BackupStoreSettings> GetBackupSettings(db::Database& db,
+                                                                   const crypto::Key& master_key);
+// Saves, auditing volume_backup_settings.update (details.changed: setting
+// names) and, when secrets changed, cluster.secrets.update (details.secrets:
+// names only). Returns the settings afterwards. The caller initialises the
+// store afterwards (OpenBackupStore), outside the transaction.
+[[nodiscard]] ControlResult<BackupStoreSettings> UpdateBackupSettings(
+    db::Database& db, const crypto::Key& master_key, const Actor& actor,
+    const BackupSettingsUpdate& update);
+
+// api_key.create: the result's secret is the only copy.
+[[nodiscard]] ControlResult<db::CreatedApiKey> CreateApiKey(db::Database& db, const Actor& actor,
+                                                            const std::string& user_id,
+                                                            const std::string& name);
+// api_key.revoke. 404 for keys of other users (their existence is not
+// revealed).
+[[nodiscard]] ControlResult<db::ApiKey> RevokeApiKey(db::Database& db, const Actor& actor,
+                                                     const std::string& user_id,
+                                                     const std::string& key_id);
+
+}  // namespace kindling::control

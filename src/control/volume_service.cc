@@ -1,0 +1,411 @@
+#include "control/volume_service.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "common/ids.h"
+#include "control/backup_store.h"
+#include "db/audit.h"
+#include "db/projects.h"
+
+namespace kindling::control {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kResourceVolume[] = "project_volume";
+
+json OptionalString(const std::optional<std::string>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+std::string_view KindAction(db::OperationKind kind) {
+  switch (kind) {
+    case db::OperationKind::kBackup:
+      return "volume.backup.queue";
+    case db::OperationKind::kRestore:
+      return "volume.restore.queue";
+    case db::OperationKind::kMove:
+      return "volume.move.queue";
+    case db::OperationKind::kRepair:
+      return "volume.repair.queue";
+  }
+  return "volume.operation.queue";
+}
+
+// The project's live volume, locked so that concurrent requests on it
+// serialize and the checks below stay true until commit.
+Result<std::optional<db::Volume>> LockedVolume(db::Tx& tx, const std::string& project_id) {
+  return db::FindProjectVolume(tx, project_id, /*for_update=*/true);
+}
+
+// volume_attached / volume_busy, shared by every queueing action and delete.
+std::optional<ControlError> CheckIdle(db::Tx& tx, const db::Volume& volume, Status* failure) {
+  if (volume.attached_vm_id || volume.status == db::VolumeStatus::kAttached) {
+    return ControlError{409, kCodeVolumeAttached,
+                        "the volume is attached to a running workload; stop it first "
+                        "(volume operations need a cold volume)"};
+  }
+  if (db::IsTransitional(volume.status)) {
+    return ControlError{409, kCodeVolumeBusy,
+                        "the volume is busy (" + std::string(db::Name(volume.status)) + ")"};
+  }
+  auto active = db::FindActiveOperation(tx, volume.id);
+  if (!active) {
+    *failure = std::unexpected(active.error());
+    return std::nullopt;
+  }
+  if (*active) {
+    return ControlError{409, kCodeVolumeBusy,
+                        "the volume has a " + std::string(db::Name((*active)->status)) + " " +
+                            std::string(db::Name((*active)->kind)) + " operation " + (*active)->id};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Status Audit(db::Tx& tx, const Actor& actor, const std::string& action,
+             const std::string& resource_type, const std::optional<std::string>& resource_id,
+             const std::string& details_json) {
+  auto id = db::InsertAuditEvent(tx, db::AuditEventInput{.user_id = actor.user_id,
+                                                         .action = action,
+                                                         .resource_type = resource_type,
+                                                         .resource_id = resource_id,
+                                                         .details_json = details_json,
+                                                         .request_ip = actor.request_ip,
+                                                         .user_agent = actor.user_agent});
+  if (!id) return std::unexpected(id.error());
+  return OkStatus();
+}
+
+VolumeService::VolumeService(db::Database& db, const crypto::Key& master_key,
+                             VolumeServiceOptions options)
+    : db_(db), master_key_(master_key), options_(std::move(options)) {}
+
+Result<std::vector<db::EligibleWorker>> VolumeService::EligibleWorkers(db::Tx& tx) const {
+  KINDLING_ASSIGN_OR_RETURN(
+      auto workers, db::ListEligibleWorkers(
+                        tx, db::WorkerEligibility{.max_heartbeat_age = options_.max_heartbeat_age,
+                                                  .component = "worker",
+                                                  .runtimes = options_.runtimes}));
+  // A worker that reports no runtime cannot run volumes (reference: "with a
+  // VM runtime").
+  std::erase_if(workers, [](const db::EligibleWorker& w) {
+    return !w.runtime.has_value() || w.runtime->empty();
+  });
+  std::stable_sort(workers.begin(), workers.end(),
+                   [](const db::EligibleWorker& a, const db::EligibleWorker& b) {
+                     if (a.load != b.load) return a.load < b.load;
+                     return a.hostname < b.hostname;
+                   });
+  return workers;
+}
+
+ControlResult<VolumeView> VolumeService::GetVolume(const std::string& project_id) {
+  return TransactChecked<VolumeView>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<VolumeView> {
+        KINDLING_ASSIGN_OR_RETURN(auto volume, db::FindProjectVolume(tx, project_id));
+        if (!volume) {
+          refusal = ControlError{404, kCodeNotFound, "the project has no volume"};
+          return Refused();
+        }
+        VolumeView view{.volume = std::move(*volume)};
+        KINDLING_ASSIGN_OR_RETURN(view.current_operation,
+                                  db::FindActiveOperation(tx, view.volume.id));
+        KINDLING_ASSIGN_OR_RETURN(view.last_successful_backup_at,
+                                  db::LastSuccessfulBackupAt(tx, view.volume.id));
+        return view;
+      });
+}
+
+ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
+                                                   const std::string& project_id,
+                                                   const db::VolumeSettingsUpdate& settings,
+                                                   bool* created) {
+  bool was_created = false;
+  auto result = TransactChecked<VolumeView>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<VolumeView> {
+        was_created = false;
+        KINDLING_ASSIGN_OR_RETURN(auto existing, LockedVolume(tx, project_id));
+        db::Volume volume;
+        if (!existing) {
+          KINDLING_ASSIGN_OR_RETURN(auto workers, EligibleWorkers(tx));
+          if (workers.empty()) {
+            refusal = ControlError{409, kCodeVolumeUnavailable,
+                                   "no eligible worker to host the volume (active, recent "
+                                   "heartbeat, healthy worker component with a runtime)"};
+            return Refused();
+          }
+          db::NewVolume request{.project_id = project_id, .server_id = workers.front().server_id};
+          if (settings.mount_path) request.mount_path = *settings.mount_path;
+          if (settings.size_gb) request.size_gb = *settings.size_gb;
+          if (settings.backup_schedule) request.backup_schedule = *settings.backup_schedule;
+          if (settings.backup_retention_count) {
+            request.backup_retention_count = *settings.backup_retention_count;
+          }
+          if (settings.pre_delete_backup_enabled) {
+            request.pre_delete_backup_enabled = *settings.pre_delete_backup_enabled;
+          }
+          // The pinned worker creates the image when it sees a volume without
+          // one; until then the volume is detached with unknown health.
+          request.status = db::VolumeStatus::kDetached;
+          KINDLING_ASSIGN_OR_RETURN(volume, db::CreateVolume(tx, request));
+          KINDLING_RETURN_IF_ERROR(Audit(tx, actor, "volume.create", kResourceVolume, volume.id,
+                                         json{{"project_id", project_id},
+                                              {"server_id", OptionalString(volume.server_id)},
+                                              {"size_gb", volume.size_gb},
+                                              {"mount_path", volume.mount_path}}
+                                             .dump()));
+          was_created = true;
+        } else {
+          const db::Volume& before = *existing;
+          KINDLING_ASSIGN_OR_RETURN(volume, db::UpdateVolumeSettings(tx, before.id, settings));
+          json changed = json::array();
+          if (before.mount_path != volume.mount_path) changed.push_back("mount_path");
+          if (before.size_gb != volume.size_gb) changed.push_back("size_gb");
+          if (before.backup_schedule != volume.backup_schedule) {
+            changed.push_back("backup_schedule");
+          }
+          if (before.backup_retention_count != volume.backup_retention_count) {
+            changed.push_back("backup_retention_count");
+          }
+          if (before.pre_delete_backup_enabled != volume.pre_delete_backup_enabled) {
+            changed.push_back("pre_delete_backup_enabled");
+          }
+          KINDLING_RETURN_IF_ERROR(
+              Audit(tx, actor, "volume.update", kResourceVolume, volume.id,
+                    json{{"project_id", project_id}, {"changed", changed}}.dump()));
+        }
+        VolumeView view{.volume = std::move(volume)};
+        KINDLING_ASSIGN_OR_RETURN(view.current_operation,
+                                  db::FindActiveOperation(tx, view.volume.id));
+        KINDLING_ASSIGN_OR_RETURN(view.last_successful_backup_at,
+                                  db::LastSuccessfulBackupAt(tx, view.volume.id));
+        return view;
+      });
+  if (result && created) *created = was_created;
+  return result;
+}
+
+ControlResult<DeleteVolumeOutcome> VolumeService::DeleteVolume(const Actor& actor,
+                                                               const std::string& project_id) {
+  return TransactChecked<DeleteVolumeOutcome>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<DeleteVolumeOutcome> {
+        KINDLING_ASSIGN_OR_RETURN(auto volume, LockedVolume(tx, project_id));
+        if (!volume) {
+          refusal = ControlError{404, kCodeNotFound, "the project has no volume"};
+          return Refused();
+        }
+        Status failure;
+        if (auto idle = CheckIdle(tx, *volume, &failure)) {
+          refusal = std::move(*idle);
+          return Refused();
+        }
+        KINDLING_RETURN_IF_ERROR(failure);
+        DeleteVolumeOutcome outcome;
+        if (volume->pre_delete_backup_enabled && volume->server_id) {
+          KINDLING_ASSIGN_OR_RETURN(auto store, LoadBackupStoreSettings(tx, master_key_));
+          if (std::string reason = store.MissingReason(); !reason.empty()) {
+            refusal = ControlError{409, kCodeBackupStoreUnavailable,
+                                   "the pre-delete backup cannot run: " + reason};
+            return Refused();
+          }
+          KINDLING_ASSIGN_OR_RETURN(
+              auto queued, db::QueueOperation(tx, db::QueueOperationRequest{
+                                                      .volume_id = volume->id,
+                                                      .kind = db::OperationKind::kBackup,
+                                                      .server_id = *volume->server_id,
+                                                      .create_backup = db::BackupKind::kPreDelete,
+                                                      .volume_status = db::VolumeStatus::kDeleting,
+                                                      .extra_request_metadata_json =
+                                                          R"({"delete_volume_after": true})"}));
+          outcome.operation = queued.operation;
+        } else {
+          KINDLING_RETURN_IF_ERROR(db::MarkVolumeDeleted(tx, volume->id));
+        }
+        KINDLING_RETURN_IF_ERROR(Audit(
+            tx, actor, "volume.delete", kResourceVolume, volume->id,
+            json{{"project_id", project_id},
+                 {"server_id", OptionalString(volume->server_id)},
+                 {"pre_delete_backup", outcome.operation.has_value()},
+                 {"operation_id", outcome.operation ? json(outcome.operation->id) : json(nullptr)}}
+                .dump()));
+        return outcome;
+      });
+}
+
+ControlResult<std::vector<db::Backup>> VolumeService::ListBackups(const std::string& project_id) {
+  return TransactChecked<std::vector<db::Backup>>(
+      db_,
+      [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<std::vector<db::Backup>> {
+        KINDLING_ASSIGN_OR_RETURN(auto volume, db::FindProjectVolume(tx, project_id));
+        if (!volume) {
+          refusal = ControlError{404, kCodeNotFound, "the project has no volume"};
+          return Refused();
+        }
+        return db::ListBackups(tx, volume->id);
+      });
+}
+
+ControlResult<db::Operation> VolumeService::QueueBackup(const Actor& actor,
+                                                        const std::string& project_id) {
+  return Queue(actor, project_id, db::OperationKind::kBackup, std::nullopt, std::nullopt);
+}
+
+ControlResult<db::Operation> VolumeService::QueueRestore(
+    const Actor& actor, const std::string& project_id, const std::optional<std::string>& backup_id,
+    const std::optional<std::string>& target_server_id) {
+  if (!backup_id || backup_id->empty()) {
+    return Refuse(400, kCodeValidation, "backup_id is required");
+  }
+  if (!IsUuid(*backup_id)) return Refuse(400, kCodeValidation, "backup_id is not a UUID");
+  return Queue(actor, project_id, db::OperationKind::kRestore, backup_id, target_server_id);
+}
+
+ControlResult<db::Operation> VolumeService::QueueMove(
+    const Actor& actor, const std::string& project_id,
+    const std::optional<std::string>& target_server_id) {
+  return Queue(actor, project_id, db::OperationKind::kMove, std::nullopt, target_server_id);
+}
+
+ControlResult<db::Operation> VolumeService::QueueRepair(const Actor& actor,
+                                                        const std::string& project_id) {
+  return Queue(actor, project_id, db::OperationKind::kRepair, std::nullopt, std::nullopt);
+}
+
+ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std::string& project_id,
+                                                  db::OperationKind kind,
+                                                  const std::optional<std::string>& backup_id,
+                                                  const std::optional<std::string>& target) {
+  if (target && !IsUuid(*target)) {
+    return Refuse(400, kCodeValidation, "target_server_id is not a UUID");
+  }
+  return TransactChecked<db::Operation>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<db::Operation> {
+        auto refuse = [&](int status, const char* code, std::string message) {
+          refusal = ControlError{status, code, std::move(message)};
+          return Refused();
+        };
+        KINDLING_ASSIGN_OR_RETURN(auto found, LockedVolume(tx, project_id));
+        if (!found) return refuse(404, kCodeNotFound, "the project has no volume");
+        const db::Volume& volume = *found;
+        Status failure;
+        if (auto idle = CheckIdle(tx, volume, &failure)) {
+          refusal = std::move(*idle);
+          return Refused();
+        }
+        KINDLING_RETURN_IF_ERROR(failure);
+
+        const bool needs_source = kind != db::OperationKind::kRestore;
+        if (needs_source) {
+          if (!volume.server_id) {
+            return refuse(409, kCodeVolumeUnavailable, "the volume is not pinned to a server");
+          }
+          if (kind != db::OperationKind::kRepair &&
+              volume.status == db::VolumeStatus::kUnavailable) {
+            return refuse(409, kCodeVolumeUnavailable,
+                          "the volume is unavailable (health " +
+                              std::string(db::Name(volume.health)) +
+                              "); repair or restore it first");
+          }
+          auto server = db::GetServer(tx, *volume.server_id);
+          if (!server && !server.error().is_not_found()) {
+            return std::unexpected(server.error());
+          }
+          if (!server || server->status == db::ServerStatus::kDead) {
+            return refuse(409, kCodeVolumeUnavailable,
+                          "the volume's server " + *volume.server_id + " is not available");
+          }
+        }
+
+        if (kind != db::OperationKind::kRepair) {
+          KINDLING_ASSIGN_OR_RETURN(auto store, LoadBackupStoreSettings(tx, master_key_));
+          if (std::string reason = store.MissingReason(); !reason.empty()) {
+            return refuse(409, kCodeBackupStoreUnavailable,
+                          "backup store not configured: " + reason);
+          }
+        }
+
+        if (backup_id) {
+          auto backup = db::GetBackup(tx, *backup_id);
+          if (!backup) {
+            if (backup.error().is_not_found()) {
+              return refuse(404, kCodeNotFound, "backup " + *backup_id + " does not exist");
+            }
+            return std::unexpected(backup.error());
+          }
+          if (backup->project_volume_id != volume.id) {
+            return refuse(400, kCodeValidation,
+                          "backup " + *backup_id + " belongs to another volume");
+          }
+          if (backup->status != db::BackupStatus::kSucceeded) {
+            return refuse(400, kCodeValidation,
+                          "backup " + *backup_id + " has not succeeded (" +
+                              std::string(db::Name(backup->status)) + ")");
+          }
+        }
+
+        std::string executor = volume.server_id.value_or("");
+        std::optional<std::string> destination;
+        if (kind == db::OperationKind::kRestore || kind == db::OperationKind::kMove) {
+          KINDLING_ASSIGN_OR_RETURN(auto workers, EligibleWorkers(tx));
+          auto eligible = [&](const std::string& id) {
+            return std::ranges::any_of(
+                workers, [&](const db::EligibleWorker& w) { return w.server_id == id; });
+          };
+          if (target) {
+            if (!eligible(*target)) {
+              return refuse(400, kCodeValidation,
+                            "target_server_id " + *target +
+                                " is not an eligible worker (active, recent heartbeat, healthy "
+                                "worker component with a runtime)");
+            }
+            if (kind == db::OperationKind::kMove && volume.server_id == *target) {
+              return refuse(400, kCodeValidation,
+                            "target_server_id is the server the volume is already on");
+            }
+            destination = *target;
+          } else if (kind == db::OperationKind::kRestore && volume.server_id &&
+                     eligible(*volume.server_id)) {
+            destination = *volume.server_id;
+          } else {
+            for (const auto& worker : workers) {
+              if (kind == db::OperationKind::kMove && volume.server_id == worker.server_id) {
+                continue;
+              }
+              destination = worker.server_id;
+              break;
+            }
+          }
+          if (!destination) {
+            return refuse(409, kCodeVolumeUnavailable,
+                          "no eligible worker for the " + std::string(db::Name(kind)));
+          }
+          if (kind == db::OperationKind::kRestore) executor = *destination;
+        }
+
+        db::QueueOperationRequest request{.volume_id = volume.id,
+                                          .kind = kind,
+                                          .server_id = executor,
+                                          .backup_id = backup_id,
+                                          .target_server_id = destination};
+        if (kind == db::OperationKind::kBackup || kind == db::OperationKind::kMove) {
+          request.create_backup = db::BackupKind::kManual;
+        }
+        KINDLING_ASSIGN_OR_RETURN(auto queued, db::QueueOperation(tx, request));
+        KINDLING_RETURN_IF_ERROR(
+            Audit(tx, actor, std::string(KindAction(kind)), kResourceVolume, volume.id,
+                  json{{"project_id", project_id},
+                       {"operation_id", queued.operation.id},
+                       {"server_id", executor},
+                       {"previous_server_id", OptionalString(volume.server_id)},
+                       {"target_server_id", OptionalString(destination)},
+                       {"backup_id", OptionalString(queued.operation.backup_id)}}
+                      .dump()));
+        return queued.operation;
+      });
+}
+
+}  // namespace kindling::control

@@ -1,0 +1,156 @@
+#include "db/backups.h"
+
+#include "common/ids.h"
+#include "db/internal.h"
+
+namespace kindling::db {
+namespace {
+
+using internal::OptText;
+using internal::OptTime;
+using internal::Text;
+using internal::Time;
+
+constexpr char kBackupColumns[] =
+    "id, project_volume_id, kind, status, storage_url, storage_key, size_bytes, error, "
+    "metadata::text, started_at, completed_at, failed_at, created_at, updated_at";
+
+Backup BackupFromRow(const pqxx::row& r) {
+  Backup b;
+  b.id = Text(r[0]);
+  b.project_volume_id = Text(r[1]);
+  b.kind = internal::Enum<BackupKind>(r[2]);
+  b.status = internal::Enum<BackupStatus>(r[3]);
+  b.storage_url = OptText(r[4]);
+  b.storage_key = OptText(r[5]);
+  if (!r[6].is_null()) b.size_bytes = r[6].as<std::int64_t>();
+  b.error = OptText(r[7]);
+  b.metadata_json = Text(r[8]);
+  b.started_at = OptTime(r[9]);
+  b.completed_at = OptTime(r[10]);
+  b.failed_at = OptTime(r[11]);
+  b.created_at = Time(r[12]);
+  b.updated_at = Time(r[13]);
+  return b;
+}
+
+// Applies `set_sql` to a backup whose status is in `from`; kNotFound when
+// missing, kInvalidArgument naming the current status otherwise.
+template <typename... Args>
+Result<Backup> Transition(pqxx::transaction_base& w, const std::string& backup_id,
+                          std::string_view from_sql, std::string_view set_sql, Args&&... args) {
+  const pqxx::result current = w.exec_params(
+      "SELECT status FROM project_volume_backups WHERE id = $1::uuid FOR UPDATE", backup_id);
+  if (current.empty()) return NotFound("backup " + backup_id + " not found");
+  const std::string status = Text(current[0][0]);
+  const pqxx::result rows =
+      w.exec_params("UPDATE project_volume_backups SET " + std::string(set_sql) +
+                        ", updated_at = now() WHERE id = $1::uuid AND status IN (" +
+                        std::string(from_sql) + ") RETURNING " + kBackupColumns,
+                    backup_id, std::forward<Args>(args)...);
+  if (rows.empty()) return InvalidArgument("backup " + backup_id + " is already " + status);
+  return BackupFromRow(rows[0]);
+}
+
+}  // namespace
+
+Result<Backup> CreateBackup(Tx& tx, const NewBackup& b) {
+  return internal::Run(tx, "create backup", [&](pqxx::transaction_base& w) -> Result<Backup> {
+    return BackupFromRow(w.exec_params1(
+        std::string("INSERT INTO project_volume_backups (id, project_volume_id, kind, metadata) "
+                    "VALUES ($1::uuid, $2::uuid, $3, $4::jsonb) RETURNING ") +
+            kBackupColumns,
+        b.id.value_or(NewUuidV7()), b.volume_id, std::string(Name(b.kind)), b.metadata_json));
+  });
+}
+
+Result<Backup> GetBackup(Tx& tx, const std::string& backup_id) {
+  return internal::Run(tx, "get backup", [&](pqxx::transaction_base& w) -> Result<Backup> {
+    const pqxx::result rows = w.exec_params(std::string("SELECT ") + kBackupColumns +
+                                                " FROM project_volume_backups WHERE id = $1::uuid",
+                                            backup_id);
+    if (rows.empty()) return NotFound("backup " + backup_id + " not found");
+    return BackupFromRow(rows[0]);
+  });
+}
+
+Result<std::vector<Backup>> ListBackups(Tx& tx, const std::string& volume_id, int limit) {
+  return internal::Run(
+      tx, "list backups", [&](pqxx::transaction_base& w) -> Result<std::vector<Backup>> {
+        std::vector<Backup> out;
+        for (const auto& r : w.exec_params(std::string("SELECT ") + kBackupColumns +
+                                               " FROM project_volume_backups "
+                                               "WHERE project_volume_id = $1::uuid "
+                                               "ORDER BY created_at DESC, id DESC LIMIT $2",
+                                           volume_id, std::max(limit, 1)))
+          out.push_back(BackupFromRow(r));
+        return out;
+      });
+}
+
+Result<Backup> MarkBackupRunning(Tx& tx, const std::string& backup_id) {
+  return internal::Run(tx, "mark backup running", [&](pqxx::transaction_base& w) {
+    return Transition(w, backup_id, "'pending', 'running'",
+                      "status = 'running', started_at = COALESCE(started_at, now())");
+  });
+}
+
+Result<Backup> MarkBackupSucceeded(Tx& tx, const std::string& backup_id, const BackupSuccess& s) {
+  return internal::Run(tx, "mark backup succeeded", [&](pqxx::transaction_base& w) {
+    return Transition(w, backup_id, "'pending', 'running', 'succeeded'",
+                      "status = 'succeeded', storage_url = $2, storage_key = $3, "
+                      "size_bytes = $4, metadata = metadata || $5::jsonb, error = NULL, "
+                      "started_at = COALESCE(started_at, now()), completed_at = now()",
+                      s.storage_url, s.storage_key, s.size_bytes, s.metadata_json);
+  });
+}
+
+Result<Backup> MarkBackupFailed(Tx& tx, const std::string& backup_id, const std::string& error) {
+  return internal::Run(tx, "mark backup failed", [&](pqxx::transaction_base& w) {
+    return Transition(w, backup_id, "'pending', 'running', 'failed'",
+                      "status = 'failed', error = $2, failed_at = now()", error);
+  });
+}
+
+Result<std::vector<Backup>> ListRetentionCandidates(Tx& tx, const std::string& volume_id,
+                                                    int keep) {
+  return internal::Run(
+      tx, "list retention candidates",
+      [&](pqxx::transaction_base& w) -> Result<std::vector<Backup>> {
+        std::vector<Backup> out;
+        for (const auto& r : w.exec_params(
+                 std::string("SELECT ") + kBackupColumns +
+                     " FROM (SELECT *, row_number() OVER ("
+                     "    ORDER BY completed_at DESC NULLS LAST, created_at DESC, id DESC) AS rank "
+                     "  FROM project_volume_backups "
+                     "  WHERE project_volume_id = $1::uuid AND status = 'succeeded') b "
+                     "WHERE rank > $2 AND NOT EXISTS (SELECT 1 FROM project_volume_operations o "
+                     "  WHERE o.status IN ('pending', 'running') "
+                     "    AND o.request_metadata->>'backup_id' = b.id::text) "
+                     "ORDER BY rank",
+                 volume_id, std::max(keep, 0)))
+          out.push_back(BackupFromRow(r));
+        return out;
+      });
+}
+
+Result<bool> DeleteBackup(Tx& tx, const std::string& backup_id) {
+  return internal::Run(tx, "delete backup", [&](pqxx::transaction_base& w) -> Result<bool> {
+    return !w.exec_params("DELETE FROM project_volume_backups WHERE id = $1::uuid RETURNING id",
+                          backup_id)
+                .empty();
+  });
+}
+
+Result<std::optional<Timestamp>> LastSuccessfulBackupAt(Tx& tx, const std::string& volume_id) {
+  return internal::Run(tx, "last successful backup",
+                       [&](pqxx::transaction_base& w) -> Result<std::optional<Timestamp>> {
+                         const pqxx::row r = w.exec_params1(
+                             "SELECT max(completed_at) FROM project_volume_backups "
+                             "WHERE project_volume_id = $1::uuid AND status = 'succeeded'",
+                             volume_id);
+                         return OptTime(r[0]);
+                       });
+}
+
+}  // namespace kindling::db

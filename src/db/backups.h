@@ -1,0 +1,87 @@
+// project_volume_backups: one row per backup of a volume. The object store
+// holds the data and a backup is committed by its manifest there; the row
+// records that (status succeeded, storage_url/key, size) and the history.
+//
+// Life cycle: pending (queued with its operation) -> running (claimed) ->
+// succeeded | failed. Retention deletes rows after their objects are gone.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "db/database.h"
+#include "db/types.h"
+
+namespace kindling::db {
+
+struct Backup {
+  std::string id{};
+  std::string project_volume_id{};
+  BackupKind kind = BackupKind::kManual;
+  BackupStatus status = BackupStatus::kPending;
+  std::optional<std::string> storage_url{};
+  std::optional<std::string> storage_key{};
+  std::optional<std::int64_t> size_bytes{};
+  std::optional<std::string> error{};
+  std::string metadata_json = "{}";
+  std::optional<Timestamp> started_at{};
+  std::optional<Timestamp> completed_at{};
+  std::optional<Timestamp> failed_at{};
+  Timestamp created_at{};
+  Timestamp updated_at{};
+};
+
+struct NewBackup {
+  std::string volume_id{};
+  BackupKind kind = BackupKind::kManual;
+  // Defaults to a new UUIDv7, so backup ids sort by creation time like the
+  // engine's store keys.
+  std::optional<std::string> id{};
+  std::string metadata_json = "{}";
+};
+
+// A pending backup row. kInvalidArgument for an unknown volume.
+[[nodiscard]] Result<Backup> CreateBackup(Tx& tx, const NewBackup& backup);
+[[nodiscard]] Result<Backup> GetBackup(Tx& tx, const std::string& backup_id);  // kNotFound
+
+// The volume's backups, newest first.
+[[nodiscard]] Result<std::vector<Backup>> ListBackups(Tx& tx, const std::string& volume_id,
+                                                      int limit = 100);
+
+// pending -> running (started_at set once; a retried backup keeps it).
+// kNotFound when missing; kInvalidArgument when already finished.
+[[nodiscard]] Result<Backup> MarkBackupRunning(Tx& tx, const std::string& backup_id);
+
+struct BackupSuccess {
+  std::string storage_url{};  // e.g. "s3://bucket/prefix" or "file:///srv/backups"
+  std::string storage_key{};  // where the manifest (the commit point) lives
+  std::int64_t size_bytes = 0;
+  // Merged into metadata (stored bytes, chunks, image digest...).
+  std::string metadata_json = "{}";
+};
+
+// -> succeeded, clearing error. kInvalidArgument when already failed.
+[[nodiscard]] Result<Backup> MarkBackupSucceeded(Tx& tx, const std::string& backup_id,
+                                                 const BackupSuccess& success);
+// -> failed with `error`. kInvalidArgument when already succeeded.
+[[nodiscard]] Result<Backup> MarkBackupFailed(Tx& tx, const std::string& backup_id,
+                                              const std::string& error);
+
+// Succeeded backups beyond the newest `keep` (by completion), newest first,
+// leaving out any backup a pending or running operation refers to (a restore
+// in flight keeps its source). REQUIRES: keep >= 0.
+[[nodiscard]] Result<std::vector<Backup>> ListRetentionCandidates(Tx& tx,
+                                                                  const std::string& volume_id,
+                                                                  int keep);
+
+// Deletes the row (after its objects were removed). True when it existed.
+[[nodiscard]] Result<bool> DeleteBackup(Tx& tx, const std::string& backup_id);
+
+// completed_at of the volume's newest succeeded backup.
+[[nodiscard]] Result<std::optional<Timestamp>> LastSuccessfulBackupAt(Tx& tx,
+                                                                      const std::string& volume_id);
+
+}  // namespace kindling::db

@@ -1,0 +1,183 @@
+// Database: a connection pool over libpqxx and the transaction helper every
+// table-family function runs in.
+//
+// Nothing above db/ sees libpqxx: its exceptions stop here and become Errors:
+//   kTransient        connection lost, serialization failure, deadlock, server
+//                     shutting down, pool exhausted (safe to retry)
+//   kInvalidArgument  unique/check/foreign-key/not-null violation or malformed
+//                     input (a uuid that is not one), with a clean message that
+//                     never includes the row's values
+//   kInternal         anything else
+//
+// Usage: every table-family function takes a Tx& so that several of them (an
+// operation and its audit event, say) commit or roll back together:
+//
+//   auto op = db.Transact([&](db::Tx& tx) -> Result<db::Operation> {
+//     KINDLING_ASSIGN_OR_RETURN(auto queued, db::QueueOperation(tx, request));
+//     KINDLING_RETURN_IF_ERROR(db::InsertAuditEvent(tx, event));
+//     return queued.operation;
+//   });
+//
+// Thread-safety: Database is thread-safe. A Tx belongs to one thread and lives
+// only during its Transact callback.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+
+namespace kindling::db {
+
+namespace internal {
+struct ConnectionState;  // a libpqxx connection (database.cc)
+struct TxState;          // a libpqxx transaction and its first failure
+}  // namespace internal
+
+// Reads a DSN file (/etc/kindling/postgres.dsn): its content with surrounding
+// whitespace trimmed. kNotFound when missing, kInvalidArgument when empty,
+// kIo when unreadable. Errors name the path, never the DSN.
+[[nodiscard]] Result<std::string> ReadDsnFile(const std::filesystem::path& path);
+
+// The DSN with its password replaced by "***" (URI "user:pw@" and keyword
+// "password=pw" forms), for logs and error messages.
+std::string RedactDsn(std::string_view dsn);
+
+struct DatabaseOptions {
+  std::string dsn{};
+  // Connections opened at most; Acquire waits for a free one beyond that.
+  std::size_t max_connections = 8;
+  std::chrono::milliseconds acquire_timeout{10'000};
+  // Attempts of one Transact when it fails with a retryable error.
+  int max_transaction_attempts = 5;
+  // Shown in pg_stat_activity; empty leaves the server's default.
+  std::string application_name = "kindling";
+};
+
+enum class Isolation : std::uint8_t { kReadCommitted, kRepeatableRead, kSerializable };
+
+struct TxOptions {
+  Isolation isolation = Isolation::kReadCommitted;
+  bool read_only = false;
+  // 0: DatabaseOptions::max_transaction_attempts.
+  int max_attempts = 0;
+};
+
+class Database;
+
+// One pooled connection; returned to the pool on destruction (closed instead
+// when it broke or Discard() was called). REQUIRES: does not outlive its
+// Database.
+class PooledConnection {
+ public:
+  PooledConnection(PooledConnection&& other) noexcept;
+  PooledConnection& operator=(PooledConnection&&) = delete;
+  PooledConnection(const PooledConnection&) = delete;
+  ~PooledConnection();
+
+  void Discard() { discard_ = true; }
+  // For db/ implementation files.
+  internal::ConnectionState& state() { return *state_; }
+
+ private:
+  friend class Database;
+  PooledConnection(Database* owner, std::unique_ptr<internal::ConnectionState> state);
+
+  Database* owner_;
+  std::unique_ptr<internal::ConnectionState> state_;
+  bool discard_ = false;
+};
+
+// One open transaction, handed to Transact callbacks and passed on to the
+// table-family functions. Once a statement fails the transaction is dead:
+// later statements return the same error and Transact rolls back.
+class Tx {
+ public:
+  explicit Tx(internal::TxState& state) : state_(state) {}
+  Tx(const Tx&) = delete;
+  Tx& operator=(const Tx&) = delete;
+
+  bool failed() const;
+  // For db/ implementation files.
+  internal::TxState& state() { return state_; }
+
+ private:
+  internal::TxState& state_;
+};
+
+class Database {
+ public:
+  // Connects once to check the DSN and the server (kTransient when the server
+  // cannot be reached, so a starting process may wait for it).
+  [[nodiscard]] static Result<std::unique_ptr<Database>> Open(DatabaseOptions options);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  // A connection from the pool, opening one when none is idle and fewer than
+  // max_connections are open; waits up to acquire_timeout otherwise
+  // (kTransient).
+  [[nodiscard]] Result<PooledConnection> Acquire();
+
+  // Runs `fn(Tx&)` in a transaction and commits when it returns a value;
+  // rolls back when it returns an error, throws, or a statement failed. A
+  // retryable failure (serialization failure, deadlock, connection lost
+  // before COMMIT) runs `fn` again on a fresh transaction, up to
+  // max_attempts times with a short backoff, so `fn` must not have effects
+  // outside the database. A connection lost during COMMIT is kTransient
+  // without retry: the commit may or may not have happened.
+  // `fn` returns Status or Result<T>; Transact returns the same type.
+  template <typename F>
+  auto Transact(F&& fn, const TxOptions& options = {}) -> std::invoke_result_t<F&, Tx&>;
+
+  // SELECT 1 on a pooled connection (health checks).
+  [[nodiscard]] Status Ping();
+
+  const DatabaseOptions& options() const { return options_; }
+
+ private:
+  friend class PooledConnection;
+  explicit Database(DatabaseOptions options);
+
+  [[nodiscard]] Result<std::unique_ptr<internal::ConnectionState>> Connect();
+  void Release(std::unique_ptr<internal::ConnectionState> state, bool discard);
+  [[nodiscard]] Status RunTransaction(const TxOptions& options,
+                                      const std::function<Status(Tx&)>& fn);
+
+  const DatabaseOptions options_;
+  std::mutex mu_;
+  std::condition_variable released_;
+  std::vector<std::unique_ptr<internal::ConnectionState>> idle_;  // guarded by mu_
+  std::size_t open_ = 0;                                          // guarded by mu_
+};
+
+template <typename F>
+auto Database::Transact(F&& fn, const TxOptions& options) -> std::invoke_result_t<F&, Tx&> {
+  using R = std::invoke_result_t<F&, Tx&>;
+  if constexpr (std::is_same_v<R, Status>) {
+    return RunTransaction(options, [&fn](Tx& tx) -> Status { return fn(tx); });
+  } else {
+    std::optional<typename R::value_type> value;
+    Status status = RunTransaction(options, [&fn, &value](Tx& tx) -> Status {
+      R result = fn(tx);
+      if (!result) return std::unexpected(std::move(result).error());
+      value.emplace(std::move(*result));
+      return {};
+    });
+    if (!status) return std::unexpected(std::move(status).error());
+    return std::move(*value);
+  }
+}
+
+}  // namespace kindling::db

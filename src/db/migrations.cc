@@ -1,0 +1,276 @@
+#include "db/migrations.h"
+
+#include <array>
+#include <set>
+
+#include "db/internal.h"
+
+namespace kindling::db {
+namespace {
+
+// Version 1: the reference system's tables for the volume backup feature and
+// what it needs around it. Table and column names follow the reference so its
+// operators' SQL keeps working; lease_owner, lease_expires_at, attempts and
+// progress on operations are this project's additions.
+constexpr std::string_view kInitialSchema = R"sql(
+CREATE TABLE users (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  email text NOT NULL CHECK (email <> ''),
+  name text NOT NULL DEFAULT '',
+  is_platform_admin boolean NOT NULL DEFAULT false,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- Emails are unique regardless of case.
+CREATE UNIQUE INDEX users_email_key ON users (lower(email));
+
+CREATE TABLE organizations (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  name text NOT NULL CHECK (name <> ''),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE organization_memberships (
+  organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  role text NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT organization_memberships_pkey PRIMARY KEY (organization_id, user_id)
+);
+CREATE INDEX organization_memberships_user_id_idx ON organization_memberships (user_id);
+
+CREATE TABLE api_keys (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  name text NOT NULL DEFAULT '',
+  key_prefix text NOT NULL,
+  -- SHA-256 of the secret; the secret itself is never stored.
+  key_hash bytea NOT NULL CHECK (octet_length(key_hash) = 32),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  last_used_at timestamptz,
+  revoked_at timestamptz,
+  CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash)
+);
+CREATE INDEX api_keys_user_id_idx ON api_keys (user_id);
+
+CREATE TABLE projects (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+  name text NOT NULL CHECK (name <> ''),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT projects_organization_id_name_key UNIQUE (organization_id, name)
+);
+
+CREATE TABLE servers (
+  id uuid PRIMARY KEY,
+  hostname text NOT NULL,
+  internal_ip text NOT NULL DEFAULT '',
+  status text NOT NULL DEFAULT 'active'
+    CHECK (status IN ('active', 'draining', 'drained', 'dead')),
+  last_heartbeat_at timestamptz,
+  enabled_components text[] NOT NULL DEFAULT '{}',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- The leader's dead-server sweep.
+CREATE INDEX servers_status_heartbeat_idx ON servers (status, last_heartbeat_at);
+
+CREATE TABLE server_component_statuses (
+  server_id uuid NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
+  component text NOT NULL,
+  status text NOT NULL CHECK (status IN ('healthy', 'degraded')),
+  observed_at timestamptz NOT NULL DEFAULT now(),
+  last_success_at timestamptz,
+  last_error_at timestamptz,
+  last_error_message text,
+  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+  PRIMARY KEY (server_id, component)
+);
+
+CREATE TABLE project_volumes (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  project_id uuid NOT NULL REFERENCES projects (id),
+  server_id uuid REFERENCES servers (id),
+  attached_vm_id uuid,
+  mount_path text NOT NULL DEFAULT '/data' CHECK (mount_path LIKE '/%'),
+  size_gb integer NOT NULL DEFAULT 5 CHECK (size_gb > 0),
+  filesystem text NOT NULL DEFAULT 'ext4' CHECK (filesystem IN ('ext4')),
+  status text NOT NULL DEFAULT 'detached'
+    CHECK (status IN ('detached', 'available', 'attached', 'unavailable', 'backing_up',
+                      'restoring', 'repairing', 'deleting')),
+  health text NOT NULL DEFAULT 'unknown'
+    CHECK (health IN ('unknown', 'healthy', 'degraded', 'missing', 'corrupt')),
+  backup_schedule text NOT NULL DEFAULT 'manual'
+    CHECK (backup_schedule IN ('off', 'manual', 'daily', 'weekly')),
+  backup_retention_count integer NOT NULL DEFAULT 7 CHECK (backup_retention_count >= 1),
+  pre_delete_backup_enabled boolean NOT NULL DEFAULT false,
+  last_error text,
+  deleted_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- One volume per project; deleted ones stay as history.
+CREATE UNIQUE INDEX project_volumes_one_live_per_project
+  ON project_volumes (project_id) WHERE deleted_at IS NULL;
+CREATE INDEX project_volumes_server_id_idx
+  ON project_volumes (server_id) WHERE deleted_at IS NULL;
+
+CREATE TABLE project_volume_operations (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  project_volume_id uuid NOT NULL REFERENCES project_volumes (id) ON DELETE CASCADE,
+  kind text NOT NULL CHECK (kind IN ('backup', 'restore', 'move', 'repair')),
+  status text NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'running', 'succeeded', 'failed')),
+  server_id uuid REFERENCES servers (id),
+  request_metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+  result_metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+  error text,
+  started_at timestamptz,
+  completed_at timestamptz,
+  failed_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  lease_owner uuid,
+  lease_expires_at timestamptz,
+  attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  progress jsonb NOT NULL DEFAULT '{}'::jsonb,
+  CHECK (status <> 'running' OR (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL))
+);
+-- A volume never has two operations in flight.
+CREATE UNIQUE INDEX project_volume_operations_one_active_per_volume
+  ON project_volume_operations (project_volume_id) WHERE status IN ('pending', 'running');
+-- Claiming: a worker's pending operations, oldest first.
+CREATE INDEX project_volume_operations_pending_idx
+  ON project_volume_operations (server_id, created_at) WHERE status = 'pending';
+-- The recovery sweep: running operations by lease expiry.
+CREATE INDEX project_volume_operations_lease_idx
+  ON project_volume_operations (lease_expires_at) WHERE status = 'running';
+CREATE INDEX project_volume_operations_status_server_idx
+  ON project_volume_operations (status, server_id);
+CREATE INDEX project_volume_operations_volume_idx
+  ON project_volume_operations (project_volume_id, created_at DESC);
+
+CREATE TABLE project_volume_backups (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  project_volume_id uuid NOT NULL REFERENCES project_volumes (id) ON DELETE CASCADE,
+  kind text NOT NULL CHECK (kind IN ('manual', 'scheduled', 'pre_delete')),
+  status text NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'running', 'succeeded', 'failed')),
+  storage_url text,
+  storage_key text,
+  size_bytes bigint CHECK (size_bytes >= 0),
+  error text,
+  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+  started_at timestamptz,
+  completed_at timestamptz,
+  failed_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX project_volume_backups_volume_idx
+  ON project_volume_backups (project_volume_id, created_at DESC);
+
+CREATE TABLE cluster_settings (
+  key text PRIMARY KEY,
+  value text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Values are AES-256-GCM sealed with the master key: nonce || ciphertext || tag.
+CREATE TABLE cluster_secrets (
+  key text PRIMARY KEY,
+  ciphertext bytea NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE cluster_audit_events (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  -- No foreign key: the trail outlives deleted users.
+  user_id uuid,
+  action text NOT NULL CHECK (action <> ''),
+  resource_type text NOT NULL,
+  resource_id text,
+  details jsonb NOT NULL DEFAULT '{}'::jsonb,
+  request_ip text,
+  user_agent text,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX cluster_audit_events_created_at_idx ON cluster_audit_events (created_at DESC);
+CREATE INDEX cluster_audit_events_action_idx ON cluster_audit_events (action, created_at DESC);
+CREATE INDEX cluster_audit_events_resource_idx
+  ON cluster_audit_events (resource_type, resource_id, created_at DESC);
+)sql";
+
+constexpr std::array<Migration, 1> kMigrations = {{
+    {1, "initial schema", kInitialSchema},
+}};
+
+constexpr std::string_view kCreateMigrationsTable = R"sql(
+CREATE TABLE IF NOT EXISTS schema_migrations (
+  version integer PRIMARY KEY,
+  name text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+))sql";
+
+// Versions recorded so far (empty when schema_migrations does not exist).
+Result<std::set<int>> AppliedVersions(Database& db) {
+  return db.Transact(
+      [](Tx& tx) -> Result<std::set<int>> {
+        return internal::Run(
+            tx, "read schema_migrations", [](pqxx::transaction_base& w) -> Result<std::set<int>> {
+              std::set<int> versions;
+              const pqxx::row exists =
+                  w.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL");
+              if (!exists[0].as<bool>()) return versions;
+              for (const auto& row : w.exec("SELECT version FROM schema_migrations"))
+                versions.insert(row[0].as<int>());
+              return versions;
+            });
+      },
+      TxOptions{.read_only = true});
+}
+
+// Applies `m` unless another process did; true when this call applied it.
+Result<bool> Apply(Database& db, const Migration& m) {
+  return db.Transact([&m](Tx& tx) -> Result<bool> {
+    const std::string context =
+        "migration " + std::to_string(m.version) + " (" + std::string(m.name) + ")";
+    return internal::Run(tx, context, [&m](pqxx::transaction_base& w) -> Result<bool> {
+      w.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
+      w.exec(std::string(kCreateMigrationsTable));
+      if (!w.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", m.version).empty())
+        return false;
+      w.exec(std::string(m.sql));
+      w.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                    std::string(m.name));
+      return true;
+    });
+  });
+}
+
+}  // namespace
+
+std::span<const Migration> AllMigrations() { return kMigrations; }
+
+Result<MigrationReport> RunMigrations(Database& db) {
+  MigrationReport report;
+  // Up-to-date databases (every start after the first) take no lock.
+  KINDLING_ASSIGN_OR_RETURN(std::set<int> applied, AppliedVersions(db));
+  for (const Migration& m : kMigrations) {
+    if (applied.contains(m.version)) continue;
+    KINDLING_ASSIGN_OR_RETURN(bool did, Apply(db, m));
+    if (did) ++report.applied;
+  }
+  KINDLING_ASSIGN_OR_RETURN(report.schema_version, SchemaVersion(db));
+  return report;
+}
+
+Result<int> SchemaVersion(Database& db) {
+  KINDLING_ASSIGN_OR_RETURN(std::set<int> applied, AppliedVersions(db));
+  return applied.empty() ? 0 : *applied.rbegin();
+}
+
+}  // namespace kindling::db

@@ -1,0 +1,171 @@
+#include "db/volumes.h"
+
+#include <algorithm>
+
+#include "db/internal.h"
+
+namespace kindling::db {
+namespace {
+
+using internal::OptText;
+using internal::OptTime;
+using internal::Text;
+using internal::Time;
+
+constexpr char kVolumeColumns[] =
+    "id, project_id, server_id, attached_vm_id, mount_path, size_gb, filesystem, status, health, "
+    "backup_schedule, backup_retention_count, pre_delete_backup_enabled, last_error, deleted_at, "
+    "created_at, updated_at";
+
+Volume VolumeFromRow(const pqxx::row& r) {
+  Volume v;
+  v.id = Text(r[0]);
+  v.project_id = Text(r[1]);
+  v.server_id = OptText(r[2]);
+  v.attached_vm_id = OptText(r[3]);
+  v.mount_path = Text(r[4]);
+  v.size_gb = r[5].as<int>();
+  v.filesystem = Text(r[6]);
+  v.status = internal::Enum<VolumeStatus>(r[7]);
+  v.health = internal::Enum<VolumeHealth>(r[8]);
+  v.backup_schedule = internal::Enum<BackupSchedule>(r[9]);
+  v.backup_retention_count = r[10].as<int>();
+  v.pre_delete_backup_enabled = r[11].as<bool>();
+  v.last_error = OptText(r[12]);
+  v.deleted_at = OptTime(r[13]);
+  v.created_at = Time(r[14]);
+  v.updated_at = Time(r[15]);
+  return v;
+}
+
+Result<Volume> ReadVolume(pqxx::transaction_base& w, const std::string& volume_id,
+                          bool for_update) {
+  const pqxx::result rows = w.exec_params(std::string("SELECT ") + kVolumeColumns +
+                                              " FROM project_volumes WHERE id = $1::uuid" +
+                                              (for_update ? " FOR UPDATE" : ""),
+                                          volume_id);
+  if (rows.empty()) return NotFound("volume " + volume_id + " not found");
+  return VolumeFromRow(rows[0]);
+}
+
+template <typename E>
+std::optional<std::string> OptName(const std::optional<E>& value) {
+  if (!value) return std::nullopt;
+  return std::string(Name(*value));
+}
+
+}  // namespace
+
+Result<Volume> CreateVolume(Tx& tx, const NewVolume& v) {
+  return internal::Run(tx, "create volume", [&](pqxx::transaction_base& w) -> Result<Volume> {
+    return VolumeFromRow(w.exec_params1(
+        std::string("INSERT INTO project_volumes (project_id, server_id, mount_path, size_gb, "
+                    "  backup_schedule, backup_retention_count, pre_delete_backup_enabled, status) "
+                    "VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8) RETURNING ") +
+            kVolumeColumns,
+        v.project_id, v.server_id, v.mount_path, v.size_gb, std::string(Name(v.backup_schedule)),
+        v.backup_retention_count, v.pre_delete_backup_enabled, std::string(Name(v.status))));
+  });
+}
+
+Result<Volume> GetVolume(Tx& tx, const std::string& volume_id, bool for_update) {
+  return internal::Run(tx, "get volume", [&](pqxx::transaction_base& w) -> Result<Volume> {
+    return ReadVolume(w, volume_id, for_update);
+  });
+}
+
+Result<std::optional<Volume>> FindProjectVolume(Tx& tx, const std::string& project_id,
+                                                bool for_update) {
+  return internal::Run(
+      tx, "find project volume", [&](pqxx::transaction_base& w) -> Result<std::optional<Volume>> {
+        const pqxx::result rows = w.exec_params(
+            std::string("SELECT ") + kVolumeColumns +
+                " FROM project_volumes WHERE project_id = $1::uuid AND deleted_at IS NULL" +
+                (for_update ? " FOR UPDATE" : ""),
+            project_id);
+        if (rows.empty()) return std::optional<Volume>();
+        return std::optional<Volume>(VolumeFromRow(rows[0]));
+      });
+}
+
+Result<Volume> UpdateVolumeSettings(Tx& tx, const std::string& volume_id,
+                                    const VolumeSettingsUpdate& u) {
+  return internal::Run(
+      tx, "update volume settings", [&](pqxx::transaction_base& w) -> Result<Volume> {
+        KINDLING_ASSIGN_OR_RETURN(Volume current, ReadVolume(w, volume_id, /*for_update=*/true));
+        if (current.deleted_at) return NotFound("volume " + volume_id + " is deleted");
+        if (u.size_gb && *u.size_gb < current.size_gb) {
+          return InvalidArgument("size_gb can only grow (volume has " +
+                                 std::to_string(current.size_gb) + " GB)");
+        }
+        return VolumeFromRow(w.exec_params1(
+            std::string(
+                "UPDATE project_volumes SET "
+                "  mount_path = COALESCE($2, mount_path), "
+                "  size_gb = COALESCE($3::int, size_gb), "
+                "  backup_schedule = COALESCE($4, backup_schedule), "
+                "  backup_retention_count = COALESCE($5::int, backup_retention_count), "
+                "  pre_delete_backup_enabled = COALESCE($6::bool, pre_delete_backup_enabled), "
+                "  updated_at = now() "
+                "WHERE id = $1::uuid RETURNING ") +
+                kVolumeColumns,
+            volume_id, u.mount_path, u.size_gb, OptName(u.backup_schedule),
+            u.backup_retention_count, u.pre_delete_backup_enabled));
+      });
+}
+
+Result<Volume> UpdateVolumeState(Tx& tx, const std::string& volume_id, const VolumeStateUpdate& u) {
+  return internal::Run(tx, "update volume state", [&](pqxx::transaction_base& w) -> Result<Volume> {
+    KINDLING_ASSIGN_OR_RETURN(Volume current, ReadVolume(w, volume_id, /*for_update=*/true));
+    if (!u.only_from.empty() &&
+        std::find(u.only_from.begin(), u.only_from.end(), current.status) == u.only_from.end()) {
+      return InvalidArgument("volume " + volume_id + " is " + std::string(Name(current.status)));
+    }
+    // $n flags say whether to touch a nullable column, since NULL is a
+    // value to write there.
+    return VolumeFromRow(w.exec_params1(
+        std::string("UPDATE project_volumes SET "
+                    "  status = COALESCE($2, status), "
+                    "  health = COALESCE($3, health), "
+                    "  server_id = CASE WHEN $4 THEN $5::uuid ELSE server_id END, "
+                    "  attached_vm_id = CASE WHEN $6 THEN $7::uuid ELSE attached_vm_id END, "
+                    "  last_error = CASE WHEN $8 THEN $9 ELSE last_error END, "
+                    "  updated_at = now() "
+                    "WHERE id = $1::uuid RETURNING ") +
+            kVolumeColumns,
+        volume_id, OptName(u.status), OptName(u.health), u.server_id.has_value(),
+        u.server_id.value_or(std::nullopt), u.attached_vm_id.has_value(),
+        u.attached_vm_id.value_or(std::nullopt), u.last_error.has_value(),
+        u.last_error.value_or(std::nullopt)));
+  });
+}
+
+Result<Volume> MarkVolumeDeleted(Tx& tx, const std::string& volume_id) {
+  return internal::Run(tx, "delete volume", [&](pqxx::transaction_base& w) -> Result<Volume> {
+    const pqxx::result rows = w.exec_params(
+        std::string("UPDATE project_volumes SET deleted_at = now(), updated_at = now() "
+                    "WHERE id = $1::uuid AND deleted_at IS NULL RETURNING ") +
+            kVolumeColumns,
+        volume_id);
+    if (rows.empty()) return NotFound("volume " + volume_id + " not found");
+    return VolumeFromRow(rows[0]);
+  });
+}
+
+Result<std::vector<Volume>> ListVolumes(Tx& tx, const VolumeFilter& f) {
+  return internal::Run(
+      tx, "list volumes", [&](pqxx::transaction_base& w) -> Result<std::vector<Volume>> {
+        std::vector<Volume> volumes;
+        for (const auto& r : w.exec_params(std::string("SELECT ") + kVolumeColumns +
+                                               " FROM project_volumes "
+                                               "WHERE ($1::uuid IS NULL OR server_id = $1::uuid) "
+                                               "  AND ($2::uuid IS NULL OR project_id = $2::uuid) "
+                                               "  AND ($3 OR deleted_at IS NULL) "
+                                               "ORDER BY created_at, id",
+                                           f.server_id, f.project_id, f.include_deleted))
+          volumes.push_back(VolumeFromRow(r));
+        return volumes;
+      });
+}
+
+}  // namespace kindling::db

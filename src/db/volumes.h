@@ -1,0 +1,118 @@
+// project_volumes: one live volume per project (deleted ones keep their row
+// with deleted_at set), pinned to one worker (server_id).
+//
+// Queueing work on a volume goes through operations.h, which sets the
+// volume's transitional status in the same transaction; the functions here
+// change settings and state directly. Callers that check-then-act (the API's
+// volume_busy/volume_attached checks) lock the row first with
+// `for_update = true` so concurrent requests serialize on it.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "db/database.h"
+#include "db/types.h"
+
+namespace kindling::db {
+
+struct Volume {
+  std::string id{};
+  std::string project_id{};
+  std::optional<std::string> server_id{};
+  std::optional<std::string> attached_vm_id{};
+  std::string mount_path{};
+  int size_gb = 0;
+  std::string filesystem{};
+  VolumeStatus status = VolumeStatus::kDetached;
+  VolumeHealth health = VolumeHealth::kUnknown;
+  BackupSchedule backup_schedule = BackupSchedule::kManual;
+  int backup_retention_count = 0;
+  bool pre_delete_backup_enabled = false;
+  std::optional<std::string> last_error{};
+  std::optional<Timestamp> deleted_at{};
+  Timestamp created_at{};
+  Timestamp updated_at{};
+};
+
+// Defaults are the reference's column defaults.
+struct NewVolume {
+  std::string project_id{};
+  std::optional<std::string> server_id{};
+  std::string mount_path = "/data";
+  int size_gb = 5;
+  BackupSchedule backup_schedule = BackupSchedule::kManual;
+  int backup_retention_count = 7;
+  bool pre_delete_backup_enabled = false;
+  VolumeStatus status = VolumeStatus::kDetached;
+};
+
+// kInvalidArgument when the project already has a live volume, or for values
+// the schema rejects (relative mount path, size < 1, retention < 1).
+[[nodiscard]] Result<Volume> CreateVolume(Tx& tx, const NewVolume& volume);
+
+// Any volume by id, deleted ones included. kNotFound when missing.
+[[nodiscard]] Result<Volume> GetVolume(Tx& tx, const std::string& volume_id,
+                                       bool for_update = false);
+
+// The project's live volume; nullopt when it has none.
+[[nodiscard]] Result<std::optional<Volume>> FindProjectVolume(Tx& tx, const std::string& project_id,
+                                                              bool for_update = false);
+
+// The user-editable settings (PUT /api/projects/{id}/volume); unset fields
+// are kept.
+struct VolumeSettingsUpdate {
+  std::optional<std::string> mount_path{};
+  std::optional<int> size_gb{};  // grow only
+  std::optional<BackupSchedule> backup_schedule{};
+  std::optional<int> backup_retention_count{};
+  std::optional<bool> pre_delete_backup_enabled{};
+};
+
+// kInvalidArgument when size_gb would shrink or a value is out of range;
+// kNotFound for unknown or deleted volumes.
+[[nodiscard]] Result<Volume> UpdateVolumeSettings(Tx& tx, const std::string& volume_id,
+                                                  const VolumeSettingsUpdate& update);
+
+// A change to a nullable column: nullopt keeps it; SetTo(v) writes v;
+// SetNull() writes NULL. (Helpers, because `std::nullopt` alone would mean
+// "keep".)
+using NullableChange = std::optional<std::optional<std::string>>;
+inline NullableChange SetTo(std::string value) {
+  return NullableChange(std::in_place, std::move(value));
+}
+inline NullableChange SetNull() { return NullableChange(std::in_place, std::nullopt); }
+
+// State the control plane and workers change; unset fields are kept.
+struct VolumeStateUpdate {
+  std::optional<VolumeStatus> status{};
+  std::optional<VolumeHealth> health{};
+  NullableChange server_id{};
+  NullableChange attached_vm_id{};
+  NullableChange last_error{};
+  // When non-empty, the update applies only if the current status is one of
+  // these; otherwise kInvalidArgument naming the current status.
+  std::vector<VolumeStatus> only_from{};
+};
+
+// kNotFound for unknown volumes.
+[[nodiscard]] Result<Volume> UpdateVolumeState(Tx& tx, const std::string& volume_id,
+                                               const VolumeStateUpdate& update);
+
+// Sets deleted_at; the project may then get a new volume. Backups and
+// operations keep referring to the row. kNotFound when missing or already
+// deleted.
+[[nodiscard]] Result<Volume> MarkVolumeDeleted(Tx& tx, const std::string& volume_id);
+
+struct VolumeFilter {
+  std::optional<std::string> server_id{};
+  std::optional<std::string> project_id{};
+  bool include_deleted = false;
+};
+
+// By created_at, then id.
+[[nodiscard]] Result<std::vector<Volume>> ListVolumes(Tx& tx, const VolumeFilter& filter = {});
+
+}  // namespace kindling::db

@@ -1,0 +1,282 @@
+#include "reconcile/leader.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "db/audit.h"
+#include "db/backups.h"
+#include "db/notifications.h"
+#include "db/operations.h"
+#include "db/volumes.h"
+
+namespace kindling::reconcile {
+namespace {
+
+using json = nlohmann::json;
+
+db::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
+  return std::chrono::time_point_cast<std::chrono::microseconds>(t);
+}
+
+Status AuditSystem(db::Tx& tx, const std::string& action, const std::string& volume_id,
+                   const json& details) {
+  auto id = db::InsertAuditEvent(tx, db::AuditEventInput{.action = action,
+                                                         .resource_type = "project_volume",
+                                                         .resource_id = volume_id,
+                                                         .details_json = details.dump()});
+  if (!id) return std::unexpected(id.error());
+  return OkStatus();
+}
+
+// Fails `op` (no lease owner: the sweep's authority) and settles its volume
+// as a worker's failure would.
+Status FailWithVolume(db::Tx& tx, const db::Operation& op, const std::string& error) {
+  auto failed = db::FailOperation(tx, op.id, std::nullopt, error);
+  if (!failed) return std::unexpected(failed.error());
+  KINDLING_ASSIGN_OR_RETURN(db::Volume volume, db::GetVolume(tx, op.project_volume_id));
+  const bool unusable =
+      volume.health == db::VolumeHealth::kMissing || volume.health == db::VolumeHealth::kCorrupt;
+  auto settled = db::UpdateVolumeState(
+      tx, volume.id,
+      db::VolumeStateUpdate{
+          .status = unusable ? db::VolumeStatus::kUnavailable : db::VolumeStatus::kDetached,
+          .last_error = std::optional<std::optional<std::string>>(error)});
+  if (!settled) return std::unexpected(settled.error());
+  return AuditSystem(tx, "volume." + std::string(db::Name(op.kind)) + ".failed", volume.id,
+                     {{"operation_id", op.id}, {"error", error}, {"by", "leader"}});
+}
+
+// True when a move's backup phase is over (its backup succeeded), so what is
+// left is the restore on the target.
+Result<bool> InRestorePhase(db::Tx& tx, const db::Operation& op) {
+  if (op.kind == db::OperationKind::kRestore) return true;
+  if (op.kind != db::OperationKind::kMove || !op.backup_id) return false;
+  KINDLING_ASSIGN_OR_RETURN(db::Backup backup, db::GetBackup(tx, *op.backup_id));
+  return backup.status == db::BackupStatus::kSucceeded;
+}
+
+}  // namespace
+
+Result<std::vector<db::EligibleWorker>> ListRestoreTargets(db::Tx& tx,
+                                                           const db::WorkerEligibility& rules) {
+  KINDLING_ASSIGN_OR_RETURN(std::vector<db::EligibleWorker> workers,
+                            db::ListEligibleWorkers(tx, rules));
+  std::erase_if(workers,
+                [](const db::EligibleWorker& w) { return w.runtime.value_or("").empty(); });
+  return workers;
+}
+
+Leader::Leader(db::Database& db, LeaderOptions options) : db_(db), options_(std::move(options)) {}
+
+Leader::~Leader() { Stop(); }
+
+void Leader::Start() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = false;
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Leader::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Leader::Loop() {
+  std::unique_ptr<db::SessionLock> lock_session;
+  auto next_schedule = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (stopping_) break;
+    }
+    if (!lock_session) {
+      auto acquired = db::SessionLock::TryAcquire(db_.options().dsn, db::kLeaderLockKey);
+      if (!acquired) {
+        spdlog::warn("leader: {}", acquired.error().message());
+      } else if (*acquired) {
+        lock_session = std::move(*acquired);
+        is_leader_ = true;
+        spdlog::info("leader: this process is the leader");
+      }
+    } else if (auto alive = lock_session->Check(); !alive) {
+      // The lock died with its session: another process may lead now.
+      spdlog::warn("leader: lost the leader lock: {}", alive.error().message());
+      lock_session.reset();
+      is_leader_ = false;
+    }
+    if (lock_session) {
+      const bool schedules = std::chrono::steady_clock::now() >= next_schedule;
+      if (schedules) next_schedule = std::chrono::steady_clock::now() + options_.schedule_interval;
+      auto report = SweepOnce(schedules);
+      if (!report) spdlog::warn("leader: sweep: {}", report.error().message());
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, options_.sweep_interval, [this] { return stopping_; });
+  }
+  is_leader_ = false;
+}
+
+Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
+  SweepReport report;
+  KINDLING_ASSIGN_OR_RETURN(report.servers_marked_dead, db_.Transact([&](db::Tx& tx) {
+    return db::MarkSilentServersDead(tx, options_.silent_after);
+  }));
+  for (const std::string& id : report.servers_marked_dead)
+    spdlog::warn("leader: server {} silent for {}s: marked dead", id,
+                 options_.silent_after.count());
+
+  // Decides one operation's fate inside the transaction holding its lock.
+  auto handle = [&](db::Tx& tx, const db::Operation& op, bool lease_expired,
+                    std::vector<std::string>& requeued,
+                    std::vector<std::string>& failed) -> Status {
+    const std::string executing = op.server_id.value_or("");
+    if (lease_expired && op.attempts >= options_.max_attempts) {
+      KINDLING_RETURN_IF_ERROR(FailWithVolume(tx, op,
+                                              "operation abandoned after " +
+                                                  std::to_string(op.attempts) +
+                                                  " attempts: the worker on server " + executing +
+                                                  " stopped renewing its lease (killed or hung)"));
+      failed.push_back(op.id);
+      return OkStatus();
+    }
+    KINDLING_ASSIGN_OR_RETURN(bool restore_phase, InRestorePhase(tx, op));
+    KINDLING_ASSIGN_OR_RETURN(db::Volume volume, db::GetVolume(tx, op.project_volume_id));
+    const bool old_pending =
+        !lease_expired && op.updated_at <= ToTimestamp(std::chrono::system_clock::now() -
+                                                       options_.stuck_pending_after);
+    std::string target;
+    if (!restore_phase) {
+      // The image lives on the pinned server: nobody else can do this.
+      if (!volume.server_id) {
+        KINDLING_RETURN_IF_ERROR(
+            FailWithVolume(tx, op, "volume is not pinned to a server; nothing to back up"));
+        failed.push_back(op.id);
+        return OkStatus();
+      }
+      auto server = db::GetServer(tx, *volume.server_id);
+      if (!server && !server.error().is_not_found()) return std::unexpected(server.error());
+      if (!server || server->status == db::ServerStatus::kDead) {
+        KINDLING_RETURN_IF_ERROR(
+            FailWithVolume(tx, op,
+                           "server " + *volume.server_id + " holding the volume is dead; the " +
+                               std::string(db::Name(op.kind)) + " can run again once it is back"));
+        failed.push_back(op.id);
+        return OkStatus();
+      }
+      target = *volume.server_id;
+    } else {
+      KINDLING_ASSIGN_OR_RETURN(std::vector<db::EligibleWorker> workers,
+                                ListRestoreTargets(tx, options_.eligibility));
+      if (workers.empty()) {
+        KINDLING_RETURN_IF_ERROR(
+            FailWithVolume(tx, op,
+                           "no eligible worker to restore the volume on (none active, healthy and "
+                           "heartbeating)"));
+        failed.push_back(op.id);
+        return OkStatus();
+      }
+      // After a lost lease, prefer another worker than the one that lost it;
+      // a pending operation stays where it is when that server is eligible.
+      target = workers.front().server_id;
+      for (const db::EligibleWorker& w : workers) {
+        if ((w.server_id == executing) != lease_expired) {
+          target = w.server_id;
+          break;
+        }
+      }
+    }
+    // A pending operation on a server still expected to pick it up (draining
+    // servers finish their work) is left alone until it is really stuck.
+    if (!lease_expired && target == executing && !old_pending) return OkStatus();
+    auto moved = db::RequeueOperation(tx, op.id, target);
+    if (!moved) return std::unexpected(moved.error());
+    spdlog::warn("leader: re-queued {} {} on server {} ({})", db::Name(op.kind), op.id, target,
+                 lease_expired ? "lease expired" : "stuck pending");
+    requeued.push_back(op.id);
+    return OkStatus();
+  };
+
+  auto sweep_ops = [&](bool expired) -> Status {
+    std::vector<std::string> requeued;
+    std::vector<std::string> failed;
+    Status swept = db_.Transact([&](db::Tx& tx) -> Status {
+      requeued.clear();
+      failed.clear();
+      auto ops = expired ? db::ListExpiredLeases(tx)
+                         : db::ListStuckPendingOperations(tx, options_.stuck_pending_after);
+      if (!ops) return std::unexpected(ops.error());
+      for (const db::Operation& op : *ops)
+        KINDLING_RETURN_IF_ERROR(handle(tx, op, expired, requeued, failed));
+      return OkStatus();
+    });
+    if (!swept) return swept;
+    report.requeued.insert(report.requeued.end(), requeued.begin(), requeued.end());
+    report.failed.insert(report.failed.end(), failed.begin(), failed.end());
+    return OkStatus();
+  };
+  KINDLING_RETURN_IF_ERROR(sweep_ops(true));
+  KINDLING_RETURN_IF_ERROR(sweep_ops(false));
+  if (with_schedules) KINDLING_RETURN_IF_ERROR(ScheduleBackups(report));
+  return report;
+}
+
+Status Leader::ScheduleBackups(SweepReport& report) {
+  KINDLING_ASSIGN_OR_RETURN(std::vector<db::Volume> volumes,
+                            db_.Transact([&](db::Tx& tx) { return db::ListVolumes(tx); }));
+  const auto now = options_.now();
+  for (const db::Volume& v : volumes) {
+    if (v.backup_schedule != db::BackupSchedule::kDaily &&
+        v.backup_schedule != db::BackupSchedule::kWeekly)
+      continue;
+    if (!v.server_id || v.deleted_at) continue;
+    // Backups are cold: only a volume nothing holds.
+    if (v.status != db::VolumeStatus::kDetached && v.status != db::VolumeStatus::kAvailable)
+      continue;
+    const auto period = v.backup_schedule == db::BackupSchedule::kDaily
+                            ? std::chrono::hours(24)
+                            : std::chrono::hours(24 * 7);
+    auto queued = db_.Transact([&](db::Tx& tx) -> Result<bool> {
+      KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, v.id));
+      if (active) return false;
+      KINDLING_ASSIGN_OR_RETURN(auto last, db::LastSuccessfulBackupAt(tx, v.id));
+      if (last && *last > ToTimestamp(now - period)) return false;
+      KINDLING_ASSIGN_OR_RETURN(auto newest, db::ListBackups(tx, v.id, 1));
+      if (!newest.empty() && newest.front().status == db::BackupStatus::kFailed &&
+          newest.front().created_at > ToTimestamp(now - options_.schedule_retry_after))
+        return false;
+      KINDLING_ASSIGN_OR_RETURN(db::Server server, db::GetServer(tx, *v.server_id));
+      if (server.status != db::ServerStatus::kActive) return false;
+      KINDLING_ASSIGN_OR_RETURN(
+          db::QueuedOperation op,
+          db::QueueOperation(
+              tx, db::QueueOperationRequest{.volume_id = v.id,
+                                            .kind = db::OperationKind::kBackup,
+                                            .server_id = *v.server_id,
+                                            .create_backup = db::BackupKind::kScheduled}));
+      KINDLING_RETURN_IF_ERROR(
+          AuditSystem(tx, "volume.backup.queued", v.id,
+                      {{"operation_id", op.operation.id},
+                       {"backup_id", op.operation.backup_id.value_or("")},
+                       {"kind", "scheduled"},
+                       {"schedule", std::string(db::Name(v.backup_schedule))}}));
+      return true;
+    });
+    if (!queued) {
+      // Busy (an API request won the race) or a transient error: next time.
+      spdlog::info("leader: scheduled backup of {} not queued: {}", v.id, queued.error().message());
+    } else if (*queued) {
+      spdlog::info("leader: queued scheduled backup of volume {}", v.id);
+      report.scheduled.push_back(v.id);
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace kindling::reconcile

@@ -1,0 +1,104 @@
+// Leader: the cluster-wide sweeps, run by whichever process holds the
+// leader advisory lock (db::SessionLock on a dedicated connection, so a
+// crashed leader loses it and any other process takes over).
+//
+// Each sweep:
+//   1. marks `active` servers silent for `silent_after` as dead;
+//   2. expired leases (a worker died or hung): the operation is re-queued up
+//      to `max_attempts` claims, otherwise failed with a clear error. Backup,
+//      repair and a move's backup phase go back to the volume's pinned server
+//      (failed at once when that server is dead: the image lives there);
+//      restore and a move's restore phase go to an eligible worker, another
+//      one than the server that dropped the lease when possible;
+//   3. pending operations nobody picks up (assigned to a server that is not
+//      active, or pending longer than `stuck_pending_after`) get the same
+//      treatment;
+//   4. every `schedule_interval`, queues a 'scheduled' backup for each daily
+//      or weekly volume whose last successful backup is older than its period
+//      and that has nothing in flight (the reference stores schedules but
+//      never runs them). After a failed backup the next try waits
+//      `schedule_retry_after`, so a broken volume is not retried every sweep.
+// Every failure or schedule it records is audited (user_id NULL).
+//
+// Thread-safety: Start/Stop from one thread; SweepOnce is thread-safe but is
+// meant to run in one process at a time (the lock's job).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+#include "db/database.h"
+#include "db/servers.h"
+
+namespace kindling::reconcile {
+
+struct LeaderOptions {
+  std::chrono::milliseconds sweep_interval{2'000};
+  std::chrono::seconds silent_after{30};
+  std::chrono::seconds stuck_pending_after{120};
+  // Claims an operation gets before a lost lease fails it (a move's hand-off
+  // to its target counts as one).
+  int max_attempts = 3;
+  db::WorkerEligibility eligibility{};
+  std::chrono::milliseconds schedule_interval{60'000};
+  std::chrono::seconds schedule_retry_after{3'600};
+  // Wall clock for schedule decisions (tests inject one).
+  std::function<std::chrono::system_clock::time_point()> now = [] {
+    return std::chrono::system_clock::now();
+  };
+};
+
+struct SweepReport {
+  std::vector<std::string> servers_marked_dead;
+  std::vector<std::string> requeued;   // operation ids
+  std::vector<std::string> failed;     // operation ids
+  std::vector<std::string> scheduled;  // volume ids that got a scheduled backup
+};
+
+// Workers a restore or move may go to: db::ListEligibleWorkers (active,
+// recent heartbeat, healthy worker component, least loaded first) minus
+// those that report no runtime (metadata.runtime must be non-empty: the
+// reference's "VM runtime" rule for this project's image runtime).
+[[nodiscard]] Result<std::vector<db::EligibleWorker>> ListRestoreTargets(
+    db::Tx& tx, const db::WorkerEligibility& rules = {});
+
+class Leader {
+ public:
+  // REQUIRES: `db` outlives the leader.
+  Leader(db::Database& db, LeaderOptions options);
+  ~Leader();
+  Leader(const Leader&) = delete;
+  Leader& operator=(const Leader&) = delete;
+
+  // Starts the thread that tries to become leader every sweep_interval and
+  // sweeps while it is.
+  void Start();
+  void Stop();
+  bool is_leader() const { return is_leader_.load(); }
+
+  // One sweep (without the lock: tests, and the loop while leader).
+  // `with_schedules` also runs step 4.
+  [[nodiscard]] Result<SweepReport> SweepOnce(bool with_schedules = true);
+
+ private:
+  void Loop();
+  [[nodiscard]] Status ScheduleBackups(SweepReport& report);
+
+  db::Database& db_;
+  LeaderOptions options_;
+  std::atomic<bool> is_leader_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace kindling::reconcile

@@ -1,0 +1,166 @@
+#include "reconcile/volume_images.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <system_error>
+
+#include "common/files.h"
+
+extern char** environ;
+
+namespace kindling::reconcile {
+namespace {
+
+constexpr std::size_t kMaxCommandOutput = 8192;
+
+bool IsExecutable(const std::filesystem::path& path) {
+  return ::access(path.c_str(), X_OK) == 0 && std::filesystem::is_regular_file(path);
+}
+
+}  // namespace
+
+std::filesystem::path VolumesDir(const std::filesystem::path& state_dir) {
+  return state_dir / "volumes";
+}
+
+std::filesystem::path ImagePath(const std::filesystem::path& state_dir,
+                                const std::string& volume_id) {
+  return VolumesDir(state_dir) / (volume_id + ".img");
+}
+
+Result<std::filesystem::path> FindTool(const std::string& name) {
+  if (name.find('/') != std::string::npos) {
+    if (IsExecutable(name)) return std::filesystem::path(name);
+    return NotFound("tool " + name + " is not an executable file");
+  }
+  std::vector<std::string> dirs = {"/usr/sbin", "/sbin", "/usr/bin", "/bin"};
+  if (const char* path = std::getenv("PATH")) {
+    std::string_view rest(path);
+    while (!rest.empty()) {
+      const std::size_t colon = rest.find(':');
+      dirs.emplace_back(rest.substr(0, colon));
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
+  for (const std::string& dir : dirs) {
+    if (dir.empty()) continue;
+    const std::filesystem::path candidate = std::filesystem::path(dir) / name;
+    if (IsExecutable(candidate)) return candidate;
+  }
+  return NotFound("tool " + name + " not found (is e2fsprogs installed?)");
+}
+
+Result<CommandResult> RunCommand(const std::vector<std::string>& argv) {
+  if (argv.empty()) return InvalidArgument("empty command");
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int err = ::posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  write_end = UniqueFd();
+  if (err != 0) return ErrnoError("run " + argv[0], err);
+
+  CommandResult result;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(read_end.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (result.output.size() < kMaxCommandOutput)
+      result.output.append(buffer, std::min<std::size_t>(static_cast<std::size_t>(n),
+                                                         kMaxCommandOutput - result.output.size()));
+  }
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0) {
+    if (errno != EINTR) return ErrnoError("wait for " + argv[0], errno);
+  }
+  result.exit_code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+  return result;
+}
+
+Status CreateImage(const std::filesystem::path& path, int size_gb,
+                   const std::filesystem::path& mkfs_tool) {
+  if (size_gb < 1) return InvalidArgument("volume size must be at least 1 GiB");
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec))
+    return MakeError(ErrorKind::kAlreadyExists, path.string() + " already exists");
+  std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec) return IoError("create " + path.parent_path().string() + ": " + ec.message());
+
+  const std::filesystem::path temp = TempSiblingPath(path);
+  {
+    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) return ErrnoError("create " + temp.string(), errno);
+    if (::ftruncate(fd.get(), static_cast<off_t>(size_gb) << 30) != 0) {
+      const int e = errno;
+      ::unlink(temp.c_str());
+      return ErrnoError("size " + temp.string(), e);
+    }
+  }
+  // nodiscard: discarding a fresh sparse file would only punch holes that are
+  // already there, and is slow on some filesystems.
+  auto mkfs = RunCommand({mkfs_tool.string(), "-q", "-F", "-E", "nodiscard", temp.string()});
+  if (!mkfs || mkfs->exit_code != 0) {
+    ::unlink(temp.c_str());
+    if (!mkfs) return std::unexpected(mkfs.error());
+    return IoError("mkfs.ext4 exited with " + std::to_string(mkfs->exit_code) + ": " +
+                   mkfs->output);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(temp.c_str());
+    return ErrnoError("rename onto " + path.string(), e);
+  }
+  return FsyncDirectory(path.parent_path());
+}
+
+Result<CommandResult> CheckAndRepairImage(const std::filesystem::path& path,
+                                          const std::filesystem::path& e2fsck_tool) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return NotFound("image " + path.string() + " is missing");
+  return RunCommand({e2fsck_tool.string(), "-f", "-y", path.string()});
+}
+
+Result<std::vector<std::string>> ListImageVolumeIds(const std::filesystem::path& volumes_dir) {
+  std::vector<std::string> ids;
+  std::error_code ec;
+  if (!std::filesystem::exists(volumes_dir, ec)) return ids;
+  for (const auto& entry : std::filesystem::directory_iterator(volumes_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(".") || !name.ends_with(".img")) continue;
+    ids.push_back(name.substr(0, name.size() - 4));
+  }
+  if (ec) return IoError("list " + volumes_dir.string() + ": " + ec.message());
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+void RemoveStaleTempFiles(const std::filesystem::path& volumes_dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(volumes_dir, ec)) return;
+  for (const auto& entry : std::filesystem::directory_iterator(volumes_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(".") && name.find(".tmp-") != std::string::npos)
+      std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+}  // namespace kindling::reconcile

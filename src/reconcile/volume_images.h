@@ -1,0 +1,59 @@
+// Volume images on a worker's disk: sparse ext4 files at
+// <state_dir>/volumes/<volume_id>.img (the reference keeps
+// /data/volumes/<volume_id>.qcow2), and the external tools that make and
+// check them (mkfs.ext4, e2fsck from e2fsprogs).
+//
+// Thread-safety: free functions without shared state. Callers make sure one
+// volume's image is touched by one operation at a time.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace kindling::reconcile {
+
+// <state_dir>/volumes
+std::filesystem::path VolumesDir(const std::filesystem::path& state_dir);
+// <state_dir>/volumes/<volume_id>.img
+std::filesystem::path ImagePath(const std::filesystem::path& state_dir,
+                                const std::string& volume_id);
+
+// Where an executable is: `name` itself when it contains a '/', else the first
+// of /usr/sbin, /sbin, /usr/bin, /bin and $PATH that has it (mkfs.ext4 lives
+// in sbin, which is often not on an unprivileged PATH). kNotFound otherwise.
+[[nodiscard]] Result<std::filesystem::path> FindTool(const std::string& name);
+
+struct CommandResult {
+  int exit_code = 0;   // -1 when killed by a signal
+  std::string output;  // stdout and stderr, truncated to a few KiB
+};
+
+// Runs `argv` (argv[0] a path) without a shell and waits for it. An error
+// only when it could not be started; a non-zero exit is a CommandResult.
+[[nodiscard]] Result<CommandResult> RunCommand(const std::vector<std::string>& argv);
+
+// Creates a sparse image of `size_gb` GiB with an empty ext4 filesystem,
+// atomically: a temp sibling is formatted, then renamed onto `path`, so a
+// crash never leaves a half-formatted image under its final name.
+// kAlreadyExists when `path` exists. REQUIRES: size_gb >= 1.
+[[nodiscard]] Status CreateImage(const std::filesystem::path& path, int size_gb,
+                                 const std::filesystem::path& mkfs_tool);
+
+// `e2fsck -f -y image`: the exit code says what happened (0 clean, 1 errors
+// corrected, 2 corrected but reboot wanted, 4+ uncorrected or failed).
+[[nodiscard]] Result<CommandResult> CheckAndRepairImage(const std::filesystem::path& path,
+                                                        const std::filesystem::path& e2fsck_tool);
+
+// Volume ids of the images in `volumes_dir` (names "<id>.img"), sorted.
+[[nodiscard]] Result<std::vector<std::string>> ListImageVolumeIds(
+    const std::filesystem::path& volumes_dir);
+
+// Removes temp files (".<name>.tmp-*") a killed restore or create left
+// behind. Only safe when no operation of this worker is running.
+void RemoveStaleTempFiles(const std::filesystem::path& volumes_dir);
+
+}  // namespace kindling::reconcile

@@ -1,0 +1,155 @@
+// Worker: the component of `kindling serve` that holds volumes. It registers
+// its server, heartbeats, keeps the volume images pinned to it in line with
+// the database, and executes the operations assigned to it.
+//
+// Coordination goes only through PostgreSQL, so workers may be threads of one
+// process (tests) or separate processes on separate hosts:
+//   - operations: woken by NOTIFY kindling_operations within a second, plus a
+//     periodic sweep; claimed with FOR UPDATE SKIP LOCKED (db::ClaimNextOperation);
+//     the schema keeps one in-flight operation per volume; a lease (owner =
+//     this instance's id) is renewed while working, and a worker whose lease
+//     was taken over stops and leaves the row alone.
+//   - images: <state_dir>/volumes/<volume_id>.img. A volume pinned here
+//     without an image gets one when it never had data (health unknown) and
+//     is marked missing/unavailable otherwise (a blank image would hide data
+//     loss); an image of a volume pinned elsewhere, or deleted, is removed
+//     once no operation is in flight on it.
+//   - kinds: backup (engine::CreateBackup with backup_id = the backup row's
+//     id, so a retry reuses uploaded chunks and never makes two manifests),
+//     then retention; restore (into this server's image, then the volume is
+//     re-pinned here in the transaction that completes the operation); move
+//     (backup phase on the source, then the operation is handed to the target
+//     server, whose restore phase is recognised by the backup row having
+//     succeeded); repair (e2fsck -f -y; exit 0/1 healthy, else corrupt).
+//
+// Component status: upserts server_component_statuses 'worker' with metadata
+// {"runtime": <runtime>}; restore/move eligibility requires a non-empty
+// runtime (see Leader and ListRestoreTargets).
+//
+// Thread-safety: Start/Stop/Abandon from one controlling thread; the step
+// functions (RunNextOperation, ...) are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+#include "db/database.h"
+#include "db/operations.h"
+#include "reconcile/store_provider.h"
+
+namespace kindling::reconcile {
+
+inline constexpr char kWorkerComponent[] = "worker";
+inline constexpr char kDefaultRuntime[] = "sparse-image";
+
+struct WorkerOptions {
+  std::string server_id;  // REQUIRED: the host's stable server-id (a UUID)
+  std::string hostname;   // empty: gethostname()
+  std::string internal_ip = "127.0.0.1";
+  std::vector<std::string> enabled_components = {kWorkerComponent};
+  std::filesystem::path state_dir;  // REQUIRED: volumes/ lives here
+  // metadata.runtime of the worker component. Any non-empty name counts as
+  // able to hold volumes.
+  std::string runtime = kDefaultRuntime;
+
+  std::chrono::milliseconds heartbeat_interval{10'000};
+  // Claim sweep and image reconcile period (NOTIFY wakes claims sooner).
+  std::chrono::milliseconds sweep_interval{2'000};
+  std::chrono::milliseconds lease_duration{15'000};
+  std::chrono::milliseconds lease_renew_interval{5'000};
+  // Progress is written to the operation row at most this often.
+  std::chrono::milliseconds progress_interval{500};
+  int max_concurrent_operations = 2;
+  int engine_threads = 0;  // 0: the engine's default
+  // LISTEN for wake-ups and config changes (off: sweeps only).
+  bool listen = true;
+  std::string mkfs_tool = "mkfs.ext4";
+  std::string e2fsck_tool = "e2fsck";
+};
+
+class Worker {
+ public:
+  // REQUIRES: `db` and `stores` outlive the worker.
+  Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Registers, removes temp files a killed process left, reconciles images
+  // once, then starts the heartbeat, listener and executor threads.
+  [[nodiscard]] Status Start();
+  // Graceful stop: operations in flight are cancelled and handed back as
+  // pending (same server), so a restarted worker resumes them at once.
+  void Stop();
+  // Test seam for a crash: threads stop and in-flight work is dropped
+  // without touching any row, like SIGKILL (leases simply expire).
+  void Abandon();
+
+  // Steps the threads run; public for tests and tools.
+  [[nodiscard]] Status Register();
+  [[nodiscard]] Status HeartbeatOnce();
+  [[nodiscard]] Status ReconcileImagesOnce();
+  // Claims and executes one operation; false when there was none.
+  [[nodiscard]] Result<bool> RunNextOperation();
+  // Makes idle executors look for work now.
+  void Wake();
+
+  const std::string& server_id() const { return options_.server_id; }
+  // The lease owner written into claimed operations (new per process start).
+  const std::string& instance_id() const { return instance_id_; }
+  std::filesystem::path ImageOf(const std::string& volume_id) const;
+
+ private:
+  struct Running;  // one claimed operation (worker.cc)
+
+  void HeartbeatLoop();
+  void ListenLoop();
+  void ExecutorLoop();
+  void StopThreads();
+
+  // Executes `op` and records the outcome unless the lease was lost or the
+  // worker stopped.
+  void Execute(const db::Operation& op);
+  [[nodiscard]] Result<std::string> ExecuteBackupPhase(Running& run, const db::Operation& op,
+                                                       const db::Volume& volume,
+                                                       const StoreHandle& store);
+  [[nodiscard]] Status ExecuteRestorePhase(Running& run, const db::Operation& op,
+                                           const db::Volume& volume, const StoreHandle& store);
+  [[nodiscard]] Status ExecuteRepair(Running& run, const db::Operation& op,
+                                     const db::Volume& volume);
+  [[nodiscard]] Status HandMoveToTarget(Running& run, const db::Operation& op);
+  [[nodiscard]] Status FailAndRelease(Running& run, const db::Operation& op, const Error& error);
+  void HandBack(const db::Operation& op);
+  // Deletes succeeded backups beyond the volume's retention count: objects
+  // first, then rows. Never fails: problems come back as JSON for the result.
+  std::string ApplyRetention(const db::Volume& volume, const StoreHandle& store);
+
+  bool MarkBusy(const std::string& volume_id);
+  void MarkIdle(const std::string& volume_id);
+
+  db::Database& db_;
+  BackupStoreProvider& stores_;
+  WorkerOptions options_;
+  const std::string instance_id_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;               // guarded by mu_
+  bool abandoned_ = false;              // guarded by mu_
+  std::uint64_t wake_generation_ = 0;   // guarded by mu_
+  std::set<std::string> busy_volumes_;  // guarded by mu_
+  std::set<Running*> running_;          // guarded by mu_
+  std::string degraded_reason_;         // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace kindling::reconcile

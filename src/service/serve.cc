@@ -1,0 +1,210 @@
+#include "service/serve.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <ctime>
+#include <thread>
+
+#include "common/files.h"
+#include "common/ids.h"
+#include "control/backup_store.h"
+#include "crypto/key_file.h"
+#include "db/migrations.h"
+#include "reconcile/leader.h"
+#include "reconcile/worker.h"
+
+namespace kindling::service {
+namespace {
+
+bool Has(const std::vector<std::string>& components, std::string_view name) {
+  return std::find(components.begin(), components.end(), name) != components.end();
+}
+
+std::string Trim(std::string text) {
+  const auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  text.erase(text.begin(), std::find_if(text.begin(), text.end(), not_space));
+  text.erase(std::find_if(text.rbegin(), text.rend(), not_space).base(), text.end());
+  return text;
+}
+
+// A starting process may come up before its database: wait for it a while.
+Result<std::unique_ptr<db::Database>> OpenDatabase(const std::string& dsn) {
+  db::DatabaseOptions options;
+  options.dsn = dsn;
+  options.max_connections = 16;
+  options.application_name = "kindling serve";
+  for (int attempt = 1;; ++attempt) {
+    auto opened = db::Database::Open(options);
+    if (opened || !opened.error().retryable() || attempt >= 30) return opened;
+    spdlog::warn("database not reachable ({}); retrying", opened.error().message());
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+}  // namespace
+
+std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv(kDsnFileEnv); env != nullptr && *env != '\0') return env;
+  return kDefaultDsnFile;
+}
+
+Result<std::string> LoadOrCreateServerId(const std::filesystem::path& path) {
+  auto existing = ReadFile(path);
+  if (existing) {
+    std::string id = Trim(*existing);
+    if (!IsUuid(id)) return InvalidArgument(path.string() + " does not hold a server id (UUID)");
+    return id;
+  }
+  if (!existing.error().is_not_found()) return std::unexpected(existing.error());
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec) return IoError("create " + path.parent_path().string() + ": " + ec.message());
+  const std::string id = NewUuidV4();
+  KINDLING_RETURN_IF_ERROR(WriteFileAtomic(path, id + "\n", 0644));
+  spdlog::info("created server id {} in {}", id, path.string());
+  return id;
+}
+
+Result<crypto::Key> LoadOrCreateMasterKey(const std::filesystem::path& path) {
+  auto loaded = crypto::LoadKeyFile(path);
+  if (loaded || !loaded.error().is_not_found()) return loaded;
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec) return IoError("create " + path.parent_path().string() + ": " + ec.message());
+  auto created = crypto::CreateKeyFile(path);
+  // Two processes sharing a state dir may race to create it: take theirs.
+  if (!created && created.error().kind() == ErrorKind::kAlreadyExists)
+    return crypto::LoadKeyFile(path);
+  if (created)
+    spdlog::warn("created master key {}: back it up apart from the database", path.string());
+  return created;
+}
+
+std::unique_ptr<reconcile::BackupStoreProvider> MakeClusterStoreProvider(
+    db::Database& db, const crypto::Key& master_key) {
+  return std::make_unique<reconcile::CachingStoreProvider>(
+      [&db, &master_key]() -> Result<std::shared_ptr<const reconcile::StoreHandle>> {
+        KINDLING_ASSIGN_OR_RETURN(
+            control::BackupStoreSettings settings,
+            db.Transact(
+                [&](db::Tx& tx) { return control::LoadBackupStoreSettings(tx, master_key); },
+                db::TxOptions{.read_only = true}));
+        if (const std::string missing = settings.MissingReason(); !missing.empty())
+          return InvalidArgument("backup store unavailable: " + missing);
+        KINDLING_ASSIGN_OR_RETURN(control::OpenedBackupStore opened,
+                                  control::OpenBackupStore(settings, master_key, &db));
+        auto handle = std::make_shared<reconcile::StoreHandle>();
+        handle->url = opened.url;
+        handle->owned_store = std::move(opened.store);
+        handle->repository = std::move(opened.repository);
+        return std::shared_ptr<const reconcile::StoreHandle>(std::move(handle));
+      });
+}
+
+Status Serve(const ServeOptions& options) {
+  for (const std::string& c : options.components) {
+    if (c != "api" && c != "worker") return InvalidArgument("unknown component '" + c + "'");
+  }
+  if (Has(options.components, "api") && !options.api_factory)
+    return InvalidArgument("the api component is not available in this build");
+
+  std::string dsn = options.dsn;
+  if (dsn.empty()) {
+    const std::filesystem::path dsn_file = ResolveDsnFile(options.dsn_file);
+    KINDLING_ASSIGN_OR_RETURN(dsn, db::ReadDsnFile(dsn_file));
+  }
+  const std::filesystem::path server_id_file =
+      options.server_id_file.empty() ? options.state_dir / "server-id" : options.server_id_file;
+  const std::filesystem::path master_key_file =
+      options.master_key_file.empty() ? options.state_dir / "master.key" : options.master_key_file;
+  KINDLING_ASSIGN_OR_RETURN(const std::string server_id, LoadOrCreateServerId(server_id_file));
+  KINDLING_ASSIGN_OR_RETURN(const crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
+
+  KINDLING_ASSIGN_OR_RETURN(std::unique_ptr<db::Database> database, OpenDatabase(dsn));
+  KINDLING_ASSIGN_OR_RETURN(db::MigrationReport migrated, db::RunMigrations(*database));
+  spdlog::info("database {}: schema version {} ({} applied now)", db::RedactDsn(dsn),
+               migrated.schema_version, migrated.applied);
+
+  // Threads started from here on inherit the blocked mask, so only the wait
+  // below sees SIGINT/SIGTERM.
+  sigset_t signals;
+  sigset_t previous;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  if (options.handle_signals) pthread_sigmask(SIG_BLOCK, &signals, &previous);
+
+  std::unique_ptr<reconcile::BackupStoreProvider> stores =
+      MakeClusterStoreProvider(*database, master_key);
+  const ServeContext context{*database, master_key, server_id, dsn, *stores, options};
+
+  std::unique_ptr<reconcile::Leader> leader;
+  std::unique_ptr<reconcile::Worker> worker;
+  std::unique_ptr<Component> api;
+  auto stop_all = [&] {
+    if (api) api->Stop();
+    if (worker) worker->Stop();
+    if (leader) leader->Stop();
+  };
+  Status started = [&]() -> Status {
+    if (Has(options.components, "worker")) {
+      reconcile::WorkerOptions w;
+      w.server_id = server_id;
+      w.hostname = options.hostname;
+      w.internal_ip = options.internal_ip;
+      w.enabled_components = options.components;
+      w.state_dir = options.state_dir;
+      w.runtime = options.runtime;
+      w.heartbeat_interval = options.heartbeat_interval;
+      w.sweep_interval = options.sweep_interval;
+      worker = std::make_unique<reconcile::Worker>(*database, *stores, std::move(w));
+      KINDLING_RETURN_IF_ERROR(worker->Start());
+    }
+    if (options.run_leader) {
+      reconcile::LeaderOptions l;
+      l.sweep_interval = options.sweep_interval;
+      leader = std::make_unique<reconcile::Leader>(*database, std::move(l));
+      leader->Start();
+    }
+    if (Has(options.components, "api")) {
+      KINDLING_ASSIGN_OR_RETURN(api, options.api_factory(context));
+      KINDLING_RETURN_IF_ERROR(api->Start());
+    }
+    return OkStatus();
+  }();
+  if (!started) {
+    stop_all();
+    if (options.handle_signals) pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    return started;
+  }
+  spdlog::info("kindling serve: server {} running components {}", server_id,
+               fmt::join(options.components, ","));
+  if (options.on_ready) options.on_ready(context);
+
+  for (;;) {
+    if (options.stop != nullptr && options.stop->load()) break;
+    if (options.handle_signals) {
+      const timespec timeout{0, 200'000'000};
+      const int sig = sigtimedwait(&signals, nullptr, &timeout);
+      if (sig == SIGINT || sig == SIGTERM) {
+        spdlog::info("kindling serve: signal {} received, stopping", sig);
+        break;
+      }
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  stop_all();
+  if (options.handle_signals) pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  spdlog::info("kindling serve: stopped");
+  return OkStatus();
+}
+
+}  // namespace kindling::service

@@ -1,0 +1,112 @@
+// `kindling serve --components api,worker`: wires one process's components
+// on the shared database. Every process runs the idempotent migrations, takes
+// part in the leader election (reconcile::Leader) and runs the components it
+// was asked for; all coordination goes through PostgreSQL, so any number of
+// these processes (one per host) work on one database and bucket.
+//
+// Files (paths overridable):
+//   DSN         ServeOptions::dsn_file, else $KINDLING_DSN_FILE, else
+//               /etc/kindling/postgres.dsn (identical on every host)
+//   server-id   <state_dir>/server-id: the host's stable id, created once;
+//               re-registration reuses the servers row
+//   master key  <state_dir>/master.key: 32 bytes sealing cluster secrets and
+//               the backup store's data keys; created on first start. A
+//               restored database is useless without it: back it up apart.
+//   volumes     <state_dir>/volumes/<volume_id>.img (the worker's)
+//
+// Thread-safety: Serve blocks its calling thread until stopped.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "crypto/aead.h"
+#include "db/database.h"
+#include "reconcile/store_provider.h"
+
+namespace kindling::service {
+
+inline constexpr char kDefaultDsnFile[] = "/etc/kindling/postgres.dsn";
+inline constexpr char kDsnFileEnv[] = "KINDLING_DSN_FILE";
+inline constexpr char kDefaultStateDir[] = "/var/lib/kindling";
+
+// A long-running part of the process (the API server, say) that Serve starts
+// after the database is ready and stops on shutdown, in reverse order.
+class Component {
+ public:
+  virtual ~Component() = default;
+  [[nodiscard]] virtual Status Start() = 0;
+  virtual void Stop() = 0;
+};
+
+struct ServeOptions;
+
+// What components get from Serve. References live until the component is
+// stopped.
+struct ServeContext {
+  db::Database& db;
+  const crypto::Key& master_key;
+  const std::string& server_id;
+  const std::string& dsn;
+  reconcile::BackupStoreProvider& stores;
+  const ServeOptions& options;
+};
+
+// The hook through which exe/ plugs in the API component (api/ sits above
+// service/ in no particular order with it, so service/ does not link it).
+using ComponentFactory = std::function<Result<std::unique_ptr<Component>>(const ServeContext&)>;
+
+struct ServeOptions {
+  // Any subset of {"api", "worker"}.
+  std::vector<std::string> components = {"api", "worker"};
+  // DSN file; empty: ResolveDsnFile's default. `dsn` set wins over any file
+  // (kindling dev passes its private PostgreSQL's DSN).
+  std::filesystem::path dsn_file;
+  std::string dsn;
+  std::filesystem::path state_dir = kDefaultStateDir;
+  std::filesystem::path server_id_file;   // empty: <state_dir>/server-id
+  std::filesystem::path master_key_file;  // empty: <state_dir>/master.key
+  std::string hostname;                   // empty: gethostname()
+  std::string internal_ip = "127.0.0.1";
+  std::string runtime = "sparse-image";   // worker metadata.runtime
+  std::string listen = "127.0.0.1:8080";  // for the API component
+  std::chrono::milliseconds heartbeat_interval{10'000};
+  std::chrono::milliseconds sweep_interval{2'000};
+  bool run_leader = true;
+  // Block SIGINT/SIGTERM and stop on them. Off when an embedding process
+  // (kindling dev) handles signals itself and uses `stop`.
+  bool handle_signals = true;
+  const std::atomic<bool>* stop = nullptr;
+  // Called once everything is started.
+  std::function<void(const ServeContext&)> on_ready;
+  // REQUIRED when components include "api".
+  ComponentFactory api_factory;
+};
+
+// `flag` when set, else $KINDLING_DSN_FILE when set, else kDefaultDsnFile.
+std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag);
+
+// Reads the server-id file, or creates it (a new UUID, written atomically,
+// mode 0644) when missing. kInvalidArgument when it holds something else.
+[[nodiscard]] Result<std::string> LoadOrCreateServerId(const std::filesystem::path& path);
+
+// Loads the master key file, or creates one (mode 0600) when missing.
+[[nodiscard]] Result<crypto::Key> LoadOrCreateMasterKey(const std::filesystem::path& path);
+
+// The cluster's backup store as the settings in the database describe it
+// (control::OpenBackupStore), reopened after Invalidate() (NOTIFY
+// kindling_config). REQUIRES: `db` and `master_key` outlive it.
+std::unique_ptr<reconcile::BackupStoreProvider> MakeClusterStoreProvider(
+    db::Database& db, const crypto::Key& master_key);
+
+// Runs until SIGINT/SIGTERM (or *stop), then stops components in reverse
+// order: the worker hands in-flight operations back as pending.
+[[nodiscard]] Status Serve(const ServeOptions& options);
+
+}  // namespace kindling::service

@@ -1,0 +1,430 @@
+// The HTTP API against real PostgreSQL and a real HTTP client: auth, input
+// validation, every reference error code with the state unchanged after each
+// refusal, secrets never echoed, audit rows written with the change.
+#include "api/api_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "db/backups.h"
+#include "db/db_test_util.h"
+#include "db/operations.h"
+#include "testutil/s3_test_server.h"
+#include "testutil/temp_dir.h"
+
+namespace kindling::api {
+namespace {
+
+using nlohmann::json;
+
+struct Response {
+  int status = 0;
+  json body;
+  std::string raw;
+};
+
+class ApiServerTest : public db::DbTest {
+ protected:
+  void SetUp() override {
+    DbTest::SetUp();
+    auto boot = Must([&](db::Tx& tx) {
+      return db::BootstrapPlatformAdmin(tx, "admin@example.com", "Admin", "acme");
+    });
+    ASSERT_TRUE(boot);
+    admin_key_ = boot->api_key.secret;
+    org_ = boot->organization.id;
+    member_key_ = MakeUserKey("member@example.com", db::OrgRole::kMember);
+    org_admin_key_ = MakeUserKey("orgadmin@example.com", db::OrgRole::kAdmin);
+    server_ = std::make_unique<ApiServer>(db(), master_key_);
+    ASSERT_TRUE(server_->Start());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  }
+  void TearDown() override {
+    client_.reset();
+    server_.reset();
+  }
+
+  std::string MakeUserKey(const std::string& email, db::OrgRole role) {
+    auto key = Must([&](db::Tx& tx) -> Result<db::CreatedApiKey> {
+      KINDLING_ASSIGN_OR_RETURN(auto user,
+                                db::CreateUser(tx, db::NewUser{.email = email, .name = email}));
+      KINDLING_RETURN_IF_ERROR(db::SetMembership(tx, org_, user.id, role));
+      return db::CreateApiKey(tx, user.id, "test");
+    });
+    return key ? key->secret : "";
+  }
+
+  Response Send(const std::string& method, const std::string& path, const std::string& key,
+                const std::string& body = "") {
+    httplib::Headers headers;
+    if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
+    httplib::Result res = [&] {
+      if (method == "GET") return client_->Get(path, headers);
+      if (method == "POST") return client_->Post(path, headers, body, "application/json");
+      if (method == "PUT") return client_->Put(path, headers, body, "application/json");
+      return client_->Delete(path, headers);
+    }();
+    Response out;
+    if (!res) {
+      ADD_FAILURE() << method << " " << path << ": " << httplib::to_string(res.error());
+      return out;
+    }
+    out.status = res->status;
+    out.raw = res->body;
+    all_answers_ += res->body;
+    out.body = json::parse(res->body, nullptr, false);
+    return out;
+  }
+
+  std::string CreateProject(const std::string& name = "web") {
+    auto r = Send("POST", "/api/projects", admin_key_, json{{"name", name}}.dump());
+    EXPECT_EQ(r.status, 201) << r.raw;
+    return r.body.value("id", "");
+  }
+
+  std::string State() {
+    std::string out;
+    for (const auto& row : Sql("SELECT status, coalesce(server_id::text,''), updated_at::text, "
+                               "coalesce(deleted_at::text,'') FROM project_volumes ORDER BY id")) {
+      for (const auto& field : row) out += field.as<std::string>() + "|";
+    }
+    out += Sql("SELECT count(*) FROM project_volume_operations")[0][0].as<std::string>() + ";";
+    out += Sql("SELECT count(*) FROM project_volume_backups")[0][0].as<std::string>() + ";";
+    out += Sql("SELECT count(*) FROM cluster_audit_events")[0][0].as<std::string>();
+    return out;
+  }
+
+  // The request is refused with `status`/`code` and changes nothing.
+  void ExpectRefused(const std::string& method, const std::string& path, const std::string& key,
+                     const std::string& body, int status, const std::string& code) {
+    const std::string before = State();
+    Response r = Send(method, path, key, body);
+    EXPECT_EQ(r.status, status) << method << " " << path << ": " << r.raw;
+    ASSERT_TRUE(r.body.is_object()) << r.raw;
+    EXPECT_EQ(r.body.value("code", ""), code) << r.raw;
+    EXPECT_FALSE(r.body.value("error", "").empty()) << r.raw;
+    EXPECT_EQ(State(), before) << method << " " << path;
+  }
+
+  void ConfigureLocalStore() {
+    auto r = Send("PUT", "/api/platform/volume-backup-settings", admin_key_,
+                  json{{"local_directory", store_dir_.path().string()}}.dump());
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_TRUE(r.body["store"]["ready"].get<bool>()) << r.raw;
+  }
+
+  crypto::Key master_key_ = crypto::RandomKey();
+  testutil::TempDir store_dir_;
+  std::string admin_key_, member_key_, org_admin_key_, org_;
+  std::unique_ptr<ApiServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+  std::string all_answers_;
+};
+
+TEST_F(ApiServerTest, AuthenticationAndAuthorisation) {
+  EXPECT_EQ(Send("GET", "/healthz", "").status, 200);
+  ExpectRefused("GET", "/api/meta", "", "", 401, "unauthorized");
+  ExpectRefused("GET", "/api/meta", "kdl_" + std::string(64, '0'), "", 401, "unauthorized");
+  ExpectRefused("GET", "/api/meta", "garbage", "", 401, "unauthorized");
+  ExpectRefused("GET", "/api/meta", member_key_, "", 403, "forbidden");
+  ExpectRefused("GET", "/api/platform/servers", org_admin_key_, "", 403, "forbidden");
+  ExpectRefused("GET", "/api/platform/volume-backup-settings", member_key_, "", 403, "forbidden");
+  ExpectRefused("GET", "/metrics", member_key_, "", 403, "forbidden");
+  const std::string server = MakeServer("w1");
+  ExpectRefused("POST", "/api/servers/" + server + "/drain", member_key_, "", 403, "forbidden");
+  const std::string project = CreateProject();
+  ExpectRefused("POST", "/api/projects/" + project + "/volume/backups", member_key_, "{}", 403,
+                "forbidden");
+  EXPECT_EQ(Send("GET", "/api/projects/" + project, member_key_).status, 200);
+}
+
+TEST_F(ApiServerTest, MalformedRequestsAreRefused) {
+  MakeServer("w1");
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  ExpectRefused("PUT", volume, admin_key_, "{not json", 400, "validation_error");
+  ExpectRefused("PUT", volume, admin_key_, "[1,2]", 400, "validation_error");
+  ExpectRefused("PUT", volume, admin_key_, R"({"size_gb": "big"})", 400, "validation_error");
+  ExpectRefused("PUT", volume, admin_key_, R"({"size_gb": 1.5})", 400, "validation_error");
+  ExpectRefused("PUT", volume, admin_key_, R"({"pre_delete_backup_enabled": "yes"})", 400,
+                "validation_error");
+  ExpectRefused("PUT", volume, admin_key_, R"({"surprise": {"x": 1}})", 400, "validation_error");
+  ExpectRefused("PUT", volume, admin_key_, R"({"backup_schedule": "hourly"})", 400,
+                "validation_error");
+  ExpectRefused("GET", "/api/projects/not-a-uuid/volume", admin_key_, "", 400, "validation_error");
+  ExpectRefused("POST", volume + "/restore", admin_key_, R"({"backup_id": "nope"})", 400,
+                "validation_error");
+  ExpectRefused("PUT", volume, admin_key_, json{{"mount_path", std::string(2 << 20, 'a')}}.dump(),
+                413, "payload_too_large");
+  ExpectRefused("GET", "/api/no-such-route", admin_key_, "", 404, "not_found");
+  ExpectRefused("GET", "/api/projects/" + NewUuidV4(), admin_key_, "", 404, "not_found");
+}
+
+TEST_F(ApiServerTest, VolumeLifecycleAndEveryErrorCode) {
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  ExpectRefused("GET", volume, admin_key_, "", 404, "not_found");
+  ExpectRefused("POST", volume + "/backups", admin_key_, "{}", 404, "not_found");
+  ExpectRefused("PUT", volume, admin_key_, "{}", 409, "volume_unavailable");
+
+  const std::string w1 = MakeServer("w1");
+  Response created = Send("PUT", volume, org_admin_key_, R"({"size_gb": 2})");
+  ASSERT_EQ(created.status, 200) << created.raw;
+  EXPECT_EQ(created.body["server_id"], w1);
+  EXPECT_EQ(created.body["status"], "detached");
+  EXPECT_EQ(created.body["health"], "unknown");
+  EXPECT_EQ(created.body["backup_policy"]["schedule"], "manual");
+  EXPECT_EQ(created.body["backup_policy"]["retention_count"], 7);
+  EXPECT_TRUE(created.body["current_operation"].is_null());
+  const std::string volume_id = created.body["id"];
+
+  ExpectRefused("POST", volume + "/backups", admin_key_, "{}", 409, "backup_store_unavailable");
+  ConfigureLocalStore();
+
+  // A workload holds it.
+  const std::string vm = NewUuidV4();
+  Sql("UPDATE project_volumes SET attached_vm_id = '" + vm + "', status = 'attached' WHERE id = '" +
+      volume_id + "'");
+  ExpectRefused("POST", volume + "/backups", admin_key_, "{}", 409, "volume_attached");
+  Sql("UPDATE project_volumes SET attached_vm_id = NULL, status = 'detached' WHERE id = '" +
+      volume_id + "'");
+
+  // Pinned server gone.
+  Sql("UPDATE servers SET status = 'dead' WHERE id = '" + w1 + "'");
+  ExpectRefused("POST", volume + "/backups", admin_key_, "{}", 409, "volume_unavailable");
+  Sql("UPDATE servers SET status = 'active' WHERE id = '" + w1 + "'");
+
+  Response queued = Send("POST", volume + "/backups", admin_key_, "{}");
+  ASSERT_EQ(queued.status, 202) << queued.raw;
+  EXPECT_EQ(queued.body["kind"], "backup");
+  EXPECT_EQ(queued.body["status"], "pending");
+  EXPECT_EQ(queued.body["server_id"], w1);
+  const std::string op_id = queued.body["id"];
+  const std::string backup_id = queued.body["backup_id"];
+  ExpectRefused("POST", volume + "/repair", admin_key_, "{}", 409, "volume_busy");
+  ExpectRefused("POST", volume + "/backups", admin_key_, "{}", 409, "volume_busy");
+
+  Response op = Send("GET", "/api/operations/" + op_id, member_key_);
+  ASSERT_EQ(op.status, 200) << op.raw;
+  EXPECT_TRUE(op.body["progress"].contains("bytes_done"));
+  EXPECT_EQ(Send("GET", volume, member_key_).body["current_operation"]["id"], op_id);
+  auto backups = Send("GET", volume + "/backups", member_key_);
+  ASSERT_EQ(backups.status, 200);
+  ASSERT_EQ(backups.body.size(), 1u);
+  EXPECT_EQ(backups.body[0]["status"], "pending");
+
+  // The worker finishes (simulated through db/).
+  const std::string lease = NewUuidV4();
+  ASSERT_TRUE(Must([&](db::Tx& tx) -> Status {
+    KINDLING_ASSIGN_OR_RETURN(auto claimed,
+                              db::ClaimNextOperation(tx, w1, lease, std::chrono::seconds(30)));
+    if (!claimed || claimed->id != op_id) return InternalError("claimed the wrong operation");
+    KINDLING_RETURN_IF_ERROR(db::UpdateProgress(
+        tx, op_id, lease, R"({"phase": "upload", "bytes_done": 10, "bytes_total": 20})"));
+    KINDLING_RETURN_IF_ERROR(
+        db::CompleteOperation(tx, op_id, lease, R"({"stored_bytes": 5, "chunks_uploaded": 1})"));
+    KINDLING_RETURN_IF_ERROR(db::MarkBackupSucceeded(
+        tx, backup_id,
+        db::BackupSuccess{.storage_url = "file:///x", .storage_key = "k", .size_bytes = 20}));
+    KINDLING_RETURN_IF_ERROR(db::UpdateVolumeState(
+        tx, volume_id, db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached}));
+    return OkStatus();
+  }));
+  op = Send("GET", "/api/operations/" + op_id, member_key_);
+  EXPECT_EQ(op.body["status"], "succeeded");
+  EXPECT_EQ(op.body["progress"]["bytes_done"], 10);
+  EXPECT_EQ(op.body["result"]["chunks_uploaded"], 1);
+
+  // Restore rules.
+  ExpectRefused("POST", volume + "/restore", admin_key_, "{}", 400, "validation_error");
+  ExpectRefused("POST", volume + "/restore", admin_key_, json{{"backup_id", NewUuidV4()}}.dump(),
+                404, "not_found");
+  const std::string other = CreateProject("other");
+  const std::string other_volume = MakeVolume(other, w1).id;
+  auto foreign = Must(
+      [&](db::Tx& tx) { return db::CreateBackup(tx, db::NewBackup{.volume_id = other_volume}); });
+  ASSERT_TRUE(foreign);
+  ExpectRefused("POST", volume + "/restore", admin_key_, json{{"backup_id", foreign->id}}.dump(),
+                400, "validation_error");
+  const std::string stale = MakeServer("w0");
+  Sql("UPDATE servers SET last_heartbeat_at = now() - interval '1 minute' WHERE id = '" + stale +
+      "'");
+  ExpectRefused("POST", volume + "/restore", admin_key_,
+                json{{"backup_id", backup_id}, {"target_server_id", stale}}.dump(), 400,
+                "validation_error");
+  ExpectRefused("POST", volume + "/move", admin_key_, "{}", 409, "volume_unavailable");
+
+  const std::string w2 = MakeServer("w2");
+  Response restore = Send("POST", volume + "/restore", admin_key_,
+                          json{{"backup_id", backup_id}, {"target_server_id", w2}}.dump());
+  ASSERT_EQ(restore.status, 202) << restore.raw;
+  EXPECT_EQ(restore.body["target_server_id"], w2);
+  EXPECT_EQ(restore.body["server_id"], w2);
+  EXPECT_EQ(Send("GET", volume, admin_key_).body["status"], "restoring");
+  ExpectRefused("DELETE", volume, admin_key_, "", 409, "volume_busy");
+
+  // Every queue wrote exactly one audit event, in the same transaction.
+  auto audit = Sql(
+      "SELECT action, resource_type, resource_id, details, created_at FROM cluster_audit_events "
+      "ORDER BY created_at DESC LIMIT 50");
+  std::multiset<std::string> actions;
+  for (const auto& row : audit) actions.insert(row[0].as<std::string>());
+  EXPECT_EQ(actions.count("volume.backup.queue"), 1u);
+  EXPECT_EQ(actions.count("volume.restore.queue"), 1u);
+  EXPECT_EQ(actions.count("volume.create"), 1u);
+  auto listed =
+      Send("GET", "/api/platform/audit-events?action=volume.restore.queue&limit=5", admin_key_);
+  ASSERT_EQ(listed.status, 200) << listed.raw;
+  ASSERT_EQ(listed.body.size(), 1u);
+  EXPECT_EQ(listed.body[0]["details"]["target_server_id"], w2);
+  ExpectRefused("GET", "/api/platform/audit-events?limit=0", admin_key_, "", 400,
+                "validation_error");
+  ExpectRefused("GET", "/api/platform/audit-events?since=yesterday", admin_key_, "", 400,
+                "validation_error");
+}
+
+TEST_F(ApiServerTest, DeleteVolume) {
+  MakeServer("w1");
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  ASSERT_EQ(Send("PUT", volume, admin_key_, "{}").status, 200);
+  ExpectRefused("DELETE", volume, member_key_, "", 403, "forbidden");
+  EXPECT_EQ(Send("DELETE", volume, admin_key_).status, 204);
+  ExpectRefused("DELETE", volume, admin_key_, "", 404, "not_found");
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action = 'volume.delete'")[0][0]
+                .as<int>(),
+            1);
+}
+
+TEST_F(ApiServerTest, BackupSettingsSecretsNeverShown) {
+  testutil::S3TestServer s3;
+  const std::string secret = s3.options().secret_access_key;
+  const std::string akid = s3.options().access_key_id;
+  Response empty = Send("GET", "/api/platform/volume-backup-settings", admin_key_);
+  ASSERT_EQ(empty.status, 200);
+  EXPECT_EQ(empty.body["s3_secret_access_key"], "not set");
+  EXPECT_FALSE(empty.body["configured"].get<bool>());
+
+  ExpectRefused("PUT", "/api/platform/volume-backup-settings", admin_key_, R"({"s3_bucket": 5})",
+                400, "validation_error");
+  ExpectRefused("PUT", "/api/platform/volume-backup-settings", admin_key_,
+                R"({"local_directory": "relative/dir"})", 400, "validation_error");
+
+  Response put = Send("PUT", "/api/platform/volume-backup-settings", admin_key_,
+                      json{{"s3_bucket", s3.options().bucket},
+                           {"s3_region", "us-east-1"},
+                           {"s3_endpoint", s3.endpoint()},
+                           {"s3_prefix", "kindling"},
+                           {"s3_access_key_id", akid},
+                           {"s3_secret_access_key", secret}}
+                          .dump());
+  ASSERT_EQ(put.status, 200) << put.raw;
+  EXPECT_EQ(put.body["s3_secret_access_key"], "set");
+  EXPECT_EQ(put.body["s3_access_key_id"], "set");
+  EXPECT_TRUE(put.body["store"]["ready"].get<bool>()) << put.raw;
+  EXPECT_EQ(put.body["storage_url"], "s3://" + s3.options().bucket + "/kindling");
+
+  Response ok = Send("POST", "/api/platform/volume-backup-settings/test", admin_key_, "{}");
+  ASSERT_EQ(ok.status, 200);
+  EXPECT_TRUE(ok.body["ok"].get<bool>()) << ok.raw;
+
+  Response bad = Send("POST", "/api/platform/volume-backup-settings/test", admin_key_,
+                      json{{"s3_secret_access_key", "another-wrong-secret-123"}}.dump());
+  ASSERT_EQ(bad.status, 200);
+  EXPECT_FALSE(bad.body["ok"].get<bool>());
+  EXPECT_EQ(bad.body["step"], "write") << bad.raw;
+  EXPECT_EQ(bad.raw.find("another-wrong-secret-123"), std::string::npos);
+
+  testutil::TempDir local;
+  Response local_ok =
+      Send("POST", "/api/platform/volume-backup-settings/test", admin_key_,
+           json{{"s3_bucket", nullptr}, {"local_directory", local.path().string()}}.dump());
+  EXPECT_TRUE(local_ok.body["ok"].get<bool>()) << local_ok.raw;
+
+  Send("GET", "/api/platform/volume-backup-settings", admin_key_);
+  Send("GET", "/api/platform/audit-events", admin_key_);
+  EXPECT_EQ(all_answers_.find(secret), std::string::npos);
+  EXPECT_EQ(all_answers_.find(akid), std::string::npos);
+  for (const auto& row : Sql("SELECT details::text FROM cluster_audit_events")) {
+    EXPECT_EQ(row[0].as<std::string>().find(secret), std::string::npos);
+    EXPECT_EQ(row[0].as<std::string>().find(akid), std::string::npos);
+  }
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action = "
+                "'cluster.secrets.update'")[0][0]
+                .as<int>(),
+            1);
+}
+
+TEST_F(ApiServerTest, MetaServersAndDrain) {
+  Response meta =
+      Send("PUT", "/api/meta", admin_key_, R"({"public_base_url": "https://k.example.com"})");
+  ASSERT_EQ(meta.status, 200) << meta.raw;
+  EXPECT_TRUE(meta.body["public_base_url_configured"].get<bool>());
+  auto changed =
+      Sql("SELECT details->'changed'->>0 FROM cluster_audit_events WHERE action = "
+          "'cluster.settings.update'");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0][0].as<std::string>(), "public_base_url");
+  ExpectRefused("PUT", "/api/meta", admin_key_, R"({"public_base_url": 3})", 400,
+                "validation_error");
+
+  const std::string w1 = MakeServer("w1");
+  const std::string w2 = MakeServer("w2");
+  Sql("UPDATE servers SET last_heartbeat_at = now() - interval '25 seconds' WHERE id = '" + w2 +
+      "'");
+  Response all = Send("GET", "/api/platform/servers", admin_key_);
+  ASSERT_EQ(all.status, 200);
+  ASSERT_EQ(all.body.size(), 2u);
+  EXPECT_EQ(all.body[0]["heartbeat_health"], "healthy");
+  EXPECT_EQ(all.body[0]["runtime"], "sparse-file");
+  EXPECT_EQ(all.body[1]["heartbeat_health"], "stale");
+  EXPECT_GE(all.body[1]["heartbeat_age_seconds"].get<double>(), 24.0);
+
+  // Org-scoped: only servers pinning the caller's volumes.
+  EXPECT_EQ(Send("GET", "/api/servers", member_key_).body.size(), 0u);
+  MakeVolume(CreateProject(), w1);
+  auto scoped = Send("GET", "/api/servers", member_key_);
+  ASSERT_EQ(scoped.body.size(), 1u);
+  EXPECT_EQ(scoped.body[0]["id"], w1);
+
+  Response drained = Send("POST", "/api/servers/" + w1 + "/drain", admin_key_);
+  ASSERT_EQ(drained.status, 200) << drained.raw;
+  EXPECT_EQ(drained.body["status"], "draining");
+  EXPECT_EQ(Send("POST", "/api/servers/" + w1 + "/activate", admin_key_).body["status"], "active");
+  ExpectRefused("POST", "/api/servers/" + NewUuidV4() + "/drain", admin_key_, "", 404, "not_found");
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action IN ('server.drain', "
+                "'server.activate')")[0][0]
+                .as<int>(),
+            2);
+
+  auto metrics = client_->Get("/metrics", {{"Authorization", "Bearer " + admin_key_}});
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("kindling_server_heartbeat_age_seconds"), std::string::npos);
+}
+
+TEST_F(ApiServerTest, ApiKeysShownOnceAndRevocable) {
+  Response created = Send("POST", "/api/api-keys", member_key_, R"({"name": "ci"})");
+  ASSERT_EQ(created.status, 201) << created.raw;
+  const std::string secret = created.body["secret"];
+  const std::string id = created.body["id"];
+  EXPECT_EQ(Send("GET", "/api/projects", secret).status, 200);
+  Response listed = Send("GET", "/api/api-keys", member_key_);
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.raw.find(secret), std::string::npos);
+  // Another user cannot revoke it.
+  ExpectRefused("DELETE", "/api/api-keys/" + id, org_admin_key_, "", 404, "not_found");
+  EXPECT_EQ(Send("DELETE", "/api/api-keys/" + id, member_key_).status, 204);
+  ExpectRefused("GET", "/api/projects", secret, "", 401, "unauthorized");
+  for (const auto& row : Sql("SELECT details::text FROM cluster_audit_events")) {
+    EXPECT_EQ(row[0].as<std::string>().find(secret), std::string::npos);
+  }
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action LIKE 'api_key.%'")[0][0]
+                .as<int>(),
+            2);
+}
+
+}  // namespace
+}  // namespace kindling::api

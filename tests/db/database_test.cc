@@ -1,0 +1,308 @@
+#include "db/database.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "db/internal.h"
+#include "db_test_util.h"
+#include "testutil/temp_dir.h"
+
+namespace kindling::db {
+namespace {
+
+// Runs `sql` inside `tx` through the same path the table families use.
+Status Exec(Tx& tx, const std::string& sql) {
+  return internal::Run(tx, "test statement", [&](pqxx::transaction_base& w) -> Status {
+    w.exec(sql);
+    return {};
+  });
+}
+
+Result<long long> Count(Tx& tx, const std::string& sql) {
+  return internal::Run(tx, "test count", [&](pqxx::transaction_base& w) -> Result<long long> {
+    return w.exec1(sql)[0].as<long long>();
+  });
+}
+
+TEST(DsnFileTest, TrimsWhitespace) {
+  testutil::TempDir dir;
+  testutil::WriteFile(dir / "postgres.dsn", "  postgresql://u@h:5432/db \n\n");
+  auto dsn = ReadDsnFile(dir / "postgres.dsn");
+  ASSERT_TRUE(dsn) << dsn.error().message();
+  EXPECT_EQ(*dsn, "postgresql://u@h:5432/db");
+}
+
+TEST(DsnFileTest, MissingNamesThePath) {
+  testutil::TempDir dir;
+  auto dsn = ReadDsnFile(dir / "nope.dsn");
+  ASSERT_FALSE(dsn);
+  EXPECT_EQ(dsn.error().kind(), ErrorKind::kNotFound);
+  EXPECT_NE(dsn.error().message().find((dir / "nope.dsn").string()), std::string::npos);
+}
+
+TEST(DsnFileTest, EmptyIsInvalid) {
+  testutil::TempDir dir;
+  testutil::WriteFile(dir / "postgres.dsn", " \n\t");
+  auto dsn = ReadDsnFile(dir / "postgres.dsn");
+  ASSERT_FALSE(dsn);
+  EXPECT_EQ(dsn.error().kind(), ErrorKind::kInvalidArgument);
+}
+
+TEST(DsnFileTest, UnreadableDoesNotEchoContent) {
+  testutil::TempDir dir;
+  // A directory where the file should be: reading fails after open.
+  std::filesystem::create_directory(dir / "postgres.dsn");
+  auto dsn = ReadDsnFile(dir / "postgres.dsn");
+  ASSERT_FALSE(dsn);
+  EXPECT_NE(dsn.error().message().find("postgres.dsn"), std::string::npos);
+}
+
+TEST(RedactDsnTest, HidesPasswords) {
+  EXPECT_EQ(RedactDsn("postgresql://kindling:s3cret@db:5432/k"),
+            "postgresql://kindling:***@db:5432/k");
+  EXPECT_EQ(RedactDsn("postgresql://kindling@db/k?password=s3cret&sslmode=require"),
+            "postgresql://kindling@db/k?password=***&sslmode=require");
+  EXPECT_EQ(RedactDsn("host=db user=k password='s3 cret' dbname=k"),
+            "host=db user=k password=*** dbname=k");
+  EXPECT_EQ(RedactDsn("host=db password = s3cret"), "host=db password = ***");
+  EXPECT_EQ(RedactDsn("postgresql://db/k"), "postgresql://db/k");
+}
+
+TEST(DatabaseOpenTest, MalformedDsnIsInvalidArgument) {
+  auto db = Database::Open({.dsn = "host=x password=hunter2 nonsense"});
+  ASSERT_FALSE(db);
+  EXPECT_EQ(db.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(db.error().message().find("hunter2"), std::string::npos);
+}
+
+TEST(DatabaseOpenTest, UnreachableServerIsTransientAndHidesPassword) {
+  auto db = Database::Open({.dsn = "postgresql://kindling:hunter2@127.0.0.1:1/kindling"});
+  ASSERT_FALSE(db);
+  EXPECT_EQ(db.error().kind(), ErrorKind::kTransient) << db.error().message();
+  EXPECT_EQ(db.error().message().find("hunter2"), std::string::npos) << db.error().message();
+}
+
+TEST(DatabaseOpenTest, MissingDatabaseIsNotFound) {
+  auto db = Database::Open({.dsn = testutil::PostgresServer::Shared().DsnFor("no_such_db")});
+  ASSERT_FALSE(db);
+  EXPECT_EQ(db.error().kind(), ErrorKind::kNotFound) << db.error().message();
+}
+
+class DatabaseTest : public DbTest {};
+
+TEST_F(DatabaseTest, TransactCommitsAndReturnsValue) {
+  ASSERT_OK(db().Transact([](Tx& tx) { return Exec(tx, "CREATE TABLE t (v int)"); }));
+  auto value = db().Transact([](Tx& tx) -> Result<int> {
+    KINDLING_RETURN_IF_ERROR(Exec(tx, "INSERT INTO t VALUES (42)"));
+    return 7;
+  });
+  ASSERT_TRUE(value);
+  EXPECT_EQ(*value, 7);
+  EXPECT_EQ(Sql("SELECT count(*) FROM t")[0][0].as<int>(), 1);
+}
+
+TEST_F(DatabaseTest, ErrorFromCallbackRollsBack) {
+  ASSERT_OK(db().Transact([](Tx& tx) { return Exec(tx, "CREATE TABLE t (v int)"); }));
+  auto status = db().Transact([](Tx& tx) -> Status {
+    KINDLING_RETURN_IF_ERROR(Exec(tx, "INSERT INTO t VALUES (1)"));
+    return InvalidArgument("changed my mind");
+  });
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().message(), "changed my mind");
+  EXPECT_EQ(Sql("SELECT count(*) FROM t")[0][0].as<int>(), 0);
+}
+
+TEST_F(DatabaseTest, FailedStatementPoisonsTheTransaction) {
+  ASSERT_OK(db().Transact([](Tx& tx) { return Exec(tx, "CREATE TABLE t (v int UNIQUE)"); }));
+  int calls = 0;
+  auto status = db().Transact([&](Tx& tx) -> Status {
+    ++calls;
+    EXPECT_TRUE(Exec(tx, "INSERT INTO t VALUES (1)"));
+    auto dup = Exec(tx, "INSERT INTO t VALUES (1)");
+    EXPECT_FALSE(dup);
+    EXPECT_TRUE(tx.failed());
+    // A caller that ignores the error cannot commit half a transaction.
+    auto later = Exec(tx, "INSERT INTO t VALUES (2)");
+    EXPECT_FALSE(later);
+    return {};
+  });
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(Sql("SELECT count(*) FROM t")[0][0].as<int>(), 0);
+}
+
+TEST_F(DatabaseTest, SerializationFailureIsRetried) {
+  int attempts = 0;
+  auto value = db().Transact([&](Tx& tx) -> Result<int> {
+    ++attempts;
+    if (attempts < 3) {
+      KINDLING_RETURN_IF_ERROR(
+          Exec(tx, "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$"));
+    }
+    return attempts;
+  });
+  ASSERT_TRUE(value) << value.error().message();
+  EXPECT_EQ(*value, 3);
+}
+
+TEST_F(DatabaseTest, DeadlockGivesUpAfterMaxAttempts) {
+  int attempts = 0;
+  auto status = db().Transact(
+      [&](Tx& tx) -> Status {
+        ++attempts;
+        return Exec(tx, "DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$");
+      },
+      TxOptions{.max_attempts = 2});
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().kind(), ErrorKind::kTransient);
+  EXPECT_TRUE(status.error().retryable());
+  EXPECT_EQ(attempts, 2);
+}
+
+TEST_F(DatabaseTest, RealSerializationConflictIsRetried) {
+  ASSERT_OK(db().Transact([](Tx& tx) -> Status {
+    KINDLING_RETURN_IF_ERROR(Exec(tx, "CREATE TABLE counter (v int)"));
+    return Exec(tx, "INSERT INTO counter VALUES (0)");
+  }));
+  // Serializable read-modify-write increments from several threads: some
+  // collide, get retried, and no increment is lost.
+  constexpr int kThreads = 4;
+  constexpr int kIncrements = 10;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kIncrements; ++i) {
+        auto status = db().Transact(
+            [](Tx& tx) -> Status {
+              KINDLING_ASSIGN_OR_RETURN(long long v, Count(tx, "SELECT v FROM counter"));
+              return Exec(tx, "UPDATE counter SET v = " + std::to_string(v + 1));
+            },
+            TxOptions{.isolation = Isolation::kSerializable, .max_attempts = 50});
+        if (!status) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Sql("SELECT v FROM counter")[0][0].as<int>(), kThreads * kIncrements);
+}
+
+TEST_F(DatabaseTest, ReadOnlyTransactionRejectsWrites) {
+  auto status = db().Transact([](Tx& tx) { return Exec(tx, "CREATE TABLE t (v int)"); },
+                              TxOptions{.read_only = true});
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().kind(), ErrorKind::kInternal);
+}
+
+TEST_F(DatabaseTest, UniqueViolationHasACleanMessage) {
+  ASSERT_OK(db().Transact(
+      [](Tx& tx) { return CreateUser(tx, NewUser{.email = "Ops@Example.com", .name = "Ops"}); }));
+  auto dup = db().Transact(
+      [](Tx& tx) { return CreateUser(tx, NewUser{.email = "ops@example.com", .name = "Other"}); });
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(dup.error().message(), "a user with this email already exists");
+}
+
+TEST_F(DatabaseTest, CheckViolationIsInvalidArgument) {
+  const std::string project = MakeProject(MakeOrganization());
+  auto volume = db().Transact(
+      [&](Tx& tx) { return CreateVolume(tx, NewVolume{.project_id = project, .size_gb = 0}); });
+  ASSERT_FALSE(volume);
+  EXPECT_EQ(volume.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(volume.error().message().find("project_volumes_size_gb_check"), std::string::npos)
+      << volume.error().message();
+}
+
+TEST_F(DatabaseTest, ForeignKeyViolationIsInvalidArgument) {
+  auto project = db().Transact([](Tx& tx) { return CreateProject(tx, NewUuidV4(), "x"); });
+  EXPECT_ERROR_KIND(project, ErrorKind::kInvalidArgument);
+}
+
+TEST_F(DatabaseTest, MalformedUuidIsInvalidArgument) {
+  auto server = db().Transact([](Tx& tx) { return GetServer(tx, "not-a-uuid"); });
+  EXPECT_ERROR_KIND(server, ErrorKind::kInvalidArgument);
+}
+
+TEST_F(DatabaseTest, LostConnectionIsTransientAndThePoolRecovers) {
+  auto status = db().Transact(
+      [](Tx& tx) { return Exec(tx, "SELECT pg_terminate_backend(pg_backend_pid())"); },
+      TxOptions{.max_attempts = 1});
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().kind(), ErrorKind::kTransient) << status.error().message();
+  ASSERT_OK(db().Ping());
+}
+
+TEST_F(DatabaseTest, LostConnectionBeforeCommitIsRetried) {
+  int attempts = 0;
+  auto value = db().Transact([&](Tx& tx) -> Result<int> {
+    if (++attempts == 1) {
+      KINDLING_RETURN_IF_ERROR(Exec(tx, "SELECT pg_terminate_backend(pg_backend_pid())"));
+    }
+    return attempts;
+  });
+  ASSERT_TRUE(value) << value.error().message();
+  EXPECT_EQ(*value, 2);
+}
+
+TEST_F(DatabaseTest, PoolNeverExceedsMaxConnections) {
+  DatabaseOptions options = Options();
+  options.max_connections = 2;
+  options.acquire_timeout = std::chrono::milliseconds(100);
+  auto small = Database::Open(options);
+  ASSERT_TRUE(small);
+  {
+    auto a = (*small)->Acquire();
+    auto b = (*small)->Acquire();
+    ASSERT_TRUE(a && b);
+    auto c = (*small)->Acquire();
+    EXPECT_ERROR_KIND(c, ErrorKind::kTransient);
+  }
+  // Both went back to the pool: acquiring works again.
+  ASSERT_TRUE((*small)->Acquire());
+
+  ASSERT_OK((*small)->Transact([](Tx& tx) { return Exec(tx, "CREATE TABLE t (v int)"); }));
+  options.acquire_timeout = std::chrono::seconds(30);
+  auto pool = Database::Open(options);
+  ASSERT_TRUE(pool);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        if (!(*pool)->Transact([](Tx& tx) { return Exec(tx, "INSERT INTO t VALUES (1)"); }))
+          ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Sql("SELECT count(*) FROM t")[0][0].as<int>(), 120);
+  const std::string app_connections =
+      "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+      "AND application_name = 'kindling'";
+  // The fixture's pool (4) plus this one's (2) at most.
+  EXPECT_LE(Sql(app_connections)[0][0].as<int>(), 6);
+}
+
+TEST(DatabaseRestartTest, ReconnectsAfterServerRestart) {
+  testutil::PostgresServer server;
+  auto db = Database::Open({.dsn = server.dsn()});
+  ASSERT_TRUE(db) << db.error().message();
+  ASSERT_OK((*db)->Ping());
+  server.Stop();
+  auto down = (*db)->Ping();
+  EXPECT_ERROR_KIND(down, ErrorKind::kTransient);
+  server.Start();
+  // The pool's connections died with the server; new ones are opened.
+  ASSERT_OK((*db)->Ping());
+  ASSERT_OK(RunMigrations(**db));
+}
+
+}  // namespace
+}  // namespace kindling::db

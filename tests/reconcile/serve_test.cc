@@ -1,0 +1,95 @@
+#include "service/serve.h"
+
+#include <nlohmann/json.hpp>
+
+#include "control/backup_store.h"
+#include "db/settings.h"
+#include "reconcile_test_base.h"
+
+namespace kindling::service {
+namespace {
+
+using std::chrono::milliseconds;
+
+class ServeTest : public reconcile::ReconcileTest {
+ protected:
+  ServeOptions Options() {
+    testutil::WriteFile(dir_ / "postgres.dsn", dsn() + "\n");
+    ServeOptions o;
+    o.components = {"worker"};
+    o.dsn_file = dir_ / "postgres.dsn";
+    o.state_dir = dir_ / "serve";
+    o.heartbeat_interval = milliseconds(200);
+    o.sweep_interval = milliseconds(200);
+    o.handle_signals = false;
+    o.stop = &stop_;
+    return o;
+  }
+
+  std::atomic<bool> stop_{false};
+};
+
+TEST_F(ServeTest, KeepsStableIdsAndBacksUpThroughClusterSettings) {
+  std::atomic<bool> ready{false};
+  ServeOptions options = Options();
+  options.on_ready = [&](const ServeContext&) { ready = true; };
+  Status served;
+  std::thread serving([&] { served = Serve(options); });
+  ASSERT_TRUE(reconcile::ReconcileTest::WaitFor([&] { return ready.load(); }));
+  auto server_id = LoadOrCreateServerId(dir_ / "serve" / "server-id");
+  ASSERT_TRUE(server_id);
+  auto master_key = LoadOrCreateMasterKey(dir_ / "serve" / "master.key");
+  ASSERT_TRUE(master_key);
+
+  // The local-directory store configured through cluster settings.
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::PutSetting(tx, control::kSettingLocalDirectory, (dir_ / "bucket").string());
+  }));
+  const db::Volume volume = MakePinnedVolume(*server_id);
+  const auto image = dir_ / "serve" / "volumes" / (volume.id + ".img");
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(image); }));
+  const db::QueuedOperation op = QueueBackup(volume);
+  const db::Operation done = WaitFinished(op.operation.id);
+  EXPECT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  auto backup = Must([&](db::Tx& tx) { return db::GetBackup(tx, *op.operation.backup_id); });
+  EXPECT_EQ(backup->storage_url.value_or("").rfind("file://", 0), 0u);
+
+  stop_ = true;
+  serving.join();
+  ASSERT_TRUE(served) << served.error().message();
+
+  // A second start keeps the id and the key.
+  stop_ = false;
+  ready = false;
+  std::thread again([&] { served = Serve(options); });
+  ASSERT_TRUE(reconcile::ReconcileTest::WaitFor([&] { return ready.load(); }));
+  stop_ = true;
+  again.join();
+  EXPECT_EQ(*LoadOrCreateServerId(dir_ / "serve" / "server-id"), *server_id);
+  EXPECT_EQ(*LoadOrCreateMasterKey(dir_ / "serve" / "master.key"), *master_key);
+  auto servers = Must([&](db::Tx& tx) { return db::ListServers(tx); });
+  EXPECT_EQ(servers->size(), 1u);
+}
+
+TEST_F(ServeTest, RefusesApiWithoutFactoryAndMissingDsnFile) {
+  ServeOptions options = Options();
+  options.components = {"api"};
+  EXPECT_FALSE(Serve(options));
+  options = Options();
+  options.dsn_file = dir_ / "nope.dsn";
+  auto served = Serve(options);
+  ASSERT_FALSE(served);
+  EXPECT_EQ(served.error().kind(), ErrorKind::kNotFound);
+}
+
+TEST(ResolveDsnFileTest, FlagThenEnvironmentThenDefault) {
+  ::unsetenv(kDsnFileEnv);
+  EXPECT_EQ(ResolveDsnFile(""), kDefaultDsnFile);
+  ::setenv(kDsnFileEnv, "/tmp/x.dsn", 1);
+  EXPECT_EQ(ResolveDsnFile(""), "/tmp/x.dsn");
+  EXPECT_EQ(ResolveDsnFile("/a.dsn"), "/a.dsn");
+  ::unsetenv(kDsnFileEnv);
+}
+
+}  // namespace
+}  // namespace kindling::service

@@ -1,0 +1,247 @@
+#include "reconcile/worker.h"
+
+#include <nlohmann/json.hpp>
+
+#include "reconcile_test_base.h"
+#include "repo/layout.h"
+#include "testutil/sparse_image.h"
+
+namespace kindling::reconcile {
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+
+class WorkerTest : public ReconcileTest {
+ protected:
+  // Waits for the worker to make the volume's image, then writes data the
+  // test can check for.
+  std::filesystem::path MakeImageWithData(Worker& worker, const db::Volume& volume) {
+    const auto image = worker.ImageOf(volume.id);
+    EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(image); }, milliseconds(20'000)))
+        << "image never created";
+    testutil::PatchFile(image, 64u << 20, testutil::RandomData(3u << 20, 7));
+    testutil::PatchFile(image, 700u << 20, testutil::TextData(1u << 20, 9));
+    return image;
+  }
+};
+
+TEST_F(WorkerTest, RegistersWithRuntimeAndCreatesPinnedImages) {
+  auto options = FastOptions("w1");
+  Worker& worker = StartWorker(options);
+  auto server = Must([&](db::Tx& tx) { return db::GetServer(tx, worker.server_id()); });
+  ASSERT_TRUE(server);
+  EXPECT_EQ(server->status, db::ServerStatus::kActive);
+  ASSERT_EQ(server->components.size(), 1u);
+  EXPECT_EQ(server->components[0].runtime.value_or(""), kDefaultRuntime);
+
+  const db::Volume volume = MakePinnedVolume(worker.server_id());
+  ASSERT_TRUE(WaitFor([&] { return GetVolume(volume.id).health == db::VolumeHealth::kHealthy; }));
+  EXPECT_TRUE(std::filesystem::exists(worker.ImageOf(volume.id)));
+  EXPECT_GE(std::filesystem::file_size(worker.ImageOf(volume.id)), 1ull << 30);
+
+  // Re-registration with the same id reuses the row.
+  workers_.front()->Stop();
+  workers_.clear();
+  StartWorker(options);
+  auto servers = Must([&](db::Tx& tx) { return db::ListServers(tx); });
+  ASSERT_TRUE(servers);
+  EXPECT_EQ(servers->size(), 1u);
+}
+
+TEST_F(WorkerTest, LostImageIsMarkedMissingNotRecreated) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  const db::Volume volume = MakePinnedVolume(worker.server_id());
+  ASSERT_TRUE(WaitFor([&] { return GetVolume(volume.id).health == db::VolumeHealth::kHealthy; }));
+  std::filesystem::remove(worker.ImageOf(volume.id));
+  ASSERT_TRUE(WaitFor([&] { return GetVolume(volume.id).health == db::VolumeHealth::kMissing; }));
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.status, db::VolumeStatus::kUnavailable);
+  EXPECT_TRUE(after.last_error.has_value());
+  EXPECT_FALSE(std::filesystem::exists(worker.ImageOf(volume.id)));
+}
+
+TEST_F(WorkerTest, BackupIsPickedUpWithinASecondAndRecordsItsResult) {
+  auto options = FastOptions("w1");
+  // Only NOTIFY can wake the executors this fast.
+  options.sweep_interval = milliseconds(200);
+  Worker& worker = StartWorker(options);
+  const db::Volume volume = MakePinnedVolume(worker.server_id());
+  const auto image = MakeImageWithData(worker, volume);
+  const std::string digest = testutil::Sha256OfFile(image);
+  // Idle executors now wait the full sweep interval; a NOTIFY must wake them.
+  workers_.front()->Stop();
+  workers_.clear();
+  options.sweep_interval = milliseconds(30'000);
+  Worker& slow_sweeper = StartWorker(options);
+  std::this_thread::sleep_for(milliseconds(300));
+
+  const auto queued_at = std::chrono::steady_clock::now();
+  const db::QueuedOperation queued = QueueBackup(volume);
+  ASSERT_TRUE(WaitFor(
+      [&] { return GetOperation(queued.operation.id).status != db::OperationStatus::kPending; },
+      milliseconds(1'000)))
+      << "not picked up within a second";
+  EXPECT_LE(std::chrono::steady_clock::now() - queued_at, milliseconds(1'100));
+
+  const db::Operation done = WaitFinished(queued.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  const json result = json::parse(done.result_metadata_json);
+  EXPECT_EQ(result["image_sha256"], digest);
+  EXPECT_EQ(result["size_bytes"], 1ull << 30);
+  EXPECT_GT(result["stored_bytes"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(result["chunks_uploaded"].get<std::uint64_t>(), 0u);
+  EXPECT_TRUE(result.contains("duration_ms"));
+  const json progress = json::parse(done.progress_json);
+  EXPECT_TRUE(progress.contains("phase")) << done.progress_json;
+
+  auto backup = Must([&](db::Tx& tx) { return db::GetBackup(tx, *queued.operation.backup_id); });
+  ASSERT_TRUE(backup);
+  EXPECT_EQ(backup->status, db::BackupStatus::kSucceeded);
+  EXPECT_EQ(backup->size_bytes.value_or(0), 1ll << 30);
+  EXPECT_EQ(backup->storage_key.value_or(""),
+            repo::ManifestKey(volume.id, *queued.operation.backup_id));
+  EXPECT_EQ(json::parse(backup->metadata_json)["image_sha256"], digest);
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.status, db::VolumeStatus::kDetached);
+  EXPECT_FALSE(after.last_error.has_value());
+  (void)slow_sweeper;
+}
+
+TEST_F(WorkerTest, BackupThenRestoreToOtherWorkerIsBitIdenticalAndOldCopyRemoved) {
+  Worker& a = StartWorker(FastOptions("a"));
+  Worker& b = StartWorker(FastOptions("b"));
+  const db::Volume volume = MakePinnedVolume(a.server_id());
+  const auto image = MakeImageWithData(a, volume);
+  const std::string digest = testutil::Sha256OfFile(image);
+
+  const db::QueuedOperation backup = QueueBackup(volume);
+  ASSERT_EQ(WaitFinished(backup.operation.id).status, db::OperationStatus::kSucceeded);
+
+  const db::QueuedOperation restore = Queue({.volume_id = volume.id,
+                                             .kind = db::OperationKind::kRestore,
+                                             .server_id = b.server_id(),
+                                             .backup_id = backup.operation.backup_id,
+                                             .target_server_id = b.server_id()});
+  const db::Operation done = WaitFinished(restore.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  EXPECT_EQ(testutil::Sha256OfFile(b.ImageOf(volume.id)), digest);
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.server_id.value_or(""), b.server_id());
+  EXPECT_EQ(after.status, db::VolumeStatus::kDetached);
+  EXPECT_TRUE(
+      WaitFor([&] { return !std::filesystem::exists(a.ImageOf(volume.id)); }, milliseconds(10'000)))
+      << "old copy left on the first worker";
+  EXPECT_TRUE(std::filesystem::exists(b.ImageOf(volume.id)));
+}
+
+TEST_F(WorkerTest, MoveBacksUpOnSourceAndRestoresOnTarget) {
+  Worker& a = StartWorker(FastOptions("a"));
+  Worker& b = StartWorker(FastOptions("b"));
+  const db::Volume volume = MakePinnedVolume(a.server_id());
+  const std::string digest = testutil::Sha256OfFile(MakeImageWithData(a, volume));
+
+  const db::QueuedOperation move = Queue({.volume_id = volume.id,
+                                          .kind = db::OperationKind::kMove,
+                                          .server_id = a.server_id(),
+                                          .target_server_id = b.server_id(),
+                                          .create_backup = db::BackupKind::kManual});
+  const db::Operation done = WaitFinished(move.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  EXPECT_EQ(done.server_id.value_or(""), b.server_id());
+  EXPECT_EQ(testutil::Sha256OfFile(b.ImageOf(volume.id)), digest);
+  EXPECT_EQ(GetVolume(volume.id).server_id.value_or(""), b.server_id());
+  EXPECT_TRUE(WaitFor([&] { return !std::filesystem::exists(a.ImageOf(volume.id)); },
+                      milliseconds(10'000)));
+}
+
+TEST_F(WorkerTest, RetentionTrimsOldBackupsAndADeleteFailureDoesNotFailTheBackup) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  db::Volume volume = MakePinnedVolume(worker.server_id());
+  MakeImageWithData(worker, volume);
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::UpdateVolumeSettings(tx, volume.id, {.backup_retention_count = 2});
+  }));
+
+  std::vector<std::string> backup_ids;
+  for (int i = 0; i < 3; ++i) {
+    const db::QueuedOperation op = QueueBackup(volume);
+    ASSERT_EQ(WaitFinished(op.operation.id).status, db::OperationStatus::kSucceeded);
+    backup_ids.push_back(*op.operation.backup_id);
+  }
+  auto rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, volume.id); });
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_FALSE(local_->Head(repo::ManifestKey(volume.id, backup_ids[0])).has_value());
+  EXPECT_TRUE(local_->Head(repo::ManifestKey(volume.id, backup_ids[2])).has_value());
+
+  // Deleting old manifests now fails: the new backup still succeeds and
+  // says what it could not trim; the old backup stays listed and restorable.
+  faulty_->FailMatching(testutil::StoreOp::kDelete, "", ErrorKind::kPermissionDenied);
+  const db::QueuedOperation op = QueueBackup(volume);
+  const db::Operation done = WaitFinished(op.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  const json retention = json::parse(done.result_metadata_json)["retention"];
+  EXPECT_EQ(retention["errors"].size(), 1u) << retention.dump();
+  EXPECT_TRUE(retention["deleted"].empty());
+  rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, volume.id); });
+  ASSERT_TRUE(rows);
+  EXPECT_EQ(rows->size(), 3u);
+  EXPECT_TRUE(local_->Head(repo::ManifestKey(volume.id, backup_ids[1])).has_value());
+
+  // Once deletes work again the next backup catches up.
+  faulty_->Clear();
+  const db::QueuedOperation again = QueueBackup(volume);
+  ASSERT_EQ(WaitFinished(again.operation.id).status, db::OperationStatus::kSucceeded);
+  rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, volume.id); });
+  EXPECT_EQ(rows->size(), 2u);
+}
+
+TEST_F(WorkerTest, FailedBackupLeavesVolumeUsableWithLastError) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  const db::Volume volume = MakePinnedVolume(worker.server_id());
+  MakeImageWithData(worker, volume);
+  faulty_->FailMatching(testutil::StoreOp::kPut, "", ErrorKind::kIo);
+  const db::QueuedOperation op = QueueBackup(volume);
+  const db::Operation done = WaitFinished(op.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kFailed);
+  EXPECT_FALSE(done.error.value_or("").empty());
+  auto backup = Must([&](db::Tx& tx) { return db::GetBackup(tx, *op.operation.backup_id); });
+  EXPECT_EQ(backup->status, db::BackupStatus::kFailed);
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.status, db::VolumeStatus::kDetached);
+  EXPECT_EQ(after.last_error, done.error);
+
+  // And the next backup works and clears last_error.
+  faulty_->Clear();
+  const db::QueuedOperation retry = QueueBackup(volume);
+  ASSERT_EQ(WaitFinished(retry.operation.id).status, db::OperationStatus::kSucceeded);
+  EXPECT_FALSE(GetVolume(volume.id).last_error.has_value());
+}
+
+TEST_F(WorkerTest, RepairSetsHealthFromFsck) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  const db::Volume volume = MakePinnedVolume(worker.server_id());
+  MakeImageWithData(worker, volume);
+  const db::QueuedOperation ok = Queue({.volume_id = volume.id,
+                                        .kind = db::OperationKind::kRepair,
+                                        .server_id = worker.server_id()});
+  const db::Operation done = WaitFinished(ok.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  EXPECT_EQ(GetVolume(volume.id).health, db::VolumeHealth::kHealthy);
+
+  // Not a filesystem any more (no superblock or backup to recover from).
+  testutil::WriteFile(worker.ImageOf(volume.id), std::string(1u << 20, '\xff'));
+  const db::QueuedOperation bad = Queue({.volume_id = volume.id,
+                                         .kind = db::OperationKind::kRepair,
+                                         .server_id = worker.server_id()});
+  const db::Operation failed = WaitFinished(bad.operation.id);
+  EXPECT_EQ(failed.status, db::OperationStatus::kFailed);
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.health, db::VolumeHealth::kCorrupt);
+  EXPECT_EQ(after.status, db::VolumeStatus::kUnavailable);
+  EXPECT_TRUE(after.last_error.has_value());
+}
+
+}  // namespace
+}  // namespace kindling::reconcile
