@@ -10,8 +10,10 @@ namespace kindling::engine {
 
 struct Progress {
   std::string_view phase;         // "scan", "backup", "commit", "restore", "digest", "verify", "done"
-  std::uint64_t bytes_done = 0;   // image bytes processed (holes count as processed)
-  std::uint64_t bytes_total = 0;  // image size
+  // Image bytes processed (holes count as processed); verify counts the
+  // plaintext bytes of the chunks it checks, so both end at bytes_total.
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;  // image size (verify: bytes of the chunks checked)
   std::uint64_t chunks_done = 0;
   std::uint64_t chunks_total = 0;
   std::uint64_t bytes_transferred = 0;  // stored bytes uploaded or downloaded so far

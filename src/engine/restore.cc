@@ -149,10 +149,16 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
   ProgressCounters counters;
   std::atomic<std::size_t> next_fetch{0};
   std::atomic<std::uint64_t> bytes_downloaded{0};
+  // Holes need no work: they count as done from the start.
   std::uint64_t hole_bytes = 0;
-  for (std::size_t i = 0; i < m.chunks.size(); ++i)
-    if (m.chunks[i].is_hole) hole_bytes += m.ChunkLength(i);
+  std::uint64_t hole_chunks = 0;
+  for (std::size_t i = 0; i < m.chunks.size(); ++i) {
+    if (!m.chunks[i].is_hole) continue;
+    hole_bytes += m.ChunkLength(i);
+    ++hole_chunks;
+  }
   counters.bytes_done = hole_bytes;
+  counters.chunks_done = hole_chunks;
 
   auto fetch_one = [&](repo::ChunkCodec& codec, std::string& plain, const Fetch& f) -> Status {
     const std::string key = repo::ChunkKey(f.id);

@@ -27,6 +27,7 @@ namespace {
 struct Target {
   repo::ChunkId id;
   std::uint64_t offset;
+  std::uint64_t length;  // plaintext bytes
 };
 
 std::vector<Target> DistinctChunks(const repo::Manifest& m) {
@@ -34,7 +35,7 @@ std::vector<Target> DistinctChunks(const repo::Manifest& m) {
   std::unordered_map<repo::ChunkId, bool, ChunkIdHash> seen;
   for (std::size_t i = 0; i < m.chunks.size(); ++i) {
     const auto& c = m.chunks[i];
-    if (!c.is_hole && seen.emplace(c.id, true).second) targets.push_back({c.id, m.ChunkOffset(i)});
+    if (!c.is_hole && seen.emplace(c.id, true).second) targets.push_back({c.id, m.ChunkOffset(i), m.ChunkLength(i)});
   }
   return targets;
 }
@@ -59,12 +60,16 @@ Result<VerifyReport> VerifyBackup(const Repository& repository, const repo::Mani
     std::sort(targets.begin(), targets.end(), [](const Target& a, const Target& b) { return a.offset < b.offset; });
   }
 
+  // Progress counts the plaintext bytes of the chunks to check.
+  std::uint64_t bytes_total = 0;
+  for (const Target& t : targets) bytes_total += t.length;
+
   FirstError error;  // only cancellation stops a verify
   ProgressCounters counters;
   std::mutex mu;
   std::atomic<std::size_t> next{0};
   {
-    ProgressTicker ticker(o.progress, counters, "verify", m.image_size, targets.size());
+    ProgressTicker ticker(o.progress, counters, "verify", bytes_total, targets.size());
     WorkerGroup workers(threads, [&](int) {
       repo::ChunkCodec codec(repository.keys(), 1);
       std::string plain;
@@ -84,9 +89,8 @@ Result<VerifyReport> VerifyBackup(const Repository& repository, const repo::Mani
           if (auto st = codec.Decode(*object, t.id, plain); !st)
             problem = ChunkProblem{ChunkProblem::Kind::kCorrupt, crypto::DigestHex(t.id), key, t.offset,
                                    st.error().message()};
-          else
-            counters.bytes_done.fetch_add(plain.size(), std::memory_order_relaxed);
         }
+        counters.bytes_done.fetch_add(t.length, std::memory_order_relaxed);
         counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
         if (problem) {
           std::lock_guard lock(mu);

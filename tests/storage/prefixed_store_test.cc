@@ -75,7 +75,7 @@ TEST_F(PrefixedStoreTest, EmptyPrefixIsTransparent) {
 
 TEST_F(PrefixedStoreTest, DescribeAppendsThePrefix) {
   PrefixedStore store(*base_, "a/b");
-  EXPECT_EQ(store.Describe(), base_->Describe() + "/a/b");
+  EXPECT_EQ(store.Describe(), base_->Describe() + ", prefix a/b");
 }
 
 }  // namespace

@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: kindling vs restic 0.14 vs borg 1.2 on one sparse
+# volume image, all stores on the same local filesystem, in one run.
+#
+#   bench/run.sh [--size-gib 4] [--data-gib 1] [--out DIR] [--s3]
+#                [--kindling PATH] [--seed N] [--tools LIST] [--change 0.02]
+#                [--mutate-block BYTES] [--keep]
+#
+# Steps, each timed with /usr/bin/time (wall seconds, peak RSS):
+#   full         first backup of the image
+#   incremental  back up again after overwriting 2% of the image
+#   restore      restore the latest backup to a new file; its SHA-256 must equal
+#                the image's
+# Floors: `cat image > /dev/null` (backup steps) and `cp --sparse=always`
+# (restore). Stored bytes: `du -sb` of each store after the step.
+# Prints a Markdown table and the target ratios; also writes them to
+# bench/out/results.md (or DIR/results.md).
+#
+# --tools     comma list of kindling,restic,borg (default all); e.g. the RSS
+#             check at 32 GiB: bench/run.sh --size-gib 32 --tools kindling
+# --s3        also back up and restore with kindling against the S3 test server
+#             (tests/s3/server.js, needs node and tests/s3/node_modules)
+# --keep      keep the work directory (image, stores) for inspection
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+
+size_gib=4
+data_gib=1
+out_dir="$root/bench/out"
+use_s3=0
+kindling="$root/build/src/exe/kindling"
+seed=1
+tools="kindling,restic,borg"
+change=0.02
+mutate_block=$((1024 * 1024))
+keep=0
+
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --size-gib) size_gib="$2"; shift 2 ;;
+    --data-gib) data_gib="$2"; shift 2 ;;
+    --out) out_dir="$2"; shift 2 ;;
+    --s3) use_s3=1; shift ;;
+    --kindling) kindling="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
+    --tools) tools="$2"; shift 2 ;;
+    --change) change="$2"; shift 2 ;;
+    --mutate-block) mutate_block="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+has_tool() { [[ ",$tools," == *",$1,"* ]]; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Preconditions
+[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is required"
+command -v python3 >/dev/null || die "python3 is required (table, JSON)"
+if has_tool kindling || [[ $use_s3 == 1 ]]; then
+  [[ -x "$kindling" ]] || die "kindling binary not found at $kindling (build it: cmake -S . -B build -G Ninja && ninja -C build kindling, or pass --kindling PATH)"
+  "$kindling" backup create --help >/dev/null || die "$kindling does not run"
+fi
+if has_tool restic; then command -v restic >/dev/null || die "restic is not installed"; fi
+if has_tool borg; then command -v borg >/dev/null || die "borg is not installed"; fi
+
+size_bytes=$(python3 -c "print(int(float('$size_gib') * 2**30))")
+data_bytes_target=$(python3 -c "print(int(float('$data_gib') * 2**30))")
+(( data_bytes_target <= size_bytes )) || die "--data-gib exceeds --size-gib"
+
+mkdir -p "$out_dir"
+out_dir="$(cd "$out_dir" && pwd)"
+work="$out_dir/work"
+results_tsv="$out_dir/results.tsv"
+results_md="$out_dir/results.md"
+log="$out_dir/run.log"
+rm -rf "$work"
+mkdir -p "$work"
+: > "$results_tsv"
+: > "$log"
+
+s3_pid=""
+cleanup() {
+  local rc=$?
+  if [[ -n "$s3_pid" ]]; then kill "$s3_pid" 2>/dev/null || true; wait "$s3_pid" 2>/dev/null || true; fi
+  if [[ $keep == 0 ]]; then rm -rf "$work"; fi
+  if [[ $rc != 0 ]]; then echo "bench: failed (exit $rc); see $log" >&2; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+note() { echo "$*" | tee -a "$log" >&2; }
+
+# ---------------------------------------------------------------------------
+# Page cache: drop it between steps when allowed (root on a host); otherwise
+# evict the files a step will read with posix_fadvise(DONTNEED), which any user
+# may do for files it can open.
+cache_mode=""
+drop_cache() {
+  sync
+  if (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then
+    cache_mode="dropped (echo 3 > /proc/sys/vm/drop_caches) before every step"
+    return
+  fi
+  cache_mode="not droppable here (no permission for /proc/sys/vm/drop_caches); evicted the image, stores and restored files with posix_fadvise(DONTNEED) before every step"
+  python3 - "$work" <<'EOF'
+import os, sys
+for top in sys.argv[1:]:
+    for dirpath, _, files in os.walk(top):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+EOF
+}
+
+# ---------------------------------------------------------------------------
+# Build the image generator.
+make_image="$root/build/bench/make_image"
+if [[ ! -x "$make_image" || "$make_image" -ot "$here/make_image.cc" ]]; then
+  make_image="$out_dir/make_image"
+  if [[ ! -x "$make_image" || "$make_image" -ot "$here/make_image.cc" ]]; then
+    note "compiling $here/make_image.cc"
+    c++ -O2 -std=c++20 -o "$make_image" "$here/make_image.cc"
+  fi
+fi
+
+image="$work/volume.img"
+note "building image: ${size_gib} GiB apparent, ${data_gib} GiB data, seed $seed"
+"$make_image" create --out "$image" --size "$size_bytes" --data "$data_bytes_target" --seed "$seed" | tee -a "$log" >&2
+
+allocated() { echo $(( $(stat -c '%b' "$1") * $(stat -c '%B' "$1") )); }
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# ---------------------------------------------------------------------------
+# Measurement: run a command under /usr/bin/time; record a row.
+# record TOOL STEP STORE_DIR(or -) CMD...
+current_apparent=0
+current_data=0
+record() {
+  local tool="$1" step="$2" store="$3"
+  shift 3
+  local tf="$work/time.out"
+  drop_cache
+  note "[$step] $tool: $*"
+  if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" >>"$log" 2>&1; then
+    cat "$tf" >>"$log" 2>/dev/null || true
+    die "$tool $step failed; see $log"
+  fi
+  local wall rss stored="-"
+  read -r wall rss < <(tail -n 1 "$tf")
+  if [[ "$store" != "-" ]]; then stored=$(du -sb "$store" | cut -f1); fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$wall" "$rss" "$stored" \
+    "$current_apparent" "$current_data" >> "$results_tsv"
+  note "        wall ${wall}s, peak RSS ${rss} KiB, stored ${stored}"
+}
+
+check_restored() {
+  local tool="$1" file="$2"
+  local got
+  got=$(sha_of "$file")
+  if [[ "$got" != "$image_sha" ]]; then
+    printf '%s\tsha256\tMISMATCH\n' "$tool" >> "$out_dir/checks.tsv"
+    die "$tool restored an image whose SHA-256 $got differs from $image_sha"
+  fi
+  printf '%s\tsha256\tok\n' "$tool" >> "$out_dir/checks.tsv"
+  note "        restored SHA-256 matches (${got:0:16}...), allocated $(allocated "$file") bytes"
+}
+: > "$out_dir/checks.tsv"
+
+# Tool set-up.
+export RESTIC_PASSWORD="kindling-bench-password"
+export RESTIC_CACHE_DIR="$work/restic-cache"
+export BORG_PASSPHRASE="kindling-bench-password"
+export BORG_BASE_DIR="$work/borg-base"
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=no
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+restic_repo="$work/restic-repo"
+borg_repo="$work/borg-repo"
+kindling_store="$work/kindling-store"
+kindling_key="$work/kindling.key"
+
+if has_tool kindling; then
+  "$kindling" store init --store "file://$kindling_store" --key-file "$kindling_key" --quiet >>"$log" 2>&1
+fi
+if has_tool restic; then restic -r "$restic_repo" init >>"$log" 2>&1; fi
+if has_tool borg; then borg init --encryption=repokey-blake2 "$borg_repo" >>"$log" 2>&1; fi
+
+# Runs a command with stdout to a file: `to_file FILE CMD...` (exec keeps the
+# measured process the tool itself).
+to_file=(sh -c 'out=$1; shift; exec "$@" > "$out"' sh)
+backup_id_of() { tail -n 1 "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["backup_id"])'; }
+
+backup_step() {
+  local step="$1" archive="$2"
+  current_apparent=$(stat -c '%s' "$image")
+  current_data=$(allocated "$image")
+  record "cat (read floor)" "$step" - "${to_file[@]}" /dev/null cat "$image"
+  if has_tool kindling; then
+    record kindling "$step" "$kindling_store" "${to_file[@]}" "$work/kindling-$step.json" \
+      "$kindling" backup create --store "file://$kindling_store" --key-file "$kindling_key" \
+      --volume-id bench --image "$image" --progress none --json
+    backup_id_of "$work/kindling-$step.json" > "$work/kindling-last-id"
+  fi
+  if has_tool restic; then
+    record restic "$step" "$restic_repo" restic -r "$restic_repo" backup --compression auto "$image"
+  fi
+  if has_tool borg; then
+    # --sparse: borg 1.2 skips holes with the fixed chunker; without it borg
+    # would be charged for reading holes as zeros.
+    record borg "$step" "$borg_repo" borg create --sparse --compression zstd,3 \
+      --chunker-params fixed,4194304 "$borg_repo::$archive" "$image"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+note "image SHA-256 ..."
+image_sha=$(sha_of "$image")
+backup_step full full
+
+note "overwriting ${change} of the image (blocks of $mutate_block bytes, seed $seed)"
+"$make_image" mutate --image "$image" --fraction "$change" --block "$mutate_block" --seed "$seed" | tee -a "$log" >&2
+image_sha=$(sha_of "$image")
+backup_step incremental incremental
+
+# Restores: each into its own fresh directory, checked, then removed.
+restore_dir="$work/restore"
+current_apparent=$(stat -c '%s' "$image")
+current_data=$(allocated "$image")
+mkdir -p "$restore_dir/cp"
+record "cp --sparse=always (floor)" restore - cp --sparse=always "$image" "$restore_dir/cp/volume.img"
+check_restored "cp --sparse=always" "$restore_dir/cp/volume.img"
+rm -rf "$restore_dir/cp"
+# kindling fsyncs the restored image before renaming it into place; cp, restic
+# and borg do not. This second floor includes the fsync (coreutils `sync FILE`).
+mkdir -p "$restore_dir/cp"
+record "cp --sparse=always + sync (floor)" restore - sh -c 'cp --sparse=always "$1" "$2" && exec sync "$2"' \
+  sh "$image" "$restore_dir/cp/volume.img"
+rm -rf "$restore_dir/cp"
+if has_tool kindling; then
+  mkdir -p "$restore_dir/kindling"
+  kid=$(cat "$work/kindling-last-id")
+  record kindling restore "$kindling_store" "$kindling" backup restore --store "file://$kindling_store" \
+    --key-file "$kindling_key" --backup "$kid" --volume-id bench --to "$restore_dir/kindling/volume.img" \
+    --progress none
+  check_restored kindling "$restore_dir/kindling/volume.img"
+  rm -rf "$restore_dir/kindling"
+fi
+if has_tool restic; then
+  mkdir -p "$restore_dir/restic"
+  # restic 0.14 has no --sparse on restore: it writes holes out as zeros.
+  record restic restore "$restic_repo" restic -r "$restic_repo" restore latest --target "$restore_dir/restic"
+  check_restored restic "$restore_dir/restic$image"
+  rm -rf "$restore_dir/restic"
+fi
+if has_tool borg; then
+  mkdir -p "$restore_dir/borg"
+  record borg restore "$borg_repo" sh -c 'cd "$1" && exec borg extract --sparse "$2"' sh \
+    "$restore_dir/borg" "$borg_repo::incremental"
+  check_restored borg "$restore_dir/borg$image"
+  rm -rf "$restore_dir/borg"
+fi
+
+# ---------------------------------------------------------------------------
+# Optional: kindling against the S3 test server.
+if [[ $use_s3 == 1 ]]; then
+  command -v node >/dev/null || die "--s3 needs node"
+  [[ -f "$root/tests/s3/server.js" && -d "$root/tests/s3/node_modules/@20minutes/s3rver" ]] ||
+    die "--s3 needs tests/s3/server.js and tests/s3/node_modules (npm ci in tests/s3)"
+  mkdir -p "$work/s3-data"
+  KINDLING_S3_DIR="$work/s3-data" KINDLING_S3_BUCKET=bench KINDLING_S3_ACCESS_KEY=BENCHKEY \
+    KINDLING_S3_SECRET_KEY=bench-secret node --openssl-legacy-provider "$root/tests/s3/server.js" \
+    > "$work/s3.port" 2>>"$log" &
+  s3_pid=$!
+  for _ in $(seq 1 300); do
+    grep -q '^PORT ' "$work/s3.port" 2>/dev/null && break
+    kill -0 "$s3_pid" 2>/dev/null || die "S3 test server exited; see $log"
+    sleep 0.1
+  done
+  port=$(sed -n 's/^PORT //p' "$work/s3.port")
+  [[ -n "$port" ]] || die "S3 test server did not report a port"
+  note "S3 test server on 127.0.0.1:$port (pid $s3_pid)"
+  export AWS_ACCESS_KEY_ID=BENCHKEY AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
+  s3_args=(--store "s3://bench/kindling" --s3-endpoint "http://127.0.0.1:$port" --key-file "$work/kindling-s3.key")
+  "$kindling" store init "${s3_args[@]}" --quiet >>"$log" 2>&1
+  current_apparent=$(stat -c '%s' "$image")
+  current_data=$(allocated "$image")
+  record "kindling (S3)" full "$work/s3-data" "${to_file[@]}" "$work/kindling-s3.json" \
+    "$kindling" backup create "${s3_args[@]}" --volume-id bench --image "$image" --progress none --json
+  s3_id=$(backup_id_of "$work/kindling-s3.json")
+  mkdir -p "$restore_dir/s3"
+  record "kindling (S3)" restore "$work/s3-data" "$kindling" backup restore "${s3_args[@]}" \
+    --backup "$s3_id" --volume-id bench --to "$restore_dir/s3/volume.img" --progress none
+  check_restored "kindling (S3)" "$restore_dir/s3/volume.img"
+  rm -rf "$restore_dir/s3"
+fi
+
+# ---------------------------------------------------------------------------
+# Report.
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$results_tsv" "$results_md" "$size_gib" "$data_gib" "$seed" "$change" "$mutate_block" \
+  "$cache_mode" "$(nproc)" "$(restic version 2>/dev/null | head -1 || true)" \
+  "$(borg --version 2>/dev/null || true)" "$("$kindling" --version 2>/dev/null || echo kindling)" \
+  "$load_start" "$load_end" <<'EOF'
+import sys
+(tsv, md, size_gib, data_gib, seed, change, block, cache_mode, cores, restic_v, borg_v,
+ kindling_v, load_start, load_end) = sys.argv[1:15]
+rows = []
+for line in open(tsv):
+    tool, step, wall, rss, stored, apparent, data = line.rstrip("\n").split("\t")
+    rows.append(dict(tool=tool, step=step, wall=float(wall), rss_kib=int(rss),
+                     stored=None if stored == "-" else int(stored),
+                     apparent=int(apparent), data=int(data)))
+
+def find(tool, step):
+    for r in rows:
+        if r["tool"] == tool and r["step"] == step:
+            return r
+    return None
+
+out = []
+out.append(f"# kindling side-by-side benchmark\n")
+out.append(f"Image: {size_gib} GiB apparent, ~{data_gib} GiB data (random 30%, text 30%, "
+           f"binary from /usr/bin 25%, written zeros 10%, duplicates 5%; holes between), seed {seed}. "
+           f"Incremental: {float(change)*100:g}% of the apparent size overwritten with random bytes "
+           f"in {int(block)//1024} KiB blocks at random 4 KiB-aligned offsets.  ")
+out.append(f"Machine: {cores} cores; load average (1/5/15 min) {load_start} at start, "
+           f"{load_end} at end (other work on the machine skews wall times). "
+           f"Page cache: {cache_mode}.  ")
+out.append(f"Versions: {kindling_v}; {restic_v}; {borg_v}. restic: `backup --compression auto`, "
+           f"`restore latest` (0.14 has no sparse restore); borg: `init --encryption=repokey-blake2`, "
+           f"`create --sparse --compression zstd,3 --chunker-params fixed,4194304`, `extract --sparse`; "
+           f"kindling: 4 MiB chunks, zstd 1, default threads.  ")
+out.append("Stored bytes count the repository only (restic and borg local caches excluded). MB = 10^6 bytes. MB/s (apparent) = image apparent size / wall; MB/s (data) = image "
+           "allocated bytes (st_blocks) / wall. Stored bytes = `du -sb` of the store after the step.\n")
+out.append("| tool | step | wall s | MB/s (apparent) | MB/s (data) | peak RSS MiB | stored bytes |")
+out.append("|---|---|---:|---:|---:|---:|---:|")
+for r in rows:
+    mbs_a = r["apparent"] / 1e6 / r["wall"] if r["wall"] > 0 else float("inf")
+    mbs_d = r["data"] / 1e6 / r["wall"] if r["wall"] > 0 else float("inf")
+    stored = f"{r['stored']:,}" if r["stored"] is not None else "-"
+    out.append(f"| {r['tool']} | {r['step']} | {r['wall']:.2f} | {mbs_a:,.0f} | {mbs_d:,.0f} | "
+               f"{r['rss_kib']/1024:.1f} | {stored} |")
+out.append("")
+
+targets = []
+def ratio(name, num, den, limit, kind="wall"):
+    if num is None or den is None:
+        targets.append((name, None, limit, "n/a (tool not run)"))
+        return
+    a = num[kind] if kind == "wall" else num["stored"]
+    b = den[kind] if kind == "wall" else den["stored"]
+    if b == 0:
+        targets.append((name, None, limit, "n/a (zero denominator)"))
+        return
+    value = a / b
+    targets.append((name, value, limit, "PASS" if value <= limit else "MISS"))
+
+k = lambda s: find("kindling", s)
+ratio("full backup: kindling / restic wall", k("full"), find("restic", "full"), 0.25)
+ratio("incremental: kindling / restic wall", k("incremental"), find("restic", "incremental"), 0.1)
+ratio("incremental: kindling / borg wall", k("incremental"), find("borg", "incremental"), 0.4)
+ratio("restore: kindling / restic wall", k("restore"), find("restic", "restore"), 0.3)
+ratio("restore: kindling / cp --sparse=always wall", k("restore"),
+      find("cp --sparse=always (floor)", "restore"), 2.0)
+ratio("restore: kindling / (cp --sparse=always + sync) wall (info)", k("restore"),
+      find("cp --sparse=always + sync (floor)", "restore"), 2.0)
+ratio("stored bytes after incremental: kindling / restic", k("incremental"),
+      find("restic", "incremental"), 1.0, kind="stored")
+out.append("| target | value | limit | result |")
+out.append("|---|---:|---:|---|")
+for name, value, limit, result in targets:
+    v = f"{value:.3f}" if value is not None else "-"
+    out.append(f"| {name} | {v} | <= {limit:g} | {result} |")
+krows = [r for r in rows if r["tool"].startswith("kindling")]
+if krows:
+    peak = max(r["rss_kib"] for r in krows) / 1024
+    out.append(f"| kindling peak RSS over all steps (MiB) | {peak:.1f} | <= 128 | "
+               f"{'PASS' if peak <= 128 else 'MISS'} |")
+s3 = [r for r in rows if r["tool"] == "kindling (S3)"]
+if s3:
+    out.append("")
+    for r in s3:
+        out.append(f"kindling against the S3 test server (s3rver, node, localhost), {r['step']}: "
+                   f"{r['wall']:.2f} s, {r['apparent']/1e6/r['wall']:,.0f} MB/s apparent, "
+                   f"{r['data']/1e6/r['wall']:,.0f} MB/s data, peak RSS {r['rss_kib']/1024:.1f} MiB.")
+text = "\n".join(out) + "\n"
+open(md, "w").write(text)
+print(text)
+EOF
+note "results written to $results_md"

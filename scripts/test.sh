@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every test, as CI does:
+#   1. installs the dependencies (scripts/install-deps.sh),
+#   2. builds build/ (optimised) and build-asan/ (AddressSanitizer +
+#      UndefinedBehaviorSanitizer, -DKINDLING_SANITIZE=ON),
+#   3. runs ctest in both, printing the output of failing tests.
+# The sanitizer run leaves out the tests named *Slow* (the SIGKILL loops of
+# tests/cli, which only repeat under ASan what the first run checked); every
+# other test, all unit tests included, runs in both. Exits non-zero if any
+# build or test fails.
+#
+# Environment: JOBS (default: the core count), SKIP_ASAN=1 to run only build/,
+# BUILD_DIR / ASAN_BUILD_DIR to use other build directories.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs="${JOBS:-$(nproc)}"
+export JOBS="$jobs"
+build_dir="${BUILD_DIR:-build}"
+asan_build_dir="${ASAN_BUILD_DIR:-build-asan}"
+
+scripts/install-deps.sh
+
+echo "==> $build_dir/ (RelWithDebInfo)"
+BUILD_DIR="$build_dir" scripts/build.sh
+if [ "${SKIP_ASAN:-0}" != 1 ]; then
+  echo "==> $asan_build_dir/ (ASan + UBSan)"
+  BUILD_DIR="$asan_build_dir" scripts/build.sh -DKINDLING_SANITIZE=ON -DKINDLING_BUILD_BENCH=OFF
+fi
+
+# Sanitizers: fail on the first report, with a stack trace; children (the CLI
+# tests run the kindling binary) inherit these.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+status=0
+echo "==> ctest in $build_dir/"
+if ! (cd "$build_dir" && ctest --output-on-failure --no-tests=error --parallel "$jobs"); then
+  status=1
+fi
+if [ "${SKIP_ASAN:-0}" != 1 ]; then
+  echo "==> ctest in $asan_build_dir/ (without *Slow* tests)"
+  if ! (cd "$asan_build_dir" && ctest --output-on-failure --no-tests=error --parallel "$jobs" \
+          --exclude-regex 'Slow'); then
+    status=1
+  fi
+fi
+
+if [ "$status" -eq 0 ]; then
+  echo "==> all tests passed"
+else
+  echo "==> TESTS FAILED" >&2
+fi
+exit "$status"

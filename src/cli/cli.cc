@@ -1,0 +1,254 @@
+#include "cli/cli.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "cli/cancel.h"
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "cli/flags.h"
+#include "cli/serve_commands.h"
+
+namespace kindling::cli {
+namespace {
+
+constexpr char kExitCodesFooter[] =
+    "Exit codes: 0 success, 1 operation failed, 2 usage or invalid argument, 3 integrity "
+    "problem (corrupt or missing data), 4 wrong key file, 130 cancelled (SIGINT/SIGTERM).";
+
+// Every flag of every command, bound to CLI11 options.
+struct AllFlags {
+  CommonFlags common;
+  StoreInitFlags store_init;
+  BackupCreateFlags create;
+  BackupListFlags list;
+  BackupRestoreFlags restore;
+  BackupVerifyFlags verify;
+  DemoFlags demo;
+};
+
+void AddCommonFlags(CLI::App& command, CommonFlags& common) {
+  command.add_option("--threads", common.threads, "Worker threads (0: chosen from the core count)")
+      ->type_name("N");
+  command.add_flag("-q,--quiet", common.quiet, "No progress output");
+  command
+      .add_option("--progress", common.progress,
+                  "Progress on stderr: auto (bar on a terminal, else JSON lines), bar, json, none")
+      ->check(CLI::IsMember({"auto", "bar", "json", "none"}))
+      ->type_name("MODE");
+  command
+      .add_option("--log-level", common.log_level,
+                  "Diagnostics on stderr: trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->envname("KINDLING_LOG_LEVEL")
+      ->type_name("LEVEL");
+  command.add_flag("--json", common.json,
+                   "Print the result as one JSON object on the last line of stdout");
+}
+
+void AddStoreFlags(CLI::App& command, StoreFlags& store) {
+  command.add_option("--store", store.url, "Store URL: file:///dir or s3://bucket[/prefix]")
+      ->required()
+      ->envname("KINDLING_STORE")
+      ->type_name("URL");
+  command.add_option("--key-file", store.key_file, "The store's key file (keep it secret)")
+      ->required()
+      ->envname("KINDLING_KEY_FILE")
+      ->type_name("PATH");
+  command
+      .add_option("--s3-endpoint", store.s3_endpoint,
+                  "S3-compatible endpoint, http(s)://host[:port] (default: AWS_ENDPOINT_URL, "
+                  "else AWS)")
+      ->type_name("URL");
+  command
+      .add_option("--s3-region", store.s3_region, "S3 region (default: AWS_REGION, else us-east-1)")
+      ->type_name("REGION");
+}
+
+CLI::App* Leaf(CLI::App& parent, const std::string& name, const std::string& description) {
+  CLI::App* command = parent.add_subcommand(name, description);
+  command->footer(kExitCodesFooter);
+  return command;
+}
+
+// "kindling backup create" for the deepest subcommand named on the command line.
+std::string CommandPath(const CLI::App& app) {
+  std::string path = app.get_name();
+  const CLI::App* current = &app;
+  for (;;) {
+    const auto selected = current->get_subcommands();
+    if (selected.empty()) break;
+    current = selected.front();
+    path += " " + current->get_name();
+  }
+  return path;
+}
+
+void SetUpLogging(const std::string& level) {
+  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  auto logger = std::make_shared<spdlog::logger>("kindling", std::move(sink));
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ [%t] %v", spdlog::pattern_time_type::utc);
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::warn);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+int RunOrThrow(int argc, char** argv) {
+  AllFlags flags;
+  std::function<int()> action;
+
+  CLI::App app("kindling: encrypted, deduplicated, incremental backups of ext4 volume images",
+               "kindling");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("kindling ") + KINDLING_VERSION);
+  app.footer(kExitCodesFooter);
+
+  CLI::App* store = app.add_subcommand("store", "Manage a backup store");
+  store->require_subcommand(1);
+  CLI::App* init =
+      Leaf(*store, "init", "Initialise a store; creates the key file when it does not exist");
+  AddStoreFlags(*init, flags.store_init.store);
+  init->add_option("--chunk-size", flags.store_init.chunk_size,
+                   "Chunk size of new backups, e.g. 4MiB (default), 1MiB, 65536")
+      ->type_name("BYTES");
+  AddCommonFlags(*init, flags.common);
+  init->callback([&] { action = [&] { return RunStoreInit(flags.store_init, flags.common); }; });
+
+  CLI::App* backup = app.add_subcommand("backup", "Create, list, restore and verify backups");
+  backup->require_subcommand(1);
+
+  CLI::App* create = Leaf(*backup, "create", "Back up a volume image");
+  AddStoreFlags(*create, flags.create.store);
+  create->add_option("--volume-id", flags.create.volume_id, "The volume the image belongs to")
+      ->required()
+      ->type_name("ID");
+  create->add_option("--image", flags.create.image, "The volume image file (may be sparse)")
+      ->required()
+      ->type_name("PATH");
+  create
+      ->add_option("--backup-id", flags.create.backup_id,
+                   "Id of the new backup (default: a new time-ordered UUID)")
+      ->type_name("ID");
+  create
+      ->add_option("--chunk-size", flags.create.chunk_size,
+                   "Chunk size for this backup (default: the store's)")
+      ->type_name("BYTES");
+  create
+      ->add_option("--compression-level", flags.create.compression_level,
+                   "zstd level, -7..22 (default 1)")
+      ->type_name("N");
+  AddCommonFlags(*create, flags.common);
+  create->callback([&] { action = [&] { return RunBackupCreate(flags.create, flags.common); }; });
+
+  CLI::App* list = Leaf(*backup, "list", "List backups, newest first");
+  AddStoreFlags(*list, flags.list.store);
+  list->add_option("--volume-id", flags.list.volume_id, "Only this volume's backups")
+      ->type_name("ID");
+  AddCommonFlags(*list, flags.common);
+  list->callback([&] { action = [&] { return RunBackupList(flags.list, flags.common); }; });
+
+  CLI::App* restore =
+      Leaf(*backup, "restore", "Restore a backup to an image file (checked against its SHA-256)");
+  AddStoreFlags(*restore, flags.restore.store);
+  restore->add_option("--backup", flags.restore.backup_id, "The backup id")
+      ->required()
+      ->type_name("ID");
+  restore
+      ->add_option("--volume-id", flags.restore.volume_id,
+                   "The backup's volume (optional; saves a search)")
+      ->type_name("ID");
+  restore->add_option("--to", flags.restore.destination, "Destination image file")
+      ->required()
+      ->type_name("PATH");
+  restore->add_flag("--force", flags.restore.force, "Replace the destination if it exists");
+  AddCommonFlags(*restore, flags.common);
+  restore->callback(
+      [&] { action = [&] { return RunBackupRestore(flags.restore, flags.common); }; });
+
+  CLI::App* verify =
+      Leaf(*backup, "verify", "Fetch and authenticate a backup's chunks; report damaged ones");
+  AddStoreFlags(*verify, flags.verify.store);
+  verify->add_option("--backup", flags.verify.backup_id, "The backup id")
+      ->required()
+      ->type_name("ID");
+  verify
+      ->add_option("--volume-id", flags.verify.volume_id,
+                   "The backup's volume (optional; saves a search)")
+      ->type_name("ID");
+  verify
+      ->add_option("--sample", flags.verify.sample,
+                   "Share of the chunks to check, in (0, 1] (default 1: all)")
+      ->type_name("FRACTION");
+  verify->add_option("--seed", flags.verify.seed, "Seed of the sample (default: random)")
+      ->type_name("N");
+  AddCommonFlags(*verify, flags.common);
+  verify->callback([&] { action = [&] { return RunBackupVerify(flags.verify, flags.common); }; });
+
+  CLI::App* demo =
+      Leaf(app, "demo", "Build a demo image, back it up twice, restore, verify, compare");
+  demo->add_option("--dir", flags.demo.dir,
+                   "Working directory, empty or new (default: a new one under /tmp)")
+      ->type_name("DIR");
+  demo->add_option("--size-mib", flags.demo.size_mib, "Image size in MiB (default 1024)")
+      ->type_name("N");
+  demo->add_option("--chunk-size", flags.demo.chunk_size, "Store chunk size (default 4MiB)")
+      ->type_name("BYTES");
+  demo->add_option("--change", flags.demo.change_fraction,
+                   "Share of chunks changed before the second backup (default 0.02)")
+      ->type_name("FRACTION");
+  demo->add_option("--seed", flags.demo.seed, "Seed of the image content (default: random)")
+      ->type_name("N");
+  demo->add_option("--compression-level", flags.demo.compression_level, "zstd level (default 1)")
+      ->type_name("N");
+  AddCommonFlags(*demo, flags.common);
+  demo->callback([&] { action = [&] { return RunDemo(flags.demo, flags.common); }; });
+
+  CLI::App* version = Leaf(app, "version", "Print the version");
+  version->add_flag("--json", flags.common.json, "Print the version as JSON");
+  version->callback([&] { action = [&] { return RunVersion(flags.common); }; });
+
+  AddServeCommands(app, action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version
+    return app.exit(e, std::cout, std::cerr);
+  } catch (const CLI::ParseError& e) {
+    std::string message = e.what();
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) {
+      message.pop_back();
+    }
+    return ReportError(
+        Error(ErrorKind::kInvalidArgument, message + " (see: " + CommandPath(app) + " --help)"));
+  }
+
+  SetUpLogging(flags.common.log_level);
+  if (auto st = ValidateCommon(flags.common); !st) return ReportError(st.error());
+  if (!action) return ReportError(InternalError("no command selected").error());
+  InstallCancelHandlers();
+  return action();
+}
+
+}  // namespace
+
+int Run(int argc, char** argv) {
+  try {
+    const int code = RunOrThrow(argc, argv);
+    std::fflush(stdout);
+    spdlog::shutdown();
+    return code;
+  } catch (const std::exception& e) {
+    return ReportError(InternalError(std::string("unexpected exception: ") + e.what()).error());
+  } catch (...) {
+    return ReportError(InternalError("unexpected exception").error());
+  }
+}
+
+}  // namespace kindling::cli

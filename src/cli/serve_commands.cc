@@ -1,0 +1,180 @@
+#include "cli/serve_commands.h"
+
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "api/api_server.h"
+#include "cli/exit_codes.h"
+#include "db/auth.h"
+#include "db/database.h"
+#include "db/migrations.h"
+#include "service/serve.h"
+
+namespace kindling::cli {
+namespace {
+
+struct ServeFlags {
+  std::string components = "api,worker";
+  std::string dsn_file;
+  std::string state_dir = service::kDefaultStateDir;
+  std::string server_id_file;
+  std::string master_key_file;
+  std::string listen = "127.0.0.1:8080";
+  std::string hostname;
+  std::string internal_ip = "127.0.0.1";
+  std::string runtime = "sparse-image";
+  bool metrics_public = false;
+};
+
+struct BootstrapFlags {
+  std::string dsn_file;
+  std::string email;
+  std::string name = "Platform admin";
+  std::string organization = "default";
+  bool json = false;
+};
+
+std::vector<std::string> SplitComponents(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return InvalidArgument("--listen must be ADDRESS:PORT, got " + listen);
+  try {
+    const int port = std::stoi(listen.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::out_of_range("port");
+    return std::make_pair(listen.substr(0, colon), port);
+  } catch (const std::exception&) {
+    return InvalidArgument("--listen has a bad port: " + listen);
+  }
+}
+
+// The API server as a Serve component.
+class ApiComponent final : public service::Component {
+ public:
+  ApiComponent(db::Database& db, const crypto::Key& master_key, api::ApiServerOptions options)
+      : server_(db, master_key, std::move(options)) {}
+  Status Start() override {
+    KINDLING_RETURN_IF_ERROR(server_.Start());
+    spdlog::info("api listening on port {}", server_.port());
+    return OkStatus();
+  }
+  void Stop() override { server_.Stop(); }
+
+ private:
+  api::ApiServer server_;
+};
+
+int RunServe(const ServeFlags& flags) {
+  service::ServeOptions options;
+  options.components = SplitComponents(flags.components);
+  options.dsn_file = flags.dsn_file;
+  options.state_dir = flags.state_dir;
+  options.server_id_file = flags.server_id_file;
+  options.master_key_file = flags.master_key_file;
+  options.hostname = flags.hostname;
+  options.internal_ip = flags.internal_ip;
+  options.runtime = flags.runtime;
+  options.listen = flags.listen;
+  auto listen = ParseListen(flags.listen);
+  if (!listen) return ReportError(listen.error());
+  const bool metrics_public = flags.metrics_public;
+  options.api_factory = [listen = *listen, metrics_public](const service::ServeContext& context)
+      -> Result<std::unique_ptr<service::Component>> {
+    api::ApiServerOptions api_options;
+    api_options.listen_address = listen.first;
+    api_options.port = listen.second;
+    api_options.metrics_public = metrics_public;
+    return std::make_unique<ApiComponent>(context.db, context.master_key, api_options);
+  };
+  options.on_ready = [](const service::ServeContext& context) {
+    spdlog::info("kindling serve ready: server {}", context.server_id);
+  };
+  if (auto st = service::Serve(options); !st) return ReportError(st.error());
+  return kExitOk;
+}
+
+int RunBootstrap(const BootstrapFlags& flags) {
+  auto dsn = db::ReadDsnFile(service::ResolveDsnFile(flags.dsn_file));
+  if (!dsn) return ReportError(dsn.error());
+  db::DatabaseOptions db_options;
+  db_options.dsn = *dsn;
+  db_options.max_connections = 2;
+  auto database = db::Database::Open(db_options);
+  if (!database) return ReportError(database.error());
+  if (auto migrated = db::RunMigrations(**database); !migrated) return ReportError(migrated.error());
+  auto made = (*database)->Transact([&](db::Tx& tx) {
+    return db::BootstrapPlatformAdmin(tx, flags.email, flags.name, flags.organization);
+  });
+  if (!made) return ReportError(made.error());
+  if (flags.json) {
+    std::printf("{\"user_id\":\"%s\",\"organization_id\":\"%s\",\"api_key\":\"%s\"}\n",
+                made->user.id.c_str(), made->organization.id.c_str(), made->api_key.secret.c_str());
+  } else {
+    std::printf("KINDLING_API_KEY=%s\n", made->api_key.secret.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddServeCommands(CLI::App& app, std::function<int()>& action) {
+  auto serve_flags = std::make_shared<ServeFlags>();
+  CLI::App* serve = app.add_subcommand(
+      "serve", "Run control-plane components (api, worker) on the shared PostgreSQL");
+  serve->add_option("--components", serve_flags->components, "Comma-separated: api, worker")
+      ->envname("KINDLING_COMPONENTS")
+      ->type_name("LIST");
+  serve->add_option("--dsn-file", serve_flags->dsn_file,
+                    "DSN file (default: $KINDLING_DSN_FILE, else /etc/kindling/postgres.dsn)")
+      ->type_name("PATH");
+  serve->add_option("--state-dir", serve_flags->state_dir,
+                    "State directory: server-id, master.key, volumes/")
+      ->envname("KINDLING_STATE_DIR")
+      ->type_name("DIR");
+  serve->add_option("--server-id-file", serve_flags->server_id_file,
+                    "Stable server id file (default: STATE_DIR/server-id)")
+      ->type_name("PATH");
+  serve->add_option("--master-key-file", serve_flags->master_key_file,
+                    "Cluster master key (default: STATE_DIR/master.key)")
+      ->envname("KINDLING_MASTER_KEY_FILE")
+      ->type_name("PATH");
+  serve->add_option("--listen", serve_flags->listen, "API address (default 127.0.0.1:8080)")
+      ->envname("KINDLING_LISTEN")
+      ->type_name("ADDR:PORT");
+  serve->add_option("--hostname", serve_flags->hostname, "Name in servers (default: hostname)");
+  serve->add_option("--internal-ip", serve_flags->internal_ip, "Address in servers");
+  serve->add_option("--runtime", serve_flags->runtime, "Worker runtime reported in metadata");
+  serve->add_flag("--metrics-public", serve_flags->metrics_public,
+                  "Serve /metrics without an API key (trusted networks only)");
+  serve->callback([&action, serve_flags] { action = [serve_flags] { return RunServe(*serve_flags); }; });
+
+  auto bootstrap_flags = std::make_shared<BootstrapFlags>();
+  CLI::App* admin = app.add_subcommand("admin", "Cluster administration");
+  admin->require_subcommand(1);
+  CLI::App* bootstrap =
+      admin->add_subcommand("bootstrap", "Create the first platform admin and print its API key");
+  bootstrap->add_option("--email", bootstrap_flags->email, "The admin's email")->required();
+  bootstrap->add_option("--name", bootstrap_flags->name, "The admin's name");
+  bootstrap->add_option("--organization", bootstrap_flags->organization,
+                        "Organisation the admin owns");
+  bootstrap->add_option("--dsn-file", bootstrap_flags->dsn_file,
+                        "DSN file (default: $KINDLING_DSN_FILE, else /etc/kindling/postgres.dsn)");
+  bootstrap->add_flag("--json", bootstrap_flags->json, "Print one JSON object");
+  bootstrap->callback(
+      [&action, bootstrap_flags] { action = [bootstrap_flags] { return RunBootstrap(*bootstrap_flags); }; });
+}
+
+}  // namespace kindling::cli

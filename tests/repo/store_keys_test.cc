@@ -1,0 +1,146 @@
+#include "repo/store_keys.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "repo/layout.h"
+#include "storage/local_store.h"
+#include "testutil/temp_dir.h"
+
+namespace kindling::repo {
+namespace {
+
+class StoreKeysTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = storage::LocalStore::Open(dir_ / "store");
+    ASSERT_TRUE(store) << store.error().message();
+    store_ = std::move(*store);
+  }
+  void FlipConfigByte(std::size_t offset) {
+    auto object = store_->Get(kConfigKey);
+    ASSERT_TRUE(object);
+    ASSERT_LT(offset, object->size());
+    (*object)[offset] = static_cast<char>((*object)[offset] ^ 0x20);
+    ASSERT_TRUE(store_->Put(kConfigKey, *object));
+  }
+
+  testutil::TempDir dir_;
+  std::unique_ptr<storage::LocalStore> store_;
+  crypto::Key key_ = crypto::RandomKey();
+};
+
+TEST_F(StoreKeysTest, InitThenOpenGivesTheSameKeys) {
+  auto created = InitStoreKeys(*store_, key_, 1u << 20);
+  ASSERT_TRUE(created) << created.error().message();
+  EXPECT_EQ(created->store_id.size(), 32u);
+  EXPECT_EQ(created->default_chunk_size, 1u << 20);
+  EXPECT_NE(created->chunk_id_key, created->data_key);
+  EXPECT_NE(created->data_key, key_);
+
+  auto opened = OpenStoreKeys(*store_, key_);
+  ASSERT_TRUE(opened) << opened.error().message();
+  EXPECT_EQ(opened->store_id, created->store_id);
+  EXPECT_EQ(opened->chunk_id_key, created->chunk_id_key);
+  EXPECT_EQ(opened->data_key, created->data_key);
+  EXPECT_EQ(opened->default_chunk_size, 1u << 20);
+}
+
+TEST_F(StoreKeysTest, ConfigObjectDoesNotContainKeysInClear) {
+  auto created = InitStoreKeys(*store_, key_, 4u << 20);
+  ASSERT_TRUE(created);
+  auto object = store_->Get(kConfigKey);
+  ASSERT_TRUE(object);
+  EXPECT_EQ(object->find(crypto::KeyBytes(created->data_key)), std::string::npos);
+  EXPECT_EQ(object->find(crypto::KeyBytes(created->chunk_id_key)), std::string::npos);
+  EXPECT_EQ(object->find(crypto::KeyBytes(key_)), std::string::npos);
+}
+
+TEST_F(StoreKeysTest, InitTwiceIsAlreadyExists) {
+  auto first = InitStoreKeys(*store_, key_, 4u << 20);
+  ASSERT_TRUE(first);
+  const std::string before = *store_->Get(kConfigKey);
+  auto second = InitStoreKeys(*store_, crypto::RandomKey(), 4u << 20);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().kind(), ErrorKind::kAlreadyExists);
+  EXPECT_EQ(*store_->Get(kConfigKey), before);
+  EXPECT_TRUE(OpenStoreKeys(*store_, key_));
+}
+
+TEST_F(StoreKeysTest, WrongKeyIsWrongKey) {
+  ASSERT_TRUE(InitStoreKeys(*store_, key_, 4u << 20));
+  auto opened = OpenStoreKeys(*store_, crypto::RandomKey());
+  ASSERT_FALSE(opened);
+  EXPECT_EQ(opened.error().kind(), ErrorKind::kWrongKey);
+}
+
+TEST_F(StoreKeysTest, NotInitialisedIsNotFound) {
+  auto opened = OpenStoreKeys(*store_, key_);
+  ASSERT_FALSE(opened);
+  EXPECT_EQ(opened.error().kind(), ErrorKind::kNotFound);
+}
+
+TEST_F(StoreKeysTest, FlippedByteInSealedPartIsCorruption) {
+  ASSERT_TRUE(InitStoreKeys(*store_, key_, 4u << 20));
+  const std::size_t size = store_->Get(kConfigKey)->size();
+  // Header bytes, then everything after the 8-byte fingerprint (nonce,
+  // ciphertext, tag). The fingerprint itself identifies the key file, so a
+  // flip there reads as a wrong key; both are refusals.
+  for (std::size_t offset = 0; offset < size; ++offset) {
+    if (offset >= 12 && offset < 20) continue;
+    FlipConfigByte(offset);
+    auto opened = OpenStoreKeys(*store_, key_);
+    ASSERT_FALSE(opened) << "offset " << offset;
+    EXPECT_EQ(opened.error().kind(), ErrorKind::kCorruption) << "offset " << offset;
+    FlipConfigByte(offset);
+  }
+  EXPECT_TRUE(OpenStoreKeys(*store_, key_));
+}
+
+TEST_F(StoreKeysTest, FlippedFingerprintIsRefused) {
+  ASSERT_TRUE(InitStoreKeys(*store_, key_, 4u << 20));
+  FlipConfigByte(14);
+  auto opened = OpenStoreKeys(*store_, key_);
+  ASSERT_FALSE(opened);
+  EXPECT_TRUE(opened.error().kind() == ErrorKind::kWrongKey ||
+              opened.error().kind() == ErrorKind::kCorruption)
+      << ErrorKindName(opened.error().kind());
+}
+
+TEST_F(StoreKeysTest, TruncatedConfigIsCorruption) {
+  ASSERT_TRUE(InitStoreKeys(*store_, key_, 4u << 20));
+  const std::string object = *store_->Get(kConfigKey);
+  for (std::size_t len :
+       {std::size_t{0}, std::size_t{11}, std::size_t{19}, std::size_t{30}, object.size() - 1}) {
+    ASSERT_TRUE(store_->Put(kConfigKey, object.substr(0, len)));
+    auto opened = OpenStoreKeys(*store_, key_);
+    ASSERT_FALSE(opened) << len;
+    EXPECT_EQ(opened.error().kind(), ErrorKind::kCorruption) << len;
+  }
+}
+
+TEST_F(StoreKeysTest, ConfigFromAnotherStoreWithAnotherKeyIsWrongKey) {
+  auto other = storage::LocalStore::Open(dir_ / "other");
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(InitStoreKeys(**other, crypto::RandomKey(), 4u << 20));
+  ASSERT_TRUE(InitStoreKeys(*store_, key_, 4u << 20));
+  ASSERT_TRUE(store_->Put(kConfigKey, *(*other)->Get(kConfigKey)));
+  auto opened = OpenStoreKeys(*store_, key_);
+  ASSERT_FALSE(opened);
+  EXPECT_EQ(opened.error().kind(), ErrorKind::kWrongKey);
+}
+
+TEST_F(StoreKeysTest, TwoStoresHaveIndependentKeys) {
+  auto other = storage::LocalStore::Open(dir_ / "other");
+  ASSERT_TRUE(other);
+  auto a = InitStoreKeys(*store_, key_, 4u << 20);
+  auto b = InitStoreKeys(**other, key_, 4u << 20);
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a->store_id, b->store_id);
+  EXPECT_NE(a->data_key, b->data_key);
+  EXPECT_NE(a->chunk_id_key, b->chunk_id_key);
+}
+
+}  // namespace
+}  // namespace kindling::repo
