@@ -31,6 +31,8 @@ fi
 # Sanitizers: fail on the first report, with a stack trace; children (the CLI
 # tests run the kindling binary) inherit these.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}"
+# Leaks inside libpq/libpqxx on broken connections are suppressed (tests/lsan.supp).
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 status=0

@@ -51,7 +51,8 @@ std::vector<std::string> SplitComponents(const std::string& list) {
 
 Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
   const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return InvalidArgument("--listen must be ADDRESS:PORT, got " + listen);
+  if (colon == std::string::npos)
+    return InvalidArgument("--listen must be ADDRESS:PORT, got " + listen);
   try {
     const int port = std::stoi(listen.substr(colon + 1));
     if (port < 0 || port > 65535) throw std::out_of_range("port");
@@ -91,8 +92,9 @@ int RunServe(const ServeFlags& flags) {
   auto listen = ParseListen(flags.listen);
   if (!listen) return ReportError(listen.error());
   const bool metrics_public = flags.metrics_public;
-  options.api_factory = [listen = *listen, metrics_public](const service::ServeContext& context)
-      -> Result<std::unique_ptr<service::Component>> {
+  options.api_factory =
+      [listen = *listen, metrics_public](
+          const service::ServeContext& context) -> Result<std::unique_ptr<service::Component>> {
     api::ApiServerOptions api_options;
     api_options.listen_address = listen.first;
     api_options.port = listen.second;
@@ -114,7 +116,8 @@ int RunBootstrap(const BootstrapFlags& flags) {
   db_options.max_connections = 2;
   auto database = db::Database::Open(db_options);
   if (!database) return ReportError(database.error());
-  if (auto migrated = db::RunMigrations(**database); !migrated) return ReportError(migrated.error());
+  if (auto migrated = db::RunMigrations(**database); !migrated)
+    return ReportError(migrated.error());
   auto made = (*database)->Transact([&](db::Tx& tx) {
     return db::BootstrapPlatformAdmin(tx, flags.email, flags.name, flags.organization);
   });
@@ -137,18 +140,22 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
   serve->add_option("--components", serve_flags->components, "Comma-separated: api, worker")
       ->envname("KINDLING_COMPONENTS")
       ->type_name("LIST");
-  serve->add_option("--dsn-file", serve_flags->dsn_file,
-                    "DSN file (default: $KINDLING_DSN_FILE, else /etc/kindling/postgres.dsn)")
+  serve
+      ->add_option("--dsn-file", serve_flags->dsn_file,
+                   "DSN file (default: $KINDLING_DSN_FILE, else /etc/kindling/postgres.dsn)")
       ->type_name("PATH");
-  serve->add_option("--state-dir", serve_flags->state_dir,
-                    "State directory: server-id, master.key, volumes/")
+  serve
+      ->add_option("--state-dir", serve_flags->state_dir,
+                   "State directory: server-id, master.key, volumes/")
       ->envname("KINDLING_STATE_DIR")
       ->type_name("DIR");
-  serve->add_option("--server-id-file", serve_flags->server_id_file,
-                    "Stable server id file (default: STATE_DIR/server-id)")
+  serve
+      ->add_option("--server-id-file", serve_flags->server_id_file,
+                   "Stable server id file (default: STATE_DIR/server-id)")
       ->type_name("PATH");
-  serve->add_option("--master-key-file", serve_flags->master_key_file,
-                    "Cluster master key (default: STATE_DIR/master.key)")
+  serve
+      ->add_option("--master-key-file", serve_flags->master_key_file,
+                   "Cluster master key (default: STATE_DIR/master.key)")
       ->envname("KINDLING_MASTER_KEY_FILE")
       ->type_name("PATH");
   serve->add_option("--listen", serve_flags->listen, "API address (default 127.0.0.1:8080)")
@@ -159,7 +166,8 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
   serve->add_option("--runtime", serve_flags->runtime, "Worker runtime reported in metadata");
   serve->add_flag("--metrics-public", serve_flags->metrics_public,
                   "Serve /metrics without an API key (trusted networks only)");
-  serve->callback([&action, serve_flags] { action = [serve_flags] { return RunServe(*serve_flags); }; });
+  serve->callback(
+      [&action, serve_flags] { action = [serve_flags] { return RunServe(*serve_flags); }; });
 
   auto bootstrap_flags = std::make_shared<BootstrapFlags>();
   CLI::App* admin = app.add_subcommand("admin", "Cluster administration");
@@ -173,8 +181,9 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
   bootstrap->add_option("--dsn-file", bootstrap_flags->dsn_file,
                         "DSN file (default: $KINDLING_DSN_FILE, else /etc/kindling/postgres.dsn)");
   bootstrap->add_flag("--json", bootstrap_flags->json, "Print one JSON object");
-  bootstrap->callback(
-      [&action, bootstrap_flags] { action = [bootstrap_flags] { return RunBootstrap(*bootstrap_flags); }; });
+  bootstrap->callback([&action, bootstrap_flags] {
+    action = [bootstrap_flags] { return RunBootstrap(*bootstrap_flags); };
+  });
 }
 
 }  // namespace kindling::cli

@@ -295,6 +295,25 @@ class CliTest : public ::testing::Test {
     return std::make_unique<Child>(command, env_);
   }
 
+  // Backs up `image`, restores it, and checks the bytes and the reported hashes.
+  void ExpectRoundTrip(const fs::path& image, const std::string& volume) {
+    SCOPED_TRACE(image.filename().string());
+    const std::string sha = FileSha256(image);
+    const auto created = Create(volume, image);
+    ASSERT_TRUE(created.is_object());
+    EXPECT_EQ(created["image_sha256"], sha);
+    EXPECT_EQ(created["image_size"], fs::file_size(image));
+    const fs::path restored = Path(image.filename().string() + ".restored");
+    const auto result = Restore(created["backup_id"], restored);
+    ASSERT_TRUE(result.is_object());
+    EXPECT_EQ(result["image_sha256"], sha);
+    EXPECT_EQ(fs::file_size(restored), fs::file_size(image));
+    EXPECT_EQ(FileSha256(restored), sha);
+    const auto verified = Verify(created["backup_id"]);
+    EXPECT_EQ(verified["ok"], true);
+    EXPECT_EQ(verified["problems"].size(), 0u);
+  }
+
   // The following expect success and return the --json result.
   nlohmann::json Init(const std::string& chunk_size = "65536") {
     return Expect(Run({"store", "init", "--json", "--chunk-size", chunk_size}), 0);

@@ -13,25 +13,6 @@ constexpr std::uint64_t kChunk = 65536;
 class CliRoundTripTest : public CliTest {
  protected:
   void SetUp() override { Init(std::to_string(kChunk)); }
-
-  // Backs up `image`, restores it, and checks the bytes and the reported hashes.
-  void ExpectRoundTrip(const fs::path& image, const std::string& volume) {
-    SCOPED_TRACE(image.filename().string());
-    const std::string sha = FileSha256(image);
-    const auto created = Create(volume, image);
-    ASSERT_TRUE(created.is_object());
-    EXPECT_EQ(created["image_sha256"], sha);
-    EXPECT_EQ(created["image_size"], fs::file_size(image));
-    const fs::path restored = Path(image.filename().string() + ".restored");
-    const auto result = Restore(created["backup_id"], restored);
-    ASSERT_TRUE(result.is_object());
-    EXPECT_EQ(result["image_sha256"], sha);
-    EXPECT_EQ(fs::file_size(restored), fs::file_size(image));
-    EXPECT_EQ(FileSha256(restored), sha);
-    const auto verified = Verify(created["backup_id"]);
-    EXPECT_EQ(verified["ok"], true);
-    EXPECT_EQ(verified["problems"].size(), 0u);
-  }
 };
 
 TEST_F(CliRoundTripTest, InitCreateListRestoreVerify) {

@@ -101,6 +101,23 @@ TEST_F(CliS3Test, InitCreateListRestoreVerify) {
   EXPECT_EQ(List("vol-s3")["backups"].size(), 2u);
 }
 
+// The edge sizes of the local round trip, on the S3 backend.
+TEST_F(CliS3Test, EdgeSizesHolesAndZerosRestoreBitIdentical) {
+  std::uint64_t seed = 50;
+  for (const std::uint64_t size :
+       {std::uint64_t{0}, std::uint64_t{1}, kChunk - 1, kChunk, kChunk + 1, 5 * kChunk + 12345}) {
+    const fs::path image = Path("size-" + std::to_string(size) + ".img");
+    WriteWhole(image, RandomBytes(size, seed++));
+    ExpectRoundTrip(image, "vol-size-" + std::to_string(size));
+  }
+  const fs::path holes = Path("holes.img");
+  MakeSparse(holes, 9 * kChunk + 5);
+  ExpectRoundTrip(holes, "vol-holes");
+  const fs::path zeros = Path("zeros.img");
+  WriteWhole(zeros, std::string(7 * kChunk + 3, '\0'));
+  ExpectRoundTrip(zeros, "vol-zeros");
+}
+
 TEST_F(CliS3Test, MissingCredentialsAreAUsageError) {
   env_ = {{"AWS_ACCESS_KEY_ID", ""}, {"AWS_SECRET_ACCESS_KEY", ""}};
   const auto result = Run({"backup", "list"});
