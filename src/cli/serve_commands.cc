@@ -3,7 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -14,6 +17,7 @@
 #include "db/auth.h"
 #include "db/database.h"
 #include "db/migrations.h"
+#include "service/dev.h"
 #include "service/serve.h"
 
 namespace kindling::cli {
@@ -30,6 +34,12 @@ struct ServeFlags {
   std::string internal_ip = "127.0.0.1";
   std::string runtime = "sparse-image";
   bool metrics_public = false;
+};
+
+struct DevFlags {
+  std::string state_dir = service::kDefaultDevStateDir;
+  std::string listen = "127.0.0.1:8080";
+  int workers = 2;
 };
 
 struct BootstrapFlags {
@@ -108,6 +118,35 @@ int RunServe(const ServeFlags& flags) {
   return kExitOk;
 }
 
+// `NAME=value`, single-quoted when the value holds anything a shell would
+// interpret, so the lines can be sourced.
+std::string ShellAssignment(const std::string& name, const std::string& value) {
+  const bool plain = std::all_of(value.begin(), value.end(), [](unsigned char c) {
+    return std::isalnum(c) || std::strchr("-_./:@,+=", c) != nullptr;
+  });
+  if (plain) return name + "=" + value;
+  std::string quoted = "'";
+  for (const char c : value) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return name + "=" + quoted + "'";
+}
+
+int RunDev(const DevFlags& flags) {
+  service::DevOptions options;
+  options.state_dir = flags.state_dir;
+  options.listen = flags.listen;
+  options.workers = flags.workers;
+  options.on_ready = [](const service::DevEndpoints& endpoints) {
+    std::printf("%s\n%s\n%s\n", ShellAssignment("KINDLING_URL", endpoints.url).c_str(),
+                ShellAssignment("KINDLING_API_KEY", endpoints.api_key).c_str(),
+                ShellAssignment("KINDLING_DSN", endpoints.dsn).c_str());
+    std::fflush(stdout);
+    spdlog::info("kindling dev ready: API {}, state {}, logs {}; Ctrl-C stops everything",
+                 endpoints.url, endpoints.state_dir.string(), endpoints.log_dir.string());
+  };
+  if (auto st = service::RunDev(options); !st) return ReportError(st.error());
+  return kExitOk;
+}
+
 int RunBootstrap(const BootstrapFlags& flags) {
   auto dsn = db::ReadDsnFile(service::ResolveDsnFile(flags.dsn_file));
   if (!dsn) return ReportError(dsn.error());
@@ -168,6 +207,24 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
                   "Serve /metrics without an API key (trusted networks only)");
   serve->callback(
       [&action, serve_flags] { action = [serve_flags] { return RunServe(*serve_flags); }; });
+
+  auto dev_flags = std::make_shared<DevFlags>();
+  CLI::App* dev = app.add_subcommand(
+      "dev",
+      "Run everything on this machine: a private PostgreSQL, the API and workers, a local "
+      "backup store. Prints KINDLING_URL, KINDLING_API_KEY and KINDLING_DSN when ready; "
+      "Ctrl-C stops it; the state directory keeps the data for the next start");
+  dev->add_option("--state-dir", dev_flags->state_dir,
+                  std::string("State directory (default ") + service::kDefaultDevStateDir + ")")
+      ->envname("KINDLING_DEV_STATE_DIR")
+      ->type_name("DIR");
+  dev->add_option("--listen", dev_flags->listen,
+                  "API address (default 127.0.0.1:8080; port 0 picks a free one)")
+      ->type_name("ADDR:PORT");
+  dev->add_option("--workers", dev_flags->workers, "Worker processes (default 2)")
+      ->check(CLI::Range(1, 16))
+      ->type_name("N");
+  dev->callback([&action, dev_flags] { action = [dev_flags] { return RunDev(*dev_flags); }; });
 
   auto bootstrap_flags = std::make_shared<BootstrapFlags>();
   CLI::App* admin = app.add_subcommand("admin", "Cluster administration");

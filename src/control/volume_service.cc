@@ -391,6 +391,9 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
                                           .server_id = executor,
                                           .backup_id = backup_id,
                                           .target_server_id = destination};
+        // A destination the caller chose is kept by retries (the leader fails
+        // the operation rather than restore elsewhere).
+        if (target) request.extra_request_metadata_json = R"({"target_requested": true})";
         if (kind == db::OperationKind::kBackup || kind == db::OperationKind::kMove) {
           request.create_backup = db::BackupKind::kManual;
         }

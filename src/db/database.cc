@@ -233,6 +233,25 @@ Result<std::string> ReadDsnFile(const std::filesystem::path& path) {
   return std::string(dsn);
 }
 
+Result<bool> CreateDatabaseIfMissing(const std::string& maintenance_dsn, const std::string& name) {
+  try {
+    pqxx::connection conn(maintenance_dsn);
+    pqxx::quiet_errorhandler quiet(conn);
+    pqxx::nontransaction work(conn);
+    if (!work.exec_params("SELECT 1 FROM pg_database WHERE datname = $1", name).empty())
+      return false;
+    // CREATE DATABASE takes no parameters: quote the name as an identifier.
+    work.exec("CREATE DATABASE " + work.quote_name(name) + " TEMPLATE template0 ENCODING 'UTF8'");
+    return true;
+  } catch (const pqxx::broken_connection& e) {
+    return std::unexpected(ConnectError(e.what()));
+  } catch (...) {
+    bool retryable = false;
+    bool broken = false;
+    return std::unexpected(internal::MapCurrentException("create database", &retryable, &broken));
+  }
+}
+
 std::string RedactDsn(std::string_view dsn) {
   std::string out(dsn);
   // URI form: scheme://user:password@host...

@@ -54,6 +54,12 @@ struct TxState;          // a libpqxx transaction and its first failure
 // "password=pw" forms), for logs and error messages.
 std::string RedactDsn(std::string_view dsn);
 
+// Creates database `name` through `maintenance_dsn` (a DSN for an existing
+// database of the same cluster, e.g. "postgres") unless it exists; true when
+// created. For clusters kindling runs itself (kindling dev).
+[[nodiscard]] Result<bool> CreateDatabaseIfMissing(const std::string& maintenance_dsn,
+                                                   const std::string& name);
+
 struct DatabaseOptions {
   std::string dsn{};
   // Connections opened at most; Acquire waits for a free one beyond that.

@@ -15,7 +15,8 @@ constexpr char kOperationColumns[] =
     "id, project_volume_id, kind, status, server_id, request_metadata::text, "
     "result_metadata::text, error, started_at, completed_at, failed_at, created_at, updated_at, "
     "lease_owner, lease_expires_at, attempts, progress::text, request_metadata->>'backup_id', "
-    "request_metadata->>'target_server_id'";
+    "request_metadata->>'target_server_id', "
+    "COALESCE((request_metadata->>'target_requested')::boolean, false)";
 
 // The same columns qualified with the table alias `o`, for joins and
 // UPDATE ... FROM.
@@ -23,7 +24,8 @@ constexpr char kOperationColumnsO[] =
     "o.id, o.project_volume_id, o.kind, o.status, o.server_id, o.request_metadata::text, "
     "o.result_metadata::text, o.error, o.started_at, o.completed_at, o.failed_at, o.created_at, "
     "o.updated_at, o.lease_owner, o.lease_expires_at, o.attempts, o.progress::text, "
-    "o.request_metadata->>'backup_id', o.request_metadata->>'target_server_id'";
+    "o.request_metadata->>'backup_id', o.request_metadata->>'target_server_id', "
+    "COALESCE((o.request_metadata->>'target_requested')::boolean, false)";
 
 Operation OperationFromRow(const pqxx::row& r) {
   Operation o;
@@ -46,6 +48,7 @@ Operation OperationFromRow(const pqxx::row& r) {
   o.progress_json = Text(r[16]);
   o.backup_id = OptText(r[17]);
   o.target_server_id = OptText(r[18]);
+  o.target_requested = r[19].as<bool>();
   return o;
 }
 
@@ -285,16 +288,20 @@ Result<Operation> FailOperation(Tx& tx, const std::string& operation_id,
 }
 
 Result<Operation> RequeueOperation(Tx& tx, const std::string& operation_id,
-                                   const std::optional<std::string>& new_server_id) {
+                                   const std::optional<std::string>& new_server_id,
+                                   const std::optional<std::string>& new_target_server_id) {
   return internal::Run(
       tx, "requeue operation", [&](pqxx::transaction_base& w) -> Result<Operation> {
         const pqxx::result rows = w.exec_params(
             std::string("UPDATE project_volume_operations SET status = 'pending', "
                         "  server_id = COALESCE($2::uuid, server_id), lease_owner = NULL, "
-                        "  lease_expires_at = NULL, updated_at = now() "
+                        "  lease_expires_at = NULL, updated_at = now(), "
+                        "  request_metadata = CASE WHEN $3::text IS NULL THEN request_metadata "
+                        "    ELSE request_metadata || jsonb_build_object('target_server_id', "
+                        "$3::text) END "
                         "WHERE id = $1::uuid AND status IN ('pending', 'running') RETURNING ") +
                 kOperationColumns,
-            operation_id, new_server_id);
+            operation_id, new_server_id, new_target_server_id);
         if (rows.empty()) {
           const pqxx::result current = w.exec_params(
               "SELECT status FROM project_volume_operations WHERE id = $1::uuid", operation_id);

@@ -56,6 +56,9 @@ struct Operation {
   // (restore), and the restore/move destination.
   std::optional<std::string> backup_id{};
   std::optional<std::string> target_server_id{};
+  // request_metadata.target_requested: the caller chose target_server_id (a
+  // retry must not put the volume elsewhere).
+  bool target_requested = false;
 };
 
 struct QueueOperationRequest {
@@ -139,10 +142,13 @@ struct QueuedOperation {
 
 // Back to pending (lease dropped), optionally on another server, and
 // announced again; the backup it creates goes back to pending. For the
-// sweep. kInvalidArgument when already finished.
+// sweep. `new_target_server_id` also rewrites request_metadata's
+// target_server_id (a restore re-aimed at another worker). kInvalidArgument
+// when already finished.
 [[nodiscard]] Result<Operation> RequeueOperation(
     Tx& tx, const std::string& operation_id,
-    const std::optional<std::string>& new_server_id = std::nullopt);
+    const std::optional<std::string>& new_server_id = std::nullopt,
+    const std::optional<std::string>& new_target_server_id = std::nullopt);
 
 // Running operations whose lease expired, oldest expiry first, locked FOR
 // UPDATE SKIP LOCKED until the transaction ends (so two sweeps never handle

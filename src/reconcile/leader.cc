@@ -182,20 +182,44 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
         failed.push_back(op.id);
         return OkStatus();
       }
-      // After a lost lease, prefer another worker than the one that lost it;
-      // a pending operation stays where it is when that server is eligible.
-      target = workers.front().server_id;
-      for (const db::EligibleWorker& w : workers) {
-        if ((w.server_id == executing) != lease_expired) {
-          target = w.server_id;
-          break;
+      const auto eligible = [&](const std::string& id) {
+        return std::ranges::any_of(workers,
+                                   [&](const db::EligibleWorker& w) { return w.server_id == id; });
+      };
+      if (op.target_requested && op.target_server_id) {
+        // The operator chose where the volume goes: retry there or not at all.
+        if (!eligible(*op.target_server_id)) {
+          KINDLING_RETURN_IF_ERROR(FailWithVolume(
+              tx, op,
+              "the selected target server " + *op.target_server_id + " stopped working on the " +
+                  std::string(db::Name(op.kind)) +
+                  " and is not eligible now (not active, healthy and heartbeating); queue it "
+                  "again, to that server once it is back or to another one"));
+          failed.push_back(op.id);
+          return OkStatus();
+        }
+        target = *op.target_server_id;
+      } else {
+        // After a lost lease, prefer another worker than the one that lost it;
+        // a pending operation stays where it is when that server is eligible.
+        target = workers.front().server_id;
+        for (const db::EligibleWorker& w : workers) {
+          if ((w.server_id == executing) != lease_expired) {
+            target = w.server_id;
+            break;
+          }
         }
       }
     }
     // A pending operation on a server still expected to pick it up (draining
     // servers finish their work) is left alone until it is really stuck.
     if (!lease_expired && target == executing && !old_pending) return OkStatus();
-    auto moved = db::RequeueOperation(tx, op.id, target);
+    // A restore runs on its destination: re-aiming it moves the destination
+    // too. (A move's restore phase runs on the target; its backup phase, on
+    // the pinned server, never gets here with restore_phase set.)
+    std::optional<std::string> new_destination;
+    if (restore_phase && op.target_server_id != target) new_destination = target;
+    auto moved = db::RequeueOperation(tx, op.id, target, new_destination);
     if (!moved) return std::unexpected(moved.error());
     spdlog::warn("leader: re-queued {} {} on server {} ({})", db::Name(op.kind), op.id, target,
                  lease_expired ? "lease expired" : "stuck pending");

@@ -75,6 +75,43 @@ TEST_F(LeaderTest, ExpiredRestoreLeaseIsRequeuedOnAnotherEligibleWorker) {
   EXPECT_EQ(GetVolume(volume.id).server_id.value_or(""), a.server_id());
 }
 
+TEST_F(LeaderTest, ExpiredRestoreToARequestedTargetNeverLandsElsewhere) {
+  Worker& a = StartWorker(FastOptions("a"));
+  const db::Volume volume = MakePinnedVolume(a.server_id());
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(a.ImageOf(volume.id)); }));
+  const db::QueuedOperation backup = QueueBackup(volume);
+  ASSERT_EQ(WaitFinished(backup.operation.id).status, db::OperationStatus::kSucceeded);
+
+  // The operator chose server "b"; its worker dies right after claiming and
+  // stops heartbeating, while "a" stays eligible.
+  const std::string b = MakeServer("b");
+  const db::QueuedOperation restore =
+      Queue({.volume_id = volume.id,
+             .kind = db::OperationKind::kRestore,
+             .server_id = b,
+             .backup_id = backup.operation.backup_id,
+             .target_server_id = b,
+             .extra_request_metadata_json = R"({"target_requested": true})"});
+  EXPECT_TRUE(restore.operation.target_requested);
+  ClaimAsDeadWorker(b);
+  BackdateHeartbeat(b, 60);
+
+  Leader leader(db(), FastLeader());
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->requeued.empty());
+  EXPECT_EQ(report->failed, std::vector<std::string>{restore.operation.id});
+  const db::Operation op = GetOperation(restore.operation.id);
+  EXPECT_EQ(op.status, db::OperationStatus::kFailed);
+  EXPECT_NE(op.error.value_or("").find("selected target server " + b), std::string::npos)
+      << op.error.value_or("");
+  // The volume stays usable where it was.
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.server_id.value_or(""), a.server_id());
+  EXPECT_EQ(after.status, db::VolumeStatus::kDetached);
+  EXPECT_TRUE(std::filesystem::exists(a.ImageOf(volume.id)));
+}
+
 TEST_F(LeaderTest, ExpiredBackupOnDeadServerFailsWithClearError) {
   const std::string c = MakeServer("c");
   const db::Volume volume = MakePinnedVolume(c);

@@ -1,0 +1,415 @@
+#include "service/dev.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "common/files.h"
+#include "control/admin_service.h"
+#include "db/auth.h"
+#include "db/database.h"
+#include "db/migrations.h"
+#include "db/servers.h"
+#include "service/child_process.h"
+#include "service/local_postgres.h"
+#include "service/serve.h"
+
+namespace kindling::service {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct ListenAddress {
+  std::string host;
+  int port = 0;
+};
+
+Result<ListenAddress> ParseListenAddress(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return InvalidArgument("--listen must be ADDRESS:PORT, got '" + listen + "'");
+  ListenAddress out{listen.substr(0, colon), -1};
+  try {
+    std::size_t used = 0;
+    out.port = std::stoi(listen.substr(colon + 1), &used);
+    if (used != listen.size() - colon - 1) out.port = -1;
+  } catch (const std::exception&) {
+    out.port = -1;
+  }
+  if (out.port < 0 || out.port > 65535)
+    return InvalidArgument("--listen has a bad port: '" + listen + "'");
+  return out;
+}
+
+Result<sockaddr_in> SocketAddress(const ListenAddress& address) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(address.port));
+  const std::string host = address.host == "localhost" ? "127.0.0.1" : address.host;
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
+    return InvalidArgument("--listen needs an IPv4 address, got '" + address.host + "'");
+  return addr;
+}
+
+// A port the kernel hands out now on `host`; the API child binds it a moment
+// later.
+Result<int> FreePort(const ListenAddress& address) {
+  KINDLING_ASSIGN_OR_RETURN(sockaddr_in addr, SocketAddress(address));
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError("socket", errno);
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoError("bind " + address.host, err);
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool Accepts(const ListenAddress& address) {
+  auto addr = SocketAddress(address);
+  if (!addr) return false;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// The postgres user must reach the cluster through every directory above it.
+Status CheckReachableByOthers(const fs::path& dir) {
+  if (::geteuid() != 0) return OkStatus();
+  for (fs::path p = dir; !p.empty(); p = p.parent_path()) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0)
+      return InvalidArgument("the postgres user cannot enter " + p.string() + " (mode " +
+                             std::to_string(st.st_mode & 0777) +
+                             "): choose a --state-dir outside it, e.g. " + kDefaultDevStateDir);
+    if (p == p.root_path()) break;
+  }
+  return OkStatus();
+}
+
+// Holds an exclusive lock on <state>/dev.lock for the process's life.
+class StateDirLock {
+ public:
+  static Result<StateDirLock> Acquire(const fs::path& state_dir) {
+    const fs::path path = state_dir / "dev.lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return ErrnoError("open " + path.string(), errno);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return InvalidArgument("another kindling dev is running on " + state_dir.string());
+    }
+    return StateDirLock(fd);
+  }
+  StateDirLock(StateDirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  StateDirLock& operator=(StateDirLock&&) = delete;
+  ~StateDirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  explicit StateDirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+std::string Trimmed(std::string text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
+    text.erase(text.begin());
+  return text;
+}
+
+// The admin key from <state>/admin-api-key while it still authenticates;
+// otherwise the first platform admin is bootstrapped (or, when one exists, a
+// new key is made for the dev admin) and the key file rewritten.
+Result<std::string> EnsureAdminKey(db::Database& database, const fs::path& key_file,
+                                   const std::string& email, std::string* admin_user_id) {
+  if (auto saved = ReadFile(key_file); saved) {
+    const std::string key = Trimmed(*saved);
+    KINDLING_ASSIGN_OR_RETURN(
+        std::optional<db::Principal> principal,
+        database.Transact([&](db::Tx& tx) { return db::AuthenticateApiKey(tx, key); }));
+    if (principal && principal->user.is_platform_admin) {
+      *admin_user_id = principal->user.id;
+      return key;
+    }
+    spdlog::warn("{} no longer authenticates a platform admin; making a new key",
+                 key_file.string());
+  }
+  KINDLING_ASSIGN_OR_RETURN(
+      db::CreatedApiKey created, database.Transact([&](db::Tx& tx) -> Result<db::CreatedApiKey> {
+        auto made = db::BootstrapPlatformAdmin(tx, email, "Dev admin", "default");
+        if (made) {
+          *admin_user_id = made->user.id;
+          return made->api_key;
+        }
+        if (made.error().kind() != ErrorKind::kAlreadyExists) return std::unexpected(made.error());
+        KINDLING_ASSIGN_OR_RETURN(std::optional<db::User> user, db::FindUserByEmail(tx, email));
+        if (!user || !user->is_platform_admin)
+          return InvalidArgument("the database already has a platform admin other than " + email +
+                                 "; use its API key");
+        *admin_user_id = user->id;
+        return db::CreateApiKey(tx, user->id, "kindling dev");
+      }));
+  KINDLING_RETURN_IF_ERROR(WriteFileAtomic(key_file, created.secret + "\n", 0600));
+  return created.secret;
+}
+
+// A local-directory backup store under the state dir, unless the operator
+// configured another store already.
+Status EnsureBackupStore(db::Database& database, const crypto::Key& master_key,
+                         const std::string& admin_user_id, const fs::path& directory) {
+  auto settings = control::GetBackupSettings(database, master_key);
+  if (!settings) return InternalError("reading backup settings: " + settings.error().message);
+  if (settings->MissingReason().empty()) return OkStatus();
+  std::error_code ec;
+  fs::create_directories(directory, ec);
+  if (ec) return IoError("create " + directory.string() + ": " + ec.message());
+  control::BackupSettingsUpdate update;
+  update.local_directory = directory.string();
+  auto updated = control::UpdateBackupSettings(database, master_key,
+                                               control::Actor{.user_id = admin_user_id}, update);
+  if (!updated) return InternalError("saving backup settings: " + updated.error().message);
+  KINDLING_ASSIGN_OR_RETURN(control::OpenedBackupStore opened,
+                            control::OpenBackupStore(*updated, master_key, &database));
+  spdlog::info("backup store: {}", opened.url);
+  return OkStatus();
+}
+
+// One supervised `kindling serve` child.
+struct Child {
+  std::string name;  // api, worker-1, ...
+  SpawnOptions spawn;
+  std::optional<ChildProcess> process;
+  fs::path state_dir;
+  int restarts = 0;
+  Clock::time_point restart_at{};
+
+  Status Start() {
+    KINDLING_ASSIGN_OR_RETURN(ChildProcess started, ChildProcess::Spawn(spawn));
+    spdlog::info("{} started (pid {}), log {}", name, started.pid(), spawn.log_file.string());
+    process.emplace(std::move(started));
+    return OkStatus();
+  }
+  bool Running() { return process && process->Running(); }
+};
+
+// Waits until the API port accepts connections and every worker heartbeats
+// since `since`; fails early when a child exits.
+Status WaitUntilReady(db::Database& database, std::vector<Child>& children,
+                      const ListenAddress& api, db::Timestamp since,
+                      std::chrono::milliseconds timeout, const std::atomic<bool>* stop) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (stop != nullptr && stop->load()) return Cancelled("stopped during start-up");
+    bool ready = Accepts(api);
+    for (Child& child : children) {
+      if (!child.Running())
+        return InternalError(child.name + " exited during start-up (status " +
+                             std::to_string(child.process->exit_status().value_or(-1)) +
+                             "); its log: " + FileTail(child.spawn.log_file, 1500));
+      if (!ready || child.name == "api") continue;
+      auto id = ReadFile(child.state_dir / "server-id");
+      if (!id) {
+        ready = false;
+        continue;
+      }
+      auto server = database.Transact([&](db::Tx& tx) { return db::GetServer(tx, Trimmed(*id)); },
+                                      db::TxOptions{.read_only = true});
+      ready = server && server->last_heartbeat_at && *server->last_heartbeat_at >= since;
+    }
+    if (ready) return OkStatus();
+    if (Clock::now() >= deadline)
+      return InternalError("the API and workers were not ready within " +
+                           std::to_string(timeout.count() / 1000) + " s; logs in " +
+                           children.front().spawn.log_file.parent_path().string());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace
+
+Status RunDev(const DevOptions& options) {
+  if (options.workers < 1 || options.workers > 16)
+    return InvalidArgument("--workers must be 1..16");
+  KINDLING_ASSIGN_OR_RETURN(ListenAddress api_address, ParseListenAddress(options.listen));
+  if (api_address.port == 0) {
+    KINDLING_ASSIGN_OR_RETURN(api_address.port, FreePort(api_address));
+  }
+  std::error_code ec;
+  const fs::path state = fs::absolute(options.state_dir, ec);
+  if (ec) return InvalidArgument("bad --state-dir: " + ec.message());
+  const fs::path logs = state / "logs";
+  fs::create_directories(logs, ec);
+  if (ec) return IoError("create " + logs.string() + ": " + ec.message());
+  KINDLING_RETURN_IF_ERROR(CheckReachableByOthers(state));
+  KINDLING_ASSIGN_OR_RETURN(StateDirLock lock, StateDirLock::Acquire(state));
+
+  fs::path binary = options.kindling_binary;
+  if (binary.empty()) {
+    binary = fs::read_symlink("/proc/self/exe", ec);
+    if (ec) return IoError("cannot find this program's path: " + ec.message());
+  }
+
+  // Signals are waited for below; children get their own mask back.
+  sigset_t signals;
+  sigset_t previous;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  if (options.handle_signals) pthread_sigmask(SIG_BLOCK, &signals, &previous);
+  struct RestoreMask {
+    bool active;
+    sigset_t mask;
+    ~RestoreMask() {
+      if (active) pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+    }
+  } restore_mask{options.handle_signals, previous};
+
+  LocalPostgresOptions pg_options;
+  pg_options.data_dir = state / "postgres" / "data";
+  pg_options.socket_dir = state / "postgres";
+  pg_options.log_file = logs / "postgres.log";
+  pg_options.port = options.postgres_port;
+  KINDLING_ASSIGN_OR_RETURN(LocalPostgres postgres, LocalPostgres::Create(pg_options));
+  KINDLING_RETURN_IF_ERROR(postgres.InitIfMissing());
+  KINDLING_RETURN_IF_ERROR(postgres.Start());
+  spdlog::info("PostgreSQL running in {}", pg_options.data_dir.string());
+
+  std::vector<Child> children;
+  auto stop_everything = [&] {
+    // The API first (no new requests), then the workers, which hand running
+    // operations back, then the database.
+    for (Child& child : children) {
+      if (child.process && child.process->Running()) {
+        const int status = child.process->Stop(std::chrono::seconds(30));
+        spdlog::info("{} stopped (status {})", child.name, status);
+      }
+    }
+    if (auto st = postgres.Stop(); !st)
+      spdlog::error("stopping PostgreSQL: {}", st.error().message());
+    else
+      spdlog::info("PostgreSQL stopped");
+  };
+
+  Status started = [&]() -> Status {
+    KINDLING_ASSIGN_OR_RETURN(const bool created, db::CreateDatabaseIfMissing(
+                                                      postgres.SocketDsn("postgres"), "kindling"));
+    if (created) spdlog::info("created database kindling");
+    const std::string dsn = postgres.SocketDsn("kindling");
+    const fs::path dsn_file = state / "postgres.dsn";
+    KINDLING_RETURN_IF_ERROR(WriteFileAtomic(dsn_file, dsn + "\n", 0600));
+    const fs::path master_key_file = state / "master.key";
+    KINDLING_ASSIGN_OR_RETURN(const crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
+
+    db::DatabaseOptions db_options;
+    db_options.dsn = dsn;
+    db_options.max_connections = 2;
+    db_options.application_name = "kindling dev";
+    KINDLING_ASSIGN_OR_RETURN(std::unique_ptr<db::Database> database,
+                              db::Database::Open(db_options));
+    KINDLING_RETURN_IF_ERROR(db::RunMigrations(*database));
+    std::string admin_user_id;
+    KINDLING_ASSIGN_OR_RETURN(
+        const std::string api_key,
+        EnsureAdminKey(*database, state / "admin-api-key", options.admin_email, &admin_user_id));
+    KINDLING_RETURN_IF_ERROR(
+        EnsureBackupStore(*database, master_key, admin_user_id, state / "backups"));
+
+    char host_buffer[256] = {};
+    ::gethostname(host_buffer, sizeof(host_buffer) - 1);
+    const std::string host = host_buffer[0] != '\0' ? host_buffer : "localhost";
+    auto add_child = [&](const std::string& name, std::vector<std::string> extra) {
+      Child child;
+      child.name = name;
+      child.state_dir = state / name;
+      child.spawn.args = {binary.string(),     "serve",
+                          "--dsn-file",        dsn_file.string(),
+                          "--master-key-file", master_key_file.string(),
+                          "--state-dir",       child.state_dir.string(),
+                          "--hostname",        host + "-" + name};
+      child.spawn.args.insert(child.spawn.args.end(), extra.begin(), extra.end());
+      child.spawn.log_file = logs / (name + ".log");
+      child.spawn.parent_death_signal = SIGTERM;
+      child.spawn.new_process_group = true;
+      children.push_back(std::move(child));
+    };
+    add_child("api", {"--components", "api", "--listen",
+                      api_address.host + ":" + std::to_string(api_address.port)});
+    for (int i = 1; i <= options.workers; ++i)
+      add_child("worker-" + std::to_string(i), {"--components", "worker"});
+
+    const db::Timestamp since = std::chrono::time_point_cast<std::chrono::microseconds>(
+        std::chrono::system_clock::now() - std::chrono::seconds(1));
+    for (Child& child : children) KINDLING_RETURN_IF_ERROR(child.Start());
+    KINDLING_RETURN_IF_ERROR(WaitUntilReady(*database, children, api_address, since,
+                                            options.ready_timeout, options.stop));
+    if (options.on_ready) {
+      options.on_ready(DevEndpoints{
+          .url = "http://" + api_address.host + ":" + std::to_string(api_address.port),
+          .api_key = api_key,
+          .dsn = dsn,
+          .state_dir = state,
+          .log_dir = logs,
+      });
+    }
+    return OkStatus();
+  }();
+  if (!started) {
+    stop_everything();
+    return started;
+  }
+
+  // Supervise: restart a child that died, after a pause that grows with its
+  // restarts (1 s, 2 s, ... 30 s).
+  for (;;) {
+    if (options.stop != nullptr && options.stop->load()) break;
+    if (options.handle_signals) {
+      const timespec timeout{0, 200'000'000};
+      const int sig = sigtimedwait(&signals, nullptr, &timeout);
+      if (sig == SIGINT || sig == SIGTERM) {
+        spdlog::info("kindling dev: signal {} received, stopping", sig);
+        break;
+      }
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    for (Child& child : children) {
+      if (child.Running()) continue;
+      const auto now = Clock::now();
+      if (child.restart_at == Clock::time_point{}) {
+        const int pause = std::min(30, 1 << std::min(child.restarts, 5));
+        child.restart_at = now + std::chrono::seconds(pause);
+        spdlog::warn("{} exited (status {}); restarting in {} s", child.name,
+                     child.process->exit_status().value_or(-1), pause);
+        continue;
+      }
+      if (now < child.restart_at) continue;
+      child.restart_at = {};
+      ++child.restarts;
+      if (auto st = child.Start(); !st)
+        spdlog::error("restarting {}: {}", child.name, st.error().message());
+    }
+  }
+  stop_everything();
+  return OkStatus();
+}
+
+}  // namespace kindling::service

@@ -1,0 +1,400 @@
+// `kindling dev` end to end with real processes: the built binary starts a
+// private PostgreSQL, one API process and two worker processes; the test
+// drives the runbook's volume section through the HTTP API against the S3
+// test server, SIGKILLs a worker during a backup and during a restore, checks
+// the validation checklist, greps every log for secrets, stops everything
+// with SIGTERM and starts again on the same state directory.
+#include "service/dev.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "service/child_process.h"
+#include "testutil/s3_test_server.h"
+#include "testutil/temp_dir.h"
+
+namespace kindling::service {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::seconds;
+
+constexpr std::uint64_t kMiB = 1024 * 1024;
+
+std::string ReadAll(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A running `kindling dev`, its output in <dir>/dev.log.
+class DevProcess {
+ public:
+  explicit DevProcess(const fs::path& state_dir) : log_(state_dir.parent_path() / "dev.log") {
+    // A fresh log per start: the lines of an earlier start must not be read.
+    std::error_code ec;
+    fs::rename(log_, log_.string() + ".previous", ec);
+    SpawnOptions spawn;
+    spawn.args = {KINDLING_BINARY,    "dev",      "--state-dir",
+                  state_dir.string(), "--listen", "127.0.0.1:0"};
+    spawn.log_file = log_;
+    spawn.extra_env = {"KINDLING_LOG_LEVEL=info"};
+    auto started = ChildProcess::Spawn(spawn);
+    if (!started) throw std::runtime_error(started.error().message());
+    process_.emplace(std::move(*started));
+    const auto deadline = Clock::now() + seconds(120);
+    while (Clock::now() < deadline) {
+      std::istringstream lines(ReadAll(log_));
+      std::string line;
+      while (std::getline(lines, line)) {
+        const auto eq = line.find('=');
+        if (line.starts_with("KINDLING_") && eq != std::string::npos)
+          values_[line.substr(0, eq)] = line.substr(eq + 1);
+      }
+      if (values_.contains("KINDLING_DSN")) return;
+      if (!process_->Running())
+        throw std::runtime_error("kindling dev exited: " + FileTail(log_, 3000));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    throw std::runtime_error("kindling dev not ready in 120 s: " + FileTail(log_, 3000));
+  }
+  ~DevProcess() {
+    if (process_ && process_->Running()) process_->Stop(seconds(60));
+  }
+
+  std::string value(const std::string& name) const {
+    auto it = values_.find(name);
+    return it == values_.end() ? "" : it->second;
+  }
+  int port() const {
+    const std::string url = value("KINDLING_URL");
+    return std::stoi(url.substr(url.rfind(':') + 1));
+  }
+  // SIGTERM; the exit status, nullopt when still running after `timeout`.
+  std::optional<int> Terminate(std::chrono::milliseconds timeout) {
+    process_->Signal(SIGTERM);
+    return process_->WaitFor(timeout);
+  }
+  const fs::path& log() const { return log_; }
+
+ private:
+  fs::path log_;
+  std::optional<ChildProcess> process_;
+  std::map<std::string, std::string> values_;
+};
+
+// The pid of the `kindling serve` child whose --state-dir is `state_dir`.
+std::optional<pid_t> ChildPid(const fs::path& state_dir) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::string cmdline = ReadAll(entry.path() / "cmdline");
+    std::vector<std::string> args;
+    std::string arg;
+    for (char c : cmdline) {
+      if (c == '\0') {
+        args.push_back(arg);
+        arg.clear();
+      } else {
+        arg += c;
+      }
+    }
+    for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+      if (args[i] == "--state-dir" && args[i + 1] == state_dir.string() &&
+          std::find(args.begin(), args.end(), "serve") != args.end())
+        return static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  return std::nullopt;
+}
+
+std::string FileSha256(const fs::path& path) { return testutil::Sha256OfFile(path); }
+
+class DevEndToEndTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // The postgres user must reach the cluster inside the temp dir.
+    ::chmod(dir_.path().c_str(), 0755);
+    state_ = dir_ / "state";
+  }
+
+  json Call(const std::string& method, const std::string& path, const json& body = nullptr,
+            int expect_status = 0) {
+    httplib::Client client("127.0.0.1", dev_->port());
+    client.set_read_timeout(30, 0);
+    const httplib::Headers headers = {
+        {"Authorization", "Bearer " + dev_->value("KINDLING_API_KEY")}};
+    const std::string payload = body.is_null() ? "" : body.dump();
+    httplib::Result res = method == "GET" ? client.Get(path, headers)
+                          : method == "POST"
+                              ? client.Post(path, headers, payload, "application/json")
+                          : method == "PUT" ? client.Put(path, headers, payload, "application/json")
+                                            : client.Delete(path, headers);
+    if (!res) {
+      ADD_FAILURE() << method << " " << path << ": no answer";
+      return json();
+    }
+    if (expect_status != 0) {
+      EXPECT_EQ(res->status, expect_status) << method << " " << path << ": " << res->body;
+    } else {
+      EXPECT_LT(res->status, 300) << method << " " << path << ": " << res->body;
+    }
+    answers_ += res->body + "\n";
+    return res->body.empty() ? json() : json::parse(res->body);
+  }
+
+  std::string WorkerName(const std::string& server_id) {
+    for (int i = 1; i <= 2; ++i) {
+      const std::string name = "worker-" + std::to_string(i);
+      std::string id = ReadAll(state_ / name / "server-id");
+      while (!id.empty() && std::isspace(static_cast<unsigned char>(id.back()))) id.pop_back();
+      if (id == server_id) return name;
+    }
+    ADD_FAILURE() << "no worker has server id " << server_id;
+    return "";
+  }
+  std::string ServerIdOf(const std::string& worker) {
+    std::string id = ReadAll(state_ / worker / "server-id");
+    while (!id.empty() && std::isspace(static_cast<unsigned char>(id.back()))) id.pop_back();
+    return id;
+  }
+  fs::path ImageOn(const std::string& worker, const std::string& volume_id) {
+    return state_ / worker / "volumes" / (volume_id + ".img");
+  }
+
+  // Polls the operation until `done(op)` or the timeout; the last answer.
+  template <typename Pred>
+  json WaitOperation(const std::string& id, Pred done, std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    json op;
+    while (Clock::now() < deadline) {
+      op = Call("GET", "/api/operations/" + id);
+      if (done(op)) return op;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return op;
+  }
+  static bool Terminal(const json& op) {
+    return op.value("status", "") == "succeeded" || op.value("status", "") == "failed";
+  }
+  static bool Moving(const json& op) {
+    if (Terminal(op)) return true;
+    const json progress = op.value("progress", json::object());
+    return op.value("status", "") == "running" &&
+           progress.value("bytes_done", json()).is_number() &&
+           progress["bytes_done"].get<std::uint64_t>() > 0;
+  }
+
+  // Queues `path` (a backup or restore), SIGKILLs `worker` once the operation
+  // moves data, and waits for its end: it must come within 60 s.
+  json RunAndKillWorker(const std::string& path, const json& body, const std::string& worker) {
+    const json queued = Call("POST", path, body, 202);
+    const std::string op_id = queued.value("id", "");
+    const json moving = WaitOperation(op_id, Moving, seconds(60));
+    EXPECT_FALSE(Terminal(moving)) << "finished before it could be interrupted: " << moving;
+    const auto pid = ChildPid(state_ / worker);
+    EXPECT_TRUE(pid.has_value()) << worker << " not found";
+    if (pid) ::kill(*pid, SIGKILL);
+    const auto killed_at = Clock::now();
+    const json end = WaitOperation(op_id, Terminal, seconds(90));
+    const auto took = std::chrono::duration_cast<seconds>(Clock::now() - killed_at);
+    EXPECT_TRUE(Terminal(end)) << end;
+    EXPECT_LE(took.count(), 60) << "the operation ended " << took.count() << " s after the kill";
+    return end;
+  }
+
+  testutil::TempDir dir_;
+  fs::path state_;
+  std::unique_ptr<DevProcess> dev_;
+  std::string answers_;  // every API answer, for the secrets grep
+};
+
+TEST_F(DevEndToEndTest, RunbookWithWorkerKillsSlow) {
+  testutil::S3TestServerOptions s3_options;
+  s3_options.access_key_id = "AKIADEVTESTKEY0000001";
+  s3_options.secret_access_key = "dev-test-secret-7f1c9a2b4d6e8f00";
+  testutil::S3TestServer s3(s3_options);
+  dev_ = std::make_unique<DevProcess>(state_);
+  const std::string api_key = dev_->value("KINDLING_API_KEY");
+  ASSERT_FALSE(api_key.empty());
+  EXPECT_NE(dev_->value("KINDLING_DSN").find("postgresql://"), std::string::npos);
+
+  // Runbook, volume section: cluster-wide backup credentials through the API.
+  const json settings = {{"s3_bucket", s3_options.bucket},
+                         {"s3_region", "us-east-1"},
+                         {"s3_endpoint", s3.endpoint()},
+                         {"s3_prefix", "kindling"},
+                         {"s3_access_key_id", s3_options.access_key_id},
+                         {"s3_secret_access_key", s3_options.secret_access_key}};
+  Call("POST", "/api/platform/volume-backup-settings/test", settings);
+  const json saved = Call("PUT", "/api/platform/volume-backup-settings", settings);
+  EXPECT_EQ(saved.value("s3_secret_access_key", ""), "set");
+
+  const json project = Call("POST", "/api/projects", {{"name", "runbook"}}, 201);
+  const std::string project_path = "/api/projects/" + project.value("id", "");
+  Call("PUT", project_path + "/volume", {{"size_gb", 1}});
+  json volume;
+  for (int i = 0; i < 200; ++i) {
+    volume = Call("GET", project_path + "/volume");
+    if (volume.value("health", "") == "healthy") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(volume.value("health", ""), "healthy") << volume;
+  const std::string volume_id = volume.value("id", "");
+  const std::string first = WorkerName(volume.value("server_id", ""));
+  const std::string second = first == "worker-1" ? "worker-2" : "worker-1";
+  const fs::path image = ImageOn(first, volume_id);
+  ASSERT_TRUE(fs::exists(image));
+
+  // Data worth interrupting: 256 MiB of random bytes past the filesystem's
+  // metadata at the start of the image.
+  {
+    const int fd = ::open(image.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    std::mt19937_64 rng(7);
+    std::vector<std::uint64_t> block(kMiB / 8);
+    for (std::uint64_t i = 0; i < 256; ++i) {
+      for (auto& word : block) word = rng();
+      ASSERT_EQ(::pwrite(fd, block.data(), kMiB, static_cast<off_t>((512 + i) * kMiB)),
+                static_cast<ssize_t>(kMiB));
+    }
+    ::fsync(fd);
+    ::close(fd);
+  }
+  const std::string source_sha = FileSha256(image);
+
+  // A backup whose worker is SIGKILLed mid-way ends (here: succeeds on the
+  // restarted worker, reusing the chunks already uploaded) within 60 s.
+  const json backup_op = RunAndKillWorker(project_path + "/volume/backups", json::object(), first);
+  ASSERT_EQ(backup_op.value("status", ""), "succeeded") << backup_op;
+  const std::string backup_id = backup_op.value("backup_id", "");
+  const json backups = Call("GET", project_path + "/volume/backups");
+  ASSERT_TRUE(backups.is_array() && !backups.empty());
+  EXPECT_EQ(backups[0].value("id", ""), backup_id);
+  EXPECT_EQ(backups[0].value("status", ""), "succeeded");
+  EXPECT_EQ(backups[0]["metadata"].value("image_sha256", ""), source_sha);
+
+  // A restore to the other worker, SIGKILLed mid-way, ends within 60 s.
+  const json restore_op = RunAndKillWorker(
+      project_path + "/volume/restore",
+      {{"backup_id", backup_id}, {"target_server_id", ServerIdOf(second)}}, second);
+  // Whatever that restore's outcome, a later restore is bit-identical: to the
+  // second worker if the interrupted one failed, else back to the first.
+  std::string holder = restore_op.value("status", "") == "succeeded" ? second : first;
+  const std::string target = holder == first ? second : first;
+  volume = Call("GET", project_path + "/volume");
+  EXPECT_EQ(volume.value("server_id", ""), ServerIdOf(holder)) << volume << "\n" << restore_op;
+  EXPECT_EQ(volume.value("status", ""), "detached") << volume;
+  const json again =
+      Call("POST", project_path + "/volume/restore",
+           {{"backup_id", backup_id}, {"target_server_id", ServerIdOf(target)}}, 202);
+  const json done = WaitOperation(again.value("id", ""), Terminal, seconds(120));
+  ASSERT_EQ(done.value("status", ""), "succeeded") << done;
+  EXPECT_EQ(FileSha256(ImageOn(target, volume_id)), source_sha);
+  // The previous holder removes its copy once the volume moved.
+  for (int i = 0; i < 100 && fs::exists(ImageOn(holder, volume_id)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(fs::exists(ImageOn(holder, volume_id)));
+  volume = Call("GET", project_path + "/volume");
+  EXPECT_EQ(volume.value("server_id", ""), ServerIdOf(target));
+  EXPECT_EQ(volume.value("last_error", json()), json()) << volume;
+
+  // Validation checklist: /api/meta answers; /api/servers lists both
+  // workers with healthy heartbeats (the killed ones came back).
+  Call("GET", "/api/meta");
+  bool healthy = false;
+  for (int i = 0; i < 150 && !healthy; ++i) {
+    const json servers = Call("GET", "/api/platform/servers");
+    int ok = 0;
+    for (const json& server : servers)
+      if (server.value("heartbeat_health", "") == "healthy" &&
+          server.value("health", "") == "healthy")
+        ++ok;
+    healthy = ok == 2;
+    if (!healthy) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(healthy);
+  const json org_servers = Call("GET", "/api/servers");
+  EXPECT_TRUE(org_servers.is_array());
+  const json audit = Call("GET", "/api/platform/audit-events?limit=200");
+  EXPECT_NE(audit.dump().find("volume_backup_settings.update"), std::string::npos);
+
+  // SIGTERM stops every process it started.
+  const auto status = dev_->Terminate(seconds(90));
+  ASSERT_TRUE(status.has_value()) << "kindling dev did not stop";
+  EXPECT_EQ(*status, 0) << FileTail(dev_->log(), 2000);
+  EXPECT_FALSE(ChildPid(state_ / "api").has_value());
+  EXPECT_FALSE(ChildPid(state_ / "worker-1").has_value());
+  EXPECT_FALSE(fs::exists(state_ / "postgres" / "data" / "postmaster.pid"));
+
+  // Secrets never appear in API answers or any log.
+  std::string logs = ReadAll(dev_->log()) + ReadAll(dev_->log().string() + ".previous");
+  for (const auto& entry : fs::directory_iterator(state_ / "logs")) logs += ReadAll(entry.path());
+  EXPECT_GT(logs.size(), 1000u);
+  for (const std::string& secret : {s3_options.secret_access_key, s3_options.access_key_id}) {
+    EXPECT_EQ(logs.find(secret), std::string::npos) << "secret in a log";
+    EXPECT_EQ(answers_.find(secret), std::string::npos) << "secret in an API answer";
+  }
+  // The dev admin's key is printed once on stdout (dev.log here) by design,
+  // and never by the API or workers.
+  std::string child_logs;
+  for (const auto& entry : fs::directory_iterator(state_ / "logs"))
+    child_logs += ReadAll(entry.path());
+  EXPECT_EQ(child_logs.find(api_key), std::string::npos);
+
+  // A second start on the same state directory keeps the data and the key.
+  dev_ = std::make_unique<DevProcess>(state_);
+  EXPECT_EQ(dev_->value("KINDLING_API_KEY"), api_key);
+  const json after = Call("GET", project_path + "/volume/backups");
+  ASSERT_TRUE(after.is_array());
+  EXPECT_EQ(after.size(), 1u);
+  EXPECT_TRUE(fs::exists(ImageOn(target, volume_id)));
+  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+}
+
+TEST_F(DevEndToEndTest, RefusesASecondInstanceOnTheSameStateDir) {
+  dev_ = std::make_unique<DevProcess>(state_);
+  SpawnOptions spawn;
+  spawn.args = {KINDLING_BINARY, "dev", "--state-dir", state_.string(), "--listen", "127.0.0.1:0"};
+  spawn.log_file = dir_ / "second.log";
+  auto status = RunToCompletion(spawn);
+  ASSERT_TRUE(status);
+  EXPECT_NE(*status, 0);
+  EXPECT_NE(ReadAll(dir_ / "second.log").find("another kindling dev is running"),
+            std::string::npos);
+  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+}
+
+TEST(DevOptionsTest, BadListenAddressIsRefusedBeforeStartingAnything) {
+  testutil::TempDir dir;
+  DevOptions options;
+  options.state_dir = dir / "state";
+  options.listen = "localhost";
+  options.handle_signals = false;
+  auto st = RunDev(options);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_FALSE(fs::exists(dir / "state"));
+}
+
+}  // namespace
+}  // namespace kindling::service
