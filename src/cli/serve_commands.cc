@@ -3,10 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
-#include <cctype>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -118,30 +115,19 @@ int RunServe(const ServeFlags& flags) {
   return kExitOk;
 }
 
-// `NAME=value`, single-quoted when the value holds anything a shell would
-// interpret, so the lines can be sourced.
-std::string ShellAssignment(const std::string& name, const std::string& value) {
-  const bool plain = std::all_of(value.begin(), value.end(), [](unsigned char c) {
-    return std::isalnum(c) || std::strchr("-_./:@,+=", c) != nullptr;
-  });
-  if (plain) return name + "=" + value;
-  std::string quoted = "'";
-  for (const char c : value) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return name + "=" + quoted + "'";
-}
-
 int RunDev(const DevFlags& flags) {
   service::DevOptions options;
   options.state_dir = flags.state_dir;
   options.listen = flags.listen;
   options.workers = flags.workers;
   options.on_ready = [](const service::DevEndpoints& endpoints) {
-    std::printf("%s\n%s\n%s\n", ShellAssignment("KINDLING_URL", endpoints.url).c_str(),
-                ShellAssignment("KINDLING_API_KEY", endpoints.api_key).c_str(),
-                ShellAssignment("KINDLING_DSN", endpoints.dsn).c_str());
+    std::fputs(service::DevEnvironmentLines(endpoints).c_str(), stdout);
     std::fflush(stdout);
-    spdlog::info("kindling dev ready: API {}, state {}, logs {}; Ctrl-C stops everything",
-                 endpoints.url, endpoints.state_dir.string(), endpoints.log_dir.string());
+    std::fprintf(stderr,
+                 "kindling dev is ready: API %s; state in %s, logs in %s.\n"
+                 "In another shell: source %s/dev.env. Ctrl-C stops everything.\n",
+                 endpoints.url.c_str(), endpoints.state_dir.c_str(), endpoints.log_dir.c_str(),
+                 endpoints.state_dir.c_str());
   };
   if (auto st = service::RunDev(options); !st) return ReportError(st.error());
   return kExitOk;

@@ -11,7 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstring>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -246,6 +249,22 @@ Status WaitUntilReady(db::Database& database, std::vector<Child>& children,
 
 }  // namespace
 
+std::string ShellAssignment(const std::string& name, const std::string& value) {
+  const bool plain = std::all_of(value.begin(), value.end(), [](unsigned char c) {
+    return std::isalnum(c) || std::strchr("-_./:@,+=", c) != nullptr;
+  });
+  if (plain) return name + "=" + value;
+  std::string quoted = "'";
+  for (const char c : value) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return name + "=" + quoted + "'";
+}
+
+std::string DevEnvironmentLines(const DevEndpoints& endpoints) {
+  return ShellAssignment("KINDLING_URL", endpoints.url) + "\n" +
+         ShellAssignment("KINDLING_API_KEY", endpoints.api_key) + "\n" +
+         ShellAssignment("KINDLING_DSN", endpoints.dsn) + "\n";
+}
+
 Status RunDev(const DevOptions& options) {
   if (options.workers < 1 || options.workers > 16)
     return InvalidArgument("--workers must be 1..16");
@@ -295,6 +314,8 @@ Status RunDev(const DevOptions& options) {
 
   std::vector<Child> children;
   auto stop_everything = [&] {
+    std::error_code remove_ec;
+    fs::remove(state / "dev.env", remove_ec);
     // The API first (no new requests), then the workers, which hand running
     // operations back, then the database.
     for (Child& child : children) {
@@ -361,15 +382,16 @@ Status RunDev(const DevOptions& options) {
     for (Child& child : children) KINDLING_RETURN_IF_ERROR(child.Start());
     KINDLING_RETURN_IF_ERROR(WaitUntilReady(*database, children, api_address, since,
                                             options.ready_timeout, options.stop));
-    if (options.on_ready) {
-      options.on_ready(DevEndpoints{
-          .url = "http://" + api_address.host + ":" + std::to_string(api_address.port),
-          .api_key = api_key,
-          .dsn = dsn,
-          .state_dir = state,
-          .log_dir = logs,
-      });
-    }
+    const DevEndpoints endpoints{
+        .url = "http://" + api_address.host + ":" + std::to_string(api_address.port),
+        .api_key = api_key,
+        .dsn = dsn,
+        .state_dir = state,
+        .log_dir = logs,
+    };
+    KINDLING_RETURN_IF_ERROR(
+        WriteFileAtomic(state / "dev.env", DevEnvironmentLines(endpoints), 0600));
+    if (options.on_ready) options.on_ready(endpoints);
     return OkStatus();
   }();
   if (!started) {

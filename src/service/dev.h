@@ -11,6 +11,7 @@
 //   <state>/postgres.dsn        DSN file every child reads (0600)
 //   <state>/master.key          the cluster master key, shared by the children
 //   <state>/admin-api-key       the platform admin's API key (0600)
+//   <state>/dev.env             KINDLING_URL/_API_KEY/_DSN lines while running
 //   <state>/backups/            the local backup store
 //   <state>/api/, worker-N/     the children's state directories (server-id,
 //                               volumes/)
@@ -62,6 +63,13 @@ struct DevOptions {
   const std::atomic<bool>* stop = nullptr;
   bool handle_signals = true;
 };
+
+// `NAME=value`, the value single-quoted when a shell would interpret any of
+// its characters, so the line can be sourced.
+std::string ShellAssignment(const std::string& name, const std::string& value);
+// KINDLING_URL, KINDLING_API_KEY and KINDLING_DSN lines, as printed on stdout
+// and kept in <state>/dev.env (0600) for other shells to source.
+std::string DevEnvironmentLines(const DevEndpoints& endpoints);
 
 // Runs until stopped. Errors: kInvalidArgument for a state directory that is
 // in use by another `kindling dev` or unreachable for the postgres user,

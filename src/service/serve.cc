@@ -15,7 +15,9 @@
 #include "common/ids.h"
 #include "control/backup_store.h"
 #include "crypto/key_file.h"
+#include "crypto/sha256.h"
 #include "db/migrations.h"
+#include "db/settings.h"
 #include "reconcile/leader.h"
 #include "reconcile/worker.h"
 
@@ -48,6 +50,29 @@ Result<std::unique_ptr<db::Database>> OpenDatabase(const std::string& dsn) {
 }
 
 }  // namespace
+
+Status CheckMasterKeyMatchesCluster(db::Database& db, const crypto::Key& master_key,
+                                    const std::filesystem::path& master_key_file) {
+  const std::string key(reinterpret_cast<const char*>(master_key.data()), master_key.size());
+  // A keyed digest of a fixed label: reveals nothing about the key.
+  const std::string check =
+      crypto::DigestHex(crypto::HmacSha256(key, "kindling master key check v1")).substr(0, 32);
+  KINDLING_ASSIGN_OR_RETURN(
+      std::optional<std::string> recorded,
+      db.Transact([&](db::Tx& tx) -> Result<std::optional<std::string>> {
+        KINDLING_ASSIGN_OR_RETURN(auto current, db::GetSetting(tx, kMasterKeyCheckSetting));
+        if (current) return current;
+        KINDLING_RETURN_IF_ERROR(db::PutSetting(tx, kMasterKeyCheckSetting, check));
+        return std::optional<std::string>();
+      }));
+  if (recorded && *recorded != check)
+    return MakeError(ErrorKind::kWrongKey,
+                     "the master key " + master_key_file.string() +
+                         " is not this cluster's: its secrets and backup store keys were sealed "
+                         "with another one. Copy the master key file from a host that runs "
+                         "(the same file on every host), or point --master-key-file at it");
+  return OkStatus();
+}
 
 std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag) {
   if (!flag.empty()) return flag;
@@ -131,6 +156,7 @@ Status Serve(const ServeOptions& options) {
   KINDLING_ASSIGN_OR_RETURN(db::MigrationReport migrated, db::RunMigrations(*database));
   spdlog::info("database {}: schema version {} ({} applied now)", db::RedactDsn(dsn),
                migrated.schema_version, migrated.applied);
+  KINDLING_RETURN_IF_ERROR(CheckMasterKeyMatchesCluster(*database, master_key, master_key_file));
 
   // Threads started from here on inherit the blocked mask, so only the wait
   // below sees SIGINT/SIGTERM.

@@ -12,6 +12,9 @@
 //   master key  <state_dir>/master.key: 32 bytes sealing cluster secrets and
 //               the backup store's data keys; created on first start. A
 //               restored database is useless without it: back it up apart.
+//               Every process of a cluster needs the same file: the first
+//               start records a check value in cluster_settings and a
+//               process with another key refuses to start.
 //   volumes     <state_dir>/volumes/<volume_id>.img (the worker's)
 //
 // Thread-safety: Serve blocks its calling thread until stopped.
@@ -98,6 +101,15 @@ std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag);
 
 // Loads the master key file, or creates one (mode 0600) when missing.
 [[nodiscard]] Result<crypto::Key> LoadOrCreateMasterKey(const std::filesystem::path& path);
+
+// cluster_settings key holding a check value of the master key (a keyed
+// digest of a fixed label) recorded by the first process to start.
+inline constexpr char kMasterKeyCheckSetting[] = "master_key_check";
+
+// Records the master key's check value on first use; kWrongKey (naming the
+// file, never the key) when the cluster recorded another key's.
+[[nodiscard]] Status CheckMasterKeyMatchesCluster(db::Database& db, const crypto::Key& master_key,
+                                                  const std::filesystem::path& master_key_file);
 
 // The cluster's backup store as the settings in the database describe it
 // (control::OpenBackupStore), reopened after Invalidate() (NOTIFY

@@ -71,6 +71,40 @@ TEST_F(ServeTest, KeepsStableIdsAndBacksUpThroughClusterSettings) {
   EXPECT_EQ(servers->size(), 1u);
 }
 
+TEST_F(ServeTest, RefusesToStartWithAnotherHostsMasterKey) {
+  std::atomic<bool> ready{false};
+  ServeOptions options = Options();
+  options.on_ready = [&](const ServeContext&) { ready = true; };
+  Status served;
+  std::thread serving([&] { served = Serve(options); });
+  ASSERT_TRUE(reconcile::ReconcileTest::WaitFor([&] { return ready.load(); }));
+  stop_ = true;
+  serving.join();
+  ASSERT_TRUE(served) << served.error().message();
+
+  // A second host whose master key file is a fresh one (not copied).
+  stop_ = false;
+  ServeOptions other = Options();
+  other.state_dir = dir_ / "other-host";
+  auto refused = Serve(other);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind(), ErrorKind::kWrongKey);
+  EXPECT_NE(refused.error().message().find((dir_ / "other-host" / "master.key").string()),
+            std::string::npos)
+      << refused.error().message();
+
+  // With the cluster's key file copied over, it starts.
+  std::filesystem::copy_file(dir_ / "serve" / "master.key", dir_ / "other-host" / "master.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  ready = false;
+  other.on_ready = [&](const ServeContext&) { ready = true; };
+  std::thread again([&] { served = Serve(other); });
+  ASSERT_TRUE(reconcile::ReconcileTest::WaitFor([&] { return ready.load(); }));
+  stop_ = true;
+  again.join();
+  EXPECT_TRUE(served) << served.error().message();
+}
+
 TEST_F(ServeTest, RefusesApiWithoutFactoryAndMissingDsnFile) {
   ServeOptions options = Options();
   options.components = {"api"};

@@ -237,6 +237,7 @@ TEST_F(DevEndToEndTest, RunbookWithWorkerKillsSlow) {
   const std::string api_key = dev_->value("KINDLING_API_KEY");
   ASSERT_FALSE(api_key.empty());
   EXPECT_NE(dev_->value("KINDLING_DSN").find("postgresql://"), std::string::npos);
+  EXPECT_NE(ReadAll(state_ / "dev.env").find("KINDLING_API_KEY=" + api_key), std::string::npos);
 
   // Runbook, volume section: cluster-wide backup credentials through the API.
   const json settings = {{"s3_bucket", s3_options.bucket},
@@ -382,6 +383,14 @@ TEST_F(DevEndToEndTest, RefusesASecondInstanceOnTheSameStateDir) {
   EXPECT_NE(ReadAll(dir_ / "second.log").find("another kindling dev is running"),
             std::string::npos);
   ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+}
+
+TEST(DevOptionsTest, EnvironmentLinesCanBeSourcedByAShell) {
+  EXPECT_EQ(ShellAssignment("KINDLING_URL", "http://127.0.0.1:8080"),
+            "KINDLING_URL=http://127.0.0.1:8080");
+  EXPECT_EQ(ShellAssignment("KINDLING_DSN", "postgresql:///k?host=/d&port=1"),
+            "KINDLING_DSN='postgresql:///k?host=/d&port=1'");
+  EXPECT_EQ(ShellAssignment("X", "it's"), "X='it'\\''s'");
 }
 
 TEST(DevOptionsTest, BadListenAddressIsRefusedBeforeStartingAnything) {
