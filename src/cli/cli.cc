@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "cli/api_commands.h"
 #include "cli/cancel.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
@@ -215,6 +216,7 @@ int RunOrThrow(int argc, char** argv) {
   version->callback([&] { action = [&] { return RunVersion(flags.common); }; });
 
   AddServeCommands(app, action);
+  AddApiCommands(app, action);
 
   try {
     app.parse(argc, argv);

@@ -20,6 +20,7 @@ int ExitCodeFor(const Error& error) {
     case ErrorKind::kIo:
     case ErrorKind::kTransient:
     case ErrorKind::kPermissionDenied:
+    case ErrorKind::kFailedPrecondition:
     case ErrorKind::kInternal:
       return kExitFailed;
   }

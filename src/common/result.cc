@@ -7,16 +7,28 @@ namespace kindling {
 
 std::string_view ErrorKindName(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kInvalidArgument: return "invalid_argument";
-    case ErrorKind::kNotFound: return "not_found";
-    case ErrorKind::kAlreadyExists: return "already_exists";
-    case ErrorKind::kCorruption: return "corruption";
-    case ErrorKind::kWrongKey: return "wrong_key";
-    case ErrorKind::kIo: return "io_error";
-    case ErrorKind::kTransient: return "transient";
-    case ErrorKind::kPermissionDenied: return "permission_denied";
-    case ErrorKind::kCancelled: return "cancelled";
-    case ErrorKind::kInternal: return "internal";
+    case ErrorKind::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorKind::kNotFound:
+      return "not_found";
+    case ErrorKind::kAlreadyExists:
+      return "already_exists";
+    case ErrorKind::kCorruption:
+      return "corruption";
+    case ErrorKind::kWrongKey:
+      return "wrong_key";
+    case ErrorKind::kIo:
+      return "io_error";
+    case ErrorKind::kTransient:
+      return "transient";
+    case ErrorKind::kPermissionDenied:
+      return "permission_denied";
+    case ErrorKind::kFailedPrecondition:
+      return "failed_precondition";
+    case ErrorKind::kCancelled:
+      return "cancelled";
+    case ErrorKind::kInternal:
+      return "internal";
   }
   return "unknown";
 }

@@ -13,16 +13,17 @@
 namespace kindling {
 
 enum class ErrorKind : std::uint8_t {
-  kInvalidArgument,   // the caller's input is wrong; retrying cannot help
-  kNotFound,          // the object, file or row does not exist
-  kAlreadyExists,     // create-only target exists
-  kCorruption,        // data failed authentication, a checksum or parsing
-  kWrongKey,          // the key file does not open this store
-  kIo,                // local I/O failed (disk full, permission, ...)
-  kTransient,         // network/server hiccup: safe to retry
-  kPermissionDenied,  // credentials rejected
-  kCancelled,         // the caller asked to stop
-  kInternal,          // a bug or an unexpected answer
+  kInvalidArgument,     // the caller's input is wrong; retrying cannot help
+  kNotFound,            // the object, file or row does not exist
+  kAlreadyExists,       // create-only target exists
+  kCorruption,          // data failed authentication, a checksum or parsing
+  kWrongKey,            // the key file does not open this store
+  kIo,                  // local I/O failed (disk full, permission, ...)
+  kTransient,           // network/server hiccup: safe to retry
+  kPermissionDenied,    // credentials rejected
+  kFailedPrecondition,  // valid request refused in the current state (busy, not configured)
+  kCancelled,           // the caller asked to stop
+  kInternal,            // a bug or an unexpected answer
 };
 
 std::string_view ErrorKindName(ErrorKind kind);
@@ -70,6 +71,9 @@ inline std::unexpected<Error> TransientError(std::string m) {
 inline std::unexpected<Error> InternalError(std::string m) {
   return MakeError(ErrorKind::kInternal, std::move(m));
 }
+inline std::unexpected<Error> FailedPrecondition(std::string m) {
+  return MakeError(ErrorKind::kFailedPrecondition, std::move(m));
+}
 inline std::unexpected<Error> Cancelled(std::string m = "cancelled") {
   return MakeError(ErrorKind::kCancelled, std::move(m));
 }
@@ -84,16 +88,16 @@ inline Status OkStatus() { return {}; }
 #define KINDLING_CONCAT(a, b) KINDLING_CONCAT_INNER(a, b)
 
 // Returns the error of a Status/Result expression from the enclosing function.
-#define KINDLING_RETURN_IF_ERROR(expr)                                         \
-  do {                                                                         \
-    auto&& kindling_status_ = (expr);                                          \
-    if (!kindling_status_) return std::unexpected(kindling_status_.error());   \
+#define KINDLING_RETURN_IF_ERROR(expr)                                       \
+  do {                                                                       \
+    auto&& kindling_status_ = (expr);                                        \
+    if (!kindling_status_) return std::unexpected(kindling_status_.error()); \
   } while (0)
 
 // Declares/assigns `lhs` from a Result expression, or returns its error.
 #define KINDLING_ASSIGN_OR_RETURN(lhs, expr) \
   KINDLING_ASSIGN_OR_RETURN_IMPL(KINDLING_CONCAT(kindling_result_, __LINE__), lhs, expr)
-#define KINDLING_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)        \
-  auto tmp = (expr);                                          \
-  if (!tmp) return std::unexpected(std::move(tmp).error());   \
+#define KINDLING_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)      \
+  auto tmp = (expr);                                        \
+  if (!tmp) return std::unexpected(std::move(tmp).error()); \
   lhs = std::move(*tmp)

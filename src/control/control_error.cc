@@ -11,6 +11,8 @@ ControlError FromError(const Error& error) {
       return {400, kCodeValidation, error.message()};
     case ErrorKind::kPermissionDenied:
       return {403, kCodeForbidden, error.message()};
+    case ErrorKind::kFailedPrecondition:
+      return {409, kCodeFailedPrecondition, error.message()};
     case ErrorKind::kTransient:
       return {503, kCodeUnavailable, "temporarily unavailable, retry: " + error.message()};
     default:

@@ -21,6 +21,7 @@ inline constexpr char kCodeVolumeAttached[] = "volume_attached";
 inline constexpr char kCodeVolumeBusy[] = "volume_busy";
 inline constexpr char kCodeVolumeUnavailable[] = "volume_unavailable";
 inline constexpr char kCodeBackupStoreUnavailable[] = "backup_store_unavailable";
+inline constexpr char kCodeFailedPrecondition[] = "failed_precondition";
 inline constexpr char kCodeUnavailable[] = "service_unavailable";
 inline constexpr char kCodeInternal[] = "internal_error";
 
@@ -38,9 +39,10 @@ inline std::unexpected<ControlError> Refuse(int http_status, std::string code,
   return std::unexpected(ControlError{http_status, std::move(code), std::move(message)});
 }
 
-// Maps a lower-layer Error: kNotFound 404, kInvalidArgument 400, kTransient
-// 503, kPermissionDenied 403, anything else 500 (message kept generic there
-// so internals do not leak to callers).
+// Maps a lower-layer Error: kNotFound 404, kInvalidArgument 400,
+// kFailedPrecondition 409 failed_precondition, kTransient 503,
+// kPermissionDenied 403, anything else 500 (message kept generic there so
+// internals do not leak to callers).
 ControlError FromError(const Error& error);
 
 // Runs `fn(tx, refusal)` in one transaction. `fn` refuses a request by

@@ -68,8 +68,9 @@ TEST(CliExitCodesTest, MapsErrorKinds) {
   EXPECT_EQ(ExitCodeFor(Error(ErrorKind::kCorruption, "")), kExitIntegrity);
   EXPECT_EQ(ExitCodeFor(Error(ErrorKind::kWrongKey, "")), kExitWrongKey);
   EXPECT_EQ(ExitCodeFor(Error(ErrorKind::kCancelled, "")), kExitCancelled);
-  for (ErrorKind kind : {ErrorKind::kNotFound, ErrorKind::kIo, ErrorKind::kTransient,
-                         ErrorKind::kPermissionDenied, ErrorKind::kInternal}) {
+  for (ErrorKind kind :
+       {ErrorKind::kNotFound, ErrorKind::kIo, ErrorKind::kTransient, ErrorKind::kPermissionDenied,
+        ErrorKind::kFailedPrecondition, ErrorKind::kInternal}) {
     EXPECT_EQ(ExitCodeFor(Error(kind, "")), kExitFailed);
   }
 }

@@ -31,7 +31,8 @@ TEST_F(ResultTest, KindNamesAreDistinct) {
   for (ErrorKind kind :
        {ErrorKind::kInvalidArgument, ErrorKind::kNotFound, ErrorKind::kAlreadyExists,
         ErrorKind::kCorruption, ErrorKind::kWrongKey, ErrorKind::kIo, ErrorKind::kTransient,
-        ErrorKind::kPermissionDenied, ErrorKind::kCancelled, ErrorKind::kInternal}) {
+        ErrorKind::kPermissionDenied, ErrorKind::kFailedPrecondition, ErrorKind::kCancelled,
+        ErrorKind::kInternal}) {
     EXPECT_NE(ErrorKindName(kind), "unknown");
     EXPECT_TRUE(names.insert(ErrorKindName(kind)).second) << ErrorKindName(kind);
   }

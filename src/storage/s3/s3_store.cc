@@ -1,7 +1,5 @@
 #include "storage/s3/s3_store.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <chrono>
 #include <exception>
@@ -11,14 +9,14 @@
 #include <utility>
 
 #include "crypto/sha256.h"
-#include "storage/s3/http_client.h"
+#include "http/http_client.h"
 #include "storage/s3/s3_xml.h"
 #include "storage/s3/sigv4.h"
 
 namespace kindling::storage {
 namespace {
 
-using s3::HttpResponse;
+using http::HttpResponse;
 
 // S3 allows at most 10,000 parts; bigger objects get bigger parts.
 constexpr std::size_t kMaxParts = 10'000;
@@ -81,25 +79,20 @@ void Redact(std::string& text, const std::string& secret) {
     text.replace(at, secret.size(), kMark);
 }
 
-void InitCurlOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
 }  // namespace
 
 struct S3Store::Impl {
   S3Config config;
   std::string base_url;  // "http://127.0.0.1:9000", no trailing '/'
   std::string host;      // the Host header: "127.0.0.1:9000"
-  s3::HttpClient http;
+  http::HttpClient http;
 
   Impl(S3Config c, std::string url, std::string host_header)
       : config(std::move(c)),
         base_url(std::move(url)),
         host(std::move(host_header)),
-        http(s3::HttpClientOptions{config.max_connections, config.connect_timeout_ms,
-                                   config.request_timeout_ms}) {}
+        http(http::HttpClientOptions{config.max_connections, config.connect_timeout_ms,
+                                     config.request_timeout_ms}) {}
 
   std::string Describe() const { return "s3://" + config.bucket + " (" + base_url + ")"; }
 
@@ -125,7 +118,7 @@ struct S3Store::Impl {
     if (!config.session_token.empty())
       request.headers.emplace_back("x-amz-security-token", config.session_token);
 
-    s3::HttpRequest http_request;
+    http::HttpRequest http_request;
     http_request.method = request.method;
     http_request.url = base_url + sigv4::UriEncode(request.path, true);
     const std::string query_string = sigv4::CanonicalQueryString(request.query);
@@ -257,7 +250,6 @@ Result<std::unique_ptr<S3Store>> S3Store::Open(S3Config config) {
       config.endpoint.empty() ? "https://s3." + config.region + ".amazonaws.com" : config.endpoint;
   KINDLING_ASSIGN_OR_RETURN(auto parsed, ParseEndpoint(endpoint));
   try {
-    InitCurlOnce();
     return std::unique_ptr<S3Store>(new S3Store(std::make_unique<Impl>(
         std::move(config), std::move(parsed.first), std::move(parsed.second))));
   } catch (const std::exception& e) {

@@ -1,7 +1,7 @@
 // HttpClient: blocking HTTP/1.1 exchanges over libcurl easy handles kept in a
 // bounded pool, so that a connection (and its TLS session) is reused by the next
-// request and up to `max_connections` callers transfer in parallel. Private to
-// the S3 store; knows nothing about S3.
+// request and up to `max_connections` callers transfer in parallel. Shared by
+// the S3 store and the API client (client/); knows nothing about either.
 //
 // Thread-safe. A caller that finds every handle busy waits for one.
 // Errors: only transport failures are errors (kTransient for timeouts, resets,
@@ -21,7 +21,7 @@
 
 #include "common/result.h"
 
-namespace kindling::storage::s3 {
+namespace kindling::http {
 
 struct HttpRequest {
   std::string method;                // GET, HEAD, PUT, POST, DELETE
@@ -69,4 +69,4 @@ class HttpClient {
   std::size_t created_ = 0;  // guarded by mu_
 };
 
-}  // namespace kindling::storage::s3
+}  // namespace kindling::http

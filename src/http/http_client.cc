@@ -1,4 +1,4 @@
-#include "storage/s3/http_client.h"
+#include "http/http_client.h"
 
 #include <curl/curl.h>
 
@@ -6,9 +6,10 @@
 #include <cctype>
 #include <charconv>
 #include <memory>
+#include <mutex>
 #include <new>
 
-namespace kindling::storage::s3 {
+namespace kindling::http {
 namespace {
 
 // Largest body we pre-allocate from a Content-Length header; a bogus header
@@ -132,6 +133,9 @@ const std::string* HttpResponse::Header(const std::string& lower_name) const {
 }
 
 HttpClient::HttpClient(HttpClientOptions options) : options_(options) {
+  // curl_global_init is not thread-safe; every client goes through here first.
+  static std::once_flag curl_initialised;
+  std::call_once(curl_initialised, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   options_.max_connections = std::max<std::size_t>(options_.max_connections, 1);
 }
 
@@ -226,4 +230,4 @@ Result<HttpResponse> HttpClient::Send(const HttpRequest& request, std::string_vi
   return response;
 }
 
-}  // namespace kindling::storage::s3
+}  // namespace kindling::http

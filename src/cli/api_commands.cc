@@ -1,0 +1,612 @@
+#include "cli/api_commands.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli/api_output.h"
+#include "cli/cancel.h"
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "cli/flags.h"
+#include "cli/output.h"
+#include "cli/progress_reporter.h"
+#include "client/api_client.h"
+#include "client/operation_follow.h"
+#include "common/files.h"
+
+namespace kindling::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kDefaultUrl[] = "http://127.0.0.1:8080";
+constexpr char kSecretEnv[] = "AWS_SECRET_ACCESS_KEY";
+
+constexpr char kApiExitCodesFooter[] =
+    "Exit codes: 0 success; 1 failed (a followed operation failed, or the API refused: not "
+    "found, denied, conflict such as volume_busy, unreachable); 2 usage or invalid argument "
+    "(including the API's validation_error); 130 interrupted (SIGINT/SIGTERM while following: "
+    "the operation carries on on the server).";
+
+struct ConnectionFlags {
+  std::string url = kDefaultUrl;
+  std::string api_key;
+  bool json = false;
+};
+
+struct FollowFlags {
+  bool follow = false;
+  std::string progress = "auto";
+  bool quiet = false;
+};
+
+// S3 settings flags and the setting each one writes.
+struct SettingFlag {
+  const char* flag;
+  const char* setting;
+  const char* help;
+};
+constexpr SettingFlag kS3Flags[] = {
+    {"--s3-bucket", "s3_bucket", "S3 bucket (switches the store to S3)"},
+    {"--s3-region", "s3_region", "S3 region"},
+    {"--s3-endpoint", "s3_endpoint", "S3-compatible endpoint, http(s)://host[:port]"},
+    {"--s3-prefix", "s3_prefix", "Key prefix inside the bucket"},
+    {"--s3-access-key-id", "s3_access_key_id", "S3 access key id"},
+};
+constexpr const char* kClearable[] = {"s3-bucket",      "s3-region",        "s3-endpoint",
+                                      "s3-prefix",      "s3-access-key-id", "s3-secret-access-key",
+                                      "local-directory"};
+
+// Every flag of every API command; CLI11 binds them, one command runs.
+struct ApiFlags {
+  // The chosen command's connection flags. Each command binds its own copy
+  // (per_command): CLI11 applies environment values to the options of every
+  // command, chosen or not, so a shared variable would be overwritten.
+  ConnectionFlags connection;
+  std::deque<ConnectionFlags> per_command;
+  std::map<const CLI::App*, const ConnectionFlags*> connection_of;
+  FollowFlags follow;
+  std::string project;
+  std::string backup;
+  std::string target_server;
+  std::string operation;
+  std::string name;
+  std::string organization;
+  // volume create
+  int size_gb = 0;
+  std::string mount_path;
+  std::string schedule;
+  int retention = 0;
+  CLI::Option* size_gb_option = nullptr;
+  CLI::Option* mount_path_option = nullptr;
+  CLI::Option* schedule_option = nullptr;
+  CLI::Option* retention_option = nullptr;
+  // settings backup set
+  std::string local_directory;
+  CLI::Option* local_directory_option = nullptr;
+  std::string s3_values[std::size(kS3Flags)];
+  CLI::Option* s3_options[std::size(kS3Flags)] = {};
+  std::string secret_file;
+  std::string secret_value;  // only to refuse it without echoing it
+  CLI::Option* secret_value_option = nullptr;
+  std::vector<std::string> clear;
+  // servers list
+  bool all = false;
+  // audit list
+  std::string action;
+  std::string resource_type;
+  std::string resource_id;
+  std::string since;
+  int limit = 0;
+  CLI::Option* limit_option = nullptr;
+};
+
+bool Given(const CLI::Option* option) { return option != nullptr && option->count() > 0; }
+
+Result<std::unique_ptr<client::ApiClient>> Connect(const ConnectionFlags& flags) {
+  client::ApiClientOptions options;
+  options.base_url = flags.url;
+  options.api_key = flags.api_key;
+  options.user_agent = std::string("kindling-cli/") + KINDLING_VERSION;
+  return client::ApiClient::Create(std::move(options));
+}
+
+void PrintText(const std::string& text) {
+  std::fputs(text.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+// Prints an answer: the JSON document with --json, else `render(answer)`.
+int PrintAnswer(const ConnectionFlags& flags, const json& answer,
+                std::string (*render)(const json&)) {
+  if (flags.json) {
+    PrintJsonLine(answer);
+  } else {
+    PrintText(render(answer));
+  }
+  return kExitOk;
+}
+
+// Runs `call` with a connected client and prints its answer.
+template <typename Call>
+int RunCall(const ConnectionFlags& flags, Call&& call, std::string (*render)(const json&)) {
+  auto client = Connect(flags);
+  if (!client) return ReportError(client.error());
+  Result<json> answer = call(**client);
+  if (!answer) return FailCommand(answer.error());
+  return PrintAnswer(flags, *answer, render);
+}
+
+// Status changes on stderr, in the progress display's style.
+void ReportStatus(ProgressReporter& reporter, const json& operation) {
+  switch (reporter.style()) {
+    case ProgressReporter::Style::kNone:
+      return;
+    case ProgressReporter::Style::kBar:
+      reporter.Finish();
+      std::fprintf(stderr, "operation %s: %s\n", Cell(operation, "id").c_str(),
+                   Cell(operation, "status").c_str());
+      break;
+    case ProgressReporter::Style::kJsonLines:
+      std::fprintf(stderr, "%s\n",
+                   DumpJson(json{{"type", "status"},
+                                 {"operation_id", operation.value("id", json(nullptr))},
+                                 {"kind", operation.value("kind", json(nullptr))},
+                                 {"status", operation.value("status", json(nullptr))}})
+                       .c_str());
+      break;
+  }
+  std::fflush(stderr);
+}
+
+// Polls the operation until it finishes, showing its progress on stderr;
+// prints the final document and returns 0 when it succeeded, 1 when it failed.
+int FollowAndReport(client::ApiClient& client, const std::string& operation_id,
+                    const ConnectionFlags& connection, const FollowFlags& flags) {
+  auto mode = ParseProgressMode(flags.progress);
+  if (!mode) return ReportError(mode.error());
+  ProgressReporter reporter(
+      ProgressReporter::StyleFor(*mode, flags.quiet, ::isatty(STDERR_FILENO) == 1), stderr);
+  std::string last_status;
+  client::FollowOptions options;
+  options.cancelled = [] { return CancelRequested(); };
+  options.on_update = [&](const json& operation) {
+    const std::string status = Cell(operation, "status");
+    if (status != last_status) {
+      ReportStatus(reporter, operation);
+      last_status = status;
+    }
+    // A pending operation's progress is a previous attempt's; a finished
+    // one's shows where it ended.
+    if (status == "pending" || status == "failed") return;
+    if (auto progress = ProgressOf(operation)) {
+      engine::Progress p;
+      p.phase = progress->phase;
+      p.bytes_done = progress->bytes_done;
+      p.bytes_total = progress->bytes_total;
+      reporter.Report(p);
+    }
+  };
+  auto finished = client::FollowOperation(client, operation_id, options);
+  reporter.Finish();
+  if (!finished) {
+    if (finished.error().kind() == ErrorKind::kCancelled || CancelRequested()) {
+      return ReportError(Error(ErrorKind::kCancelled,
+                               "interrupted: stopped following operation " + operation_id +
+                                   ", which carries on on the server (kindling operation follow " +
+                                   operation_id + ")"));
+    }
+    return ReportError(finished.error());
+  }
+  if (connection.json) {
+    PrintJsonLine(*finished);
+  } else {
+    PrintText(OperationText(*finished));
+  }
+  if (client::Succeeded(*finished)) return kExitOk;
+  ReportError(Error(ErrorKind::kInternal, "operation " + operation_id + " (" +
+                                              Cell(*finished, "kind") +
+                                              ") failed: " + Cell(*finished, "error")));
+  return kExitFailed;
+}
+
+// Queues an operation with `queue`, then prints it or follows it.
+template <typename Queue>
+int RunQueue(const ApiFlags& flags, Queue&& queue) {
+  auto client = Connect(flags.connection);
+  if (!client) return ReportError(client.error());
+  Result<json> queued = queue(**client);
+  if (!queued) return FailCommand(queued.error());
+  if (!flags.follow.follow) {
+    return PrintAnswer(flags.connection, *queued, [](const json& op) {
+      return QueuedText(op) + "follow it with: kindling operation follow " + Cell(op, "id") + "\n";
+    });
+  }
+  if (!flags.connection.json) PrintText(QueuedText(*queued));
+  const std::string id = queued->value("id", "");
+  if (id.empty()) return ReportError(InternalError("the API's answer has no operation id").error());
+  return FollowAndReport(**client, id, flags.connection, flags.follow);
+}
+
+int RunSettingsSet(const ApiFlags& flags) {
+  if (Given(flags.secret_value_option)) {
+    return ReportError(
+        InvalidArgument("--s3-secret-access-key is refused: a secret on the command line shows "
+                        "in ps and shell history; set AWS_SECRET_ACCESS_KEY or use "
+                        "--s3-secret-access-key-file")
+            .error());
+  }
+  json changes = json::object();
+  bool sets_s3 = false;
+  if (Given(flags.local_directory_option)) {
+    changes["local_directory"] = flags.local_directory;
+    changes["s3_bucket"] = nullptr;  // a bucket would win over the directory
+  }
+  for (std::size_t i = 0; i < std::size(kS3Flags); ++i) {
+    if (!Given(flags.s3_options[i])) continue;
+    changes[kS3Flags[i].setting] = flags.s3_values[i];
+    sets_s3 = true;
+  }
+  if (Given(flags.s3_options[0])) changes["local_directory"] = nullptr;
+  if (!flags.secret_file.empty()) {
+    auto text = ReadFile(flags.secret_file);
+    if (!text) {
+      return ReportError(Error(ErrorKind::kInvalidArgument,
+                               "--s3-secret-access-key-file: " + text.error().message()));
+    }
+    while (!text->empty() && (text->back() == '\n' || text->back() == '\r' || text->back() == ' ' ||
+                              text->back() == '\t')) {
+      text->pop_back();
+    }
+    if (text->empty()) {
+      return ReportError(
+          InvalidArgument("--s3-secret-access-key-file " + flags.secret_file + " is empty")
+              .error());
+    }
+    changes["s3_secret_access_key"] = std::move(*text);
+  } else if (const char* env = std::getenv(kSecretEnv); sets_s3 && env != nullptr && *env != '\0') {
+    changes["s3_secret_access_key"] = env;
+  }
+  for (std::string name : flags.clear) {
+    for (char& c : name) c = c == '-' ? '_' : c;
+    changes[name] = nullptr;
+  }
+  if (changes.empty()) {
+    return ReportError(InvalidArgument("nothing to change: give --local-directory, --s3-* flags, "
+                                       "--s3-secret-access-key-file or --clear (see --help)")
+                           .error());
+  }
+  auto client = Connect(flags.connection);
+  if (!client) return ReportError(client.error());
+  auto saved = (*client)->PutBackupSettings(changes);
+  if (!saved) return FailCommand(saved.error());
+  const json& store = (*saved)["store"];
+  if (saved->value("configured", false) && store.is_object() &&
+      store.value("ready", false) != true) {
+    std::fprintf(stderr,
+                 "kindling: warning: settings saved, but the store could not be opened: %s\n",
+                 Cell(store, "error").c_str());
+  }
+  return PrintAnswer(flags.connection, *saved, BackupSettingsText);
+}
+
+int RunSettingsTest(const ApiFlags& flags) {
+  auto client = Connect(flags.connection);
+  if (!client) return ReportError(client.error());
+  auto probe = (*client)->TestBackupSettings();
+  if (!probe) return FailCommand(probe.error());
+  PrintAnswer(flags.connection, *probe, ProbeText);
+  if (probe->value("ok", false)) return kExitOk;
+  ReportError(Error(ErrorKind::kIo, "backup store probe failed at step " + Cell(*probe, "step") +
+                                        ": " + Cell(*probe, "error")));
+  return kExitFailed;
+}
+
+client::AuditQuery AuditQueryFrom(const ApiFlags& flags) {
+  client::AuditQuery query;
+  if (!flags.action.empty()) query.action = flags.action;
+  if (!flags.resource_type.empty()) query.resource_type = flags.resource_type;
+  if (!flags.resource_id.empty()) query.resource_id = flags.resource_id;
+  if (!flags.since.empty()) query.since = flags.since;
+  if (Given(flags.limit_option)) query.limit = flags.limit;
+  return query;
+}
+
+std::string CreatedKeyText(const json& key) {
+  return "created API key " + Cell(key, "id") + " (" + Cell(key, "name") +
+         "); its secret is shown only now:\nKINDLING_API_KEY=" + Cell(key, "secret") + "\n";
+}
+
+// ---- wiring -----------------------------------------------------------------
+
+// A command group: needs one of its subcommands.
+CLI::App* Group(CLI::App& parent, const std::string& name, const std::string& description) {
+  CLI::App* group = parent.add_subcommand(name, description);
+  group->require_subcommand(1);
+  group->footer(kApiExitCodesFooter);
+  return group;
+}
+
+CLI::App* Leaf(CLI::App& parent, const std::string& name, const std::string& description,
+               ApiFlags& flags) {
+  CLI::App* command = parent.add_subcommand(name, description);
+  command->footer(kApiExitCodesFooter);
+  ConnectionFlags& connection = flags.per_command.emplace_back();
+  flags.connection_of[command] = &connection;
+  command
+      ->add_option("--url", connection.url,
+                   "API base URL (default " + std::string(kDefaultUrl) + ")")
+      ->envname("KINDLING_URL")
+      ->type_name("URL");
+  command
+      ->add_option("--api-key", connection.api_key,
+                   "API key; prefer the KINDLING_API_KEY environment variable (a flag value "
+                   "shows in ps and shell history)")
+      ->envname("KINDLING_API_KEY")
+      ->required()
+      ->type_name("KEY");
+  command->add_flag("--json", connection.json,
+                    "Print the API's answer as one JSON document on the last line of stdout");
+  return command;
+}
+
+void AddFollowFlags(CLI::App& command, FollowFlags& flags, bool optional_follow) {
+  if (optional_follow) {
+    command.add_flag("--follow", flags.follow,
+                     "Wait for the operation to finish, showing its progress on stderr");
+  }
+  command
+      .add_option("--progress", flags.progress,
+                  "Progress on stderr while following: auto (bar on a terminal, else JSON "
+                  "lines), bar, json, none")
+      ->check(CLI::IsMember({"auto", "bar", "json", "none"}))
+      ->type_name("MODE");
+  command.add_flag("-q,--quiet", flags.quiet, "No progress output");
+}
+
+void AddProjectFlag(CLI::App& command, ApiFlags& flags) {
+  command.add_option("--project", flags.project, "Project id")->required()->type_name("ID");
+}
+
+}  // namespace
+
+void AddApiCommands(CLI::App& app, std::function<int()>& action) {
+  auto flags = std::make_shared<ApiFlags>();
+  ApiFlags& f = *flags;
+  // The callback of `command`: runs `run` with the command's connection flags.
+  auto set = [&action, flags](const CLI::App* command, int (*run)(const ApiFlags&)) {
+    return [&action, flags, command, run] {
+      flags->connection = *flags->connection_of.at(command);
+      action = [flags, run] { return run(*flags); };
+    };
+  };
+
+  // project
+  CLI::App* project = Group(app, "project", "Projects (through the API)");
+  CLI::App* project_create = Leaf(*project, "create", "Create a project", f);
+  project_create->add_option("--name", f.name, "Project name")->required();
+  project_create
+      ->add_option("--organization", f.organization,
+                   "Organisation id (needed when you administer several)")
+      ->type_name("ID");
+  project_create->callback(set(project_create, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.CreateProject(x.name, x.organization); },
+        [](const json& p) {
+          return "created project " + Cell(p, "id") + " (" + Cell(p, "name") + ")\n";
+        });
+  }));
+  CLI::App* project_list = Leaf(*project, "list", "List the projects you can see", f);
+  project_list->callback(set(project_list, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [](client::ApiClient& c) { return c.ListProjects(); }, ProjectsText);
+  }));
+
+  // volume
+  CLI::App* volume = Group(app, "volume", "A project's volume: backups, restores, moves, repairs");
+  CLI::App* volume_show = Leaf(*volume, "show", "Show the project's volume", f);
+  AddProjectFlag(*volume_show, f);
+  volume_show->callback(set(volume_show, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.GetVolume(x.project); }, VolumeText);
+  }));
+
+  CLI::App* volume_create =
+      Leaf(*volume, "create", "Create the project's volume, or change its settings", f);
+  AddProjectFlag(*volume_create, f);
+  f.size_gb_option =
+      volume_create->add_option("--size-gb", f.size_gb, "Size in GiB (grow only)")->type_name("N");
+  f.mount_path_option =
+      volume_create->add_option("--mount-path", f.mount_path, "Mount path in the guest")
+          ->type_name("PATH");
+  f.schedule_option = volume_create
+                          ->add_option("--backup-schedule", f.schedule,
+                                       "Backup schedule: off, manual, daily, weekly")
+                          ->check(CLI::IsMember({"off", "manual", "daily", "weekly"}))
+                          ->type_name("SCHEDULE");
+  f.retention_option =
+      volume_create
+          ->add_option("--backup-retention-count", f.retention, "Succeeded backups to keep")
+          ->type_name("N");
+  volume_create->callback(set(volume_create, [](const ApiFlags& x) {
+    client::VolumeSettings settings;
+    if (Given(x.size_gb_option)) settings.size_gb = x.size_gb;
+    if (Given(x.mount_path_option)) settings.mount_path = x.mount_path;
+    if (Given(x.schedule_option)) settings.backup_schedule = x.schedule;
+    if (Given(x.retention_option)) settings.backup_retention_count = x.retention;
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.PutVolume(x.project, settings); },
+        VolumeText);
+  }));
+
+  CLI::App* volume_backup =
+      Leaf(*volume, "backup", "Queue a backup of the volume (prints operation and backup ids)", f);
+  AddProjectFlag(*volume_backup, f);
+  AddFollowFlags(*volume_backup, f.follow, true);
+  volume_backup->callback(set(volume_backup, [](const ApiFlags& x) {
+    return RunQueue(x, [&](client::ApiClient& c) { return c.QueueBackup(x.project); });
+  }));
+
+  CLI::App* volume_backups = Leaf(*volume, "backups", "List the volume's backups, newest first", f);
+  AddProjectFlag(*volume_backups, f);
+  volume_backups->callback(set(volume_backups, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListBackups(x.project); }, BackupsText);
+  }));
+
+  CLI::App* volume_restore = Leaf(*volume, "restore", "Queue a restore of a backup", f);
+  AddProjectFlag(*volume_restore, f);
+  volume_restore->add_option("--backup", f.backup, "Backup id")->required()->type_name("ID");
+  volume_restore
+      ->add_option("--target-server", f.target_server,
+                   "Worker to restore on (default: chosen by the API)")
+      ->type_name("ID");
+  AddFollowFlags(*volume_restore, f.follow, true);
+  volume_restore->callback(set(volume_restore, [](const ApiFlags& x) {
+    return RunQueue(x, [&](client::ApiClient& c) {
+      return c.QueueRestore(x.project, x.backup, x.target_server);
+    });
+  }));
+
+  CLI::App* volume_move = Leaf(*volume, "move", "Queue a move of the volume to another worker", f);
+  AddProjectFlag(*volume_move, f);
+  volume_move
+      ->add_option("--target-server", f.target_server,
+                   "Worker to move to (default: chosen by the API)")
+      ->type_name("ID");
+  AddFollowFlags(*volume_move, f.follow, true);
+  volume_move->callback(set(volume_move, [](const ApiFlags& x) {
+    return RunQueue(x,
+                    [&](client::ApiClient& c) { return c.QueueMove(x.project, x.target_server); });
+  }));
+
+  CLI::App* volume_repair =
+      Leaf(*volume, "repair", "Queue a filesystem check and repair (e2fsck -f -y)", f);
+  AddProjectFlag(*volume_repair, f);
+  AddFollowFlags(*volume_repair, f.follow, true);
+  volume_repair->callback(set(volume_repair, [](const ApiFlags& x) {
+    return RunQueue(x, [&](client::ApiClient& c) { return c.QueueRepair(x.project); });
+  }));
+
+  // operation
+  CLI::App* operation = Group(app, "operation", "Volume operations");
+  CLI::App* operation_show = Leaf(*operation, "show", "Show an operation", f);
+  operation_show->add_option("id", f.operation, "Operation id")->required()->type_name("ID");
+  operation_show->callback(set(operation_show, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.GetOperation(x.operation); },
+        OperationText);
+  }));
+  CLI::App* operation_follow =
+      Leaf(*operation, "follow",
+           "Wait for an operation to finish, with progress (phase, bytes, rate, ETA) on stderr", f);
+  operation_follow->add_option("id", f.operation, "Operation id")->required()->type_name("ID");
+  AddFollowFlags(*operation_follow, f.follow, false);
+  operation_follow->callback(set(operation_follow, [](const ApiFlags& x) {
+    auto client = Connect(x.connection);
+    if (!client) return ReportError(client.error());
+    return FollowAndReport(**client, x.operation, x.connection, x.follow);
+  }));
+
+  // settings backup
+  CLI::App* settings = Group(app, "settings", "Cluster settings (platform admin)");
+  CLI::App* backup_settings = Group(*settings, "backup", "Where volume backups are stored");
+  CLI::App* settings_show =
+      Leaf(*backup_settings, "show", "Show the backup store settings (secrets as set/not set)", f);
+  settings_show->callback(set(settings_show, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [](client::ApiClient& c) { return c.GetBackupSettings(); },
+        BackupSettingsText);
+  }));
+  CLI::App* settings_set =
+      Leaf(*backup_settings, "set",
+           "Change the backup store settings; flags not given are left as they are. The S3 secret "
+           "access key is read from AWS_SECRET_ACCESS_KEY (sent when an --s3-* flag is given) or "
+           "--s3-secret-access-key-file, never from a flag value",
+           f);
+  f.local_directory_option =
+      settings_set
+          ->add_option("--local-directory", f.local_directory,
+                       "Absolute directory on every worker (single host; switches the store "
+                       "to it and clears the bucket)")
+          ->type_name("DIR");
+  for (std::size_t i = 0; i < std::size(kS3Flags); ++i) {
+    f.s3_options[i] = settings_set->add_option(kS3Flags[i].flag, f.s3_values[i], kS3Flags[i].help)
+                          ->type_name("VALUE");
+  }
+  f.local_directory_option->excludes(f.s3_options[0]);
+  settings_set
+      ->add_option("--s3-secret-access-key-file", f.secret_file,
+                   "File holding the S3 secret access key (default: $AWS_SECRET_ACCESS_KEY)")
+      ->type_name("PATH");
+  // Hidden: accepted only to be refused with advice, without echoing the value.
+  f.secret_value_option =
+      settings_set->add_option("--s3-secret-access-key", f.secret_value)->group("");
+  settings_set
+      ->add_option("--clear", f.clear,
+                   "Clear a setting (repeatable): s3-bucket, s3-region, s3-endpoint, s3-prefix, "
+                   "s3-access-key-id, s3-secret-access-key, local-directory")
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kClearable), std::end(kClearable))))
+      ->type_name("NAME");
+  settings_set->callback(set(settings_set, RunSettingsSet));
+  CLI::App* settings_test = Leaf(
+      *backup_settings, "test",
+      "Write, read and delete a probe object with the saved settings; says which step failed", f);
+  settings_test->callback(set(settings_test, RunSettingsTest));
+
+  // servers
+  CLI::App* servers = Group(app, "servers", "Worker hosts and their health");
+  CLI::App* servers_list = Leaf(*servers, "list", "List servers with health and heartbeat age", f);
+  servers_list->add_flag("--all", f.all,
+                         "Every server (platform admin), not only your organisations'");
+  servers_list->callback(set(servers_list, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListServers(x.all); }, ServersText);
+  }));
+
+  // audit
+  CLI::App* audit = Group(app, "audit", "The audit trail (platform admin)");
+  CLI::App* audit_list = Leaf(*audit, "list", "List audit events, newest first", f);
+  audit_list->add_option("--action", f.action, "Only this action, e.g. volume.backup.queue");
+  audit_list->add_option("--resource-type", f.resource_type,
+                         "Only this resource type, e.g. project_volume");
+  audit_list->add_option("--resource-id", f.resource_id, "Only this resource")->type_name("ID");
+  audit_list->add_option("--since", f.since, "Only events at or after this RFC 3339 time")
+      ->type_name("TIME");
+  f.limit_option =
+      audit_list->add_option("--limit", f.limit, "At most N events, 1-1000 (default 50)")
+          ->type_name("N");
+  audit_list->callback(set(audit_list, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListAuditEvents(AuditQueryFrom(x)); },
+        AuditText);
+  }));
+
+  // api-key
+  CLI::App* api_key = Group(app, "api-key", "Your API keys");
+  CLI::App* key_list = Leaf(*api_key, "list", "List your API keys (never their secrets)", f);
+  key_list->callback(set(key_list, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [](client::ApiClient& c) { return c.ListApiKeys(); }, ApiKeysText);
+  }));
+  CLI::App* key_create =
+      Leaf(*api_key, "create", "Create an API key for yourself; prints its secret once", f);
+  key_create->add_option("--name", f.name, "What the key is for")->required();
+  key_create->callback(set(key_create, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.CreateApiKey(x.name); }, CreatedKeyText);
+  }));
+}
+
+}  // namespace kindling::cli

@@ -1,0 +1,314 @@
+#include "cli/api_output.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "cli/output.h"
+
+namespace kindling::cli {
+namespace {
+
+using nlohmann::json;
+
+const json& Field(const json& object, const std::string& key) {
+  static const json kNull;
+  if (!object.is_object()) return kNull;
+  auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
+std::optional<std::uint64_t> Unsigned(const json& value) {
+  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
+  if (value.is_number_integer() && value.get<std::int64_t>() >= 0) {
+    return static_cast<std::uint64_t>(value.get<std::int64_t>());
+  }
+  return std::nullopt;
+}
+
+std::string BytesCell(const json& value) {
+  auto bytes = Unsigned(value);
+  return bytes ? FormatBytes(*bytes) : "-";
+}
+
+std::string AgeCell(const json& seconds) {
+  if (!seconds.is_number()) return "-";
+  const double s = seconds.get<double>();
+  if (s < 0) return "-";
+  char text[32];
+  if (s < 120) {
+    std::snprintf(text, sizeof text, "%.0fs ago", s);
+  } else if (s < 7200) {
+    std::snprintf(text, sizeof text, "%.0fm ago", s / 60);
+  } else {
+    std::snprintf(text, sizeof text, "%.0fh ago", s / 3600);
+  }
+  return text;
+}
+
+std::vector<std::vector<std::string>> Rows(
+    const json& items, const std::vector<std::string>& keys,
+    const std::vector<std::pair<std::string, std::string (*)(const json&)>>& computed = {}) {
+  std::vector<std::vector<std::string>> rows;
+  if (!items.is_array()) return rows;
+  for (const json& item : items) {
+    std::vector<std::string> row;
+    for (const auto& key : keys) row.push_back(Cell(item, key));
+    for (const auto& [name, fn] : computed) row.push_back(fn(item));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+std::string Truncate(std::string text, std::size_t width) {
+  if (text.size() > width) {
+    text.resize(width - 3);
+    text += "...";
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) widths[i] = header[i].size();
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  std::string out;
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string text;
+    for (std::size_t i = 0; i < widths.size(); ++i) {
+      const std::string cell = i < cells.size() ? cells[i] : "";
+      text += cell;
+      if (i + 1 < widths.size()) text.append(widths[i] - cell.size() + 2, ' ');
+    }
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    out += text + "\n";
+  };
+  line(header);
+  for (const auto& row : rows) line(row);
+  return out;
+}
+
+std::string FormatFields(const std::vector<std::pair<std::string, std::string>>& fields) {
+  std::size_t width = 0;
+  for (const auto& [label, value] : fields) width = std::max(width, label.size());
+  std::string out;
+  for (const auto& [label, value] : fields) {
+    out += label;
+    out.append(width - label.size() + 2, ' ');
+    out += value + "\n";
+  }
+  return out;
+}
+
+std::string Cell(const json& object, const std::string& key) {
+  const json& value = Field(object, key);
+  if (value.is_null()) return "-";
+  if (value.is_string()) {
+    const auto& text = value.get_ref<const std::string&>();
+    return text.empty() ? "-" : text;
+  }
+  if (value.is_boolean()) return value.get<bool>() ? "yes" : "no";
+  return DumpJson(value);
+}
+
+std::optional<OperationProgress> ProgressOf(const json& operation) {
+  const json& progress = Field(operation, "progress");
+  const json& phase = Field(progress, "phase");
+  if (!phase.is_string()) return std::nullopt;
+  OperationProgress out;
+  out.phase = phase.get<std::string>();
+  out.bytes_done = Unsigned(Field(progress, "bytes_done")).value_or(0);
+  out.bytes_total = Unsigned(Field(progress, "bytes_total")).value_or(0);
+  return out;
+}
+
+std::string ProjectsText(const json& projects) {
+  if (!projects.is_array() || projects.empty()) return "no projects\n";
+  return FormatTable({"ID", "NAME", "ORGANIZATION", "CREATED"},
+                     Rows(projects, {"id", "name", "organization_id", "created_at"}));
+}
+
+std::string VolumeText(const json& volume) {
+  const json& policy = Field(volume, "backup_policy");
+  std::string backups = Cell(policy, "schedule");
+  if (auto keep = Unsigned(Field(policy, "retention_count"))) {
+    backups += ", keep " + std::to_string(*keep);
+  }
+  if (Field(policy, "pre_delete_backup_enabled").is_boolean()) {
+    backups += ", backup before delete: " + Cell(policy, "pre_delete_backup_enabled");
+  }
+  std::string size = "-";
+  if (auto gb = Unsigned(Field(volume, "size_gb"))) size = std::to_string(*gb) + " GiB";
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"volume", Cell(volume, "id")},
+      {"project", Cell(volume, "project_id")},
+      {"server", Cell(volume, "server_id")},
+      {"status", Cell(volume, "status")},
+      {"health", Cell(volume, "health")},
+      {"size", size},
+      {"filesystem", Cell(volume, "filesystem")},
+      {"mount path", Cell(volume, "mount_path")},
+      {"attached vm", Cell(volume, "attached_vm_id")},
+      {"backups", backups},
+      {"last backup", Cell(volume, "last_successful_backup_at")},
+  };
+  const json& op = Field(volume, "current_operation");
+  if (op.is_object()) {
+    fields.emplace_back("operation",
+                        Cell(op, "kind") + " " + Cell(op, "status") + " (" + Cell(op, "id") + ")");
+  }
+  if (!Field(volume, "last_error").is_null())
+    fields.emplace_back("last error", Cell(volume, "last_error"));
+  return FormatFields(fields);
+}
+
+std::string BackupsText(const json& backups) {
+  if (!backups.is_array() || backups.empty()) return "no backups\n";
+  return FormatTable(
+      {"ID", "STATUS", "KIND", "SIZE", "CREATED", "COMPLETED", "ERROR"},
+      Rows(backups, {"id", "status", "kind"},
+           {{"size", [](const json& b) { return BytesCell(Field(b, "size_bytes")); }},
+            {"created", [](const json& b) { return Cell(b, "created_at"); }},
+            {"completed", [](const json& b) { return Cell(b, "completed_at"); }},
+            {"error", [](const json& b) { return Truncate(Cell(b, "error"), 60); }}}));
+}
+
+std::string OperationText(const json& operation) {
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"operation", Cell(operation, "id")},
+      {"kind", Cell(operation, "kind")},
+      {"status", Cell(operation, "status")},
+      {"project", Cell(operation, "project_id")},
+      {"volume", Cell(operation, "project_volume_id")},
+      {"server", Cell(operation, "server_id")},
+  };
+  if (!Field(operation, "target_server_id").is_null()) {
+    fields.emplace_back("target server", Cell(operation, "target_server_id"));
+  }
+  if (!Field(operation, "backup_id").is_null()) {
+    fields.emplace_back("backup", Cell(operation, "backup_id"));
+  }
+  if (auto progress = ProgressOf(operation)) {
+    std::string text = progress->phase;
+    if (progress->bytes_total > 0) {
+      const double percent = 100.0 * static_cast<double>(progress->bytes_done) /
+                             static_cast<double>(progress->bytes_total);
+      char pct[16];
+      std::snprintf(pct, sizeof pct, "%.0f%%", std::floor(percent));
+      text += " " + FormatBytes(progress->bytes_done) + " / " + FormatBytes(progress->bytes_total) +
+              " (" + pct + ")";
+    }
+    fields.emplace_back("progress", text);
+  }
+  fields.emplace_back("attempts", Cell(operation, "attempts"));
+  fields.emplace_back("created", Cell(operation, "created_at"));
+  fields.emplace_back("started", Cell(operation, "started_at"));
+  if (!Field(operation, "completed_at").is_null()) {
+    fields.emplace_back("completed", Cell(operation, "completed_at"));
+  }
+  if (!Field(operation, "failed_at").is_null()) {
+    fields.emplace_back("failed", Cell(operation, "failed_at"));
+  }
+  if (!Field(operation, "error").is_null()) fields.emplace_back("error", Cell(operation, "error"));
+  const json& result = Field(operation, "result");
+  if (result.is_object()) {
+    for (const auto& [key, value] : result.items()) {
+      if (key.ends_with("_bytes") && Unsigned(value)) {
+        fields.emplace_back("result." + key, FormatBytes(*Unsigned(value)));
+      } else {
+        fields.emplace_back("result." + key, Cell(result, key));
+      }
+    }
+  }
+  return FormatFields(fields);
+}
+
+std::string QueuedText(const json& operation) {
+  std::string text = "queued " + Cell(operation, "kind") + ": operation " + Cell(operation, "id");
+  if (!Field(operation, "backup_id").is_null()) text += ", backup " + Cell(operation, "backup_id");
+  if (!Field(operation, "target_server_id").is_null()) {
+    text += ", target server " + Cell(operation, "target_server_id");
+  }
+  return text + "\n";
+}
+
+std::string ServersText(const json& servers) {
+  if (!servers.is_array() || servers.empty()) return "no servers\n";
+  return FormatTable(
+      {"ID", "HOSTNAME", "STATUS", "HEALTH", "HEARTBEAT", "RUNTIME", "COMPONENTS"},
+      Rows(servers, {"id", "hostname", "status", "health"},
+           {{"heartbeat", [](const json& s) { return AgeCell(Field(s, "heartbeat_age_seconds")); }},
+            {"runtime", [](const json& s) { return Cell(s, "runtime"); }},
+            {"components", [](const json& s) {
+               std::string text;
+               const json& list = Field(s, "enabled_components");
+               if (list.is_array()) {
+                 for (const json& c : list) {
+                   if (!c.is_string()) continue;
+                   if (!text.empty()) text += ",";
+                   text += c.get<std::string>();
+                 }
+               }
+               return text.empty() ? std::string("-") : text;
+             }}}));
+}
+
+std::string AuditText(const json& events) {
+  if (!events.is_array() || events.empty()) return "no audit events\n";
+  return FormatTable(
+      {"CREATED", "ACTION", "RESOURCE", "USER", "DETAILS"},
+      Rows(events, {"created_at", "action"},
+           {{"resource",
+             [](const json& e) { return Cell(e, "resource_type") + " " + Cell(e, "resource_id"); }},
+            {"user", [](const json& e) { return Cell(e, "user_id"); }},
+            {"details", [](const json& e) { return Truncate(Cell(e, "details"), 80); }}}));
+}
+
+std::string BackupSettingsText(const json& settings) {
+  std::string configured = Cell(settings, "configured");
+  if (!Field(settings, "missing_reason").is_null()) {
+    configured += " (" + Cell(settings, "missing_reason") + ")";
+  }
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"storage url", Cell(settings, "storage_url")},
+      {"configured", configured},
+      {"s3 bucket", Cell(settings, "s3_bucket")},
+      {"s3 region", Cell(settings, "s3_region")},
+      {"s3 endpoint", Cell(settings, "s3_endpoint")},
+      {"s3 prefix", Cell(settings, "s3_prefix")},
+      {"s3 access key id", Cell(settings, "s3_access_key_id")},
+      {"s3 secret access key", Cell(settings, "s3_secret_access_key")},
+      {"local directory", Cell(settings, "local_directory")},
+  };
+  const json& store = Field(settings, "store");
+  if (store.is_object()) {
+    fields.emplace_back("store", Field(store, "ready") == true
+                                     ? std::string("ready")
+                                     : "not ready: " + Cell(store, "error"));
+  }
+  return FormatFields(fields);
+}
+
+std::string ProbeText(const json& probe) {
+  if (Field(probe, "ok") == true) {
+    return "ok: wrote, read and deleted a probe object at " + Cell(probe, "storage_url") + "\n";
+  }
+  return "failed at step " + Cell(probe, "step") + " (" + Cell(probe, "storage_url") +
+         "): " + Cell(probe, "error") + "\n";
+}
+
+std::string ApiKeysText(const json& keys) {
+  if (!keys.is_array() || keys.empty()) return "no API keys\n";
+  return FormatTable(
+      {"ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"},
+      Rows(keys, {"id", "name", "key_prefix", "created_at", "last_used_at", "revoked_at"}));
+}
+
+}  // namespace kindling::cli

@@ -1,0 +1,49 @@
+// Human-readable views of the API's JSON documents for the API commands
+// (api_commands.cc): aligned tables and "label  value" blocks. Pure functions
+// of the JSON; a missing or null field shows as "-", so an older or newer
+// server never makes them fail.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kindling::cli {
+
+// Columns separated by two spaces, padded to the widest cell; one line per
+// row, each ending in '\n'. Rows shorter than the header are padded.
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows);
+
+// "label  value" lines with the values aligned.
+std::string FormatFields(const std::vector<std::pair<std::string, std::string>>& fields);
+
+// A JSON value as one cell: strings as they are, null/missing as "-",
+// booleans as yes/no, numbers and the rest as compact JSON.
+std::string Cell(const nlohmann::json& object, const std::string& key);
+
+// What the API reported of a running operation's progress.
+struct OperationProgress {
+  std::string phase;
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+};
+// The operation's progress when it reported a phase.
+std::optional<OperationProgress> ProgressOf(const nlohmann::json& operation);
+
+std::string ProjectsText(const nlohmann::json& projects);
+std::string VolumeText(const nlohmann::json& volume);
+std::string BackupsText(const nlohmann::json& backups);
+std::string OperationText(const nlohmann::json& operation);
+// One line for a queued operation, e.g. "queued backup: operation <id>, backup <id>".
+std::string QueuedText(const nlohmann::json& operation);
+std::string ServersText(const nlohmann::json& servers);
+std::string AuditText(const nlohmann::json& events);
+std::string BackupSettingsText(const nlohmann::json& settings);
+std::string ProbeText(const nlohmann::json& probe);
+std::string ApiKeysText(const nlohmann::json& keys);
+
+}  // namespace kindling::cli

@@ -1,0 +1,309 @@
+#include "client/api_client.h"
+
+#include <cctype>
+#include <exception>
+
+#include "common/ids.h"
+#include "http/http_client.h"
+
+namespace kindling::client {
+namespace {
+
+using nlohmann::json;
+
+// Longest piece of a non-JSON error body quoted in a message (proxies answer
+// with whole HTML pages).
+constexpr std::size_t kMaxQuotedBody = 200;
+constexpr std::size_t kMinScrubbedKey = 8;
+
+ErrorKind KindForStatus(long status) {
+  switch (status) {
+    case 400:
+    case 413:
+    case 422:
+      return ErrorKind::kInvalidArgument;
+    case 401:
+    case 403:
+      return ErrorKind::kPermissionDenied;
+    case 404:
+      return ErrorKind::kNotFound;
+    case 409:
+      return ErrorKind::kFailedPrecondition;
+    case 408:
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return ErrorKind::kTransient;
+    default:
+      return ErrorKind::kInternal;
+  }
+}
+
+// Printable ASCII only, on one line.
+std::string Printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, kMaxQuotedBody)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u >= 0x20 && u < 0x7f) ? c : ' ';
+  }
+  if (text.size() > kMaxQuotedBody) out += "...";
+  return out;
+}
+
+Status RequireUuid(std::string_view what, const std::string& id) {
+  if (IsUuid(id)) return OkStatus();
+  return InvalidArgument(std::string(what) + " id must be a UUID, got \"" + Printable(id) + "\"");
+}
+
+// A header value may not hold control characters (or it could end the header).
+bool IsHeaderSafe(std::string_view value) {
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string PercentEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 0x0f];
+    }
+  }
+  return out;
+}
+
+Error ErrorFromAnswer(long status, std::string_view body, std::string_view what) {
+  const ErrorKind kind = KindForStatus(status);
+  const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_object() && parsed.contains("error") && parsed["error"].is_string()) {
+    std::string message = parsed["error"].get<std::string>();
+    if (parsed.contains("code") && parsed["code"].is_string() &&
+        !parsed["code"].get_ref<const std::string&>().empty()) {
+      message += " (" + parsed["code"].get<std::string>() + ")";
+    }
+    if (status == 401) message += "; check --api-key or KINDLING_API_KEY";
+    return Error(kind, std::move(message));
+  }
+  std::string message = std::string(what) + ": HTTP " + std::to_string(status);
+  if (!body.empty()) message += ": " + Printable(body);
+  return Error(kind, std::move(message));
+}
+
+ApiClient::ApiClient(std::string base_url, ApiClientOptions options)
+    : base_url_(std::move(base_url)),
+      options_(std::move(options)),
+      http_(std::make_unique<http::HttpClient>(
+          http::HttpClientOptions{.max_connections = 2,
+                                  .connect_timeout_ms = options_.connect_timeout_ms,
+                                  .request_timeout_ms = options_.request_timeout_ms})) {}
+
+ApiClient::~ApiClient() = default;
+
+Result<std::unique_ptr<ApiClient>> ApiClient::Create(ApiClientOptions options) {
+  std::string url = options.base_url;
+  while (url.ends_with('/')) url.pop_back();
+  std::string_view rest = url;
+  if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+  } else if (rest.starts_with("https://")) {
+    rest.remove_prefix(8);
+  } else {
+    return InvalidArgument("the API URL must start with http:// or https://, got \"" +
+                           Printable(url) + "\"");
+  }
+  if (rest.empty() || rest.front() == '/' || !IsHeaderSafe(rest)) {
+    return InvalidArgument("the API URL has no valid host: \"" + Printable(url) + "\"");
+  }
+  if (options.api_key.empty()) {
+    return InvalidArgument("no API key: pass --api-key or set KINDLING_API_KEY");
+  }
+  if (!IsHeaderSafe(options.api_key)) {
+    return InvalidArgument("the API key holds spaces or control characters");
+  }
+  try {
+    return std::unique_ptr<ApiClient>(new ApiClient(std::move(url), std::move(options)));
+  } catch (const std::exception& e) {
+    return InternalError(std::string("API client: ") + e.what());
+  }
+}
+
+std::string ApiClient::Scrub(std::string text) const {
+  // Shorter "keys" are typos, not secrets; replacing them would garble the text.
+  const std::string& key = options_.api_key;
+  if (key.size() < kMinScrubbedKey) return text;
+  for (auto at = text.find(key); at != std::string::npos; at = text.find(key, at)) {
+    text.replace(at, key.size(), "[api key]");
+  }
+  return text;
+}
+
+Result<json> ApiClient::Call(std::string_view method, std::string_view path, const Query& query,
+                             const json* body) {
+  std::string target(path);
+  for (std::size_t i = 0; i < query.size(); ++i) {
+    target += i == 0 ? '?' : '&';
+    target += PercentEncode(query[i].first) + "=" + PercentEncode(query[i].second);
+  }
+  const std::string what = std::string(method) + " " + std::string(path);
+  std::string payload;
+  http::HttpRequest request;
+  request.method = std::string(method);
+  request.url = base_url_ + target;
+  request.headers = {"Authorization: Bearer " + options_.api_key, "Accept: application/json",
+                     "User-Agent: " + options_.user_agent};
+  if (body != nullptr) {
+    payload = body->is_null() ? std::string("{}")
+                              : body->dump(-1, ' ', false, json::error_handler_t::replace);
+    request.headers.push_back("Content-Type: application/json");
+    request.body = payload;
+  }
+  auto response = http_->Send(request, what);
+  if (!response) {
+    return MakeError(response.error().kind(), Scrub("cannot reach the API at " + base_url_ + " (" +
+                                                    response.error().message() + ")"));
+  }
+  if (response->status < 200 || response->status > 299) {
+    const Error error = ErrorFromAnswer(response->status, response->body, what);
+    return MakeError(error.kind(), Scrub(error.message()));
+  }
+  if (response->status == 204 || response->body.empty()) return json(nullptr);
+  json parsed = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return InternalError(what + ": the API answered HTTP " + std::to_string(response->status) +
+                         " with a body that is not JSON");
+  }
+  return parsed;
+}
+
+Result<json> ApiClient::Get(std::string_view path, const Query& query) {
+  return Call("GET", path, query, nullptr);
+}
+
+Result<json> ApiClient::Post(std::string_view path, const json& body) {
+  return Call("POST", path, {}, &body);
+}
+
+Result<json> ApiClient::Put(std::string_view path, const json& body) {
+  return Call("PUT", path, {}, &body);
+}
+
+Result<json> ApiClient::ListProjects() { return Get("/api/projects"); }
+
+Result<json> ApiClient::CreateProject(const std::string& name, const std::string& organization_id) {
+  if (name.empty()) return InvalidArgument("a project needs a name");
+  json body = {{"name", name}};
+  if (!organization_id.empty()) {
+    KINDLING_RETURN_IF_ERROR(RequireUuid("organisation", organization_id));
+    body["organization_id"] = organization_id;
+  }
+  return Post("/api/projects", body);
+}
+
+Result<json> ApiClient::GetVolume(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Get("/api/projects/" + project_id + "/volume");
+}
+
+Result<json> ApiClient::PutVolume(const std::string& project_id, const VolumeSettings& settings) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  json body = json::object();
+  if (settings.size_gb) body["size_gb"] = *settings.size_gb;
+  if (settings.mount_path) body["mount_path"] = *settings.mount_path;
+  if (settings.backup_schedule) body["backup_schedule"] = *settings.backup_schedule;
+  if (settings.backup_retention_count) {
+    body["backup_retention_count"] = *settings.backup_retention_count;
+  }
+  if (settings.pre_delete_backup_enabled) {
+    body["pre_delete_backup_enabled"] = *settings.pre_delete_backup_enabled;
+  }
+  return Put("/api/projects/" + project_id + "/volume", body);
+}
+
+Result<json> ApiClient::ListBackups(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Get("/api/projects/" + project_id + "/volume/backups");
+}
+
+Result<json> ApiClient::QueueBackup(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Post("/api/projects/" + project_id + "/volume/backups", json::object());
+}
+
+Result<json> ApiClient::QueueRestore(const std::string& project_id, const std::string& backup_id,
+                                     const std::string& target_server_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  KINDLING_RETURN_IF_ERROR(RequireUuid("backup", backup_id));
+  json body = {{"backup_id", backup_id}};
+  if (!target_server_id.empty()) {
+    KINDLING_RETURN_IF_ERROR(RequireUuid("target server", target_server_id));
+    body["target_server_id"] = target_server_id;
+  }
+  return Post("/api/projects/" + project_id + "/volume/restore", body);
+}
+
+Result<json> ApiClient::QueueMove(const std::string& project_id,
+                                  const std::string& target_server_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  json body = json::object();
+  if (!target_server_id.empty()) {
+    KINDLING_RETURN_IF_ERROR(RequireUuid("target server", target_server_id));
+    body["target_server_id"] = target_server_id;
+  }
+  return Post("/api/projects/" + project_id + "/volume/move", body);
+}
+
+Result<json> ApiClient::QueueRepair(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Post("/api/projects/" + project_id + "/volume/repair", json::object());
+}
+
+Result<json> ApiClient::GetOperation(const std::string& operation_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("operation", operation_id));
+  return Get("/api/operations/" + operation_id);
+}
+
+Result<json> ApiClient::GetBackupSettings() { return Get("/api/platform/volume-backup-settings"); }
+
+Result<json> ApiClient::PutBackupSettings(const json& changes) {
+  if (!changes.is_object()) return InvalidArgument("backup settings changes must be an object");
+  return Put("/api/platform/volume-backup-settings", changes);
+}
+
+Result<json> ApiClient::TestBackupSettings(const json& overrides) {
+  if (!overrides.is_object()) return InvalidArgument("backup settings overrides must be an object");
+  return Post("/api/platform/volume-backup-settings/test", overrides);
+}
+
+Result<json> ApiClient::ListServers(bool all) {
+  return Get(all ? "/api/platform/servers" : "/api/servers");
+}
+
+Result<json> ApiClient::ListAuditEvents(const AuditQuery& query) {
+  Query params;
+  if (query.action) params.emplace_back("action", *query.action);
+  if (query.resource_type) params.emplace_back("resource_type", *query.resource_type);
+  if (query.resource_id) params.emplace_back("resource_id", *query.resource_id);
+  if (query.since) params.emplace_back("since", *query.since);
+  if (query.limit) params.emplace_back("limit", std::to_string(*query.limit));
+  return Get("/api/platform/audit-events", params);
+}
+
+Result<json> ApiClient::ListApiKeys() { return Get("/api/api-keys"); }
+
+Result<json> ApiClient::CreateApiKey(const std::string& name) {
+  if (name.empty()) return InvalidArgument("an API key needs a name");
+  return Post("/api/api-keys", json{{"name", name}});
+}
+
+}  // namespace kindling::client

@@ -1,0 +1,145 @@
+// ApiClient: the kindling HTTP API (api/api_server.h) as typed calls, for
+// operator tools. Every call is one blocking exchange; the answer is the
+// route's JSON document, unchanged (null for 204).
+//
+// Errors:
+//   - the API refused (non-2xx): the message is the server's `error` text and
+//     its `code`, e.g. "volume is busy (volume_busy)"; the kind follows the
+//     status: 400/413/422 kInvalidArgument, 401/403 kPermissionDenied, 404
+//     kNotFound, 409 kFailedPrecondition, 408/429/502/503/504 kTransient,
+//     anything else kInternal.
+//   - no answer (refused connection, DNS, timeout): "cannot reach the API at
+//     <url> (...)", kTransient for what may pass, kInternal otherwise.
+//   - bad input caught before sending (ids that are not UUIDs): kInvalidArgument.
+// The API key is sent only in the Authorization header: it never appears in
+// an error message (server text is scrubbed of keys of 8 characters or more)
+// or a log line.
+//
+// Thread-safe: calls may run concurrently (they share a small handle pool).
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+
+namespace kindling::http {
+class HttpClient;
+}
+
+namespace kindling::client {
+
+struct ApiClientOptions {
+  // scheme://host[:port][/path prefix]; http or https; a trailing '/' is ignored.
+  std::string base_url = "http://127.0.0.1:8080";
+  std::string api_key{};  // REQUIRED
+  long connect_timeout_ms = 5'000;
+  long request_timeout_ms = 60'000;
+  std::string user_agent = "kindling-cli";
+};
+
+// PUT /api/projects/{id}/volume fields; unset ones are not sent.
+struct VolumeSettings {
+  std::optional<int> size_gb{};
+  std::optional<std::string> mount_path{};
+  std::optional<std::string> backup_schedule{};  // off | manual | daily | weekly
+  std::optional<int> backup_retention_count{};
+  std::optional<bool> pre_delete_backup_enabled{};
+};
+
+// Query parameters of GET /api/platform/audit-events; unset ones are not sent.
+struct AuditQuery {
+  std::optional<std::string> action{};
+  std::optional<std::string> resource_type{};
+  std::optional<std::string> resource_id{};
+  std::optional<std::string> since{};  // RFC 3339
+  std::optional<int> limit{};
+};
+
+using Query = std::vector<std::pair<std::string, std::string>>;
+
+class ApiClient {
+ public:
+  // kInvalidArgument for a base URL that is not http(s)://host..., or an API
+  // key that is empty or holds characters a header cannot carry.
+  [[nodiscard]] static Result<std::unique_ptr<ApiClient>> Create(ApiClientOptions options);
+  ~ApiClient();
+  ApiClient(const ApiClient&) = delete;
+  ApiClient& operator=(const ApiClient&) = delete;
+
+  // The base URL the calls go to (no trailing '/'), for messages.
+  const std::string& base_url() const { return base_url_; }
+
+  // Raw calls. `path` starts with '/' and is already encoded; query values
+  // are encoded here. POST/PUT send `body` as JSON (null sends `{}`).
+  [[nodiscard]] Result<nlohmann::json> Get(std::string_view path, const Query& query = {});
+  [[nodiscard]] Result<nlohmann::json> Post(std::string_view path,
+                                            const nlohmann::json& body = nullptr);
+  [[nodiscard]] Result<nlohmann::json> Put(std::string_view path, const nlohmann::json& body);
+
+  // Projects.
+  [[nodiscard]] Result<nlohmann::json> ListProjects();
+  // `organization_id` empty: the caller's only organisation they administer.
+  [[nodiscard]] Result<nlohmann::json> CreateProject(const std::string& name,
+                                                     const std::string& organization_id = "");
+
+  // A project's volume and its operations (the queue calls answer with the
+  // new operation: {id, kind, status, backup_id, ...}).
+  [[nodiscard]] Result<nlohmann::json> GetVolume(const std::string& project_id);
+  [[nodiscard]] Result<nlohmann::json> PutVolume(const std::string& project_id,
+                                                 const VolumeSettings& settings);
+  [[nodiscard]] Result<nlohmann::json> ListBackups(const std::string& project_id);
+  [[nodiscard]] Result<nlohmann::json> QueueBackup(const std::string& project_id);
+  // `target_server_id` empty: the API chooses.
+  [[nodiscard]] Result<nlohmann::json> QueueRestore(const std::string& project_id,
+                                                    const std::string& backup_id,
+                                                    const std::string& target_server_id = "");
+  [[nodiscard]] Result<nlohmann::json> QueueMove(const std::string& project_id,
+                                                 const std::string& target_server_id = "");
+  [[nodiscard]] Result<nlohmann::json> QueueRepair(const std::string& project_id);
+  [[nodiscard]] Result<nlohmann::json> GetOperation(const std::string& operation_id);
+
+  // Cluster backup store settings (platform admin). `changes` maps setting
+  // names (s3_bucket, ..., s3_secret_access_key) to a string (set) or null
+  // (clear); the answer shows secrets only as "set"/"not set".
+  [[nodiscard]] Result<nlohmann::json> GetBackupSettings();
+  [[nodiscard]] Result<nlohmann::json> PutBackupSettings(const nlohmann::json& changes);
+  // Probes the saved settings (with `overrides` applied, not saved):
+  // {ok, step, error, storage_url}. A failed probe is a successful call.
+  [[nodiscard]] Result<nlohmann::json> TestBackupSettings(
+      const nlohmann::json& overrides = nlohmann::json::object());
+
+  // all = false: servers of the caller's organisations; true: every server
+  // (platform admin).
+  [[nodiscard]] Result<nlohmann::json> ListServers(bool all);
+  [[nodiscard]] Result<nlohmann::json> ListAuditEvents(const AuditQuery& query);
+
+  [[nodiscard]] Result<nlohmann::json> ListApiKeys();
+  // The answer carries the new key's `secret`, shown once.
+  [[nodiscard]] Result<nlohmann::json> CreateApiKey(const std::string& name);
+
+ private:
+  ApiClient(std::string base_url, ApiClientOptions options);
+
+  [[nodiscard]] Result<nlohmann::json> Call(std::string_view method, std::string_view path,
+                                            const Query& query, const nlohmann::json* body);
+  // The text with every occurrence of the API key replaced.
+  std::string Scrub(std::string text) const;
+
+  std::string base_url_;
+  ApiClientOptions options_;
+  std::unique_ptr<http::HttpClient> http_;
+};
+
+// The error for a non-2xx answer (exposed for tests): see the header comment.
+Error ErrorFromAnswer(long status, std::string_view body, std::string_view what);
+
+// RFC 3986 percent-encoding of everything but unreserved characters.
+std::string PercentEncode(std::string_view text);
+
+}  // namespace kindling::client

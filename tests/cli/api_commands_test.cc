@@ -1,0 +1,442 @@
+// The API commands end to end: the kindling binary against an in-process
+// ApiServer and Worker on a throwaway PostgreSQL, the backup store configured
+// through `kindling settings backup set`. Backups and restores really run;
+// secrets and API keys never show in any output; refusals keep the API's code
+// and map to the documented exit codes.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/api_server.h"
+#include "cli_harness.h"
+#include "common/ids.h"
+#include "control/admin_service.h"
+#include "control/backup_store.h"
+#include "db/db_test_util.h"
+#include "reconcile/worker.h"
+#include "service/serve.h"
+#include "testutil/fake_http_server.h"
+#include "testutil/s3_test_server.h"
+
+namespace kindling::clitest {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+bool WaitFor(const std::function<bool()>& done, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return done();
+}
+
+bool HasId(const json& items, const std::string& id) {
+  if (!items.is_array()) return false;
+  for (const json& item : items) {
+    if (item.value("id", "") == id) return true;
+  }
+  return false;
+}
+
+class ApiCommandsTest : public db::DbTest {
+ protected:
+  void SetUp() override {
+    DbTest::SetUp();
+    if (HasFatalFailure()) return;
+    auto boot = Must([&](db::Tx& tx) {
+      return db::BootstrapPlatformAdmin(tx, "ops@example.com", "Ops", "acme");
+    });
+    ASSERT_TRUE(boot);
+    key_ = boot->api_key.secret;
+    org_ = boot->organization.id;
+    server_ = std::make_unique<api::ApiServer>(db(), master_key_);
+    ASSERT_TRUE(server_->Start());
+    url_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    stores_ = service::MakeClusterStoreProvider(db(), master_key_);
+    StartWorker();
+  }
+
+  void TearDown() override {
+    if (worker_) worker_->Stop();
+    worker_.reset();
+    server_.reset();
+    stores_.reset();
+    // Nothing the commands printed may hold the admin's API key.
+    EXPECT_EQ(transcript_.find(key_), std::string::npos);
+  }
+
+  void StartWorker() {
+    if (worker_) worker_->Stop();
+    reconcile::WorkerOptions o;
+    o.server_id = server_id_;
+    o.hostname = "w1";
+    o.state_dir = dir_.path() / "w1";
+    o.heartbeat_interval = milliseconds(200);
+    o.sweep_interval = milliseconds(200);
+    o.lease_duration = milliseconds(3000);
+    o.lease_renew_interval = milliseconds(500);
+    o.progress_interval = milliseconds(100);
+    o.engine_threads = 2;
+    worker_ = std::make_unique<reconcile::Worker>(db(), *stores_, o);
+    auto started = worker_->Start();
+    ASSERT_TRUE(started) << started.error().message();
+  }
+
+  // Runs kindling with the API's URL and the admin key in the environment
+  // (`env` entries override them); keeps everything it printed.
+  RunResult Kindling(const std::vector<std::string>& args, const Env& env = {}) {
+    Env full = {{"KINDLING_URL", url_}, {"KINDLING_API_KEY", key_}, {"AWS_SECRET_ACCESS_KEY", ""}};
+    for (const auto& [name, value] : env) {
+      bool replaced = false;
+      for (auto& entry : full) {
+        if (entry.first == name) {
+          entry.second = value;
+          replaced = true;
+        }
+      }
+      if (!replaced) full.emplace_back(name, value);
+    }
+    RunResult result = RunKindling(args, full);
+    transcript_ += result.out + result.err;
+    return result;
+  }
+
+  // Expects exit 0 and returns the --json answer.
+  json Ok(std::vector<std::string> args, const Env& env = {}) {
+    args.push_back("--json");
+    RunResult result = Kindling(args, env);
+    EXPECT_EQ(result.exit_code, 0) << result.Describe();
+    json answer = result.Json();
+    EXPECT_FALSE(answer.is_discarded()) << result.Describe();
+    return answer;
+  }
+
+  // Expects `exit_code` and an error line on stderr containing `text`.
+  RunResult Fails(const std::vector<std::string>& args, int exit_code, const std::string& text,
+                  const Env& env = {}) {
+    RunResult result = Kindling(args, env);
+    EXPECT_EQ(result.exit_code, exit_code) << result.Describe();
+    EXPECT_NE(result.err.find("kindling: error: "), std::string::npos) << result.Describe();
+    EXPECT_NE(result.err.find(text), std::string::npos) << result.Describe();
+    return result;
+  }
+
+  void ConfigureLocalStore() {
+    const std::string store = (dir_.path() / "bucket").string();
+    json saved = Ok({"settings", "backup", "set", "--local-directory", store});
+    EXPECT_EQ(saved["local_directory"], store);
+    EXPECT_EQ(saved["store"]["ready"], true) << saved.dump();
+  }
+
+  // A project with a 1 GiB volume on the worker, its image made.
+  std::pair<std::string, std::string> MakeProjectWithVolume(const std::string& name) {
+    json project = Ok({"project", "create", "--name", name});
+    const std::string project_id = project.value("id", "");
+    json volume = Ok({"volume", "create", "--project", project_id, "--size-gb", "1"});
+    EXPECT_EQ(volume["server_id"], server_id_) << volume.dump();
+    EXPECT_EQ(volume["size_gb"], 1);
+    const std::string volume_id = volume.value("id", "");
+    EXPECT_TRUE(
+        WaitFor([&] { return fs::exists(worker_->ImageOf(volume_id)); }, std::chrono::seconds(30)));
+    return {project_id, volume_id};
+  }
+
+  testutil::TempDir dir_;
+  crypto::Key master_key_ = crypto::RandomKey();
+  std::string key_, org_, url_;
+  const std::string server_id_ = NewUuidV4();
+  std::unique_ptr<api::ApiServer> server_;
+  std::unique_ptr<reconcile::BackupStoreProvider> stores_;
+  std::unique_ptr<reconcile::Worker> worker_;
+  std::string transcript_;
+};
+
+TEST_F(ApiCommandsTest, BackupAndRestoreThroughTheApi) {
+  const std::string store = (dir_.path() / "bucket").string();
+  ConfigureLocalStore();
+  json shown = Ok({"settings", "backup", "show"});
+  EXPECT_EQ(shown["configured"], true);
+  EXPECT_EQ(shown["storage_url"], "file://" + store);
+  RunResult human = Kindling({"settings", "backup", "show"});
+  EXPECT_EQ(human.exit_code, 0) << human.Describe();
+  EXPECT_NE(human.out.find("file://" + store), std::string::npos) << human.out;
+  RunResult probe = Kindling({"settings", "backup", "test"});
+  EXPECT_EQ(probe.exit_code, 0) << probe.Describe();
+  EXPECT_NE(probe.out.find("ok: wrote, read and deleted a probe object"), std::string::npos);
+
+  const auto [project, volume] = MakeProjectWithVolume("web");
+  json projects = Ok({"project", "list"});
+  EXPECT_TRUE(HasId(projects, project)) << projects.dump();
+  RunResult listed = Kindling({"project", "list"});
+  EXPECT_NE(listed.out.find("NAME"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find(project + "  web"), std::string::npos) << listed.out;
+  RunResult volume_text = Kindling({"volume", "show", "--project", project});
+  EXPECT_EQ(volume_text.exit_code, 0) << volume_text.Describe();
+  EXPECT_NE(volume_text.out.find("detached"), std::string::npos) << volume_text.out;
+  EXPECT_NE(volume_text.out.find(server_id_), std::string::npos) << volume_text.out;
+
+  // Back up, following with JSON progress lines on stderr.
+  const fs::path image = worker_->ImageOf(volume);
+  WriteAt(image, 5u << 20, RandomBytes(3u << 20, 7));
+  const std::string backed_up_sha = FileSha256(image);
+  RunResult backup = Kindling(
+      {"volume", "backup", "--project", project, "--follow", "--json", "--progress", "json"});
+  ASSERT_EQ(backup.exit_code, 0) << backup.Describe();
+  const json backup_op = backup.Json();
+  EXPECT_EQ(backup_op["kind"], "backup");
+  EXPECT_EQ(backup_op["status"], "succeeded") << backup_op.dump();
+  EXPECT_EQ(backup_op["result"]["image_sha256"], backed_up_sha);
+  EXPECT_NE(backup.err.find(R"("type":"status")"), std::string::npos) << backup.err;
+  EXPECT_NE(backup.err.find(R"("status":"succeeded")"), std::string::npos) << backup.err;
+  const std::string backup_id = backup_op.value("backup_id", "");
+  ASSERT_TRUE(IsUuid(backup_id)) << backup_op.dump();
+
+  json backups = Ok({"volume", "backups", "--project", project});
+  ASSERT_EQ(backups.size(), 1u) << backups.dump();
+  EXPECT_EQ(backups[0]["id"], backup_id);
+  EXPECT_EQ(backups[0]["status"], "succeeded");
+  RunResult backups_text = Kindling({"volume", "backups", "--project", project});
+  EXPECT_NE(backups_text.out.find(backup_id + "  succeeded"), std::string::npos)
+      << backups_text.out;
+
+  // Damage the image, then restore the backup over it.
+  WriteAt(image, 6u << 20, "overwritten after the backup");
+  ASSERT_NE(FileSha256(image), backed_up_sha);
+  RunResult restore = Kindling({"volume", "restore", "--project", project, "--backup", backup_id,
+                                "--follow", "--json", "--quiet"});
+  ASSERT_EQ(restore.exit_code, 0) << restore.Describe();
+  const json restore_op = restore.Json();
+  EXPECT_EQ(restore_op["kind"], "restore");
+  EXPECT_EQ(restore_op["status"], "succeeded") << restore_op.dump();
+  EXPECT_EQ(restore.err, "");  // --quiet
+  EXPECT_EQ(FileSha256(image), backed_up_sha);
+
+  json op = Ok({"operation", "show", restore_op.value("id", "")});
+  EXPECT_EQ(op["status"], "succeeded");
+  EXPECT_EQ(op["project_id"], project);
+  RunResult op_text = Kindling({"operation", "show", restore_op.value("id", "")});
+  EXPECT_NE(op_text.out.find("restore"), std::string::npos) << op_text.out;
+  EXPECT_NE(op_text.out.find("succeeded"), std::string::npos) << op_text.out;
+
+  // Servers with their heartbeat.
+  for (bool all : {false, true}) {
+    std::vector<std::string> args = {"servers", "list"};
+    if (all) args.push_back("--all");
+    json servers = Ok(args);
+    ASSERT_TRUE(HasId(servers, server_id_)) << servers.dump();
+    EXPECT_TRUE(servers[0]["heartbeat_age_seconds"].is_number()) << servers.dump();
+    EXPECT_EQ(servers[0]["health"], "healthy") << servers.dump();
+  }
+  RunResult servers_text = Kindling({"servers", "list", "--all"});
+  EXPECT_NE(servers_text.out.find("HEARTBEAT"), std::string::npos) << servers_text.out;
+  EXPECT_NE(servers_text.out.find("w1"), std::string::npos) << servers_text.out;
+
+  // The audit trail has the queued and the finished backup.
+  json queued = Ok({"audit", "list", "--action", "volume.backup.queue"});
+  ASSERT_EQ(queued.size(), 1u) << queued.dump();
+  EXPECT_EQ(queued[0]["resource_id"], volume);
+  json events = Ok({"audit", "list", "--limit", "100"});
+  std::vector<std::string> actions;
+  for (const json& e : events) actions.push_back(e.value("action", ""));
+  for (const char* action : {"volume.backup.queue", "volume.backup.succeeded",
+                             "volume.restore.queue", "volume.restore.succeeded"}) {
+    EXPECT_NE(std::find(actions.begin(), actions.end(), action), actions.end()) << action;
+  }
+  RunResult audit_text = Kindling({"audit", "list", "--resource-id", volume});
+  EXPECT_NE(audit_text.out.find("volume.backup.queue"), std::string::npos) << audit_text.out;
+}
+
+TEST_F(ApiCommandsTest, SecretsNeverPrinted) {
+  testutil::S3TestServer s3(testutil::S3TestServerOptions{
+      .access_key_id = "AKIAKINDLINGTEST01", .secret_access_key = "kdl-test-secret-Zq8wX2vN5mR7"});
+  const std::string secret = s3.options().secret_access_key;
+  const std::string akid = s3.options().access_key_id;
+
+  json saved = Ok(
+      {"settings", "backup", "set", "--s3-bucket", s3.options().bucket, "--s3-region", "us-east-1",
+       "--s3-endpoint", s3.endpoint(), "--s3-prefix", "kindling", "--s3-access-key-id", akid},
+      {{"AWS_SECRET_ACCESS_KEY", secret}});
+  EXPECT_EQ(saved["s3_secret_access_key"], "set");
+  EXPECT_EQ(saved["s3_access_key_id"], "set");
+  EXPECT_EQ(saved["storage_url"], "s3://" + s3.options().bucket + "/kindling");
+  EXPECT_EQ(saved["store"]["ready"], true) << saved.dump();
+  auto stored = control::GetBackupSettings(db(), master_key_);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->s3_secret_access_key, secret);
+  RunResult shown = Kindling({"settings", "backup", "show"});
+  EXPECT_EQ(shown.exit_code, 0) << shown.Describe();
+  EXPECT_NE(shown.out.find("s3 secret access key  set"), std::string::npos) << shown.out;
+  RunResult probe = Kindling({"settings", "backup", "test"});
+  EXPECT_EQ(probe.exit_code, 0) << probe.Describe();
+
+  // A secret from a file (trailing newline dropped); this one is wrong, so
+  // the probe fails and says where.
+  const std::string wrong = "wrong-secret-from-file-Kp3";
+  const fs::path secret_file = dir_.path() / "s3.secret";
+  WriteWhole(secret_file, wrong + "\n");
+  json replaced =
+      Ok({"settings", "backup", "set", "--s3-secret-access-key-file", secret_file.string()});
+  EXPECT_EQ(replaced["s3_secret_access_key"], "set");
+  stored = control::GetBackupSettings(db(), master_key_);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->s3_secret_access_key, wrong);
+  RunResult failed_probe = Fails({"settings", "backup", "test"}, 1, "probe failed at step write");
+  EXPECT_NE(failed_probe.out.find("failed at step write"), std::string::npos) << failed_probe.out;
+
+  // A secret as a flag value is refused, and not echoed.
+  Fails({"settings", "backup", "set", "--s3-secret-access-key", secret}, 2,
+        "--s3-secret-access-key is refused");
+  // Nothing to change is a usage error; so is a relative directory (the API's 400).
+  Fails({"settings", "backup", "set"}, 2, "nothing to change");
+  Fails({"settings", "backup", "set", "--local-directory", "relative/dir"}, 2,
+        "(validation_error)");
+  Fails({"settings", "backup", "set", "--s3-secret-access-key-file",
+         (dir_.path() / "missing").string()},
+        2, "--s3-secret-access-key-file");
+
+  EXPECT_EQ(transcript_.find(secret), std::string::npos) << transcript_;
+  EXPECT_EQ(transcript_.find(wrong), std::string::npos) << transcript_;
+  EXPECT_EQ(transcript_.find(akid), std::string::npos) << transcript_;
+}
+
+TEST_F(ApiCommandsTest, WrongKeyUnreachableApiAndUsageErrors) {
+  const std::string wrong = "kdl_" + std::string(64, 'a');
+  RunResult denied = Fails({"project", "list"}, 1, "(unauthorized)", {{"KINDLING_API_KEY", wrong}});
+  EXPECT_EQ(denied.err.find(wrong), std::string::npos) << denied.err;
+  denied = Fails({"project", "list", "--api-key", wrong}, 1, "invalid or revoked API key");
+  EXPECT_EQ(denied.err.find(wrong), std::string::npos) << denied.err;
+
+  const std::string nowhere = "http://127.0.0.1:" + std::to_string(testutil::ClosedPort());
+  RunResult unreachable =
+      Fails({"project", "list", "--url", nowhere}, 1, "cannot reach the API at " + nowhere);
+  EXPECT_EQ(unreachable.err.find(key_), std::string::npos);
+  Fails({"servers", "list"}, 1, "cannot reach the API", {{"KINDLING_URL", nowhere}});
+
+  Fails({"project", "list"}, 2, "--api-key", {{"KINDLING_API_KEY", ""}});
+  Fails({"project", "list", "--url", "ftp://example.com"}, 2, "http:// or https://");
+  Fails({"volume", "show", "--project", "nope"}, 2, "project id must be a UUID");
+  Fails({"volume", "show"}, 2, "--project");
+  Fails({"operation", "show", "not-an-id"}, 2, "operation id must be a UUID");
+
+  json project = Ok({"project", "create", "--name", "web"});
+  const std::string project_id = project.value("id", "");
+  Fails({"volume", "create", "--project", project_id, "--size-gb", "0"}, 2, "(validation_error)");
+  Fails({"volume", "show", "--project", project_id}, 1, "(not_found)");
+  Fails({"volume", "show", "--project", NewUuidV4()}, 1, "(not_found)");
+  Fails({"audit", "list", "--limit", "0"}, 2, "(validation_error)");
+
+  // An organisation member may read projects but not platform settings.
+  auto member = Must([&](db::Tx& tx) -> Result<db::CreatedApiKey> {
+    KINDLING_ASSIGN_OR_RETURN(
+        auto user, db::CreateUser(tx, db::NewUser{.email = "dev@example.com", .name = "Dev"}));
+    KINDLING_RETURN_IF_ERROR(db::SetMembership(tx, org_, user.id, db::OrgRole::kMember));
+    return db::CreateApiKey(tx, user.id, "dev");
+  });
+  ASSERT_TRUE(member);
+  const Env as_member = {{"KINDLING_API_KEY", member->secret}};
+  json visible = Ok({"project", "list"}, as_member);
+  EXPECT_TRUE(HasId(visible, project_id));
+  RunResult forbidden = Fails({"settings", "backup", "show"}, 1, "(forbidden)", as_member);
+  EXPECT_EQ(forbidden.err.find(member->secret), std::string::npos);
+  EXPECT_EQ(transcript_.find(member->secret), std::string::npos);
+}
+
+TEST_F(ApiCommandsTest, BusyVolumeAndInterruptedFollow) {
+  ConfigureLocalStore();
+  const auto [project, volume] = MakeProjectWithVolume("db");
+  worker_->Stop();  // queued operations now wait
+
+  json queued = Ok({"volume", "backup", "--project", project});
+  EXPECT_EQ(queued["status"], "pending") << queued.dump();
+  const std::string operation = queued.value("id", "");
+  ASSERT_TRUE(IsUuid(operation));
+  RunResult queued_text = Kindling({"volume", "repair", "--project", project});
+  EXPECT_EQ(queued_text.exit_code, 1) << queued_text.Describe();
+  EXPECT_NE(queued_text.err.find("(volume_busy)"), std::string::npos) << queued_text.err;
+  Fails({"volume", "backup", "--project", project}, 1, "(volume_busy)");
+  json pending = Ok({"operation", "show", operation});
+  EXPECT_EQ(pending["status"], "pending");
+
+  // SIGINT while following: exit 130, the operation goes on.
+  Env env = {{"KINDLING_URL", url_}, {"KINDLING_API_KEY", key_}};
+  Child follower({"operation", "follow", operation, "--progress", "json"}, env);
+  ASSERT_TRUE(WaitFor(
+      [&] { return follower.StderrSoFar().find(R"("status":"pending")") != std::string::npos; },
+      std::chrono::seconds(30)))
+      << follower.StderrSoFar();
+  follower.Signal(SIGINT);
+  RunResult interrupted = follower.Wait(std::chrono::seconds(30));
+  transcript_ += interrupted.out + interrupted.err;
+  EXPECT_EQ(interrupted.exit_code, 130) << interrupted.Describe();
+  EXPECT_NE(interrupted.err.find("carries on on the server"), std::string::npos)
+      << interrupted.Describe();
+  EXPECT_EQ(Ok({"operation", "show", operation})["status"], "pending");
+
+  // The worker comes back and finishes it; following again sees it through.
+  StartWorker();
+  RunResult followed = Kindling({"operation", "follow", operation, "--json", "--quiet"});
+  ASSERT_EQ(followed.exit_code, 0) << followed.Describe();
+  EXPECT_EQ(followed.Json()["status"], "succeeded");
+  json backups = Ok({"volume", "backups", "--project", project});
+  ASSERT_EQ(backups.size(), 1u);
+  EXPECT_EQ(backups[0]["status"], "succeeded");
+}
+
+// Against a scripted server: what the real one cannot be made to answer on
+// demand (an operation that fails).
+TEST(ApiCommandsFakeServerTest, FailedOperationExitsOneWithItsError) {
+  const std::string operation = NewUuidV4();
+  const std::string backup = NewUuidV4();
+  const json queued = {{"id", operation},     {"kind", "backup"}, {"status", "pending"},
+                       {"backup_id", backup}, {"error", nullptr}, {"progress", json::object()}};
+  json failed = queued;
+  failed["status"] = "failed";
+  failed["error"] = "reading the volume image: no such file";
+  testutil::FakeHttpServer fake;
+  fake.Post(R"(/api/projects/([^/]+)/volume/backups)",
+            [&](const httplib::Request&, httplib::Response& res) {
+              testutil::FakeHttpServer::Json(res, 202, queued.dump());
+            });
+  fake.Get(R"(/api/operations/([^/]+))", [&](const httplib::Request&, httplib::Response& res) {
+    testutil::FakeHttpServer::Json(res, 200, failed.dump());
+  });
+  fake.Start();
+  const Env env = {{"KINDLING_URL", fake.url()}, {"KINDLING_API_KEY", "kdl_fake_key_123456"}};
+
+  RunResult followed = RunKindling({"operation", "follow", operation, "--progress", "none"}, env);
+  EXPECT_EQ(followed.exit_code, 1) << followed.Describe();
+  EXPECT_NE(followed.err.find("kindling: error: operation " + operation +
+                              " (backup) failed: reading the volume image: no such file"),
+            std::string::npos)
+      << followed.Describe();
+  EXPECT_NE(followed.out.find("failed"), std::string::npos) << followed.Describe();
+
+  RunResult queued_and_followed = RunKindling(
+      {"volume", "backup", "--project", NewUuidV4(), "--follow", "--json", "--quiet"}, env);
+  EXPECT_EQ(queued_and_followed.exit_code, 1) << queued_and_followed.Describe();
+  EXPECT_EQ(queued_and_followed.Json()["status"], "failed") << queued_and_followed.Describe();
+
+  RunResult queued_only = RunKindling({"volume", "backup", "--project", NewUuidV4()}, env);
+  EXPECT_EQ(queued_only.exit_code, 0) << queued_only.Describe();
+  EXPECT_NE(queued_only.out.find("queued backup: operation " + operation + ", backup " + backup),
+            std::string::npos)
+      << queued_only.out;
+  for (const auto& request : fake.requests()) {
+    EXPECT_EQ(request.authorization, "Bearer kdl_fake_key_123456");
+  }
+}
+
+}  // namespace
+}  // namespace kindling::clitest
