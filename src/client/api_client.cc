@@ -3,6 +3,7 @@
 #include <cctype>
 #include <exception>
 
+#include "common/hex.h"
 #include "common/ids.h"
 #include "http/http_client.h"
 
@@ -66,22 +67,6 @@ bool IsHeaderSafe(std::string_view value) {
 }
 
 }  // namespace
-
-std::string PercentEncode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 0x0f];
-    }
-  }
-  return out;
-}
 
 Error ErrorFromAnswer(long status, std::string_view body, std::string_view what) {
   const ErrorKind kind = KindForStatus(status);

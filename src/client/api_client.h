@@ -139,7 +139,4 @@ class ApiClient {
 // The error for a non-2xx answer (exposed for tests): see the header comment.
 Error ErrorFromAnswer(long status, std::string_view body, std::string_view what);
 
-// RFC 3986 percent-encoding of everything but unreserved characters.
-std::string PercentEncode(std::string_view text);
-
 }  // namespace kindling::client

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
@@ -28,6 +27,7 @@
 #include "service/child_process.h"
 #include "service/local_postgres.h"
 #include "service/serve.h"
+#include "service/stop_signals.h"
 
 namespace kindling::service {
 namespace {
@@ -218,10 +218,9 @@ struct Child {
 // since `since`; fails early when a child exits.
 Status WaitUntilReady(db::Database& database, std::vector<Child>& children,
                       const ListenAddress& api, db::Timestamp since,
-                      std::chrono::milliseconds timeout, const std::atomic<bool>* stop) {
+                      std::chrono::milliseconds timeout, StopSignals& stop_signals) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    if (stop != nullptr && stop->load()) return Cancelled("stopped during start-up");
     bool ready = Accepts(api);
     for (Child& child : children) {
       if (!child.Running())
@@ -243,7 +242,8 @@ Status WaitUntilReady(db::Database& database, std::vector<Child>& children,
       return InternalError("the API and workers were not ready within " +
                            std::to_string(timeout.count() / 1000) + " s; logs in " +
                            children.front().spawn.log_file.parent_path().string());
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (stop_signals.WaitForStop(std::chrono::milliseconds(200)))
+      return Cancelled("stopped during start-up");
   }
 }
 
@@ -288,19 +288,7 @@ Status RunDev(const DevOptions& options) {
   }
 
   // Signals are waited for below; children get their own mask back.
-  sigset_t signals;
-  sigset_t previous;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  if (options.handle_signals) pthread_sigmask(SIG_BLOCK, &signals, &previous);
-  struct RestoreMask {
-    bool active;
-    sigset_t mask;
-    ~RestoreMask() {
-      if (active) pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-    }
-  } restore_mask{options.handle_signals, previous};
+  StopSignals stop_signals(options.handle_signals, options.stop, "kindling dev");
 
   LocalPostgresOptions pg_options;
   pg_options.data_dir = state / "postgres" / "data";
@@ -381,7 +369,7 @@ Status RunDev(const DevOptions& options) {
         std::chrono::system_clock::now() - std::chrono::seconds(1));
     for (Child& child : children) KINDLING_RETURN_IF_ERROR(child.Start());
     KINDLING_RETURN_IF_ERROR(WaitUntilReady(*database, children, api_address, since,
-                                            options.ready_timeout, options.stop));
+                                            options.ready_timeout, stop_signals));
     const DevEndpoints endpoints{
         .url = "http://" + api_address.host + ":" + std::to_string(api_address.port),
         .api_key = api_key,
@@ -401,18 +389,7 @@ Status RunDev(const DevOptions& options) {
 
   // Supervise: restart a child that died, after a pause that grows with its
   // restarts (1 s, 2 s, ... 30 s).
-  for (;;) {
-    if (options.stop != nullptr && options.stop->load()) break;
-    if (options.handle_signals) {
-      const timespec timeout{0, 200'000'000};
-      const int sig = sigtimedwait(&signals, nullptr, &timeout);
-      if (sig == SIGINT || sig == SIGTERM) {
-        spdlog::info("kindling dev: signal {} received, stopping", sig);
-        break;
-      }
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
+  while (!stop_signals.WaitForStop(std::chrono::milliseconds(200))) {
     for (Child& child : children) {
       if (child.Running()) continue;
       const auto now = Clock::now();

@@ -12,26 +12,12 @@
 #include <cstdlib>
 #include <system_error>
 
+#include "common/hex.h"
+
 namespace kindling::service {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string PercentEncode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  return out;
-}
 
 // Single-quoted for the shell pg_ctl runs the server through.
 std::string ShellQuote(std::string_view text) {
@@ -217,7 +203,7 @@ Status LocalPostgres::Stop(bool immediate) {
 
 std::string LocalPostgres::SocketDsn(std::string_view database) const {
   return "postgresql:///" + PercentEncode(database) +
-         "?host=" + PercentEncode(options_.socket_dir.string()) +
+         "?host=" + PercentEncode(options_.socket_dir.string(), /*keep_slash=*/true) +
          "&port=" + std::to_string(options_.port) + "&user=postgres";
 }
 

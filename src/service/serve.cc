@@ -1,6 +1,5 @@
 #include "service/serve.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #include "db/settings.h"
 #include "reconcile/leader.h"
 #include "reconcile/worker.h"
+#include "service/stop_signals.h"
 
 namespace kindling::service {
 namespace {
@@ -160,12 +160,7 @@ Status Serve(const ServeOptions& options) {
 
   // Threads started from here on inherit the blocked mask, so only the wait
   // below sees SIGINT/SIGTERM.
-  sigset_t signals;
-  sigset_t previous;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  if (options.handle_signals) pthread_sigmask(SIG_BLOCK, &signals, &previous);
+  StopSignals stop_signals(options.handle_signals, options.stop, "kindling serve");
 
   std::unique_ptr<reconcile::BackupStoreProvider> stores =
       MakeClusterStoreProvider(*database, master_key);
@@ -207,28 +202,15 @@ Status Serve(const ServeOptions& options) {
   }();
   if (!started) {
     stop_all();
-    if (options.handle_signals) pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     return started;
   }
   spdlog::info("kindling serve: server {} running components {}", server_id,
                fmt::join(options.components, ","));
   if (options.on_ready) options.on_ready(context);
 
-  for (;;) {
-    if (options.stop != nullptr && options.stop->load()) break;
-    if (options.handle_signals) {
-      const timespec timeout{0, 200'000'000};
-      const int sig = sigtimedwait(&signals, nullptr, &timeout);
-      if (sig == SIGINT || sig == SIGTERM) {
-        spdlog::info("kindling serve: signal {} received, stopping", sig);
-        break;
-      }
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
+  while (!stop_signals.WaitForStop(std::chrono::milliseconds(200))) {
   }
   stop_all();
-  if (options.handle_signals) pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   spdlog::info("kindling serve: stopped");
   return OkStatus();
 }

@@ -42,5 +42,13 @@ TEST_F(HexTest, RoundTripEveryByte) {
   EXPECT_EQ(HexDecode(hex), all);
 }
 
+TEST(PercentEncodeTest, KeepsOnlyUnreservedCharactersAndOptionallySlashes) {
+  EXPECT_EQ(PercentEncode("a-b_c.d~e"), "a-b_c.d~e");
+  EXPECT_EQ(PercentEncode("a b/+~"), "a%20b%2F%2B~");
+  EXPECT_EQ(PercentEncode("/var/tmp/x y", /*keep_slash=*/true), "/var/tmp/x%20y");
+  EXPECT_EQ(PercentEncode("=&%"), "%3D%26%25");
+  EXPECT_EQ(PercentEncode("\xE1\x88\xB4"), "%E1%88%B4");
+}
+
 }  // namespace
 }  // namespace kindling

@@ -309,7 +309,9 @@ TEST_F(DevEndToEndTest, RunbookWithWorkerKillsSlow) {
       Call("POST", project_path + "/volume/restore",
            {{"backup_id", backup_id}, {"target_server_id", ServerIdOf(target)}}, 202);
   const json done = WaitOperation(again.value("id", ""), Terminal, seconds(120));
-  ASSERT_EQ(done.value("status", ""), "succeeded") << done;
+  ASSERT_EQ(done.value("status", ""), "succeeded")
+      << done << "\nafter the interrupted restore " << restore_op << "\nworker logs:\n"
+      << FileTail(state_ / "logs" / (target + ".log"), 3000);
   EXPECT_EQ(FileSha256(ImageOn(target, volume_id)), source_sha);
   // The previous holder removes its copy once the volume moved.
   for (int i = 0; i < 100 && fs::exists(ImageOn(holder, volume_id)); ++i)
@@ -369,6 +371,28 @@ TEST_F(DevEndToEndTest, RunbookWithWorkerKillsSlow) {
   ASSERT_TRUE(after.is_array());
   EXPECT_EQ(after.size(), 1u);
   EXPECT_TRUE(fs::exists(ImageOn(target, volume_id)));
+  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+}
+
+// The README's second command: scripts/dev-walkthrough.sh against a running
+// `kindling dev` backs a volume up and restores it to the other worker with
+// the CLI's API commands.
+TEST_F(DevEndToEndTest, ReadmeWalkthroughScriptSlow) {
+  dev_ = std::make_unique<DevProcess>(state_);
+  SpawnOptions spawn;
+  spawn.args = {"/bin/bash", std::string(KINDLING_SOURCE_DIR) + "/scripts/dev-walkthrough.sh",
+                "--state-dir", state_.string()};
+  spawn.log_file = dir_ / "walkthrough.log";
+  spawn.extra_env = {std::string("KINDLING_BIN=") + KINDLING_BINARY,
+                     "KINDLING_URL=", "KINDLING_API_KEY="};
+  spawn.drop_env_prefixes = {"KINDLING_URL=", "KINDLING_API_KEY="};
+  auto status = RunToCompletion(spawn);
+  ASSERT_TRUE(status);
+  const std::string output = ReadAll(dir_ / "walkthrough.log");
+  EXPECT_EQ(*status, 0) << output;
+  EXPECT_NE(output.find("bit-identical: yes"), std::string::npos) << output;
+  EXPECT_NE(output.find("old copy on the first worker removed"), std::string::npos) << output;
+  EXPECT_EQ(output.find(dev_->value("KINDLING_API_KEY")), std::string::npos);
   ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
 }
 

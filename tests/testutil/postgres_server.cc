@@ -1,14 +1,10 @@
 #include "testutil/postgres_server.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <grp.h>
 #include <netinet/in.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,8 +20,8 @@
 #include <vector>
 
 #include "common/ids.h"
-
-extern char** environ;
+#include "service/child_process.h"
+#include "service/local_postgres.h"
 
 namespace kindling::testutil {
 namespace {
@@ -42,46 +38,18 @@ constexpr int kStartAttempts = 5;
 
 // Who runs initdb/pg_ctl: the postgres system user when we are root (initdb
 // refuses root), ourselves otherwise.
-struct RunAs {
-  bool drop = false;
-  uid_t uid = 0;
-  gid_t gid = 0;
-};
+using RunAs = std::optional<service::RunAsUser>;
 
 RunAs ServerUser() {
-  RunAs as;
-  if (::geteuid() != 0) return as;
-  const passwd* pw = ::getpwnam("postgres");
-  if (pw == nullptr)
-    Fail(
-        "running as root needs a `postgres` system user to run initdb as (apt-get install "
-        "postgresql creates it)");
-  as.drop = true;
-  as.uid = pw->pw_uid;
-  as.gid = pw->pw_gid;
-  return as;
+  auto user = service::PostgresServerUser();
+  if (!user) Fail(user.error().message());
+  return *user;
 }
 
-// KINDLING_PG_BIN, else the newest /usr/lib/postgresql/<major>/bin.
 fs::path FindBinDir() {
-  if (const char* env = std::getenv("KINDLING_PG_BIN"); env && *env) return env;
-  fs::path best;
-  int best_major = -1;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/usr/lib/postgresql", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    const int major = std::stoi(name);
-    if (major > best_major && fs::exists(entry.path() / "bin/initdb")) {
-      best_major = major;
-      best = entry.path() / "bin";
-    }
-  }
-  if (best.empty())
-    Fail(
-        "no PostgreSQL server binaries under /usr/lib/postgresql (set KINDLING_PG_BIN or "
-        "run scripts/install-deps.sh)");
-  return best;
+  auto dir = service::FindPostgresBinDir();
+  if (!dir) Fail(dir.error().message());
+  return *dir;
 }
 
 fs::path BaseTempDir() {
@@ -98,73 +66,23 @@ fs::path BaseTempDir() {
   return dir;
 }
 
-// Environment for the children: ours without libpq/locale variables that
-// would redirect or change initdb and pg_ctl.
-std::vector<std::string> ChildEnvironment() {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string_view v(*e);
-    if (v.starts_with("PG") || v.starts_with("LC_") || v.starts_with("LANG")) continue;
-    env.emplace_back(v);
-  }
-  env.emplace_back("LC_ALL=C");
-  return env;
-}
-
 // Runs argv[0] (an absolute path) with stdout/stderr appended to `log`, in
-// `cwd`, as `as`; returns the exit status (-1 when it did not exit normally).
+// `cwd`, as `as`; returns the exit status.
 int RunProcess(const std::vector<std::string>& args, const RunAs& as, const fs::path& cwd,
                const fs::path& log) {
-  // Everything the child touches is prepared before fork: only
-  // async-signal-safe calls are allowed after it in a threaded parent.
-  std::vector<std::string> env_strings = ChildEnvironment();
-  std::vector<char*> envp;
-  for (std::string& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> arg_strings = args;
-  std::vector<char*> argv;
-  for (std::string& s : arg_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-
-  const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) Fail("open " + log.string() + ": " + std::strerror(errno));
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    Fail(std::string("fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    // pg_ctl daemonizes the server: it must not inherit our pipes (ctest would
-    // wait for their EOF forever), so stdio goes to the log and the rest closes.
-    const int null_fd = ::open("/dev/null", O_RDONLY);
-    if (null_fd < 0 || ::dup2(null_fd, STDIN_FILENO) < 0 || ::dup2(log_fd, STDOUT_FILENO) < 0 ||
-        ::dup2(log_fd, STDERR_FILENO) < 0)
-      ::_exit(126);
-    ::close_range(3, ~0U, 0);
-    if (as.drop) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(as.gid) != 0 || ::setuid(as.uid) != 0)
-        ::_exit(126);
-    }
-    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) Fail(std::string("waitpid: ") + std::strerror(errno));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  service::SpawnOptions spawn;
+  spawn.args = args;
+  spawn.log_file = log;
+  spawn.working_dir = cwd;
+  spawn.run_as = as;
+  spawn.drop_env_prefixes = {"PG", "LC_", "LANG"};
+  spawn.extra_env = {"LC_ALL=C"};
+  auto status = service::RunToCompletion(spawn);
+  if (!status) Fail(status.error().message());
+  return *status;
 }
 
-std::string Tail(const fs::path& path, std::size_t max_bytes = 4000) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  if (text.size() > max_bytes) text = "..." + text.substr(text.size() - max_bytes);
-  return text;
-}
+std::string Tail(const fs::path& path) { return service::FileTail(path); }
 
 // A port the kernel just handed out; another process may still take it
 // before the server binds, so starting retries with a new one.
@@ -237,7 +155,7 @@ fs::path InitdbCache(const fs::path& base, const fs::path& bin_dir, const RunAs&
   std::string tmpl = cache.string() + ".tmp-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) Fail("mkdtemp: " + std::string(std::strerror(errno)));
   const fs::path work = tmpl;
-  if (as.drop && ::chown(work.c_str(), as.uid, as.gid) != 0)
+  if (as && ::chown(work.c_str(), as->uid, as->gid) != 0)
     Fail("chown " + work.string() + ": " + std::strerror(errno));
   const int rc = RunProcess({(bin_dir / "initdb").string(), "-D", (work / "data").string(), "-U",
                              "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"},
@@ -281,7 +199,7 @@ PostgresServer::PostgresServer() {
   log_path_ = dir_ / "server.log";
   try {
     { std::ofstream(dir_ / "owner.pid") << ::getpid() << "\n"; }
-    if (as.drop && ::chown(dir_.c_str(), as.uid, as.gid) != 0)
+    if (as && ::chown(dir_.c_str(), as->uid, as->gid) != 0)
       Fail("chown " + dir_.string() + ": " + std::strerror(errno));
     const fs::path cache = InitdbCache(base, bin_dir_, as);
     // cp -a as the server user keeps the owner and the 0700 mode PostgreSQL

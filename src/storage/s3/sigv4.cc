@@ -4,17 +4,13 @@
 #include <cstdio>
 #include <map>
 
+#include "common/hex.h"
 #include "crypto/sha256.h"
 
 namespace kindling::storage::sigv4 {
 namespace {
 
 using std::chrono::sys_seconds;
-
-bool IsUnreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
 
 char ToLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -96,20 +92,7 @@ std::optional<sys_seconds> ParseAmzDate(std::string_view text) {
 }
 
 std::string UriEncode(std::string_view text, bool keep_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (IsUnreserved(c) || (keep_slash && c == '/')) {
-      out += ch;
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 0x0F];
-    }
-  }
-  return out;
+  return PercentEncode(text, keep_slash);
 }
 
 std::string CanonicalQueryString(const Params& query) {
