@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -57,7 +58,8 @@ Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
   }
   if (::fsync(fd.get()) != 0) return fail("fsync", errno);
   if (::close(fd.Release()) != 0) return fail("close", errno);
-  if (::rename(temp.c_str(), path.c_str()) != 0) return fail("rename to " + path.string() + " from", errno);
+  if (::rename(temp.c_str(), path.c_str()) != 0)
+    return fail("rename to " + path.string() + " from", errno);
   return FsyncDirectory(path.parent_path());
 }
 
@@ -114,6 +116,67 @@ Result<bool> RangeIsHole(int fd, std::uint64_t offset, std::uint64_t length) {
     return ErrnoError("seek data", errno);
   }
   return static_cast<std::uint64_t>(data) >= offset + length;
+}
+
+Result<std::size_t> PreadSparse(int fd, char* buffer, std::size_t size, std::uint64_t offset) {
+  const std::uint64_t end = offset + size;
+  std::uint64_t pos = offset;
+  std::size_t read = 0;
+  auto zero_to = [&](std::uint64_t until) {
+    std::memset(buffer + (pos - offset), 0, until - pos);
+    pos = until;
+  };
+  while (pos < end) {
+    const off_t data = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+    std::uint64_t data_end = end;
+    if (data < 0) {
+      if (errno == ENXIO) {  // only a hole (or end of file) from here
+        zero_to(end);
+        break;
+      }
+      if (errno != EINVAL && errno != EOPNOTSUPP) return ErrnoError("seek data", errno);
+      // No SEEK_DATA: the rest is data.
+    } else {
+      if (static_cast<std::uint64_t>(data) >= end) {
+        zero_to(end);
+        break;
+      }
+      zero_to(static_cast<std::uint64_t>(data));
+      const off_t hole = ::lseek(fd, static_cast<off_t>(pos), SEEK_HOLE);
+      if (hole >= 0) data_end = std::min(end, static_cast<std::uint64_t>(hole));
+    }
+    const std::size_t want = static_cast<std::size_t>(data_end - pos);
+    KINDLING_ASSIGN_OR_RETURN(std::size_t got, PreadFull(fd, buffer + (pos - offset), want, pos));
+    read += got;
+    pos += got;
+    if (got < want) {  // end of file: the rest reads as zeros
+      zero_to(end);
+      break;
+    }
+  }
+  return read;
+}
+
+Result<std::size_t> PwriteSkippingZeroBlocks(int fd, const char* data, std::size_t size,
+                                             std::uint64_t offset) {
+  constexpr std::uint64_t kBlock = 4096;
+  // Block i of the buffer ends at the next 4 KiB boundary of the file.
+  auto block_end = [&](std::size_t pos) {
+    const std::uint64_t next = (offset + pos) / kBlock * kBlock + kBlock;
+    return static_cast<std::size_t>(std::min<std::uint64_t>(next - offset, size));
+  };
+  std::size_t written = 0;
+  std::size_t pos = 0;
+  while (pos < size) {
+    while (pos < size && IsAllZero(data + pos, block_end(pos) - pos)) pos = block_end(pos);
+    const std::size_t start = pos;
+    while (pos < size && !IsAllZero(data + pos, block_end(pos) - pos)) pos = block_end(pos);
+    if (pos > start) {
+      KINDLING_RETURN_IF_ERROR(PwriteFull(fd, data + start, pos - start, offset + start));
+      written += pos - start;
+    }
+  }
+  return written;
 }
 
 bool IsAllZero(const void* data, std::size_t size) {

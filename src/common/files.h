@@ -52,12 +52,26 @@ std::filesystem::path TempSiblingPath(const std::filesystem::path& path);
 [[nodiscard]] Result<std::size_t> PreadFull(int fd, void* buffer, std::size_t size,
                                             std::uint64_t offset);
 // Writes exactly `size` bytes at `offset`.
-[[nodiscard]] Status PwriteFull(int fd, const void* buffer, std::size_t size,
-                                std::uint64_t offset);
+[[nodiscard]] Status PwriteFull(int fd, const void* buffer, std::size_t size, std::uint64_t offset);
 
 // True when [offset, offset+length) of `fd` holds no data extent (a hole), using
 // SEEK_DATA. Filesystems without SEEK_DATA report data everywhere (false).
 [[nodiscard]] Result<bool> RangeIsHole(int fd, std::uint64_t offset, std::uint64_t length);
+
+// Fills `buffer` with [offset, offset+size) of `fd`, reading only the data
+// extents (SEEK_DATA/SEEK_HOLE) and zero-filling holes, so holes cost neither
+// I/O nor a kernel copy. Returns the bytes actually read from data extents.
+// A range past end of file reads as a hole. Filesystems without SEEK_DATA are
+// read whole.
+[[nodiscard]] Result<std::size_t> PreadSparse(int fd, char* buffer, std::size_t size,
+                                              std::uint64_t offset);
+
+// Writes `data` at `offset` but skips every 4 KiB block (aligned on file
+// offsets) that is all zeros, so they stay holes. Returns the bytes written.
+// REQUIRES: the range already reads as zeros (e.g. a fresh file extended with
+// ftruncate): skipped blocks are not cleared.
+[[nodiscard]] Result<std::size_t> PwriteSkippingZeroBlocks(int fd, const char* data,
+                                                           std::size_t size, std::uint64_t offset);
 
 // True when every byte of the buffer is zero.
 bool IsAllZero(const void* data, std::size_t size);

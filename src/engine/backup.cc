@@ -47,7 +47,8 @@ Result<ImageFile> OpenImage(const std::filesystem::path& path) {
     if (errno == ENOENT) return NotFound("image not found: " + path.string());
     return ErrnoError("open image " + path.string(), errno);
   }
-  if (::fstat(image.fd.get(), &image.st) != 0) return ErrnoError("stat image " + path.string(), errno);
+  if (::fstat(image.fd.get(), &image.st) != 0)
+    return ErrnoError("stat image " + path.string(), errno);
   if (S_ISREG(image.st.st_mode)) {
     image.size = static_cast<std::uint64_t>(image.st.st_size);
   } else if (S_ISBLK(image.st.st_mode)) {
@@ -59,6 +60,42 @@ Result<ImageFile> OpenImage(const std::filesystem::path& path) {
   ::posix_fadvise(image.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   return image;
 }
+
+// Asks the kernel to start reading the data extents of the next `window`
+// bytes, so the disk works ahead of the reader (a cold image) and the reader
+// mostly waits for a copy, not a seek. Holes are skipped: readahead of a hole
+// would fill the page cache with zeros.
+class Prefetcher {
+ public:
+  Prefetcher(int fd, std::uint64_t size, std::uint64_t window)
+      : fd_(fd), size_(size), window_(window) {}
+
+  void Advance(std::uint64_t position) {
+    const std::uint64_t limit = std::min(size_, position + window_);
+    while (done_ < limit) {
+      const off_t data = ::lseek(fd_, static_cast<off_t>(done_), SEEK_DATA);
+      if (data < 0) {  // no data left, or no SEEK_DATA: leave it to readahead
+        done_ = size_;
+        return;
+      }
+      const auto start = static_cast<std::uint64_t>(data);
+      if (start >= limit) {
+        done_ = start;
+        return;
+      }
+      const off_t hole = ::lseek(fd_, data, SEEK_HOLE);
+      const std::uint64_t end = hole < 0 ? limit : std::min<std::uint64_t>(hole, limit);
+      ::posix_fadvise(fd_, data, static_cast<off_t>(end - start), POSIX_FADV_WILLNEED);
+      done_ = end;
+    }
+  }
+
+ private:
+  int fd_;
+  std::uint64_t size_;
+  std::uint64_t window_;
+  std::uint64_t done_ = 0;
+};
 
 // Chunk ids this backup may reference without checking the store, with their
 // stored sizes: everything the volume's earlier manifests reference, plus what
@@ -87,7 +124,8 @@ class KnownChunks {
 
 // Earlier manifests of the volume seed the known set. One that cannot be read
 // is skipped: it only costs a HEAD per chunk, and must not fail this backup.
-void LoadPreviousChunks(const Repository& repository, std::string_view volume_id, KnownChunks& known) {
+void LoadPreviousChunks(const Repository& repository, std::string_view volume_id,
+                        KnownChunks& known) {
   auto objects = repository.store().List(repo::VolumeBackupsPrefix(volume_id));
   if (!objects) return;
   for (const auto& object : *objects) {
@@ -103,17 +141,29 @@ void LoadPreviousChunks(const Repository& repository, std::string_view volume_id
 struct WorkItem {
   std::size_t index = 0;
   std::size_t length = 0;
-  std::unique_ptr<std::string> buffer;
+  BufferPool::Handle buffer;
+};
+
+// The whole-image digest's input, in image order: a data chunk's buffer, or
+// `zeros` bytes of hole.
+struct DigestItem {
+  BufferPool::Handle buffer;
+  std::size_t length = 0;
+  std::uint64_t zeros = 0;
 };
 
 Status ValidateOptions(const BackupOptions& o, std::uint32_t chunk_size) {
   if (!IsSafeKeyComponent(o.volume_id))
-    return InvalidArgument("volume id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.volume_id + "'");
+    return InvalidArgument("volume id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.volume_id +
+                           "'");
   if (!o.backup_id.empty() && !IsSafeKeyComponent(o.backup_id))
-    return InvalidArgument("backup id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.backup_id + "'");
-  if (chunk_size < repo::kMinChunkSize || chunk_size > repo::kMaxChunkSize || chunk_size % 4096 != 0)
+    return InvalidArgument("backup id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.backup_id +
+                           "'");
+  if (chunk_size < repo::kMinChunkSize || chunk_size > repo::kMaxChunkSize ||
+      chunk_size % 4096 != 0)
     return InvalidArgument("chunk size must be a multiple of 4096 between 64 KiB and 64 MiB");
-  if (o.zstd_level < 1 || o.zstd_level > 19) return InvalidArgument("compression level must be 1-19");
+  if (o.zstd_level < 1 || o.zstd_level > 19)
+    return InvalidArgument("compression level must be 1-19");
   if (o.threads < 0 || o.threads > 256) return InvalidArgument("threads must be 0-256");
   return OkStatus();
 }
@@ -127,7 +177,8 @@ int DefaultThreads() {
 
 Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions& o) {
   const auto started = std::chrono::steady_clock::now();
-  const std::uint32_t chunk_size = o.chunk_size != 0 ? o.chunk_size : repository.keys().default_chunk_size;
+  const std::uint32_t chunk_size =
+      o.chunk_size != 0 ? o.chunk_size : repository.keys().default_chunk_size;
   KINDLING_RETURN_IF_ERROR(ValidateOptions(o, chunk_size));
   const int threads = o.threads > 0 ? o.threads : DefaultThreads();
   storage::ObjectStore& store = repository.store();
@@ -157,16 +208,16 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   std::uint64_t bytes_read = 0;
   std::uint64_t bytes_data = 0;
 
-  // Buffers circulate between the reader and the workers: at most
-  // threads + 2 chunks are in memory at once, whatever the image size.
-  const std::size_t buffer_count = static_cast<std::size_t>(threads) + 2;
-  BoundedQueue<std::unique_ptr<std::string>> free_buffers(buffer_count);
-  for (std::size_t i = 0; i < buffer_count; ++i) {
-    auto buffer = std::make_unique<std::string>();
-    buffer->resize(std::min<std::uint64_t>(chunk_size, std::max<std::uint64_t>(m.image_size, 1)));
-    (void)free_buffers.Push(std::move(buffer));
-  }
+  // Three stages overlap: this thread reads the image (holes are skipped and
+  // zero-filled, never read); a digest thread hashes the whole image in order
+  // (the one serial step, so it gets nothing else to do); the workers hash,
+  // compress, encrypt and upload data chunks in any order. Buffers circulate:
+  // at most threads + 4 chunks are in memory, whatever the image size.
+  BufferPool pool(static_cast<std::size_t>(threads) + 4);
   BoundedQueue<WorkItem> work(static_cast<std::size_t>(threads));
+  // Hole items hold no buffer; the capacity only bounds how far the reader
+  // runs ahead through holes.
+  BoundedQueue<DigestItem> digest_queue(1024);
 
   auto process = [&](repo::ChunkCodec& codec, std::string& object, const WorkItem& item) -> Status {
     const std::string_view plain(item.buffer->data(), item.length);
@@ -198,6 +249,15 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
 
   {
     ProgressTicker ticker(o.progress, counters, "backup", m.image_size, chunk_count);
+    crypto::Sha256 image_digest;
+    std::thread digest_thread([&] {
+      while (auto item = digest_queue.Pop()) {
+        if (item->buffer)
+          image_digest.Update(item->buffer->data(), item->length);
+        else
+          image_digest.UpdateZeros(item->zeros);
+      }
+    });
     WorkerGroup workers(threads, [&](int) {
       repo::ChunkCodec codec(repository.keys(), o.zstd_level);
       std::string object;
@@ -205,55 +265,57 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
         if (!error.failed()) {
           if (auto st = process(codec, object, *item); !st) {
             error.Set(st.error());
+            pool.Close();  // unblocks the reader
           } else {
             counters.bytes_done.fetch_add(item->length, std::memory_order_relaxed);
             counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
           }
         }
-        (void)free_buffers.Push(std::move(item->buffer));
       }
     });
 
-    // The reader runs here: it walks the image in order, so it also computes
-    // the whole-image digest, feeding zeros for holes.
-    crypto::Sha256 image_digest;
+    auto hole = [&](std::size_t i, std::size_t length) {
+      m.chunks[i].is_hole = true;
+      counters.bytes_done.fetch_add(length, std::memory_order_relaxed);
+      counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
+      return digest_queue.Push(DigestItem{nullptr, 0, length});
+    };
+    Prefetcher prefetch(image.fd.get(), m.image_size,
+                        std::max<std::uint64_t>(8 * std::uint64_t{chunk_size}, 32u << 20));
     for (std::size_t i = 0; i < chunk_count && !error.CheckCancel(o.cancel); ++i) {
       const std::uint64_t offset = m.ChunkOffset(i);
       const std::size_t length = static_cast<std::size_t>(m.ChunkLength(i));
-      auto hole = RangeIsHole(image.fd.get(), offset, length);
-      if (!hole) {
-        error.Set(hole.error().WithContext("image " + o.image.string()));
+      prefetch.Advance(offset);
+      auto is_hole = RangeIsHole(image.fd.get(), offset, length);
+      if (!is_hole) {
+        error.Set(is_hole.error().WithContext("image " + o.image.string()));
         break;
       }
-      bool is_hole = *hole;
-      std::optional<std::unique_ptr<std::string>> buffer;
-      if (!is_hole) {
-        buffer = free_buffers.Pop();
-        if (!buffer) break;
-        (*buffer)->resize(length);
-        auto got = PreadFull(image.fd.get(), (*buffer)->data(), length, offset);
-        if (!got || *got != length) {
-          error.Set(got ? Error(ErrorKind::kIo, "image " + o.image.string() + " shrank during backup")
-                        : got.error().WithContext("read image " + o.image.string()));
-          break;
-        }
-        bytes_read += length;
-        is_hole = IsAllZero((*buffer)->data(), length);
-      }
-      if (is_hole) {
-        image_digest.UpdateZeros(length);
-        m.chunks[i].is_hole = true;
-        if (buffer) (void)free_buffers.Push(std::move(*buffer));
-        counters.bytes_done.fetch_add(length, std::memory_order_relaxed);
-        counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
+      if (*is_hole) {
+        if (!hole(i, length)) break;
         continue;
       }
-      image_digest.Update((*buffer)->data(), length);
+      BufferPool::Handle buffer = pool.Acquire();
+      if (!buffer || error.failed()) break;
+      buffer->resize(length);
+      auto got = PreadSparse(image.fd.get(), buffer->data(), length, offset);
+      if (!got) {
+        error.Set(got.error().WithContext("read image " + o.image.string()));
+        break;
+      }
+      bytes_read += *got;
+      if (IsAllZero(buffer->data(), length)) {
+        if (!hole(i, length)) break;
+        continue;
+      }
       bytes_data += length;
-      if (!work.Push(WorkItem{i, length, std::move(*buffer)})) break;
+      if (!digest_queue.Push(DigestItem{buffer, length, 0})) break;
+      if (!work.Push(WorkItem{i, length, std::move(buffer)})) break;
     }
     work.Close();
+    digest_queue.Close();
     workers.Join();
+    digest_thread.join();
     m.image_sha256 = image_digest.Finish();
     if (error.failed()) return std::unexpected(error.Take());
     ticker.Finish();
@@ -282,12 +344,15 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   m.stats.bytes_read = bytes_read;
   m.stats.bytes_data = bytes_data;
   m.created_unix_ms = NowUnixMs();
-  m.stats.duration_ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+  m.stats.duration_ms =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - started)
+                                     .count());
 
   if (o.cancel != nullptr && o.cancel->load()) return Cancelled();
   if (o.progress) {
-    Progress p{"commit", m.image_size, m.image_size, chunk_count, chunk_count, m.stats.bytes_uploaded};
+    Progress p{"commit",    m.image_size, m.image_size,
+               chunk_count, chunk_count,  m.stats.bytes_uploaded};
     o.progress(p);
   }
   // The commit point: everything the manifest names is stored.

@@ -1,5 +1,6 @@
 // Small concurrency pieces the engine's pipelines share: a bounded blocking
-// queue, a first-error latch, a worker group and a progress ticker.
+// queue, a buffer pool, a first-error latch, a worker group and a progress
+// ticker.
 #pragma once
 
 #include <atomic>
@@ -8,8 +9,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -60,6 +63,38 @@ class BoundedQueue {
   std::deque<T> items_;
   std::size_t capacity_;
   bool closed_ = false;
+};
+
+// A fixed set of chunk buffers that circulate between pipeline stages, so
+// memory is bounded by the pool size whatever the image size. Acquire blocks
+// until a buffer is free; a buffer returns to the pool when the last copy of
+// its handle is dropped, so several stages can share one (e.g. the digest and
+// an upload worker). After Close, Acquire no longer blocks: it returns a free
+// buffer or null. Thread-safe; the pool
+// must outlive every handle (join the threads that hold them first).
+class BufferPool {
+ public:
+  using Handle = std::shared_ptr<std::string>;
+
+  explicit BufferPool(std::size_t count) : free_(count) {
+    buffers_.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      buffers_.push_back(std::make_unique<std::string>());
+      (void)free_.Push(buffers_.back().get());
+    }
+  }
+
+  Handle Acquire() {
+    auto buffer = free_.Pop();
+    if (!buffer) return nullptr;
+    return Handle(*buffer, [this](std::string* b) { (void)free_.Push(b); });
+  }
+
+  void Close() { free_.Close(); }
+
+ private:
+  std::vector<std::unique_ptr<std::string>> buffers_;
+  BoundedQueue<std::string*> free_;
 };
 
 // Keeps the first error reported by any thread; failed() is cheap to poll.

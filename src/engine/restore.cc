@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "common/files.h"
@@ -71,46 +72,52 @@ class TempFile {
   bool committed_ = false;
 };
 
-// Tracks which image slots are written, so the digest can follow the writers.
-class DoneSlots {
+// Decoded chunks handed from the fetch workers to the digest, by the slot
+// that first holds them. Thread-safe.
+class ReadySlots {
  public:
-  explicit DoneSlots(std::size_t count) : done_(count, 0) {}
-  void Mark(std::size_t index) {
+  void Put(std::size_t index, BufferPool::Handle buffer) {
     std::lock_guard lock(mu_);
-    done_[index] = 1;
+    ready_.emplace(index, std::move(buffer));
     cv_.notify_all();
   }
-  // Waits until `index` is written or `stop()` says to give up; returns
-  // whether the slot is written.
+  // Waits until `index` is put or `stop()` says to give up (null).
   template <typename StopFn>
-  bool Wait(std::size_t index, StopFn stop) {
+  BufferPool::Handle Take(std::size_t index, StopFn stop) {
     std::unique_lock lock(mu_);
-    while (!done_[index]) {
-      if (stop()) return false;
+    for (;;) {
+      if (auto it = ready_.find(index); it != ready_.end()) {
+        BufferPool::Handle buffer = std::move(it->second);
+        ready_.erase(it);
+        return buffer;
+      }
+      if (stop()) return nullptr;
       cv_.wait_for(lock, std::chrono::milliseconds(50));
     }
-    return true;
   }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::uint8_t> done_;
+  std::map<std::size_t, BufferPool::Handle> ready_;
 };
 
 Status CheckDestination(const RestoreOptions& o) {
   if (o.destination.empty()) return InvalidArgument("restore destination is empty");
   if (o.threads < 0 || o.threads > 256) return InvalidArgument("threads must be 0-256");
   std::error_code ec;
-  const fs::path dir = o.destination.parent_path().empty() ? fs::path(".") : o.destination.parent_path();
-  if (!fs::is_directory(dir, ec)) return InvalidArgument("destination directory does not exist: " + dir.string());
+  const fs::path dir =
+      o.destination.parent_path().empty() ? fs::path(".") : o.destination.parent_path();
+  if (!fs::is_directory(dir, ec))
+    return InvalidArgument("destination directory does not exist: " + dir.string());
   const auto status = fs::symlink_status(o.destination, ec);
   if (fs::exists(status)) {
     if (!o.overwrite)
-      return MakeError(ErrorKind::kAlreadyExists,
-                       "destination exists: " + o.destination.string() + " (overwrite it with --force)");
+      return MakeError(ErrorKind::kAlreadyExists, "destination exists: " + o.destination.string() +
+                                                      " (overwrite it with --force)");
     if (!fs::is_regular_file(status))
-      return InvalidArgument("destination exists and is not a regular file: " + o.destination.string());
+      return InvalidArgument("destination exists and is not a regular file: " +
+                             o.destination.string());
   }
   return OkStatus();
 }
@@ -120,8 +127,9 @@ Status CheckFreeSpace(const fs::path& dir, std::uint64_t needed) {
   if (::statvfs(dir.c_str(), &vfs) != 0) return OkStatus();  // unknown: let writes tell
   const std::uint64_t available = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
   if (available < needed)
-    return IoError("not enough space in " + dir.string() + ": the backup needs " + std::to_string(needed) +
-                   " bytes of data, " + std::to_string(available) + " are free");
+    return IoError("not enough space in " + dir.string() + ": the backup needs " +
+                   std::to_string(needed) + " bytes of data, " + std::to_string(available) +
+                   " are free");
   return OkStatus();
 }
 
@@ -139,12 +147,25 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
   TempFile temp(TempSiblingPath(destination));
   UniqueFd fd(::open(temp.path().c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) return ErrnoError("create " + temp.path().string(), errno);
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return ErrnoError("lock " + temp.path().string(), errno);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+    return ErrnoError("lock " + temp.path().string(), errno);
   if (::ftruncate(fd.get(), static_cast<off_t>(m.image_size)) != 0)
     return ErrnoError("size " + temp.path().string(), errno);
 
   const std::vector<Fetch> fetches = PlanFetches(m);
-  DoneSlots done(m.chunks.size());
+  // first_slot[i]: slot i is the first slot of its chunk (the one the digest
+  // gets the decoded buffer for); later slots of a repeated chunk are read
+  // back from the temp file, which holds them by then.
+  std::vector<std::uint8_t> first_slot(m.chunks.size(), 0);
+  for (const Fetch& f : fetches) first_slot[f.indexes.front()] = 1;
+
+  // Workers take fetches in image order and hand the plaintext to the digest,
+  // which consumes it in image order: the pool (threads + 4 buffers) is the
+  // reorder window, so memory stays bounded whatever the image size. A worker
+  // takes its buffer before it claims a fetch, so the lowest fetch not yet
+  // digested always has a buffer and the window cannot deadlock.
+  BufferPool pool(static_cast<std::size_t>(threads) + 4);
+  ReadySlots ready;
   FirstError error;
   ProgressCounters counters;
   std::atomic<std::size_t> next_fetch{0};
@@ -165,8 +186,9 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     auto object = repository.store().Get(key);
     if (!object) {
       if (object.error().is_not_found())
-        return Corruption("chunk " + crypto::DigestHex(f.id) + " is missing from the store (" + key +
-                          ", image offset " + std::to_string(m.ChunkOffset(f.indexes.front())) + ")");
+        return Corruption("chunk " + crypto::DigestHex(f.id) + " is missing from the store (" +
+                          key + ", image offset " +
+                          std::to_string(m.ChunkOffset(f.indexes.front())) + ")");
       return std::unexpected(object.error().WithContext("read " + key));
     }
     bytes_downloaded.fetch_add(object->size(), std::memory_order_relaxed);
@@ -176,15 +198,18 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     for (std::size_t index : f.indexes) {
       const std::uint64_t offset = m.ChunkOffset(index);
       if (plain.size() != m.ChunkLength(index))
-        return Corruption("chunk " + crypto::DigestHex(f.id) + " has " + std::to_string(plain.size()) +
-                          " bytes but its slot at offset " + std::to_string(offset) + " has " +
-                          std::to_string(m.ChunkLength(index)));
-      if (auto st = PwriteFull(fd.get(), plain.data(), plain.size(), offset); !st)
-        return std::unexpected(st.error().WithContext("write " + temp.path().string()));
+        return Corruption("chunk " + crypto::DigestHex(f.id) + " has " +
+                          std::to_string(plain.size()) + " bytes but its slot at offset " +
+                          std::to_string(offset) + " has " + std::to_string(m.ChunkLength(index)));
+      // The temp file is new and sized with ftruncate, so it reads as zeros
+      // everywhere: all-zero blocks are left as holes.
+      auto written = PwriteSkippingZeroBlocks(fd.get(), plain.data(), plain.size(), offset);
+      if (!written)
+        return std::unexpected(written.error().WithContext("write " + temp.path().string()));
       // Start writeback now so the final fsync has little left to wait for.
-      ::sync_file_range(fd.get(), static_cast<off_t>(offset), static_cast<off_t>(plain.size()),
-                        SYNC_FILE_RANGE_WRITE);
-      done.Mark(index);
+      if (*written > 0)
+        ::sync_file_range(fd.get(), static_cast<off_t>(offset), static_cast<off_t>(plain.size()),
+                          SYNC_FILE_RANGE_WRITE);
       counters.bytes_done.fetch_add(plain.size(), std::memory_order_relaxed);
       counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
     }
@@ -196,34 +221,46 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     ProgressTicker ticker(o.progress, counters, "restore", m.image_size, m.chunks.size());
     WorkerGroup workers(threads, [&](int) {
       repo::ChunkCodec codec(repository.keys(), 1);
-      std::string plain;
-      while (!error.failed()) {
+      while (!error.CheckCancel(o.cancel)) {
+        BufferPool::Handle plain = pool.Acquire();
+        if (!plain) break;
         const std::size_t n = next_fetch.fetch_add(1, std::memory_order_relaxed);
         if (n >= fetches.size()) break;
-        if (auto st = fetch_one(codec, plain, fetches[n]); !st) error.Set(st.error());
+        if (auto st = fetch_one(codec, *plain, fetches[n]); !st) {
+          error.Set(st.error());
+          break;
+        }
+        ready.Put(fetches[n].indexes.front(), std::move(plain));
       }
     });
 
-    // The digest follows the writers in image order, reading back what they
-    // wrote: it checks the file as it will be renamed, not the buffers.
+    // The digest runs here, over the decoded plaintext in image order (holes
+    // as zeros), concurrently with the fetches.
     crypto::Sha256 sha;
-    std::string buffer;
+    std::string readback;
     for (std::size_t i = 0; i < m.chunks.size(); ++i) {
       const std::uint64_t length = m.ChunkLength(i);
       if (m.chunks[i].is_hole) {
         sha.UpdateZeros(length);
         continue;
       }
-      if (!done.Wait(i, [&] { return error.CheckCancel(o.cancel); })) break;
-      buffer.resize(length);
-      auto got = PreadFull(fd.get(), buffer.data(), length, m.ChunkOffset(i));
+      if (error.CheckCancel(o.cancel)) break;
+      if (first_slot[i]) {
+        BufferPool::Handle plain = ready.Take(i, [&] { return error.CheckCancel(o.cancel); });
+        if (!plain) break;
+        sha.Update(plain->data(), plain->size());
+        continue;
+      }
+      readback.resize(length);
+      auto got = PreadFull(fd.get(), readback.data(), length, m.ChunkOffset(i));
       if (!got || *got != length) {
         error.Set(got ? Error(ErrorKind::kIo, "short read of " + temp.path().string())
                       : got.error().WithContext("read back " + temp.path().string()));
         break;
       }
-      sha.Update(buffer.data(), length);
+      sha.Update(readback.data(), length);
     }
+    if (error.failed()) pool.Close();  // unblocks workers waiting for a buffer
     workers.Join();
     if (error.failed()) return std::unexpected(error.Take());
     digest = sha.Finish();
@@ -231,8 +268,8 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
   }
 
   if (digest != m.image_sha256)
-    return Corruption("restored image digest " + crypto::DigestHex(digest) + " does not match the backup's " +
-                      crypto::DigestHex(m.image_sha256));
+    return Corruption("restored image digest " + crypto::DigestHex(digest) +
+                      " does not match the backup's " + crypto::DigestHex(m.image_sha256));
   if (o.cancel != nullptr && o.cancel->load()) return Cancelled();
   if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + temp.path().string(), errno);
   const unsigned flags = o.overwrite ? 0 : RENAME_NOREPLACE;

@@ -223,5 +223,123 @@ TEST_F(FilesTest, IsAllZeroUnalignedStart) {
   EXPECT_TRUE(IsAllZero(buf.data() + 3, 996));
 }
 
+// Data at [64 KiB, 72 KiB) and [200 KiB, 204 KiB) of a 256 KiB file; the rest
+// is holes.
+class SparseIoTest : public FilesTest {
+ protected:
+  void SetUp() override {
+    path_ = dir_ / "sparse";
+    fd_ = UniqueFd(::open(path_.c_str(), O_RDWR | O_CREAT, 0644));
+    ASSERT_TRUE(fd_.valid());
+    ASSERT_EQ(::ftruncate(fd_.get(), kSize), 0);
+    expected_.assign(kSize, '\0');
+    Put(64 << 10, std::string(8 << 10, 'a'));
+    Put(200 << 10, std::string(4 << 10, 'b'));
+  }
+  void Put(std::uint64_t offset, const std::string& data) {
+    ASSERT_TRUE(PwriteFull(fd_.get(), data.data(), data.size(), offset));
+    expected_.replace(offset, data.size(), data);
+  }
+
+  static constexpr std::uint64_t kSize = 256 << 10;
+  std::filesystem::path path_;
+  UniqueFd fd_;
+  std::string expected_;
+};
+
+TEST_F(SparseIoTest, PreadSparseZeroFillsHolesAndCountsOnlyData) {
+  std::string buf(kSize, 'x');
+  auto got = PreadSparse(fd_.get(), buf.data(), buf.size(), 0);
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_EQ(*got, 12u << 10);
+  EXPECT_TRUE(buf == expected_);
+}
+
+TEST_F(SparseIoTest, PreadSparseUnalignedRanges) {
+  for (auto [offset, size] : {std::pair<std::uint64_t, std::size_t>{0, 1},
+                              {(64 << 10) - 7, 100},
+                              {(72 << 10) - 1, 2},
+                              {(64 << 10) + 5, (140 << 10) + 3},
+                              {100 << 10, 1000},
+                              {kSize - 10, 10}}) {
+    std::string buf(size, 'x');
+    auto got = PreadSparse(fd_.get(), buf.data(), buf.size(), offset);
+    ASSERT_TRUE(got) << got.error().message();
+    EXPECT_TRUE(buf == expected_.substr(offset, size)) << offset << "+" << size;
+  }
+}
+
+TEST_F(SparseIoTest, PreadSparsePastEndOfFileReadsZeros) {
+  std::string buf(8192, 'x');
+  auto got = PreadSparse(fd_.get(), buf.data(), buf.size(), kSize - 4096);
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_EQ(*got, 0u);
+  EXPECT_EQ(buf, std::string(8192, '\0'));
+}
+
+TEST_F(SparseIoTest, PreadSparseOnBadFdIsIoError) {
+  char c;
+  auto got = PreadSparse(-1, &c, 1, 0);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().kind(), ErrorKind::kIo);
+}
+
+TEST_F(FilesTest, PwriteSkippingZeroBlocksLeavesZeroBlocksAsHoles) {
+  constexpr std::size_t kBlock = 4096;
+  const auto path = dir_ / "out";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::ftruncate(fd.get(), 64 * kBlock), 0);
+  // Blocks 0, 3 and 7 hold data (block 7 only its last byte); the rest are zeros.
+  std::string data(8 * kBlock, '\0');
+  data[0] = 'a';
+  data.replace(3 * kBlock, kBlock, std::string(kBlock, 'b'));
+  data[8 * kBlock - 1] = 'c';
+  auto written = PwriteSkippingZeroBlocks(fd.get(), data.data(), data.size(), 16 * kBlock);
+  ASSERT_TRUE(written) << written.error().message();
+  EXPECT_EQ(*written, 3 * kBlock);
+  ASSERT_EQ(::fsync(fd.get()), 0);
+  std::string back(data.size(), 'x');
+  ASSERT_TRUE(PreadFull(fd.get(), back.data(), back.size(), 16 * kBlock));
+  EXPECT_TRUE(back == data);
+  for (std::size_t b = 0; b < 8; ++b) {
+    const bool data_block = b == 0 || b == 3 || b == 7;
+    auto hole = RangeIsHole(fd.get(), (16 + b) * kBlock, kBlock);
+    ASSERT_TRUE(hole);
+    EXPECT_EQ(*hole, !data_block) << "block " << b;
+  }
+}
+
+TEST_F(FilesTest, PwriteSkippingZeroBlocksUnalignedOffsetAndTail) {
+  // Blocks are aligned on the file, not on the buffer: a buffer that starts
+  // mid-block and ends mid-block round-trips exactly.
+  const auto path = dir_ / "out";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::ftruncate(fd.get(), 1 << 20), 0);
+  std::string data = testutil::RandomData(4 * 4096 + 123, 9);
+  std::fill(data.begin() + 5000, data.begin() + 13000, '\0');
+  const std::uint64_t offset = 4096 * 10 + 777;
+  auto written = PwriteSkippingZeroBlocks(fd.get(), data.data(), data.size(), offset);
+  ASSERT_TRUE(written) << written.error().message();
+  EXPECT_LT(*written, data.size());
+  std::string back(data.size(), 'x');
+  ASSERT_TRUE(PreadFull(fd.get(), back.data(), back.size(), offset));
+  EXPECT_TRUE(back == data);
+}
+
+TEST_F(FilesTest, PwriteSkippingZeroBlocksOfOnlyZerosWritesNothing) {
+  const auto path = dir_ / "out";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::ftruncate(fd.get(), 1 << 20), 0);
+  const std::string zeros(256 << 10, '\0');
+  auto written = PwriteSkippingZeroBlocks(fd.get(), zeros.data(), zeros.size(), 0);
+  ASSERT_TRUE(written);
+  EXPECT_EQ(*written, 0u);
+  ASSERT_EQ(::fsync(fd.get()), 0);
+  EXPECT_EQ(testutil::AllocatedBytes(path), 0u);
+}
+
 }  // namespace
 }  // namespace kindling

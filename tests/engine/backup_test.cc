@@ -107,6 +107,23 @@ TEST_F(BackupTest, HolesAreNeitherReadNorStored) {
   EXPECT_EQ(crypto::DigestHex(m.image_sha256), FileSha(image));
 }
 
+TEST_F(BackupTest, HolesInsideDataChunksAreNotRead) {
+  // Chunk 1 holds 4 KiB of data amid holes, chunk 2 data in its first half
+  // only: just those bytes are read, yet both chunks are stored whole (holes
+  // as zeros) and the digest covers every byte.
+  const auto image =
+      MakeImage("partly.img", 4 * kChunk,
+                {{kChunk + 8192, 4096, Fill::kRandom}, {2 * kChunk, kChunk / 2, Fill::kText}});
+  const repo::Manifest m = BackupOrDie(image);
+  EXPECT_EQ(m.stats.chunks_data, 2u);
+  EXPECT_EQ(m.stats.bytes_read, 4096u + kChunk / 2);
+  EXPECT_EQ(m.stats.bytes_data, 2u * kChunk);
+  EXPECT_EQ(crypto::DigestHex(m.image_sha256), FileSha(image));
+  auto r = Restore(m, out_dir() / "r.img");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(FileSha(out_dir() / "r.img"), FileSha(image));
+}
+
 TEST_F(BackupTest, AllHoleImageReadsAndStoresNothing) {
   const auto image = MakeImage("empty-fs.img", 64 * kChunk + 17, {});
   const repo::Manifest m = BackupOrDie(image);

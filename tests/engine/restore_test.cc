@@ -1,12 +1,15 @@
 #include "engine/restore.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <thread>
 
+#include "common/files.h"
 #include "engine/engine_test_base.h"
 
 namespace kindling::engine {
@@ -120,6 +123,64 @@ TEST_F(RestoreTest, MixedImageIsBitIdenticalAndSparse) {
   const auto restored = ExpectRoundTrip(image);
   // Only data chunks are allocated (allow a little filesystem metadata).
   EXPECT_LE(testutil::AllocatedBytes(restored), last_.stats.bytes_data + 16 * 1024);
+}
+
+TEST_F(RestoreTest, ZeroBlocksInsideDataChunksStayHoles) {
+  // Written zeros inside data chunks: whole 4 KiB blocks of zeros (allocated
+  // in the source) come back as holes, other blocks as data, and the image is
+  // bit-identical.
+  constexpr std::uint64_t kBlock = 4096;
+  const auto image = MakeImage("zero-blocks.img", 3 * kChunk, {{0, 3 * kChunk, Fill::kText}});
+  const std::vector<std::uint64_t> zero_blocks = {3 * kBlock, kChunk, kChunk + kBlock,
+                                                  3 * kChunk - kBlock};
+  for (std::uint64_t offset : zero_blocks)
+    testutil::PatchFile(image, offset, std::string(kBlock, '\0'));
+  // A block that is zero but for its last byte is data.
+  testutil::PatchFile(image, 5 * kBlock, std::string(kBlock - 1, '\0'));
+  ASSERT_GE(testutil::AllocatedBytes(image), 3u * kChunk);
+
+  const auto restored = ExpectRoundTrip(image);
+  EXPECT_LE(testutil::AllocatedBytes(restored), 3 * kChunk - zero_blocks.size() * kBlock);
+  UniqueFd fd(::open(restored.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  for (std::uint64_t offset = 0; offset < 3 * kChunk; offset += kBlock) {
+    const bool zero =
+        std::find(zero_blocks.begin(), zero_blocks.end(), offset) != zero_blocks.end();
+    auto hole = RangeIsHole(fd.get(), offset, kBlock);
+    ASSERT_TRUE(hole) << hole.error().message();
+    EXPECT_EQ(*hole, zero) << "block at " << offset;
+  }
+}
+
+TEST_F(RestoreTest, RepeatedChunkFarApartWithFewThreads) {
+  // The digest takes decoded chunks in image order through a bounded window;
+  // a chunk repeated far away, past many other chunks, must not stall it.
+  const std::string block = testutil::RandomData(kChunk, 11);
+  const auto image = MakeImage("far.img", 60 * kChunk, {{kChunk, 58 * kChunk, Fill::kRandom}});
+  testutil::PatchFile(image, 0, block);
+  testutil::PatchFile(image, 30 * kChunk, block);
+  testutil::PatchFile(image, 59 * kChunk, block);
+  const repo::Manifest m = BackupOrDie(image);
+  ASSERT_EQ(DistinctDataChunks(m), 58u);
+  for (int threads : {1, 2}) {
+    const auto dest = out_dir() / ("t" + std::to_string(threads) + ".img");
+    auto r = Restore(m, dest, false, threads);
+    ASSERT_TRUE(r) << threads << ": " << r.error().message();
+    EXPECT_EQ(FileSha(dest), FileSha(image)) << threads;
+  }
+}
+
+TEST_F(RestoreTest, ManifestWithRepeatedChunkMovedFailsCleanly) {
+  // Slot 4 repeats slot 0's chunk; moving it onto a hole slot assembles
+  // another image, which the digest must catch.
+  const std::string block = testutil::RandomData(kChunk, 12);
+  const auto image = MakeImage("moved.img", 8 * kChunk, {{kChunk, kChunk, Fill::kText}});
+  testutil::PatchFile(image, 0, block);
+  testutil::PatchFile(image, 4 * kChunk, block);
+  repo::Manifest m = BackupOrDie(image);
+  ASSERT_TRUE(m.chunks[6].is_hole);
+  std::swap(m.chunks[4], m.chunks[6]);
+  ExpectFailsCleanly(m, ErrorKind::kCorruption, "digest");
 }
 
 TEST_F(RestoreTest, RepeatedChunksAreFetchedOnce) {
