@@ -231,17 +231,21 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
     }
     const std::string key = repo::ChunkKey(id);
     auto head = store.Head(key);
-    if (head) {
+    if (!head && !head.error().is_not_found()) return std::unexpected(head.error());
+    codec.Encode(plain, id, object);
+    // An object under this id whose size is not the encoding's is either a
+    // valid copy written with other settings or one cut short by a writer
+    // killed mid-upload on a store whose PUT is not atomic (some
+    // S3-compatible servers keep partial bodies). Writing it again is safe
+    // in both cases (same id: same plaintext), trusting it is not.
+    if (head && *head == object.size()) {
       ref.stored_size = static_cast<std::uint32_t>(*head);
-    } else if (head.error().is_not_found()) {
-      codec.Encode(plain, id, object);
+    } else {
       KINDLING_RETURN_IF_ERROR(store.Put(key, object));
       ref.stored_size = static_cast<std::uint32_t>(object.size());
       chunks_uploaded.fetch_add(1, std::memory_order_relaxed);
       bytes_uploaded.fetch_add(object.size(), std::memory_order_relaxed);
       counters.bytes_transferred.fetch_add(object.size(), std::memory_order_relaxed);
-    } else {
-      return std::unexpected(head.error());
     }
     known.Add(id, ref.stored_size);
     return OkStatus();
