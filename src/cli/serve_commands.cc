@@ -56,19 +56,6 @@ std::vector<std::string> SplitComponents(const std::string& list) {
   return out;
 }
 
-Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos)
-    return InvalidArgument("--listen must be ADDRESS:PORT, got " + listen);
-  try {
-    const int port = std::stoi(listen.substr(colon + 1));
-    if (port < 0 || port > 65535) throw std::out_of_range("port");
-    return std::make_pair(listen.substr(0, colon), port);
-  } catch (const std::exception&) {
-    return InvalidArgument("--listen has a bad port: " + listen);
-  }
-}
-
 // The API server as a Serve component.
 class ApiComponent final : public service::Component {
  public:
@@ -96,15 +83,15 @@ int RunServe(const ServeFlags& flags) {
   options.internal_ip = flags.internal_ip;
   options.runtime = flags.runtime;
   options.listen = flags.listen;
-  auto listen = ParseListen(flags.listen);
+  auto listen = service::ParseListenAddress(flags.listen);
   if (!listen) return ReportError(listen.error());
   const bool metrics_public = flags.metrics_public;
   options.api_factory =
       [listen = *listen, metrics_public](
           const service::ServeContext& context) -> Result<std::unique_ptr<service::Component>> {
     api::ApiServerOptions api_options;
-    api_options.listen_address = listen.first;
-    api_options.port = listen.second;
+    api_options.listen_address = listen.host;
+    api_options.port = listen.port;
     api_options.metrics_public = metrics_public;
     return std::make_unique<ApiComponent>(context.db, context.master_key, api_options);
   };

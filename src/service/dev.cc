@@ -35,28 +35,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-struct ListenAddress {
-  std::string host;
-  int port = 0;
-};
-
-Result<ListenAddress> ParseListenAddress(const std::string& listen) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return InvalidArgument("--listen must be ADDRESS:PORT, got '" + listen + "'");
-  ListenAddress out{listen.substr(0, colon), -1};
-  try {
-    std::size_t used = 0;
-    out.port = std::stoi(listen.substr(colon + 1), &used);
-    if (used != listen.size() - colon - 1) out.port = -1;
-  } catch (const std::exception&) {
-    out.port = -1;
-  }
-  if (out.port < 0 || out.port > 65535)
-    return InvalidArgument("--listen has a bad port: '" + listen + "'");
-  return out;
-}
-
 Result<sockaddr_in> SocketAddress(const ListenAddress& address) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;

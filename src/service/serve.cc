@@ -74,6 +74,23 @@ Status CheckMasterKeyMatchesCluster(db::Database& db, const crypto::Key& master_
   return OkStatus();
 }
 
+Result<ListenAddress> ParseListenAddress(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return InvalidArgument("--listen must be ADDRESS:PORT, got '" + listen + "'");
+  ListenAddress out{listen.substr(0, colon), -1};
+  try {
+    std::size_t used = 0;
+    out.port = std::stoi(listen.substr(colon + 1), &used);
+    if (used != listen.size() - colon - 1) out.port = -1;
+  } catch (const std::exception&) {
+    out.port = -1;
+  }
+  if (out.port < 0 || out.port > 65535)
+    return InvalidArgument("--listen has a bad port: '" + listen + "'");
+  return out;
+}
+
 std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv(kDsnFileEnv); env != nullptr && *env != '\0') return env;

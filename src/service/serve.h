@@ -92,6 +92,15 @@ struct ServeOptions {
   ComponentFactory api_factory;
 };
 
+// An --listen value, ADDRESS:PORT.
+struct ListenAddress {
+  std::string host;
+  int port = 0;
+};
+// kInvalidArgument (naming the value) unless `listen` is HOST:PORT with a
+// port in 0..65535.
+[[nodiscard]] Result<ListenAddress> ParseListenAddress(const std::string& listen);
+
 // `flag` when set, else $KINDLING_DSN_FILE when set, else kDefaultDsnFile.
 std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag);
 

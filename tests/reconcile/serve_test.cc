@@ -116,6 +116,20 @@ TEST_F(ServeTest, RefusesApiWithoutFactoryAndMissingDsnFile) {
   EXPECT_EQ(served.error().kind(), ErrorKind::kNotFound);
 }
 
+TEST(ParseListenAddressTest, HostAndPortOrAClearError) {
+  auto parsed = ParseListenAddress("127.0.0.1:8080");
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->host, "127.0.0.1");
+  EXPECT_EQ(parsed->port, 8080);
+  EXPECT_EQ(ParseListenAddress("0.0.0.0:0")->port, 0);
+  for (const char* bad : {"8080", ":8080", "host:", "host:70000", "host:80x", "host:-1"}) {
+    auto refused = ParseListenAddress(bad);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(refused.error().message().find(bad), std::string::npos);
+  }
+}
+
 TEST(ResolveDsnFileTest, FlagThenEnvironmentThenDefault) {
   ::unsetenv(kDsnFileEnv);
   EXPECT_EQ(ResolveDsnFile(""), kDefaultDsnFile);
