@@ -36,10 +36,13 @@ class UniqueFd {
 // Writes `data` to `path` atomically: a temp file in the same directory, fsync,
 // rename over `path`, fsync of the directory. A crash leaves either the old
 // content or the new one, plus at worst a stray ".tmp-*" file that nothing reads.
+// Content of 1 MiB or more is written with O_DIRECT where the filesystem has
+// it (through a small per-thread staging buffer), sparing the page cache.
 [[nodiscard]] Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
                                      unsigned mode = 0644);
 
-// Reads a whole file. kNotFound when it does not exist.
+// Reads a whole file. kNotFound when it does not exist. Files of 1 MiB or
+// more are read with O_DIRECT where the filesystem has it.
 [[nodiscard]] Result<std::string> ReadFile(const std::filesystem::path& path);
 
 // fsyncs a directory so that a rename or create inside it is durable.

@@ -41,6 +41,27 @@ TEST_F(FilesTest, WriteFileAtomicReplacesAndLeavesNoTempFile) {
   EXPECT_THAT(testutil::ListDir(dir_.path()), ElementsAre("file"));
 }
 
+TEST_F(FilesTest, WriteFileAtomicLargeContentRoundTrips) {
+  // Large files take the direct-I/O path: sizes around its threshold and
+  // staging size, with unaligned tails, come back byte for byte.
+  for (std::size_t size : {std::size_t{1} << 20, (std::size_t{1} << 20) - 1,
+                           (std::size_t{3} << 20) + 123, std::size_t{5} << 20}) {
+    const auto path = dir_ / ("large-" + std::to_string(size));
+    const std::string data = testutil::RandomData(size, size);
+    ASSERT_TRUE(WriteFileAtomic(path, data));
+    auto back = ReadFile(path);
+    ASSERT_TRUE(back) << back.error().message();
+    EXPECT_EQ(back->size(), size);
+    EXPECT_TRUE(*back == data) << size;
+    // Replacing it works the same way.
+    const std::string other = testutil::RandomData(size, size + 1);
+    ASSERT_TRUE(WriteFileAtomic(path, other));
+    EXPECT_TRUE(*ReadFile(path) == other) << size;
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path()))
+    EXPECT_THAT(entry.path().filename().string(), StartsWith("large-")) << "temp file left";
+}
+
 TEST_F(FilesTest, WriteFileAtomicEmptyContent) {
   const auto path = dir_ / "empty";
   ASSERT_TRUE(WriteFileAtomic(path, ""));
