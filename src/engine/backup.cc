@@ -65,8 +65,9 @@ Result<ImageFile> OpenImage(const std::filesystem::path& path) {
 
 // Asks the kernel to start reading the data extents of the next `window`
 // bytes, so the disk works ahead of the reader (a cold image read through the
-// page cache) and the reader mostly waits for a copy, not a seek. Holes are skipped: readahead of a
-// hole would fill the page cache with zeros.
+// page cache, when direct I/O is not available) and the reader mostly waits
+// for a copy, not a seek. Holes are skipped: readahead of a hole would fill
+// the page cache with zeros.
 class Prefetcher {
  public:
   Prefetcher(int fd, std::uint64_t size, std::uint64_t window)
