@@ -2,9 +2,9 @@
 # Side-by-side benchmark: kindling vs restic 0.14 vs borg 1.2 on one sparse
 # volume image, all stores on the same local filesystem, in one run.
 #
-#   bench/run.sh [--size-gib 4] [--data-gib 1] [--out DIR] [--s3]
-#                [--kindling PATH] [--seed N] [--tools LIST] [--change 0.02]
-#                [--mutate-block BYTES] [--keep]
+#   bench/run.sh [--size-gib 4] [--data-gib 1] [--out DIR] [--s3] [--warm]
+#                [--kindling PATH] [--kindling-level N] [--seed N] [--tools LIST]
+#                [--change 0.02] [--mutate-block BYTES] [--keep]
 #
 # Steps, each timed with /usr/bin/time (wall seconds, peak RSS):
 #   full         first backup of the image
@@ -12,10 +12,17 @@
 #   restore      restore the latest backup to a new file; its SHA-256 must equal
 #                the image's
 # Floors: `cat image > /dev/null` (backup steps) and `cp --sparse=always`
-# (restore). Stored bytes: `du -sb` of each store after the step.
-# Prints a Markdown table and the target ratios; also writes them to
-# bench/out/results.md (or DIR/results.md).
+# (restore); also, computed rather than run, one core's SHA-256 over the
+# apparent size (`openssl speed`), the least any tool that digests the whole
+# image (kindling does, holes included) can take. Stored bytes: `du -sb` of
+# each store after the step.
+# Prints a Markdown table, the target ratios (PASS/MISS) and kindling's ratio
+# to each floor; also writes them to bench/out/results.md (or DIR/results.md).
 #
+# --warm      page cache kept: the image is read once before every step
+#             instead of the cache being dropped, so the ratios show CPU cost
+#             (default: cold, the cache dropped before every step)
+# --kindling-level  zstd level for kindling backups (default: kindling's own)
 # --tools     comma list of kindling,restic,borg (default all); e.g. the RSS
 #             check at 32 GiB: bench/run.sh --size-gib 32 --tools kindling
 # --s3        also back up and restore with kindling against the S3 test server
@@ -36,8 +43,10 @@ tools="kindling,restic,borg"
 change=0.02
 mutate_block=$((1024 * 1024))
 keep=0
+warm=0
+kindling_level=""
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --size-gib) size_gib="$2"; shift 2 ;;
@@ -45,6 +54,8 @@ while [[ $# -gt 0 ]]; do
     --out) out_dir="$2"; shift 2 ;;
     --s3) use_s3=1; shift ;;
     --kindling) kindling="$2"; shift 2 ;;
+    --kindling-level) kindling_level="$2"; shift 2 ;;
+    --warm) warm=1; shift ;;
     --seed) seed="$2"; shift 2 ;;
     --tools) tools="$2"; shift 2 ;;
     --change) change="$2"; shift 2 ;;
@@ -103,6 +114,11 @@ note() { echo "$*" | tee -a "$log" >&2; }
 cache_mode=""
 drop_cache() {
   sync
+  if [[ $warm == 1 ]]; then
+    cache_mode="warm (--warm): not dropped; the image was read once (cat) before every step"
+    cat "$image" > /dev/null
+    return
+  fi
   if (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then
     cache_mode="dropped (echo 3 > /proc/sys/vm/drop_caches) before every step"
     return
@@ -200,6 +216,8 @@ if has_tool borg; then borg init --encryption=repokey-blake2 "$borg_repo" >>"$lo
 # Runs a command with stdout to a file: `to_file FILE CMD...` (exec keeps the
 # measured process the tool itself).
 to_file=(sh -c 'out=$1; shift; exec "$@" > "$out"' sh)
+kindling_level_args=()
+if [[ -n "$kindling_level" ]]; then kindling_level_args=(--compression-level "$kindling_level"); fi
 backup_id_of() { tail -n 1 "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["backup_id"])'; }
 
 backup_step() {
@@ -210,7 +228,7 @@ backup_step() {
   if has_tool kindling; then
     record kindling "$step" "$kindling_store" "${to_file[@]}" "$work/kindling-$step.json" \
       "$kindling" backup create --store "file://$kindling_store" --key-file "$kindling_key" \
-      --volume-id bench --image "$image" --progress none --json
+      --volume-id bench --image "$image" --progress none --json "${kindling_level_args[@]}"
     backup_id_of "$work/kindling-$step.json" > "$work/kindling-last-id"
   fi
   if has_tool restic; then
@@ -224,8 +242,16 @@ backup_step() {
   fi
 }
 
+# One core's SHA-256 throughput (bytes/s), for the digest floor.
+sha256_rate() {
+  openssl speed -evp sha256 -bytes 4194304 -seconds 2 2>/dev/null |
+    awk '$1 == "sha256" { v = $NF; sub(/k$/, "", v); printf "%.0f\n", v * 1000 }'
+}
+
 # ---------------------------------------------------------------------------
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+sha_rate=$(sha256_rate || true)
+note "one core's SHA-256: ${sha_rate:-unknown} bytes/s"
 note "image SHA-256 ..."
 image_sha=$(sha_of "$image")
 backup_step full full
@@ -313,10 +339,11 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 - "$results_tsv" "$results_md" "$size_gib" "$data_gib" "$seed" "$change" "$mutate_block" \
   "$cache_mode" "$(nproc)" "$(restic version 2>/dev/null | head -1 || true)" \
   "$(borg --version 2>/dev/null || true)" "$("$kindling" --version 2>/dev/null || echo kindling)" \
-  "$load_start" "$load_end" <<'EOF'
+  "$load_start" "$load_end" "${sha_rate:-0}" "${kindling_level:-default}" <<'EOF'
 import sys
 (tsv, md, size_gib, data_gib, seed, change, block, cache_mode, cores, restic_v, borg_v,
- kindling_v, load_start, load_end) = sys.argv[1:15]
+ kindling_v, load_start, load_end, sha_rate, kindling_level) = sys.argv[1:17]
+sha_rate = float(sha_rate or 0)
 rows = []
 for line in open(tsv):
     tool, step, wall, rss, stored, apparent, data = line.rstrip("\n").split("\t")
@@ -342,7 +369,7 @@ out.append(f"Machine: {cores} cores; load average (1/5/15 min) {load_start} at s
 out.append(f"Versions: {kindling_v}; {restic_v}; {borg_v}. restic: `backup --compression auto`, "
            f"`restore latest` (0.14 has no sparse restore); borg: `init --encryption=repokey-blake2`, "
            f"`create --sparse --compression zstd,3 --chunker-params fixed,4194304`, `extract --sparse`; "
-           f"kindling: 4 MiB chunks, zstd 1, default threads.  ")
+           f"kindling: 4 MiB chunks, zstd level {kindling_level}, default threads.  ")
 out.append("Stored bytes count the repository only (restic and borg local caches excluded). MB = 10^6 bytes. MB/s (apparent) = image apparent size / wall; MB/s (data) = image "
            "allocated bytes (st_blocks) / wall. Stored bytes = `du -sb` of the store after the step.\n")
 out.append("| tool | step | wall s | MB/s (apparent) | MB/s (data) | peak RSS MiB | stored bytes |")
@@ -377,6 +404,8 @@ ratio("restore: kindling / cp --sparse=always wall", k("restore"),
       find("cp --sparse=always (floor)", "restore"), 2.0)
 ratio("restore: kindling / (cp --sparse=always + sync) wall (info)", k("restore"),
       find("cp --sparse=always + sync (floor)", "restore"), 2.0)
+ratio("stored bytes after full: kindling / restic", k("full"),
+      find("restic", "full"), 1.0, kind="stored")
 ratio("stored bytes after incremental: kindling / restic", k("incremental"),
       find("restic", "incremental"), 1.0, kind="stored")
 out.append("| target | value | limit | result |")
@@ -389,6 +418,35 @@ if krows:
     peak = max(r["rss_kib"] for r in krows) / 1024
     out.append(f"| kindling peak RSS over all steps (MiB) | {peak:.1f} | <= 128 | "
                f"{'PASS' if peak <= 128 else 'MISS'} |")
+
+# kindling against the floors of each step: what reading (or copying) the
+# image costs, and what one core's SHA-256 over the apparent size costs.
+floors = {
+    "full": ["cat (read floor)"],
+    "incremental": ["cat (read floor)"],
+    "restore": ["cp --sparse=always (floor)", "cp --sparse=always + sync (floor)"],
+}
+floor_rows = []
+for step, names in floors.items():
+    kr = k(step)
+    if kr is None:
+        continue
+    for name in names:
+        fr = find(name, step)
+        if fr is not None and fr["wall"] > 0:
+            floor_rows.append((step, name, fr["wall"], kr["wall"] / fr["wall"]))
+    if sha_rate > 0:
+        digest_s = kr["apparent"] / sha_rate
+        floor_rows.append((step, f"SHA-256 of the apparent size on one core "
+                           f"({sha_rate / 1e6:,.0f} MB/s, computed)", digest_s,
+                           kr["wall"] / digest_s))
+if floor_rows:
+    out.append("")
+    out.append("| step | floor | floor s | kindling / floor |")
+    out.append("|---|---|---:|---:|")
+    for step, name, wall, value in floor_rows:
+        out.append(f"| {step} | {name} | {wall:.2f} | {value:.2f} |")
+
 s3 = [r for r in rows if r["tool"] == "kindling (S3)"]
 if s3:
     out.append("")

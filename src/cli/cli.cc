@@ -143,7 +143,7 @@ int RunOrThrow(int argc, char** argv) {
       ->type_name("BYTES");
   create
       ->add_option("--compression-level", flags.create.compression_level,
-                   "zstd level, -7..22 (default 1)")
+                   "zstd level, 1..19 (default 1)")
       ->type_name("N");
   AddCommonFlags(*create, flags.common);
   create->callback([&] { action = [&] { return RunBackupCreate(flags.create, flags.common); }; });
@@ -206,7 +206,8 @@ int RunOrThrow(int argc, char** argv) {
       ->type_name("FRACTION");
   demo->add_option("--seed", flags.demo.seed, "Seed of the image content (default: random)")
       ->type_name("N");
-  demo->add_option("--compression-level", flags.demo.compression_level, "zstd level (default 1)")
+  demo->add_option("--compression-level", flags.demo.compression_level,
+                   "zstd level, 1..19 (default 1)")
       ->type_name("N");
   AddCommonFlags(*demo, flags.common);
   demo->callback([&] { action = [&] { return RunDemo(flags.demo, flags.common); }; });

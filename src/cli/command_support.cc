@@ -27,8 +27,9 @@ std::uint64_t MillisecondsSince(std::chrono::steady_clock::time_point start) {
 }
 
 Status ValidateCompressionLevel(int level) {
-  if (level < -7 || level > 22)
-    return InvalidArgument("--compression-level must be between -7 and 22, got " +
+  // The engine's range (BackupOptions::zstd_level).
+  if (level < 1 || level > 19)
+    return InvalidArgument("--compression-level must be between 1 and 19, got " +
                            std::to_string(level));
   return OkStatus();
 }

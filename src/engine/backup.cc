@@ -36,6 +36,7 @@ std::uint64_t NowUnixMs() {
 
 struct ImageFile {
   UniqueFd fd;
+  UniqueFd direct;  // O_DIRECT; invalid when the filesystem has none
   std::uint64_t size = 0;
   struct stat st {};
 };
@@ -58,13 +59,15 @@ Result<ImageFile> OpenImage(const std::filesystem::path& path) {
     return InvalidArgument("image is not a regular file or block device: " + path.string());
   }
   ::posix_fadvise(image.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  image.direct = OpenDirect(path, O_RDONLY);
   return image;
 }
 
 // Asks the kernel to start reading the data extents of the next `window`
-// bytes, so the disk works ahead of the reader (a cold image) and the reader
-// mostly waits for a copy, not a seek. Holes are skipped: readahead of a hole
-// would fill the page cache with zeros.
+// bytes, so the disk works ahead of the reader (a cold image read through the
+// page cache, when direct I/O is not available) and the reader mostly waits
+// for a copy, not a seek. Holes are skipped: readahead of a hole would fill
+// the page cache with zeros.
 class Prefetcher {
  public:
   Prefetcher(int fd, std::uint64_t size, std::uint64_t window)
@@ -213,7 +216,7 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   // (the one serial step, so it gets nothing else to do); the workers hash,
   // compress, encrypt and upload data chunks in any order. Buffers circulate:
   // at most threads + 4 chunks are in memory, whatever the image size.
-  BufferPool pool(static_cast<std::size_t>(threads) + 4);
+  BufferPool pool(static_cast<std::size_t>(threads) + 4, chunk_size);
   BoundedQueue<WorkItem> work(static_cast<std::size_t>(threads));
   // Hole items hold no buffer; the capacity only bounds how far the reader
   // runs ahead through holes.
@@ -284,12 +287,15 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
       counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
       return digest_queue.Push(DigestItem{nullptr, 0, length});
     };
+    // Direct reads (when the filesystem has them) skip the page cache: no
+    // kernel copy, and a backup does not evict everything else cached.
+    const DirectIo io(image.fd.get(), image.direct.get());
     Prefetcher prefetch(image.fd.get(), m.image_size,
                         std::max<std::uint64_t>(8 * std::uint64_t{chunk_size}, 32u << 20));
     for (std::size_t i = 0; i < chunk_count && !error.CheckCancel(o.cancel); ++i) {
       const std::uint64_t offset = m.ChunkOffset(i);
       const std::size_t length = static_cast<std::size_t>(m.ChunkLength(i));
-      prefetch.Advance(offset);
+      if (!io.direct()) prefetch.Advance(offset);
       auto is_hole = RangeIsHole(image.fd.get(), offset, length);
       if (!is_hole) {
         error.Set(is_hole.error().WithContext("image " + o.image.string()));
@@ -302,7 +308,7 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
       BufferPool::Handle buffer = pool.Acquire();
       if (!buffer || error.failed()) break;
       buffer->resize(length);
-      auto got = PreadSparse(image.fd.get(), buffer->data(), length, offset);
+      auto got = PreadSparse(io, buffer->data(), length, offset);
       if (!got) {
         error.Set(got.error().WithContext("read image " + o.image.string()));
         break;

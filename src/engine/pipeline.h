@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/aligned_buffer.h"
 #include "common/result.h"
 #include "engine/progress.h"
 
@@ -74,12 +75,14 @@ class BoundedQueue {
 // must outlive every handle (join the threads that hold them first).
 class BufferPool {
  public:
-  using Handle = std::shared_ptr<std::string>;
+  using Handle = std::shared_ptr<AlignedBuffer>;
 
-  explicit BufferPool(std::size_t count) : free_(count) {
+  // `count` buffers of `capacity` bytes each, aligned for direct I/O (memory
+  // is committed as the buffers are first used).
+  BufferPool(std::size_t count, std::size_t capacity) : free_(count) {
     buffers_.reserve(count);
     for (std::size_t i = 0; i < count; ++i) {
-      buffers_.push_back(std::make_unique<std::string>());
+      buffers_.push_back(std::make_unique<AlignedBuffer>(capacity));
       (void)free_.Push(buffers_.back().get());
     }
   }
@@ -87,14 +90,14 @@ class BufferPool {
   Handle Acquire() {
     auto buffer = free_.Pop();
     if (!buffer) return nullptr;
-    return Handle(*buffer, [this](std::string* b) { (void)free_.Push(b); });
+    return Handle(*buffer, [this](AlignedBuffer* b) { (void)free_.Push(b); });
   }
 
   void Close() { free_.Close(); }
 
  private:
-  std::vector<std::unique_ptr<std::string>> buffers_;
-  BoundedQueue<std::string*> free_;
+  std::vector<std::unique_ptr<AlignedBuffer>> buffers_;
+  BoundedQueue<AlignedBuffer*> free_;
 };
 
 // Keeps the first error reported by any thread; failed() is cheap to poll.

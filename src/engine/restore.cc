@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 
@@ -164,7 +165,11 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
   // reorder window, so memory stays bounded whatever the image size. A worker
   // takes its buffer before it claims a fetch, so the lowest fetch not yet
   // digested always has a buffer and the window cannot deadlock.
-  BufferPool pool(static_cast<std::size_t>(threads) + 4);
+  BufferPool pool(static_cast<std::size_t>(threads) + 4, m.chunk_size);
+  // Chunks are written with O_DIRECT where the filesystem allows it: no copy
+  // into the page cache, and the final fsync has no dirty pages to flush.
+  const UniqueFd direct = OpenDirect(temp.path(), O_WRONLY);
+  const DirectIo io(fd.get(), direct.get());
   ReadySlots ready;
   FirstError error;
   ProgressCounters counters;
@@ -181,7 +186,7 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
   counters.bytes_done = hole_bytes;
   counters.chunks_done = hole_chunks;
 
-  auto fetch_one = [&](repo::ChunkCodec& codec, std::string& plain, const Fetch& f) -> Status {
+  auto fetch_one = [&](repo::ChunkCodec& codec, AlignedBuffer& plain, const Fetch& f) -> Status {
     const std::string key = repo::ChunkKey(f.id);
     auto object = repository.store().Get(key);
     if (!object) {
@@ -193,8 +198,9 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     }
     bytes_downloaded.fetch_add(object->size(), std::memory_order_relaxed);
     counters.bytes_transferred.fetch_add(object->size(), std::memory_order_relaxed);
-    if (auto st = codec.Decode(*object, f.id, plain); !st)
-      return std::unexpected(st.error().WithContext(key));
+    auto size = codec.DecodeInto(*object, f.id, std::span<char>(plain.data(), plain.capacity()));
+    if (!size) return std::unexpected(size.error().WithContext(key));
+    plain.resize(*size);
     for (std::size_t index : f.indexes) {
       const std::uint64_t offset = m.ChunkOffset(index);
       if (plain.size() != m.ChunkLength(index))
@@ -203,11 +209,12 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
                           std::to_string(offset) + " has " + std::to_string(m.ChunkLength(index)));
       // The temp file is new and sized with ftruncate, so it reads as zeros
       // everywhere: all-zero blocks are left as holes.
-      auto written = PwriteSkippingZeroBlocks(fd.get(), plain.data(), plain.size(), offset);
+      auto written = PwriteSkippingZeroBlocks(io, plain.data(), plain.size(), offset);
       if (!written)
         return std::unexpected(written.error().WithContext("write " + temp.path().string()));
-      // Start writeback now so the final fsync has little left to wait for.
-      if (*written > 0)
+      // Start writeback of what went through the page cache now, so the
+      // final fsync has little left to wait for.
+      if (*written > 0 && !io.direct())
         ::sync_file_range(fd.get(), static_cast<off_t>(offset), static_cast<off_t>(plain.size()),
                           SYNC_FILE_RANGE_WRITE);
       counters.bytes_done.fetch_add(plain.size(), std::memory_order_relaxed);

@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "repo/envelope.h"
 
@@ -38,7 +39,8 @@ void ChunkCodec::Encode(std::string_view plaintext, const ChunkId& id, std::stri
                                                    plaintext.data(), plaintext.size(), level_);
   // Keep the compressed form only when it saves at least 1/64 of the size:
   // decompressing costs time on restore for nothing otherwise.
-  const bool use_zstd = !ZSTD_isError(compressed) && compressed < plaintext.size() - plaintext.size() / 64;
+  const bool use_zstd =
+      !ZSTD_isError(compressed) && compressed < plaintext.size() - plaintext.size() / 64;
   std::string_view body = use_zstd ? std::string_view(scratch_.data(), compressed) : plaintext;
   EnvelopeHeader header{ObjectType::kChunk, kFormatVersion, use_zstd ? Codec::kZstd : Codec::kNone,
                         static_cast<std::uint32_t>(plaintext.size())};
@@ -47,25 +49,51 @@ void ChunkCodec::Encode(std::string_view plaintext, const ChunkId& id, std::stri
   SealEnvelope(keys_.data_key, header, body, IdContext(id), object);
 }
 
-Status ChunkCodec::Decode(std::string_view object, const ChunkId& id, std::string& plaintext) {
-  auto fail = [&](std::string_view why) {
-    return Corruption("chunk " + crypto::DigestHex(id) + " is corrupt: " + std::string(why));
-  };
+namespace {
+std::unexpected<Error> CorruptChunk(const ChunkId& id, std::string_view why) {
+  return Corruption("chunk " + crypto::DigestHex(id) + " is corrupt: " + std::string(why));
+}
+}  // namespace
+
+Result<EnvelopeHeader> ChunkCodec::Open(std::string_view object, const ChunkId& id) {
   auto header = OpenEnvelope(keys_.data_key, object, ObjectType::kChunk, IdContext(id), scratch_);
-  if (!header) return fail(header.error().message());
-  if (header->plain_size > kMaxChunkSize) return fail("declared size too large");
-  if (header->codec == Codec::kZstd) {
-    plaintext.resize(header->plain_size);
+  if (!header) return CorruptChunk(id, header.error().message());
+  if (header->plain_size > kMaxChunkSize) return CorruptChunk(id, "declared size too large");
+  if (header->codec != Codec::kZstd && scratch_.size() != header->plain_size)
+    return CorruptChunk(id, "length mismatch");
+  return header;
+}
+
+Status ChunkCodec::Decode(std::string_view object, const ChunkId& id, std::string& plaintext) {
+  KINDLING_ASSIGN_OR_RETURN(EnvelopeHeader header, Open(object, id));
+  if (header.codec == Codec::kZstd) {
+    plaintext.resize(header.plain_size);
     const std::size_t n = ZSTD_decompressDCtx(zstd_->dctx, plaintext.data(), plaintext.size(),
                                               scratch_.data(), scratch_.size());
-    if (ZSTD_isError(n)) return fail(std::string("zstd: ") + ZSTD_getErrorName(n));
-    if (n != header->plain_size) return fail("decompressed length mismatch");
+    if (ZSTD_isError(n)) return CorruptChunk(id, std::string("zstd: ") + ZSTD_getErrorName(n));
+    if (n != header.plain_size) return CorruptChunk(id, "decompressed length mismatch");
   } else {
-    if (scratch_.size() != header->plain_size) return fail("length mismatch");
     plaintext.swap(scratch_);
   }
-  if (Id(plaintext) != id) return fail("content does not match its id");
+  if (Id(plaintext) != id) return CorruptChunk(id, "content does not match its id");
   return OkStatus();
+}
+
+Result<std::size_t> ChunkCodec::DecodeInto(std::string_view object, const ChunkId& id,
+                                           std::span<char> out) {
+  KINDLING_ASSIGN_OR_RETURN(EnvelopeHeader header, Open(object, id));
+  if (header.plain_size > out.size()) return CorruptChunk(id, "larger than its slot");
+  if (header.codec == Codec::kZstd) {
+    const std::size_t n = ZSTD_decompressDCtx(zstd_->dctx, out.data(), header.plain_size,
+                                              scratch_.data(), scratch_.size());
+    if (ZSTD_isError(n)) return CorruptChunk(id, std::string("zstd: ") + ZSTD_getErrorName(n));
+    if (n != header.plain_size) return CorruptChunk(id, "decompressed length mismatch");
+  } else {
+    std::memcpy(out.data(), scratch_.data(), header.plain_size);
+  }
+  if (Id(std::string_view(out.data(), header.plain_size)) != id)
+    return CorruptChunk(id, "content does not match its id");
+  return std::size_t{header.plain_size};
 }
 
 }  // namespace kindling::repo

@@ -10,10 +10,12 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "common/result.h"
+#include "repo/envelope.h"
 #include "repo/layout.h"
 #include "repo/store_keys.h"
 
@@ -42,7 +44,15 @@ class ChunkCodec {
   // or the id check.
   [[nodiscard]] Status Decode(std::string_view object, const ChunkId& id, std::string& plaintext);
 
+  // As Decode, into `out`; returns the plaintext's length. kCorruption too
+  // when the plaintext would not fit in `out`.
+  [[nodiscard]] Result<std::size_t> DecodeInto(std::string_view object, const ChunkId& id,
+                                               std::span<char> out);
+
  private:
+  // Authenticates `object` into scratch_ and checks its declared size.
+  [[nodiscard]] Result<EnvelopeHeader> Open(std::string_view object, const ChunkId& id);
+
   struct ZstdContexts;
   const DataKeys& keys_;
   int level_;

@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 
+#include "common/aligned_buffer.h"
 #include "testutil/sparse_image.h"
 #include "testutil/temp_dir.h"
 
@@ -37,6 +39,27 @@ TEST_F(FilesTest, WriteFileAtomicReplacesAndLeavesNoTempFile) {
   ASSERT_TRUE(WriteFileAtomic(path, "second"));
   EXPECT_EQ(*ReadFile(path), "second");
   EXPECT_THAT(testutil::ListDir(dir_.path()), ElementsAre("file"));
+}
+
+TEST_F(FilesTest, WriteFileAtomicLargeContentRoundTrips) {
+  // Large files take the direct-I/O path: sizes around its threshold and
+  // staging size, with unaligned tails, come back byte for byte.
+  for (std::size_t size : {std::size_t{1} << 20, (std::size_t{1} << 20) - 1,
+                           (std::size_t{3} << 20) + 123, std::size_t{5} << 20}) {
+    const auto path = dir_ / ("large-" + std::to_string(size));
+    const std::string data = testutil::RandomData(size, size);
+    ASSERT_TRUE(WriteFileAtomic(path, data));
+    auto back = ReadFile(path);
+    ASSERT_TRUE(back) << back.error().message();
+    EXPECT_EQ(back->size(), size);
+    EXPECT_TRUE(*back == data) << size;
+    // Replacing it works the same way.
+    const std::string other = testutil::RandomData(size, size + 1);
+    ASSERT_TRUE(WriteFileAtomic(path, other));
+    EXPECT_TRUE(*ReadFile(path) == other) << size;
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path()))
+    EXPECT_THAT(entry.path().filename().string(), StartsWith("large-")) << "temp file left";
 }
 
 TEST_F(FilesTest, WriteFileAtomicEmptyContent) {
@@ -339,6 +362,85 @@ TEST_F(FilesTest, PwriteSkippingZeroBlocksOfOnlyZerosWritesNothing) {
   EXPECT_EQ(*written, 0u);
   ASSERT_EQ(::fsync(fd.get()), 0);
   EXPECT_EQ(testutil::AllocatedBytes(path), 0u);
+}
+
+TEST_F(SparseIoTest, PreadSparseThroughDirectIoMatchesBufferedReads) {
+  UniqueFd direct = OpenDirect(path_, O_RDONLY);
+  const DirectIo io(fd_.get(), direct.get());
+  AlignedBuffer buf(kSize);
+  for (auto [offset, size] : {std::pair<std::uint64_t, std::size_t>{0, kSize},
+                              {64 << 10, 8 << 10},
+                              {60 << 10, 16 << 10},
+                              {(64 << 10) + 5, 1000},
+                              {kSize - 4096, 4096}}) {
+    // Aligned and unaligned destinations: both must read the same bytes.
+    for (std::size_t shift : {std::size_t{0}, std::size_t{7}}) {
+      if (shift + size > buf.capacity()) continue;
+      std::memset(buf.data(), 'x', buf.capacity());
+      auto got = PreadSparse(io, buf.data() + shift, size, offset);
+      ASSERT_TRUE(got) << got.error().message();
+      EXPECT_TRUE(std::string_view(buf.data() + shift, size) == expected_.substr(offset, size))
+          << offset << "+" << size << " shift " << shift;
+    }
+  }
+}
+
+TEST_F(FilesTest, DirectIoWritesAlignedPartsDirectAndTheRestBuffered) {
+  const auto path = dir_ / "direct";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::ftruncate(fd.get(), 1 << 20), 0);
+  UniqueFd direct = OpenDirect(path, O_RDWR);
+  const DirectIo io(fd.get(), direct.get());
+  AlignedBuffer buf(3 * 4096 + 100);
+  const std::string data = testutil::RandomData(buf.capacity(), 5);
+  std::memcpy(buf.data(), data.data(), data.size());
+  // An aligned start with an unaligned tail, then an unaligned start.
+  ASSERT_TRUE(io.Pwrite(buf.data(), data.size(), 8192));
+  ASSERT_TRUE(io.Pwrite(buf.data() + 1, 5000, 100000));
+  std::string back(data.size(), '\0');
+  ASSERT_TRUE(PreadFull(fd.get(), back.data(), back.size(), 8192));
+  EXPECT_TRUE(back == data);
+  back.resize(5000);
+  ASSERT_TRUE(PreadFull(fd.get(), back.data(), back.size(), 100000));
+  EXPECT_TRUE(back == data.substr(1, 5000));
+  // Reads through the same object agree.
+  AlignedBuffer in(data.size());
+  auto got = io.Pread(in.data(), data.size(), 8192);
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_EQ(*got, data.size());
+  EXPECT_TRUE(std::string_view(in.data(), data.size()) == data);
+  // Where the filesystem has O_DIRECT, nothing above made it fall back.
+  if (direct.valid()) {
+    EXPECT_TRUE(io.direct());
+  }
+}
+
+TEST_F(FilesTest, DirectIoWithoutDirectDescriptorUsesThePageCache) {
+  const auto path = dir_ / "buffered";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+  ASSERT_TRUE(fd.valid());
+  const DirectIo io(fd.get());
+  EXPECT_FALSE(io.direct());
+  AlignedBuffer buf(8192);
+  std::memset(buf.data(), 'q', 8192);
+  ASSERT_TRUE(io.Pwrite(buf.data(), 8192, 4096));
+  auto got = io.Pread(buf.data(), 8192, 4096 + 10);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, 8192u - 10);  // short only at end of file
+}
+
+TEST_F(FilesTest, DirectIoReadPastEndOfFileIsShort) {
+  const auto path = dir_ / "short";
+  testutil::WriteFile(path, std::string(4096 + 123, 'z'));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY));
+  UniqueFd direct = OpenDirect(path, O_RDONLY);
+  const DirectIo io(fd.get(), direct.get());
+  AlignedBuffer buf(3 * 4096);
+  auto got = io.Pread(buf.data(), 3 * 4096, 0);
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_EQ(*got, 4096u + 123);
+  EXPECT_EQ(std::string_view(buf.data(), *got), std::string(4096 + 123, 'z'));
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <span>
 #include <string>
+#include <vector>
 
 #include "repo/envelope.h"
 #include "testutil/sparse_image.h"
@@ -38,7 +40,14 @@ class ChunkCodecTest : public ::testing::Test {
     ASSERT_FALSE(st) << what << ": decoded";
     EXPECT_EQ(st.error().kind(), ErrorKind::kCorruption) << what;
     EXPECT_THAT(st.error().message(), HasSubstr(crypto::DigestHex(id))) << what;
+    // DecodeInto refuses it the same way.
+    auto into = codec_.DecodeInto(object, id, out_);
+    ASSERT_FALSE(into) << what << ": decoded into a buffer";
+    EXPECT_EQ(into.error().kind(), ErrorKind::kCorruption) << what;
+    EXPECT_THAT(into.error().message(), HasSubstr(crypto::DigestHex(id))) << what;
   }
+
+  std::vector<char> out_ = std::vector<char>(2 * kMinChunkSize);
 
   DataKeys keys_ = MakeKeys();
   ChunkCodec codec_;
@@ -118,6 +127,31 @@ TEST_F(ChunkCodecTest, CodecIsReusableAcrossCalls) {
   EXPECT_EQ(plaintext, small);
   ASSERT_TRUE(codec_.Decode(big_object, codec_.Id(big), plaintext));
   EXPECT_EQ(plaintext, big);
+}
+
+TEST_F(ChunkCodecTest, DecodeIntoRoundTripsCompressedAndStoredChunks) {
+  for (testutil::Fill fill : {testutil::Fill::kText, testutil::Fill::kRandom}) {
+    const std::string data = testutil::FillData(fill, kMinChunkSize - 3, 21);
+    const ChunkId id = codec_.Id(data);
+    auto n = codec_.DecodeInto(Encode(data), id, out_);
+    ASSERT_TRUE(n) << n.error().message();
+    ASSERT_EQ(*n, data.size());
+    EXPECT_TRUE(std::string_view(out_.data(), *n) == data);
+  }
+}
+
+TEST_F(ChunkCodecTest, DecodeIntoTooSmallBufferIsCorruption) {
+  for (testutil::Fill fill : {testutil::Fill::kText, testutil::Fill::kRandom}) {
+    const std::string data = testutil::FillData(fill, 10000, 22);
+    const ChunkId id = codec_.Id(data);
+    const std::string object = Encode(data);
+    auto n = codec_.DecodeInto(object, id, std::span<char>(out_.data(), data.size() - 1));
+    ASSERT_FALSE(n);
+    EXPECT_EQ(n.error().kind(), ErrorKind::kCorruption);
+    auto exact = codec_.DecodeInto(object, id, std::span<char>(out_.data(), data.size()));
+    ASSERT_TRUE(exact) << exact.error().message();
+    EXPECT_EQ(*exact, data.size());
+  }
 }
 
 TEST_F(ChunkCodecTest, ObjectsAreEncrypted) {
