@@ -13,6 +13,7 @@
 #include "cli/repository_access.h"
 #include "crypto/sha256.h"
 #include "engine/backup.h"
+#include "engine/image_file.h"
 #include "engine/restore.h"
 #include "engine/verify.h"
 
@@ -43,9 +44,9 @@ void PrintBackupHuman(const repo::Manifest& manifest, const std::string& image) 
   const repo::BackupStats& s = manifest.stats;
   std::printf("backup %s of volume %s committed\n", manifest.backup_id.c_str(),
               manifest.volume_id.c_str());
-  std::printf("  image     %s: %s, sha256 %s\n", image.c_str(),
+  std::printf("  image     %s: %s, digest %s\n", image.c_str(),
               FormatBytes(manifest.image_size).c_str(),
-              crypto::DigestHex(manifest.image_sha256).c_str());
+              crypto::DigestHex(manifest.image_digest).c_str());
   std::printf("  chunks    %zu of %s: %llu data, %llu holes/zeros, %llu uploaded\n",
               manifest.chunks.size(), FormatBytes(manifest.chunk_size).c_str(),
               static_cast<unsigned long long>(s.chunks_data),
@@ -179,8 +180,8 @@ int RunBackupRestore(const BackupRestoreFlags& flags, const CommonFlags& common)
   }
   std::printf("restored backup %s of volume %s to %s\n", manifest->backup_id.c_str(),
               manifest->volume_id.c_str(), flags.destination.c_str());
-  std::printf("  image     %s, sha256 %s (verified)\n", FormatBytes(restored->image_size).c_str(),
-              restored->image_sha256_hex.c_str());
+  std::printf("  image     %s, digest %s (verified)\n", FormatBytes(restored->image_size).c_str(),
+              restored->image_digest_hex.c_str());
   std::printf("  fetched   %llu chunks, %s downloaded\n",
               static_cast<unsigned long long>(restored->chunks_fetched),
               FormatBytes(restored->bytes_downloaded).c_str());
@@ -231,11 +232,48 @@ int RunBackupVerify(const BackupVerifyFlags& flags, const CommonFlags& common) {
                   problem.chunk_id_hex.c_str(), static_cast<unsigned long long>(problem.offset),
                   problem.key.c_str(), problem.message.c_str());
     }
+    if (report->image_digest_checked)
+      std::printf("  image digest %s\n",
+                  report->image_digest_matches
+                      ? "recomputed from the chunks: matches"
+                      : "recomputed from the chunks: DOES NOT MATCH the manifest");
+  }
+  if (report->image_digest_checked && !report->image_digest_matches) {
+    return ReportError(Error(ErrorKind::kCorruption,
+                             "backup " + manifest->backup_id +
+                                 ": the image digest recomputed from its chunks does not match "
+                                 "its manifest"));
   }
   if (!report->ok()) {
     return ReportError(Error(ErrorKind::kCorruption,
                              "verify found " + std::to_string(report->problems.size()) +
                                  " damaged or missing chunk(s) in backup " + manifest->backup_id));
+  }
+  return kExitOk;
+}
+
+}  // namespace kindling::cli
+
+namespace kindling::cli {
+
+int RunImageDigest(const ImageDigestFlags& flags, const CommonFlags& common) {
+  std::uint32_t chunk_size = 4u << 20;
+  if (!flags.chunk_size.empty()) {
+    auto parsed = ParseChunkSize(flags.chunk_size);
+    if (!parsed) return ReportError(parsed.error());
+    chunk_size = *parsed;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto digest = engine::DigestImageFile(flags.image, chunk_size, common.threads);
+  if (!digest) return FailCommand(digest.error());
+  const std::string hex = crypto::DigestHex(*digest);
+  if (common.json) {
+    PrintJsonLine({{"image", flags.image},
+                   {"chunk_size", chunk_size},
+                   {"image_sha256", hex},
+                   {"duration_ms", MillisecondsSince(start)}});
+  } else {
+    std::printf("%s  %s\n", hex.c_str(), flags.image.c_str());
   }
   return kExitOk;
 }

@@ -32,6 +32,7 @@ struct AllFlags {
   BackupListFlags list;
   BackupRestoreFlags restore;
   BackupVerifyFlags verify;
+  ImageDigestFlags image_digest;
   DemoFlags demo;
 };
 
@@ -191,6 +192,22 @@ int RunOrThrow(int argc, char** argv) {
       ->type_name("N");
   AddCommonFlags(*verify, flags.common);
   verify->callback([&] { action = [&] { return RunBackupVerify(flags.verify, flags.common); }; });
+
+  CLI::App* image = app.add_subcommand("image", "Work with volume image files");
+  image->require_subcommand(1);
+  CLI::App* digest = Leaf(*image, "digest",
+                          "Print an image file's digest, to compare with a backup's image_sha256 "
+                          "(a SHA-256 chunk-tree digest, not what sha256sum prints)");
+  digest->add_option("--image", flags.image_digest.image, "The image file or block device")
+      ->required()
+      ->type_name("PATH");
+  digest
+      ->add_option("--chunk-size", flags.image_digest.chunk_size,
+                   "Chunk size of the backup to compare with (default 4MiB)")
+      ->type_name("BYTES");
+  AddCommonFlags(*digest, flags.common);
+  digest->callback(
+      [&] { action = [&] { return RunImageDigest(flags.image_digest, flags.common); }; });
 
   CLI::App* demo =
       Leaf(app, "demo", "Build a demo image, back it up twice, restore, verify, compare");

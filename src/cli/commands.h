@@ -18,6 +18,7 @@ int RunBackupCreate(const BackupCreateFlags& flags, const CommonFlags& common);
 int RunBackupList(const BackupListFlags& flags, const CommonFlags& common);
 int RunBackupRestore(const BackupRestoreFlags& flags, const CommonFlags& common);
 int RunBackupVerify(const BackupVerifyFlags& flags, const CommonFlags& common);
+int RunImageDigest(const ImageDigestFlags& flags, const CommonFlags& common);
 int RunDemo(const DemoFlags& flags, const CommonFlags& common);
 int RunVersion(const CommonFlags& common);
 

@@ -17,6 +17,7 @@
 #include "cli/output.h"
 #include "crypto/key_file.h"
 #include "engine/backup.h"
+#include "engine/image_file.h"
 #include "engine/repository.h"
 #include "engine/restore.h"
 #include "engine/verify.h"
@@ -243,11 +244,17 @@ int RunDemoSteps(DemoRun& run) {
   if (!original_sha) return FailCommand(original_sha.error());
   auto restored_sha = Sha256OfFile(restored, cancel);
   if (!restored_sha) return FailCommand(restored_sha.error());
-  const bool identical = *original_sha == *restored_sha && *original_sha == second->image_sha256;
+  // The backup's image digest, recomputed from the original file.
+  auto original_digest = engine::DigestImageFile(image, second->chunk_size, run.common.threads);
+  if (!original_digest) return FailCommand(original_digest.error());
+  const bool identical = *original_sha == *restored_sha && *original_digest == second->image_digest;
   run.say.Say("[6/6] sha256 of %s: %s\n", image.filename().c_str(),
               crypto::DigestHex(*original_sha).c_str());
   run.say.Say("      sha256 of %s: %s\n", restored.filename().c_str(),
               crypto::DigestHex(*restored_sha).c_str());
+  run.say.Say("      image digest of %s: %s (the backup's image_sha256: %s)\n",
+              image.filename().c_str(), crypto::DigestHex(*original_digest).c_str(),
+              crypto::DigestHex(second->image_digest).c_str());
   run.say.Say(
       "\nsummary: image %s; full backup uploaded %s in %s; incremental uploaded %s "
       "(%llu of %llu chunks) in %s\n",

@@ -64,6 +64,11 @@ struct BackupVerifyFlags {
   std::uint64_t seed = 0;
 };
 
+struct ImageDigestFlags {
+  std::string image;
+  std::string chunk_size;  // empty: 4 MiB, the default chunk size
+};
+
 struct DemoFlags {
   std::string dir;  // empty: a new directory under $TMPDIR or /tmp
   std::uint64_t size_mib = 1024;

@@ -104,7 +104,7 @@ nlohmann::json BackupCreatedJson(const repo::Manifest& manifest) {
   nlohmann::json out = {
       {"backup_id", manifest.backup_id},
       {"volume_id", manifest.volume_id},
-      {"image_sha256", crypto::DigestHex(manifest.image_sha256)},
+      {"image_sha256", crypto::DigestHex(manifest.image_digest)},
       {"image_size", manifest.image_size},
       {"chunk_size", manifest.chunk_size},
       {"chunks_total", manifest.chunks.size()},
@@ -121,7 +121,7 @@ nlohmann::json BackupInfoJson(const engine::BackupInfo& info) {
   nlohmann::json out = {
       {"backup_id", info.backup_id},
       {"volume_id", info.volume_id},
-      {"image_sha256", info.image_sha256_hex},
+      {"image_sha256", info.image_digest_hex},
       {"image_size", info.image_size},
       {"chunk_size", info.chunk_size},
       {"chunks_total", repo::ChunkCount(info.image_size, info.chunk_size)},
@@ -138,7 +138,7 @@ nlohmann::json RestoreJson(const repo::Manifest& manifest, const engine::Restore
       {"backup_id", manifest.backup_id},
       {"volume_id", manifest.volume_id},
       {"destination", destination},
-      {"image_sha256", result.image_sha256_hex},
+      {"image_sha256", result.image_digest_hex},
       {"image_size", result.image_size},
       {"bytes_downloaded", result.bytes_downloaded},
       {"chunks_fetched", result.chunks_fetched},
@@ -167,6 +167,8 @@ nlohmann::json VerifyJson(const repo::Manifest& manifest, const engine::VerifyRe
       {"chunks_referenced", report.chunks_referenced},
       {"chunks_checked", report.chunks_checked},
       {"bytes_checked", report.bytes_checked},
+      {"image_digest_checked", report.image_digest_checked},
+      {"image_digest_matches", report.image_digest_matches},
       {"duration_ms", duration_ms},
       {"problems", std::move(problems)},
   };

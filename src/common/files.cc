@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -180,7 +181,21 @@ std::size_t DirectIo::DirectPrefix(const void* buffer, std::size_t size,
 
 Result<std::size_t> DirectIo::Pread(char* buffer, std::size_t size, std::uint64_t offset) const {
   std::size_t done = 0;
-  const std::size_t direct = DirectPrefix(buffer, size, offset);
+  if (direct()) {
+    // What the page cache already holds is copied from it (no disk I/O):
+    // RWF_NOWAIT stops at the first page that is not cached.
+    while (done < size) {
+      iovec iov{buffer + done, size - done};
+      const ssize_t n =
+          ::preadv2(buffered_, &iov, 1, static_cast<off_t>(offset + done), RWF_NOWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) return done;  // end of file
+      if (n < 0) break;         // EAGAIN: not cached; EOPNOTSUPP: no such reads here
+      done += static_cast<std::size_t>(n);
+    }
+    if (done == size) return done;
+  }
+  const std::size_t direct = done + DirectPrefix(buffer + done, size - done, offset + done);
   while (done < direct) {
     const ssize_t n =
         ::pread(direct_, buffer + done, direct - done, static_cast<off_t>(offset + done));

@@ -17,8 +17,10 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "engine/chunk_id_hash.h"
+#include "engine/image_file.h"
 #include "engine/pipeline.h"
 #include "repo/chunk_codec.h"
+#include "repo/image_digest.h"
 #include "repo/layout.h"
 
 namespace kindling::engine {
@@ -32,35 +34,6 @@ std::uint64_t NowUnixMs() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count());
-}
-
-struct ImageFile {
-  UniqueFd fd;
-  UniqueFd direct;  // O_DIRECT; invalid when the filesystem has none
-  std::uint64_t size = 0;
-  struct stat st {};
-};
-
-Result<ImageFile> OpenImage(const std::filesystem::path& path) {
-  ImageFile image;
-  image.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!image.fd.valid()) {
-    if (errno == ENOENT) return NotFound("image not found: " + path.string());
-    return ErrnoError("open image " + path.string(), errno);
-  }
-  if (::fstat(image.fd.get(), &image.st) != 0)
-    return ErrnoError("stat image " + path.string(), errno);
-  if (S_ISREG(image.st.st_mode)) {
-    image.size = static_cast<std::uint64_t>(image.st.st_size);
-  } else if (S_ISBLK(image.st.st_mode)) {
-    if (::ioctl(image.fd.get(), BLKGETSIZE64, &image.size) != 0)
-      return ErrnoError("size of block device " + path.string(), errno);
-  } else {
-    return InvalidArgument("image is not a regular file or block device: " + path.string());
-  }
-  ::posix_fadvise(image.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  image.direct = OpenDirect(path, O_RDONLY);
-  return image;
 }
 
 // Asks the kernel to start reading the data extents of the next `window`
@@ -147,14 +120,6 @@ struct WorkItem {
   BufferPool::Handle buffer;
 };
 
-// The whole-image digest's input, in image order: a data chunk's buffer, or
-// `zeros` bytes of hole.
-struct DigestItem {
-  BufferPool::Handle buffer;
-  std::size_t length = 0;
-  std::uint64_t zeros = 0;
-};
-
 Status ValidateOptions(const BackupOptions& o, std::uint32_t chunk_size) {
   if (!IsSafeKeyComponent(o.volume_id))
     return InvalidArgument("volume id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.volume_id +
@@ -211,20 +176,21 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   std::uint64_t bytes_read = 0;
   std::uint64_t bytes_data = 0;
 
-  // Three stages overlap: this thread reads the image (holes are skipped and
-  // zero-filled, never read); a digest thread hashes the whole image in order
-  // (the one serial step, so it gets nothing else to do); the workers hash,
-  // compress, encrypt and upload data chunks in any order. Buffers circulate:
-  // at most threads + 4 chunks are in memory, whatever the image size.
+  // Two stages overlap: this thread reads the image (holes are skipped, never
+  // read); the workers hash, compress, encrypt and upload data chunks in any
+  // order. The image digest is assembled from the chunk digests the workers
+  // compute anyway (for the ids), so no step runs serially over the whole
+  // image. Buffers circulate: at most threads + 4 chunks are in memory,
+  // whatever the image size.
   BufferPool pool(static_cast<std::size_t>(threads) + 4, chunk_size);
   BoundedQueue<WorkItem> work(static_cast<std::size_t>(threads));
-  // Hole items hold no buffer; the capacity only bounds how far the reader
-  // runs ahead through holes.
-  BoundedQueue<DigestItem> digest_queue(1024);
+  repo::ImageDigest image_digest(m.image_size, chunk_size);
 
   auto process = [&](repo::ChunkCodec& codec, std::string& object, const WorkItem& item) -> Status {
     const std::string_view plain(item.buffer->data(), item.length);
-    const ChunkId id = codec.Id(plain);
+    const crypto::Digest plain_sha256 = crypto::Sha256Of(plain);
+    image_digest.SetChunk(item.index, plain_sha256);
+    const ChunkId id = codec.IdOf(plain_sha256);
     ChunkRef& ref = m.chunks[item.index];
     ref.is_hole = false;
     ref.id = id;
@@ -256,15 +222,6 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
 
   {
     ProgressTicker ticker(o.progress, counters, "backup", m.image_size, chunk_count);
-    crypto::Sha256 image_digest;
-    std::thread digest_thread([&] {
-      while (auto item = digest_queue.Pop()) {
-        if (item->buffer)
-          image_digest.Update(item->buffer->data(), item->length);
-        else
-          image_digest.UpdateZeros(item->zeros);
-      }
-    });
     WorkerGroup workers(threads, [&](int) {
       repo::ChunkCodec codec(repository.keys(), o.zstd_level);
       std::string object;
@@ -283,9 +240,9 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
 
     auto hole = [&](std::size_t i, std::size_t length) {
       m.chunks[i].is_hole = true;
+      image_digest.SetZeroChunk(i);
       counters.bytes_done.fetch_add(length, std::memory_order_relaxed);
       counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
-      return digest_queue.Push(DigestItem{nullptr, 0, length});
     };
     // Direct reads (when the filesystem has them) skip the page cache: no
     // kernel copy, and a backup does not evict everything else cached.
@@ -302,7 +259,7 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
         break;
       }
       if (*is_hole) {
-        if (!hole(i, length)) break;
+        hole(i, length);
         continue;
       }
       BufferPool::Handle buffer = pool.Acquire();
@@ -315,19 +272,16 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
       }
       bytes_read += *got;
       if (IsAllZero(buffer->data(), length)) {
-        if (!hole(i, length)) break;
+        hole(i, length);
         continue;
       }
       bytes_data += length;
-      if (!digest_queue.Push(DigestItem{buffer, length, 0})) break;
       if (!work.Push(WorkItem{i, length, std::move(buffer)})) break;
     }
     work.Close();
-    digest_queue.Close();
     workers.Join();
-    digest_thread.join();
-    m.image_sha256 = image_digest.Finish();
     if (error.failed()) return std::unexpected(error.Take());
+    m.image_digest = image_digest.Finish();
     ticker.Finish();
   }
 

@@ -9,7 +9,7 @@
 namespace kindling::engine {
 
 struct Progress {
-  std::string_view phase;         // "scan", "backup", "commit", "restore", "digest", "verify", "done"
+  std::string_view phase;  // "scan", "backup", "commit", "restore", "verify", "done"
   // Image bytes processed (holes count as processed); verify counts the
   // plaintext bytes of the chunks it checks, so both end at bytes_total.
   std::uint64_t bytes_done = 0;

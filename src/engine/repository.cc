@@ -14,7 +14,7 @@ BackupInfo InfoOf(const repo::Manifest& m) {
   info.image_size = m.image_size;
   info.chunk_size = m.chunk_size;
   info.created_unix_ms = m.created_unix_ms;
-  info.image_sha256_hex = crypto::DigestHex(m.image_sha256);
+  info.image_digest_hex = crypto::DigestHex(m.image_digest);
   info.stats = m.stats;
   return info;
 }
@@ -24,7 +24,8 @@ Result<Repository> Repository::Init(storage::ObjectStore& store, const crypto::K
   if (default_chunk_size < repo::kMinChunkSize || default_chunk_size > repo::kMaxChunkSize ||
       default_chunk_size % 4096 != 0)
     return InvalidArgument("chunk size must be a multiple of 4096 between 64 KiB and 64 MiB");
-  KINDLING_ASSIGN_OR_RETURN(repo::DataKeys keys, repo::InitStoreKeys(store, key_file_key, default_chunk_size));
+  KINDLING_ASSIGN_OR_RETURN(repo::DataKeys keys,
+                            repo::InitStoreKeys(store, key_file_key, default_chunk_size));
   return Repository(store, std::move(keys));
 }
 
@@ -48,7 +49,8 @@ Result<repo::Manifest> Repository::LoadManifest(std::string_view volume_id,
 
 Result<std::vector<BackupInfo>> Repository::ListBackups(
     std::optional<std::string_view> volume_id) const {
-  const std::string prefix = volume_id ? repo::VolumeBackupsPrefix(*volume_id) : std::string(repo::kVolumesPrefix);
+  const std::string prefix =
+      volume_id ? repo::VolumeBackupsPrefix(*volume_id) : std::string(repo::kVolumesPrefix);
   KINDLING_ASSIGN_OR_RETURN(auto objects, store_->List(prefix));
   std::vector<BackupInfo> out;
   for (const auto& object : objects) {
@@ -75,7 +77,8 @@ Result<repo::Manifest> Repository::FindBackup(std::string_view backup_id) const 
                              found->volume_id + " and " + name->volume_id + "; name the volume");
     found = std::move(name);
   }
-  if (!found) return NotFound("backup " + std::string(backup_id) + " not found in " + store_->Describe());
+  if (!found)
+    return NotFound("backup " + std::string(backup_id) + " not found in " + store_->Describe());
   return LoadManifest(found->volume_id, found->backup_id);
 }
 

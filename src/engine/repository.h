@@ -21,7 +21,7 @@ struct BackupInfo {
   std::uint64_t image_size = 0;
   std::uint32_t chunk_size = 0;
   std::uint64_t created_unix_ms = 0;
-  std::string image_sha256_hex;
+  std::string image_digest_hex;  // repo/image_digest.h ("image_sha256" in outputs)
   repo::BackupStats stats;
 };
 

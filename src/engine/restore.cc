@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <map>
 #include <mutex>
 #include <span>
 #include <string>
@@ -20,6 +19,7 @@
 #include "engine/chunk_id_hash.h"
 #include "engine/pipeline.h"
 #include "repo/chunk_codec.h"
+#include "repo/image_digest.h"
 
 namespace kindling::engine {
 namespace {
@@ -73,36 +73,6 @@ class TempFile {
   bool committed_ = false;
 };
 
-// Decoded chunks handed from the fetch workers to the digest, by the slot
-// that first holds them. Thread-safe.
-class ReadySlots {
- public:
-  void Put(std::size_t index, BufferPool::Handle buffer) {
-    std::lock_guard lock(mu_);
-    ready_.emplace(index, std::move(buffer));
-    cv_.notify_all();
-  }
-  // Waits until `index` is put or `stop()` says to give up (null).
-  template <typename StopFn>
-  BufferPool::Handle Take(std::size_t index, StopFn stop) {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      if (auto it = ready_.find(index); it != ready_.end()) {
-        BufferPool::Handle buffer = std::move(it->second);
-        ready_.erase(it);
-        return buffer;
-      }
-      if (stop()) return nullptr;
-      cv_.wait_for(lock, std::chrono::milliseconds(50));
-    }
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::size_t, BufferPool::Handle> ready_;
-};
-
 Status CheckDestination(const RestoreOptions& o) {
   if (o.destination.empty()) return InvalidArgument("restore destination is empty");
   if (o.threads < 0 || o.threads > 256) return InvalidArgument("threads must be 0-256");
@@ -154,23 +124,16 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     return ErrnoError("size " + temp.path().string(), errno);
 
   const std::vector<Fetch> fetches = PlanFetches(m);
-  // first_slot[i]: slot i is the first slot of its chunk (the one the digest
-  // gets the decoded buffer for); later slots of a repeated chunk are read
-  // back from the temp file, which holds them by then.
-  std::vector<std::uint8_t> first_slot(m.chunks.size(), 0);
-  for (const Fetch& f : fetches) first_slot[f.indexes.front()] = 1;
-
-  // Workers take fetches in image order and hand the plaintext to the digest,
-  // which consumes it in image order: the pool (threads + 4 buffers) is the
-  // reorder window, so memory stays bounded whatever the image size. A worker
-  // takes its buffer before it claims a fetch, so the lowest fetch not yet
-  // digested always has a buffer and the window cannot deadlock.
-  BufferPool pool(static_cast<std::size_t>(threads) + 4, m.chunk_size);
+  // Each worker fetches distinct chunks (in image order, so the file fills
+  // front to back), checks, decodes and writes them to every slot that holds
+  // them, and records their digests; holes need nothing. The image digest is
+  // assembled from those chunk digests, so it costs no pass of its own.
+  // Memory: one chunk buffer per worker, whatever the image size.
+  repo::ImageDigest image_digest(m.image_size, m.chunk_size);
   // Chunks are written with O_DIRECT where the filesystem allows it: no copy
   // into the page cache, and the final fsync has no dirty pages to flush.
   const UniqueFd direct = OpenDirect(temp.path(), O_WRONLY);
   const DirectIo io(fd.get(), direct.get());
-  ReadySlots ready;
   FirstError error;
   ProgressCounters counters;
   std::atomic<std::size_t> next_fetch{0};
@@ -180,6 +143,7 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
   std::uint64_t hole_chunks = 0;
   for (std::size_t i = 0; i < m.chunks.size(); ++i) {
     if (!m.chunks[i].is_hole) continue;
+    image_digest.SetZeroChunk(i);
     hole_bytes += m.ChunkLength(i);
     ++hole_chunks;
   }
@@ -198,10 +162,13 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     }
     bytes_downloaded.fetch_add(object->size(), std::memory_order_relaxed);
     counters.bytes_transferred.fetch_add(object->size(), std::memory_order_relaxed);
-    auto size = codec.DecodeInto(*object, f.id, std::span<char>(plain.data(), plain.capacity()));
+    crypto::Digest plain_sha256{};
+    auto size = codec.DecodeInto(*object, f.id, std::span<char>(plain.data(), plain.capacity()),
+                                 &plain_sha256);
     if (!size) return std::unexpected(size.error().WithContext(key));
     plain.resize(*size);
     for (std::size_t index : f.indexes) {
+      image_digest.SetChunk(index, plain_sha256);
       const std::uint64_t offset = m.ChunkOffset(index);
       if (plain.size() != m.ChunkLength(index))
         return Corruption("chunk " + crypto::DigestHex(f.id) + " has " +
@@ -228,55 +195,25 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     ProgressTicker ticker(o.progress, counters, "restore", m.image_size, m.chunks.size());
     WorkerGroup workers(threads, [&](int) {
       repo::ChunkCodec codec(repository.keys(), 1);
+      AlignedBuffer plain(m.chunk_size);
       while (!error.CheckCancel(o.cancel)) {
-        BufferPool::Handle plain = pool.Acquire();
-        if (!plain) break;
         const std::size_t n = next_fetch.fetch_add(1, std::memory_order_relaxed);
         if (n >= fetches.size()) break;
-        if (auto st = fetch_one(codec, *plain, fetches[n]); !st) {
+        if (auto st = fetch_one(codec, plain, fetches[n]); !st) {
           error.Set(st.error());
           break;
         }
-        ready.Put(fetches[n].indexes.front(), std::move(plain));
       }
     });
-
-    // The digest runs here, over the decoded plaintext in image order (holes
-    // as zeros), concurrently with the fetches.
-    crypto::Sha256 sha;
-    std::string readback;
-    for (std::size_t i = 0; i < m.chunks.size(); ++i) {
-      const std::uint64_t length = m.ChunkLength(i);
-      if (m.chunks[i].is_hole) {
-        sha.UpdateZeros(length);
-        continue;
-      }
-      if (error.CheckCancel(o.cancel)) break;
-      if (first_slot[i]) {
-        BufferPool::Handle plain = ready.Take(i, [&] { return error.CheckCancel(o.cancel); });
-        if (!plain) break;
-        sha.Update(plain->data(), plain->size());
-        continue;
-      }
-      readback.resize(length);
-      auto got = PreadFull(fd.get(), readback.data(), length, m.ChunkOffset(i));
-      if (!got || *got != length) {
-        error.Set(got ? Error(ErrorKind::kIo, "short read of " + temp.path().string())
-                      : got.error().WithContext("read back " + temp.path().string()));
-        break;
-      }
-      sha.Update(readback.data(), length);
-    }
-    if (error.failed()) pool.Close();  // unblocks workers waiting for a buffer
     workers.Join();
     if (error.failed()) return std::unexpected(error.Take());
-    digest = sha.Finish();
+    digest = image_digest.Finish();
     ticker.Finish();
   }
 
-  if (digest != m.image_sha256)
+  if (digest != m.image_digest)
     return Corruption("restored image digest " + crypto::DigestHex(digest) +
-                      " does not match the backup's " + crypto::DigestHex(m.image_sha256));
+                      " does not match the backup's " + crypto::DigestHex(m.image_digest));
   if (o.cancel != nullptr && o.cancel->load()) return Cancelled();
   if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + temp.path().string(), errno);
   const unsigned flags = o.overwrite ? 0 : RENAME_NOREPLACE;
@@ -289,7 +226,7 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
   result.image_size = m.image_size;
   result.bytes_downloaded = bytes_downloaded.load();
   result.chunks_fetched = fetches.size();
-  result.image_sha256_hex = crypto::DigestHex(digest);
+  result.image_digest_hex = crypto::DigestHex(digest);
   return result;
 }
 

@@ -32,7 +32,7 @@ struct RestoreResult {
   std::uint64_t image_size = 0;
   std::uint64_t bytes_downloaded = 0;
   std::uint64_t chunks_fetched = 0;
-  std::string image_sha256_hex;
+  std::string image_digest_hex;  // repo/image_digest.h ("image_sha256" in outputs)
 };
 
 [[nodiscard]] Result<RestoreResult> RestoreBackup(const Repository& repository,

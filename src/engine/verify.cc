@@ -10,14 +10,18 @@
 #include "engine/chunk_id_hash.h"
 #include "engine/pipeline.h"
 #include "repo/chunk_codec.h"
+#include "repo/image_digest.h"
 
 namespace kindling::engine {
 
 std::string_view ProblemKindName(ChunkProblem::Kind kind) {
   switch (kind) {
-    case ChunkProblem::Kind::kMissing: return "missing";
-    case ChunkProblem::Kind::kCorrupt: return "corrupt";
-    case ChunkProblem::Kind::kUnreadable: return "unreadable";
+    case ChunkProblem::Kind::kMissing:
+      return "missing";
+    case ChunkProblem::Kind::kCorrupt:
+      return "corrupt";
+    case ChunkProblem::Kind::kUnreadable:
+      return "unreadable";
   }
   return "unknown";
 }
@@ -35,7 +39,8 @@ std::vector<Target> DistinctChunks(const repo::Manifest& m) {
   std::unordered_map<repo::ChunkId, bool, ChunkIdHash> seen;
   for (std::size_t i = 0; i < m.chunks.size(); ++i) {
     const auto& c = m.chunks[i];
-    if (!c.is_hole && seen.emplace(c.id, true).second) targets.push_back({c.id, m.ChunkOffset(i), m.ChunkLength(i)});
+    if (!c.is_hole && seen.emplace(c.id, true).second)
+      targets.push_back({c.id, m.ChunkOffset(i), m.ChunkLength(i)});
   }
   return targets;
 }
@@ -55,9 +60,11 @@ Result<VerifyReport> VerifyBackup(const Repository& repository, const repo::Mani
   if (o.sample_fraction < 1.0) {
     std::mt19937_64 rng(o.seed != 0 ? o.seed : std::random_device{}());
     std::shuffle(targets.begin(), targets.end(), rng);
-    const auto keep = static_cast<std::size_t>(std::ceil(o.sample_fraction * static_cast<double>(targets.size())));
+    const auto keep = static_cast<std::size_t>(
+        std::ceil(o.sample_fraction * static_cast<double>(targets.size())));
     targets.resize(std::min(keep, targets.size()));
-    std::sort(targets.begin(), targets.end(), [](const Target& a, const Target& b) { return a.offset < b.offset; });
+    std::sort(targets.begin(), targets.end(),
+              [](const Target& a, const Target& b) { return a.offset < b.offset; });
   }
 
   // Progress counts the plaintext bytes of the chunks to check.
@@ -68,6 +75,8 @@ Result<VerifyReport> VerifyBackup(const Repository& repository, const repo::Mani
   ProgressCounters counters;
   std::mutex mu;
   std::atomic<std::size_t> next{0};
+  // Chunk digests by distinct chunk (targets' order), for the image digest.
+  std::vector<crypto::Digest> chunk_sha256(targets.size());
   {
     ProgressTicker ticker(o.progress, counters, "verify", bytes_total, targets.size());
     WorkerGroup workers(threads, [&](int) {
@@ -83,12 +92,13 @@ Result<VerifyReport> VerifyBackup(const Repository& repository, const repo::Mani
         if (!object) {
           const auto kind = object.error().is_not_found() ? ChunkProblem::Kind::kMissing
                                                           : ChunkProblem::Kind::kUnreadable;
-          problem = ChunkProblem{kind, crypto::DigestHex(t.id), key, t.offset, object.error().message()};
+          problem =
+              ChunkProblem{kind, crypto::DigestHex(t.id), key, t.offset, object.error().message()};
         } else {
           counters.bytes_transferred.fetch_add(object->size(), std::memory_order_relaxed);
-          if (auto st = codec.Decode(*object, t.id, plain); !st)
-            problem = ChunkProblem{ChunkProblem::Kind::kCorrupt, crypto::DigestHex(t.id), key, t.offset,
-                                   st.error().message()};
+          if (auto st = codec.Decode(*object, t.id, plain, &chunk_sha256[n]); !st)
+            problem = ChunkProblem{ChunkProblem::Kind::kCorrupt, crypto::DigestHex(t.id), key,
+                                   t.offset, st.error().message()};
         }
         counters.bytes_done.fetch_add(t.length, std::memory_order_relaxed);
         counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
@@ -103,6 +113,19 @@ Result<VerifyReport> VerifyBackup(const Repository& repository, const repo::Mani
     ticker.Finish();
   }
   report.chunks_checked = targets.size();
+  if (report.problems.empty() && targets.size() == report.chunks_referenced) {
+    std::unordered_map<repo::ChunkId, std::size_t, ChunkIdHash> by_id;
+    for (std::size_t n = 0; n < targets.size(); ++n) by_id.emplace(targets[n].id, n);
+    repo::ImageDigest image_digest(m.image_size, m.chunk_size);
+    for (std::size_t i = 0; i < m.chunks.size(); ++i) {
+      if (m.chunks[i].is_hole)
+        image_digest.SetZeroChunk(i);
+      else
+        image_digest.SetChunk(i, chunk_sha256[by_id.at(m.chunks[i].id)]);
+    }
+    report.image_digest_checked = true;
+    report.image_digest_matches = image_digest.Finish() == m.image_digest;
+  }
   report.bytes_checked = counters.bytes_transferred.load();
   std::sort(report.problems.begin(), report.problems.end(),
             [](const ChunkProblem& a, const ChunkProblem& b) { return a.offset < b.offset; });

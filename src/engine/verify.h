@@ -1,6 +1,8 @@
 // Verify: fetches the chunks a backup references (all, or a random sample),
 // authenticates and re-hashes each one, and reports every missing or corrupt
-// chunk by id and image offset. Does not stop at the first problem.
+// chunk by id and image offset. Does not stop at the first problem. When every
+// chunk was checked and is sound, it also recomputes the image digest from
+// them and compares it with the manifest's.
 #pragma once
 
 #include <string>
@@ -30,9 +32,11 @@ struct ChunkProblem {
 struct VerifyReport {
   std::uint64_t chunks_referenced = 0;  // distinct data chunks in the manifest
   std::uint64_t chunks_checked = 0;
-  std::uint64_t bytes_checked = 0;      // stored bytes fetched
+  std::uint64_t bytes_checked = 0;  // stored bytes fetched
   std::vector<ChunkProblem> problems;
-  bool ok() const { return problems.empty(); }
+  bool image_digest_checked = false;  // every chunk sound, digest recomputed
+  bool image_digest_matches = false;  // meaningful when image_digest_checked
+  bool ok() const { return problems.empty() && (!image_digest_checked || image_digest_matches); }
 };
 
 std::string_view ProblemKindName(ChunkProblem::Kind kind);

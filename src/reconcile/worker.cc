@@ -420,6 +420,16 @@ void Worker::Execute(const db::Operation& op) {
       }
       lock.lock();
     }
+    // The last report (the final figures of a step, or all there is of a
+    // step shorter than progress_interval) is written before the operation
+    // completes; a lost lease makes this a no-op.
+    std::string last = std::exchange(run.progress_json, std::string());
+    lock.unlock();
+    if (!last.empty() && !run.lease_lost) {
+      (void)db_.Transact([&](db::Tx& tx) {
+        return db::UpdateProgress(tx, run.operation_id, instance_id_, last);
+      });
+    }
   });
 
   spdlog::info("worker: running {} {} on volume {} (attempt {})", db::Name(op.kind), op.id,
@@ -519,7 +529,7 @@ Result<std::string> Worker::ExecuteBackupPhase(Running& run, const db::Operation
   }
   if (!created) return std::unexpected(created.error());
   const repo::Manifest& m = *created;
-  const std::string digest = crypto::DigestHex(m.image_sha256);
+  const std::string digest = crypto::DigestHex(m.image_digest);
   json metadata = {{"image_sha256", digest},
                    {"stored_bytes", m.stats.bytes_uploaded},
                    {"referenced_bytes", m.stats.bytes_referenced},
@@ -610,7 +620,7 @@ Status Worker::ExecuteRestorePhase(Running& run, const db::Operation& op, const 
                        {"size_bytes", restored.image_size},
                        {"downloaded_bytes", restored.bytes_downloaded},
                        {"chunks_fetched", restored.chunks_fetched},
-                       {"image_sha256", restored.image_sha256_hex},
+                       {"image_sha256", restored.image_digest_hex},
                        {"previous_server_id", volume.server_id.value_or("")},
                        {"server_id", options_.server_id}};
   run.StopKeeper();

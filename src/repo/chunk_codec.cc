@@ -25,8 +25,9 @@ ChunkCodec::ChunkCodec(const DataKeys& keys, int zstd_level)
 
 ChunkCodec::~ChunkCodec() = default;
 
-ChunkId ChunkCodec::Id(std::string_view plaintext) const {
-  return crypto::HmacSha256(crypto::KeyBytes(keys_.chunk_id_key), plaintext);
+ChunkId ChunkCodec::IdOf(const crypto::Digest& plain_sha256) const {
+  return crypto::HmacSha256(crypto::KeyBytes(keys_.chunk_id_key),
+                            crypto::DigestBytes(plain_sha256));
 }
 
 namespace {
@@ -64,7 +65,16 @@ Result<EnvelopeHeader> ChunkCodec::Open(std::string_view object, const ChunkId& 
   return header;
 }
 
-Status ChunkCodec::Decode(std::string_view object, const ChunkId& id, std::string& plaintext) {
+Status ChunkCodec::CheckId(std::string_view plaintext, const ChunkId& id,
+                           crypto::Digest* plain_sha256) const {
+  const crypto::Digest sha = crypto::Sha256Of(plaintext);
+  if (IdOf(sha) != id) return CorruptChunk(id, "content does not match its id");
+  if (plain_sha256 != nullptr) *plain_sha256 = sha;
+  return OkStatus();
+}
+
+Status ChunkCodec::Decode(std::string_view object, const ChunkId& id, std::string& plaintext,
+                          crypto::Digest* plain_sha256) {
   KINDLING_ASSIGN_OR_RETURN(EnvelopeHeader header, Open(object, id));
   if (header.codec == Codec::kZstd) {
     plaintext.resize(header.plain_size);
@@ -75,12 +85,11 @@ Status ChunkCodec::Decode(std::string_view object, const ChunkId& id, std::strin
   } else {
     plaintext.swap(scratch_);
   }
-  if (Id(plaintext) != id) return CorruptChunk(id, "content does not match its id");
-  return OkStatus();
+  return CheckId(plaintext, id, plain_sha256);
 }
 
 Result<std::size_t> ChunkCodec::DecodeInto(std::string_view object, const ChunkId& id,
-                                           std::span<char> out) {
+                                           std::span<char> out, crypto::Digest* plain_sha256) {
   KINDLING_ASSIGN_OR_RETURN(EnvelopeHeader header, Open(object, id));
   if (header.plain_size > out.size()) return CorruptChunk(id, "larger than its slot");
   if (header.codec == Codec::kZstd) {
@@ -91,8 +100,8 @@ Result<std::size_t> ChunkCodec::DecodeInto(std::string_view object, const ChunkI
   } else {
     std::memcpy(out.data(), scratch_.data(), header.plain_size);
   }
-  if (Id(std::string_view(out.data(), header.plain_size)) != id)
-    return CorruptChunk(id, "content does not match its id");
+  KINDLING_RETURN_IF_ERROR(
+      CheckId(std::string_view(out.data(), header.plain_size), id, plain_sha256));
   return std::size_t{header.plain_size};
 }
 

@@ -12,7 +12,7 @@
 namespace kindling::repo {
 namespace {
 
-constexpr std::uint32_t kManifestPayloadVersion = 1;
+constexpr std::uint32_t kManifestPayloadVersion = 2;
 constexpr std::uint8_t kKindHole = 0;
 constexpr std::uint8_t kKindData = 1;
 // A manifest for a 16 TiB image at the smallest chunk size stays below this.
@@ -43,10 +43,10 @@ std::string EncodeManifest(const DataKeys& keys, const Manifest& m) {
   w.U64(m.image_size);
   w.U32(m.chunk_size);
   w.U64(m.created_unix_ms);
-  w.Raw(crypto::DigestBytes(m.image_sha256));
+  w.Raw(crypto::DigestBytes(m.image_digest));
   const BackupStats& s = m.stats;
-  for (std::uint64_t v : {s.chunks_data, s.chunks_hole, s.chunks_uploaded, s.bytes_read, s.bytes_data,
-                          s.bytes_uploaded, s.bytes_referenced, s.duration_ms})
+  for (std::uint64_t v : {s.chunks_data, s.chunks_hole, s.chunks_uploaded, s.bytes_read,
+                          s.bytes_data, s.bytes_uploaded, s.bytes_referenced, s.duration_ms})
     w.U64(v);
   w.U64(m.chunks.size());
   for (const ChunkRef& c : m.chunks) {
@@ -57,7 +57,8 @@ std::string EncodeManifest(const DataKeys& keys, const Manifest& m) {
     }
   }
   std::string compressed(ZSTD_compressBound(payload.size()), '\0');
-  const std::size_t n = ZSTD_compress(compressed.data(), compressed.size(), payload.data(), payload.size(), 3);
+  const std::size_t n =
+      ZSTD_compress(compressed.data(), compressed.size(), payload.data(), payload.size(), 3);
   compressed.resize(ZSTD_isError(n) ? 0 : n);
   std::string object;
   // Manifests above 4 GiB of payload cannot be described by the u32 header
@@ -75,9 +76,11 @@ Result<Manifest> DecodeManifest(const DataKeys& keys, std::string_view object,
     return Corruption("manifest " + key + " is corrupt: " + std::string(why));
   };
   std::string body;
-  auto header = OpenEnvelope(keys.data_key, object, ObjectType::kManifest, Context(volume_id, backup_id), body);
+  auto header = OpenEnvelope(keys.data_key, object, ObjectType::kManifest,
+                             Context(volume_id, backup_id), body);
   if (!header) return fail(header.error().message());
-  if (header->codec != Codec::kZstd || header->plain_size > kMaxManifestPayload) return fail("bad header");
+  if (header->codec != Codec::kZstd || header->plain_size > kMaxManifestPayload)
+    return fail("bad header");
   std::string payload(header->plain_size, '\0');
   const std::size_t n = ZSTD_decompress(payload.data(), payload.size(), body.data(), body.size());
   if (ZSTD_isError(n) || n != payload.size()) return fail("payload does not decompress");
@@ -91,8 +94,11 @@ Result<Manifest> DecodeManifest(const DataKeys& keys, std::string_view object,
   auto chunk_size = r.U32();
   auto created = r.U64();
   auto digest = r.Raw(32);
-  if (!version || *version != kManifestPayloadVersion || !vid || !bid || !image_size || !chunk_size ||
-      !created || !digest)
+  if (version && *version != kManifestPayloadVersion)
+    return fail("payload version " + std::to_string(*version) +
+                " is not supported (this build reads " + std::to_string(kManifestPayloadVersion) +
+                ")");
+  if (!version || !vid || !bid || !image_size || !chunk_size || !created || !digest)
     return fail("truncated header fields");
   if (*vid != volume_id || *bid != backup_id) return fail("ids do not match the key");
   if (*chunk_size < kMinChunkSize || *chunk_size > kMaxChunkSize) return fail("bad chunk size");
@@ -101,9 +107,10 @@ Result<Manifest> DecodeManifest(const DataKeys& keys, std::string_view object,
   m.image_size = *image_size;
   m.chunk_size = *chunk_size;
   m.created_unix_ms = *created;
-  std::memcpy(m.image_sha256.data(), digest->data(), 32);
-  std::uint64_t* stats[] = {&m.stats.chunks_data, &m.stats.chunks_hole, &m.stats.chunks_uploaded,
-                            &m.stats.bytes_read, &m.stats.bytes_data, &m.stats.bytes_uploaded,
+  std::memcpy(m.image_digest.data(), digest->data(), 32);
+  std::uint64_t* stats[] = {&m.stats.chunks_data,      &m.stats.chunks_hole,
+                            &m.stats.chunks_uploaded,  &m.stats.bytes_read,
+                            &m.stats.bytes_data,       &m.stats.bytes_uploaded,
                             &m.stats.bytes_referenced, &m.stats.duration_ms};
   for (std::uint64_t* field : stats) {
     auto v = r.U64();
@@ -111,7 +118,8 @@ Result<Manifest> DecodeManifest(const DataKeys& keys, std::string_view object,
     *field = *v;
   }
   auto count = r.U64();
-  if (!count || *count != ChunkCount(m.image_size, m.chunk_size)) return fail("chunk count mismatch");
+  if (!count || *count != ChunkCount(m.image_size, m.chunk_size))
+    return fail("chunk count mismatch");
   if (*count > r.remaining()) return fail("chunk table truncated");
   m.chunks.resize(*count);
   for (ChunkRef& c : m.chunks) {

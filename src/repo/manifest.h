@@ -6,10 +6,11 @@
 // envelope(type manifest, context = "manifest:" + key) around the zstd-
 // compressed payload below (all integers little-endian):
 //
-//   u32 payload version (1)
+//   u32 payload version (2; version 1 recorded SHA-256 over the image's bytes
+//       and derived chunk ids from the plaintext: not readable any more)
 //   u16+bytes volume_id, u16+bytes backup_id
 //   u64 image_size, u32 chunk_size, u64 created_unix_ms
-//   32  SHA-256 of the whole image (holes read as zeros)
+//   32  image digest (repo/image_digest.h)
 //   u64 x 8 statistics (see BackupStats, in declaration order)
 //   u64 chunk count = ceil(image_size / chunk_size)
 //   per chunk: u8 kind (0 = hole or all zeros, 1 = data); for data also
@@ -51,7 +52,7 @@ struct Manifest {
   std::uint64_t image_size = 0;
   std::uint32_t chunk_size = 0;
   std::uint64_t created_unix_ms = 0;
-  crypto::Digest image_sha256{};
+  crypto::Digest image_digest{};  // repo/image_digest.h
   BackupStats stats;
   std::vector<ChunkRef> chunks;
 

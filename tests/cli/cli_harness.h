@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "cli/demo_image.h"
+#include "cli/flags.h"
 #include "crypto/sha256.h"
 #include "testutil/temp_dir.h"
 
@@ -299,14 +300,15 @@ class CliTest : public ::testing::Test {
   void ExpectRoundTrip(const fs::path& image, const std::string& volume) {
     SCOPED_TRACE(image.filename().string());
     const std::string sha = FileSha256(image);
+    const std::string digest = Digest(image);
     const auto created = Create(volume, image);
     ASSERT_TRUE(created.is_object());
-    EXPECT_EQ(created["image_sha256"], sha);
+    EXPECT_EQ(created["image_sha256"], digest);
     EXPECT_EQ(created["image_size"], fs::file_size(image));
     const fs::path restored = Path(image.filename().string() + ".restored");
     const auto result = Restore(created["backup_id"], restored);
     ASSERT_TRUE(result.is_object());
-    EXPECT_EQ(result["image_sha256"], sha);
+    EXPECT_EQ(result["image_sha256"], digest);
     EXPECT_EQ(fs::file_size(restored), fs::file_size(image));
     EXPECT_EQ(FileSha256(restored), sha);
     const auto verified = Verify(created["backup_id"]);
@@ -316,7 +318,14 @@ class CliTest : public ::testing::Test {
 
   // The following expect success and return the --json result.
   nlohmann::json Init(const std::string& chunk_size = "65536") {
-    return Expect(Run({"store", "init", "--json", "--chunk-size", chunk_size}), 0);
+    nlohmann::json result = Expect(Run({"store", "init", "--json", "--chunk-size", chunk_size}), 0);
+    if (auto parsed = cli::ParseChunkSize(chunk_size)) chunk_size_ = *parsed;
+    return result;
+  }
+  // The image digest (image_sha256) a backup into the Init'ed store records
+  // for `image`, computed independently of the engine.
+  std::string Digest(const fs::path& image) const {
+    return testutil::ImageDigestOfFile(image, chunk_size_);
   }
   nlohmann::json Create(const std::string& volume, const fs::path& image,
                         std::vector<std::string> extra = {}) {
@@ -355,6 +364,7 @@ class CliTest : public ::testing::Test {
   fs::path store_dir_;
   fs::path key_file_;
   std::vector<std::string> store_args_;
+  std::uint32_t chunk_size_ = 4u << 20;  // the engine's default until Init
   Env env_;
 };
 

@@ -24,7 +24,7 @@ TEST_F(CliRoundTripTest, InitCreateListRestoreVerify) {
   const auto created = Create("vol-1", image, {"--backup-id", "first"});
   EXPECT_EQ(created["backup_id"], "first");
   EXPECT_EQ(created["volume_id"], "vol-1");
-  EXPECT_EQ(created["image_sha256"], FileSha256(image));
+  EXPECT_EQ(created["image_sha256"], Digest(image));
   EXPECT_EQ(created["image_size"], 3 * kChunk + 100);
   EXPECT_EQ(created["chunks_total"], 4);
   EXPECT_EQ(created["chunks_data"].get<int>() + created["chunks_hole"].get<int>(), 4);
@@ -46,8 +46,24 @@ TEST_F(CliRoundTripTest, InitCreateListRestoreVerify) {
   EXPECT_TRUE(restored.contains("bytes_downloaded"));
   EXPECT_EQ(FileSha256(Path("restored.img")), FileSha256(image));
 
+  // An operator checks a restored image against the backup with
+  // `kindling image digest` (same chunk size as the backup).
+  const RunResult digest = RunKindling({"image", "digest", "--image", Path("restored.img").string(),
+                                        "--chunk-size", std::to_string(kChunk), "--json"});
+  ASSERT_EQ(digest.exit_code, 0) << digest.Describe();
+  EXPECT_EQ(digest.Json()["image_sha256"], created["image_sha256"]);
+  const RunResult text = RunKindling(
+      {"image", "digest", "--image", image.string(), "--chunk-size", std::to_string(kChunk)});
+  EXPECT_EQ(text.out, created["image_sha256"].get<std::string>() + "  " + image.string() + "\n");
+  const RunResult missing =
+      RunKindling({"image", "digest", "--image", Path("missing.img").string()});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("missing.img"), std::string::npos) << missing.err;
+
   const auto verified = Verify("first");
   EXPECT_EQ(verified["ok"], true);
+  EXPECT_EQ(verified["image_digest_checked"], true);
+  EXPECT_EQ(verified["image_digest_matches"], true);
   EXPECT_EQ(verified["chunks_checked"], created["chunks_data"]);
   EXPECT_TRUE(verified["problems"].is_array());
 

@@ -68,13 +68,14 @@ TEST_F(CliS3Test, InitCreateListRestoreVerify) {
   WriteAt(image, 0, RandomBytes(10 * kChunk, 31));
   WriteAt(image, 25 * kChunk + 3, RandomBytes(12 * kChunk, 32));
   const std::string sha = FileSha256(image);
+  const std::string digest = Digest(image);
 
   const auto create = Run({"backup", "create"}, {"--volume-id", "vol-s3", "--image", image.string(),
                                                  "--json", "--quiet"});
   ExpectNoSecret(create);
   ASSERT_EQ(create.exit_code, 0) << create.Describe();
   const auto created = create.Json();
-  EXPECT_EQ(created["image_sha256"], sha);
+  EXPECT_EQ(created["image_sha256"], digest);
   EXPECT_GT(created["chunks_uploaded"].get<int>(), 0);
   EXPECT_EQ(created["chunks_uploaded"], created["chunks_data"]);
 
@@ -86,7 +87,7 @@ TEST_F(CliS3Test, InitCreateListRestoreVerify) {
                                                    Path("restored.img").string(), "--json"});
   ExpectNoSecret(restore);
   ASSERT_EQ(restore.exit_code, 0) << restore.Describe();
-  EXPECT_EQ(restore.Json()["image_sha256"], sha);
+  EXPECT_EQ(restore.Json()["image_sha256"], digest);
   EXPECT_EQ(FileSha256(Path("restored.img")), sha);
 
   EXPECT_EQ(Verify(created["backup_id"])["ok"], true);
@@ -174,7 +175,7 @@ TEST_F(CliS3Test, SigkillDuringBackupNeverCorruptsSlow) {
     fs::remove(out);
   }
   const auto last = Create("vol", image, {"--backup-id", "after"});
-  EXPECT_EQ(last["image_sha256"], FileSha256(image));
+  EXPECT_EQ(last["image_sha256"], Digest(image));
 }
 
 class CliS3FaultTest : public S3CliTest {
@@ -192,11 +193,12 @@ TEST_F(CliS3FaultTest, BackupRestoreVerifySurviveTwentyPercentFaults) {
   WriteAt(image, 0, RandomBytes(24 * kChunk, 51));
   WriteAt(image, 40 * kChunk, RandomBytes(20 * kChunk + 5, 52));
   const std::string sha = FileSha256(image);
+  const std::string digest = Digest(image);
 
   const auto created = Create("vol-faulty", image);
-  EXPECT_EQ(created["image_sha256"], sha);
+  EXPECT_EQ(created["image_sha256"], digest);
   const auto restored = Restore(created["backup_id"], Path("restored.img"));
-  EXPECT_EQ(restored["image_sha256"], sha);
+  EXPECT_EQ(restored["image_sha256"], digest);
   EXPECT_EQ(FileSha256(Path("restored.img")), sha);
   EXPECT_EQ(Verify(created["backup_id"])["ok"], true);
   EXPECT_EQ(List()["backups"].size(), 1u);

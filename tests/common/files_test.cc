@@ -443,5 +443,29 @@ TEST_F(FilesTest, DirectIoReadPastEndOfFileIsShort) {
   EXPECT_EQ(std::string_view(buf.data(), *got), std::string(4096 + 123, 'z'));
 }
 
+TEST_F(FilesTest, DirectIoReadsThePartlyCachedFileCorrectly) {
+  // The first half stays in the page cache (read from it), the second half is
+  // dropped from it after fsync (read with O_DIRECT); the bytes must match
+  // whichever path served them.
+  const auto path = dir_ / "half-cached";
+  const std::string content = testutil::RandomData(64 * 4096 + 100, 11);
+  testutil::WriteFile(path, content);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::fsync(fd.get()), 0);
+  ::posix_fadvise(fd.get(), 32 * 4096, 0, POSIX_FADV_DONTNEED);
+  UniqueFd direct = OpenDirect(path, O_RDONLY);
+  const DirectIo io(fd.get(), direct.get());
+  AlignedBuffer buf(content.size() + 4096);
+  for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{4096}, std::uint64_t{16 * 4096}}) {
+    auto got = io.Pread(buf.data(), content.size() - offset, offset);
+    ASSERT_TRUE(got) << got.error().message();
+    EXPECT_EQ(*got, content.size() - offset);
+    EXPECT_EQ(std::string_view(buf.data(), *got), std::string_view(content).substr(offset))
+        << offset;
+    ::posix_fadvise(fd.get(), 32 * 4096, 0, POSIX_FADV_DONTNEED);
+  }
+}
+
 }  // namespace
 }  // namespace kindling

@@ -49,7 +49,7 @@ TEST_F(BackupTest, ManifestDescribesImage) {
   EXPECT_EQ(m.chunk_size, kChunk);
   EXPECT_GE(m.created_unix_ms, before_ms);
   ASSERT_EQ(m.chunks.size(), repo::ChunkCount(m.image_size, kChunk));
-  EXPECT_EQ(crypto::DigestHex(m.image_sha256), FileSha(image));
+  EXPECT_EQ(crypto::DigestHex(m.image_digest), FileDigest(image, m.chunk_size));
 
   // Chunk kinds follow the image layout (see MakeMixedImage).
   const std::set<std::size_t> holes = {2, 3, 4, 8, 10, 11, 13, 14, 15, 16, 17, 20, 21};
@@ -83,7 +83,7 @@ TEST_F(BackupTest, ManifestDescribesImage) {
   // The committed manifest is the one returned.
   auto loaded = repository().LoadManifest(m.volume_id, m.backup_id);
   ASSERT_TRUE(loaded) << loaded.error().message();
-  EXPECT_EQ(loaded->image_sha256, m.image_sha256);
+  EXPECT_EQ(loaded->image_digest, m.image_digest);
   EXPECT_EQ(loaded->created_unix_ms, m.created_unix_ms);
   ASSERT_EQ(loaded->chunks.size(), m.chunks.size());
   for (std::size_t i = 0; i < m.chunks.size(); ++i) EXPECT_EQ(loaded->chunks[i].id, m.chunks[i].id);
@@ -104,7 +104,7 @@ TEST_F(BackupTest, HolesAreNeitherReadNorStored) {
   EXPECT_EQ(m.stats.bytes_data, 10u * kChunk);
   EXPECT_EQ(StoredChunks(), 10u);
   EXPECT_EQ(faults_->calls(StoreOp::kPut) - puts_before, 11) << "10 chunks + 1 manifest";
-  EXPECT_EQ(crypto::DigestHex(m.image_sha256), FileSha(image));
+  EXPECT_EQ(crypto::DigestHex(m.image_digest), FileDigest(image, m.chunk_size));
 }
 
 TEST_F(BackupTest, HolesInsideDataChunksAreNotRead) {
@@ -118,7 +118,7 @@ TEST_F(BackupTest, HolesInsideDataChunksAreNotRead) {
   EXPECT_EQ(m.stats.chunks_data, 2u);
   EXPECT_EQ(m.stats.bytes_read, 4096u + kChunk / 2);
   EXPECT_EQ(m.stats.bytes_data, 2u * kChunk);
-  EXPECT_EQ(crypto::DigestHex(m.image_sha256), FileSha(image));
+  EXPECT_EQ(crypto::DigestHex(m.image_digest), FileDigest(image, m.chunk_size));
   auto r = Restore(m, out_dir() / "r.img");
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(FileSha(out_dir() / "r.img"), FileSha(image));
@@ -132,7 +132,7 @@ TEST_F(BackupTest, AllHoleImageReadsAndStoresNothing) {
   EXPECT_EQ(m.stats.chunks_hole, 65u);
   EXPECT_EQ(m.stats.bytes_uploaded, 0u);
   EXPECT_EQ(StoredChunks(), 0u);
-  EXPECT_EQ(crypto::DigestHex(m.image_sha256), FileSha(image));
+  EXPECT_EQ(crypto::DigestHex(m.image_digest), FileDigest(image, m.chunk_size));
 }
 
 TEST_F(BackupTest, AllZeroImageStoresNothing) {
@@ -149,8 +149,7 @@ TEST_F(BackupTest, EmptyImage) {
   const repo::Manifest m = BackupOrDie(image);
   EXPECT_EQ(m.image_size, 0u);
   EXPECT_TRUE(m.chunks.empty());
-  EXPECT_EQ(crypto::DigestHex(m.image_sha256),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(crypto::DigestHex(m.image_digest), FileDigest(image, m.chunk_size));
   EXPECT_TRUE(repository().LoadManifest("vol-1", m.backup_id));
 }
 
@@ -165,7 +164,7 @@ TEST_F(BackupTest, UnchangedImageUploadsNothing) {
   EXPECT_EQ(second.stats.bytes_uploaded, 0u);
   EXPECT_EQ(second.stats.chunks_data, first.stats.chunks_data);
   EXPECT_EQ(second.stats.bytes_referenced, first.stats.bytes_referenced);
-  EXPECT_EQ(second.image_sha256, first.image_sha256);
+  EXPECT_EQ(second.image_digest, first.image_digest);
   EXPECT_EQ(faults_->calls(StoreOp::kPut) - puts, 1) << "only the manifest";
   // Chunks named by the volume's earlier manifests need no HEAD (only the
   // new manifest's key is checked).
@@ -233,7 +232,7 @@ TEST_F(BackupTest, SmallChangeUploadsOnlyChangedChunks) {
   for (std::size_t i = 0; i < kChunks; ++i)
     EXPECT_EQ(second.chunks[i].id == first.chunks[i].id, !changed.contains(i)) << "chunk " << i;
   EXPECT_EQ(StoredChunks(), kChunks + changed.size());
-  EXPECT_EQ(crypto::DigestHex(second.image_sha256), FileSha(image));
+  EXPECT_EQ(crypto::DigestHex(second.image_digest), FileDigest(image, second.chunk_size));
 
   auto restored = Restore(second, out_dir() / "restored.img");
   ASSERT_TRUE(restored) << restored.error().message();
@@ -259,7 +258,7 @@ TEST_F(BackupTest, ChunkSizeOverride) {
   ASSERT_TRUE(m) << m.error().message();
   EXPECT_EQ(m->chunk_size, 4 * kChunk);
   EXPECT_EQ(m->chunks.size(), repo::ChunkCount(m->image_size, 4 * kChunk));
-  EXPECT_EQ(crypto::DigestHex(m->image_sha256), FileSha(image));
+  EXPECT_EQ(crypto::DigestHex(m->image_digest), FileDigest(image, m->chunk_size));
   auto restored = Restore(*m, out_dir() / "r.img");
   ASSERT_TRUE(restored) << restored.error().message();
   EXPECT_EQ(FileSha(out_dir() / "r.img"), FileSha(image));
@@ -279,7 +278,7 @@ TEST_F(BackupTest, SingleThreadAndManyThreadsGiveTheSameChunks) {
     EXPECT_EQ(a->chunks[i].is_hole, b->chunks[i].is_hole);
     EXPECT_EQ(a->chunks[i].id, b->chunks[i].id);
   }
-  EXPECT_EQ(a->image_sha256, b->image_sha256);
+  EXPECT_EQ(a->image_digest, b->image_digest);
 }
 
 TEST_F(BackupTest, ExplicitBackupIdAndNoOverwrite) {

@@ -133,6 +133,11 @@ class EngineTestBase : public ::testing::Test {
   static std::string FileSha(const std::filesystem::path& path) {
     return testutil::Sha256OfFile(path);
   }
+  // The image digest a backup with `chunk_size` must record for `path`.
+  static std::string FileDigest(const std::filesystem::path& path,
+                                std::uint32_t chunk_size = 4u << 20) {
+    return testutil::ImageDigestOfFile(path, chunk_size);
+  }
 
   testutil::TempDir dir_;
   std::unique_ptr<storage::LocalStore> local_;

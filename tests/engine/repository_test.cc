@@ -127,10 +127,10 @@ TEST_F(RepositoryTest, InfoOfMatchesManifest) {
   EXPECT_EQ(info.image_size, m.image_size);
   EXPECT_EQ(info.chunk_size, m.chunk_size);
   EXPECT_EQ(info.created_unix_ms, m.created_unix_ms);
-  EXPECT_EQ(info.image_sha256_hex, crypto::DigestHex(m.image_sha256));
+  EXPECT_EQ(info.image_digest_hex, crypto::DigestHex(m.image_digest));
   EXPECT_EQ(info.stats.chunks_data, m.stats.chunks_data);
   EXPECT_EQ(info.stats.bytes_uploaded, m.stats.bytes_uploaded);
-  EXPECT_EQ(InfoOf(m).image_sha256_hex, info.image_sha256_hex);
+  EXPECT_EQ(InfoOf(m).image_digest_hex, info.image_digest_hex);
 }
 
 TEST_F(RepositoryTest, ListIgnoresStrayObjects) {
@@ -182,7 +182,7 @@ TEST_F(RepositoryTest, FindBackupAcrossVolumes) {
   ASSERT_TRUE(found) << found.error().message();
   EXPECT_EQ(found->volume_id, "vol-2");
   EXPECT_EQ(found->backup_id, target.backup_id);
-  EXPECT_EQ(found->image_sha256, target.image_sha256);
+  EXPECT_EQ(found->image_digest, target.image_digest);
 
   auto missing = repository().FindBackup("01890a5d-ac96-774b-bcce-b302099a8057");
   ASSERT_FALSE(missing);

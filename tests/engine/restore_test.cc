@@ -30,7 +30,8 @@ class RestoreTest : public EngineTestBase {
     last_ = BackupOrDie(image);
     const repo::Manifest& m = last_;
     const std::string sha = FileSha(image);
-    EXPECT_EQ(crypto::DigestHex(m.image_sha256), sha);
+    const std::string digest = FileDigest(image, m.chunk_size);
+    EXPECT_EQ(crypto::DigestHex(m.image_digest), digest);
     const auto restored = out_dir() / (image.filename().string() + ".restored");
     auto result = Restore(m, restored);
     EXPECT_TRUE(result) << result.error().message();
@@ -38,7 +39,7 @@ class RestoreTest : public EngineTestBase {
     EXPECT_EQ(std::filesystem::file_size(restored), std::filesystem::file_size(image));
     EXPECT_EQ(FileSha(restored), sha);
     EXPECT_EQ(result->image_size, m.image_size);
-    EXPECT_EQ(result->image_sha256_hex, sha);
+    EXPECT_EQ(result->image_digest_hex, digest);
     EXPECT_EQ(result->chunks_fetched, DistinctDataChunks(m));
     EXPECT_EQ(result->bytes_downloaded, m.stats.bytes_referenced);
     EXPECT_THAT(testutil::ListDir(out_dir()), ElementsAre(restored.filename().string()))
@@ -299,7 +300,7 @@ TEST_F(RestoreTest, TruncatedChunkFailsCleanly) {
 TEST_F(RestoreTest, ManifestWithWrongImageDigestFailsCleanly) {
   const auto image = MakeMixedImage("mixed.img");
   repo::Manifest m = BackupOrDie(image);
-  m.image_sha256[0] ^= 1;
+  m.image_digest[0] ^= 1;
   ExpectFailsCleanly(m, ErrorKind::kCorruption);
 }
 

@@ -42,6 +42,27 @@ TEST_F(VerifyTest, HealthyBackupVerifies) {
   EXPECT_EQ(report->chunks_checked, report->chunks_referenced);
   EXPECT_EQ(report->bytes_checked, m.stats.bytes_referenced);
   EXPECT_EQ(faults_->calls(StoreOp::kGet) - gets, static_cast<int>(report->chunks_checked));
+  EXPECT_TRUE(report->image_digest_checked);
+  EXPECT_TRUE(report->image_digest_matches);
+}
+
+TEST_F(VerifyTest, ImageDigestThatDoesNotMatchTheChunksFailsVerify) {
+  repo::Manifest m = BackupOrDie(MakeMixedImage("mixed.img"));
+  m.image_digest[3] ^= 0x40;
+  auto report = Verify(m);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->problems.empty());
+  EXPECT_TRUE(report->image_digest_checked);
+  EXPECT_FALSE(report->image_digest_matches);
+  EXPECT_FALSE(report->ok());
+}
+
+TEST_F(VerifyTest, SampleDoesNotClaimTheImageDigest) {
+  const repo::Manifest m = BackupRandom(8);
+  auto report = Verify(m, 0.25, 3);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->ok());
+  EXPECT_FALSE(report->image_digest_checked);
 }
 
 TEST_F(VerifyTest, ReportsMissingAndCorruptChunksByIdAndOffset) {

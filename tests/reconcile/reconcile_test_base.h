@@ -27,6 +27,9 @@
 
 namespace kindling::reconcile {
 
+// Chunk size of the test store (image digests depend on it).
+inline constexpr std::uint32_t kStoreChunkSize = 1u << 20;
+
 class ReconcileTest : public db::DbTest {
  protected:
   void SetUp() override {
@@ -37,7 +40,7 @@ class ReconcileTest : public db::DbTest {
     local_ = std::move(*local);
     faulty_ = std::make_unique<testutil::FaultInjectingStore>(*local_);
     const crypto::Key key = crypto::RandomKey();
-    auto repository = engine::Repository::Init(*faulty_, key, 1u << 20);
+    auto repository = engine::Repository::Init(*faulty_, key, kStoreChunkSize);
     ASSERT_TRUE(repository) << repository.error().message();
     repository_ = std::make_unique<engine::Repository>(std::move(*repository));
     stores_ = std::make_unique<CachingStoreProvider>(

@@ -68,7 +68,7 @@ TEST_F(WorkerTest, BackupIsPickedUpWithinASecondAndRecordsItsResult) {
   Worker& worker = StartWorker(options);
   const db::Volume volume = MakePinnedVolume(worker.server_id());
   const auto image = MakeImageWithData(worker, volume);
-  const std::string digest = testutil::Sha256OfFile(image);
+  const std::string digest = testutil::ImageDigestOfFile(image, kStoreChunkSize);
   // Idle executors now wait the full sweep interval; a NOTIFY must wake them.
   workers_.front()->Stop();
   workers_.clear();

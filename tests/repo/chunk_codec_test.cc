@@ -53,9 +53,27 @@ class ChunkCodecTest : public ::testing::Test {
   ChunkCodec codec_;
 };
 
-TEST_F(ChunkCodecTest, IdIsKeyedHmacOfPlaintext) {
+TEST_F(ChunkCodecTest, IdIsKeyedOverThePlaintextsSha256AndDecodeReturnsIt) {
+  const std::string plain = testutil::RandomData(100000, 3);
+  const crypto::Digest sha = crypto::Sha256Of(plain);
+  EXPECT_EQ(codec_.Id(plain), codec_.IdOf(sha));
+  EXPECT_NE(codec_.Id(plain), sha);  // keyed: not the bare hash
+  const std::string object = Encode(plain);
+  std::string decoded;
+  crypto::Digest got{};
+  ASSERT_TRUE(codec_.Decode(object, codec_.Id(plain), decoded, &got));
+  EXPECT_EQ(got, sha);
+  std::vector<char> out(plain.size());
+  crypto::Digest got_into{};
+  auto n = codec_.DecodeInto(object, codec_.Id(plain), std::span<char>(out), &got_into);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(got_into, sha);
+}
+
+TEST_F(ChunkCodecTest, IdIsKeyedHmacOfThePlaintextsSha256) {
   const std::string data = "some chunk";
-  EXPECT_EQ(codec_.Id(data), crypto::HmacSha256(crypto::KeyBytes(keys_.chunk_id_key), data));
+  EXPECT_EQ(codec_.Id(data), crypto::HmacSha256(crypto::KeyBytes(keys_.chunk_id_key),
+                                                crypto::DigestBytes(crypto::Sha256Of(data))));
   EXPECT_NE(codec_.Id(data), crypto::Sha256Of(data));
   EXPECT_NE(codec_.Id(data), codec_.Id("some chunK"));
 }

@@ -31,7 +31,7 @@ class ManifestTest : public ::testing::Test {
     m.image_size = image_size;
     m.chunk_size = chunk_size;
     m.created_unix_ms = 1700000000123;
-    m.image_sha256 = crypto::Sha256Of("image");
+    m.image_digest = crypto::Sha256Of("image");
     m.stats = BackupStats{1, 2, 3, 4, 5, 6, 7, 8};
     const std::uint64_t count = ChunkCount(image_size, chunk_size);
     for (std::uint64_t i = 0; i < count; ++i) {
@@ -52,7 +52,7 @@ class ManifestTest : public ::testing::Test {
     EXPECT_EQ(a.image_size, b.image_size);
     EXPECT_EQ(a.chunk_size, b.chunk_size);
     EXPECT_EQ(a.created_unix_ms, b.created_unix_ms);
-    EXPECT_EQ(a.image_sha256, b.image_sha256);
+    EXPECT_EQ(a.image_digest, b.image_digest);
     EXPECT_EQ(a.stats.chunks_data, b.stats.chunks_data);
     EXPECT_EQ(a.stats.chunks_hole, b.stats.chunks_hole);
     EXPECT_EQ(a.stats.chunks_uploaded, b.stats.chunks_uploaded);

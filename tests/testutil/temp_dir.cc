@@ -40,4 +40,17 @@ std::string Sha256OfFile(const std::filesystem::path& path) {
   return crypto::DigestHex(crypto::Sha256Of(ReadFileOrDie(path)));
 }
 
+std::string ImageDigestOfFile(const std::filesystem::path& path, std::uint32_t chunk_size) {
+  const std::string data = ReadFileOrDie(path);
+  std::string input("kindling image digest v1", 24);
+  input.push_back('\0');
+  const std::uint64_t size = data.size();
+  for (int i = 0; i < 8; ++i) input.push_back(static_cast<char>((size >> (8 * i)) & 0xff));
+  for (int i = 0; i < 4; ++i) input.push_back(static_cast<char>((chunk_size >> (8 * i)) & 0xff));
+  for (std::uint64_t offset = 0; offset < size; offset += chunk_size)
+    input +=
+        crypto::DigestBytes(crypto::Sha256Of(std::string_view(data).substr(offset, chunk_size)));
+  return crypto::DigestHex(crypto::Sha256Of(input));
+}
+
 }  // namespace kindling::testutil
