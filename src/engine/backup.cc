@@ -1,8 +1,6 @@
 #include "engine/backup.h"
 
 #include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/aligned_buffer.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "engine/chunk_id_hash.h"
@@ -114,12 +113,6 @@ void LoadPreviousChunks(const Repository& repository, std::string_view volume_id
   }
 }
 
-struct WorkItem {
-  std::size_t index = 0;
-  std::size_t length = 0;
-  BufferPool::Handle buffer;
-};
-
 Status ValidateOptions(const BackupOptions& o, std::uint32_t chunk_size) {
   if (!IsSafeKeyComponent(o.volume_id))
     return InvalidArgument("volume id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.volume_id +
@@ -173,25 +166,32 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   ProgressCounters counters;
   std::atomic<std::uint64_t> chunks_uploaded{0};
   std::atomic<std::uint64_t> bytes_uploaded{0};
-  std::uint64_t bytes_read = 0;
-  std::uint64_t bytes_data = 0;
+  std::atomic<std::uint64_t> bytes_read{0};
+  std::atomic<std::uint64_t> bytes_data{0};
 
-  // Two stages overlap: this thread reads the image (holes are skipped, never
-  // read); the workers hash, compress, encrypt and upload data chunks in any
-  // order. The image digest is assembled from the chunk digests the workers
-  // compute anyway (for the ids), so no step runs serially over the whole
-  // image. Buffers circulate: at most threads + 4 chunks are in memory,
-  // whatever the image size.
-  BufferPool pool(static_cast<std::size_t>(threads) + 4, chunk_size);
-  BoundedQueue<WorkItem> work(static_cast<std::size_t>(threads));
+  // Each worker claims the next chunk, skips it when it is a hole, reads it,
+  // hashes, compresses, encrypts and uploads it: reads overlap with each
+  // other (several requests in flight suit disks and network block devices)
+  // and with the CPU work. Chunks finish in any order: the image digest is a
+  // tree of chunk digests (repo/image_digest.h), so no step runs serially
+  // over the image. Memory: one chunk buffer per worker, whatever the image
+  // size.
   repo::ImageDigest image_digest(m.image_size, chunk_size);
+  std::atomic<std::size_t> next_chunk{0};
+  // Direct reads (when the filesystem has them) skip the page cache for what
+  // it does not already hold: no kernel copy, and a backup does not evict
+  // everything else cached.
+  const DirectIo io(image.fd.get(), image.direct.get());
+  std::mutex prefetch_mu;
+  Prefetcher prefetch(image.fd.get(), m.image_size,
+                      std::max<std::uint64_t>(8 * std::uint64_t{chunk_size}, 32u << 20));
 
-  auto process = [&](repo::ChunkCodec& codec, std::string& object, const WorkItem& item) -> Status {
-    const std::string_view plain(item.buffer->data(), item.length);
+  auto upload = [&](repo::ChunkCodec& codec, std::string& object, std::size_t index,
+                    std::string_view plain) -> Status {
     const crypto::Digest plain_sha256 = crypto::Sha256Of(plain);
-    image_digest.SetChunk(item.index, plain_sha256);
+    image_digest.SetChunk(index, plain_sha256);
     const ChunkId id = codec.IdOf(plain_sha256);
-    ChunkRef& ref = m.chunks[item.index];
+    ChunkRef& ref = m.chunks[index];
     ref.is_hole = false;
     ref.id = id;
     if (auto size = known.Find(id)) {
@@ -220,65 +220,49 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
     return OkStatus();
   };
 
+  // One chunk, start to end. Holes and all-zero chunks are recorded as such.
+  auto back_up_chunk = [&](repo::ChunkCodec& codec, AlignedBuffer& buffer, std::string& object,
+                           std::size_t index) -> Status {
+    const std::uint64_t offset = m.ChunkOffset(index);
+    const auto length = static_cast<std::size_t>(m.ChunkLength(index));
+    if (!io.direct()) {
+      std::lock_guard lock(prefetch_mu);
+      prefetch.Advance(offset);
+    }
+    auto is_hole = RangeIsHole(image.fd.get(), offset, length);
+    if (!is_hole) return std::unexpected(is_hole.error().WithContext("image " + o.image.string()));
+    bool zero = *is_hole;
+    if (!zero) {
+      auto got = PreadSparse(io, buffer.data(), length, offset);
+      if (!got) return std::unexpected(got.error().WithContext("read image " + o.image.string()));
+      bytes_read.fetch_add(*got, std::memory_order_relaxed);
+      zero = IsAllZero(buffer.data(), length);
+    }
+    if (zero) {
+      m.chunks[index].is_hole = true;
+      image_digest.SetZeroChunk(index);
+    } else {
+      bytes_data.fetch_add(length, std::memory_order_relaxed);
+      KINDLING_RETURN_IF_ERROR(
+          upload(codec, object, index, std::string_view(buffer.data(), length)));
+    }
+    counters.bytes_done.fetch_add(length, std::memory_order_relaxed);
+    counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
+    return OkStatus();
+  };
+
   {
     ProgressTicker ticker(o.progress, counters, "backup", m.image_size, chunk_count);
     WorkerGroup workers(threads, [&](int) {
       repo::ChunkCodec codec(repository.keys(), o.zstd_level);
+      AlignedBuffer buffer(chunk_size);
       std::string object;
-      while (auto item = work.Pop()) {
-        if (!error.failed()) {
-          if (auto st = process(codec, object, *item); !st) {
-            error.Set(st.error());
-            pool.Close();  // unblocks the reader
-          } else {
-            counters.bytes_done.fetch_add(item->length, std::memory_order_relaxed);
-            counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
-          }
-        }
+      while (!error.CheckCancel(o.cancel)) {
+        const std::size_t index = next_chunk.fetch_add(1, std::memory_order_relaxed);
+        if (index >= chunk_count) break;
+        if (auto st = back_up_chunk(codec, buffer, object, index); !st) error.Set(st.error());
       }
     });
-
-    auto hole = [&](std::size_t i, std::size_t length) {
-      m.chunks[i].is_hole = true;
-      image_digest.SetZeroChunk(i);
-      counters.bytes_done.fetch_add(length, std::memory_order_relaxed);
-      counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
-    };
-    // Direct reads (when the filesystem has them) skip the page cache: no
-    // kernel copy, and a backup does not evict everything else cached.
-    const DirectIo io(image.fd.get(), image.direct.get());
-    Prefetcher prefetch(image.fd.get(), m.image_size,
-                        std::max<std::uint64_t>(8 * std::uint64_t{chunk_size}, 32u << 20));
-    for (std::size_t i = 0; i < chunk_count && !error.CheckCancel(o.cancel); ++i) {
-      const std::uint64_t offset = m.ChunkOffset(i);
-      const std::size_t length = static_cast<std::size_t>(m.ChunkLength(i));
-      if (!io.direct()) prefetch.Advance(offset);
-      auto is_hole = RangeIsHole(image.fd.get(), offset, length);
-      if (!is_hole) {
-        error.Set(is_hole.error().WithContext("image " + o.image.string()));
-        break;
-      }
-      if (*is_hole) {
-        hole(i, length);
-        continue;
-      }
-      BufferPool::Handle buffer = pool.Acquire();
-      if (!buffer || error.failed()) break;
-      buffer->resize(length);
-      auto got = PreadSparse(io, buffer->data(), length, offset);
-      if (!got) {
-        error.Set(got.error().WithContext("read image " + o.image.string()));
-        break;
-      }
-      bytes_read += *got;
-      if (IsAllZero(buffer->data(), length)) {
-        hole(i, length);
-        continue;
-      }
-      bytes_data += length;
-      if (!work.Push(WorkItem{i, length, std::move(buffer)})) break;
-    }
-    work.Close();
     workers.Join();
     if (error.failed()) return std::unexpected(error.Take());
     m.image_digest = image_digest.Finish();
@@ -305,8 +289,8 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   }
   m.stats.chunks_uploaded = chunks_uploaded.load();
   m.stats.bytes_uploaded = bytes_uploaded.load();
-  m.stats.bytes_read = bytes_read;
-  m.stats.bytes_data = bytes_data;
+  m.stats.bytes_read = bytes_read.load();
+  m.stats.bytes_data = bytes_data.load();
   m.created_unix_ms = NowUnixMs();
   m.stats.duration_ms =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
