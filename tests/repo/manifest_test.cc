@@ -2,11 +2,13 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <string>
 
 #include "repo/chunk_codec.h"
 #include "repo/envelope.h"
+#include "repo/layout.h"
 
 namespace kindling::repo {
 namespace {
@@ -186,6 +188,31 @@ TEST_F(ManifestTest, InconsistentContentIsCorruption) {
   huge_chunks.chunks.resize(ChunkCount(huge_chunks.image_size, huge_chunks.chunk_size));
   ExpectCorrupt(Decode(EncodeManifest(keys_, huge_chunks), huge_chunks), huge_chunks,
                 "chunk size above maximum");
+}
+
+TEST_F(ManifestTest, EarlierPayloadVersionIsRefusedByName) {
+  // A version 1 payload (whole-image SHA-256, plaintext chunk ids), sealed
+  // with the right key: refused, and the message says why.
+  const Manifest m = Sample(kMinChunkSize * 4, kMinChunkSize);
+  const std::string context = "manifest:" + ManifestKey(m.volume_id, m.backup_id);
+  std::string body;
+  auto header =
+      OpenEnvelope(keys_.data_key, EncodeManifest(keys_, m), ObjectType::kManifest, context, body);
+  ASSERT_TRUE(header) << header.error().message();
+  std::string payload(header->plain_size, '\0');
+  ASSERT_EQ(ZSTD_decompress(payload.data(), payload.size(), body.data(), body.size()),
+            payload.size());
+  ASSERT_EQ(payload[0], 2);
+  payload[0] = 1;
+  std::string compressed(ZSTD_compressBound(payload.size()), '\0');
+  compressed.resize(
+      ZSTD_compress(compressed.data(), compressed.size(), payload.data(), payload.size(), 1));
+  std::string object;
+  SealEnvelope(keys_.data_key, *header, compressed, context, object);
+  auto decoded = Decode(object, m);
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(decoded.error().kind(), ErrorKind::kCorruption);
+  EXPECT_THAT(decoded.error().message(), HasSubstr("payload version 1 is not supported"));
 }
 
 }  // namespace
