@@ -1,26 +1,17 @@
 // Worker: the component of `kindling serve` that holds volumes. It registers
 // its server, heartbeats, keeps the volume images pinned to it in line with
-// the database, and executes the operations assigned to it.
+// the database (ImageReconciler), and executes the operations assigned to it
+// (OperationRunner).
 //
 // Coordination goes only through PostgreSQL, so workers may be threads of one
 // process (tests) or separate processes on separate hosts:
 //   - operations: woken by NOTIFY kindling_operations within a second, plus a
 //     periodic sweep; claimed with FOR UPDATE SKIP LOCKED (db::ClaimNextOperation);
 //     the schema keeps one in-flight operation per volume; a lease (owner =
-//     this instance's id) is renewed while working, and a worker whose lease
-//     was taken over stops and leaves the row alone.
-//   - images: <state_dir>/volumes/<volume_id>.img. A volume pinned here
-//     without an image gets one when it never had data (health unknown) and
-//     is marked missing/unavailable otherwise (a blank image would hide data
-//     loss); an image of a volume pinned elsewhere, or deleted, is removed
-//     once no operation is in flight on it.
-//   - kinds: backup (engine::CreateBackup with backup_id = the backup row's
-//     id, so a retry reuses uploaded chunks and never makes two manifests),
-//     then retention; restore (into this server's image, then the volume is
-//     re-pinned here in the transaction that completes the operation); move
-//     (backup phase on the source, then the operation is handed to the target
-//     server, whose restore phase is recognised by the backup row having
-//     succeeded); repair (e2fsck -f -y; exit 0/1 healthy, else corrupt).
+//     this instance's id) is renewed while working (RunningOperation), and a
+//     worker whose lease was taken over stops and leaves the row alone.
+//   - images: <state_dir>/volumes/<volume_id>.img (see image_reconciler.h
+//     and operation_runner.h for what happens to them).
 //
 // Component status: upserts server_component_statuses 'worker' with metadata
 // {"runtime": <runtime>}; restore/move eligibility requires a non-empty
@@ -44,6 +35,10 @@
 #include "common/result.h"
 #include "db/database.h"
 #include "db/operations.h"
+#include "reconcile/busy_volumes.h"
+#include "reconcile/image_reconciler.h"
+#include "reconcile/operation_runner.h"
+#include "reconcile/running_operation.h"
 #include "reconcile/store_provider.h"
 
 namespace kindling::reconcile {
@@ -109,46 +104,28 @@ class Worker {
   std::filesystem::path ImageOf(const std::string& volume_id) const;
 
  private:
-  struct Running;  // one claimed operation (worker.cc)
-
   void HeartbeatLoop();
   void ListenLoop();
   void ExecutorLoop();
   void StopThreads();
-
   // Executes `op` and records the outcome unless the lease was lost or the
   // worker stopped.
   void Execute(const db::Operation& op);
-  [[nodiscard]] Result<std::string> ExecuteBackupPhase(Running& run, const db::Operation& op,
-                                                       const db::Volume& volume,
-                                                       const StoreHandle& store);
-  [[nodiscard]] Status ExecuteRestorePhase(Running& run, const db::Operation& op,
-                                           const db::Volume& volume, const StoreHandle& store);
-  [[nodiscard]] Status ExecuteRepair(Running& run, const db::Operation& op,
-                                     const db::Volume& volume);
-  [[nodiscard]] Status HandMoveToTarget(Running& run, const db::Operation& op);
-  [[nodiscard]] Status FailAndRelease(Running& run, const db::Operation& op, const Error& error);
-  void HandBack(const db::Operation& op);
-  // Deletes succeeded backups beyond the volume's retention count: objects
-  // first, then rows. Never fails: problems come back as JSON for the result.
-  std::string ApplyRetention(const db::Volume& volume, const StoreHandle& store);
-
-  bool MarkBusy(const std::string& volume_id);
-  void MarkIdle(const std::string& volume_id);
 
   db::Database& db_;
   BackupStoreProvider& stores_;
   WorkerOptions options_;
   const std::string instance_id_;
+  BusyVolumes busy_;
+  ImageReconciler reconciler_;
+  OperationRunner runner_;
 
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;               // guarded by mu_
-  bool abandoned_ = false;              // guarded by mu_
-  std::uint64_t wake_generation_ = 0;   // guarded by mu_
-  std::set<std::string> busy_volumes_;  // guarded by mu_
-  std::set<Running*> running_;          // guarded by mu_
-  std::string degraded_reason_;         // guarded by mu_
+  bool stopping_ = false;                // guarded by mu_
+  bool abandoned_ = false;               // guarded by mu_
+  std::uint64_t wake_generation_ = 0;    // guarded by mu_
+  std::set<RunningOperation*> running_;  // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

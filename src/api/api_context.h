@@ -1,0 +1,174 @@
+// Plumbing shared by the API's route files: the parsed request body (Body),
+// one authenticated request (Call), the reply (Reply) and ApiContext, which
+// holds what every route needs (database, master key, control services, the
+// httplib server) and wraps handlers with authentication, error encoding and
+// exception containment.
+//
+// A route returns ControlResult<Reply>: an error becomes
+// `{"error": "...", "code": "..."}` with its HTTP status; exceptions of
+// httplib and nlohmann-json stop in Wrap (500, never echoing the request).
+//
+// Thread-safety: ApiContext is shared by httplib's worker threads; its
+// members are thread-safe.
+#pragma once
+
+#include <httplib.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/api_server.h"
+#include "common/ids.h"
+#include "control/control_error.h"
+#include "control/volume_service.h"
+#include "crypto/aead.h"
+#include "db/auth.h"
+#include "db/database.h"
+#include "db/projects.h"
+
+namespace kindling::api {
+
+using control::ControlError;
+using control::ControlResult;
+using control::Refuse;
+using nlohmann::json;
+
+struct Reply {
+  int status = 200;
+  json body = json::object();
+};
+
+inline std::unexpected<ControlError> Invalid(std::string message) {
+  return Refuse(400, control::kCodeValidation, std::move(message));
+}
+
+// A request body: a JSON object with known fields of the right types.
+class Body {
+ public:
+  // An empty body counts as {}.
+  static ControlResult<Body> Parse(const httplib::Request& req,
+                                   const std::vector<std::string_view>& allowed) {
+    Body body;
+    if (req.body.empty()) return body;
+    body.json_ = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (body.json_.is_discarded()) return Invalid("request body is not valid JSON");
+    if (!body.json_.is_object()) return Invalid("request body must be a JSON object");
+    for (const auto& [key, value] : body.json_.items()) {
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        return Invalid("unknown field \"" + key + "\"");
+      }
+    }
+    return body;
+  }
+
+  bool Has(const std::string& name) const { return json_.contains(name); }
+  bool IsNull(const std::string& name) const { return Has(name) && json_[name].is_null(); }
+
+  // Absent and null are both "not given".
+  ControlResult<std::optional<std::string>> String(const std::string& name) const {
+    if (!Has(name) || json_[name].is_null()) return std::nullopt;
+    if (!json_[name].is_string()) return Invalid("field \"" + name + "\" must be a string");
+    return json_[name].get<std::string>();
+  }
+  ControlResult<std::optional<int>> Int(const std::string& name) const {
+    if (!Has(name) || json_[name].is_null()) return std::nullopt;
+    const json& v = json_[name];
+    if (!v.is_number_integer()) return Invalid("field \"" + name + "\" must be an integer");
+    const auto value = v.get<long long>();
+    if (value < 0 || value > 1'000'000) return Invalid("field \"" + name + "\" is out of range");
+    return static_cast<int>(value);
+  }
+  ControlResult<std::optional<bool>> Bool(const std::string& name) const {
+    if (!Has(name) || json_[name].is_null()) return std::nullopt;
+    if (!json_[name].is_boolean()) return Invalid("field \"" + name + "\" must be a boolean");
+    return json_[name].get<bool>();
+  }
+  ControlResult<std::optional<std::string>> Uuid(const std::string& name) const {
+    auto value = String(name);
+    if (!value) return value;
+    if (*value && !IsUuid(**value)) return Invalid("field \"" + name + "\" must be a UUID");
+    return value;
+  }
+
+ private:
+  json json_ = json::object();
+};
+
+#define API_RETURN_IF_ERROR(expr)                                  \
+  do {                                                             \
+    auto&& api_status_ = (expr);                                   \
+    if (!api_status_) return std::unexpected(api_status_.error()); \
+  } while (0)
+#define API_ASSIGN_OR_RETURN(lhs, expr) \
+  API_ASSIGN_OR_RETURN_IMPL(KINDLING_CONCAT(api_result_, __LINE__), lhs, expr)
+#define API_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)           \
+  auto tmp = (expr);                                        \
+  if (!tmp) return std::unexpected(std::move(tmp).error()); \
+  lhs = std::move(*tmp)
+
+// One authenticated request.
+struct Call {
+  const httplib::Request& req;
+  db::Principal principal;
+  control::Actor actor;
+
+  bool IsAdmin() const { return principal.user.is_platform_admin; }
+  ControlResult<std::string> PathId(std::size_t index, std::string_view what) const {
+    std::string id = req.matches[index];
+    if (!IsUuid(id)) return Invalid(std::string(what) + " id is not a UUID: " + id);
+    return id;
+  }
+};
+
+inline ControlResult<void> RequireAdmin(const Call& call) {
+  if (!call.IsAdmin()) {
+    return Refuse(403, control::kCodeForbidden, "this route needs a platform admin");
+  }
+  return {};
+}
+
+class ApiContext {
+ public:
+  using Handler = std::function<ControlResult<Reply>(Call&)>;
+
+  // REQUIRES: `db` outlives the context.
+  ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts);
+
+  static void WriteError(httplib::Response& res, int status, std::string_view code,
+                         std::string_view message);
+
+  // The caller of a request with `Authorization: Bearer <api key>`; 401
+  // otherwise.
+  ControlResult<db::Principal> Authenticate(const httplib::Request& req);
+
+  // Wraps a route: authentication (unless `authenticate` is false),
+  // exceptions, error and reply encoding.
+  httplib::Server::Handler Wrap(Handler handler, bool authenticate = true);
+
+  // The project in path match `index`, if the caller may see it (404
+  // otherwise, so its existence is not revealed); 403 when they may see but
+  // not change it and `need_admin`.
+  ControlResult<db::Project> AccessProject(const Call& call, std::size_t index, bool need_admin);
+
+  db::Database& db;
+  const crypto::Key master_key;
+  const ApiServerOptions options;
+  control::VolumeService volumes;
+  httplib::Server server;
+};
+
+// Route families (each in its own file).
+void AddProjectRoutes(ApiContext& api);   // projects, operations (volume_routes.cc)
+void AddVolumeRoutes(ApiContext& api);    // /api/projects/{id}/volume... (volume_routes.cc)
+void AddMetaRoutes(ApiContext& api);      // /api/meta (platform_routes.cc)
+void AddServerRoutes(ApiContext& api);    // servers, drain/activate (platform_routes.cc)
+void AddSettingsRoutes(ApiContext& api);  // backup settings, audit events (platform_routes.cc)
+void AddAccountRoutes(ApiContext& api);   // API keys (platform_routes.cc)
+// GET /metrics' text (platform_routes.cc).
+[[nodiscard]] ControlResult<std::string> Metrics(db::Database& db);
+
+}  // namespace kindling::api

@@ -1,0 +1,335 @@
+// Platform routes: cluster settings (/api/meta), servers, volume backup
+// settings, the audit trail, API keys, and the Prometheus metrics text.
+#include <fmt/format.h>
+
+#include <charconv>
+#include <map>
+
+#include "api/api_context.h"
+#include "api/json_views.h"
+#include "control/admin_service.h"
+#include "control/backup_store.h"
+#include "db/audit.h"
+#include "db/operations.h"
+#include "db/servers.h"
+#include "db/volumes.h"
+
+namespace kindling::api {
+namespace {
+
+std::string_view SetOrNot(const std::string& secret) { return secret.empty() ? "not set" : "set"; }
+
+json BackupSettingsJson(const control::BackupStoreSettings& s) {
+  const std::string missing = s.MissingReason();
+  return json{{"s3_bucket", s.s3_bucket},
+              {"s3_region", s.s3_region},
+              {"s3_endpoint", s.s3_endpoint},
+              {"s3_prefix", s.s3_prefix},
+              {"local_directory", s.local_directory},
+              {"s3_access_key_id", SetOrNot(s.s3_access_key_id)},
+              {"s3_secret_access_key", SetOrNot(s.s3_secret_access_key)},
+              {"configured", missing.empty()},
+              {"missing_reason", missing.empty() ? json(nullptr) : json(missing)},
+              {"storage_url", missing.empty() ? json(s.Url()) : json(nullptr)}};
+}
+
+ControlResult<control::BackupSettingsUpdate> ParseBackupSettings(const Body& body) {
+  control::BackupSettingsUpdate update;
+  const std::pair<const char*, std::optional<std::string> control::BackupSettingsUpdate::*>
+      fields[] = {{"s3_bucket", &control::BackupSettingsUpdate::s3_bucket},
+                  {"s3_region", &control::BackupSettingsUpdate::s3_region},
+                  {"s3_endpoint", &control::BackupSettingsUpdate::s3_endpoint},
+                  {"s3_prefix", &control::BackupSettingsUpdate::s3_prefix},
+                  {"local_directory", &control::BackupSettingsUpdate::local_directory},
+                  {"s3_access_key_id", &control::BackupSettingsUpdate::s3_access_key_id},
+                  {"s3_secret_access_key", &control::BackupSettingsUpdate::s3_secret_access_key}};
+  for (const auto& [name, member] : fields) {
+    // null clears a setting; a string sets it.
+    if (body.IsNull(name)) {
+      update.*member = std::string();
+      continue;
+    }
+    API_ASSIGN_OR_RETURN(update.*member, body.String(name));
+  }
+  return update;
+}
+
+const std::vector<std::string_view> kBackupSettingsFields = {
+    "s3_bucket",       "s3_region",        "s3_endpoint",         "s3_prefix",
+    "local_directory", "s3_access_key_id", "s3_secret_access_key"};
+
+// "write probe object: ..." -> "write".
+std::string ProbeStep(const std::string& message) {
+  for (std::string_view step : {"open", "write", "read", "delete"}) {
+    if (message.starts_with(step)) return std::string(step);
+  }
+  if (message.starts_with("backup store not configured")) return "configuration";
+  return "unknown";
+}
+
+std::string PrometheusLabel(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+ControlResult<std::string> Metrics(db::Database& db) {
+  struct Totals {
+    double duration_sum = 0;
+    long long duration_count = 0;
+    double bytes = 0;
+  };
+  auto collected = db.Transact([&](db::Tx& tx) -> Result<std::string> {
+    std::string out;
+    out += "# HELP kindling_operations Volume operations by kind and status.\n";
+    out += "# TYPE kindling_operations gauge\n";
+    KINDLING_ASSIGN_OR_RETURN(auto counts, db::CountOperations(tx));
+    for (const auto& c : counts) {
+      out += fmt::format("kindling_operations{{kind=\"{}\",status=\"{}\"}} {}\n", db::Name(c.kind),
+                         db::Name(c.status), c.count);
+    }
+    // Durations and bytes of the most recent operations of each volume.
+    std::map<std::string_view, Totals> totals;
+    KINDLING_ASSIGN_OR_RETURN(auto all_volumes,
+                              db::ListVolumes(tx, db::VolumeFilter{.include_deleted = true}));
+    for (const auto& volume : all_volumes) {
+      KINDLING_ASSIGN_OR_RETURN(auto ops, db::ListVolumeOperations(tx, volume.id, 1000));
+      for (const auto& op : ops) {
+        Totals& t = totals[db::Name(op.kind)];
+        if (op.status == db::OperationStatus::kSucceeded && op.started_at && op.completed_at) {
+          t.duration_sum +=
+              std::chrono::duration<double>(*op.completed_at - *op.started_at).count();
+          ++t.duration_count;
+        }
+        json progress = json::parse(op.progress_json, nullptr, false);
+        if (progress.is_object() && progress.contains("bytes_done") &&
+            progress["bytes_done"].is_number()) {
+          t.bytes += progress["bytes_done"].get<double>();
+        }
+      }
+    }
+    out += "# HELP kindling_operation_bytes_total Bytes moved by volume operations.\n";
+    out += "# TYPE kindling_operation_bytes_total counter\n";
+    for (const auto& [kind, t] : totals) {
+      out += fmt::format("kindling_operation_bytes_total{{kind=\"{}\"}} {}\n", kind, t.bytes);
+    }
+    out += "# HELP kindling_operation_duration_seconds Durations of succeeded operations.\n";
+    out += "# TYPE kindling_operation_duration_seconds summary\n";
+    for (const auto& [kind, t] : totals) {
+      out += fmt::format("kindling_operation_duration_seconds_sum{{kind=\"{}\"}} {}\n", kind,
+                         t.duration_sum);
+      out += fmt::format("kindling_operation_duration_seconds_count{{kind=\"{}\"}} {}\n", kind,
+                         t.duration_count);
+    }
+    out += "# HELP kindling_server_heartbeat_age_seconds Seconds since each server's heartbeat.\n";
+    out += "# TYPE kindling_server_heartbeat_age_seconds gauge\n";
+    KINDLING_ASSIGN_OR_RETURN(auto servers, db::ListServers(tx));
+    for (const auto& s : servers) {
+      if (!s.heartbeat_age_seconds) continue;
+      out += fmt::format(
+          "kindling_server_heartbeat_age_seconds{{server_id=\"{}\",hostname=\"{}\"}} {}\n", s.id,
+          PrometheusLabel(s.hostname), *s.heartbeat_age_seconds);
+    }
+    return out;
+  });
+  if (!collected) return std::unexpected(control::FromError(collected.error()));
+  return std::move(*collected);
+}
+
+void AddMetaRoutes(ApiContext& api) {
+  auto meta_json = [](const std::map<std::string, std::string>& values) {
+    auto get = [&](const char* key) {
+      auto it = values.find(key);
+      return it == values.end() ? json(nullptr) : json(it->second);
+    };
+    return json{{"public_base_url", get("public_base_url")},
+                {"public_base_url_configured", values.contains("public_base_url")},
+                {"service_base_domain", get("service_base_domain")}};
+  };
+  api.server.Get("/api/meta", api.Wrap([&api, meta_json](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    API_ASSIGN_OR_RETURN(auto values, control::GetMetaSettings(api.db));
+    return Reply{200, meta_json(values)};
+  }));
+  api.server.Put("/api/meta", api.Wrap([&api, meta_json](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    API_ASSIGN_OR_RETURN(auto body,
+                         Body::Parse(call.req, {"public_base_url", "service_base_domain"}));
+    std::map<std::string, std::string> values;
+    for (const char* key : control::kMetaSettings) {
+      if (body.IsNull(key)) {
+        values[key] = "";
+        continue;
+      }
+      API_ASSIGN_OR_RETURN(auto value, body.String(key));
+      if (value) values[key] = *value;
+    }
+    API_ASSIGN_OR_RETURN(auto after, control::UpdateMetaSettings(api.db, call.actor, values));
+    return Reply{200, meta_json(after)};
+  }));
+}
+
+void AddServerRoutes(ApiContext& api) {
+  api.server.Get("/api/servers", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    auto listed = api.db.Transact([&](db::Tx& tx) -> Result<json> {
+      std::map<std::string, json> rows;  // by hostname+id, deduplicated
+      for (const auto& membership : call.principal.memberships) {
+        KINDLING_ASSIGN_OR_RETURN(
+            auto servers,
+            db::ListServers(tx, db::ServerFilter{.organization_id = membership.organization_id}));
+        for (const auto& s : servers) rows[s.hostname + "\n" + s.id] = ServerJson(s);
+      }
+      json out = json::array();
+      for (auto& [key, row] : rows) out.push_back(std::move(row));
+      return out;
+    });
+    if (!listed) return std::unexpected(control::FromError(listed.error()));
+    return Reply{200, std::move(*listed)};
+  }));
+  api.server.Get("/api/platform/servers", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    auto servers = api.db.Transact([&](db::Tx& tx) { return db::ListServers(tx); });
+    if (!servers) return std::unexpected(control::FromError(servers.error()));
+    json out = json::array();
+    for (const auto& s : *servers) out.push_back(ServerJson(s));
+    return Reply{200, out};
+  }));
+  for (auto [suffix, status] : {std::pair{"drain", db::ServerStatus::kDraining},
+                                std::pair{"activate", db::ServerStatus::kActive}}) {
+    api.server.Post(std::string(R"(/api/servers/([^/]+)/)") + suffix,
+                    api.Wrap([&api, status](Call& call) -> ControlResult<Reply> {
+                      API_RETURN_IF_ERROR(RequireAdmin(call));
+                      API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "server"));
+                      API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
+                      API_ASSIGN_OR_RETURN(
+                          auto s, control::SetServerStatus(api.db, call.actor, id, status));
+                      return Reply{200, ServerJson(s)};
+                    }));
+  }
+}
+
+void AddSettingsRoutes(ApiContext& api) {
+  const std::string path = "/api/platform/volume-backup-settings";
+  api.server.Get(path, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    API_ASSIGN_OR_RETURN(auto settings, control::GetBackupSettings(api.db, api.master_key));
+    return Reply{200, BackupSettingsJson(settings)};
+  }));
+  api.server.Put(path, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, kBackupSettingsFields));
+    API_ASSIGN_OR_RETURN(auto update, ParseBackupSettings(body));
+    API_ASSIGN_OR_RETURN(auto settings,
+                         control::UpdateBackupSettings(api.db, api.master_key, call.actor, update));
+    json out = BackupSettingsJson(settings);
+    // Create the store's keys now, under the cluster-wide lock, so
+    // workers only ever open an initialised store.
+    json store = json{{"ready", false}, {"error", nullptr}};
+    if (settings.MissingReason().empty()) {
+      auto opened = control::OpenBackupStore(settings, api.master_key, &api.db);
+      if (opened) {
+        store["ready"] = true;
+      } else {
+        store["error"] = opened.error().message();
+      }
+    }
+    out["store"] = store;
+    return Reply{200, out};
+  }));
+  api.server.Post(path + "/test", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, kBackupSettingsFields));
+    API_ASSIGN_OR_RETURN(auto update, ParseBackupSettings(body));
+    API_ASSIGN_OR_RETURN(auto saved, control::GetBackupSettings(api.db, api.master_key));
+    auto settings = control::MergeBackupSettings(std::move(saved), update);
+    json out = {{"ok", true}, {"step", nullptr}, {"error", nullptr}};
+    out["storage_url"] = settings.Url();
+    if (auto probe = control::ProbeBackupStore(settings); !probe) {
+      out["ok"] = false;
+      out["step"] = ProbeStep(probe.error().message());
+      out["error"] = probe.error().message();
+    }
+    return Reply{200, out};
+  }));
+  api.server.Get("/api/platform/audit-events", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    db::AuditFilter filter;
+    for (const auto& [name, value] : call.req.params) {
+      if (name == "action") {
+        filter.action = value;
+      } else if (name == "resource_type") {
+        filter.resource_type = value;
+      } else if (name == "resource_id") {
+        filter.resource_id = value;
+      } else if (name == "since") {
+        filter.since = ParseTime(value);
+        if (!filter.since) return Invalid("since must be an RFC 3339 timestamp");
+      } else if (name == "limit") {
+        int limit = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), limit);
+        if (ec != std::errc() || end != value.data() + value.size() || limit < 1 ||
+            limit > db::kMaxAuditListLimit) {
+          return Invalid("limit must be an integer from 1 to " +
+                         std::to_string(db::kMaxAuditListLimit));
+        }
+        filter.limit = limit;
+      } else {
+        return Invalid("unknown query parameter \"" + name + "\"");
+      }
+    }
+    auto events = api.db.Transact([&](db::Tx& tx) { return db::ListAuditEvents(tx, filter); });
+    if (!events) return std::unexpected(control::FromError(events.error()));
+    json out = json::array();
+    for (const auto& e : *events) {
+      json details = json::parse(e.details_json, nullptr, false);
+      out.push_back(json{{"id", e.id},
+                         {"user_id", e.user_id ? json(*e.user_id) : json(nullptr)},
+                         {"action", e.action},
+                         {"resource_type", e.resource_type},
+                         {"resource_id", e.resource_id ? json(*e.resource_id) : json(nullptr)},
+                         {"details", details.is_discarded() ? json::object() : details},
+                         {"request_ip", e.request_ip ? json(*e.request_ip) : json(nullptr)},
+                         {"user_agent", e.user_agent ? json(*e.user_agent) : json(nullptr)},
+                         {"created_at", FormatTime(e.created_at)}});
+    }
+    return Reply{200, out};
+  }));
+}
+
+void AddAccountRoutes(ApiContext& api) {
+  api.server.Post("/api/api-keys", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"name"}));
+    API_ASSIGN_OR_RETURN(auto name, body.String("name"));
+    if (!name || name->empty()) return Invalid("name is required");
+    API_ASSIGN_OR_RETURN(auto created,
+                         control::CreateApiKey(api.db, call.actor, call.principal.user.id, *name));
+    json out = ApiKeyJson(created.key);
+    out["secret"] = created.secret;  // shown once
+    return Reply{201, out};
+  }));
+  api.server.Get("/api/api-keys", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    auto keys =
+        api.db.Transact([&](db::Tx& tx) { return db::ListApiKeys(tx, call.principal.user.id); });
+    if (!keys) return std::unexpected(control::FromError(keys.error()));
+    json out = json::array();
+    for (const auto& k : *keys) out.push_back(ApiKeyJson(k));
+    return Reply{200, out};
+  }));
+  api.server.Delete(
+      R"(/api/api-keys/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+        API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "API key"));
+        API_RETURN_IF_ERROR(control::RevokeApiKey(api.db, call.actor, call.principal.user.id, id));
+        return Reply{204, json()};
+      }));
+}
+
+}  // namespace kindling::api

@@ -1,0 +1,165 @@
+// Project, operation and volume routes.
+#include "api/api_context.h"
+#include "api/json_views.h"
+#include "db/operations.h"
+#include "db/volumes.h"
+
+namespace kindling::api {
+
+void AddProjectRoutes(ApiContext& api) {
+  api.server.Post("/api/projects", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"name", "organization_id"}));
+    API_ASSIGN_OR_RETURN(auto name, body.String("name"));
+    if (!name || name->empty()) return Invalid("name is required");
+    API_ASSIGN_OR_RETURN(auto org, body.Uuid("organization_id"));
+    if (!org) {
+      // The caller's only organisation they may create in.
+      for (const auto& m : call.principal.memberships) {
+        if (m.role == db::OrgRole::kMember) continue;
+        if (org) {
+          return Invalid(
+              "organization_id is required: you administer several "
+              "organisations");
+        }
+        org = m.organization_id;
+      }
+      if (!org) {
+        return Refuse(403, control::kCodeForbidden,
+                      "you are not an owner or admin of any organisation");
+      }
+    } else if (!call.IsAdmin()) {
+      auto role = call.principal.RoleIn(*org);
+      if (!role) return Refuse(404, control::kCodeNotFound, "organisation not found");
+      if (*role == db::OrgRole::kMember) {
+        return Refuse(403, control::kCodeForbidden,
+                      "creating projects needs the owner or admin role");
+      }
+    }
+    auto project = api.db.Transact([&](db::Tx& tx) -> Result<db::Project> {
+      KINDLING_ASSIGN_OR_RETURN(auto p, db::CreateProject(tx, *org, *name));
+      KINDLING_RETURN_IF_ERROR(
+          control::Audit(tx, call.actor, "project.create", "project", p.id,
+                         json{{"name", p.name}, {"organization_id", p.organization_id}}.dump()));
+      return p;
+    });
+    if (!project) return std::unexpected(control::FromError(project.error()));
+    return Reply{201, ProjectJson(*project)};
+  }));
+  api.server.Get("/api/projects", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    db::ProjectFilter filter;
+    if (!call.IsAdmin()) filter.member_user_id = call.principal.user.id;
+    auto projects = api.db.Transact([&](db::Tx& tx) { return db::ListProjects(tx, filter); });
+    if (!projects) return std::unexpected(control::FromError(projects.error()));
+    json out = json::array();
+    for (const auto& p : *projects) out.push_back(ProjectJson(p));
+    return Reply{200, out};
+  }));
+  api.server.Get(R"(/api/projects/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
+    return Reply{200, ProjectJson(project)};
+  }));
+  api.server.Get(R"(/api/operations/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "operation"));
+    struct Found {
+      db::Operation op;
+      db::Project project;
+    };
+    auto found = api.db.Transact([&](db::Tx& tx) -> Result<Found> {
+      KINDLING_ASSIGN_OR_RETURN(auto op, db::GetOperation(tx, id));
+      KINDLING_ASSIGN_OR_RETURN(auto volume, db::GetVolume(tx, op.project_volume_id));
+      KINDLING_ASSIGN_OR_RETURN(auto project, db::GetProject(tx, volume.project_id));
+      return Found{std::move(op), std::move(project)};
+    });
+    if (!found) {
+      if (found.error().is_not_found()) {
+        return Refuse(404, control::kCodeNotFound, "operation " + id + " not found");
+      }
+      return std::unexpected(control::FromError(found.error()));
+    }
+    if (!call.IsAdmin() && !call.principal.RoleIn(found->project.organization_id)) {
+      return Refuse(404, control::kCodeNotFound, "operation " + id + " not found");
+    }
+    json out = OperationJson(found->op);
+    out["project_id"] = found->project.id;
+    return Reply{200, out};
+  }));
+}
+
+void AddVolumeRoutes(ApiContext& api) {
+  const std::string volume = R"(/api/projects/([^/]+)/volume)";
+  api.server.Get(volume, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
+    API_ASSIGN_OR_RETURN(auto view, api.volumes.GetVolume(project.id));
+    return Reply{200, VolumeJson(view)};
+  }));
+  api.server.Put(volume, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+    API_ASSIGN_OR_RETURN(
+        auto body, Body::Parse(call.req, {"mount_path", "size_gb", "backup_schedule",
+                                          "backup_retention_count", "pre_delete_backup_enabled"}));
+    db::VolumeSettingsUpdate update;
+    API_ASSIGN_OR_RETURN(update.mount_path, body.String("mount_path"));
+    if (update.mount_path && (update.mount_path->empty() || update.mount_path->front() != '/')) {
+      return Invalid("mount_path must be an absolute path");
+    }
+    API_ASSIGN_OR_RETURN(update.size_gb, body.Int("size_gb"));
+    if (update.size_gb && *update.size_gb < 1) return Invalid("size_gb must be >= 1");
+    API_ASSIGN_OR_RETURN(auto schedule, body.String("backup_schedule"));
+    if (schedule) {
+      update.backup_schedule = db::ParseEnum<db::BackupSchedule>(*schedule);
+      if (!update.backup_schedule) {
+        return Invalid("backup_schedule must be off, manual, daily or weekly");
+      }
+    }
+    API_ASSIGN_OR_RETURN(update.backup_retention_count, body.Int("backup_retention_count"));
+    if (update.backup_retention_count && *update.backup_retention_count < 1) {
+      return Invalid("backup_retention_count must be >= 1");
+    }
+    API_ASSIGN_OR_RETURN(update.pre_delete_backup_enabled, body.Bool("pre_delete_backup_enabled"));
+    API_ASSIGN_OR_RETURN(auto view, api.volumes.PutVolume(call.actor, project.id, update));
+    return Reply{200, VolumeJson(view)};
+  }));
+  api.server.Delete(volume, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+    API_ASSIGN_OR_RETURN(auto outcome, api.volumes.DeleteVolume(call.actor, project.id));
+    if (outcome.operation) return Reply{202, OperationJson(*outcome.operation)};
+    return Reply{204, json()};
+  }));
+  api.server.Get(volume + "/backups", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
+    API_ASSIGN_OR_RETURN(auto backups, api.volumes.ListBackups(project.id));
+    json out = json::array();
+    for (const auto& b : backups) out.push_back(BackupJson(b));
+    return Reply{200, out};
+  }));
+  api.server.Post(volume + "/backups", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+    API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
+    API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueBackup(call.actor, project.id));
+    return Reply{202, OperationJson(op)};
+  }));
+  api.server.Post(volume + "/restore", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"backup_id", "target_server_id"}));
+    API_ASSIGN_OR_RETURN(auto backup_id, body.Uuid("backup_id"));
+    API_ASSIGN_OR_RETURN(auto target, body.Uuid("target_server_id"));
+    API_ASSIGN_OR_RETURN(auto op,
+                         api.volumes.QueueRestore(call.actor, project.id, backup_id, target));
+    return Reply{202, OperationJson(op)};
+  }));
+  api.server.Post(volume + "/move", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"target_server_id"}));
+    API_ASSIGN_OR_RETURN(auto target, body.Uuid("target_server_id"));
+    API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueMove(call.actor, project.id, target));
+    return Reply{202, OperationJson(op)};
+  }));
+  api.server.Post(volume + "/repair", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+    API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
+    API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueRepair(call.actor, project.id));
+    return Reply{202, OperationJson(op)};
+  }));
+}
+
+}  // namespace kindling::api

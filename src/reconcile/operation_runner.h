@@ -1,0 +1,87 @@
+// OperationRunner: executes the operations a worker claimed, on this
+// server's images, and records their outcome.
+//
+//   - backup: engine::CreateBackup with backup_id = the backup row's id, so a
+//     retry reuses uploaded chunks and never makes two manifests; then
+//     retention.
+//   - restore: into this server's image, then the volume is re-pinned here in
+//     the transaction that completes the operation.
+//   - move: backup phase on the source, then the operation is handed to the
+//     target server, whose restore phase is recognised by the backup row
+//     having succeeded.
+//   - repair: e2fsck -f -y; exit 0/1 healthy, else corrupt.
+//
+// Success paths complete the operation in the transaction that also settles
+// the volume and writes the audit event; failures are recorded by
+// RecordOutcome. Every write first checks that this process still holds the
+// lease, so a taken-over attempt never writes a row.
+//
+// Thread-safety: thread-safe; one call per claimed operation.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "common/result.h"
+#include "db/database.h"
+#include "db/operations.h"
+#include "reconcile/running_operation.h"
+#include "reconcile/store_provider.h"
+
+namespace kindling::reconcile {
+
+struct OperationRunnerOptions {
+  std::string server_id;            // REQUIRED
+  std::string lease_owner;          // REQUIRED: the worker's instance id
+  std::filesystem::path state_dir;  // REQUIRED: volumes/ lives here
+  std::chrono::milliseconds lease_duration{15'000};
+  int engine_threads = 0;  // 0: the engine's default
+  std::string e2fsck_tool = "e2fsck";
+};
+
+// How the worker stopped, for RecordOutcome.
+struct StopState {
+  bool stopping = false;   // graceful stop: hand the operation back
+  bool abandoned = false;  // crash seam: touch nothing
+};
+
+class OperationRunner {
+ public:
+  // REQUIRES: `db` and `stores` outlive the runner.
+  OperationRunner(db::Database& db, BackupStoreProvider& stores, OperationRunnerOptions options);
+
+  // Executes `op`; on success the operation is already completed.
+  [[nodiscard]] Status Execute(RunningOperation& run, const db::Operation& op);
+
+  // Records a failure (operation failed, volume settled, audited), hands the
+  // operation back when the worker is stopping, or leaves the row alone when
+  // the lease was lost or the worker abandoned it.
+  void RecordOutcome(RunningOperation& run, const db::Operation& op, const Status& outcome,
+                     StopState stop);
+
+ private:
+  [[nodiscard]] Result<std::string> ExecuteBackupPhase(RunningOperation& run,
+                                                       const db::Operation& op,
+                                                       const db::Volume& volume,
+                                                       const StoreHandle& store);
+  [[nodiscard]] Status ExecuteRestorePhase(RunningOperation& run, const db::Operation& op,
+                                           const db::Volume& volume, const StoreHandle& store);
+  [[nodiscard]] Status ExecuteRepair(RunningOperation& run, const db::Operation& op,
+                                     const db::Volume& volume);
+  [[nodiscard]] Status HandMoveToTarget(RunningOperation& run, const db::Operation& op);
+  [[nodiscard]] Status FailAndRelease(RunningOperation& run, const db::Operation& op,
+                                      const Error& error);
+  void HandBack(const db::Operation& op);
+  // Deletes succeeded backups beyond the volume's retention count: objects
+  // first, then rows. Never fails: problems come back as JSON for the result.
+  std::string ApplyRetention(const db::Volume& volume, const StoreHandle& store);
+
+  std::filesystem::path ImageOf(const std::string& volume_id) const;
+
+  db::Database& db_;
+  BackupStoreProvider& stores_;
+  const OperationRunnerOptions options_;
+};
+
+}  // namespace kindling::reconcile
