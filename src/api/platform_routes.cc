@@ -250,7 +250,7 @@ void AddSettingsRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, kBackupSettingsFields));
     API_ASSIGN_OR_RETURN(auto update, ParseBackupSettings(body));
     API_ASSIGN_OR_RETURN(auto saved, control::GetBackupSettings(api.db, api.master_key));
-    auto settings = control::MergeBackupSettings(std::move(saved), update);
+    API_ASSIGN_OR_RETURN(auto settings, control::MergeBackupSettings(std::move(saved), update));
     json out = {{"ok", true}, {"step", nullptr}, {"error", nullptr}};
     out["storage_url"] = settings.Url();
     if (auto probe = control::ProbeBackupStore(settings); !probe) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -44,6 +45,18 @@ Status FsyncDirectory(const std::filesystem::path& dir) {
   UniqueFd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoError("open directory " + dir.string(), errno);
   if (::fsync(fd.get()) != 0) return ErrnoError("fsync directory " + dir.string(), errno);
+  return OkStatus();
+}
+
+Status RenameNoReplaceDurably(const std::filesystem::path& from, const std::filesystem::path& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    const int e = errno;
+    if (e == EEXIST) return MakeError(ErrorKind::kAlreadyExists, to.string() + " already exists");
+    return ErrnoError("rename " + from.string() + " to " + to.string(), e);
+  }
+  KINDLING_RETURN_IF_ERROR(FsyncDirectory(to.parent_path()));
+  if (from.parent_path() != to.parent_path())
+    KINDLING_RETURN_IF_ERROR(FsyncDirectory(from.parent_path()));
   return OkStatus();
 }
 

@@ -48,6 +48,11 @@ class UniqueFd {
 // fsyncs a directory so that a rename or create inside it is durable.
 [[nodiscard]] Status FsyncDirectory(const std::filesystem::path& dir);
 
+// Renames `from` to `to` (failing with kAlreadyExists when `to` exists) and
+// fsyncs both directories, so the move survives a crash once this returns.
+[[nodiscard]] Status RenameNoReplaceDurably(const std::filesystem::path& from,
+                                            const std::filesystem::path& to);
+
 // Returns "<dir>/.<name>.tmp-<random>": a sibling temp path that globbing for
 // `name` never matches.
 std::filesystem::path TempSiblingPath(const std::filesystem::path& path);

@@ -93,8 +93,23 @@ ControlResult<std::map<std::string, std::string>> UpdateMetaSettings(
       });
 }
 
-BackupStoreSettings MergeBackupSettings(BackupStoreSettings base,
-                                        const BackupSettingsUpdate& update) {
+ControlResult<BackupSettingsUpdate> ExclusiveStoreSelection(BackupSettingsUpdate update) {
+  const bool local = update.local_directory && !update.local_directory->empty();
+  const bool bucket = update.s3_bucket && !update.s3_bucket->empty();
+  if (local && bucket) {
+    return Refuse(400, kCodeValidation,
+                  "local_directory and s3_bucket select different stores: give one of them");
+  }
+  if (local) update.s3_bucket = std::string();
+  if (bucket) update.local_directory = std::string();
+  return update;
+}
+
+ControlResult<BackupStoreSettings> MergeBackupSettings(BackupStoreSettings base,
+                                                       const BackupSettingsUpdate& requested) {
+  auto selected = ExclusiveStoreSelection(requested);
+  if (!selected) return std::unexpected(selected.error());
+  const BackupSettingsUpdate& update = *selected;
   for (const auto& fields :
        {std::span<const PlainField>(kPlainFields), std::span<const PlainField>(kSecretFields)}) {
     for (const PlainField& field : fields) {
@@ -114,7 +129,10 @@ ControlResult<BackupStoreSettings> GetBackupSettings(db::Database& db,
 ControlResult<BackupStoreSettings> UpdateBackupSettings(db::Database& db,
                                                         const crypto::Key& master_key,
                                                         const Actor& actor,
-                                                        const BackupSettingsUpdate& update) {
+                                                        const BackupSettingsUpdate& requested) {
+  auto selected = ExclusiveStoreSelection(requested);
+  if (!selected) return std::unexpected(selected.error());
+  const BackupSettingsUpdate& update = *selected;
   if (update.local_directory && !update.local_directory->empty() &&
       update.local_directory->front() != '/') {
     return Refuse(400, kCodeValidation, "local_directory must be an absolute path");
@@ -163,7 +181,13 @@ ControlResult<BackupStoreSettings> UpdateBackupSettings(db::Database& db,
                                               {"cleared", secrets_cleared}}
                                              .dump()));
         }
-        return LoadBackupStoreSettings(tx, master_key);
+        KINDLING_ASSIGN_OR_RETURN(BackupStoreSettings after,
+                                  LoadBackupStoreSettings(tx, master_key));
+        // Backups written from now on name this store: remember how to open
+        // it for as long as they may be restored.
+        if (after.MissingReason().empty())
+          KINDLING_RETURN_IF_ERROR(RecordBackupStore(tx, master_key, after));
+        return after;
       });
 }
 

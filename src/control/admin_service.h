@@ -48,17 +48,27 @@ struct BackupSettingsUpdate {
   std::optional<std::string> s3_secret_access_key{};
 };
 
-// Fills the unset fields of `update` from `base` (the saved settings), for
-// POST .../test with partial settings.
-BackupStoreSettings MergeBackupSettings(BackupStoreSettings base,
-                                        const BackupSettingsUpdate& update);
+// The fields that select a store are mutually exclusive: a non-empty
+// local_directory clears s3_bucket and a non-empty s3_bucket clears
+// local_directory (switching the store); both at once is 400
+// validation_error.
+[[nodiscard]] ControlResult<BackupSettingsUpdate> ExclusiveStoreSelection(
+    BackupSettingsUpdate update);
+
+// What UpdateBackupSettings would save: `base` (the saved settings) with
+// `update` applied after ExclusiveStoreSelection. For POST .../test, which
+// tests exactly the settings its body describes.
+[[nodiscard]] ControlResult<BackupStoreSettings> MergeBackupSettings(
+    BackupStoreSettings base, const BackupSettingsUpdate& update);
 
 [[nodiscard]] ControlResult<BackupStoreSettings> GetBackupSettings(db::Database& db,
                                                                    const crypto::Key& master_key);
-// Saves, auditing volume_backup_settings.update (details.changed: setting
-// names) and, when secrets changed, cluster.secrets.update (details.secrets:
-// names only). Returns the settings afterwards. The caller initialises the
-// store afterwards (OpenBackupStore), outside the transaction.
+// Saves (after ExclusiveStoreSelection), auditing
+// volume_backup_settings.update (details.changed: setting names) and, when
+// secrets changed, cluster.secrets.update (details.secrets: names only), and
+// records usable settings in the store history (RecordBackupStore). Returns
+// the settings afterwards. The caller initialises the store afterwards
+// (OpenBackupStore), outside the transaction.
 [[nodiscard]] ControlResult<BackupStoreSettings> UpdateBackupSettings(
     db::Database& db, const crypto::Key& master_key, const Actor& actor,
     const BackupSettingsUpdate& update);

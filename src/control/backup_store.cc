@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "common/ids.h"
+#include "crypto/kdf.h"
+#include "db/backup_stores.h"
 #include "db/notifications.h"
 #include "db/settings.h"
 #include "storage/store_url.h"
@@ -157,6 +159,80 @@ Result<OpenedBackupStore> OpenBackupStore(const BackupStoreSettings& settings,
   }
   opened.repository = std::make_unique<engine::Repository>(std::move(*repository));
   return opened;
+}
+
+namespace {
+
+crypto::Key HistoryKey(const crypto::Key& master_key) {
+  return crypto::DeriveKey(master_key, "volume backup store secrets");
+}
+
+}  // namespace
+
+Status RecordBackupStore(db::Tx& tx, const crypto::Key& master_key,
+                         const BackupStoreSettings& settings) {
+  if (std::string reason = settings.MissingReason(); !reason.empty())
+    return InvalidArgument("backup store not configured: " + reason);
+  // Only what selects and opens the store the url names.
+  const bool s3 = !settings.s3_bucket.empty();
+  return db::PutBackupStore(
+      tx, HistoryKey(master_key),
+      db::BackupStoreRecord{.storage_url = settings.Url(),
+                            .s3_bucket = settings.s3_bucket,
+                            .s3_region = s3 ? settings.s3_region : "",
+                            .s3_endpoint = s3 ? settings.s3_endpoint : "",
+                            .s3_prefix = s3 ? settings.s3_prefix : "",
+                            .local_directory = s3 ? "" : settings.local_directory,
+                            .s3_access_key_id = s3 ? settings.s3_access_key_id : "",
+                            .s3_secret_access_key = s3 ? settings.s3_secret_access_key : ""});
+}
+
+Result<std::optional<BackupStoreSettings>> LoadRecordedBackupStore(db::Tx& tx,
+                                                                   const crypto::Key& master_key,
+                                                                   const std::string& storage_url) {
+  KINDLING_ASSIGN_OR_RETURN(auto record,
+                            db::GetBackupStore(tx, HistoryKey(master_key), storage_url));
+  if (!record) return std::optional<BackupStoreSettings>();
+  return std::optional<BackupStoreSettings>(
+      BackupStoreSettings{.s3_bucket = record->s3_bucket,
+                          .s3_region = record->s3_region,
+                          .s3_endpoint = record->s3_endpoint,
+                          .s3_prefix = record->s3_prefix,
+                          .local_directory = record->local_directory,
+                          .s3_access_key_id = record->s3_access_key_id,
+                          .s3_secret_access_key = record->s3_secret_access_key});
+}
+
+Result<OpenedBackupStore> OpenCurrentBackupStore(db::Database& db,
+                                                 const crypto::Key& master_key) {
+  KINDLING_ASSIGN_OR_RETURN(BackupStoreSettings settings, db.Transact([&](db::Tx& tx) {
+    return LoadBackupStoreSettings(tx, master_key);
+  }));
+  if (const std::string missing = settings.MissingReason(); !missing.empty())
+    return InvalidArgument("backup store unavailable: " + missing);
+  KINDLING_RETURN_IF_ERROR(
+      db.Transact([&](db::Tx& tx) { return RecordBackupStore(tx, master_key, settings); }));
+  return OpenBackupStore(settings, master_key, &db);
+}
+
+Result<OpenedBackupStore> OpenBackupStoreAt(db::Database& db, const crypto::Key& master_key,
+                                            const std::string& storage_url) {
+  KINDLING_ASSIGN_OR_RETURN(auto recorded, db.Transact([&](db::Tx& tx) {
+    return LoadRecordedBackupStore(tx, master_key, storage_url);
+  }));
+  BackupStoreSettings settings;
+  if (recorded) {
+    settings = std::move(*recorded);
+  } else if (storage_url.starts_with("file:///")) {
+    settings.local_directory = storage_url.substr(std::string_view("file://").size());
+  } else {
+    return NotFound("backup store " + storage_url +
+                    " is not recorded in this cluster (set it as the backup store once, with "
+                    "its credentials, to read its backups)");
+  }
+  if (settings.Url() != storage_url)
+    return Corruption("the store recorded for " + storage_url + " opens as " + settings.Url());
+  return OpenBackupStore(settings, master_key, /*init_lock_db=*/nullptr);
 }
 
 Status ProbeBackupStore(const BackupStoreSettings& settings) {

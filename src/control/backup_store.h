@@ -65,6 +65,24 @@ struct OpenedBackupStore {
                                                         const crypto::Key& master_key,
                                                         db::Database* init_lock_db);
 
+// Records `settings` (usable ones) in the store history under their Url().
+[[nodiscard]] Status RecordBackupStore(db::Tx& tx, const crypto::Key& master_key,
+                                       const BackupStoreSettings& settings);
+// The recorded settings of `storage_url`; nullopt when never recorded.
+[[nodiscard]] Result<std::optional<BackupStoreSettings>> LoadRecordedBackupStore(
+    db::Tx& tx, const crypto::Key& master_key, const std::string& storage_url);
+
+// Opens the current store (settings), recording it in the history first.
+// kInvalidArgument when the settings are incomplete.
+[[nodiscard]] Result<OpenedBackupStore> OpenCurrentBackupStore(db::Database& db,
+                                                               const crypto::Key& master_key);
+// Opens the store at `storage_url` (a backup row's) from the history; a
+// file:// url that was never recorded is opened from its path. kNotFound
+// when the cluster has no record of an s3:// url. Never initialises a store.
+[[nodiscard]] Result<OpenedBackupStore> OpenBackupStoreAt(db::Database& db,
+                                                          const crypto::Key& master_key,
+                                                          const std::string& storage_url);
+
 // Writes, reads back and deletes a probe object with these settings; the error
 // says which step failed (and never includes a secret).
 [[nodiscard]] Status ProbeBackupStore(const BackupStoreSettings& settings);

@@ -30,6 +30,10 @@ std::string_view KindAction(db::OperationKind kind) {
       return "volume.move.queue";
     case db::OperationKind::kRepair:
       return "volume.repair.queue";
+    case db::OperationKind::kAdopt:
+      return "volume.adopt.queue";
+    case db::OperationKind::kVerify:
+      return "volume.verify.queue";
   }
   return "volume.operation.queue";
 }

@@ -13,7 +13,7 @@ using internal::Time;
 
 constexpr char kBackupColumns[] =
     "id, project_volume_id, kind, status, storage_url, storage_key, size_bytes, error, "
-    "metadata::text, started_at, completed_at, failed_at, created_at, updated_at";
+    "metadata::text, started_at, completed_at, failed_at, created_at, updated_at, damage::text";
 
 Backup BackupFromRow(const pqxx::row& r) {
   Backup b;
@@ -31,6 +31,7 @@ Backup BackupFromRow(const pqxx::row& r) {
   b.failed_at = OptTime(r[11]);
   b.created_at = Time(r[12]);
   b.updated_at = Time(r[13]);
+  b.damage_json = OptText(r[14]);
   return b;
 }
 
@@ -86,6 +87,60 @@ Result<std::vector<Backup>> ListBackups(Tx& tx, const std::string& volume_id, in
           out.push_back(BackupFromRow(r));
         return out;
       });
+}
+
+Result<std::vector<ProjectBackup>> ListProjectBackups(Tx& tx, const std::string& project_id,
+                                                      int limit) {
+  return internal::Run(
+      tx, "list project backups",
+      [&](pqxx::transaction_base& w) -> Result<std::vector<ProjectBackup>> {
+        std::vector<ProjectBackup> out;
+        std::string columns;
+        for (std::string_view column :
+             {"id", "project_volume_id", "kind", "status", "storage_url", "storage_key",
+              "size_bytes", "error", "metadata::text", "started_at", "completed_at", "failed_at",
+              "created_at", "updated_at", "damage::text"}) {
+          columns += (columns.empty() ? "b." : ", b.") + std::string(column);
+        }
+        for (const auto& r :
+             w.exec_params("SELECT " + columns +
+                               ", v.deleted_at IS NOT NULL FROM project_volume_backups b "
+                               "JOIN project_volumes v ON v.id = b.project_volume_id "
+                               "WHERE v.project_id = $1::uuid "
+                               "ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
+                           project_id, std::max(limit, 1)))
+          out.push_back(ProjectBackup{BackupFromRow(r), r[15].as<bool>()});
+        return out;
+      });
+}
+
+Result<std::vector<Backup>> ListStoreBackups(Tx& tx, const std::string& storage_url) {
+  return internal::Run(
+      tx, "list store backups", [&](pqxx::transaction_base& w) -> Result<std::vector<Backup>> {
+        std::vector<Backup> out;
+        for (const auto& r : w.exec_params(std::string("SELECT ") + kBackupColumns +
+                                               " FROM project_volume_backups "
+                                               "WHERE storage_url = $1 "
+                                               "  AND status IN ('succeeded', 'damaged') "
+                                               "ORDER BY created_at, id",
+                                           storage_url))
+          out.push_back(BackupFromRow(r));
+        return out;
+      });
+}
+
+Result<Backup> MarkBackupDamaged(Tx& tx, const std::string& backup_id,
+                                 const std::string& damage_json) {
+  return internal::Run(tx, "mark backup damaged", [&](pqxx::transaction_base& w) {
+    return Transition(w, backup_id, "'succeeded', 'damaged'",
+                      "status = 'damaged', damage = $2::jsonb", damage_json);
+  });
+}
+
+Result<Backup> MarkBackupHealed(Tx& tx, const std::string& backup_id) {
+  return internal::Run(tx, "mark backup healed", [&](pqxx::transaction_base& w) {
+    return Transition(w, backup_id, "'damaged'", "status = 'succeeded', damage = NULL");
+  });
 }
 
 Result<Backup> MarkBackupRunning(Tx& tx, const std::string& backup_id) {

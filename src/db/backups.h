@@ -3,7 +3,11 @@
 // records that (status succeeded, storage_url/key, size) and the history.
 //
 // Life cycle: pending (queued with its operation) -> running (claimed) ->
-// succeeded | failed. Retention deletes rows after their objects are gone.
+// succeeded | failed. A succeeded backup becomes `damaged` while a chunk it
+// references is known to be missing or corrupt in its store (`damage` says
+// which, at which image offsets) and `succeeded` again once a later backup
+// stored that chunk again. Retention deletes rows after their objects are
+// gone. Rows outlive their volume (deleted volumes keep their row).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +31,8 @@ struct Backup {
   std::optional<std::int64_t> size_bytes{};
   std::optional<std::string> error{};
   std::string metadata_json = "{}";
+  // While damaged: {"chunks": [{"chunk_id", "problem", "offsets"}], ...}.
+  std::optional<std::string> damage_json{};
   std::optional<Timestamp> started_at{};
   std::optional<Timestamp> completed_at{};
   std::optional<Timestamp> failed_at{};
@@ -50,6 +56,27 @@ struct NewBackup {
 // The volume's backups, newest first.
 [[nodiscard]] Result<std::vector<Backup>> ListBackups(Tx& tx, const std::string& volume_id,
                                                       int limit = 100);
+
+// Backups of every volume the project has had (deleted ones included),
+// newest first, with their volume.
+struct ProjectBackup {
+  Backup backup{};
+  bool volume_deleted = false;
+};
+[[nodiscard]] Result<std::vector<ProjectBackup>> ListProjectBackups(Tx& tx,
+                                                                    const std::string& project_id,
+                                                                    int limit = 500);
+
+// Succeeded or damaged backups recorded in the store at `storage_url`.
+[[nodiscard]] Result<std::vector<Backup>> ListStoreBackups(Tx& tx, const std::string& storage_url);
+
+// succeeded|damaged -> damaged with `damage_json`. kInvalidArgument from any
+// other status.
+[[nodiscard]] Result<Backup> MarkBackupDamaged(Tx& tx, const std::string& backup_id,
+                                               const std::string& damage_json);
+// damaged -> succeeded, clearing damage. kInvalidArgument from any other
+// status.
+[[nodiscard]] Result<Backup> MarkBackupHealed(Tx& tx, const std::string& backup_id);
 
 // pending -> running (started_at set once; a retried backup keeps it).
 // kNotFound when missing; kInvalidArgument when already finished.

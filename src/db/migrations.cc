@@ -204,8 +204,69 @@ CREATE INDEX cluster_audit_events_resource_idx
   ON cluster_audit_events (resource_type, resource_id, created_at DESC);
 )sql";
 
-constexpr std::array<Migration, 1> kMigrations = {{
+// Version 2: data safety. Backups a damaged chunk makes unrestorable are
+// `damaged` (with the damaged chunks and their image offsets) until a backup
+// stores those chunks again; every store the cluster has written backups to
+// is remembered (secrets sealed like cluster_secrets) so each backup is read
+// from its own store; images the control plane takes off a worker are kept in
+// quarantine, listed here, until they are adopted or purged; operations can
+// adopt a quarantined image and verify a backup.
+constexpr std::string_view kDataSafetySchema = R"sql(
+ALTER TABLE project_volume_backups DROP CONSTRAINT project_volume_backups_status_check;
+ALTER TABLE project_volume_backups ADD CONSTRAINT project_volume_backups_status_check
+  CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'damaged'));
+-- {"chunks": [{"chunk_id", "problem", "offsets": [...]}], "detected_at"} while damaged.
+ALTER TABLE project_volume_backups ADD COLUMN damage jsonb;
+CREATE INDEX project_volume_backups_storage_idx
+  ON project_volume_backups (storage_url, status);
+
+ALTER TABLE project_volume_operations DROP CONSTRAINT project_volume_operations_kind_check;
+ALTER TABLE project_volume_operations ADD CONSTRAINT project_volume_operations_kind_check
+  CHECK (kind IN ('backup', 'restore', 'move', 'repair', 'adopt', 'verify'));
+
+CREATE TABLE volume_backup_stores (
+  storage_url text PRIMARY KEY,
+  s3_bucket text NOT NULL DEFAULT '',
+  s3_region text NOT NULL DEFAULT '',
+  s3_endpoint text NOT NULL DEFAULT '',
+  s3_prefix text NOT NULL DEFAULT '',
+  local_directory text NOT NULL DEFAULT '',
+  -- AES-256-GCM sealed with the master key, as cluster_secrets.
+  s3_access_key_id bytea,
+  s3_secret_access_key bytea,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE volume_image_quarantine (
+  id uuid PRIMARY KEY,
+  -- No foreign keys: a database restored from an older snapshot may not know
+  -- the server or the volume, and the entry must still be listed.
+  server_id uuid NOT NULL,
+  project_volume_id uuid NOT NULL,
+  reason text NOT NULL CHECK (reason IN ('replaced', 'deleted', 'conflict', 'unknown_volume')),
+  detail text NOT NULL DEFAULT '',
+  path text NOT NULL,
+  size_bytes bigint NOT NULL CHECK (size_bytes >= 0),
+  allocated_bytes bigint NOT NULL DEFAULT 0 CHECK (allocated_bytes >= 0),
+  image_mtime timestamptz,
+  image_sha256 text,
+  digest_chunk_size integer,
+  status text NOT NULL DEFAULT 'held' CHECK (status IN ('held', 'adopted', 'purged')),
+  quarantined_at timestamptz NOT NULL DEFAULT now(),
+  -- NULL: kept until an operator adopts or purges it.
+  purge_after timestamptz,
+  resolved_at timestamptz,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX volume_image_quarantine_volume_idx
+  ON volume_image_quarantine (project_volume_id, quarantined_at DESC);
+CREATE INDEX volume_image_quarantine_server_idx ON volume_image_quarantine (server_id, status);
+)sql";
+
+constexpr std::array<Migration, 2> kMigrations = {{
     {1, "initial schema", kInitialSchema},
+    {2, "data safety", kDataSafetySchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

@@ -61,15 +61,20 @@ std::vector<Operation> OperationsFromResult(const pqxx::result& rows) {
 // Which kinds create (rather than read) the backup named in backup_id.
 constexpr char kCreatesBackupSql[] = "o.kind IN ('backup', 'move')";
 
-VolumeStatus DefaultVolumeStatus(OperationKind kind) {
+// nullopt: the operation does not touch the image (verify reads the store
+// only), so the volume keeps its status.
+std::optional<VolumeStatus> DefaultVolumeStatus(OperationKind kind) {
   switch (kind) {
     case OperationKind::kBackup:
       return VolumeStatus::kBackingUp;
     case OperationKind::kRestore:
     case OperationKind::kMove:
+    case OperationKind::kAdopt:
       return VolumeStatus::kRestoring;
     case OperationKind::kRepair:
       return VolumeStatus::kRepairing;
+    case OperationKind::kVerify:
+      return std::nullopt;
   }
   return VolumeStatus::kBackingUp;
 }
@@ -85,8 +90,8 @@ Status LeaseLost(const std::string& operation_id) {
 Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req) {
   if (req.kind == OperationKind::kBackup && !req.create_backup)
     return InvalidArgument("a backup operation needs create_backup");
-  if (req.kind == OperationKind::kRestore && !req.backup_id)
-    return InvalidArgument("a restore operation needs backup_id");
+  if ((req.kind == OperationKind::kRestore || req.kind == OperationKind::kVerify) && !req.backup_id)
+    return InvalidArgument("a " + std::string(Name(req.kind)) + " operation needs backup_id");
   if (req.create_backup && req.kind != OperationKind::kBackup && req.kind != OperationKind::kMove)
     return InvalidArgument("only backup and move operations create a backup");
   if (req.server_id.empty()) return InvalidArgument("an operation needs a server");
@@ -97,11 +102,18 @@ Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req)
     return InvalidArgument("volume " + req.volume_id + " is busy (" +
                            std::string(Name(volume.status)) + ")");
   }
-  if (req.kind == OperationKind::kRestore) {
+  if (req.kind == OperationKind::kRestore || req.kind == OperationKind::kVerify) {
     KINDLING_ASSIGN_OR_RETURN(Backup source, GetBackup(tx, *req.backup_id));
-    if (source.project_volume_id != volume.id)
-      return InvalidArgument("backup " + source.id + " belongs to another volume");
-    if (source.status != BackupStatus::kSucceeded)
+    // Backups outlive their volume row: any volume of the same project.
+    if (source.project_volume_id != volume.id) {
+      KINDLING_ASSIGN_OR_RETURN(Volume owner, GetVolume(tx, source.project_volume_id));
+      if (owner.project_id != volume.project_id)
+        return InvalidArgument("backup " + source.id + " belongs to another project's volume");
+    }
+    const bool readable =
+        source.status == BackupStatus::kSucceeded ||
+        (req.kind == OperationKind::kVerify && source.status == BackupStatus::kDamaged);
+    if (!readable)
       return InvalidArgument("backup " + source.id + " is " + std::string(Name(source.status)) +
                              ", not succeeded");
   }
@@ -115,11 +127,14 @@ Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req)
     backup_id = created.id;
     queued.backup = std::move(created);
   }
-  KINDLING_ASSIGN_OR_RETURN(
-      queued.volume,
-      UpdateVolumeState(
-          tx, volume.id,
-          VolumeStateUpdate{.status = req.volume_status.value_or(DefaultVolumeStatus(req.kind))}));
+  const std::optional<VolumeStatus> status =
+      req.volume_status ? req.volume_status : DefaultVolumeStatus(req.kind);
+  if (status) {
+    KINDLING_ASSIGN_OR_RETURN(
+        queued.volume, UpdateVolumeState(tx, volume.id, VolumeStateUpdate{.status = status}));
+  } else {
+    queued.volume = std::move(volume);
+  }
   KINDLING_ASSIGN_OR_RETURN(
       queued.operation,
       internal::Run(tx, "queue operation", [&](pqxx::transaction_base& w) -> Result<Operation> {

@@ -65,7 +65,8 @@ struct QueueOperationRequest {
   std::string volume_id{};
   OperationKind kind = OperationKind::kBackup;
   std::string server_id{};  // who executes it
-  // restore: the backup to restore (must be a succeeded backup of the volume).
+  // restore (succeeded) and verify (succeeded or damaged): the backup, of
+  // this volume or an earlier volume of the same project.
   std::optional<std::string> backup_id{};
   // restore/move: where the volume ends up (recorded in request_metadata).
   std::optional<std::string> target_server_id{};
@@ -73,8 +74,8 @@ struct QueueOperationRequest {
   // this kind; its id goes to request_metadata.backup_id.
   std::optional<BackupKind> create_backup{};
   // The volume's status while the operation is in flight; defaults by kind
-  // (backing_up, restoring for restore and move, repairing). `deleting` for
-  // a pre-delete backup.
+  // (backing_up, restoring for restore, move and adopt, repairing; verify
+  // leaves it as it is). `deleting` for a pre-delete backup.
   std::optional<VolumeStatus> volume_status{};
   // A JSON object merged into request_metadata.
   std::string extra_request_metadata_json = "{}";
@@ -86,11 +87,12 @@ struct QueuedOperation {
   Volume volume{};                 // after the status change
 };
 
-// kNotFound: the volume (live) or restore backup does not exist.
+// kNotFound: the volume (live) or the restore/verify backup does not exist.
 // kInvalidArgument: the volume is busy (transitional status, or an
-// operation in flight), the restore backup belongs to another volume or did
-// not succeed, or the request is inconsistent (backup without create_backup,
-// restore without backup_id).
+// operation in flight), the restore/verify backup belongs to another
+// project's volume or is not readable (restore: succeeded; verify: succeeded
+// or damaged), or the request is inconsistent (backup without create_backup,
+// restore or verify without backup_id).
 [[nodiscard]] Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& request);
 
 [[nodiscard]] Result<Operation> GetOperation(Tx& tx, const std::string& operation_id);

@@ -38,10 +38,13 @@ enum class VolumeStatus : std::uint8_t {
 };
 enum class VolumeHealth : std::uint8_t { kUnknown, kHealthy, kDegraded, kMissing, kCorrupt };
 enum class BackupSchedule : std::uint8_t { kOff, kManual, kDaily, kWeekly };
-enum class OperationKind : std::uint8_t { kBackup, kRestore, kMove, kRepair };
+enum class OperationKind : std::uint8_t { kBackup, kRestore, kMove, kRepair, kAdopt, kVerify };
 enum class OperationStatus : std::uint8_t { kPending, kRunning, kSucceeded, kFailed };
 enum class BackupKind : std::uint8_t { kManual, kScheduled, kPreDelete };
-enum class BackupStatus : std::uint8_t { kPending, kRunning, kSucceeded, kFailed };
+enum class BackupStatus : std::uint8_t { kPending, kRunning, kSucceeded, kFailed, kDamaged };
+// Why an image was taken off a worker into quarantine (quarantine.h).
+enum class QuarantineReason : std::uint8_t { kReplaced, kDeleted, kConflict, kUnknownVolume };
+enum class QuarantineStatus : std::uint8_t { kHeld, kAdopted, kPurged };
 
 // The column strings of each enumeration, in declaration order.
 template <typename E>
@@ -76,7 +79,8 @@ struct EnumNames<BackupSchedule> {
 };
 template <>
 struct EnumNames<OperationKind> {
-  static constexpr std::array<std::string_view, 4> kNames = {"backup", "restore", "move", "repair"};
+  static constexpr std::array<std::string_view, 6> kNames = {"backup", "restore", "move",
+                                                             "repair", "adopt",   "verify"};
 };
 template <>
 struct EnumNames<OperationStatus> {
@@ -89,8 +93,17 @@ struct EnumNames<BackupKind> {
 };
 template <>
 struct EnumNames<BackupStatus> {
-  static constexpr std::array<std::string_view, 4> kNames = {"pending", "running", "succeeded",
-                                                             "failed"};
+  static constexpr std::array<std::string_view, 5> kNames = {"pending", "running", "succeeded",
+                                                             "failed", "damaged"};
+};
+template <>
+struct EnumNames<QuarantineReason> {
+  static constexpr std::array<std::string_view, 4> kNames = {"replaced", "deleted", "conflict",
+                                                             "unknown_volume"};
+};
+template <>
+struct EnumNames<QuarantineStatus> {
+  static constexpr std::array<std::string_view, 3> kNames = {"held", "adopted", "purged"};
 };
 
 template <typename E>

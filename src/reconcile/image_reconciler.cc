@@ -1,16 +1,136 @@
 #include "reconcile/image_reconciler.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <nlohmann/json.hpp>
 
 #include "common/ids.h"
-#include "db/volumes.h"
+#include "crypto/sha256.h"
+#include "db/audit.h"
+#include "db/operations.h"
+#include "engine/image_file.h"
 #include "reconcile/volume_images.h"
 
 namespace kindling::reconcile {
+namespace {
 
-ImageReconciler::ImageReconciler(db::Database& db, BusyVolumes& busy,
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using SysClock = std::chrono::system_clock;
+
+constexpr std::string_view kConflictPrefix = "image conflict: ";
+
+db::Timestamp ToTimestamp(SysClock::time_point t) {
+  return std::chrono::time_point_cast<std::chrono::microseconds>(t);
+}
+
+std::string FormatUtc(db::Timestamp t) {
+  std::string text = db::FormatTimestamp(t);  // "YYYY-MM-DD HH:MM:SS.ffffff+00"
+  return text.substr(0, 19) + "Z";
+}
+
+bool IsHeldProblem(const db::QuarantineEntry& e) {
+  return e.status == db::QuarantineStatus::kHeld &&
+         (e.reason == db::QuarantineReason::kConflict ||
+          e.reason == db::QuarantineReason::kUnknownVolume);
+}
+
+Status AuditImage(db::Tx& tx, std::string_view action, const db::QuarantineEntry& e,
+                  json details = json::object()) {
+  details["entry_id"] = e.id;
+  details["server_id"] = e.server_id;
+  details["reason"] = std::string(db::Name(e.reason));
+  details["detail"] = e.detail;
+  details["size_bytes"] = e.size_bytes;
+  details["image_sha256"] = e.image_sha256 ? json(*e.image_sha256) : json(nullptr);
+  auto id = db::InsertAuditEvent(tx, db::AuditEventInput{.action = std::string(action),
+                                                         .resource_type = "project_volume",
+                                                         .resource_id = e.project_volume_id,
+                                                         .details_json = details.dump()});
+  if (!id) return std::unexpected(id.error());
+  return OkStatus();
+}
+
+// The newest succeeded restore, move or adoption of the volume, if any.
+Result<std::optional<db::Operation>> LastRelocation(db::Tx& tx, const std::string& volume_id) {
+  KINDLING_ASSIGN_OR_RETURN(auto ops, db::ListVolumeOperations(tx, volume_id, 50));
+  for (db::Operation& op : ops) {
+    if (op.status != db::OperationStatus::kSucceeded) continue;
+    if (op.kind == db::OperationKind::kRestore || op.kind == db::OperationKind::kMove ||
+        op.kind == db::OperationKind::kAdopt)
+      return std::optional<db::Operation>(std::move(op));
+  }
+  return std::optional<db::Operation>();
+}
+
+}  // namespace
+
+std::string QuarantineBusyKey(const std::string& entry_id) { return "quarantine:" + entry_id; }
+
+std::string DescribeHeldImages(const db::Volume& volume,
+                               const std::vector<db::QuarantineEntry>& held) {
+  std::string text(kConflictPrefix);
+  text += volume.server_id ? "the database pins this volume to server " + *volume.server_id
+                           : std::string("the database pins this volume to no server");
+  text += "; held in quarantine:";
+  for (const db::QuarantineEntry& e : held) {
+    text += " server " + e.server_id + " image " + e.id + " (" + std::to_string(e.size_bytes) +
+            " bytes, modified " + (e.image_mtime ? FormatUtc(*e.image_mtime) : "unknown") +
+            ", image_sha256 " + e.image_sha256.value_or("not computed yet") + ");";
+  }
+  text +=
+      " adopt the right one (kindling volume adopt-image) or purge the others (kindling "
+      "quarantine purge)";
+  return text;
+}
+
+Status RefreshImageConflict(db::Tx& tx, const std::string& volume_id) {
+  auto volume = db::GetVolume(tx, volume_id, /*for_update=*/true);
+  if (!volume)
+    return volume.error().is_not_found() ? OkStatus() : Status(std::unexpected(volume.error()));
+  if (volume->deleted_at) return OkStatus();
+  KINDLING_ASSIGN_OR_RETURN(
+      auto entries,
+      db::ListQuarantine(tx, db::QuarantineFilter{.project_volume_id = volume_id,
+                                                  .status = db::QuarantineStatus::kHeld}));
+  std::erase_if(entries, [](const db::QuarantineEntry& e) { return !IsHeldProblem(e); });
+  if (entries.empty()) return OkStatus();
+  const bool worse =
+      volume->health == db::VolumeHealth::kMissing || volume->health == db::VolumeHealth::kCorrupt;
+  auto updated = db::UpdateVolumeState(
+      tx, volume_id,
+      db::VolumeStateUpdate{
+          .health = worse ? std::nullopt : std::optional(db::VolumeHealth::kDegraded),
+          .last_error = db::SetTo(DescribeHeldImages(*volume, entries))});
+  if (!updated) return std::unexpected(updated.error());
+  return OkStatus();
+}
+
+db::QuarantineEntry ToRow(const QuarantinedImage& entry, const std::string& server_id) {
+  db::QuarantineEntry row;
+  row.id = entry.id;
+  row.server_id = server_id;
+  row.project_volume_id = entry.volume_id;
+  row.reason = entry.reason;
+  row.detail = entry.detail;
+  row.path = entry.image.string();
+  row.size_bytes = static_cast<std::int64_t>(entry.size_bytes);
+  row.allocated_bytes = static_cast<std::int64_t>(entry.allocated_bytes);
+  row.image_mtime = ToTimestamp(entry.mtime);
+  if (!entry.image_sha256.empty()) {
+    row.image_sha256 = entry.image_sha256;
+    row.digest_chunk_size = static_cast<int>(entry.digest_chunk_size);
+  }
+  row.quarantined_at = ToTimestamp(entry.quarantined_at);
+  if (entry.purge_after) row.purge_after = ToTimestamp(*entry.purge_after);
+  return row;
+}
+
+ImageReconciler::ImageReconciler(db::Database& db, BusyVolumes& busy, ImageQuarantine& quarantine,
                                  ImageReconcilerOptions options)
-    : db_(db), busy_(busy), options_(std::move(options)) {}
+    : db_(db), busy_(busy), quarantine_(quarantine), options_(std::move(options)) {}
 
 std::string ImageReconciler::degraded_reason() const {
   std::lock_guard lock(mu_);
@@ -18,8 +138,94 @@ std::string ImageReconciler::degraded_reason() const {
 }
 
 Status ImageReconciler::RunOnce() {
-  KINDLING_RETURN_IF_ERROR(EnsurePinnedImages());
-  return RemoveImagesPinnedElsewhere();
+  // Each step runs even when an earlier one failed: a database hiccup in the
+  // mirror must not stop images from being kept safe.
+  Status first = OkStatus();
+  for (Status step :
+       {SyncQuarantine(), PurgeExpired(), EnsurePinnedImages(), QuarantineImagesNotPinnedHere()}) {
+    if (!step && first) first = step;
+  }
+  return first;
+}
+
+void ImageReconciler::RecordDigest(QuarantinedImage& entry) {
+  const std::uint32_t chunk_size = options_.digest_chunk_size();
+  auto digest = engine::DigestImageFile(entry.image, chunk_size, /*threads=*/1);
+  if (!digest) {
+    spdlog::warn("worker: digest of quarantined image {}: {}", entry.id, digest.error().message());
+    return;
+  }
+  entry.image_sha256 = crypto::DigestHex(*digest);
+  entry.digest_chunk_size = chunk_size;
+  if (auto saved = quarantine_.SetDigest(entry.id, entry.image_sha256, chunk_size); !saved)
+    spdlog::warn("worker: record digest of quarantined image {}: {}", entry.id,
+                 saved.error().message());
+}
+
+Status ImageReconciler::SyncQuarantine() {
+  KINDLING_ASSIGN_OR_RETURN(std::vector<QuarantinedImage> entries, quarantine_.List());
+  for (QuarantinedImage& entry : entries) {
+    BusyScope busy(busy_, QuarantineBusyKey(entry.id));
+    if (!busy.acquired()) continue;  // an adoption is working on it
+    std::error_code ec;
+    if (entry.adopted_into && !fs::exists(entry.image, ec)) {
+      // Given back to a volume; once the database says so, only the entry's
+      // description is left to remove.
+      auto row = db_.Transact([&](db::Tx& tx) { return db::GetQuarantineEntry(tx, entry.id); });
+      if (row && row->status == db::QuarantineStatus::kAdopted) (void)quarantine_.Purge(entry.id);
+      continue;
+    }
+    if (entry.image_sha256.empty()) RecordDigest(entry);
+    const db::QuarantineEntry wanted = ToRow(entry, options_.server_id);
+    auto synced = db_.Transact([&](db::Tx& tx) -> Status {
+      auto existing = db::GetQuarantineEntry(tx, entry.id, /*for_update=*/true);
+      if (existing && (existing->image_sha256 || !wanted.image_sha256)) return OkStatus();
+      if (!existing && !existing.error().is_not_found()) return std::unexpected(existing.error());
+      KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry row, db::UpsertQuarantineEntry(tx, wanted));
+      if (existing) {
+        // The digest arrived: the conflict message names it.
+        return IsHeldProblem(row) ? RefreshImageConflict(tx, row.project_volume_id) : OkStatus();
+      }
+      // The database does not know this entry (restored from an older
+      // snapshot, or the pass that made it died before committing).
+      KINDLING_RETURN_IF_ERROR(
+          AuditImage(tx, "volume.image.quarantined", row, {{"recovered", true}}));
+      return IsHeldProblem(row) ? RefreshImageConflict(tx, row.project_volume_id) : OkStatus();
+    });
+    if (!synced)
+      spdlog::warn("worker: record quarantined image {}: {}", entry.id, synced.error().message());
+  }
+  return OkStatus();
+}
+
+Status ImageReconciler::PurgeExpired() {
+  KINDLING_ASSIGN_OR_RETURN(std::vector<db::QuarantineEntry> rows, db_.Transact([&](db::Tx& tx) {
+    return db::ListQuarantine(tx, db::QuarantineFilter{.server_id = options_.server_id,
+                                                       .status = db::QuarantineStatus::kHeld});
+  }));
+  const db::Timestamp now = ToTimestamp(options_.now());
+  for (const db::QuarantineEntry& row : rows) {
+    if (!row.purge_after || *row.purge_after > now) continue;
+    BusyScope busy(busy_, QuarantineBusyKey(row.id));
+    if (!busy.acquired()) continue;
+    if (auto purged = quarantine_.Purge(row.id); !purged) {
+      spdlog::warn("worker: purge quarantined image {}: {}", row.id, purged.error().message());
+      continue;
+    }
+    auto recorded = db_.Transact([&](db::Tx& tx) -> Status {
+      auto resolved = db::ResolveQuarantineEntry(tx, row.id, db::QuarantineStatus::kPurged);
+      if (!resolved) return std::unexpected(resolved.error());
+      KINDLING_RETURN_IF_ERROR(AuditImage(tx, "volume.image.purged", *resolved));
+      return RefreshImageConflict(tx, row.project_volume_id);
+    });
+    if (!recorded) {
+      spdlog::warn("worker: record purge of {}: {}", row.id, recorded.error().message());
+    } else {
+      spdlog::info("worker: purged quarantined image {} of volume {} ({})", row.id,
+                   row.project_volume_id, db::Name(row.reason));
+    }
+  }
+  return OkStatus();
 }
 
 Status ImageReconciler::EnsurePinnedImages() {
@@ -28,9 +234,33 @@ Status ImageReconciler::EnsurePinnedImages() {
   }));
   for (const db::Volume& volume : pinned) {
     if (volume.deleted_at || db::IsTransitional(volume.status)) continue;
-    const std::filesystem::path image = ImagePath(options_.state_dir, volume.id);
+    const fs::path image = ImagePath(options_.state_dir, volume.id);
     std::error_code ec;
-    if (std::filesystem::exists(image, ec)) continue;
+    if (fs::exists(image, ec)) {
+      if (volume.last_error && volume.last_error->starts_with(kConflictPrefix)) {
+        // A conflict whose held images are all resolved (adopted elsewhere
+        // or purged): the image here is the volume's again.
+        auto cleared = db_.Transact([&](db::Tx& tx) -> Status {
+          KINDLING_ASSIGN_OR_RETURN(
+              auto held,
+              db::ListQuarantine(tx, db::QuarantineFilter{.project_volume_id = volume.id,
+                                                          .status = db::QuarantineStatus::kHeld}));
+          std::erase_if(held, [](const db::QuarantineEntry& e) { return !IsHeldProblem(e); });
+          if (!held.empty()) return OkStatus();
+          auto updated = db::UpdateVolumeState(
+              tx, volume.id,
+              db::VolumeStateUpdate{
+                  .health = db::VolumeHealth::kHealthy,
+                  .last_error = db::SetNull(),
+                  .only_from = {db::VolumeStatus::kDetached, db::VolumeStatus::kAvailable,
+                                db::VolumeStatus::kAttached}});
+          if (!updated) return std::unexpected(updated.error());
+          return OkStatus();
+        });
+        if (!cleared) spdlog::warn("worker: volume {}: {}", volume.id, cleared.error().message());
+      }
+      continue;
+    }
     BusyScope busy(busy_, volume.id);
     if (!busy.acquired()) continue;
     if (volume.health == db::VolumeHealth::kUnknown) {
@@ -54,14 +284,17 @@ Status ImageReconciler::EnsurePinnedImages() {
       // It had data once: a blank image would hide the loss.
       const std::string error = "volume image missing on server " + options_.server_id;
       spdlog::error("worker: volume {}: {}", volume.id, error);
-      auto updated = db_.Transact([&](db::Tx& tx) {
-        return db::UpdateVolumeState(
+      auto updated = db_.Transact([&](db::Tx& tx) -> Status {
+        auto marked = db::UpdateVolumeState(
             tx, volume.id,
             db::VolumeStateUpdate{
                 .status = db::VolumeStatus::kUnavailable,
                 .health = db::VolumeHealth::kMissing,
-                .last_error = std::optional<std::string>(error),
+                .last_error = db::SetTo(error),
                 .only_from = {db::VolumeStatus::kDetached, db::VolumeStatus::kAvailable}});
+        if (!marked) return std::unexpected(marked.error());
+        // Images of it held elsewhere are where an operator looks next.
+        return RefreshImageConflict(tx, volume.id);
       });
       if (!updated) spdlog::warn("worker: volume {}: {}", volume.id, updated.error().message());
     }
@@ -69,32 +302,126 @@ Status ImageReconciler::EnsurePinnedImages() {
   return OkStatus();
 }
 
-Status ImageReconciler::RemoveImagesPinnedElsewhere() {
+Status ImageReconciler::QuarantineImagesNotPinnedHere() {
   KINDLING_ASSIGN_OR_RETURN(std::vector<std::string> on_disk,
                             ListImageVolumeIds(VolumesDir(options_.state_dir)));
+  Status first = OkStatus();
   for (const std::string& volume_id : on_disk) {
     if (!IsUuid(volume_id)) continue;
+    // A cheap look first: most images are pinned here.
     auto volume = db_.Transact([&](db::Tx& tx) { return db::GetVolume(tx, volume_id); });
-    if (!volume) {
-      // Unknown to this database (restored from an older snapshot?): keep
-      // the data, an operator decides.
-      if (!volume.error().is_not_found()) return std::unexpected(volume.error());
+    if (!volume && !volume.error().is_not_found()) return std::unexpected(volume.error());
+    if (volume && !volume->deleted_at &&
+        (volume->server_id == options_.server_id || db::IsTransitional(volume->status)))
+      continue;
+    auto taken = QuarantineIfNotPinned(volume_id);
+    if (!taken) {
+      spdlog::warn("worker: quarantine image of volume {}: {}", volume_id, taken.error().message());
+      if (first) first = std::unexpected(taken.error());
       continue;
     }
-    const bool pinned_here = volume->server_id == options_.server_id && !volume->deleted_at;
-    if (pinned_here || (!volume->deleted_at && db::IsTransitional(volume->status))) continue;
-    BusyScope busy(busy_, volume_id);
-    if (!busy.acquired()) continue;
-    std::error_code ec;
-    std::filesystem::remove(ImagePath(options_.state_dir, volume_id), ec);
-    if (ec) {
-      spdlog::warn("worker: remove old image of volume {}: {}", volume_id, ec.message());
+    if (!*taken) continue;
+    QuarantinedImage& entry = **taken;
+    if (entry.reason == db::QuarantineReason::kReplaced ||
+        entry.reason == db::QuarantineReason::kDeleted) {
+      spdlog::info("worker: moved image of volume {} to quarantine {} ({}: {})", volume_id,
+                   entry.id, db::Name(entry.reason), entry.detail);
     } else {
-      spdlog::info("worker: removed image of volume {} (now {})", volume_id,
-                   volume->deleted_at ? "deleted" : "on server " + volume->server_id.value_or("-"));
+      spdlog::warn(
+          "worker: moved image of volume {} to quarantine {} ({}: {}); it is held until "
+          "an operator adopts or purges it",
+          volume_id, entry.id, db::Name(entry.reason), entry.detail);
+    }
+    RecordDigest(entry);
+    if (!entry.image_sha256.empty()) {
+      auto recorded = db_.Transact([&](db::Tx& tx) -> Status {
+        KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry row,
+                                  db::UpsertQuarantineEntry(tx, ToRow(entry, options_.server_id)));
+        return IsHeldProblem(row) ? RefreshImageConflict(tx, volume_id) : OkStatus();
+      });
+      if (!recorded)
+        spdlog::warn("worker: record digest of {}: {}", entry.id, recorded.error().message());
     }
   }
-  return OkStatus();
+  return first;
+}
+
+Result<std::optional<QuarantinedImage>> ImageReconciler::QuarantineIfNotPinned(
+    const std::string& volume_id) {
+  BusyScope busy(busy_, volume_id);
+  if (!busy.acquired()) return std::optional<QuarantinedImage>();
+  const fs::path image = ImagePath(options_.state_dir, volume_id);
+  struct stat st {};
+  if (::stat(image.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::optional<QuarantinedImage>();
+    return ErrnoError("stat " + image.string(), errno);
+  }
+  // Last change of the file itself (a write, or the rename that put it here).
+  const db::Timestamp changed =
+      ToTimestamp(SysClock::time_point(std::chrono::duration_cast<SysClock::duration>(
+          std::chrono::seconds(st.st_ctim.tv_sec) + std::chrono::nanoseconds(st.st_ctim.tv_nsec))));
+  const auto now = options_.now();
+
+  // Taken at most once even if the transaction is retried: the move is not
+  // part of what a retry may repeat.
+  std::optional<QuarantinedImage> taken;
+  auto decided = db_.Transact([&](db::Tx& tx) -> Result<std::optional<QuarantinedImage>> {
+    auto volume = db::GetVolume(tx, volume_id, /*for_update=*/true);
+    if (!volume && !volume.error().is_not_found()) return std::unexpected(volume.error());
+    db::QuarantineReason reason = db::QuarantineReason::kConflict;
+    std::string detail;
+    std::optional<SysClock::time_point> purge_after;
+    if (!volume) {
+      reason = db::QuarantineReason::kUnknownVolume;
+      detail = "the database does not know volume " + volume_id;
+    } else if (volume->deleted_at) {
+      reason = db::QuarantineReason::kDeleted;
+      detail = "the volume was deleted at " + FormatUtc(*volume->deleted_at);
+      purge_after = now + options_.quarantine_retention;
+    } else {
+      if (volume->server_id == options_.server_id || db::IsTransitional(volume->status))
+        return std::optional<QuarantinedImage>();
+      KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, volume_id));
+      if (active) return std::optional<QuarantinedImage>();
+      const std::string pinned = volume->server_id.value_or("no server");
+      KINDLING_ASSIGN_OR_RETURN(auto relocation, LastRelocation(tx, volume_id));
+      bool explained = false;
+      if (relocation && relocation->completed_at) {
+        const json result = json::parse(relocation->result_metadata_json, nullptr, false);
+        explained = result.is_object() &&
+                    result.value("previous_server_id", "") == options_.server_id &&
+                    result.value("server_id", "") == volume->server_id.value_or("") &&
+                    changed <= *relocation->completed_at;
+      }
+      if (explained) {
+        reason = db::QuarantineReason::kReplaced;
+        detail = std::string(db::Name(relocation->kind)) + " " + relocation->id +
+                 " moved the volume to server " + pinned;
+        purge_after = now + options_.quarantine_grace;
+      } else {
+        detail = "the database pins the volume to " +
+                 (volume->server_id ? "server " + pinned : pinned) +
+                 " and records no restore, move or adoption that took it away from server " +
+                 options_.server_id + " after this image was last written";
+      }
+    }
+    if (!taken) {
+      KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry,
+                                quarantine_.Take(image, volume_id, reason, detail, purge_after));
+      taken = std::move(entry);
+    }
+    KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry row,
+                              db::UpsertQuarantineEntry(tx, ToRow(*taken, options_.server_id)));
+    KINDLING_RETURN_IF_ERROR(AuditImage(
+        tx, "volume.image.quarantined", row,
+        {{"path", row.path},
+         {"mtime", row.image_mtime ? json(FormatUtc(*row.image_mtime)) : json(nullptr)}}));
+    if (IsHeldProblem(row)) KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume_id));
+    return taken;
+  });
+  // Moved but not recorded: the next pass's mirror records it.
+  if (!decided && taken) return taken;
+  return decided;
 }
 
 }  // namespace kindling::reconcile

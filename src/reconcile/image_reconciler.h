@@ -1,22 +1,50 @@
-// ImageReconciler: keeps a worker's volume images in line with the database.
+// ImageReconciler: keeps a worker's volume images in line with the database,
+// without ever deleting an image on the database's say-so.
 //
 //   - A volume pinned here without an image gets a new empty one when it never
 //     had data (health unknown), and is marked missing/unavailable otherwise
 //     (a blank image would hide data loss).
-//   - An image of a volume pinned elsewhere, or deleted, is removed once no
-//     operation is in flight on it.
+//   - An image of a volume that is not pinned here is moved to the quarantine
+//     (image_quarantine.h) once no operation is in flight on it, with a reason:
+//       replaced        a restore, move or adoption the database records moved
+//                       the volume away from here after this image was last
+//                       written: purged after `quarantine_grace`;
+//       deleted         the volume was deleted: purged after
+//                       `quarantine_retention`;
+//       conflict        the database pins the volume elsewhere and nothing it
+//                       records explains why (a database restored from an
+//                       older snapshot, rows rewritten by hand): held until an
+//                       operator adopts or purges it;
+//       unknown_volume  the database does not know the volume: held.
+//     The decision and the move happen while the volume's row is locked
+//     (SELECT ... FOR UPDATE), so they act on what the database says at that
+//     moment, not on an earlier read. A conflict is made visible on the
+//     volume (health degraded unless worse, last_error naming every server's
+//     held image with its size, mtime and image digest), in a warning log
+//     line and an audit event (volume.image.quarantined).
+//   - The quarantine directory is mirrored into volume_image_quarantine (rows
+//     re-created after a database restore), image digests are computed for
+//     new entries, and entries past their purge time are deleted
+//     (volume.image.purged).
 //
 // Thread-safety: RunOnce may run concurrently with the worker's operations
-// (BusyVolumes keeps them off each other's volumes) but not with itself.
+// (BusyVolumes keeps them off each other's volumes and entries) but not with
+// itself.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/result.h"
 #include "db/database.h"
+#include "db/quarantine.h"
+#include "db/volumes.h"
 #include "reconcile/busy_volumes.h"
+#include "reconcile/image_quarantine.h"
 
 namespace kindling::reconcile {
 
@@ -24,14 +52,42 @@ struct ImageReconcilerOptions {
   std::string server_id;            // REQUIRED
   std::filesystem::path state_dir;  // REQUIRED: volumes/ lives here
   std::string mkfs_tool = "mkfs.ext4";
+  // How long a replaced copy (after a restore, move or adoption) is kept.
+  std::chrono::seconds quarantine_grace{3600};
+  // How long the image of a deleted volume is kept.
+  std::chrono::seconds quarantine_retention{7 * 24 * 3600};
+  // Chunk size of the image digests of quarantined images (the store's, so
+  // they compare with backups' image_sha256); called once per new entry.
+  std::function<std::uint32_t()> digest_chunk_size = [] { return 4u << 20; };
+  std::function<std::chrono::system_clock::time_point()> now = [] {
+    return std::chrono::system_clock::now();
+  };
 };
+
+// BusyVolumes key of a quarantine entry (an adoption holds it).
+std::string QuarantineBusyKey(const std::string& entry_id);
+
+// The last_error of a volume that has held images: which server the database
+// pins it to and every held image (server, entry id, size, mtime, digest).
+std::string DescribeHeldImages(const db::Volume& volume,
+                               const std::vector<db::QuarantineEntry>& held);
+
+// Sets the volume's conflict state from its held conflict/unknown entries:
+// last_error from DescribeHeldImages and health degraded (unless missing or
+// corrupt). No change when it has none.
+[[nodiscard]] Status RefreshImageConflict(db::Tx& tx, const std::string& volume_id);
+
+// The row mirroring an on-disk entry of `server_id`.
+db::QuarantineEntry ToRow(const QuarantinedImage& entry, const std::string& server_id);
 
 class ImageReconciler {
  public:
-  // REQUIRES: `db` and `busy` outlive the reconciler.
-  ImageReconciler(db::Database& db, BusyVolumes& busy, ImageReconcilerOptions options);
+  // REQUIRES: `db`, `busy` and `quarantine` outlive the reconciler.
+  ImageReconciler(db::Database& db, BusyVolumes& busy, ImageQuarantine& quarantine,
+                  ImageReconcilerOptions options);
 
-  // One pass over the volumes pinned here and the images on disk.
+  // One pass: the quarantine mirror and purges, the volumes pinned here, then
+  // the images on disk.
   [[nodiscard]] Status RunOnce();
 
   // Why this worker cannot hold new volumes (e.g. images cannot be created),
@@ -39,11 +95,20 @@ class ImageReconciler {
   std::string degraded_reason() const;
 
  private:
+  [[nodiscard]] Status SyncQuarantine();
+  [[nodiscard]] Status PurgeExpired();
   [[nodiscard]] Status EnsurePinnedImages();
-  [[nodiscard]] Status RemoveImagesPinnedElsewhere();
+  [[nodiscard]] Status QuarantineImagesNotPinnedHere();
+  // Decides and moves one image under the volume's row lock; nullopt when it
+  // stays (pinned here again, or busy).
+  [[nodiscard]] Result<std::optional<QuarantinedImage>> QuarantineIfNotPinned(
+      const std::string& volume_id);
+  // Computes a new entry's digest and records it.
+  void RecordDigest(QuarantinedImage& entry);
 
   db::Database& db_;
   BusyVolumes& busy_;
+  ImageQuarantine& quarantine_;
   const ImageReconcilerOptions options_;
   mutable std::mutex mu_;
   std::string degraded_reason_;  // guarded by mu_

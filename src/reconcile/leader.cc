@@ -152,7 +152,22 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
         !lease_expired && op.updated_at <= ToTimestamp(std::chrono::system_clock::now() -
                                                        options_.stuck_pending_after);
     std::string target;
-    if (!restore_phase) {
+    if (op.kind == db::OperationKind::kAdopt) {
+      // The quarantined image lives on the server the operation was queued
+      // for: nobody else can adopt it.
+      auto server = db::GetServer(tx, executing);
+      if (!server && !server.error().is_not_found()) return std::unexpected(server.error());
+      if (!server || server->status == db::ServerStatus::kDead) {
+        KINDLING_RETURN_IF_ERROR(FailWithVolume(
+            tx, op,
+            "server " + executing +
+                " holding the quarantined image is dead; the adoption can run again once it is "
+                "back"));
+        failed.push_back(op.id);
+        return OkStatus();
+      }
+      target = executing;
+    } else if (!restore_phase && op.kind != db::OperationKind::kVerify) {
       // The image lives on the pinned server: nobody else can do this.
       if (!volume.server_id) {
         KINDLING_RETURN_IF_ERROR(
@@ -218,7 +233,8 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
     // too. (A move's restore phase runs on the target; its backup phase, on
     // the pinned server, never gets here with restore_phase set.)
     std::optional<std::string> new_destination;
-    if (restore_phase && op.target_server_id != target) new_destination = target;
+    if (restore_phase && op.target_server_id && op.target_server_id != target)
+      new_destination = target;
     auto moved = db::RequeueOperation(tx, op.id, target, new_destination);
     if (!moved) return std::unexpected(moved.error());
     spdlog::warn("leader: re-queued {} {} on server {} ({})", db::Name(op.kind), op.id, target,

@@ -7,9 +7,11 @@
 //   2. expired leases (a worker died or hung): the operation is re-queued up
 //      to `max_attempts` claims, otherwise failed with a clear error. Backup,
 //      repair and a move's backup phase go back to the volume's pinned server
-//      (failed at once when that server is dead: the image lives there);
-//      restore and a move's restore phase go to an eligible worker, another
-//      one than the server that dropped the lease when possible;
+//      (failed at once when that server is dead: the image lives there); an
+//      adoption stays on the server holding the quarantined image (failed
+//      when it is dead); restore, a move's restore phase and verify go to an
+//      eligible worker, another one than the server that dropped the lease
+//      when possible;
 //   3. pending operations nobody picks up (assigned to a server that is not
 //      active, or pending longer than `stuck_pending_after`) get the same
 //      treatment;

@@ -3,13 +3,18 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "common/files.h"
 #include "crypto/sha256.h"
 #include "db/audit.h"
 #include "db/backups.h"
+#include "db/quarantine.h"
 #include "db/volumes.h"
 #include "engine/backup.h"
 #include "engine/restore.h"
+#include "engine/verify.h"
+#include "reconcile/image_reconciler.h"
 #include "reconcile/volume_images.h"
 #include "repo/layout.h"
 
@@ -43,9 +48,51 @@ Status Audit(db::Tx& tx, const db::Operation& op, std::string_view outcome, cons
 
 }  // namespace
 
-OperationRunner::OperationRunner(db::Database& db, BackupStoreProvider& stores,
-                                 OperationRunnerOptions options)
-    : db_(db), stores_(stores), options_(std::move(options)) {}
+OperationRunner::OperationRunner(db::Database& db, BackupStoreProvider& stores, BusyVolumes& busy,
+                                 ImageQuarantine& quarantine, OperationRunnerOptions options)
+    : db_(db),
+      stores_(stores),
+      busy_(busy),
+      quarantine_(quarantine),
+      options_(std::move(options)) {}
+
+struct OperationRunner::Source {
+  db::Backup backup;
+  std::shared_ptr<const StoreHandle> store;
+  repo::Manifest manifest;
+};
+
+Result<OperationRunner::Source> OperationRunner::OpenSource(const db::Operation& op) {
+  if (!op.backup_id)
+    return InvalidArgument(std::string(db::Name(op.kind)) + " operation has no backup_id");
+  Source source;
+  KINDLING_ASSIGN_OR_RETURN(
+      source.backup, db_.Transact([&](db::Tx& tx) { return db::GetBackup(tx, *op.backup_id); }));
+  // Read from the store the backup was written to, which may not be the
+  // current one any more.
+  if (source.backup.storage_url) {
+    KINDLING_ASSIGN_OR_RETURN(source.store, stores_.GetForUrl(*source.backup.storage_url));
+  } else {
+    KINDLING_ASSIGN_OR_RETURN(source.store, stores_.Get());
+  }
+  KINDLING_ASSIGN_OR_RETURN(
+      source.manifest,
+      source.store->repository->LoadManifest(source.backup.project_volume_id, source.backup.id));
+  return source;
+}
+
+Result<std::optional<QuarantinedImage>> OperationRunner::QuarantineReplaced(
+    const std::string& volume_id, std::string detail, std::chrono::seconds keep_for) {
+  const std::filesystem::path image = ImageOf(volume_id);
+  std::error_code ec;
+  if (!std::filesystem::exists(image, ec)) return std::optional<QuarantinedImage>();
+  KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry,
+                            quarantine_.Take(image, volume_id, db::QuarantineReason::kReplaced,
+                                             std::move(detail), options_.now() + keep_for));
+  spdlog::info("worker: previous image of volume {} kept in quarantine {} until {}s from now",
+               volume_id, entry.id, keep_for.count());
+  return std::optional<QuarantinedImage>(std::move(entry));
+}
 
 std::filesystem::path OperationRunner::ImageOf(const std::string& volume_id) const {
   return ImagePath(options_.state_dir, volume_id);
@@ -56,27 +103,26 @@ Status OperationRunner::Execute(RunningOperation& run, const db::Operation& op) 
   KINDLING_ASSIGN_OR_RETURN(db::Volume volume, db_.Transact([&](db::Tx& tx) {
     return db::GetVolume(tx, op.project_volume_id);
   }));
-  if (op.kind == db::OperationKind::kRepair) return ExecuteRepair(run, op, volume);
-  KINDLING_ASSIGN_OR_RETURN(std::shared_ptr<const StoreHandle> store, stores_.Get());
-  if (op.kind == db::OperationKind::kBackup) {
-    KINDLING_ASSIGN_OR_RETURN(std::string result, ExecuteBackupPhase(run, op, volume, *store));
-    json r = json::parse(result);
-    r["duration_ms"] =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-    run.StopKeeper();
-    return db_.Transact([&](db::Tx& tx) -> Status {
-      auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, r.dump());
-      if (!done) return std::unexpected(done.error());
-      auto settled = db::UpdateVolumeState(
-          tx, op.project_volume_id,
-          db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached,
-                                .last_error = std::optional<std::optional<std::string>>(
-                                    std::optional<std::string>())});
-      if (!settled) return std::unexpected(settled.error());
-      return Audit(tx, op, "succeeded", {{"size_bytes", r.value("size_bytes", 0)}});
-    });
+  switch (op.kind) {
+    case db::OperationKind::kRepair:
+      return ExecuteRepair(run, op, volume);
+    case db::OperationKind::kAdopt:
+      return ExecuteAdopt(run, op, volume);
+    case db::OperationKind::kVerify:
+      return ExecuteVerify(run, op);
+    case db::OperationKind::kRestore:
+      return ExecuteRestorePhase(run, op, volume);
+    case db::OperationKind::kBackup: {
+      KINDLING_ASSIGN_OR_RETURN(std::shared_ptr<const StoreHandle> store, stores_.Get());
+      KINDLING_ASSIGN_OR_RETURN(std::string result, ExecuteBackupPhase(run, op, volume, *store));
+      json r = json::parse(result);
+      r["duration_ms"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+      return CompleteBackup(run, op, r.dump());
+    }
+    case db::OperationKind::kMove:
+      break;
   }
-  if (op.kind == db::OperationKind::kRestore) return ExecuteRestorePhase(run, op, volume, *store);
   // Move: the backup phase until its backup succeeded, then the restore
   // phase on the target.
   if (!op.backup_id) return InvalidArgument("move operation has no backup_id");
@@ -84,12 +130,49 @@ Status OperationRunner::Execute(RunningOperation& run, const db::Operation& op) 
     return db::GetBackup(tx, *op.backup_id);
   }));
   if (backup.status != db::BackupStatus::kSucceeded) {
+    KINDLING_ASSIGN_OR_RETURN(std::shared_ptr<const StoreHandle> store, stores_.Get());
     KINDLING_ASSIGN_OR_RETURN(std::string ignored, ExecuteBackupPhase(run, op, volume, *store));
     (void)ignored;
     if (op.target_server_id && *op.target_server_id != options_.server_id)
       return HandMoveToTarget(run, op);
   }
-  return ExecuteRestorePhase(run, op, volume, *store);
+  return ExecuteRestorePhase(run, op, volume);
+}
+
+Status OperationRunner::CompleteBackup(RunningOperation& run, const db::Operation& op,
+                                       const std::string& result_json) {
+  const json request = json::parse(op.request_metadata_json, nullptr, false);
+  const bool delete_volume =
+      request.is_object() && request.value("delete_volume_after", false) == true;
+  json result = json::parse(result_json);
+  if (delete_volume) result["volume_deleted"] = true;
+  run.StopKeeper();
+  return db_.Transact([&](db::Tx& tx) -> Status {
+    auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
+    if (!done) return std::unexpected(done.error());
+    auto settled = db::UpdateVolumeState(
+        tx, op.project_volume_id,
+        db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached, .last_error = db::SetNull()});
+    if (!settled) return std::unexpected(settled.error());
+    KINDLING_RETURN_IF_ERROR(
+        Audit(tx, op, "succeeded", {{"size_bytes", result.value("size_bytes", 0)}}));
+    if (!delete_volume) return OkStatus();
+    // The pre-delete backup is safe in the store: the deletion the operator
+    // asked for happens now (the image goes to the quarantine, as deleted).
+    auto deleted = db::MarkVolumeDeleted(tx, op.project_volume_id);
+    if (!deleted) return std::unexpected(deleted.error());
+    auto id = db::InsertAuditEvent(
+        tx, db::AuditEventInput{
+                .action = "volume.deleted",
+                .resource_type = "project_volume",
+                .resource_id = op.project_volume_id,
+                .details_json = json{{"operation_id", op.id},
+                                     {"pre_delete_backup_id", op.backup_id.value_or("")},
+                                     {"project_id", deleted->project_id}}
+                                    .dump()});
+    if (!id) return std::unexpected(id.error());
+    return OkStatus();
+  });
 }
 
 void OperationRunner::RecordOutcome(RunningOperation& run, const db::Operation& op,
@@ -212,42 +295,179 @@ Status OperationRunner::HandMoveToTarget(RunningOperation& run, const db::Operat
 }
 
 Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Operation& op,
-                                            const db::Volume& volume, const StoreHandle& store) {
-  if (!op.backup_id) return InvalidArgument("restore operation has no backup_id");
+                                            const db::Volume& volume) {
   run.SetPhase("manifest");
-  KINDLING_ASSIGN_OR_RETURN(repo::Manifest manifest,
-                            store.repository->LoadManifest(volume.id, *op.backup_id));
+  KINDLING_ASSIGN_OR_RETURN(Source source, OpenSource(op));
+  // Restored beside the volumes, on the same filesystem: the image it
+  // replaces stays in place until the new one is complete and checked.
+  const std::filesystem::path staging_dir = options_.state_dir / "restoring";
+  std::error_code ec;
+  if (!std::filesystem::exists(staging_dir, ec)) {
+    std::filesystem::create_directories(staging_dir, ec);
+    if (ec) return IoError("create " + staging_dir.string() + ": " + ec.message());
+    KINDLING_RETURN_IF_ERROR(FsyncDirectory(options_.state_dir));
+  }
+  const std::filesystem::path staged = staging_dir / (volume.id + ".img");
   engine::RestoreOptions restore_options;
-  restore_options.destination = ImageOf(volume.id);
-  restore_options.overwrite = true;
+  restore_options.destination = staged;
+  restore_options.overwrite = true;  // a staged copy left by an earlier attempt
   restore_options.threads = options_.engine_threads;
   restore_options.progress = [&run](const engine::Progress& p) { run.SetProgress(p); };
   restore_options.cancel = &run.cancel;
-  KINDLING_ASSIGN_OR_RETURN(engine::RestoreResult restored,
-                            engine::RestoreBackup(*store.repository, manifest, restore_options));
-  const json result = {{"backup_id", *op.backup_id},
-                       {"size_bytes", restored.image_size},
-                       {"downloaded_bytes", restored.bytes_downloaded},
-                       {"chunks_fetched", restored.chunks_fetched},
-                       {"image_sha256", restored.image_digest_hex},
-                       {"previous_server_id", volume.server_id.value_or("")},
-                       {"server_id", options_.server_id}};
+  KINDLING_ASSIGN_OR_RETURN(
+      engine::RestoreResult restored,
+      engine::RestoreBackup(*source.store->repository, source.manifest, restore_options));
+  if (run.cancel.load()) return Cancelled();
+  KINDLING_ASSIGN_OR_RETURN(std::optional<QuarantinedImage> replaced,
+                            QuarantineReplaced(volume.id,
+                                               "replaced by the restore of backup " +
+                                                   source.backup.id + " (operation " + op.id + ")",
+                                               options_.quarantine_grace));
+  KINDLING_RETURN_IF_ERROR(RenameNoReplaceDurably(staged, ImageOf(volume.id)));
+  json result = {{"backup_id", source.backup.id},
+                 {"size_bytes", restored.image_size},
+                 {"downloaded_bytes", restored.bytes_downloaded},
+                 {"chunks_fetched", restored.chunks_fetched},
+                 {"image_sha256", restored.image_digest_hex},
+                 {"storage_url", source.store->url},
+                 {"previous_server_id", volume.server_id.value_or("")},
+                 {"server_id", options_.server_id}};
+  if (source.backup.project_volume_id != volume.id)
+    result["source_volume_id"] = source.backup.project_volume_id;
+  if (replaced) result["replaced_image_quarantine_id"] = replaced->id;
   run.StopKeeper();
   // Re-pinning in the completing transaction: the volume is either still on
-  // its old server (and this image is an orphan the reconcile pass removes)
+  // its old server (and this image is a leftover the reconciler quarantines)
   // or here, never both.
   return db_.Transact([&](db::Tx& tx) -> Status {
     auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
     if (!done) return std::unexpected(done.error());
-    auto settled = db::UpdateVolumeState(
-        tx, volume.id,
-        db::VolumeStateUpdate{
-            .status = db::VolumeStatus::kDetached,
-            .health = db::VolumeHealth::kHealthy,
-            .server_id = std::optional<std::optional<std::string>>(options_.server_id),
-            .last_error = std::optional<std::optional<std::string>>(std::optional<std::string>())});
+    auto settled =
+        db::UpdateVolumeState(tx, volume.id,
+                              db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached,
+                                                    .health = db::VolumeHealth::kHealthy,
+                                                    .server_id = db::SetTo(options_.server_id),
+                                                    .last_error = db::SetNull()});
     if (!settled) return std::unexpected(settled.error());
-    return Audit(tx, op, "succeeded", {{"server_id", options_.server_id}});
+    if (replaced) {
+      auto row = db::UpsertQuarantineEntry(tx, ToRow(*replaced, options_.server_id));
+      if (!row) return std::unexpected(row.error());
+    }
+    json details = {{"server_id", options_.server_id}};
+    if (result.contains("source_volume_id"))
+      details["source_volume_id"] = result["source_volume_id"];
+    if (replaced) details["replaced_image_quarantine_id"] = replaced->id;
+    return Audit(tx, op, "succeeded", details);
+  });
+}
+
+Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation& op,
+                                     const db::Volume& volume) {
+  run.SetPhase("adopt");
+  const json request = json::parse(op.request_metadata_json, nullptr, false);
+  const std::string entry_id =
+      request.is_object() ? request.value("quarantine_id", std::string()) : std::string();
+  if (entry_id.empty()) return InvalidArgument("adopt operation has no quarantine_id");
+  // The reconciler may be mirroring or purging the entry right now: wait for
+  // it (a pass is short) rather than fail.
+  std::optional<BusyScope> hold;
+  for (int i = 0; i < 100 && !(hold && hold->acquired()); ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    hold.emplace(busy_, QuarantineBusyKey(entry_id));
+  }
+  if (!hold->acquired()) return TransientError("quarantined image " + entry_id + " is busy");
+  KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry, quarantine_.Get(entry_id));
+  std::error_code ec;
+  const bool already_given =
+      entry.adopted_into == volume.id && !std::filesystem::exists(entry.image, ec);
+  std::optional<QuarantinedImage> replaced;
+  if (!already_given) {
+    KINDLING_ASSIGN_OR_RETURN(
+        replaced, QuarantineReplaced(volume.id,
+                                     "replaced by the adoption of quarantined image " + entry_id +
+                                         " (operation " + op.id + ")",
+                                     options_.quarantine_retention));
+  }
+  KINDLING_RETURN_IF_ERROR(quarantine_.GiveBack(entry_id, volume.id, ImageOf(volume.id)));
+  const json result = {
+      {"quarantine_id", entry_id},
+      {"source_volume_id", entry.volume_id},
+      {"size_bytes", entry.size_bytes},
+      {"image_sha256", entry.image_sha256},
+      {"previous_server_id", volume.server_id.value_or("")},
+      {"server_id", options_.server_id},
+      {"replaced_image_quarantine_id", replaced ? json(replaced->id) : json(nullptr)}};
+  run.StopKeeper();
+  Status done = db_.Transact([&](db::Tx& tx) -> Status {
+    auto completed = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
+    if (!completed) return std::unexpected(completed.error());
+    auto settled =
+        db::UpdateVolumeState(tx, volume.id,
+                              db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached,
+                                                    .health = db::VolumeHealth::kHealthy,
+                                                    .server_id = db::SetTo(options_.server_id),
+                                                    .last_error = db::SetNull()});
+    if (!settled) return std::unexpected(settled.error());
+    // The row may be missing (a database restored from before the entry):
+    // record it, then mark it adopted.
+    KINDLING_RETURN_IF_ERROR(db::UpsertQuarantineEntry(tx, ToRow(entry, options_.server_id)));
+    auto row = db::GetQuarantineEntry(tx, entry_id, /*for_update=*/true);
+    if (!row) return std::unexpected(row.error());
+    if (row->status == db::QuarantineStatus::kHeld) {
+      auto adopted = db::ResolveQuarantineEntry(tx, entry_id, db::QuarantineStatus::kAdopted);
+      if (!adopted) return std::unexpected(adopted.error());
+    }
+    if (replaced) {
+      auto kept = db::UpsertQuarantineEntry(tx, ToRow(*replaced, options_.server_id));
+      if (!kept) return std::unexpected(kept.error());
+    }
+    return Audit(tx, op, "succeeded",
+                 {{"quarantine_id", entry_id},
+                  {"source_volume_id", entry.volume_id},
+                  {"server_id", options_.server_id},
+                  {"image_sha256", entry.image_sha256},
+                  {"replaced_image_quarantine_id", replaced ? json(replaced->id) : json(nullptr)}});
+  });
+  // Only the entry's description is left once the database says adopted.
+  if (done) (void)quarantine_.Purge(entry_id);
+  return done;
+}
+
+Status OperationRunner::ExecuteVerify(RunningOperation& run, const db::Operation& op) {
+  run.SetPhase("manifest");
+  KINDLING_ASSIGN_OR_RETURN(Source source, OpenSource(op));
+  engine::VerifyOptions verify_options;
+  verify_options.threads = options_.engine_threads;
+  verify_options.progress = [&run](const engine::Progress& p) { run.SetProgress(p); };
+  verify_options.cancel = &run.cancel;
+  KINDLING_ASSIGN_OR_RETURN(
+      engine::VerifyReport report,
+      engine::VerifyBackup(*source.store->repository, source.manifest, verify_options));
+  json problems = json::array();
+  for (const engine::ChunkProblem& p : report.problems) {
+    problems.push_back({{"kind", std::string(engine::ProblemKindName(p.kind))},
+                        {"chunk_id", p.chunk_id_hex},
+                        {"key", p.key},
+                        {"offset", p.offset},
+                        {"message", p.message}});
+  }
+  const json result = {{"backup_id", source.backup.id},
+                       {"storage_url", source.store->url},
+                       {"ok", report.ok()},
+                       {"chunks_referenced", report.chunks_referenced},
+                       {"chunks_checked", report.chunks_checked},
+                       {"bytes_checked", report.bytes_checked},
+                       {"image_digest_checked", report.image_digest_checked},
+                       {"image_digest_matches", report.image_digest_matches},
+                       {"problems", problems},
+                       {"server_id", options_.server_id}};
+  run.StopKeeper();
+  return db_.Transact([&](db::Tx& tx) -> Status {
+    auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
+    if (!done) return std::unexpected(done.error());
+    return Audit(
+        tx, op, "succeeded",
+        {{"ok", report.ok()}, {"problems", problems.size()}, {"storage_url", source.store->url}});
   });
 }
 

@@ -21,11 +21,15 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "common/result.h"
 #include "db/database.h"
 #include "db/operations.h"
+#include "reconcile/busy_volumes.h"
+#include "reconcile/image_quarantine.h"
 #include "reconcile/running_operation.h"
 #include "reconcile/store_provider.h"
 
@@ -38,6 +42,13 @@ struct OperationRunnerOptions {
   std::chrono::milliseconds lease_duration{15'000};
   int engine_threads = 0;  // 0: the engine's default
   std::string e2fsck_tool = "e2fsck";
+  // Purge times of images this runner puts in quarantine: replaced by a
+  // restore (grace), replaced by an adoption (retention: an operator chose).
+  std::chrono::seconds quarantine_grace{3600};
+  std::chrono::seconds quarantine_retention{7 * 24 * 3600};
+  std::function<std::chrono::system_clock::time_point()> now = [] {
+    return std::chrono::system_clock::now();
+  };
 };
 
 // How the worker stopped, for RecordOutcome.
@@ -48,8 +59,9 @@ struct StopState {
 
 class OperationRunner {
  public:
-  // REQUIRES: `db` and `stores` outlive the runner.
-  OperationRunner(db::Database& db, BackupStoreProvider& stores, OperationRunnerOptions options);
+  // REQUIRES: `db`, `stores`, `busy` and `quarantine` outlive the runner.
+  OperationRunner(db::Database& db, BackupStoreProvider& stores, BusyVolumes& busy,
+                  ImageQuarantine& quarantine, OperationRunnerOptions options);
 
   // Executes `op`; on success the operation is already completed.
   [[nodiscard]] Status Execute(RunningOperation& run, const db::Operation& op);
@@ -65,8 +77,20 @@ class OperationRunner {
                                                        const db::Operation& op,
                                                        const db::Volume& volume,
                                                        const StoreHandle& store);
+  [[nodiscard]] Status CompleteBackup(RunningOperation& run, const db::Operation& op,
+                                      const std::string& result_json);
   [[nodiscard]] Status ExecuteRestorePhase(RunningOperation& run, const db::Operation& op,
-                                           const db::Volume& volume, const StoreHandle& store);
+                                           const db::Volume& volume);
+  [[nodiscard]] Status ExecuteAdopt(RunningOperation& run, const db::Operation& op,
+                                    const db::Volume& volume);
+  [[nodiscard]] Status ExecuteVerify(RunningOperation& run, const db::Operation& op);
+  // The backup named by `op`, the store it was written to and its manifest.
+  struct Source;
+  [[nodiscard]] Result<Source> OpenSource(const db::Operation& op);
+  // Moves `image` (if it exists) to the quarantine as replaced; nullopt when
+  // there was none.
+  [[nodiscard]] Result<std::optional<QuarantinedImage>> QuarantineReplaced(
+      const std::string& volume_id, std::string detail, std::chrono::seconds keep_for);
   [[nodiscard]] Status ExecuteRepair(RunningOperation& run, const db::Operation& op,
                                      const db::Volume& volume);
   [[nodiscard]] Status HandMoveToTarget(RunningOperation& run, const db::Operation& op);
@@ -81,6 +105,8 @@ class OperationRunner {
 
   db::Database& db_;
   BackupStoreProvider& stores_;
+  BusyVolumes& busy_;
+  ImageQuarantine& quarantine_;
   const OperationRunnerOptions options_;
 };
 

@@ -17,6 +17,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
+// The current store's chunk size, so digests of quarantined images compare
+// with backups' image_sha256; the engine's default without a store.
+std::uint32_t StoreChunkSize(BackupStoreProvider& stores) {
+  auto store = stores.Get();
+  if (!store) return 4u << 20;
+  return (*store)->repository->keys().default_chunk_size;
+}
+
 std::string LocalHostname() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "localhost";
@@ -30,17 +38,26 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
       stores_(stores),
       options_(std::move(options)),
       instance_id_(NewUuidV4()),
-      reconciler_(db, busy_,
-                  ImageReconcilerOptions{.server_id = options_.server_id,
-                                         .state_dir = options_.state_dir,
-                                         .mkfs_tool = options_.mkfs_tool}),
-      runner_(db, stores,
+      quarantine_(options_.state_dir),
+      reconciler_(
+          db, busy_, quarantine_,
+          ImageReconcilerOptions{.server_id = options_.server_id,
+                                 .state_dir = options_.state_dir,
+                                 .mkfs_tool = options_.mkfs_tool,
+                                 .quarantine_grace = options_.quarantine_grace,
+                                 .quarantine_retention = options_.quarantine_retention,
+                                 .digest_chunk_size = [&stores] { return StoreChunkSize(stores); },
+                                 .now = options_.now}),
+      runner_(db, stores, busy_, quarantine_,
               OperationRunnerOptions{.server_id = options_.server_id,
                                      .lease_owner = instance_id_,
                                      .state_dir = options_.state_dir,
                                      .lease_duration = options_.lease_duration,
                                      .engine_threads = options_.engine_threads,
-                                     .e2fsck_tool = options_.e2fsck_tool}) {
+                                     .e2fsck_tool = options_.e2fsck_tool,
+                                     .quarantine_grace = options_.quarantine_grace,
+                                     .quarantine_retention = options_.quarantine_retention,
+                                     .now = options_.now}) {
   if (options_.hostname.empty()) options_.hostname = LocalHostname();
 }
 

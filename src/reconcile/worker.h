@@ -25,6 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -36,6 +37,7 @@
 #include "db/database.h"
 #include "db/operations.h"
 #include "reconcile/busy_volumes.h"
+#include "reconcile/image_quarantine.h"
 #include "reconcile/image_reconciler.h"
 #include "reconcile/operation_runner.h"
 #include "reconcile/running_operation.h"
@@ -69,6 +71,14 @@ struct WorkerOptions {
   bool listen = true;
   std::string mkfs_tool = "mkfs.ext4";
   std::string e2fsck_tool = "e2fsck";
+  // Quarantine (image_reconciler.h): how long replaced copies and images of
+  // deleted volumes are kept.
+  std::chrono::seconds quarantine_grace{3600};
+  std::chrono::seconds quarantine_retention{7 * 24 * 3600};
+  // Wall clock for quarantine purge times (tests inject one).
+  std::function<std::chrono::system_clock::time_point()> now = [] {
+    return std::chrono::system_clock::now();
+  };
 };
 
 class Worker {
@@ -102,6 +112,7 @@ class Worker {
   // The lease owner written into claimed operations (new per process start).
   const std::string& instance_id() const { return instance_id_; }
   std::filesystem::path ImageOf(const std::string& volume_id) const;
+  ImageQuarantine& quarantine() { return quarantine_; }
 
  private:
   void HeartbeatLoop();
@@ -117,6 +128,7 @@ class Worker {
   WorkerOptions options_;
   const std::string instance_id_;
   BusyVolumes busy_;
+  ImageQuarantine quarantine_;
   ImageReconciler reconciler_;
   OperationRunner runner_;
 

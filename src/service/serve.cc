@@ -131,22 +131,24 @@ Result<crypto::Key> LoadOrCreateMasterKey(const std::filesystem::path& path) {
 
 std::unique_ptr<reconcile::BackupStoreProvider> MakeClusterStoreProvider(
     db::Database& db, const crypto::Key& master_key) {
+  auto handle_of = [](control::OpenedBackupStore opened) {
+    auto handle = std::make_shared<reconcile::StoreHandle>();
+    handle->url = opened.url;
+    handle->owned_store = std::move(opened.store);
+    handle->repository = std::move(opened.repository);
+    return std::shared_ptr<const reconcile::StoreHandle>(std::move(handle));
+  };
   return std::make_unique<reconcile::CachingStoreProvider>(
-      [&db, &master_key]() -> Result<std::shared_ptr<const reconcile::StoreHandle>> {
-        KINDLING_ASSIGN_OR_RETURN(
-            control::BackupStoreSettings settings,
-            db.Transact(
-                [&](db::Tx& tx) { return control::LoadBackupStoreSettings(tx, master_key); },
-                db::TxOptions{.read_only = true}));
-        if (const std::string missing = settings.MissingReason(); !missing.empty())
-          return InvalidArgument("backup store unavailable: " + missing);
+      [&db, &master_key, handle_of]() -> Result<std::shared_ptr<const reconcile::StoreHandle>> {
         KINDLING_ASSIGN_OR_RETURN(control::OpenedBackupStore opened,
-                                  control::OpenBackupStore(settings, master_key, &db));
-        auto handle = std::make_shared<reconcile::StoreHandle>();
-        handle->url = opened.url;
-        handle->owned_store = std::move(opened.store);
-        handle->repository = std::move(opened.repository);
-        return std::shared_ptr<const reconcile::StoreHandle>(std::move(handle));
+                                  control::OpenCurrentBackupStore(db, master_key));
+        return handle_of(std::move(opened));
+      },
+      [&db, &master_key, handle_of](
+          const std::string& url) -> Result<std::shared_ptr<const reconcile::StoreHandle>> {
+        KINDLING_ASSIGN_OR_RETURN(control::OpenedBackupStore opened,
+                                  control::OpenBackupStoreAt(db, master_key, url));
+        return handle_of(std::move(opened));
       });
 }
 

@@ -43,15 +43,21 @@ class ReconcileTest : public db::DbTest {
     auto repository = engine::Repository::Init(*faulty_, key, kStoreChunkSize);
     ASSERT_TRUE(repository) << repository.error().message();
     repository_ = std::make_unique<engine::Repository>(std::move(*repository));
+    auto open = [this]() -> Result<std::shared_ptr<const StoreHandle>> {
+      auto handle = std::make_shared<StoreHandle>();
+      handle->url = StoreUrl();
+      handle->repository = std::make_unique<engine::Repository>(*repository_);
+      return std::shared_ptr<const StoreHandle>(std::move(handle));
+    };
     stores_ = std::make_unique<CachingStoreProvider>(
-        [this]() -> Result<std::shared_ptr<const StoreHandle>> {
-          auto handle = std::make_shared<StoreHandle>();
-          handle->url = "file://" + (dir_ / "store").string();
-          handle->repository = std::make_unique<engine::Repository>(*repository_);
-          return std::shared_ptr<const StoreHandle>(std::move(handle));
+        open, [this, open](const std::string& url) -> Result<std::shared_ptr<const StoreHandle>> {
+          if (url != StoreUrl()) return NotFound("no store " + url + " in this test");
+          return open();
         });
     org_ = MakeOrganization();
   }
+
+  std::string StoreUrl() const { return "file://" + (dir_ / "store").string(); }
 
   void TearDown() override {
     for (auto& w : workers_) w->Stop();
