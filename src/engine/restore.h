@@ -11,10 +11,14 @@
 // O_DIRECT where the filesystem allows it, otherwise writeback starts as they
 // are written, so the final fsync is short.
 //
-// On any failure (wrong key, missing or corrupt chunk, digest mismatch, disk
-// full, cancellation) the destination is untouched and the temp file is
-// removed; a process killed mid-restore leaves at most a ".<name>.tmp-*" file
-// beside the destination, never a partial destination.
+// A chunk object that is missing or fails authentication, decoding or the id
+// check is recorded in the store as damaged (engine/damage.h) before the
+// restore fails with kCorruption; a store error (transient, permission) is
+// returned as it is and records nothing. On any failure (wrong key, missing or
+// corrupt chunk, digest mismatch, disk full, cancellation) the destination is
+// untouched and the temp file is removed; a process killed mid-restore leaves
+// at most a ".<name>.tmp-*" file beside the destination, never a partial
+// destination.
 #pragma once
 
 #include <filesystem>
