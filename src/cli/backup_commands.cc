@@ -1,10 +1,12 @@
 // `kindling backup create|list|restore|verify`.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <system_error>
+#include <vector>
 
 #include "cli/cancel.h"
 #include "cli/commands.h"
@@ -13,6 +15,7 @@
 #include "cli/repository_access.h"
 #include "crypto/sha256.h"
 #include "engine/backup.h"
+#include "engine/damage.h"
 #include "engine/image_file.h"
 #include "engine/restore.h"
 #include "engine/verify.h"
@@ -40,7 +43,8 @@ std::string AbsolutePath(const std::string& path) {
   return ec ? path : absolute.lexically_normal().string();
 }
 
-void PrintBackupHuman(const repo::Manifest& manifest, const std::string& image) {
+void PrintBackupHuman(const repo::Manifest& manifest, const std::string& image,
+                      const std::vector<repo::ChunkId>& healed) {
   const repo::BackupStats& s = manifest.stats;
   std::printf("backup %s of volume %s committed\n", manifest.backup_id.c_str(),
               manifest.volume_id.c_str());
@@ -52,6 +56,11 @@ void PrintBackupHuman(const repo::Manifest& manifest, const std::string& image) 
               static_cast<unsigned long long>(s.chunks_data),
               static_cast<unsigned long long>(s.chunks_hole),
               static_cast<unsigned long long>(s.chunks_uploaded));
+  if (!healed.empty())
+    std::printf(
+        "  healed    %zu chunk(s) recorded damaged were stored again (which repairs the "
+        "older backups that use them)\n",
+        healed.size());
   std::printf("  bytes     read %s, uploaded %s, stored for this backup %s\n",
               FormatBytes(s.bytes_read).c_str(), FormatBytes(s.bytes_uploaded).c_str(),
               FormatBytes(s.bytes_referenced).c_str());
@@ -87,6 +96,8 @@ int RunBackupCreate(const BackupCreateFlags& flags, const CommonFlags& common) {
   options.threads = common.threads;
   options.progress = progress->Callback();
   options.cancel = &InstallCancelHandlers();
+  std::vector<repo::ChunkId> healed;
+  options.healed = &healed;
   spdlog::info("backup of {} as volume {} to {}", flags.image, flags.volume_id,
                opened->store->Describe());
   auto manifest = engine::CreateBackup(*opened->repository, options);
@@ -97,9 +108,13 @@ int RunBackupCreate(const BackupCreateFlags& flags, const CommonFlags& common) {
     nlohmann::json out = BackupCreatedJson(*manifest);
     out["image"] = AbsolutePath(flags.image);
     out["store"] = opened->store->Describe();
+    out["chunks_healed"] = healed.size();
+    nlohmann::json healed_ids = nlohmann::json::array();
+    for (const repo::ChunkId& id : healed) healed_ids.push_back(crypto::DigestHex(id));
+    out["healed_chunk_ids"] = std::move(healed_ids);
     PrintJsonLine(out);
   } else {
-    PrintBackupHuman(*manifest, flags.image);
+    PrintBackupHuman(*manifest, flags.image, healed);
   }
   return kExitOk;
 }
@@ -125,15 +140,28 @@ int RunBackupList(const BackupListFlags& flags, const CommonFlags& common) {
     std::printf("no backups in %s\n", opened->store->Describe().c_str());
     return kExitOk;
   }
-  std::printf("%-36s  %-20s  %-24s  %10s  %8s  %10s\n", "BACKUP", "VOLUME", "CREATED (UTC)", "SIZE",
-              "CHUNKS", "UPLOADED");
+  std::printf("%-36s  %-20s  %-24s  %10s  %8s  %10s  %s\n", "BACKUP", "VOLUME", "CREATED (UTC)",
+              "SIZE", "CHUNKS", "UPLOADED", "STATUS");
+  std::size_t damaged = 0;
   for (const auto& info : *backups) {
-    std::printf("%-36s  %-20s  %-24s  %10s  %8llu  %10s\n", info.backup_id.c_str(),
+    std::printf("%-36s  %-20s  %-24s  %10s  %8llu  %10s  %s\n", info.backup_id.c_str(),
                 info.volume_id.c_str(), FormatUnixMs(info.created_unix_ms).c_str(),
                 FormatBytes(info.image_size).c_str(),
                 static_cast<unsigned long long>(repo::ChunkCount(info.image_size, info.chunk_size)),
-                FormatBytes(info.stats.bytes_uploaded).c_str());
+                FormatBytes(info.stats.bytes_uploaded).c_str(), info.damaged() ? "damaged" : "ok");
+    if (info.damaged()) ++damaged;
+    for (const auto& chunk : info.damaged_chunks) {
+      std::printf("    %s chunk %s at %s %s\n",
+                  std::string(engine::DamageProblemName(chunk.problem)).c_str(),
+                  chunk.chunk_id_hex.c_str(), chunk.offsets.size() == 1 ? "offset" : "offsets",
+                  FormatOffsets(chunk.offsets).c_str());
+    }
   }
+  if (damaged > 0)
+    std::printf(
+        "%zu damaged backup(s): a backup of any image that still holds those chunks "
+        "stores them again, which repairs them\n",
+        damaged);
   return kExitOk;
 }
 
@@ -232,6 +260,15 @@ int RunBackupVerify(const BackupVerifyFlags& flags, const CommonFlags& common) {
                   problem.chunk_id_hex.c_str(), static_cast<unsigned long long>(problem.offset),
                   problem.key.c_str(), problem.message.c_str());
     }
+    const bool recorded = std::any_of(report->problems.begin(), report->problems.end(),
+                                      [](const engine::ChunkProblem& p) {
+                                        return p.kind != engine::ChunkProblem::Kind::kUnreadable;
+                                      });
+    if (recorded)
+      std::printf(
+          "  missing and corrupt chunks are recorded in the store: `backup list` marks "
+          "the backups that use them, and the next backup of an image that holds them "
+          "stores them again\n");
     if (report->image_digest_checked)
       std::printf("  image digest %s\n",
                   report->image_digest_matches

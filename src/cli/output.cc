@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -74,6 +75,17 @@ double RateOf(std::uint64_t bytes, std::uint64_t milliseconds) {
   return static_cast<double>(bytes) * 1000.0 / static_cast<double>(milliseconds);
 }
 
+std::string FormatOffsets(const std::vector<std::uint64_t>& offsets, std::size_t shown) {
+  std::string text;
+  const std::size_t listed = std::min(shown, offsets.size());
+  for (std::size_t i = 0; i < listed; ++i) {
+    if (i > 0) text += ", ";
+    text += std::to_string(offsets[i]);
+  }
+  if (offsets.size() > listed) text += " and " + std::to_string(offsets.size() - listed) + " more";
+  return text;
+}
+
 std::string DumpJson(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -129,6 +141,16 @@ nlohmann::json BackupInfoJson(const engine::BackupInfo& info) {
       {"created", FormatUnixMs(info.created_unix_ms)},
   };
   out.update(StatsJson(info.stats));
+  nlohmann::json damaged = nlohmann::json::array();
+  for (const engine::DamagedChunkUse& chunk : info.damaged_chunks) {
+    damaged.push_back({
+        {"chunk_id", chunk.chunk_id_hex},
+        {"problem", std::string(engine::DamageProblemName(chunk.problem))},
+        {"offsets", chunk.offsets},
+    });
+  }
+  out["status"] = info.damaged() ? "damaged" : "ok";
+  out["damaged_chunks"] = std::move(damaged);
   return out;
 }
 

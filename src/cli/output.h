@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/repository.h"
 #include "engine/restore.h"
@@ -27,6 +28,8 @@ std::string FormatDuration(std::uint64_t milliseconds);
 std::string FormatUnixMs(std::uint64_t unix_ms);
 // Bytes per second of `bytes` over `milliseconds` (0 when no time elapsed).
 double RateOf(std::uint64_t bytes, std::uint64_t milliseconds);
+// The first `shown` offsets and how many more: "0, 65536 and 3 more".
+std::string FormatOffsets(const std::vector<std::uint64_t>& offsets, std::size_t shown = 3);
 
 // One-line JSON; invalid UTF-8 is replaced rather than thrown on.
 std::string DumpJson(const nlohmann::json& value);
@@ -35,7 +38,8 @@ void PrintJsonLine(const nlohmann::json& value);
 
 // The `backup create` result document.
 nlohmann::json BackupCreatedJson(const repo::Manifest& manifest);
-// One entry of `backup list`.
+// One entry of `backup list`, with "status": "ok" or "damaged" and
+// "damaged_chunks": [{chunk_id, problem, offsets}] (engine/damage.h).
 nlohmann::json BackupInfoJson(const engine::BackupInfo& info);
 nlohmann::json RestoreJson(const repo::Manifest& manifest, const engine::RestoreResult& result,
                            const std::string& destination, std::uint64_t duration_ms);

@@ -1,6 +1,7 @@
 #include "engine/backup.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "engine/chunk_id_hash.h"
+#include "engine/damage.h"
 #include "engine/image_file.h"
 #include "engine/pipeline.h"
 #include "repo/chunk_codec.h"
@@ -72,9 +74,12 @@ class Prefetcher {
   std::uint64_t done_ = 0;
 };
 
+using ChunkIdSet = std::unordered_set<ChunkId, ChunkIdHash>;
+
 // Chunk ids this backup may reference without checking the store, with their
-// stored sizes: everything the volume's earlier manifests reference, plus what
-// this backup has stored or found so far. Thread-safe.
+// stored sizes: everything the volume's earlier manifests reference (but the
+// chunks recorded damaged), plus what this backup has stored or found so far.
+// Thread-safe.
 class KnownChunks {
  public:
   std::optional<std::uint32_t> Find(const ChunkId& id) {
@@ -87,20 +92,44 @@ class KnownChunks {
     std::lock_guard lock(mu_);
     map_.emplace(id, stored_size);
   }
-  std::size_t size() {
+  // This backup stored `id` as an object of `stored_size` bytes. True the
+  // first time for `id` (two workers may store the same new chunk at once).
+  bool Stored(const ChunkId& id, std::uint32_t stored_size) {
     std::lock_guard lock(mu_);
-    return map_.size();
+    map_.insert_or_assign(id, stored_size);
+    return stored_.insert(id).second;
   }
 
  private:
   std::mutex mu_;
   std::unordered_map<ChunkId, std::uint32_t, ChunkIdHash> map_;
+  ChunkIdSet stored_;
 };
 
-// Earlier manifests of the volume seed the known set. One that cannot be read
-// is skipped: it only costs a HEAD per chunk, and must not fail this backup.
+// The recorded damaged chunks this backup stored again. Thread-safe.
+class Heals {
+ public:
+  void Add(const ChunkId& id) {
+    std::lock_guard lock(mu_);
+    ids_.insert(id);
+  }
+  std::vector<ChunkId> Sorted() {
+    std::lock_guard lock(mu_);
+    std::vector<ChunkId> ids(ids_.begin(), ids_.end());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+
+ private:
+  std::mutex mu_;
+  ChunkIdSet ids_;
+};
+
+// Earlier manifests of the volume seed the known set, except for the chunks
+// recorded damaged. A manifest that cannot be read is skipped: it only costs a
+// HEAD per chunk, and must not fail this backup.
 void LoadPreviousChunks(const Repository& repository, std::string_view volume_id,
-                        KnownChunks& known) {
+                        const ChunkIdSet& damaged, KnownChunks& known) {
   auto objects = repository.store().List(repo::VolumeBackupsPrefix(volume_id));
   if (!objects) return;
   for (const auto& object : *objects) {
@@ -109,7 +138,7 @@ void LoadPreviousChunks(const Repository& repository, std::string_view volume_id
     auto manifest = repository.LoadManifest(name->volume_id, name->backup_id);
     if (!manifest) continue;
     for (const ChunkRef& c : manifest->chunks)
-      if (!c.is_hole) known.Add(c.id, c.stored_size);
+      if (!c.is_hole && !damaged.contains(c.id)) known.Add(c.id, c.stored_size);
   }
 }
 
@@ -159,8 +188,16 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   const std::size_t chunk_count = repo::ChunkCount(m.image_size, chunk_size);
   m.chunks.resize(chunk_count);
 
+  if (o.healed != nullptr) o.healed->clear();
+  // A chunk recorded damaged is trusted neither from earlier manifests nor
+  // from a HEAD: it is stored again, which repairs every backup that
+  // references it. Without the records the backup cannot know what not to
+  // trust, so failing to list them fails the backup.
+  KINDLING_ASSIGN_OR_RETURN(const std::vector<ChunkId> recorded, ListDamagedChunks(repository));
+  const ChunkIdSet damaged(recorded.begin(), recorded.end());
   KnownChunks known;
-  LoadPreviousChunks(repository, m.volume_id, known);
+  LoadPreviousChunks(repository, m.volume_id, damaged, known);
+  Heals heals;
 
   FirstError error;
   ProgressCounters counters;
@@ -186,6 +223,26 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   Prefetcher prefetch(image.fd.get(), m.image_size,
                       std::max<std::uint64_t>(8 * std::uint64_t{chunk_size}, 32u << 20));
 
+  // Stores a chunk object. When the chunk was recorded damaged the record
+  // goes once the object is stored, so that everyone sees the heal; a record
+  // that cannot be deleted is only stale (the chunk is sound): it costs the
+  // next backup one more upload, so it does not fail this one.
+  auto store_chunk = [&](const ChunkId& id, std::string_view object, bool heal) -> Status {
+    KINDLING_RETURN_IF_ERROR(store.Put(repo::ChunkKey(id), object));
+    counters.bytes_transferred.fetch_add(object.size(), std::memory_order_relaxed);
+    if (known.Stored(id, static_cast<std::uint32_t>(object.size()))) {
+      chunks_uploaded.fetch_add(1, std::memory_order_relaxed);
+      bytes_uploaded.fetch_add(object.size(), std::memory_order_relaxed);
+    }
+    if (heal) {
+      heals.Add(id);
+      if (auto cleared = ClearDamage(repository, id); !cleared)
+        spdlog::warn("chunk {} is stored again, but its damage record stays: {}",
+                     crypto::DigestHex(id), cleared.error().message());
+    }
+    return OkStatus();
+  };
+
   auto upload = [&](repo::ChunkCodec& codec, std::string& object, std::size_t index,
                     std::string_view plain) -> Status {
     const crypto::Digest plain_sha256 = crypto::Sha256Of(plain);
@@ -198,25 +255,26 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
       ref.stored_size = *size;
       return OkStatus();
     }
-    const std::string key = repo::ChunkKey(id);
-    auto head = store.Head(key);
-    if (!head && !head.error().is_not_found()) return std::unexpected(head.error());
+    const bool heal = damaged.contains(id);
+    std::optional<std::uint64_t> found_size;
+    if (!heal) {
+      auto head = store.Head(repo::ChunkKey(id));
+      if (!head && !head.error().is_not_found()) return std::unexpected(head.error());
+      if (head) found_size = *head;
+    }
     codec.Encode(plain, id, object);
     // An object under this id whose size is not the encoding's is either a
     // valid copy written with other settings or one cut short by a writer
     // killed mid-upload on a store whose PUT is not atomic (some
     // S3-compatible servers keep partial bodies). Writing it again is safe
     // in both cases (same id: same plaintext), trusting it is not.
-    if (head && *head == object.size()) {
-      ref.stored_size = static_cast<std::uint32_t>(*head);
-    } else {
-      KINDLING_RETURN_IF_ERROR(store.Put(key, object));
-      ref.stored_size = static_cast<std::uint32_t>(object.size());
-      chunks_uploaded.fetch_add(1, std::memory_order_relaxed);
-      bytes_uploaded.fetch_add(object.size(), std::memory_order_relaxed);
-      counters.bytes_transferred.fetch_add(object.size(), std::memory_order_relaxed);
+    if (found_size && *found_size == object.size()) {
+      ref.stored_size = static_cast<std::uint32_t>(*found_size);
+      known.Add(id, ref.stored_size);
+      return OkStatus();
     }
-    known.Add(id, ref.stored_size);
+    KINDLING_RETURN_IF_ERROR(store_chunk(id, object, heal));
+    ref.stored_size = static_cast<std::uint32_t>(object.size());
     return OkStatus();
   };
 
@@ -269,6 +327,48 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
     ticker.Finish();
   }
 
+  // Just before the commit point, the records again: a chunk recorded damaged
+  // since this backup started (a restore or verify, here or on another host,
+  // found it) is not committed on trust. It is read again from the image,
+  // checked to be the chunk this backup read there, and stored again. Chunks
+  // this backup already stored are included: a record that appeared since
+  // may come from a fetch made before that Put, or be new damage.
+  auto heal_recorded_since_start = [&]() -> Status {
+    KINDLING_ASSIGN_OR_RETURN(const std::vector<ChunkId> now, ListDamagedChunks(repository));
+    if (now.empty()) return OkStatus();
+    const ChunkIdSet wanted(now.begin(), now.end());
+    std::unordered_map<ChunkId, std::uint32_t, ChunkIdHash> healed_size;
+    repo::ChunkCodec codec(repository.keys(), o.zstd_level);
+    AlignedBuffer buffer(chunk_size);
+    std::string object;
+    for (std::size_t index = 0; index < m.chunks.size(); ++index) {
+      ChunkRef& ref = m.chunks[index];
+      if (ref.is_hole || !wanted.contains(ref.id)) continue;
+      if (auto it = healed_size.find(ref.id); it != healed_size.end()) {
+        ref.stored_size = it->second;
+        continue;
+      }
+      if (o.cancel != nullptr && o.cancel->load()) return Cancelled();
+      const std::uint64_t offset = m.ChunkOffset(index);
+      const auto length = static_cast<std::size_t>(m.ChunkLength(index));
+      auto got = PreadSparse(io, buffer.data(), length, offset);
+      if (!got) return std::unexpected(got.error().WithContext("read image " + o.image.string()));
+      bytes_read.fetch_add(*got, std::memory_order_relaxed);
+      const std::string_view plain(buffer.data(), length);
+      if (codec.Id(plain) != ref.id)
+        return MakeError(
+            ErrorKind::kIo,
+            "image " + o.image.string() + " changed during backup (the chunk at offset " +
+                std::to_string(offset) + " differs when read again); back up a detached volume");
+      codec.Encode(plain, ref.id, object);
+      KINDLING_RETURN_IF_ERROR(store_chunk(ref.id, object, /*heal=*/true));
+      ref.stored_size = static_cast<std::uint32_t>(object.size());
+      healed_size.emplace(ref.id, ref.stored_size);
+    }
+    return OkStatus();
+  };
+  KINDLING_RETURN_IF_ERROR(heal_recorded_since_start());
+
   // Backups are cold: an image that changed while it was read would yield a
   // backup of no state that ever existed.
   struct stat after {};
@@ -305,6 +405,7 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   }
   // The commit point: everything the manifest names is stored.
   KINDLING_RETURN_IF_ERROR(store.Put(manifest_key, repo::EncodeManifest(repository.keys(), m)));
+  if (o.healed != nullptr) *o.healed = heals.Sorted();
   return m;
 }
 

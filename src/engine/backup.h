@@ -8,6 +8,16 @@
 // of the bucket). Work runs on `threads` workers; memory is bounded by about
 // 3 * threads * chunk_size whatever the image size.
 //
+// Healing: a chunk recorded damaged (engine/damage.h) when the backup starts
+// is trusted neither from earlier manifests nor from a HEAD: it is uploaded
+// again, which repairs every older backup that references it (ids are keyed
+// content hashes), and its record is deleted. Just before the manifest, the
+// records are listed again; a chunk this backup references that is recorded
+// by then is read again from the image (its id must match, else the image
+// changed: the backup fails), uploaded and its record deleted. So a backup
+// never commits a reference to a chunk recorded damaged when it commits (but
+// for a record written between that last listing and the manifest's Put).
+//
 // Crash safety: the manifest is written after every chunk it names is stored.
 // A crash or cancellation before that leaves only chunks (reused by the next
 // backup), never a manifest.
@@ -15,6 +25,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "engine/progress.h"
 #include "engine/repository.h"
@@ -22,18 +33,22 @@
 namespace kindling::engine {
 
 struct BackupOptions {
-  std::string volume_id;          // REQUIRED: a safe key component
-  std::string backup_id;          // empty: a new time-ordered UUID
-  std::filesystem::path image;    // REQUIRED: a regular file
-  std::uint32_t chunk_size = 0;   // 0: the store's default
+  std::string volume_id;         // REQUIRED: a safe key component
+  std::string backup_id;         // empty: a new time-ordered UUID
+  std::filesystem::path image;   // REQUIRED: a regular file
+  std::uint32_t chunk_size = 0;  // 0: the store's default
   int zstd_level = 1;
-  int threads = 0;                // 0: a default from the core count
+  int threads = 0;  // 0: a default from the core count
   ProgressFn progress;
   const CancelFlag* cancel = nullptr;
+  // When not null, receives on success the chunks that were recorded damaged
+  // and that this backup stored again (distinct, sorted); cleared at the start.
+  std::vector<repo::ChunkId>* healed = nullptr;
 };
 
 // Returns the committed manifest. kInvalidArgument for bad options, kCancelled,
-// or the store's/file's error.
+// kIo when the image changed while it was read, or the store's/file's error
+// (failing to list the damage records included).
 [[nodiscard]] Result<repo::Manifest> CreateBackup(const Repository& repository,
                                                   const BackupOptions& options);
 

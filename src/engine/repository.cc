@@ -7,7 +7,7 @@
 
 namespace kindling::engine {
 
-BackupInfo InfoOf(const repo::Manifest& m) {
+BackupInfo InfoOf(const repo::Manifest& m, const DamageMap& damage) {
   BackupInfo info;
   info.volume_id = m.volume_id;
   info.backup_id = m.backup_id;
@@ -16,6 +16,7 @@ BackupInfo InfoOf(const repo::Manifest& m) {
   info.created_unix_ms = m.created_unix_ms;
   info.image_digest_hex = crypto::DigestHex(m.image_digest);
   info.stats = m.stats;
+  info.damaged_chunks = DamagedChunksOf(m, damage);
   return info;
 }
 
@@ -52,12 +53,13 @@ Result<std::vector<BackupInfo>> Repository::ListBackups(
   const std::string prefix =
       volume_id ? repo::VolumeBackupsPrefix(*volume_id) : std::string(repo::kVolumesPrefix);
   KINDLING_ASSIGN_OR_RETURN(auto objects, store_->List(prefix));
+  KINDLING_ASSIGN_OR_RETURN(const DamageMap damage, LoadDamage(*this));
   std::vector<BackupInfo> out;
   for (const auto& object : objects) {
     auto name = repo::ParseManifestKey(object.key);
     if (!name) continue;
     KINDLING_ASSIGN_OR_RETURN(repo::Manifest m, LoadManifest(name->volume_id, name->backup_id));
-    out.push_back(InfoOf(m));
+    out.push_back(InfoOf(m, damage));
   }
   std::sort(out.begin(), out.end(), [](const BackupInfo& a, const BackupInfo& b) {
     if (a.created_unix_ms != b.created_unix_ms) return a.created_unix_ms > b.created_unix_ms;

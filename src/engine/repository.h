@@ -8,13 +8,15 @@
 #include <vector>
 
 #include "crypto/aead.h"
+#include "engine/damage.h"
 #include "repo/manifest.h"
 #include "repo/store_keys.h"
 #include "storage/object_store.h"
 
 namespace kindling::engine {
 
-// A backup as listed: the manifest without its chunk table.
+// A backup as listed: the manifest without its chunk table, and the chunks
+// it references that are recorded damaged (engine/damage.h).
 struct BackupInfo {
   std::string volume_id;
   std::string backup_id;
@@ -23,9 +25,15 @@ struct BackupInfo {
   std::uint64_t created_unix_ms = 0;
   std::string image_digest_hex;  // repo/image_digest.h ("image_sha256" in outputs)
   repo::BackupStats stats;
+  // Empty: the backup is restorable as far as anyone has found ("ok");
+  // otherwise it is "damaged" until a backup stores those chunks again.
+  std::vector<DamagedChunkUse> damaged_chunks;
+
+  bool damaged() const { return !damaged_chunks.empty(); }
 };
 
-BackupInfo InfoOf(const repo::Manifest& manifest);
+// The listing of `manifest`; damaged_chunks from `damage`.
+BackupInfo InfoOf(const repo::Manifest& manifest, const DamageMap& damage = {});
 
 class Repository {
  public:
@@ -41,8 +49,10 @@ class Repository {
   storage::ObjectStore& store() const { return *store_; }
   const repo::DataKeys& keys() const { return *keys_; }
 
-  // Backups of one volume (or all), newest first. A manifest that fails to
-  // authenticate is an error naming its key, not silently skipped.
+  // Backups of one volume (or all), newest first, each with the recorded
+  // damaged chunks it references (one List of the damage records, and a Get
+  // per record). A manifest that fails to authenticate is an error naming its
+  // key, not silently skipped.
   [[nodiscard]] Result<std::vector<BackupInfo>> ListBackups(
       std::optional<std::string_view> volume_id = std::nullopt) const;
 

@@ -17,6 +17,7 @@
 #include "common/files.h"
 #include "engine/backup.h"
 #include "engine/chunk_id_hash.h"
+#include "engine/damage.h"
 #include "engine/pipeline.h"
 #include "repo/chunk_codec.h"
 #include "repo/image_digest.h"
@@ -154,10 +155,12 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     const std::string key = repo::ChunkKey(f.id);
     auto object = repository.store().Get(key);
     if (!object) {
-      if (object.error().is_not_found())
+      if (object.error().is_not_found()) {
+        RecordChunkDamageOrWarn(repository, f.id, m.volume_id, m.backup_id);
         return Corruption("chunk " + crypto::DigestHex(f.id) + " is missing from the store (" +
                           key + ", image offset " +
                           std::to_string(m.ChunkOffset(f.indexes.front())) + ")");
+      }
       return std::unexpected(object.error().WithContext("read " + key));
     }
     bytes_downloaded.fetch_add(object->size(), std::memory_order_relaxed);
@@ -165,7 +168,14 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     crypto::Digest plain_sha256{};
     auto size = codec.DecodeInto(*object, f.id, std::span<char>(plain.data(), plain.capacity()),
                                  &plain_sha256);
-    if (!size) return std::unexpected(size.error().WithContext(key));
+    if (!size) {
+      // Recording fetches the object again and decodes it without this
+      // slot's limit, so a manifest that is wrong about a sound chunk
+      // (larger than its slot) records nothing.
+      if (size.error().is_corruption())
+        RecordChunkDamageOrWarn(repository, f.id, m.volume_id, m.backup_id);
+      return std::unexpected(size.error().WithContext(key));
+    }
     plain.resize(*size);
     for (std::size_t index : f.indexes) {
       image_digest.SetChunk(index, plain_sha256);

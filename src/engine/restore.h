@@ -1,16 +1,24 @@
 // Restore pipeline: manifest -> parallel chunk fetches -> temp sparse file ->
-// whole-image SHA-256 check -> fsync -> atomic rename onto the destination.
+// image digest check -> fsync -> atomic rename onto the destination.
 //
-// Each chunk is authenticated and its id re-checked; holes stay holes, and so
-// do all-zero 4 KiB blocks inside data chunks (the temp file is new, so they
-// read as zeros without being written). The SHA-256 is computed from the
-// decoded chunks in image order while the fetches run, through a bounded
-// reorder window, so memory does not grow with the image. Writeback starts as
-// chunks are written, so the final fsync is short. On any failure (wrong key,
-// missing or corrupt chunk, digest mismatch, disk full, cancellation) the
-// destination is untouched and the temp file is removed; a process killed
-// mid-restore leaves at most a ".<name>.tmp-*" file beside the destination,
-// never a partial destination.
+// Each distinct chunk is fetched once, authenticated, its id re-checked, and
+// written to every slot that holds it; holes stay holes, and so do all-zero
+// 4 KiB blocks inside data chunks (the temp file is new, so they read as zeros
+// without being written). The image digest (repo/image_digest.h) is assembled
+// from the decoded chunks' SHA-256, which the id check computes anyway, in
+// whatever order the chunks arrive: no pass of its own, and memory is one
+// chunk buffer per worker whatever the image size. Chunks are written with
+// O_DIRECT where the filesystem allows it, otherwise writeback starts as they
+// are written, so the final fsync is short.
+//
+// A chunk object that is missing or fails authentication, decoding or the id
+// check is recorded in the store as damaged (engine/damage.h) before the
+// restore fails with kCorruption; a store error (transient, permission) is
+// returned as it is and records nothing. On any failure (wrong key, missing or
+// corrupt chunk, digest mismatch, disk full, cancellation) the destination is
+// untouched and the temp file is removed; a process killed mid-restore leaves
+// at most a ".<name>.tmp-*" file beside the destination, never a partial
+// destination.
 #pragma once
 
 #include <filesystem>

@@ -8,6 +8,7 @@
 
 #include "engine/backup.h"
 #include "engine/chunk_id_hash.h"
+#include "engine/damage.h"
 #include "engine/pipeline.h"
 #include "repo/chunk_codec.h"
 #include "repo/image_digest.h"
@@ -100,6 +101,8 @@ Result<VerifyReport> VerifyBackup(const Repository& repository, const repo::Mani
             problem = ChunkProblem{ChunkProblem::Kind::kCorrupt, crypto::DigestHex(t.id), key,
                                    t.offset, st.error().message()};
         }
+        if (problem && problem->kind != ChunkProblem::Kind::kUnreadable)
+          RecordChunkDamageOrWarn(repository, t.id, m.volume_id, m.backup_id);
         counters.bytes_done.fetch_add(t.length, std::memory_order_relaxed);
         counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
         if (problem) {

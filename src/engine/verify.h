@@ -2,7 +2,9 @@
 // authenticates and re-hashes each one, and reports every missing or corrupt
 // chunk by id and image offset. Does not stop at the first problem. When every
 // chunk was checked and is sound, it also recomputes the image digest from
-// them and compares it with the manifest's.
+// them and compares it with the manifest's. Every missing or corrupt chunk
+// (not one the store failed to read: kUnreadable) is also recorded in the
+// store as damaged (engine/damage.h), so that the next backup stores it again.
 #pragma once
 
 #include <string>

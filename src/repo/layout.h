@@ -3,6 +3,8 @@
 //   kindling-store/config                                  sealed data keys
 //   chunks/<id[0:2]>/<id>                                  one chunk per object
 //   project-volumes/<volume_id>/backups/<backup_id>.manifest
+//   damaged-chunks/<id>                                    a chunk found missing
+//                                                          or corrupt (JSON, clear)
 //
 // Concurrency: any number of backups, restores and verifies may run at once on
 // one store, from any number of hosts. Chunks are content-addressed and written
@@ -11,6 +13,14 @@
 // stored, so a reader that finds a manifest finds its chunks. Deleting chunks
 // (garbage collection) must not run concurrently with a backup that may rely on
 // them; until a gc with a grace period exists, chunks are never deleted.
+//
+// Damage records (engine/damage.h) are written by restore and verify when a
+// chunk object is missing or corrupt, after fetching it once more, and deleted
+// by a backup once it has stored the chunk again. A backup never trusts a
+// recorded chunk and lists the records again just before its manifest, so it
+// does not commit a reference to a chunk recorded damaged by then. A record
+// that races a heal (written from a fetch made before the healing Put) is
+// stale: it costs the next backup one upload of that chunk, nothing else.
 #pragma once
 
 #include <optional>
@@ -26,6 +36,7 @@ using ChunkId = crypto::Digest;
 inline constexpr std::string_view kConfigKey = "kindling-store/config";
 inline constexpr std::string_view kVolumesPrefix = "project-volumes/";
 inline constexpr std::string_view kManifestSuffix = ".manifest";
+inline constexpr std::string_view kDamagedChunksPrefix = "damaged-chunks/";
 
 std::string ChunkKey(const ChunkId& id);
 std::string ManifestKey(std::string_view volume_id, std::string_view backup_id);
@@ -38,5 +49,13 @@ struct ManifestName {
 };
 // Inverse of ManifestKey; nullopt for any other key.
 std::optional<ManifestName> ParseManifestKey(std::string_view key);
+
+// "damaged-chunks/<id as 64 lower-case hex characters>"
+std::string DamagedChunkKey(const ChunkId& id);
+// Inverse of DamagedChunkKey; nullopt for any other key.
+std::optional<ChunkId> ParseDamagedChunkKey(std::string_view key);
+// A chunk id from its 64 lower-case hex characters (as crypto::DigestHex
+// prints it); nullopt for anything else.
+std::optional<ChunkId> ParseChunkIdHex(std::string_view hex);
 
 }  // namespace kindling::repo

@@ -108,6 +108,108 @@ TEST_F(CliIntegrityTest, MissingChunkIsReportedByVerify) {
   EXPECT_FALSE(fs::exists(Path("out.img")));
 }
 
+// A damaged chunk found by verify is recorded in the store: `backup list`
+// marks the backup damaged at the chunk's offset, the next backup of the same
+// image stores the chunk again (chunks_healed), and then the old and the new
+// backup both restore the image byte for byte and list as ok.
+class CliIntegrityDamageTest : public CliIntegrityTest {
+ protected:
+  void ExpectRecordedAndHealed(bool missing) {
+    const std::string image_bytes = ReadWholeFile(image_);
+    Create("vol-1", image_, {"--backup-id", "b1"});
+    const auto chunks = StoreObjects(store_dir_, "chunks");
+    ASSERT_EQ(chunks.size(), 9u);
+    const fs::path victim = chunks[5];
+    const std::string chunk_id = victim.filename().string();
+    if (missing) {
+      fs::remove(victim);
+    } else {
+      FlipByte(victim, fs::file_size(victim) / 2);
+    }
+    const std::string problem = missing ? "missing" : "corrupt";
+
+    const auto verify = Run({"backup", "verify"}, {"--backup", "b1", "--json", "--quiet"});
+    EXPECT_EQ(verify.exit_code, 3) << verify.Describe();
+    EXPECT_NE(verify.out.find(chunk_id), std::string::npos) << verify.Describe();
+    const auto report = verify.Json();
+    ASSERT_EQ(report["problems"].size(), 1u) << verify.Describe();
+    EXPECT_EQ(report["problems"][0]["kind"], problem);
+    const std::uint64_t offset = report["problems"][0]["offset"];
+    EXPECT_EQ(offset % kChunk, 0u);
+    EXPECT_LT(offset, fs::file_size(image_));
+    EXPECT_EQ(StoreObjects(store_dir_, "damaged-chunks").size(), 1u);
+
+    const auto refused = Run({"backup", "restore"},
+                             {"--backup", "b1", "--to", Path("early.img").string(), "--quiet"});
+    EXPECT_EQ(refused.exit_code, 3) << refused.Describe();
+    EXPECT_FALSE(fs::exists(Path("early.img")));
+
+    const auto listed = List();
+    ASSERT_EQ(listed["backups"].size(), 1u) << listed.dump();
+    const auto& entry = listed["backups"][0];
+    EXPECT_EQ(entry["status"], "damaged") << listed.dump();
+    ASSERT_EQ(entry["damaged_chunks"].size(), 1u) << listed.dump();
+    EXPECT_EQ(entry["damaged_chunks"][0]["chunk_id"], chunk_id);
+    EXPECT_EQ(entry["damaged_chunks"][0]["problem"], problem);
+    EXPECT_EQ(entry["damaged_chunks"][0]["offsets"], nlohmann::json::array({offset}));
+    const auto human = Run({"backup", "list"});
+    EXPECT_EQ(human.exit_code, 0) << human.Describe();
+    EXPECT_NE(human.out.find("damaged"), std::string::npos) << human.Describe();
+    EXPECT_NE(human.out.find(chunk_id), std::string::npos) << human.Describe();
+    EXPECT_NE(human.out.find(std::to_string(offset)), std::string::npos) << human.Describe();
+
+    const auto healed = Create("vol-1", image_, {"--backup-id", "b2"});
+    EXPECT_EQ(healed["chunks_healed"], 1) << healed.dump();
+    EXPECT_EQ(healed["healed_chunk_ids"], nlohmann::json::array({chunk_id}));
+    EXPECT_EQ(healed["chunks_uploaded"], 1) << healed.dump();
+    EXPECT_TRUE(fs::exists(victim));
+    EXPECT_TRUE(StoreObjects(store_dir_, "damaged-chunks").empty());
+
+    for (const std::string backup : {"b1", "b2"}) {
+      const fs::path out = Path(backup + ".img");
+      Restore(backup, out);
+      EXPECT_EQ(ReadWholeFile(out), image_bytes) << backup << " is not bit-identical";
+    }
+    const auto after = List();
+    ASSERT_EQ(after["backups"].size(), 2u) << after.dump();
+    for (const auto& backup : after["backups"]) {
+      EXPECT_EQ(backup["status"], "ok") << after.dump();
+      EXPECT_TRUE(backup["damaged_chunks"].empty()) << after.dump();
+    }
+    Verify("b1");
+
+    // Nothing left to heal: the next backup says nothing about it.
+    const auto quiet =
+        Run({"backup", "create"}, {"--volume-id", "vol-1", "--image", image_.string(), "--quiet"});
+    EXPECT_EQ(quiet.exit_code, 0) << quiet.Describe();
+    EXPECT_EQ(quiet.out.find("healed"), std::string::npos) << quiet.Describe();
+  }
+};
+
+TEST_F(CliIntegrityDamageTest, CorruptChunkIsListedDamagedThenHealedByTheNextBackup) {
+  ExpectRecordedAndHealed(/*missing=*/false);
+}
+
+TEST_F(CliIntegrityDamageTest, MissingChunkIsListedDamagedThenHealedByTheNextBackup) {
+  ExpectRecordedAndHealed(/*missing=*/true);
+}
+
+TEST_F(CliIntegrityDamageTest, HumanBackupCreateSaysWhatItHealed) {
+  Create("vol-1", image_, {"--backup-id", "b1"});
+  const auto chunks = StoreObjects(store_dir_, "chunks");
+  ASSERT_FALSE(chunks.empty());
+  fs::remove(chunks[0]);
+  const auto refused =
+      Run({"backup", "restore"}, {"--backup", "b1", "--to", Path("out.img").string(), "--quiet"});
+  EXPECT_EQ(refused.exit_code, 3) << refused.Describe();
+  const auto created =
+      Run({"backup", "create"}, {"--volume-id", "vol-1", "--image", image_.string(), "--quiet"});
+  EXPECT_EQ(created.exit_code, 0) << created.Describe();
+  EXPECT_NE(created.out.find("healed    1 chunk"), std::string::npos) << created.Describe();
+  Restore("b1", Path("out.img"));
+  EXPECT_EQ(FileSha256(Path("out.img")), FileSha256(image_));
+}
+
 TEST_F(CliIntegrityTest, TamperedManifestFailsButOlderBackupRestores) {
   const std::string first_sha = FileSha256(image_);
   Create("vol-1", image_, {"--backup-id", "b1"});

@@ -154,8 +154,9 @@ TEST_F(RestoreTest, ZeroBlocksInsideDataChunksStayHoles) {
 }
 
 TEST_F(RestoreTest, RepeatedChunkFarApartWithFewThreads) {
-  // The digest takes decoded chunks in image order through a bounded window;
-  // a chunk repeated far away, past many other chunks, must not stall it.
+  // A chunk is fetched once and written to every slot that holds it, far
+  // apart too; the digest must get its share at each of those slots, with
+  // few workers as with many.
   const std::string block = testutil::RandomData(kChunk, 11);
   const auto image = MakeImage("far.img", 60 * kChunk, {{kChunk, 58 * kChunk, Fill::kRandom}});
   testutil::PatchFile(image, 0, block);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include "storage/object_store.h"
 
 namespace kindling::repo {
@@ -60,6 +62,48 @@ TEST_F(LayoutTest, VolumesPrefixesDoNotOverlap) {
   // Listing one volume's prefix must not return another volume whose id
   // shares a prefix.
   EXPECT_FALSE(ManifestKey("vol-10", "b").starts_with(VolumeBackupsPrefix("vol-1")));
+}
+
+TEST_F(LayoutTest, DamagedChunkKeyRoundTrip) {
+  const ChunkId id = SampleId();
+  const std::string key = DamagedChunkKey(id);
+  EXPECT_EQ(key, "damaged-chunks/" + crypto::DigestHex(id));
+  EXPECT_TRUE(key.starts_with(kDamagedChunksPrefix));
+  EXPECT_TRUE(storage::IsValidObjectKey(key));
+  auto parsed = ParseDamagedChunkKey(key);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(*parsed, id);
+  EXPECT_FALSE(ParseManifestKey(key));
+  EXPECT_FALSE(ParseDamagedChunkKey(ChunkKey(id)));
+}
+
+TEST_F(LayoutTest, ParseDamagedChunkKeyRejectsOtherKeys) {
+  const std::string hex = crypto::DigestHex(SampleId());
+  std::string upper = hex;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (const std::string& key : {
+           std::string(),
+           std::string("damaged-chunks/"),
+           "damaged-chunks/" + hex.substr(1),
+           "damaged-chunks/" + hex + "0",
+           "damaged-chunks/" + upper,
+           "damaged-chunks/" + hex.substr(0, 63) + "g",
+           "damaged-chunks/x/" + hex,
+           "damaged-chunks/" + hex + ".tmp",
+           "chunks/" + hex,
+           hex,
+       }) {
+    EXPECT_FALSE(ParseDamagedChunkKey(key)) << key;
+  }
+}
+
+TEST_F(LayoutTest, ParseChunkIdHexIsTheInverseOfDigestHex) {
+  const ChunkId id = SampleId();
+  auto parsed = ParseChunkIdHex(crypto::DigestHex(id));
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(*parsed, id);
+  EXPECT_FALSE(ParseChunkIdHex(""));
+  EXPECT_FALSE(ParseChunkIdHex(crypto::DigestHex(id).substr(2)));
 }
 
 }  // namespace
