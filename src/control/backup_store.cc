@@ -203,8 +203,7 @@ Result<std::optional<BackupStoreSettings>> LoadRecordedBackupStore(db::Tx& tx,
                           .s3_secret_access_key = record->s3_secret_access_key});
 }
 
-Result<OpenedBackupStore> OpenCurrentBackupStore(db::Database& db,
-                                                 const crypto::Key& master_key) {
+Result<OpenedBackupStore> OpenCurrentBackupStore(db::Database& db, const crypto::Key& master_key) {
   KINDLING_ASSIGN_OR_RETURN(BackupStoreSettings settings, db.Transact([&](db::Tx& tx) {
     return LoadBackupStoreSettings(tx, master_key);
   }));

@@ -14,6 +14,7 @@
 #include "engine/backup.h"
 #include "engine/restore.h"
 #include "engine/verify.h"
+#include "reconcile/backup_damage.h"
 #include "reconcile/image_reconciler.h"
 #include "reconcile/volume_images.h"
 #include "repo/layout.h"
@@ -55,6 +56,16 @@ OperationRunner::OperationRunner(db::Database& db, BackupStoreProvider& stores, 
       busy_(busy),
       quarantine_(quarantine),
       options_(std::move(options)) {}
+
+void OperationRunner::SyncDamageQuietly(const StoreHandle& store) {
+  auto synced = SyncBackupDamage(db_, store);
+  if (!synced) {
+    spdlog::warn("worker: record damaged backups of {}: {}", store.url, synced.error().message());
+  } else if (!synced->marked_damaged.empty() || !synced->healed.empty()) {
+    spdlog::warn("worker: store {}: {} backup(s) now damaged, {} healed", store.url,
+                 synced->marked_damaged.size(), synced->healed.size());
+  }
+}
 
 struct OperationRunner::Source {
   db::Backup backup;
@@ -209,6 +220,8 @@ Result<std::string> OperationRunner::ExecuteBackupPhase(RunningOperation& run,
   backup_options.threads = options_.engine_threads;
   backup_options.progress = [&run](const engine::Progress& p) { run.SetProgress(p); };
   backup_options.cancel = &run.cancel;
+  std::vector<repo::ChunkId> healed;
+  backup_options.healed = &healed;
   auto created = engine::CreateBackup(*store.repository, backup_options);
   bool resumed = false;
   if (!created && created.error().kind() == ErrorKind::kAlreadyExists) {
@@ -250,6 +263,16 @@ Result<std::string> OperationRunner::ExecuteBackupPhase(RunningOperation& run,
                  {"image_sha256", digest},
                  {"engine_duration_ms", m.stats.duration_ms},
                  {"resumed", resumed}};
+  result["chunks_healed"] = healed.size();
+  if (!healed.empty()) {
+    // Older backups that referenced those chunks restore again.
+    auto synced = SyncBackupDamage(db_, store);
+    if (synced) {
+      result["backups_healed"] = synced->healed;
+    } else {
+      spdlog::warn("worker: record healed backups: {}", synced.error().message());
+    }
+  }
   result["retention"] = json::parse(ApplyRetention(volume, store));
   return result.dump();
 }
@@ -314,9 +337,14 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
   restore_options.threads = options_.engine_threads;
   restore_options.progress = [&run](const engine::Progress& p) { run.SetProgress(p); };
   restore_options.cancel = &run.cancel;
-  KINDLING_ASSIGN_OR_RETURN(
-      engine::RestoreResult restored,
-      engine::RestoreBackup(*source.store->repository, source.manifest, restore_options));
+  auto restored =
+      engine::RestoreBackup(*source.store->repository, source.manifest, restore_options);
+  if (!restored) {
+    // A missing or corrupt chunk was recorded in the store: every backup
+    // that needs it shows as damaged until a backup stores it again.
+    if (restored.error().kind() == ErrorKind::kCorruption) SyncDamageQuietly(*source.store);
+    return std::unexpected(restored.error());
+  }
   if (run.cancel.load()) return Cancelled();
   KINDLING_ASSIGN_OR_RETURN(std::optional<QuarantinedImage> replaced,
                             QuarantineReplaced(volume.id,
@@ -325,10 +353,10 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
                                                options_.quarantine_grace));
   KINDLING_RETURN_IF_ERROR(RenameNoReplaceDurably(staged, ImageOf(volume.id)));
   json result = {{"backup_id", source.backup.id},
-                 {"size_bytes", restored.image_size},
-                 {"downloaded_bytes", restored.bytes_downloaded},
-                 {"chunks_fetched", restored.chunks_fetched},
-                 {"image_sha256", restored.image_digest_hex},
+                 {"size_bytes", restored->image_size},
+                 {"downloaded_bytes", restored->bytes_downloaded},
+                 {"chunks_fetched", restored->chunks_fetched},
+                 {"image_sha256", restored->image_digest_hex},
                  {"storage_url", source.store->url},
                  {"previous_server_id", volume.server_id.value_or("")},
                  {"server_id", options_.server_id}};
@@ -451,6 +479,8 @@ Status OperationRunner::ExecuteVerify(RunningOperation& run, const db::Operation
                         {"offset", p.offset},
                         {"message", p.message}});
   }
+  // Problems found were recorded in the store; the rows follow.
+  SyncDamageQuietly(*source.store);
   const json result = {{"backup_id", source.backup.id},
                        {"storage_url", source.store->url},
                        {"ok", report.ok()},

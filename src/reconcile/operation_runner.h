@@ -72,6 +72,9 @@ class OperationRunner {
   void RecordOutcome(RunningOperation& run, const db::Operation& op, const Status& outcome,
                      StopState stop);
 
+  // SyncBackupDamage for `store`, logging instead of failing.
+  void SyncDamageQuietly(const StoreHandle& store);
+
  private:
   [[nodiscard]] Result<std::string> ExecuteBackupPhase(RunningOperation& run,
                                                        const db::Operation& op,

@@ -171,6 +171,7 @@ Status Worker::ReconcileImagesOnce() { return reconciler_.RunOnce(); }
 
 void Worker::HeartbeatLoop() {
   auto next_heartbeat = Clock::now() + options_.heartbeat_interval;
+  auto next_damage_sync = Clock::now();
   std::unique_lock lock(mu_);
   while (!stopping_) {
     wake_.wait_for(lock, std::min(options_.sweep_interval, options_.heartbeat_interval));
@@ -183,6 +184,11 @@ void Worker::HeartbeatLoop() {
     }
     if (auto reconciled = ReconcileImagesOnce(); !reconciled)
       spdlog::warn("worker: image reconcile: {}", reconciled.error().message());
+    if (Clock::now() >= next_damage_sync) {
+      // Damage recorded by other hosts or the offline CLI shows up here.
+      next_damage_sync = Clock::now() + options_.damage_sync_interval;
+      if (auto store = stores_.Get(); store) runner_.SyncDamageQuietly(**store);
+    }
     lock.lock();
   }
 }

@@ -75,6 +75,10 @@ struct WorkerOptions {
   // deleted volumes are kept.
   std::chrono::seconds quarantine_grace{3600};
   std::chrono::seconds quarantine_retention{7 * 24 * 3600};
+  // How often the current store's damage records are brought into the
+  // backup rows (backup_damage.h), besides after restores, verifies and
+  // healing backups.
+  std::chrono::milliseconds damage_sync_interval{60'000};
   // Wall clock for quarantine purge times (tests inject one).
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();

@@ -144,8 +144,8 @@ std::unique_ptr<reconcile::BackupStoreProvider> MakeClusterStoreProvider(
                                   control::OpenCurrentBackupStore(db, master_key));
         return handle_of(std::move(opened));
       },
-      [&db, &master_key, handle_of](
-          const std::string& url) -> Result<std::shared_ptr<const reconcile::StoreHandle>> {
+      [&db, &master_key,
+       handle_of](const std::string& url) -> Result<std::shared_ptr<const reconcile::StoreHandle>> {
         KINDLING_ASSIGN_OR_RETURN(control::OpenedBackupStore opened,
                                   control::OpenBackupStoreAt(db, master_key, url));
         return handle_of(std::move(opened));
