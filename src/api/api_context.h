@@ -168,6 +168,8 @@ void AddMetaRoutes(ApiContext& api);      // /api/meta (platform_routes.cc)
 void AddServerRoutes(ApiContext& api);    // servers, drain/activate (platform_routes.cc)
 void AddSettingsRoutes(ApiContext& api);  // backup settings, audit events (platform_routes.cc)
 void AddAccountRoutes(ApiContext& api);   // API keys (platform_routes.cc)
+// Quarantined images, the backup store history (platform_routes.cc).
+void AddQuarantineRoutes(ApiContext& api);
 // GET /metrics' text (platform_routes.cc).
 [[nodiscard]] ControlResult<std::string> Metrics(db::Database& db);
 

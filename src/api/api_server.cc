@@ -55,6 +55,7 @@ struct ApiServer::Impl {
     AddVolumeRoutes(api);
     AddSettingsRoutes(api);
     AddAccountRoutes(api);
+    AddQuarantineRoutes(api);
   }
 };
 

@@ -86,17 +86,39 @@ json VolumeJson(const control::VolumeView& view) {
 
 json BackupJson(const db::Backup& b) {
   return json{{"id", b.id},
+              {"project_volume_id", b.project_volume_id},
               {"kind", db::Name(b.kind)},
               {"status", db::Name(b.status)},
               {"storage_url", StringOrNull(b.storage_url)},
               {"size_bytes", b.size_bytes ? json(*b.size_bytes) : json(nullptr)},
               {"metadata", ParseObject(b.metadata_json)},
               {"error", StringOrNull(b.error)},
+              {"damage", b.damage_json ? ParseObject(*b.damage_json) : json(nullptr)},
               {"started_at", TimeOrNull(b.started_at)},
               {"completed_at", TimeOrNull(b.completed_at)},
               {"failed_at", TimeOrNull(b.failed_at)},
               {"created_at", FormatTime(b.created_at)},
               {"updated_at", FormatTime(b.updated_at)}};
+}
+
+json QuarantineJson(const db::QuarantineEntry& e) {
+  return json{
+      {"id", e.id},
+      {"server_id", e.server_id},
+      {"project_volume_id", e.project_volume_id},
+      {"reason", db::Name(e.reason)},
+      {"detail", e.detail},
+      {"path", e.path},
+      {"size_bytes", e.size_bytes},
+      {"allocated_bytes", e.allocated_bytes},
+      {"image_mtime", TimeOrNull(e.image_mtime)},
+      {"image_sha256", StringOrNull(e.image_sha256)},
+      {"digest_chunk_size", e.digest_chunk_size ? json(*e.digest_chunk_size) : json(nullptr)},
+      {"status", db::Name(e.status)},
+      {"quarantined_at", FormatTime(e.quarantined_at)},
+      {"purge_after", TimeOrNull(e.purge_after)},
+      {"resolved_at", TimeOrNull(e.resolved_at)},
+      {"updated_at", FormatTime(e.updated_at)}};
 }
 
 json ServerJson(const db::Server& s) {

@@ -11,6 +11,7 @@
 #include "db/backups.h"
 #include "db/operations.h"
 #include "db/projects.h"
+#include "db/quarantine.h"
 #include "db/servers.h"
 
 namespace kindling::api {
@@ -23,7 +24,11 @@ std::optional<db::Timestamp> ParseTime(std::string text);
 
 nlohmann::json OperationJson(const db::Operation& op);
 nlohmann::json VolumeJson(const control::VolumeView& view);
+// The reference's Backup JSON plus project_volume_id and `damage` (null
+// unless status is damaged: the damaged chunks and their image offsets).
 nlohmann::json BackupJson(const db::Backup& backup);
+// A quarantined volume image (volume_image_quarantine row).
+nlohmann::json QuarantineJson(const db::QuarantineEntry& entry);
 nlohmann::json ServerJson(const db::Server& server);
 nlohmann::json ProjectJson(const db::Project& project);
 nlohmann::json ApiKeyJson(const db::ApiKey& key);

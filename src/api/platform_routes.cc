@@ -9,7 +9,9 @@
 #include "api/json_views.h"
 #include "control/admin_service.h"
 #include "control/backup_store.h"
+#include "control/quarantine_service.h"
 #include "db/audit.h"
+#include "db/backup_stores.h"
 #include "db/operations.h"
 #include "db/servers.h"
 #include "db/volumes.h"
@@ -303,6 +305,49 @@ void AddSettingsRoutes(ApiContext& api) {
     }
     return Reply{200, out};
   }));
+}
+
+void AddQuarantineRoutes(ApiContext& api) {
+  api.server.Get("/api/platform/quarantine", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    db::QuarantineFilter filter;
+    for (const auto& [name, value] : call.req.params) {
+      if (name == "server_id" || name == "volume_id") {
+        if (!IsUuid(value)) return Invalid(name + " must be a UUID");
+        (name == "server_id" ? filter.server_id : filter.project_volume_id) = value;
+      } else if (name == "status") {
+        filter.status = db::ParseEnum<db::QuarantineStatus>(value);
+        if (!filter.status) return Invalid("status must be held, adopted or purged");
+      } else {
+        return Invalid("unknown query parameter \"" + name + "\"");
+      }
+    }
+    API_ASSIGN_OR_RETURN(auto entries, control::ListQuarantinedImages(api.db, filter));
+    json out = json::array();
+    for (const auto& e : entries) out.push_back(QuarantineJson(e));
+    return Reply{200, out};
+  }));
+  api.server.Delete(
+      R"(/api/platform/quarantine/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+        API_RETURN_IF_ERROR(RequireAdmin(call));
+        API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "quarantine"));
+        API_ASSIGN_OR_RETURN(auto entry,
+                             control::RequestImagePurge(api.db, call.actor, id, std::nullopt));
+        return Reply{200, QuarantineJson(entry)};
+      }));
+  api.server.Get(
+      "/api/platform/volume-backup-stores", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+        API_RETURN_IF_ERROR(RequireAdmin(call));
+        auto stores = api.db.Transact([&](db::Tx& tx) { return db::ListBackupStores(tx); });
+        if (!stores) return std::unexpected(control::FromError(stores.error()));
+        json out = json::array();
+        for (const auto& s : *stores) {
+          out.push_back({{"storage_url", s.storage_url},
+                         {"created_at", FormatTime(s.created_at)},
+                         {"updated_at", FormatTime(s.updated_at)}});
+        }
+        return Reply{200, out};
+      }));
 }
 
 void AddAccountRoutes(ApiContext& api) {

@@ -1,6 +1,7 @@
 // Project, operation and volume routes.
 #include "api/api_context.h"
 #include "api/json_views.h"
+#include "control/quarantine_service.h"
 #include "db/operations.h"
 #include "db/volumes.h"
 
@@ -58,6 +59,18 @@ void AddProjectRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
     return Reply{200, ProjectJson(project)};
   }));
+  api.server.Get(R"(/api/projects/([^/]+)/backups)",
+                 api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+                   API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
+                   API_ASSIGN_OR_RETURN(auto backups, api.volumes.ListProjectBackups(project.id));
+                   json out = json::array();
+                   for (const auto& b : backups) {
+                     json row = BackupJson(b.backup);
+                     row["volume_deleted"] = b.volume_deleted;
+                     out.push_back(std::move(row));
+                   }
+                   return Reply{200, out};
+                 }));
   api.server.Get(R"(/api/operations/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "operation"));
     struct Found {
@@ -160,6 +173,39 @@ void AddVolumeRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueRepair(call.actor, project.id));
     return Reply{202, OperationJson(op)};
   }));
+  api.server.Post(
+      volume + R"(/backups/([^/]+)/verify)", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+        API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+        API_ASSIGN_OR_RETURN(std::string backup_id, call.PathId(2, "backup"));
+        API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
+        API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueVerify(call.actor, project.id, backup_id));
+        return Reply{202, OperationJson(op)};
+      }));
+  api.server.Post(volume + "/adopt-image", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"quarantine_id"}));
+    API_ASSIGN_OR_RETURN(auto quarantine_id, body.Uuid("quarantine_id"));
+    if (!quarantine_id) return Invalid("quarantine_id is required");
+    API_ASSIGN_OR_RETURN(
+        auto op, api.volumes.QueueAdopt(call.actor, project.id, *quarantine_id, call.IsAdmin()));
+    return Reply{202, OperationJson(op)};
+  }));
+  api.server.Get(volume + "/quarantine", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
+    API_ASSIGN_OR_RETURN(auto entries, control::ListQuarantinedImages(
+                                           api.db, db::QuarantineFilter{.project_id = project.id}));
+    json out = json::array();
+    for (const auto& e : entries) out.push_back(QuarantineJson(e));
+    return Reply{200, out};
+  }));
+  api.server.Delete(
+      volume + R"(/quarantine/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+        API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+        API_ASSIGN_OR_RETURN(std::string id, call.PathId(2, "quarantine"));
+        API_ASSIGN_OR_RETURN(auto entry,
+                             control::RequestImagePurge(api.db, call.actor, id, project.id));
+        return Reply{200, QuarantineJson(entry)};
+      }));
 }
 
 }  // namespace kindling::api

@@ -21,6 +21,8 @@ inline constexpr char kCodeVolumeAttached[] = "volume_attached";
 inline constexpr char kCodeVolumeBusy[] = "volume_busy";
 inline constexpr char kCodeVolumeUnavailable[] = "volume_unavailable";
 inline constexpr char kCodeBackupStoreUnavailable[] = "backup_store_unavailable";
+// A backup that references a chunk known to be missing or corrupt in its store.
+inline constexpr char kCodeBackupDamaged[] = "backup_damaged";
 inline constexpr char kCodeFailedPrecondition[] = "failed_precondition";
 inline constexpr char kCodeUnavailable[] = "service_unavailable";
 inline constexpr char kCodeInternal[] = "internal_error";

@@ -8,6 +8,7 @@
 #include "control/backup_store.h"
 #include "db/audit.h"
 #include "db/projects.h"
+#include "db/quarantine.h"
 
 namespace kindling::control {
 namespace {
@@ -66,6 +67,57 @@ std::optional<ControlError> CheckIdle(db::Tx& tx, const db::Volume& volume, Stat
                             std::string(db::Name((*active)->kind)) + " operation " + (*active)->id};
   }
   return std::nullopt;
+}
+
+// "backup B is damaged: chunk C (missing) at image offsets 0, 4194304; ...".
+std::string DamagedMessage(const db::Backup& backup) {
+  std::string text = "backup " + backup.id + " is damaged:";
+  const json damage =
+      backup.damage_json ? json::parse(*backup.damage_json, nullptr, false) : json();
+  std::size_t listed = 0;
+  if (damage.is_object() && damage.contains("chunks") && damage["chunks"].is_array()) {
+    for (const json& chunk : damage["chunks"]) {
+      if (++listed > 3) {
+        text += " (and " + std::to_string(damage["chunks"].size() - 3) + " more chunks)";
+        break;
+      }
+      text += " chunk " + chunk.value("chunk_id", std::string("?")) + " (" +
+              chunk.value("problem", std::string("damaged")) + ") at image offsets";
+      std::size_t shown = 0;
+      for (const json& offset : chunk.value("offsets", json::array())) {
+        if (++shown > 4) {
+          text += " ...";
+          break;
+        }
+        text += " " + offset.dump();
+      }
+      text += ";";
+    }
+  }
+  return text +
+         " run a backup of the volume to store those chunks again (it heals every backup that "
+         "uses them), or restore another backup";
+}
+
+// The backup, checked to belong to a volume of `volume`'s project (backups
+// outlive their volume row). Refuses with 404/400 otherwise.
+Result<db::Backup> ProjectBackup(db::Tx& tx, const db::Volume& volume, const std::string& backup_id,
+                                 std::optional<ControlError>& refusal) {
+  auto backup = db::GetBackup(tx, backup_id);
+  if (!backup) {
+    if (!backup.error().is_not_found()) return std::unexpected(backup.error());
+    refusal = ControlError{404, kCodeNotFound, "backup " + backup_id + " does not exist"};
+    return Refused();
+  }
+  if (backup->project_volume_id != volume.id) {
+    KINDLING_ASSIGN_OR_RETURN(db::Volume owner, db::GetVolume(tx, backup->project_volume_id));
+    if (owner.project_id != volume.project_id) {
+      refusal = ControlError{400, kCodeValidation,
+                             "backup " + backup_id + " belongs to another project's volume"};
+      return Refused();
+    }
+  }
+  return backup;
 }
 
 }  // namespace
@@ -253,6 +305,14 @@ ControlResult<std::vector<db::Backup>> VolumeService::ListBackups(const std::str
       });
 }
 
+ControlResult<std::vector<db::ProjectBackup>> VolumeService::ListProjectBackups(
+    const std::string& project_id) {
+  return TransactChecked<std::vector<db::ProjectBackup>>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>&) {
+        return db::ListProjectBackups(tx, project_id);
+      });
+}
+
 ControlResult<db::Operation> VolumeService::QueueBackup(const Actor& actor,
                                                         const std::string& project_id) {
   return Queue(actor, project_id, db::OperationKind::kBackup, std::nullopt, std::nullopt);
@@ -324,7 +384,7 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
           }
         }
 
-        if (kind != db::OperationKind::kRepair) {
+        if (kind == db::OperationKind::kBackup || kind == db::OperationKind::kMove) {
           KINDLING_ASSIGN_OR_RETURN(auto store, LoadBackupStoreSettings(tx, master_key_));
           if (std::string reason = store.MissingReason(); !reason.empty()) {
             return refuse(409, kCodeBackupStoreUnavailable,
@@ -332,23 +392,30 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
           }
         }
 
+        std::optional<std::string> source_volume_id;
         if (backup_id) {
-          auto backup = db::GetBackup(tx, *backup_id);
-          if (!backup) {
-            if (backup.error().is_not_found()) {
-              return refuse(404, kCodeNotFound, "backup " + *backup_id + " does not exist");
-            }
-            return std::unexpected(backup.error());
+          KINDLING_ASSIGN_OR_RETURN(db::Backup backup,
+                                    ProjectBackup(tx, volume, *backup_id, refusal));
+          if (backup.status == db::BackupStatus::kDamaged) {
+            return refuse(409, kCodeBackupDamaged, DamagedMessage(backup));
           }
-          if (backup->project_volume_id != volume.id) {
-            return refuse(400, kCodeValidation,
-                          "backup " + *backup_id + " belongs to another volume");
-          }
-          if (backup->status != db::BackupStatus::kSucceeded) {
+          if (backup.status != db::BackupStatus::kSucceeded) {
             return refuse(400, kCodeValidation,
                           "backup " + *backup_id + " has not succeeded (" +
-                              std::string(db::Name(backup->status)) + ")");
+                              std::string(db::Name(backup.status)) + ")");
           }
+          // Read from the store it was written to, which must still open.
+          const std::string url = backup.storage_url.value_or("");
+          if (!url.starts_with("file:///")) {
+            KINDLING_ASSIGN_OR_RETURN(auto recorded, LoadRecordedBackupStore(tx, master_key_, url));
+            if (!recorded) {
+              return refuse(409, kCodeBackupStoreUnavailable,
+                            "the store " + url + " that backup " + *backup_id +
+                                " was written to is not recorded in this cluster; set it as the "
+                                "backup store once, with its credentials");
+            }
+          }
+          if (backup.project_volume_id != volume.id) source_volume_id = backup.project_volume_id;
         }
 
         std::string executor = volume.server_id.value_or("");
@@ -409,7 +476,145 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
                        {"server_id", executor},
                        {"previous_server_id", OptionalString(volume.server_id)},
                        {"target_server_id", OptionalString(destination)},
-                       {"backup_id", OptionalString(queued.operation.backup_id)}}
+                       {"backup_id", OptionalString(queued.operation.backup_id)},
+                       {"source_volume_id", OptionalString(source_volume_id)}}
+                      .dump()));
+        return queued.operation;
+      });
+}
+
+}  // namespace kindling::control
+
+namespace kindling::control {
+
+ControlResult<db::Operation> VolumeService::QueueVerify(const Actor& actor,
+                                                        const std::string& project_id,
+                                                        const std::string& backup_id) {
+  if (!IsUuid(backup_id)) return Refuse(400, kCodeValidation, "backup id is not a UUID");
+  return TransactChecked<db::Operation>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<db::Operation> {
+        KINDLING_ASSIGN_OR_RETURN(auto found, LockedVolume(tx, project_id));
+        if (!found) {
+          refusal = ControlError{404, kCodeNotFound, "the project has no volume"};
+          return Refused();
+        }
+        const db::Volume& volume = *found;
+        // A verify reads only the store: a workload may hold the volume.
+        if (db::IsTransitional(volume.status)) {
+          refusal =
+              ControlError{409, kCodeVolumeBusy,
+                           "the volume is busy (" + std::string(db::Name(volume.status)) + ")"};
+          return Refused();
+        }
+        KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, volume.id));
+        if (active) {
+          refusal =
+              ControlError{409, kCodeVolumeBusy,
+                           "the volume has a " + std::string(db::Name(active->status)) + " " +
+                               std::string(db::Name(active->kind)) + " operation " + active->id};
+          return Refused();
+        }
+        KINDLING_ASSIGN_OR_RETURN(db::Backup backup, ProjectBackup(tx, volume, backup_id, refusal));
+        if (backup.status != db::BackupStatus::kSucceeded &&
+            backup.status != db::BackupStatus::kDamaged) {
+          refusal = ControlError{400, kCodeValidation,
+                                 "backup " + backup_id + " has no data to verify (" +
+                                     std::string(db::Name(backup.status)) + ")"};
+          return Refused();
+        }
+        KINDLING_ASSIGN_OR_RETURN(auto workers, EligibleWorkers(tx));
+        if (workers.empty()) {
+          refusal = ControlError{409, kCodeVolumeUnavailable, "no eligible worker to verify on"};
+          return Refused();
+        }
+        std::string executor = workers.front().server_id;
+        for (const auto& w : workers) {
+          if (w.server_id == volume.server_id) executor = w.server_id;
+        }
+        KINDLING_ASSIGN_OR_RETURN(
+            auto queued,
+            db::QueueOperation(tx, db::QueueOperationRequest{.volume_id = volume.id,
+                                                             .kind = db::OperationKind::kVerify,
+                                                             .server_id = executor,
+                                                             .backup_id = backup_id}));
+        KINDLING_RETURN_IF_ERROR(Audit(tx, actor, "volume.verify.queue", kResourceVolume, volume.id,
+                                       json{{"project_id", project_id},
+                                            {"operation_id", queued.operation.id},
+                                            {"server_id", executor},
+                                            {"backup_id", backup_id},
+                                            {"backup_volume_id", backup.project_volume_id}}
+                                           .dump()));
+        return queued.operation;
+      });
+}
+
+ControlResult<db::Operation> VolumeService::QueueAdopt(const Actor& actor,
+                                                       const std::string& project_id,
+                                                       const std::string& quarantine_id,
+                                                       bool platform_admin) {
+  if (!IsUuid(quarantine_id)) return Refuse(400, kCodeValidation, "quarantine_id is not a UUID");
+  return TransactChecked<db::Operation>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<db::Operation> {
+        auto refuse = [&](int status, const char* code, std::string message) {
+          refusal = ControlError{status, code, std::move(message)};
+          return Refused();
+        };
+        KINDLING_ASSIGN_OR_RETURN(auto found, LockedVolume(tx, project_id));
+        if (!found) {
+          return refuse(404, kCodeNotFound,
+                        "the project has no volume: create one, then adopt the image into it");
+        }
+        const db::Volume& volume = *found;
+        Status failure;
+        if (auto idle = CheckIdle(tx, volume, &failure)) {
+          refusal = std::move(*idle);
+          return Refused();
+        }
+        KINDLING_RETURN_IF_ERROR(failure);
+        auto entry = db::GetQuarantineEntry(tx, quarantine_id, /*for_update=*/true);
+        if (!entry && !entry.error().is_not_found()) return std::unexpected(entry.error());
+        const std::string unknown = "quarantined image " + quarantine_id + " not found";
+        if (!entry) return refuse(404, kCodeNotFound, unknown);
+        // Whose image it is: a volume of this project, or (platform admins
+        // only) a volume the database does not know.
+        auto owner = db::GetVolume(tx, entry->project_volume_id);
+        if (!owner && !owner.error().is_not_found()) return std::unexpected(owner.error());
+        if (owner ? owner->project_id != project_id : !platform_admin) {
+          return refuse(404, kCodeNotFound, unknown);
+        }
+        if (entry->status != db::QuarantineStatus::kHeld) {
+          return refuse(
+              409, kCodeFailedPrecondition,
+              "quarantined image " + quarantine_id + " is " + std::string(db::Name(entry->status)));
+        }
+        KINDLING_ASSIGN_OR_RETURN(auto workers, EligibleWorkers(tx));
+        if (!std::ranges::any_of(workers, [&](const db::EligibleWorker& w) {
+              return w.server_id == entry->server_id;
+            })) {
+          return refuse(409, kCodeVolumeUnavailable,
+                        "server " + entry->server_id +
+                            " holding the image is not an eligible worker now (active, recent "
+                            "heartbeat, healthy worker component)");
+        }
+        KINDLING_ASSIGN_OR_RETURN(
+            auto queued, db::QueueOperation(tx, db::QueueOperationRequest{
+                                                    .volume_id = volume.id,
+                                                    .kind = db::OperationKind::kAdopt,
+                                                    .server_id = entry->server_id,
+                                                    .target_server_id = entry->server_id,
+                                                    .extra_request_metadata_json = json{
+                                                        {"quarantine_id", quarantine_id},
+                                                        {"source_volume_id",
+                                                         entry->project_volume_id}}.dump()}));
+        KINDLING_RETURN_IF_ERROR(
+            Audit(tx, actor, "volume.adopt.queue", kResourceVolume, volume.id,
+                  json{{"project_id", project_id},
+                       {"operation_id", queued.operation.id},
+                       {"quarantine_id", quarantine_id},
+                       {"server_id", entry->server_id},
+                       {"source_volume_id", entry->project_volume_id},
+                       {"previous_server_id", OptionalString(volume.server_id)},
+                       {"image_sha256", OptionalString(entry->image_sha256)}}
                       .dump()));
         return queued.operation;
       });

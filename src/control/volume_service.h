@@ -13,8 +13,17 @@
 //   409 backup_store_unavailable backup settings incomplete (backup, restore,
 //                               move, pre-delete backup)
 //   400 validation_error        restore without backup_id, backup of another
-//                               volume or not succeeded, target not eligible
+//                               project's volume or not succeeded, target not
+//                               eligible
+//   409 backup_damaged          restore of a backup that references a chunk
+//                               known to be damaged (names the image offsets)
 //   404 not_found               restore of an unknown backup
+//
+// Backups outlive their volume: a restore into the project's current volume
+// accepts a backup of any earlier volume of the same project (audited with
+// details.source_volume_id), and restore and verify read the backup from the
+// store it was written to, so only backups and moves need the current backup
+// settings (a restore needs its store to be recorded, or a local directory).
 //
 // Worker eligibility (restore, move, volume creation): active, heartbeat
 // younger than 20 s, healthy "worker" component reporting a runtime; least
@@ -85,8 +94,12 @@ class VolumeService {
   // deletes after the backup).
   [[nodiscard]] ControlResult<DeleteVolumeOutcome> DeleteVolume(const Actor& actor,
                                                                 const std::string& project_id);
-  // Newest first.
+  // The live volume's backups, newest first.
   [[nodiscard]] ControlResult<std::vector<db::Backup>> ListBackups(const std::string& project_id);
+  // Backups of every volume the project has had (deleted ones and their
+  // pre-delete backups included), newest first.
+  [[nodiscard]] ControlResult<std::vector<db::ProjectBackup>> ListProjectBackups(
+      const std::string& project_id);
 
   [[nodiscard]] ControlResult<db::Operation> QueueBackup(const Actor& actor,
                                                          const std::string& project_id);
@@ -99,6 +112,22 @@ class VolumeService {
       const std::optional<std::string>& target_server_id);
   [[nodiscard]] ControlResult<db::Operation> QueueRepair(const Actor& actor,
                                                          const std::string& project_id);
+  // Verifies a backup of any volume of the project (succeeded or damaged),
+  // on the volume's server when eligible, else on the least loaded eligible
+  // worker. Needs the live volume (operations hang on it); the volume's
+  // status is not changed, but it takes no other operation meanwhile.
+  [[nodiscard]] ControlResult<db::Operation> QueueVerify(const Actor& actor,
+                                                         const std::string& project_id,
+                                                         const std::string& backup_id);
+  // Makes a quarantined image the project's volume's image, on the server
+  // holding it (which must be an eligible worker). The image must have
+  // belonged to a volume of this project; an image of a volume the database
+  // does not know only a platform admin may adopt. 404 for unknown entries
+  // (or of other projects), 409 failed_precondition when not held.
+  [[nodiscard]] ControlResult<db::Operation> QueueAdopt(const Actor& actor,
+                                                        const std::string& project_id,
+                                                        const std::string& quarantine_id,
+                                                        bool platform_admin);
 
  private:
   [[nodiscard]] ControlResult<db::Operation> Queue(const Actor& actor,

@@ -180,6 +180,20 @@ Result<std::optional<Operation>> FindActiveOperation(Tx& tx, const std::string& 
       });
 }
 
+Result<std::optional<Operation>> FindActiveAdoption(Tx& tx, const std::string& quarantine_id) {
+  return internal::Run(tx, "find active adoption",
+                       [&](pqxx::transaction_base& w) -> Result<std::optional<Operation>> {
+                         const pqxx::result rows = w.exec_params(
+                             std::string("SELECT ") + kOperationColumns +
+                                 " FROM project_volume_operations "
+                                 "WHERE kind = 'adopt' AND status IN ('pending', 'running') "
+                                 "  AND request_metadata->>'quarantine_id' = $1",
+                             quarantine_id);
+                         if (rows.empty()) return std::optional<Operation>();
+                         return std::optional<Operation>(OperationFromRow(rows[0]));
+                       });
+}
+
 Result<std::vector<Operation>> ListVolumeOperations(Tx& tx, const std::string& volume_id,
                                                     int limit) {
   return internal::Run(

@@ -102,6 +102,11 @@ struct QueuedOperation {
 [[nodiscard]] Result<std::optional<Operation>> FindActiveOperation(Tx& tx,
                                                                    const std::string& volume_id);
 
+// The pending or running adoption of quarantined image `quarantine_id`
+// (request_metadata.quarantine_id), if any.
+[[nodiscard]] Result<std::optional<Operation>> FindActiveAdoption(Tx& tx,
+                                                                  const std::string& quarantine_id);
+
 // The volume's operations, newest first.
 [[nodiscard]] Result<std::vector<Operation>> ListVolumeOperations(Tx& tx,
                                                                   const std::string& volume_id,
