@@ -237,7 +237,7 @@ void AddSettingsRoutes(ApiContext& api) {
     // workers only ever open an initialised store.
     json store = json{{"ready", false}, {"error", nullptr}};
     if (settings.MissingReason().empty()) {
-      auto opened = control::OpenBackupStore(settings, api.master_key, &api.db);
+      auto opened = control::OpenBackupStore(settings, api.master_key, &api.db, /*quick=*/true);
       if (opened) {
         store["ready"] = true;
       } else {

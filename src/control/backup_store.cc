@@ -131,11 +131,11 @@ Result<BackupStoreSettings> LoadBackupStoreSettings(db::Tx& tx, const crypto::Ke
 }
 
 Result<OpenedBackupStore> OpenBackupStore(const BackupStoreSettings& settings,
-                                          const crypto::Key& master_key,
-                                          db::Database* init_lock_db) {
+                                          const crypto::Key& master_key, db::Database* init_lock_db,
+                                          bool quick) {
   OpenedBackupStore opened;
   opened.url = settings.Url();
-  KINDLING_ASSIGN_OR_RETURN(opened.store, OpenRawStore(settings, /*quick=*/false));
+  KINDLING_ASSIGN_OR_RETURN(opened.store, OpenRawStore(settings, quick));
 
   auto repository = engine::Repository::Open(*opened.store, master_key);
   if (!repository && repository.error().is_not_found() && init_lock_db != nullptr) {

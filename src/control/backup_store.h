@@ -61,9 +61,12 @@ struct OpenedBackupStore {
 // Opens the store the settings name and unlocks it with the master key. When
 // the store has no keys yet and `db` is given, initialises it under a cluster-
 // wide advisory lock so that two processes never create two sets of keys.
+// `quick`: few retries with short backoff, for an operator waiting on an
+// HTTP answer (workers retry patiently).
 [[nodiscard]] Result<OpenedBackupStore> OpenBackupStore(const BackupStoreSettings& settings,
                                                         const crypto::Key& master_key,
-                                                        db::Database* init_lock_db);
+                                                        db::Database* init_lock_db,
+                                                        bool quick = false);
 
 // Records `settings` (usable ones) in the store history under their Url().
 [[nodiscard]] Status RecordBackupStore(db::Tx& tx, const crypto::Key& master_key,

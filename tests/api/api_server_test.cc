@@ -7,10 +7,14 @@
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
+#include "common/ids.h"
 #include "db/backups.h"
 #include "db/db_test_util.h"
 #include "db/operations.h"
+#include "db/quarantine.h"
+#include "db/volumes.h"
 #include "testutil/s3_test_server.h"
 #include "testutil/temp_dir.h"
 
@@ -424,6 +428,234 @@ TEST_F(ApiServerTest, ApiKeysShownOnceAndRevocable) {
   EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action LIKE 'api_key.%'")[0][0]
                 .as<int>(),
             2);
+}
+
+TEST_F(ApiServerTest, BackupSettingsSelectOneStoreAndTestWhatTheBodySays) {
+  const std::string settings = "/api/platform/volume-backup-settings";
+  ExpectRefused("PUT", settings, admin_key_,
+                json{{"local_directory", store_dir_.path().string()}, {"s3_bucket", "b"}}.dump(),
+                400, "validation_error");
+  // An S3 store, complete but unreachable: saved and remembered all the same.
+  Response s3 = Send("PUT", settings, admin_key_,
+                     json{{"s3_bucket", "old-bucket"},
+                          {"s3_region", "eu-west-1"},
+                          {"s3_endpoint", "http://127.0.0.1:9"},
+                          {"s3_access_key_id", "AKIDOLD"},
+                          {"s3_secret_access_key", "old-secret-value"}}
+                         .dump());
+  ASSERT_EQ(s3.status, 200) << s3.raw;
+  EXPECT_EQ(s3.body["storage_url"], "s3://old-bucket");
+  // A local directory switches the store: the bucket does not win any more.
+  ConfigureLocalStore();
+  Response shown = Send("GET", settings, admin_key_);
+  EXPECT_EQ(shown.body["s3_bucket"], "");
+  EXPECT_EQ(shown.body["storage_url"], "file://" + store_dir_.path().string());
+  // The history keeps both stores, without secrets.
+  Response stores = Send("GET", "/api/platform/volume-backup-stores", admin_key_);
+  ASSERT_EQ(stores.status, 200) << stores.raw;
+  std::set<std::string> urls;
+  for (const auto& s : stores.body) urls.insert(s["storage_url"].get<std::string>());
+  EXPECT_EQ(urls,
+            (std::set<std::string>{"s3://old-bucket", "file://" + store_dir_.path().string()}));
+  EXPECT_EQ(stores.raw.find("old-secret-value"), std::string::npos);
+  ExpectRefused("GET", "/api/platform/volume-backup-stores", org_admin_key_, "", 403, "forbidden");
+
+  // POST .../test tests the body's store, not the saved one.
+  Response saved_ok = Send("POST", settings + "/test", admin_key_, "{}");
+  EXPECT_TRUE(saved_ok.body["ok"].get<bool>()) << saved_ok.raw;
+  const std::string before = State();
+  Response other = Send("POST", settings + "/test", admin_key_,
+                        json{{"local_directory", "/proc/kindling-cannot-write-here"}}.dump());
+  ASSERT_EQ(other.status, 200) << other.raw;
+  EXPECT_FALSE(other.body["ok"].get<bool>()) << other.raw;
+  EXPECT_EQ(other.body["storage_url"], "file:///proc/kindling-cannot-write-here");
+  EXPECT_EQ(State(), before);
+  Response bucket =
+      Send("POST", settings + "/test", admin_key_, json{{"s3_bucket", "old-bucket"}}.dump());
+  EXPECT_EQ(bucket.body["storage_url"], "s3://old-bucket") << bucket.raw;
+  EXPECT_FALSE(bucket.body["ok"].get<bool>()) << bucket.raw;
+  EXPECT_EQ(Send("GET", settings, admin_key_).body["storage_url"],
+            "file://" + store_dir_.path().string());
+}
+
+TEST_F(ApiServerTest, BackupsOutliveTheirVolumeAndRestoreIntoTheNextOne) {
+  const std::string w1 = MakeServer("w1");
+  ConfigureLocalStore();
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  Response created = Send("PUT", volume, admin_key_, "{}");
+  ASSERT_EQ(created.status, 200) << created.raw;
+  const std::string old_volume = created.body["id"];
+  auto backup = Must([&](db::Tx& tx) -> Result<db::Backup> {
+    KINDLING_ASSIGN_OR_RETURN(
+        auto b, db::CreateBackup(tx, db::NewBackup{.volume_id = old_volume,
+                                                   .kind = db::BackupKind::kPreDelete}));
+    return db::MarkBackupSucceeded(
+        tx, b.id,
+        db::BackupSuccess{.storage_url = "file://" + store_dir_.path().string(),
+                          .storage_key = "k",
+                          .size_bytes = 1 << 30});
+  });
+  ASSERT_TRUE(backup);
+  ASSERT_EQ(Send("DELETE", volume, admin_key_).status, 204);
+  ExpectRefused("GET", volume + "/backups", member_key_, "", 404, "not_found");
+  Response listed = Send("GET", "/api/projects/" + project + "/backups", member_key_);
+  ASSERT_EQ(listed.status, 200) << listed.raw;
+  ASSERT_EQ(listed.body.size(), 1u) << listed.raw;
+  EXPECT_EQ(listed.body[0]["id"], backup->id);
+  EXPECT_EQ(listed.body[0]["kind"], "pre_delete");
+  EXPECT_EQ(listed.body[0]["project_volume_id"], old_volume);
+  EXPECT_TRUE(listed.body[0]["volume_deleted"].get<bool>());
+  EXPECT_TRUE(listed.body[0]["damage"].is_null());
+  // Not visible to other organisations.
+  const std::string outsider =
+      Must([&](db::Tx& tx) -> Result<std::string> {
+        KINDLING_ASSIGN_OR_RETURN(auto org, db::CreateOrganization(tx, "other-org"));
+        KINDLING_ASSIGN_OR_RETURN(auto user, db::CreateUser(tx, db::NewUser{.email = "o@x.com"}));
+        KINDLING_RETURN_IF_ERROR(db::SetMembership(tx, org.id, user.id, db::OrgRole::kOwner));
+        KINDLING_ASSIGN_OR_RETURN(auto key, db::CreateApiKey(tx, user.id, "k"));
+        return key.secret;
+      }).value_or("");
+  ExpectRefused("GET", "/api/projects/" + project + "/backups", outsider, "", 404, "not_found");
+
+  // The project's next volume takes the earlier volume's backup.
+  Response next = Send("PUT", volume, admin_key_, "{}");
+  ASSERT_EQ(next.status, 200) << next.raw;
+  Response restore =
+      Send("POST", volume + "/restore", org_admin_key_, json{{"backup_id", backup->id}}.dump());
+  ASSERT_EQ(restore.status, 202) << restore.raw;
+  EXPECT_EQ(restore.body["backup_id"], backup->id);
+  EXPECT_EQ(restore.body["server_id"], w1);
+  auto audit =
+      Sql("SELECT details->>'source_volume_id' FROM cluster_audit_events "
+          "WHERE action = 'volume.restore.queue'");
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(audit[0][0].as<std::string>(), old_volume);
+}
+
+TEST_F(ApiServerTest, DamagedBackupIsShownRefusedForRestoreAndVerifiable) {
+  MakeServer("w1");
+  ConfigureLocalStore();
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  Response created = Send("PUT", volume, admin_key_, "{}");
+  ASSERT_EQ(created.status, 200) << created.raw;
+  const std::string volume_id = created.body["id"];
+  const std::string chunk(64, 'a');
+  auto backup = Must([&](db::Tx& tx) -> Result<db::Backup> {
+    KINDLING_ASSIGN_OR_RETURN(auto b, db::CreateBackup(tx, db::NewBackup{.volume_id = volume_id}));
+    KINDLING_RETURN_IF_ERROR(db::MarkBackupSucceeded(
+        tx, b.id,
+        db::BackupSuccess{.storage_url = "file://" + store_dir_.path().string(),
+                          .storage_key = "k",
+                          .size_bytes = 1 << 30}));
+    return db::MarkBackupDamaged(
+        tx, b.id,
+        json{{"chunks", {{{"chunk_id", chunk}, {"problem", "corrupt"}, {"offsets", {0, 4194304}}}}}}
+            .dump());
+  });
+  ASSERT_TRUE(backup);
+  Response listed = Send("GET", volume + "/backups", member_key_);
+  ASSERT_EQ(listed.body.size(), 1u) << listed.raw;
+  EXPECT_EQ(listed.body[0]["status"], "damaged");
+  EXPECT_EQ(listed.body[0]["damage"]["chunks"][0]["offsets"][1], 4194304);
+  const std::string before = State();
+  Response refused =
+      Send("POST", volume + "/restore", admin_key_, json{{"backup_id", backup->id}}.dump());
+  EXPECT_EQ(refused.status, 409) << refused.raw;
+  EXPECT_EQ(refused.body["code"], "backup_damaged");
+  EXPECT_NE(refused.raw.find(chunk), std::string::npos) << refused.raw;
+  EXPECT_NE(refused.raw.find("4194304"), std::string::npos) << refused.raw;
+  EXPECT_EQ(State(), before);
+
+  // A verify can be queued for it; the volume keeps its status.
+  ExpectRefused("POST", volume + "/backups/" + backup->id + "/verify", member_key_, "", 403,
+                "forbidden");
+  ExpectRefused("POST", volume + "/backups/not-a-uuid/verify", admin_key_, "", 400,
+                "validation_error");
+  ExpectRefused("POST", volume + "/backups/" + NewUuidV4() + "/verify", admin_key_, "", 404,
+                "not_found");
+  Response verify = Send("POST", volume + "/backups/" + backup->id + "/verify", admin_key_);
+  ASSERT_EQ(verify.status, 202) << verify.raw;
+  EXPECT_EQ(verify.body["kind"], "verify");
+  EXPECT_EQ(verify.body["backup_id"], backup->id);
+  EXPECT_EQ(Send("GET", volume, admin_key_).body["status"], "detached");
+  ExpectRefused("POST", volume + "/backups", admin_key_, "{}", 409, "volume_busy");
+}
+
+TEST_F(ApiServerTest, QuarantinedImagesAreListedAdoptedAndPurgedPerProject) {
+  const std::string w1 = MakeServer("w1");
+  ConfigureLocalStore();
+  const std::string mine = CreateProject("mine");
+  const std::string theirs = CreateProject("theirs");
+  const std::string volume = "/api/projects/" + mine + "/volume";
+  ASSERT_EQ(Send("PUT", volume, admin_key_, "{}").status, 200);
+  const std::string their_volume = MakeVolume(theirs, w1).id;
+  auto held = [&](const std::string& volume_id) {
+    db::QuarantineEntry e;
+    e.id = NewUuidV4();
+    e.server_id = w1;
+    e.project_volume_id = volume_id;
+    e.reason = db::QuarantineReason::kConflict;
+    e.path = "/var/lib/kindling/quarantine/" + e.id + "/image.img";
+    e.size_bytes = 1 << 30;
+    e.image_sha256 = std::string(64, 'c');
+    EXPECT_TRUE(Must([&](db::Tx& tx) { return db::UpsertQuarantineEntry(tx, e); }));
+    return e.id;
+  };
+  const std::string my_volume_id = Send("GET", volume, admin_key_).body["id"];
+  const std::string my_entry = held(my_volume_id);
+  const std::string their_entry = held(their_volume);
+  const std::string unknown_entry = held(NewUuidV4());
+
+  Response listed = Send("GET", volume + "/quarantine", member_key_);
+  ASSERT_EQ(listed.status, 200) << listed.raw;
+  ASSERT_EQ(listed.body.size(), 1u) << listed.raw;
+  EXPECT_EQ(listed.body[0]["id"], my_entry);
+  EXPECT_EQ(listed.body[0]["reason"], "conflict");
+  EXPECT_EQ(listed.body[0]["status"], "held");
+  EXPECT_TRUE(listed.body[0]["purge_after"].is_null());
+  Response all = Send("GET", "/api/platform/quarantine?status=held", admin_key_);
+  ASSERT_EQ(all.status, 200) << all.raw;
+  EXPECT_EQ(all.body.size(), 3u);
+  EXPECT_EQ(
+      Send("GET", "/api/platform/quarantine?server_id=" + NewUuidV4(), admin_key_).body.size(), 0u);
+  ExpectRefused("GET", "/api/platform/quarantine", org_admin_key_, "", 403, "forbidden");
+  ExpectRefused("GET", "/api/platform/quarantine?status=gone", admin_key_, "", 400,
+                "validation_error");
+
+  // Adoption: only images of this project's volumes; unknown volumes are
+  // for platform admins.
+  ExpectRefused("POST", volume + "/adopt-image", org_admin_key_,
+                json{{"quarantine_id", their_entry}}.dump(), 404, "not_found");
+  ExpectRefused("POST", volume + "/adopt-image", org_admin_key_,
+                json{{"quarantine_id", unknown_entry}}.dump(), 404, "not_found");
+  ExpectRefused("POST", volume + "/adopt-image", member_key_,
+                json{{"quarantine_id", my_entry}}.dump(), 403, "forbidden");
+  ExpectRefused("POST", volume + "/adopt-image", org_admin_key_, "{}", 400, "validation_error");
+  Response adopt = Send("POST", volume + "/adopt-image", org_admin_key_,
+                        json{{"quarantine_id", my_entry}}.dump());
+  ASSERT_EQ(adopt.status, 202) << adopt.raw;
+  EXPECT_EQ(adopt.body["kind"], "adopt");
+  EXPECT_EQ(adopt.body["server_id"], w1);
+  EXPECT_EQ(Send("GET", volume, admin_key_).body["status"], "restoring");
+  // No purge while it is being adopted.
+  ExpectRefused("DELETE", volume + "/quarantine/" + my_entry, org_admin_key_, "", 409,
+                "failed_precondition");
+
+  // Purge requests: per project for organisation admins, any for platform admins.
+  ExpectRefused("DELETE", volume + "/quarantine/" + their_entry, org_admin_key_, "", 404,
+                "not_found");
+  ExpectRefused("DELETE", "/api/platform/quarantine/" + unknown_entry, org_admin_key_, "", 403,
+                "forbidden");
+  Response purge = Send("DELETE", "/api/platform/quarantine/" + unknown_entry, admin_key_);
+  ASSERT_EQ(purge.status, 200) << purge.raw;
+  EXPECT_FALSE(purge.body["purge_after"].is_null());
+  EXPECT_EQ(purge.body["status"], "held");  // the worker deletes it on its next pass
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action = "
+                "'volume.image.purge_requested'")[0][0]
+                .as<int>(),
+            1);
 }
 
 }  // namespace
