@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -31,7 +32,16 @@ struct ServeFlags {
   std::string internal_ip = "127.0.0.1";
   std::string runtime = "sparse-image";
   bool metrics_public = false;
+  std::int64_t quarantine_grace_seconds = 3600;
+  std::int64_t quarantine_retention_seconds = 7 * 24 * 3600;
 };
+
+// "90s", "15m", "1h", "7d" (a bare number is seconds).
+CLI::AsNumberWithUnit DurationUnits() {
+  return CLI::AsNumberWithUnit(
+      std::map<std::string, std::int64_t>{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}},
+      CLI::AsNumberWithUnit::CASE_SENSITIVE, "DURATION");
+}
 
 struct DevFlags {
   std::string state_dir = service::kDefaultDevStateDir;
@@ -83,6 +93,8 @@ int RunServe(const ServeFlags& flags) {
   options.internal_ip = flags.internal_ip;
   options.runtime = flags.runtime;
   options.listen = flags.listen;
+  options.quarantine_grace = std::chrono::seconds(flags.quarantine_grace_seconds);
+  options.quarantine_retention = std::chrono::seconds(flags.quarantine_retention_seconds);
   auto listen = service::ParseListenAddress(flags.listen);
   if (!listen) return ReportError(listen.error());
   const bool metrics_public = flags.metrics_public;
@@ -178,6 +190,22 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
   serve->add_option("--runtime", serve_flags->runtime, "Worker runtime reported in metadata");
   serve->add_flag("--metrics-public", serve_flags->metrics_public,
                   "Serve /metrics without an API key (trusted networks only)");
+  serve
+      ->add_option("--quarantine-grace", serve_flags->quarantine_grace_seconds,
+                   "How long a worker keeps the image a restore, move or adoption replaced "
+                   "(default 1h)")
+      ->envname("KINDLING_QUARANTINE_GRACE")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
+  serve
+      ->add_option("--quarantine-retention", serve_flags->quarantine_retention_seconds,
+                   "How long a worker keeps the image of a deleted volume (default 7d); images "
+                   "the database cannot explain are kept until an operator decides")
+      ->envname("KINDLING_QUARANTINE_RETENTION")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
   serve->callback(
       [&action, serve_flags] { action = [serve_flags] { return RunServe(*serve_flags); }; });
 

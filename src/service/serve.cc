@@ -204,6 +204,8 @@ Status Serve(const ServeOptions& options) {
       w.runtime = options.runtime;
       w.heartbeat_interval = options.heartbeat_interval;
       w.sweep_interval = options.sweep_interval;
+      w.quarantine_grace = options.quarantine_grace;
+      w.quarantine_retention = options.quarantine_retention;
       worker = std::make_unique<reconcile::Worker>(*database, *stores, std::move(w));
       KINDLING_RETURN_IF_ERROR(worker->Start());
     }

@@ -81,6 +81,9 @@ struct ServeOptions {
   std::string listen = "127.0.0.1:8080";  // for the API component
   std::chrono::milliseconds heartbeat_interval{10'000};
   std::chrono::milliseconds sweep_interval{2'000};
+  // Worker quarantine (reconcile/image_reconciler.h).
+  std::chrono::seconds quarantine_grace{3600};
+  std::chrono::seconds quarantine_retention{7 * 24 * 3600};
   bool run_leader = true;
   // Block SIGINT/SIGTERM and stop on them. Off when an embedding process
   // (kindling dev) handles signals itself and uses `stop`.
