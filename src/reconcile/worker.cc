@@ -69,9 +69,11 @@ std::filesystem::path Worker::ImageOf(const std::string& volume_id) const {
 
 Status Worker::Start() {
   KINDLING_RETURN_IF_ERROR(Register());
+  // Nothing runs yet: what a killed process left half-written goes (restores
+  // staged under restoring/ are redone from their backup when retried).
   RemoveStaleTempFiles(VolumesDir(options_.state_dir));
-  if (auto reconciled = ReconcileImagesOnce(); !reconciled)
-    spdlog::warn("worker: image reconcile: {}", reconciled.error().message());
+  std::error_code ec;
+  std::filesystem::remove_all(options_.state_dir / "restoring", ec);
   KINDLING_RETURN_IF_ERROR(HeartbeatOnce());
   {
     std::lock_guard lock(mu_);
@@ -79,6 +81,7 @@ Status Worker::Start() {
     abandoned_ = false;
   }
   threads_.emplace_back([this] { HeartbeatLoop(); });
+  threads_.emplace_back([this] { ReconcileLoop(); });
   if (options_.listen) threads_.emplace_back([this] { ListenLoop(); });
   for (int i = 0; i < std::max(1, options_.max_concurrent_operations); ++i)
     threads_.emplace_back([this] { ExecutorLoop(); });
@@ -171,17 +174,27 @@ Status Worker::ReconcileImagesOnce() { return reconciler_.RunOnce(); }
 
 void Worker::HeartbeatLoop() {
   auto next_heartbeat = Clock::now() + options_.heartbeat_interval;
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    // Wake() notifies too: only the deadline counts here.
+    wake_.wait_until(lock, next_heartbeat);
+    if (stopping_) break;
+    if (Clock::now() < next_heartbeat) continue;
+    next_heartbeat = Clock::now() + options_.heartbeat_interval;
+    lock.unlock();
+    if (auto beat = HeartbeatOnce(); !beat)
+      spdlog::warn("worker: heartbeat: {}", beat.error().message());
+    lock.lock();
+  }
+}
+
+// Apart from the heartbeat: digesting a large quarantined image or listing a
+// slow store must never make the leader think this worker is dead.
+void Worker::ReconcileLoop() {
   auto next_damage_sync = Clock::now();
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    wake_.wait_for(lock, std::min(options_.sweep_interval, options_.heartbeat_interval));
-    if (stopping_) break;
     lock.unlock();
-    if (Clock::now() >= next_heartbeat) {
-      next_heartbeat = Clock::now() + options_.heartbeat_interval;
-      if (auto beat = HeartbeatOnce(); !beat)
-        spdlog::warn("worker: heartbeat: {}", beat.error().message());
-    }
     if (auto reconciled = ReconcileImagesOnce(); !reconciled)
       spdlog::warn("worker: image reconcile: {}", reconciled.error().message());
     if (Clock::now() >= next_damage_sync) {
@@ -190,6 +203,8 @@ void Worker::HeartbeatLoop() {
       if (auto store = stores_.Get(); store) runner_.SyncDamageQuietly(**store);
     }
     lock.lock();
+    if (stopping_) break;
+    wake_.wait_for(lock, options_.sweep_interval);
   }
 }
 
