@@ -1,6 +1,6 @@
 // The control-plane commands: `kindling serve` (API and/or worker components
-// on the shared PostgreSQL) and `kindling admin bootstrap` (the first platform
-// admin and its API key).
+// on the shared PostgreSQL), `kindling dev` (everything on one machine) and
+// `kindling admin bootstrap` (the first platform admin and its API key).
 #pragma once
 
 #include <functional>
@@ -11,7 +11,7 @@ class App;
 
 namespace kindling::cli {
 
-// Adds `serve` and `admin bootstrap` to `app`; the chosen command's runner is
+// Adds `serve`, `dev` and `admin bootstrap` to `app`; the chosen command's runner is
 // stored in `action` when it is parsed.
 void AddServeCommands(CLI::App& app, std::function<int()>& action);
 
