@@ -70,6 +70,7 @@ std::filesystem::path Worker::ImageOf(const std::string& volume_id) const {
 Status Worker::Start() {
   KINDLING_RETURN_IF_ERROR(Register());
   RemoveStaleTempFiles(VolumesDir(options_.state_dir));
+  quarantine_.RemoveInterruptedTakes();
   if (auto reconciled = ReconcileImagesOnce(); !reconciled)
     spdlog::warn("worker: image reconcile: {}", reconciled.error().message());
   KINDLING_RETURN_IF_ERROR(HeartbeatOnce());

@@ -93,7 +93,8 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Registers, removes temp files a killed process left, reconciles images
+  // Registers, removes temp files and interrupted quarantine entries a
+  // killed process left, reconciles images
   // once, then starts the heartbeat, listener and executor threads.
   [[nodiscard]] Status Start();
   // Graceful stop: operations in flight are cancelled and handed back as
