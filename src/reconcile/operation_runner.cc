@@ -406,8 +406,18 @@ Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation&
   if (!hold->acquired()) return TransientError("quarantined image " + entry_id + " is busy");
   KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry, quarantine_.Get(entry_id));
   std::error_code ec;
-  const bool already_given =
-      entry.adopted_into == volume.id && !std::filesystem::exists(entry.image, ec);
+  const bool has_image = std::filesystem::exists(entry.image, ec);
+  const bool already_given = entry.adopted_into == volume.id && !has_image;
+  // Checked before the volume's current image is moved aside, so that an
+  // adoption that cannot happen leaves the volume as it was.
+  if (!has_image && !already_given) {
+    return NotFound("quarantined image " + entry_id + " holds no image any more" +
+                    (entry.adopted_into ? " (given to volume " + *entry.adopted_into + ")" : ""));
+  }
+  if (has_image && entry.adopted_into && *entry.adopted_into != volume.id) {
+    return InvalidArgument("quarantined image " + entry_id + " is being adopted by volume " +
+                           *entry.adopted_into);
+  }
   std::optional<QuarantinedImage> replaced;
   if (!already_given) {
     KINDLING_ASSIGN_OR_RETURN(
@@ -416,7 +426,20 @@ Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation&
                                          " (operation " + op.id + ")",
                                      options_.quarantine_retention));
   }
-  KINDLING_RETURN_IF_ERROR(quarantine_.GiveBack(entry_id, volume.id, ImageOf(volume.id)));
+  if (Status given = quarantine_.GiveBack(entry_id, volume.id, ImageOf(volume.id)); !given) {
+    // The volume keeps the image it had.
+    if (replaced) {
+      if (Status back = quarantine_.GiveBack(replaced->id, volume.id, ImageOf(volume.id)); back) {
+        (void)quarantine_.Purge(replaced->id);
+      } else {
+        spdlog::error(
+            "worker: adoption {} failed and the previous image of volume {} stays in "
+            "quarantine {}: {}",
+            op.id, volume.id, replaced->id, back.error().message());
+      }
+    }
+    return given;
+  }
   const json result = {
       {"quarantine_id", entry_id},
       {"source_volume_id", entry.volume_id},

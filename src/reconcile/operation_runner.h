@@ -4,11 +4,19 @@
 //   - backup: engine::CreateBackup with backup_id = the backup row's id, so a
 //     retry reuses uploaded chunks and never makes two manifests; then
 //     retention.
-//   - restore: into this server's image, then the volume is re-pinned here in
-//     the transaction that completes the operation.
+//   - restore: staged in <state_dir>/restoring from the backup's own store,
+//     then renamed into place; the image it replaces on this server (if any)
+//     goes to the quarantine as replaced, and the volume is re-pinned here in
+//     the transaction that completes the operation. A failed restore leaves
+//     the previous image in place.
 //   - move: backup phase on the source, then the operation is handed to the
 //     target server, whose restore phase is recognised by the backup row
 //     having succeeded.
+//   - adopt: gives a quarantined image back as the volume's image (the one
+//     it replaces goes to the quarantine) and re-pins the volume here. An
+//     adoption that cannot happen leaves the volume's image in place.
+//   - verify: engine::VerifyBackup from the backup's own store; problems go
+//     to result_metadata and the backup rows (backup_damage.h).
 //   - repair: e2fsck -f -y; exit 0/1 healthy, else corrupt.
 //
 // Success paths complete the operation in the transaction that also settles
