@@ -413,6 +413,8 @@ TEST_F(DataSafetyTest, RestoreInPlaceKeepsThePreviousImageAndAFailedOneLeavesItI
   EXPECT_EQ(v.status, db::VolumeStatus::kDetached);
   EXPECT_EQ(v.server_id.value_or(""), a.server_id());
   EXPECT_EQ(v.last_error, failed.error);
+  for (const auto& left : fs::directory_iterator(dir_ / "a" / "restoring"))
+    ADD_FAILURE() << "left in restoring/: " << left.path();
   // An unreadable chunk is no evidence of damage.
   EXPECT_EQ(GetBackup(*backup.operation.backup_id).status, db::BackupStatus::kSucceeded);
   Reconcile(a);
@@ -738,6 +740,18 @@ TEST_F(StrayImageTest, IsHeldUntilAnOperatorPurgesItThenTheConflictClears) {
   Reconcile(*b_);
   EXPECT_TRUE(fs::exists(held_.image));
   EXPECT_EQ(GetVolume(volume_.id).health, db::VolumeHealth::kDegraded);
+  // Operations that settle the volume keep the conflict in sight.
+  const db::QueuedOperation backup = QueueBackup(volume_);
+  StepToSuccess(*a_, backup.operation.id);
+  v = GetVolume(volume_.id);
+  EXPECT_EQ(v.health, db::VolumeHealth::kDegraded);
+  EXPECT_THAT(v.last_error.value_or(""), HasSubstr(held_.id));
+  const db::QueuedOperation repair = Queue(
+      {.volume_id = volume_.id, .kind = db::OperationKind::kRepair, .server_id = a_->server_id()});
+  StepToSuccess(*a_, repair.operation.id);
+  EXPECT_EQ(GetVolume(volume_.id).health, db::VolumeHealth::kDegraded);
+  EXPECT_THAT(GetVolume(volume_.id).last_error.value_or(""), HasSubstr(held_.id));
+  const std::string repaired = Digest(a_->ImageOf(volume_.id));  // e2fsck writes to it
 
   ASSERT_TRUE(Must([&](db::Tx& tx) { return db::RequestQuarantinePurge(tx, held_.id); }));
   Reconcile(*b_);
@@ -749,7 +763,7 @@ TEST_F(StrayImageTest, IsHeldUntilAnOperatorPurgesItThenTheConflictClears) {
   v = GetVolume(volume_.id);
   EXPECT_EQ(v.health, db::VolumeHealth::kHealthy);
   EXPECT_FALSE(v.last_error.has_value()) << *v.last_error;
-  EXPECT_EQ(Digest(a_->ImageOf(volume_.id)), on_a_);
+  EXPECT_EQ(Digest(a_->ImageOf(volume_.id)), repaired);
 }
 
 TEST_F(StrayImageTest, AdoptedThereTheOldServersCopyBecomesReplaced) {
@@ -820,6 +834,45 @@ TEST_F(StrayImageTest, AFailedAdoptionLeavesTheVolumesImageInPlace) {
   EXPECT_NE(v.health, db::VolumeHealth::kMissing);
   EXPECT_EQ(v.status, db::VolumeStatus::kDetached);
   EXPECT_EQ(v.server_id.value_or(""), a_->server_id());
+}
+
+// A restore lands on a server that holds an image of the volume the
+// database does not explain (the reconciler has not taken it yet: the
+// restore was queued, e.g. in a reverted database, before its pass). That
+// image may be the newest copy: it is held, not purged after the grace.
+TEST_F(StrayImageTest, ARestoreOntoAStrayImageHoldsIt) {
+  // A second stray copy on B, not yet seen by B's reconciler.
+  testutil::MakeSparseFile(b_->ImageOf(volume_.id), 1ull << 30,
+                           {{.offset = 80u << 20, .length = 2u << 20}}, 13);
+  const std::string stray = Digest(b_->ImageOf(volume_.id));
+  const db::QueuedOperation backup = QueueBackup(volume_);
+  StepToSuccess(*a_, backup.operation.id);
+  const db::QueuedOperation restore =
+      QueueRestore(volume_.id, *backup.operation.backup_id, b_->server_id());
+  const db::Operation restored = StepToSuccess(*b_, restore.operation.id);
+  EXPECT_EQ(Digest(b_->ImageOf(volume_.id)), on_a_);
+  const std::string kept_id =
+      json::parse(restored.result_metadata_json).value("replaced_image_quarantine_id", "");
+  ASSERT_FALSE(kept_id.empty());
+  auto kept = b_->quarantine().Get(kept_id);
+  ASSERT_TRUE(kept) << kept.error().message();
+  EXPECT_EQ(kept->reason, db::QuarantineReason::kConflict) << kept->detail;
+  EXPECT_FALSE(kept->purge_after.has_value());
+  EXPECT_EQ(Digest(kept->image), stray);
+  // The volume says so, with both held images.
+  const db::Volume v = GetVolume(volume_.id);
+  EXPECT_EQ(v.server_id.value_or(""), b_->server_id());
+  EXPECT_EQ(v.health, db::VolumeHealth::kDegraded);
+  ASSERT_TRUE(v.last_error.has_value());
+  EXPECT_THAT(*v.last_error, HasSubstr(kept_id));
+  EXPECT_THAT(*v.last_error, HasSubstr(held_.id));
+  EXPECT_TRUE(AuditedEntry("volume.image.quarantined", volume_.id, kept_id));
+
+  AdvanceClock(kGrace + seconds(1));
+  Reconcile(*b_);
+  EXPECT_TRUE(fs::exists(kept->image)) << "the stray copy was purged after the grace";
+  EXPECT_EQ(Row(kept_id)->image_sha256.value_or(""), stray);
+  EXPECT_THAT(GetVolume(volume_.id).last_error.value_or(""), HasSubstr(stray));
 }
 
 TEST_F(DataSafetyTest, ImageOfAVolumeTheDatabaseDoesNotKnowIsHeld) {
