@@ -133,7 +133,7 @@ Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req)
     KINDLING_ASSIGN_OR_RETURN(
         queued.volume, UpdateVolumeState(tx, volume.id, VolumeStateUpdate{.status = status}));
   } else {
-    queued.volume = volume;
+    queued.volume = volume;  // a copy: the insert below still needs volume.id
   }
   KINDLING_ASSIGN_OR_RETURN(
       queued.operation,

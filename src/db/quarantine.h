@@ -1,7 +1,7 @@
 // volume_image_quarantine: volume images the control plane took off a worker
 // instead of deleting them (a restore or move replaced them, their volume was
 // deleted, or the database pins the volume elsewhere or does not know it).
-// The worker's quarantine directory is the truth (reconcile/quarantine.h);
+// The worker's quarantine directory is the truth (reconcile/image_quarantine.h);
 // these rows mirror it so the API can list entries, and carry what operators
 // decide: an adoption (an `adopt` operation) or a purge request.
 //

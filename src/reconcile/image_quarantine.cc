@@ -134,18 +134,13 @@ Result<std::vector<QuarantinedImage>> ImageQuarantine::List() {
     const std::string id = dirent.path().filename().string();
     if (!IsUuid(id) || !dirent.is_directory()) continue;
     auto entry = ReadEntry(id);
+    if (!entry) continue;  // a Take in progress, or unreadable: kept for an operator
     std::error_code exists_ec;
     const bool has_image = fs::exists(EntryDir(id) / kImageFile, exists_ec);
-    if (!entry) {
-      // An interrupted Take never leaves an image without its entry.json;
-      // anything else unreadable is kept for an operator to look at.
-      if (entry.error().is_not_found() && !has_image) fs::remove_all(EntryDir(id), exists_ec);
-      continue;
-    }
-    if (!has_image && !entry->adopted_into) {
-      fs::remove_all(EntryDir(id), exists_ec);  // interrupted Take: nothing was moved in
-      continue;
-    }
+    // Without an image and not adopted: a Take that has not moved the image
+    // in yet (or never will). Deleting it here could delete an image that
+    // Take moves in right after the check.
+    if (!has_image && !entry->adopted_into) continue;
     out.push_back(std::move(*entry));
   }
   if (ec) return IoError("list " + dir_.string() + ": " + ec.message());
@@ -153,6 +148,23 @@ Result<std::vector<QuarantinedImage>> ImageQuarantine::List() {
     return a.quarantined_at != b.quarantined_at ? a.quarantined_at < b.quarantined_at : a.id < b.id;
   });
   return out;
+}
+
+void ImageQuarantine::RemoveInterruptedTakes() {
+  std::error_code ec;
+  if (!fs::exists(dir_, ec)) return;
+  for (const auto& dirent : fs::directory_iterator(dir_, ec)) {
+    const std::string id = dirent.path().filename().string();
+    if (!IsUuid(id) || !dirent.is_directory()) continue;
+    std::error_code entry_ec;
+    if (fs::exists(EntryDir(id) / kImageFile, entry_ec)) continue;
+    auto entry = ReadEntry(id);
+    // An unreadable entry.json is kept for an operator; a missing one, or
+    // one without adopted_into, is a Take that never moved the image in.
+    if (!entry && !entry.error().is_not_found()) continue;
+    if (entry && entry->adopted_into) continue;
+    fs::remove_all(EntryDir(id), entry_ec);
+  }
 }
 
 Result<QuarantinedImage> ImageQuarantine::Get(const std::string& id) {

@@ -15,10 +15,12 @@
 // moved in, and every rename is followed by an fsync of both directories, so
 // a crash at any instant leaves the image either where it was or inside a
 // complete entry. An entry directory without an image and without
-// `adopted_into` is an interrupted Take and is cleaned up by List.
+// `adopted_into` is a Take in progress or an interrupted one: List skips it,
+// RemoveInterruptedTakes deletes it when no Take can be running.
 //
 // Thread-safety: callers keep one volume's entries to one thread at a time
-// (BusyVolumes); different entries may be used concurrently.
+// (BusyVolumes); different entries may be used concurrently, and List never
+// changes an entry, so it may run beside any of them.
 #pragma once
 
 #include <chrono>
@@ -64,7 +66,12 @@ class ImageQuarantine {
       std::string detail, std::optional<std::chrono::system_clock::time_point> purge_after);
 
   // Entries still holding their image, and adopted ones, oldest first.
+  // Reads only.
   [[nodiscard]] Result<std::vector<QuarantinedImage>> List();
+  // Deletes the directories of interrupted Takes (no image, not adopted).
+  // REQUIRES: no Take runs meanwhile (the worker calls it at start, before
+  // its operations and reconciler run).
+  void RemoveInterruptedTakes();
   [[nodiscard]] Result<QuarantinedImage> Get(const std::string& id);  // kNotFound
 
   // Records the image digest in entry.json.

@@ -47,6 +47,29 @@ Status Audit(db::Tx& tx, const db::Operation& op, std::string_view outcome, cons
   return OkStatus();
 }
 
+// Records an image this runner took into the quarantine: its row and the
+// audit event the reconciler writes for the images it takes.
+Status RecordTaken(db::Tx& tx, const QuarantinedImage& taken, const std::string& server_id,
+                   const db::Operation& op) {
+  KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry row,
+                            db::UpsertQuarantineEntry(tx, ToRow(taken, server_id)));
+  auto id = db::InsertAuditEvent(
+      tx, db::AuditEventInput{.action = "volume.image.quarantined",
+                              .resource_type = "project_volume",
+                              .resource_id = row.project_volume_id,
+                              .details_json = json{
+                                  {"entry_id", row.id},
+                                  {"server_id", row.server_id},
+                                  {"reason", std::string(db::Name(row.reason))},
+                                  {"detail", row.detail},
+                                  {"size_bytes", row.size_bytes},
+                                  {"path", row.path},
+                                  {"operation_id",
+                                   op.id}}.dump()});
+  if (!id) return std::unexpected(id.error());
+  return OkStatus();
+}
+
 }  // namespace
 
 OperationRunner::OperationRunner(db::Database& db, BackupStoreProvider& stores, BusyVolumes& busy,
@@ -93,15 +116,34 @@ Result<OperationRunner::Source> OperationRunner::OpenSource(const db::Operation&
 }
 
 Result<std::optional<QuarantinedImage>> OperationRunner::QuarantineReplaced(
-    const std::string& volume_id, std::string detail, std::chrono::seconds keep_for) {
-  const std::filesystem::path image = ImageOf(volume_id);
+    const db::Volume& volume, std::string detail, std::chrono::seconds keep_for) {
+  const std::filesystem::path image = ImageOf(volume.id);
   std::error_code ec;
   if (!std::filesystem::exists(image, ec)) return std::optional<QuarantinedImage>();
-  KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry,
-                            quarantine_.Take(image, volume_id, db::QuarantineReason::kReplaced,
-                                             std::move(detail), options_.now() + keep_for));
-  spdlog::info("worker: previous image of volume {} kept in quarantine {} until {}s from now",
-               volume_id, entry.id, keep_for.count());
+  if (volume.server_id == options_.server_id) {
+    KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry,
+                              quarantine_.Take(image, volume.id, db::QuarantineReason::kReplaced,
+                                               std::move(detail), options_.now() + keep_for));
+    spdlog::info("worker: previous image of volume {} kept in quarantine {} until {}s from now",
+                 volume.id, entry.id, keep_for.count());
+    return std::optional<QuarantinedImage>(std::move(entry));
+  }
+  // The volume is not pinned here, so this image is not the volume's image
+  // the operation replaces: nothing the database records explains it (the
+  // reconciler has not taken it yet), and it may be the newest copy.
+  KINDLING_ASSIGN_OR_RETURN(
+      QuarantinedImage entry,
+      quarantine_.Take(image, volume.id, db::QuarantineReason::kConflict,
+                       "found in place of the volume's image on server " + options_.server_id +
+                           ", which the database did not pin the volume to (" +
+                           (volume.server_id ? "it pinned it to server " + *volume.server_id
+                                             : std::string("it pinned it to no server")) +
+                           "); " + detail,
+                       std::nullopt));
+  spdlog::warn(
+      "worker: image of volume {} found where an operation puts the volume's image; held in "
+      "quarantine {} until an operator adopts or purges it",
+      volume.id, entry.id);
   return std::optional<QuarantinedImage>(std::move(entry));
 }
 
@@ -167,7 +209,8 @@ Status OperationRunner::CompleteBackup(RunningOperation& run, const db::Operatio
     if (!settled) return std::unexpected(settled.error());
     KINDLING_RETURN_IF_ERROR(
         Audit(tx, op, "succeeded", {{"size_bytes", result.value("size_bytes", 0)}}));
-    if (!delete_volume) return OkStatus();
+    // A backup settles nothing about images held elsewhere: they stay visible.
+    if (!delete_volume) return RefreshImageConflict(tx, op.project_volume_id);
     // The pre-delete backup is safe in the store: the deletion the operator
     // asked for happens now (the image goes to the quarantine, as deleted).
     auto deleted = db::MarkVolumeDeleted(tx, op.project_volume_id);
@@ -347,7 +390,7 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
   }
   if (run.cancel.load()) return Cancelled();
   KINDLING_ASSIGN_OR_RETURN(std::optional<QuarantinedImage> replaced,
-                            QuarantineReplaced(volume.id,
+                            QuarantineReplaced(volume,
                                                "replaced by the restore of backup " +
                                                    source.backup.id + " (operation " + op.id + ")",
                                                options_.quarantine_grace));
@@ -377,10 +420,9 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
                                                     .server_id = db::SetTo(options_.server_id),
                                                     .last_error = db::SetNull()});
     if (!settled) return std::unexpected(settled.error());
-    if (replaced) {
-      auto row = db::UpsertQuarantineEntry(tx, ToRow(*replaced, options_.server_id));
-      if (!row) return std::unexpected(row.error());
-    }
+    if (replaced) KINDLING_RETURN_IF_ERROR(RecordTaken(tx, *replaced, options_.server_id, op));
+    // Images of the volume still held (here or elsewhere) stay visible.
+    KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume.id));
     json details = {{"server_id", options_.server_id}};
     if (result.contains("source_volume_id"))
       details["source_volume_id"] = result["source_volume_id"];
@@ -406,17 +448,40 @@ Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation&
   if (!hold->acquired()) return TransientError("quarantined image " + entry_id + " is busy");
   KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry, quarantine_.Get(entry_id));
   std::error_code ec;
-  const bool already_given =
-      entry.adopted_into == volume.id && !std::filesystem::exists(entry.image, ec);
+  const bool has_image = std::filesystem::exists(entry.image, ec);
+  const bool already_given = entry.adopted_into == volume.id && !has_image;
+  // Checked before the volume's current image is moved aside, so that an
+  // adoption that cannot happen leaves the volume as it was.
+  if (!has_image && !already_given) {
+    return NotFound("quarantined image " + entry_id + " holds no image any more" +
+                    (entry.adopted_into ? " (given to volume " + *entry.adopted_into + ")" : ""));
+  }
+  if (has_image && entry.adopted_into && *entry.adopted_into != volume.id) {
+    return InvalidArgument("quarantined image " + entry_id + " is being adopted by volume " +
+                           *entry.adopted_into);
+  }
   std::optional<QuarantinedImage> replaced;
   if (!already_given) {
     KINDLING_ASSIGN_OR_RETURN(
-        replaced, QuarantineReplaced(volume.id,
+        replaced, QuarantineReplaced(volume,
                                      "replaced by the adoption of quarantined image " + entry_id +
                                          " (operation " + op.id + ")",
                                      options_.quarantine_retention));
   }
-  KINDLING_RETURN_IF_ERROR(quarantine_.GiveBack(entry_id, volume.id, ImageOf(volume.id)));
+  if (Status given = quarantine_.GiveBack(entry_id, volume.id, ImageOf(volume.id)); !given) {
+    // The volume keeps the image it had.
+    if (replaced) {
+      if (Status back = quarantine_.GiveBack(replaced->id, volume.id, ImageOf(volume.id)); back) {
+        (void)quarantine_.Purge(replaced->id);
+      } else {
+        spdlog::error(
+            "worker: adoption {} failed and the previous image of volume {} stays in "
+            "quarantine {}: {}",
+            op.id, volume.id, replaced->id, back.error().message());
+      }
+    }
+    return given;
+  }
   const json result = {
       {"quarantine_id", entry_id},
       {"source_volume_id", entry.volume_id},
@@ -445,10 +510,8 @@ Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation&
       auto adopted = db::ResolveQuarantineEntry(tx, entry_id, db::QuarantineStatus::kAdopted);
       if (!adopted) return std::unexpected(adopted.error());
     }
-    if (replaced) {
-      auto kept = db::UpsertQuarantineEntry(tx, ToRow(*replaced, options_.server_id));
-      if (!kept) return std::unexpected(kept.error());
-    }
+    if (replaced) KINDLING_RETURN_IF_ERROR(RecordTaken(tx, *replaced, options_.server_id, op));
+    KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume.id));
     return Audit(tx, op, "succeeded",
                  {{"quarantine_id", entry_id},
                   {"source_volume_id", entry.volume_id},
@@ -526,6 +589,7 @@ Status OperationRunner::ExecuteRepair(RunningOperation& run, const db::Operation
             .health = db::VolumeHealth::kHealthy,
             .last_error = std::optional<std::optional<std::string>>(std::optional<std::string>())});
     if (!settled) return std::unexpected(settled.error());
+    KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume.id));
     return Audit(tx, op, "succeeded", result);
   });
 }

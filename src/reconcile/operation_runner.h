@@ -4,15 +4,25 @@
 //   - backup: engine::CreateBackup with backup_id = the backup row's id, so a
 //     retry reuses uploaded chunks and never makes two manifests; then
 //     retention.
-//   - restore: into this server's image, then the volume is re-pinned here in
-//     the transaction that completes the operation.
+//   - restore: staged in <state_dir>/restoring from the backup's own store,
+//     then renamed into place; the image it replaces on this server (if any)
+//     goes to the quarantine (replaced when the volume was pinned here, else
+//     a held conflict), and the volume is re-pinned here in the transaction
+//     that completes the operation. A failed restore leaves the previous
+//     image in place.
 //   - move: backup phase on the source, then the operation is handed to the
 //     target server, whose restore phase is recognised by the backup row
 //     having succeeded.
+//   - adopt: gives a quarantined image back as the volume's image (the one
+//     it replaces goes to the quarantine) and re-pins the volume here. An
+//     adoption that cannot happen leaves the volume's image in place.
+//   - verify: engine::VerifyBackup from the backup's own store; problems go
+//     to result_metadata and the backup rows (backup_damage.h).
 //   - repair: e2fsck -f -y; exit 0/1 healthy, else corrupt.
 //
 // Success paths complete the operation in the transaction that also settles
-// the volume and writes the audit event; failures are recorded by
+// the volume (images still held in conflict stay named in last_error, see
+// RefreshImageConflict) and writes the audit event; failures are recorded by
 // RecordOutcome. Every write first checks that this process still holds the
 // lease, so a taken-over attempt never writes a row.
 //
@@ -90,10 +100,13 @@ class OperationRunner {
   // The backup named by `op`, the store it was written to and its manifest.
   struct Source;
   [[nodiscard]] Result<Source> OpenSource(const db::Operation& op);
-  // Moves `image` (if it exists) to the quarantine as replaced; nullopt when
-  // there was none.
+  // Moves this server's image of `volume` (if it exists) to the quarantine:
+  // as replaced, purged after `keep_for`, when the volume was pinned here
+  // (`volume` as the operation found it); otherwise as a conflict, held (the
+  // database does not explain it, and it may be the newest copy). nullopt
+  // when there was none.
   [[nodiscard]] Result<std::optional<QuarantinedImage>> QuarantineReplaced(
-      const std::string& volume_id, std::string detail, std::chrono::seconds keep_for);
+      const db::Volume& volume, std::string detail, std::chrono::seconds keep_for);
   [[nodiscard]] Status ExecuteRepair(RunningOperation& run, const db::Operation& op,
                                      const db::Volume& volume);
   [[nodiscard]] Status HandMoveToTarget(RunningOperation& run, const db::Operation& op);

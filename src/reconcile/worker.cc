@@ -74,6 +74,7 @@ Status Worker::Start() {
   RemoveStaleTempFiles(VolumesDir(options_.state_dir));
   std::error_code ec;
   std::filesystem::remove_all(options_.state_dir / "restoring", ec);
+  quarantine_.RemoveInterruptedTakes();
   KINDLING_RETURN_IF_ERROR(HeartbeatOnce());
   {
     std::lock_guard lock(mu_);

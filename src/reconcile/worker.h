@@ -93,9 +93,9 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Registers, removes temp files a killed process left, heartbeats, then
-  // starts the heartbeat, image reconcile (first pass at once), listener and
-  // executor threads.
+  // Registers, removes temp files and interrupted quarantine entries a killed
+  // process left, heartbeats, then starts the heartbeat, image reconcile
+  // (first pass at once), listener and executor threads.
   [[nodiscard]] Status Start();
   // Graceful stop: operations in flight are cancelled and handed back as
   // pending (same server), so a restarted worker resumes them at once.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "db/operations.h"
@@ -135,6 +136,165 @@ TEST_F(BackupsTest, LastSuccessfulBackupTime) {
     return LastSuccessfulBackupAt(tx, volume_.id);
   }));
   EXPECT_EQ(last, b.completed_at);
+}
+
+TEST_F(BackupsTest, DamagedAndHealedTransitions) {
+  const Backup b = Succeed(Create().id);
+  const std::string damage =
+      R"({"chunks": [{"chunk_id": "ab", "problem": "corrupt", "offsets": [1048576]}]})";
+  ASSERT_OK_AND_ASSIGN(Backup damaged,
+                       db().Transact([&](Tx& tx) { return MarkBackupDamaged(tx, b.id, damage); }));
+  EXPECT_EQ(damaged.status, BackupStatus::kDamaged);
+  ASSERT_TRUE(damaged.damage_json.has_value());
+  EXPECT_EQ(nlohmann::json::parse(*damaged.damage_json), nlohmann::json::parse(damage));
+  // What it records and when it was made stay.
+  EXPECT_EQ(damaged.storage_url, b.storage_url);
+  EXPECT_EQ(damaged.completed_at, b.completed_at);
+
+  // Damaged again (more chunks found) replaces the damage.
+  const std::string more =
+      R"({"chunks": [{"chunk_id": "ab", "problem": "corrupt", "offsets": [1048576]},)"
+      R"( {"chunk_id": "cd", "problem": "missing", "offsets": [0, 2097152]}]})";
+  ASSERT_OK_AND_ASSIGN(Backup again,
+                       db().Transact([&](Tx& tx) { return MarkBackupDamaged(tx, b.id, more); }));
+  EXPECT_EQ(nlohmann::json::parse(*again.damage_json)["chunks"].size(), 2u);
+
+  ASSERT_OK_AND_ASSIGN(Backup healed,
+                       db().Transact([&](Tx& tx) { return MarkBackupHealed(tx, b.id); }));
+  EXPECT_EQ(healed.status, BackupStatus::kSucceeded);
+  EXPECT_FALSE(healed.damage_json.has_value());
+  EXPECT_EQ(healed.completed_at, b.completed_at);
+  // Healing a sound backup is refused, naming its status.
+  auto refused = db().Transact([&](Tx& tx) { return MarkBackupHealed(tx, b.id); });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(refused.error().message().find("succeeded"), std::string::npos);
+
+  // Only a backup that exists in the store can be damaged.
+  const Backup pending = Create();
+  EXPECT_ERROR_KIND(
+      db().Transact([&](Tx& tx) { return MarkBackupDamaged(tx, pending.id, damage); }),
+      ErrorKind::kInvalidArgument);
+  const Backup failed = Create();
+  ASSERT_OK(db().Transact([&](Tx& tx) { return MarkBackupFailed(tx, failed.id, "x"); }));
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) { return MarkBackupDamaged(tx, failed.id, damage); }),
+                    ErrorKind::kInvalidArgument);
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) { return MarkBackupHealed(tx, failed.id); }),
+                    ErrorKind::kInvalidArgument);
+  EXPECT_ERROR_KIND(
+      db().Transact([&](Tx& tx) { return MarkBackupDamaged(tx, NewUuidV4(), damage); }),
+      ErrorKind::kNotFound);
+  EXPECT_FALSE(db().Transact([&](Tx& tx) { return MarkBackupDamaged(tx, b.id, "not json"); }));
+}
+
+TEST_F(BackupsTest, DamagedBackupsStayOutOfRetentionAndLastSuccess) {
+  const Backup b = Succeed(Create().id);
+  ASSERT_OK(
+      db().Transact([&](Tx& tx) { return MarkBackupDamaged(tx, b.id, R"({"chunks": []})"); }));
+  ASSERT_OK_AND_ASSIGN(std::optional<Timestamp> last, db().Transact([&](Tx& tx) {
+    return LastSuccessfulBackupAt(tx, volume_.id);
+  }));
+  EXPECT_FALSE(last.has_value());
+  ASSERT_OK_AND_ASSIGN(std::vector<Backup> candidates, db().Transact([&](Tx& tx) {
+    return ListRetentionCandidates(tx, volume_.id, 0);
+  }));
+  EXPECT_TRUE(candidates.empty());
+}
+
+TEST_F(BackupsTest, StoreBackupsAreTheSucceededAndDamagedOnesOfThatStore) {
+  const Backup sound = Succeed(Create().id);
+  const Backup damaged = Succeed(Create().id);
+  ASSERT_OK(db().Transact(
+      [&](Tx& tx) { return MarkBackupDamaged(tx, damaged.id, R"({"chunks": []})"); }));
+  const Backup elsewhere = Create();
+  ASSERT_OK(db().Transact([&](Tx& tx) {
+    return MarkBackupSucceeded(
+        tx, elsewhere.id,
+        BackupSuccess{.storage_url = "s3://other", .storage_key = "k", .size_bytes = 1});
+  }));
+  const Backup pending = Create();
+  const Backup failed = Create();
+  ASSERT_OK(db().Transact([&](Tx& tx) { return MarkBackupFailed(tx, failed.id, "x"); }));
+
+  ASSERT_OK_AND_ASSIGN(std::vector<Backup> in_store, db().Transact([&](Tx& tx) {
+    return ListStoreBackups(tx, "file:///srv/backups");
+  }));
+  ASSERT_EQ(in_store.size(), 2u);
+  EXPECT_EQ(in_store[0].id, sound.id);
+  EXPECT_EQ(in_store[1].id, damaged.id);
+  EXPECT_EQ(in_store[1].status, BackupStatus::kDamaged);
+  ASSERT_OK_AND_ASSIGN(std::vector<Backup> other,
+                       db().Transact([&](Tx& tx) { return ListStoreBackups(tx, "s3://other"); }));
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_EQ(other[0].id, elsewhere.id);
+  (void)pending;
+}
+
+TEST_F(BackupsTest, ProjectBackupsIncludeThoseOfDeletedVolumes) {
+  const Backup old_backup = Succeed(Create().id);
+  ASSERT_OK(db().Transact([&](Tx& tx) { return MarkVolumeDeleted(tx, volume_.id); }));
+  const Volume current = MakeVolume(volume_.project_id, server_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  auto created = Must([&](Tx& tx) { return CreateBackup(tx, NewBackup{.volume_id = current.id}); });
+  ASSERT_TRUE(created);
+  const Backup new_backup = Succeed(created->id);
+  // Another project's backups are not listed.
+  const Volume stranger = MakeVolume(MakeProject(MakeOrganization("other"), "x"), server_);
+  ASSERT_TRUE(Must([&](Tx& tx) { return CreateBackup(tx, NewBackup{.volume_id = stranger.id}); }));
+
+  ASSERT_OK_AND_ASSIGN(std::vector<ProjectBackup> all, db().Transact([&](Tx& tx) {
+    return ListProjectBackups(tx, volume_.project_id);
+  }));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].backup.id, new_backup.id);
+  EXPECT_FALSE(all[0].volume_deleted);
+  EXPECT_EQ(all[1].backup.id, old_backup.id);
+  EXPECT_TRUE(all[1].volume_deleted);
+  EXPECT_EQ(all[1].backup.project_volume_id, volume_.id);
+  EXPECT_EQ(all[1].backup.status, BackupStatus::kSucceeded);
+  ASSERT_OK_AND_ASSIGN(std::vector<ProjectBackup> one, db().Transact([&](Tx& tx) {
+    return ListProjectBackups(tx, volume_.project_id, 1);
+  }));
+  EXPECT_EQ(one.size(), 1u);
+
+  // Restoring the deleted volume's backup into the project's current volume
+  // is accepted; into another project's volume it is not.
+  ASSERT_OK_AND_ASSIGN(QueuedOperation restore, db().Transact([&](Tx& tx) {
+    return QueueOperation(tx, QueueOperationRequest{.volume_id = current.id,
+                                                    .kind = OperationKind::kRestore,
+                                                    .server_id = server_,
+                                                    .backup_id = old_backup.id});
+  }));
+  EXPECT_EQ(restore.operation.backup_id, old_backup.id);
+  EXPECT_EQ(restore.volume.status, VolumeStatus::kRestoring);
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) {
+    return QueueOperation(tx, QueueOperationRequest{.volume_id = stranger.id,
+                                                    .kind = OperationKind::kRestore,
+                                                    .server_id = server_,
+                                                    .backup_id = old_backup.id});
+  }),
+                    ErrorKind::kInvalidArgument);
+}
+
+TEST_F(BackupsTest, DamagedBackupsCanBeVerifiedButNotRestored) {
+  const Backup b = Succeed(Create().id);
+  ASSERT_OK(
+      db().Transact([&](Tx& tx) { return MarkBackupDamaged(tx, b.id, R"({"chunks": []})"); }));
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) {
+    return QueueOperation(tx, QueueOperationRequest{.volume_id = volume_.id,
+                                                    .kind = OperationKind::kRestore,
+                                                    .server_id = server_,
+                                                    .backup_id = b.id});
+  }),
+                    ErrorKind::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(QueuedOperation verify, db().Transact([&](Tx& tx) {
+    return QueueOperation(tx, QueueOperationRequest{.volume_id = volume_.id,
+                                                    .kind = OperationKind::kVerify,
+                                                    .server_id = server_,
+                                                    .backup_id = b.id});
+  }));
+  EXPECT_EQ(verify.operation.kind, OperationKind::kVerify);
+  EXPECT_EQ(verify.volume.status, VolumeStatus::kDetached) << "verify does not touch the image";
 }
 
 }  // namespace

@@ -1,13 +1,16 @@
 // Fixture for reconcile/ tests: a migrated database (DbTest), a local backup
-// store behind a fault-injecting wrapper, and workers with their own state
-// directories and short intervals, run as threads of the test process.
+// store behind a fault-injecting wrapper (more stores on request, any of
+// them the current one), and workers with their own state directories and
+// short intervals, run as threads of the test process or driven step by step.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,21 +46,56 @@ class ReconcileTest : public db::DbTest {
     auto repository = engine::Repository::Init(*faulty_, key, kStoreChunkSize);
     ASSERT_TRUE(repository) << repository.error().message();
     repository_ = std::make_unique<engine::Repository>(std::move(*repository));
-    auto open = [this]() -> Result<std::shared_ptr<const StoreHandle>> {
-      auto handle = std::make_shared<StoreHandle>();
-      handle->url = StoreUrl();
-      handle->repository = std::make_unique<engine::Repository>(*repository_);
-      return std::shared_ptr<const StoreHandle>(std::move(handle));
-    };
+    current_store_url_ = StoreUrl();
     stores_ = std::make_unique<CachingStoreProvider>(
-        open, [this, open](const std::string& url) -> Result<std::shared_ptr<const StoreHandle>> {
-          if (url != StoreUrl()) return NotFound("no store " + url + " in this test");
-          return open();
-        });
+        [this] {
+          std::string url;
+          {
+            std::lock_guard lock(stores_mu_);
+            url = current_store_url_;
+          }
+          return OpenStore(url);
+        },
+        [this](const std::string& url) { return OpenStore(url); });
     org_ = MakeOrganization();
   }
 
   std::string StoreUrl() const { return "file://" + (dir_ / "store").string(); }
+
+  // Creates another local store at <dir>/<name> (its own key, the same chunk
+  // size) and returns its url; workers can read it by url at once.
+  std::string AddStore(const std::string& name) {
+    auto local = storage::LocalStore::Open(dir_ / name);
+    EXPECT_TRUE(local) << local.error().message();
+    if (!local) return "";
+    auto repository = engine::Repository::Init(**local, crypto::RandomKey(), kStoreChunkSize);
+    EXPECT_TRUE(repository) << repository.error().message();
+    if (!repository) return "";
+    const std::string url = "file://" + (dir_ / name).string();
+    std::lock_guard lock(stores_mu_);
+    ExtraStore& store = extra_stores_[url];
+    store.local = std::move(*local);
+    store.repository = std::make_unique<engine::Repository>(std::move(*repository));
+    return url;
+  }
+
+  // Makes `url` the current store (new backups go there), as a settings
+  // change announced on kindling_config would.
+  void SetCurrentStore(const std::string& url) {
+    {
+      std::lock_guard lock(stores_mu_);
+      current_store_url_ = url;
+    }
+    stores_->Invalidate();
+  }
+
+  // The repository of a store of this test; null for an unknown url.
+  const engine::Repository* RepositoryAt(const std::string& url) {
+    if (url == StoreUrl()) return repository_.get();
+    std::lock_guard lock(stores_mu_);
+    auto it = extra_stores_.find(url);
+    return it == extra_stores_.end() ? nullptr : it->second.repository.get();
+  }
 
   void TearDown() override {
     for (auto& w : workers_) w->Stop();
@@ -83,6 +121,19 @@ class ReconcileTest : public db::DbTest {
     auto started = workers_.back()->Start();
     EXPECT_TRUE(started) << started.error().message();
     return *workers_.back();
+  }
+
+  // A registered worker whose threads are not started: the test drives it
+  // through its step functions (RunNextOperation, ReconcileImagesOnce), so
+  // nothing happens behind its back.
+  Worker& AddSteppedWorker(WorkerOptions options) {
+    workers_.push_back(std::make_unique<Worker>(db(), *stores_, std::move(options)));
+    Worker& worker = *workers_.back();
+    auto registered = worker.Register();
+    EXPECT_TRUE(registered) << registered.error().message();
+    auto beat = worker.HeartbeatOnce();
+    EXPECT_TRUE(beat) << beat.error().message();
+    return worker;
   }
 
   LeaderOptions FastLeader() {
@@ -147,6 +198,20 @@ class ReconcileTest : public db::DbTest {
     return op;
   }
 
+  Result<std::shared_ptr<const StoreHandle>> OpenStore(const std::string& url) {
+    const engine::Repository* repository = RepositoryAt(url);
+    if (repository == nullptr) return NotFound("no store " + url + " in this test");
+    auto handle = std::make_shared<StoreHandle>();
+    handle->url = url;
+    handle->repository = std::make_unique<engine::Repository>(*repository);
+    return std::shared_ptr<const StoreHandle>(std::move(handle));
+  }
+
+  struct ExtraStore {
+    std::unique_ptr<storage::LocalStore> local;
+    std::unique_ptr<engine::Repository> repository;
+  };
+
   testutil::TempDir dir_;
   std::unique_ptr<storage::LocalStore> local_;
   std::unique_ptr<testutil::FaultInjectingStore> faulty_;
@@ -154,6 +219,9 @@ class ReconcileTest : public db::DbTest {
   std::unique_ptr<CachingStoreProvider> stores_;
   std::string org_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::mutex stores_mu_;
+  std::string current_store_url_;                   // guarded by stores_mu_
+  std::map<std::string, ExtraStore> extra_stores_;  // guarded by stores_mu_
 };
 
 }  // namespace kindling::reconcile
