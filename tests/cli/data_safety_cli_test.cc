@@ -13,12 +13,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "api_cli_fixture.h"
 #include "db/servers.h"
+#include "testutil/fake_http_server.h"
 #include "testutil/s3_test_server.h"
 
 namespace kindling::clitest {
@@ -499,6 +501,70 @@ TEST_F(DataSafetyCliTest, ConflictingImageIsHeldUntilAdopted) {
 
   const json backup = BackupNow(project);
   EXPECT_EQ(backup["result"]["image_sha256"], testutil::ImageDigestOfFile(image));
+}
+
+// Against a scripted server: a verify operation that failed (rather than
+// finding problems) is exit 1, one that found none exit 0.
+TEST(DataSafetyFakeServerTest, VerifyExitCodesFollowTheOperation) {
+  const std::string operation = NewUuidV4();
+  const std::string backup = NewUuidV4();
+  json answer = {{"id", operation},     {"kind", "verify"}, {"status", "pending"},
+                 {"backup_id", backup}, {"error", nullptr}, {"result", json::object()}};
+  testutil::FakeHttpServer fake;
+  fake.Post(R"(/api/projects/[^/]+/volume/backups/[^/]+/verify)",
+            [&](const httplib::Request&, httplib::Response& res) {
+              testutil::FakeHttpServer::Json(res, 202, answer.dump());
+            });
+  std::mutex mu;
+  json finished;  // guarded by mu
+  fake.Get(R"(/api/operations/[^/]+)", [&](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    testutil::FakeHttpServer::Json(res, 200, finished.dump());
+  });
+  fake.Start();
+  const Env env = {{"KINDLING_URL", fake.url()}, {"KINDLING_API_KEY", "kdl_fake_key_123456"}};
+  const std::vector<std::string> args = {"volume",   "verify-backup", "--project", NewUuidV4(),
+                                         "--backup", backup,          "--follow",  "--quiet"};
+
+  auto finish_as = [&](json op) {
+    std::lock_guard lock(mu);
+    finished = std::move(op);
+  };
+  json failed_op = answer;
+  failed_op["status"] = "failed";
+  failed_op["error"] = "open the store: unreachable";
+  finish_as(failed_op);
+  RunResult failed = RunKindling(args, env);
+  EXPECT_EQ(failed.exit_code, 1) << failed.Describe();
+  EXPECT_NE(failed.err.find("(verify) failed: open the store: unreachable"), std::string::npos)
+      << failed.Describe();
+
+  json succeeded = answer;
+  succeeded["status"] = "succeeded";
+  succeeded["result"] = {{"ok", true}, {"chunks_checked", 3}, {"problems", json::array()}};
+  finish_as(succeeded);
+  RunResult ok = RunKindling(args, env);
+  EXPECT_EQ(ok.exit_code, 0) << ok.Describe();
+  EXPECT_NE(ok.out.find("result.problems"), std::string::npos) << ok.Describe();
+
+  // A digest that does not match is a problem even without chunk problems.
+  succeeded["result"] = {{"ok", true},
+                         {"problems", json::array()},
+                         {"image_digest_checked", true},
+                         {"image_digest_matches", false}};
+  finish_as(succeeded);
+  RunResult mismatch = RunKindling(args, env);
+  EXPECT_EQ(mismatch.exit_code, 3) << mismatch.Describe();
+  EXPECT_NE(mismatch.err.find("does not match its manifest"), std::string::npos)
+      << mismatch.Describe();
+
+  // Without --follow the queued operation is all there is: exit 0.
+  RunResult queued =
+      RunKindling({"volume", "verify-backup", "--project", NewUuidV4(), "--backup", backup}, env);
+  EXPECT_EQ(queued.exit_code, 0) << queued.Describe();
+  EXPECT_NE(queued.out.find("queued verify: operation " + operation + ", backup " + backup),
+            std::string::npos)
+      << queued.Describe();
 }
 
 }  // namespace
