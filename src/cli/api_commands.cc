@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -35,9 +36,10 @@ constexpr char kSecretEnv[] = "AWS_SECRET_ACCESS_KEY";
 
 constexpr char kApiExitCodesFooter[] =
     "Exit codes: 0 success; 1 failed (a followed operation failed, or the API refused: not "
-    "found, denied, conflict such as volume_busy, unreachable); 2 usage or invalid argument "
-    "(including the API's validation_error); 130 interrupted (SIGINT/SIGTERM while following: "
-    "the operation carries on on the server).";
+    "found, denied, conflict such as volume_busy or backup_damaged, unreachable); 2 usage or "
+    "invalid argument (including the API's validation_error); 3 a followed verify found "
+    "missing or corrupt data; 130 interrupted (SIGINT/SIGTERM while following: the operation "
+    "carries on on the server).";
 
 struct ConnectionFlags {
   std::string url = kDefaultUrl;
@@ -58,7 +60,9 @@ struct SettingFlag {
   const char* help;
 };
 constexpr SettingFlag kS3Flags[] = {
-    {"--s3-bucket", "s3_bucket", "S3 bucket (switches the store to S3)"},
+    {"--s3-bucket", "s3_bucket",
+     "S3 bucket; selects an S3 store and clears the local directory (not with "
+     "--local-directory)"},
     {"--s3-region", "s3_region", "S3 region"},
     {"--s3-endpoint", "s3_endpoint", "S3-compatible endpoint, http(s)://host[:port]"},
     {"--s3-prefix", "s3_prefix", "Key prefix inside the bucket"},
@@ -67,6 +71,20 @@ constexpr SettingFlag kS3Flags[] = {
 constexpr const char* kClearable[] = {"s3-bucket",      "s3-region",        "s3-endpoint",
                                       "s3-prefix",      "s3-access-key-id", "s3-secret-access-key",
                                       "local-directory"};
+
+// The flags that describe a backup store, for `settings backup set` (what to
+// save) and `settings backup test` (what to probe); each command binds its
+// own copy.
+struct StoreFlags {
+  std::string local_directory;
+  CLI::Option* local_directory_option = nullptr;
+  std::string s3_values[std::size(kS3Flags)];
+  CLI::Option* s3_options[std::size(kS3Flags)] = {};
+  std::string secret_file;
+  std::string secret_value;  // only to refuse it without echoing it
+  CLI::Option* secret_value_option = nullptr;
+  std::vector<std::string> clear;
+};
 
 // Every flag of every API command; CLI11 binds them, one command runs.
 struct ApiFlags {
@@ -92,15 +110,17 @@ struct ApiFlags {
   CLI::Option* mount_path_option = nullptr;
   CLI::Option* schedule_option = nullptr;
   CLI::Option* retention_option = nullptr;
-  // settings backup set
-  std::string local_directory;
-  CLI::Option* local_directory_option = nullptr;
-  std::string s3_values[std::size(kS3Flags)];
-  CLI::Option* s3_options[std::size(kS3Flags)] = {};
-  std::string secret_file;
-  std::string secret_value;  // only to refuse it without echoing it
-  CLI::Option* secret_value_option = nullptr;
-  std::vector<std::string> clear;
+  bool pre_delete_backup = false;
+  CLI::Option* pre_delete_backup_option = nullptr;
+  // settings backup set / test
+  StoreFlags store_set;
+  StoreFlags store_test;
+  // volume adopt-image, quarantine
+  std::string image;
+  std::string server;
+  std::string volume;
+  std::string quarantine_status;
+  std::string quarantine_id;
   // servers list
   bool all = false;
   // audit list
@@ -170,8 +190,30 @@ void ReportStatus(ProgressReporter& reporter, const json& operation) {
   std::fflush(stderr);
 }
 
+// A finished verify's problems, for the error line: "chunk <id> (corrupt) at
+// offset N; ..." (the first few).
+std::string ProblemsSummary(const json& operation) {
+  const json& result = operation.value("result", json::object());
+  const json problems = result.is_object() ? result.value("problems", json::array()) : json();
+  std::string text;
+  std::size_t listed = 0;
+  if (problems.is_array()) {
+    for (const json& problem : problems) {
+      if (++listed > 3) {
+        text += "; and " + std::to_string(problems.size() - 3) + " more";
+        break;
+      }
+      if (!text.empty()) text += "; ";
+      text += "chunk " + Cell(problem, "chunk_id") + " (" + Cell(problem, "kind") + ") at offset " +
+              Cell(problem, "offset");
+    }
+  }
+  return text;
+}
+
 // Polls the operation until it finishes, showing its progress on stderr;
-// prints the final document and returns 0 when it succeeded, 1 when it failed.
+// prints the final document and returns 0 when it succeeded, 1 when it
+// failed, 3 when it is a verify that found problems.
 int FollowAndReport(client::ApiClient& client, const std::string& operation_id,
                     const ConnectionFlags& connection, const FollowFlags& flags) {
   auto mode = ParseProgressMode(flags.progress);
@@ -209,12 +251,29 @@ int FollowAndReport(client::ApiClient& client, const std::string& operation_id,
     }
     return ReportError(finished.error());
   }
+  const bool verify = Cell(*finished, "kind") == "verify";
   if (connection.json) {
     PrintJsonLine(*finished);
   } else {
-    PrintText(OperationText(*finished));
+    PrintText(OperationText(*finished) + (verify ? VerifyProblemsText(*finished) : ""));
   }
-  if (client::Succeeded(*finished)) return kExitOk;
+  if (client::Succeeded(*finished)) {
+    if (!verify) return kExitOk;
+    const json result = finished->value("result", json::object());
+    if (!result.is_object()) return kExitOk;
+    const bool chunks_ok = result.value("ok", true) != false;
+    const bool digest_ok = result.value("image_digest_checked", false) != true ||
+                           result.value("image_digest_matches", true) != false;
+    if (chunks_ok && digest_ok) return kExitOk;
+    std::string message =
+        "verify " + operation_id + " found problems in backup " + Cell(*finished, "backup_id");
+    const std::string problems = ProblemsSummary(*finished);
+    if (!problems.empty()) message += ": " + problems;
+    if (!digest_ok) {
+      message += "; the image digest recomputed from its chunks does not match its manifest";
+    }
+    return ReportError(Error(ErrorKind::kCorruption, message));
+  }
   ReportError(Error(ErrorKind::kInternal, "operation " + operation_id + " (" +
                                               Cell(*finished, "kind") +
                                               ") failed: " + Cell(*finished, "error")));
@@ -239,57 +298,78 @@ int RunQueue(const ApiFlags& flags, Queue&& queue) {
   return FollowAndReport(**client, id, flags.connection, flags.follow);
 }
 
-int RunSettingsSet(const ApiFlags& flags) {
+// The settings changes `flags` describe (name -> value, null clears), as
+// PUT and POST .../test take them. kInvalidArgument for contradictions: a
+// directory and a bucket at once (each selects a store), a setting both given
+// and cleared, a secret as a flag value.
+Result<json> StoreChanges(const StoreFlags& flags) {
   if (Given(flags.secret_value_option)) {
-    return ReportError(
-        InvalidArgument("--s3-secret-access-key is refused: a secret on the command line shows "
-                        "in ps and shell history; set AWS_SECRET_ACCESS_KEY or use "
-                        "--s3-secret-access-key-file")
-            .error());
+    return InvalidArgument(
+        "--s3-secret-access-key is refused: a secret on the command line shows in ps and shell "
+        "history; set AWS_SECRET_ACCESS_KEY or use --s3-secret-access-key-file");
+  }
+  const bool local = Given(flags.local_directory_option);
+  const bool bucket = Given(flags.s3_options[0]);
+  if (local && bucket) {
+    return InvalidArgument(
+        "--local-directory and --s3-bucket select different stores: give one of them (either "
+        "one switches the store to it and clears the other)");
   }
   json changes = json::object();
   bool sets_s3 = false;
-  if (Given(flags.local_directory_option)) {
+  if (local) {
     changes["local_directory"] = flags.local_directory;
-    changes["s3_bucket"] = nullptr;  // a bucket would win over the directory
+    changes["s3_bucket"] = nullptr;  // the API clears it too: one store at a time
   }
   for (std::size_t i = 0; i < std::size(kS3Flags); ++i) {
     if (!Given(flags.s3_options[i])) continue;
     changes[kS3Flags[i].setting] = flags.s3_values[i];
     sets_s3 = true;
   }
-  if (Given(flags.s3_options[0])) changes["local_directory"] = nullptr;
+  if (bucket) changes["local_directory"] = nullptr;
   if (!flags.secret_file.empty()) {
     auto text = ReadFile(flags.secret_file);
     if (!text) {
-      return ReportError(Error(ErrorKind::kInvalidArgument,
-                               "--s3-secret-access-key-file: " + text.error().message()));
+      return std::unexpected(Error(ErrorKind::kInvalidArgument,
+                                   "--s3-secret-access-key-file: " + text.error().message()));
     }
     while (!text->empty() && (text->back() == '\n' || text->back() == '\r' || text->back() == ' ' ||
                               text->back() == '\t')) {
       text->pop_back();
     }
     if (text->empty()) {
-      return ReportError(
-          InvalidArgument("--s3-secret-access-key-file " + flags.secret_file + " is empty")
-              .error());
+      return InvalidArgument("--s3-secret-access-key-file " + flags.secret_file + " is empty");
     }
     changes["s3_secret_access_key"] = std::move(*text);
-  } else if (const char* env = std::getenv(kSecretEnv); sets_s3 && env != nullptr && *env != '\0') {
+  } else if (const char* env = std::getenv(kSecretEnv);
+             sets_s3 && env != nullptr && *env != '\0' &&
+             std::ranges::find(flags.clear, "s3-secret-access-key") == flags.clear.end()) {
+    // (An explicit --clear wins over the environment.)
     changes["s3_secret_access_key"] = env;
   }
-  for (std::string name : flags.clear) {
+  for (const std::string& flag : flags.clear) {
+    std::string name = flag;
     for (char& c : name) c = c == '-' ? '_' : c;
+    const bool given = changes.contains(name) && !changes[name].is_null();
+    if (given) {
+      return InvalidArgument("--clear " + flag + " contradicts the value given for it");
+    }
     changes[name] = nullptr;
   }
-  if (changes.empty()) {
+  return changes;
+}
+
+int RunSettingsSet(const ApiFlags& flags) {
+  auto changes = StoreChanges(flags.store_set);
+  if (!changes) return ReportError(changes.error());
+  if (changes->empty()) {
     return ReportError(InvalidArgument("nothing to change: give --local-directory, --s3-* flags, "
                                        "--s3-secret-access-key-file or --clear (see --help)")
                            .error());
   }
   auto client = Connect(flags.connection);
   if (!client) return ReportError(client.error());
-  auto saved = (*client)->PutBackupSettings(changes);
+  auto saved = (*client)->PutBackupSettings(*changes);
   if (!saved) return FailCommand(saved.error());
   const json& store = (*saved)["store"];
   if (saved->value("configured", false) && store.is_object() &&
@@ -302,15 +382,71 @@ int RunSettingsSet(const ApiFlags& flags) {
 }
 
 int RunSettingsTest(const ApiFlags& flags) {
+  auto overrides = StoreChanges(flags.store_test);
+  if (!overrides) return ReportError(overrides.error());
   auto client = Connect(flags.connection);
   if (!client) return ReportError(client.error());
-  auto probe = (*client)->TestBackupSettings();
+  auto probe = (*client)->TestBackupSettings(*overrides);
   if (!probe) return FailCommand(probe.error());
   PrintAnswer(flags.connection, *probe, ProbeText);
   if (probe->value("ok", false)) return kExitOk;
   ReportError(Error(ErrorKind::kIo, "backup store probe failed at step " + Cell(*probe, "step") +
                                         ": " + Cell(*probe, "error")));
   return kExitFailed;
+}
+
+int RunSettingsStores(const ApiFlags& flags) {
+  auto client = Connect(flags.connection);
+  if (!client) return ReportError(client.error());
+  auto stores = (*client)->ListBackupStores();
+  if (!stores) return FailCommand(stores.error());
+  if (flags.connection.json) {
+    PrintJsonLine(*stores);
+    return kExitOk;
+  }
+  // Which one new backups go to; the history is still worth showing when
+  // the settings cannot be read.
+  std::string current;
+  if (auto settings = (*client)->GetBackupSettings(); settings && settings->is_object()) {
+    const json& url = (*settings)["storage_url"];
+    if (url.is_string()) current = url.get<std::string>();
+  }
+  PrintText(BackupStoresText(*stores, current));
+  return kExitOk;
+}
+
+int RunVolumeDelete(const ApiFlags& flags) {
+  auto client = Connect(flags.connection);
+  if (!client) return ReportError(client.error());
+  auto answer = (*client)->DeleteVolume(flags.project);
+  if (!answer) return FailCommand(answer.error());
+  if (!answer->is_object()) {
+    // 204: deleted at once (its image goes to the worker's quarantine).
+    if (flags.connection.json) {
+      PrintJsonLine(*answer);
+    } else {
+      PrintText("deleted the volume of project " + flags.project +
+                "; its image is kept in the worker's quarantine (kindling volume quarantine)\n");
+    }
+    return kExitOk;
+  }
+  // 202: a pre-delete backup first; the volume goes once it succeeded.
+  const std::string id = answer->value("id", "");
+  if (!flags.follow.follow) {
+    return PrintAnswer(flags.connection, *answer, [](const json& op) {
+      return QueuedText(op) +
+             "the volume is deleted once this pre-delete backup succeeded; follow it with: "
+             "kindling operation follow " +
+             Cell(op, "id") + "\n";
+    });
+  }
+  if (!flags.connection.json) PrintText(QueuedText(*answer));
+  if (id.empty()) return ReportError(InternalError("the API's answer has no operation id").error());
+  const int code = FollowAndReport(**client, id, flags.connection, flags.follow);
+  if (code == kExitOk && !flags.connection.json) {
+    PrintText("the pre-delete backup succeeded: the volume is deleted\n");
+  }
+  return code;
 }
 
 client::AuditQuery AuditQueryFrom(const ApiFlags& flags) {
@@ -379,6 +515,34 @@ void AddProjectFlag(CLI::App& command, ApiFlags& flags) {
   command.add_option("--project", flags.project, "Project id")->required()->type_name("ID");
 }
 
+// The store-describing flags of `settings backup set` and `test`.
+void AddStoreFlags(CLI::App& command, StoreFlags& flags) {
+  flags.local_directory_option =
+      command
+          .add_option("--local-directory", flags.local_directory,
+                      "Absolute directory on every worker (single host); selects a local store "
+                      "and clears the bucket (not with --s3-bucket)")
+          ->type_name("DIR");
+  for (std::size_t i = 0; i < std::size(kS3Flags); ++i) {
+    flags.s3_options[i] =
+        command.add_option(kS3Flags[i].flag, flags.s3_values[i], kS3Flags[i].help)
+            ->type_name("VALUE");
+  }
+  command
+      .add_option("--s3-secret-access-key-file", flags.secret_file,
+                  "File holding the S3 secret access key (default: $AWS_SECRET_ACCESS_KEY)")
+      ->type_name("PATH");
+  // Hidden: accepted only to be refused with advice, without echoing the value.
+  flags.secret_value_option =
+      command.add_option("--s3-secret-access-key", flags.secret_value)->group("");
+  command
+      .add_option("--clear", flags.clear,
+                  "Clear a setting (repeatable): s3-bucket, s3-region, s3-endpoint, s3-prefix, "
+                  "s3-access-key-id, s3-secret-access-key, local-directory")
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kClearable), std::end(kClearable))))
+      ->type_name("NAME");
+}
+
 }  // namespace
 
 void AddApiCommands(CLI::App& app, std::function<int()>& action) {
@@ -406,6 +570,17 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
         [](const json& p) {
           return "created project " + Cell(p, "id") + " (" + Cell(p, "name") + ")\n";
         });
+  }));
+  CLI::App* project_backups =
+      Leaf(*project, "backups",
+           "List the backups of every volume the project has had (deleted ones included), "
+           "newest first",
+           f);
+  AddProjectFlag(*project_backups, f);
+  project_backups->callback(set(project_backups, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListProjectBackups(x.project); },
+        ProjectBackupsText);
   }));
   CLI::App* project_list = Leaf(*project, "list", "List the projects you can see", f);
   project_list->callback(set(project_list, [](const ApiFlags& x) {
@@ -439,12 +614,17 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
       volume_create
           ->add_option("--backup-retention-count", f.retention, "Succeeded backups to keep")
           ->type_name("N");
+  f.pre_delete_backup_option = volume_create->add_flag(
+      "--pre-delete-backup,!--no-pre-delete-backup", f.pre_delete_backup,
+      "Back the volume up before deleting it (kindling volume delete waits for that backup; a "
+      "failed one keeps the volume); --no-pre-delete-backup turns it off");
   volume_create->callback(set(volume_create, [](const ApiFlags& x) {
     client::VolumeSettings settings;
     if (Given(x.size_gb_option)) settings.size_gb = x.size_gb;
     if (Given(x.mount_path_option)) settings.mount_path = x.mount_path;
     if (Given(x.schedule_option)) settings.backup_schedule = x.schedule;
     if (Given(x.retention_option)) settings.backup_retention_count = x.retention;
+    if (Given(x.pre_delete_backup_option)) settings.pre_delete_backup_enabled = x.pre_delete_backup;
     return RunCall(
         x.connection, [&](client::ApiClient& c) { return c.PutVolume(x.project, settings); },
         VolumeText);
@@ -465,7 +645,56 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
         x.connection, [&](client::ApiClient& c) { return c.ListBackups(x.project); }, BackupsText);
   }));
 
-  CLI::App* volume_restore = Leaf(*volume, "restore", "Queue a restore of a backup", f);
+  CLI::App* volume_delete =
+      Leaf(*volume, "delete",
+           "Delete the project's volume; its image goes to the worker's quarantine. With a "
+           "pre-delete backup set (volume create --pre-delete-backup) that backup is queued "
+           "first and the volume is deleted once it succeeded",
+           f);
+  AddProjectFlag(*volume_delete, f);
+  AddFollowFlags(*volume_delete, f.follow, true);
+  volume_delete->callback(set(volume_delete, RunVolumeDelete));
+
+  CLI::App* volume_verify =
+      Leaf(*volume, "verify-backup",
+           "Queue a verify of a backup (of any volume of the project): fetch and authenticate "
+           "its chunks; missing or corrupt ones mark the backup damaged. With --follow: exit 3 "
+           "when it found problems, listing them",
+           f);
+  AddProjectFlag(*volume_verify, f);
+  volume_verify->add_option("--backup", f.backup, "Backup id")->required()->type_name("ID");
+  AddFollowFlags(*volume_verify, f.follow, true);
+  volume_verify->callback(set(volume_verify, [](const ApiFlags& x) {
+    return RunQueue(x, [&](client::ApiClient& c) { return c.VerifyBackup(x.project, x.backup); });
+  }));
+
+  CLI::App* volume_quarantine =
+      Leaf(*volume, "quarantine",
+           "List quarantined images of the project's volumes (replaced, deleted, conflict)", f);
+  AddProjectFlag(*volume_quarantine, f);
+  volume_quarantine->callback(set(volume_quarantine, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListVolumeQuarantine(x.project); },
+        QuarantineText);
+  }));
+
+  CLI::App* volume_adopt =
+      Leaf(*volume, "adopt-image",
+           "Queue the adoption of a quarantined image as the project's volume's image (the "
+           "image it replaces goes to the quarantine)",
+           f);
+  AddProjectFlag(*volume_adopt, f);
+  volume_adopt->add_option("--image", f.image, "Quarantined image id (kindling volume quarantine)")
+      ->required()
+      ->type_name("ID");
+  AddFollowFlags(*volume_adopt, f.follow, true);
+  volume_adopt->callback(set(volume_adopt, [](const ApiFlags& x) {
+    return RunQueue(x, [&](client::ApiClient& c) { return c.AdoptImage(x.project, x.image); });
+  }));
+
+  CLI::App* volume_restore = Leaf(
+      *volume, "restore",
+      "Queue a restore of a backup (of the volume, or of an earlier volume of the project)", f);
   AddProjectFlag(*volume_restore, f);
   volume_restore->add_option("--backup", f.backup, "Backup id")->required()->type_name("ID");
   volume_restore
@@ -531,39 +760,70 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   }));
   CLI::App* settings_set =
       Leaf(*backup_settings, "set",
-           "Change the backup store settings; flags not given are left as they are. The S3 secret "
-           "access key is read from AWS_SECRET_ACCESS_KEY (sent when an --s3-* flag is given) or "
-           "--s3-secret-access-key-file, never from a flag value",
+           "Change the backup store settings; flags not given are left as they are. "
+           "--local-directory and --s3-bucket each switch the store (and clear the other). The S3 "
+           "secret access key is read from AWS_SECRET_ACCESS_KEY (sent when an --s3-* flag is "
+           "given) or --s3-secret-access-key-file, never from a flag value",
            f);
-  f.local_directory_option =
-      settings_set
-          ->add_option("--local-directory", f.local_directory,
-                       "Absolute directory on every worker (single host; switches the store "
-                       "to it and clears the bucket)")
-          ->type_name("DIR");
-  for (std::size_t i = 0; i < std::size(kS3Flags); ++i) {
-    f.s3_options[i] = settings_set->add_option(kS3Flags[i].flag, f.s3_values[i], kS3Flags[i].help)
-                          ->type_name("VALUE");
-  }
-  f.local_directory_option->excludes(f.s3_options[0]);
-  settings_set
-      ->add_option("--s3-secret-access-key-file", f.secret_file,
-                   "File holding the S3 secret access key (default: $AWS_SECRET_ACCESS_KEY)")
-      ->type_name("PATH");
-  // Hidden: accepted only to be refused with advice, without echoing the value.
-  f.secret_value_option =
-      settings_set->add_option("--s3-secret-access-key", f.secret_value)->group("");
-  settings_set
-      ->add_option("--clear", f.clear,
-                   "Clear a setting (repeatable): s3-bucket, s3-region, s3-endpoint, s3-prefix, "
-                   "s3-access-key-id, s3-secret-access-key, local-directory")
-      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kClearable), std::end(kClearable))))
-      ->type_name("NAME");
+  AddStoreFlags(*settings_set, f.store_set);
   settings_set->callback(set(settings_set, RunSettingsSet));
-  CLI::App* settings_test = Leaf(
-      *backup_settings, "test",
-      "Write, read and delete a probe object with the saved settings; says which step failed", f);
+  CLI::App* settings_test =
+      Leaf(*backup_settings, "test",
+           "Write, read and delete a probe object; says which step failed. Without flags it "
+           "probes the saved settings; with the flags of `set` it probes the store they would "
+           "select (saving nothing)",
+           f);
+  AddStoreFlags(*settings_test, f.store_test);
   settings_test->callback(set(settings_test, RunSettingsTest));
+  CLI::App* settings_stores =
+      Leaf(*backup_settings, "stores",
+           "List every store the cluster has written backups to (each backup is restored from "
+           "its own), marking the current one",
+           f);
+  settings_stores->callback(set(settings_stores, RunSettingsStores));
+
+  // quarantine
+  CLI::App* quarantine =
+      Group(app, "quarantine",
+            "Volume images workers took aside instead of deleting them (platform admin)");
+  CLI::App* quarantine_list =
+      Leaf(*quarantine, "list", "List quarantined images of every server, newest first", f);
+  quarantine_list->add_option("--server", f.server, "Only images held by this server")
+      ->type_name("ID");
+  quarantine_list->add_option("--volume", f.volume, "Only images of this volume")->type_name("ID");
+  quarantine_list
+      ->add_option("--status", f.quarantine_status,
+                   "Only entries in this state: held, adopted, purged")
+      ->check(CLI::IsMember({"held", "adopted", "purged"}))
+      ->type_name("STATUS");
+  quarantine_list->callback(set(quarantine_list, [](const ApiFlags& x) {
+    client::QuarantineQuery query;
+    if (!x.server.empty()) query.server_id = x.server;
+    if (!x.volume.empty()) query.volume_id = x.volume;
+    if (!x.quarantine_status.empty()) query.status = x.quarantine_status;
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListPlatformQuarantine(query); },
+        QuarantineText);
+  }));
+  CLI::App* quarantine_purge =
+      Leaf(*quarantine, "purge",
+           "Ask the worker holding a quarantined image to delete it now (the image is gone for "
+           "good once it did)",
+           f);
+  quarantine_purge->add_option("id", f.quarantine_id, "Quarantined image id")
+      ->required()
+      ->type_name("ID");
+  quarantine_purge
+      ->add_option("--project", f.project,
+                   "Go through this project (for organisation admins: the image must be of one "
+                   "of its volumes)")
+      ->type_name("ID");
+  quarantine_purge->callback(set(quarantine_purge, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection,
+        [&](client::ApiClient& c) { return c.PurgeQuarantined(x.quarantine_id, x.project); },
+        PurgeRequestedText);
+  }));
 
   // servers
   CLI::App* servers = Group(app, "servers", "Worker hosts and their health");

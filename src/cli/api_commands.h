@@ -1,10 +1,13 @@
 // The operator commands that drive a running control plane through its HTTP
-// API (client::ApiClient): projects, volumes and their backups, restores,
-// moves and repairs, operations (show, follow with progress), backup store
-// settings, servers, audit events and API keys.
+// API (client::ApiClient): projects and their backups, volumes (create,
+// delete, backups, restores, moves, repairs, verifies, quarantined images and
+// their adoption), operations (show, follow with progress), the quarantine,
+// backup store settings and history, servers, audit events and API keys.
 //
 // Every command takes --url (KINDLING_URL), --api-key (KINDLING_API_KEY) and
 // --json (the API's answer as one JSON document on the last line of stdout).
+// Exit codes: 0 ok, 1 failed or refused, 2 usage or validation_error, 3 a
+// followed verify found problems, 130 interrupted.
 #pragma once
 
 #include <functional>
@@ -15,7 +18,7 @@ class App;
 
 namespace kindling::cli {
 
-// Adds project, volume, operation, settings, servers, audit and api-key to
+// Adds project, volume, operation, settings, quarantine, servers, audit and api-key to
 // `app`; the chosen command's runner is stored in `action` when it is parsed.
 void AddApiCommands(CLI::App& app, std::function<int()>& action);
 

@@ -60,6 +60,31 @@ std::vector<std::vector<std::string>> Rows(
   return rows;
 }
 
+// `table` (FormatTable's, one line per row after the header) with
+// `details[i]` inserted, indented, after row i.
+std::string WithDetails(const std::string& table,
+                        const std::vector<std::vector<std::string>>& details) {
+  std::string out;
+  std::size_t at = 0;
+  for (std::size_t line = 0; at < table.size(); ++line) {
+    std::size_t end = table.find('\n', at);
+    if (end == std::string::npos) end = table.size() - 1;
+    out.append(table, at, end + 1 - at);
+    at = end + 1;
+    if (line == 0 || line - 1 >= details.size()) continue;
+    for (const std::string& detail : details[line - 1]) out += "    " + detail + "\n";
+  }
+  return out;
+}
+
+// A string that fits on one line of a table.
+std::string OneLine(std::string text) {
+  for (char& c : text) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  return text;
+}
+
 std::string Truncate(std::string text, std::size_t width) {
   if (text.size() > width) {
     text.resize(width - 3);
@@ -169,15 +194,75 @@ std::string VolumeText(const json& volume) {
   return FormatFields(fields);
 }
 
+std::vector<std::string> DamageLines(const json& backup) {
+  std::vector<std::string> lines;
+  const json& chunks = Field(Field(backup, "damage"), "chunks");
+  if (!chunks.is_array()) return lines;
+  for (const json& chunk : chunks) {
+    std::vector<std::uint64_t> offsets;
+    const json& listed = Field(chunk, "offsets");
+    if (listed.is_array()) {
+      for (const json& offset : listed) {
+        if (auto value = Unsigned(offset)) offsets.push_back(*value);
+      }
+    }
+    std::string line = Cell(chunk, "problem") + " chunk " + Cell(chunk, "chunk_id");
+    if (!offsets.empty()) {
+      line += std::string(offsets.size() == 1 ? " at offset " : " at offsets ") +
+              FormatOffsets(offsets);
+    }
+    lines.push_back(OneLine(std::move(line)));
+  }
+  return lines;
+}
+
+namespace {
+
+// Damage lines of every backup, and a closing hint when there were any.
+std::string WithDamage(const std::string& table, const json& backups) {
+  std::vector<std::vector<std::string>> details;
+  std::size_t damaged = 0;
+  for (const json& backup : backups) {
+    details.push_back(DamageLines(backup));
+    if (Field(backup, "status") == "damaged") ++damaged;
+  }
+  std::string out = WithDetails(table, details);
+  if (damaged > 0) {
+    out += std::to_string(damaged) +
+           " damaged backup(s) cannot be restored: a backup of a volume whose image still holds "
+           "those chunks stores them again, which repairs them (kindling volume backup)\n";
+  }
+  return out;
+}
+
+std::string ErrorCell(const json& backup) { return Truncate(OneLine(Cell(backup, "error")), 60); }
+
+}  // namespace
+
 std::string BackupsText(const json& backups) {
   if (!backups.is_array() || backups.empty()) return "no backups\n";
-  return FormatTable(
-      {"ID", "STATUS", "KIND", "SIZE", "CREATED", "COMPLETED", "ERROR"},
-      Rows(backups, {"id", "status", "kind"},
-           {{"size", [](const json& b) { return BytesCell(Field(b, "size_bytes")); }},
-            {"created", [](const json& b) { return Cell(b, "created_at"); }},
-            {"completed", [](const json& b) { return Cell(b, "completed_at"); }},
-            {"error", [](const json& b) { return Truncate(Cell(b, "error"), 60); }}}));
+  return WithDamage(
+      FormatTable({"ID", "STATUS", "KIND", "SIZE", "CREATED", "COMPLETED", "STORE", "ERROR"},
+                  Rows(backups, {"id", "status", "kind"},
+                       {{"size", [](const json& b) { return BytesCell(Field(b, "size_bytes")); }},
+                        {"created", [](const json& b) { return Cell(b, "created_at"); }},
+                        {"completed", [](const json& b) { return Cell(b, "completed_at"); }},
+                        {"store", [](const json& b) { return Cell(b, "storage_url"); }},
+                        {"error", ErrorCell}})),
+      backups);
+}
+
+std::string ProjectBackupsText(const json& backups) {
+  if (!backups.is_array() || backups.empty()) return "no backups\n";
+  return WithDamage(
+      FormatTable(
+          {"ID", "STATUS", "KIND", "VOLUME", "VOLUME DELETED", "SIZE", "CREATED", "STORE", "ERROR"},
+          Rows(backups, {"id", "status", "kind", "project_volume_id", "volume_deleted"},
+               {{"size", [](const json& b) { return BytesCell(Field(b, "size_bytes")); }},
+                {"created", [](const json& b) { return Cell(b, "created_at"); }},
+                {"store", [](const json& b) { return Cell(b, "storage_url"); }},
+                {"error", ErrorCell}})),
+      backups);
 }
 
 std::string OperationText(const json& operation) {
@@ -220,7 +305,9 @@ std::string OperationText(const json& operation) {
   const json& result = Field(operation, "result");
   if (result.is_object()) {
     for (const auto& [key, value] : result.items()) {
-      if (key.ends_with("_bytes") && Unsigned(value)) {
+      if (key == "problems" && value.is_array()) {
+        fields.emplace_back("result.problems", std::to_string(value.size()));
+      } else if (key.ends_with("_bytes") && Unsigned(value)) {
         fields.emplace_back("result." + key, FormatBytes(*Unsigned(value)));
       } else {
         fields.emplace_back("result." + key, Cell(result, key));
@@ -228,6 +315,19 @@ std::string OperationText(const json& operation) {
     }
   }
   return FormatFields(fields);
+}
+
+std::string VerifyProblemsText(const json& operation) {
+  const json& problems = Field(Field(operation, "result"), "problems");
+  if (!problems.is_array()) return "";
+  std::string out;
+  for (const json& problem : problems) {
+    out += OneLine("  " + Cell(problem, "kind") + " chunk " + Cell(problem, "chunk_id") +
+                   " at offset " + Cell(problem, "offset") + " (" + Cell(problem, "key") +
+                   "): " + Cell(problem, "message")) +
+           "\n";
+  }
+  return out;
 }
 
 std::string QueuedText(const json& operation) {
@@ -309,6 +409,46 @@ std::string ApiKeysText(const json& keys) {
   return FormatTable(
       {"ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"},
       Rows(keys, {"id", "name", "key_prefix", "created_at", "last_used_at", "revoked_at"}));
+}
+
+std::string QuarantineText(const json& entries) {
+  if (!entries.is_array() || entries.empty()) return "no quarantined images\n";
+  std::vector<std::vector<std::string>> details;
+  for (const json& entry : entries) {
+    std::vector<std::string> lines;
+    if (Field(entry, "status") == "held" && !Field(entry, "detail").is_null()) {
+      lines.push_back(OneLine(Cell(entry, "detail")));
+    }
+    details.push_back(std::move(lines));
+  }
+  return WithDetails(
+      FormatTable(
+          {"ID", "REASON", "STATUS", "VOLUME", "SERVER", "SIZE", "ALLOCATED", "QUARANTINED",
+           "PURGE AFTER"},
+          Rows(entries, {"id", "reason", "status", "project_volume_id", "server_id"},
+               {{"size", [](const json& e) { return BytesCell(Field(e, "size_bytes")); }},
+                {"allocated", [](const json& e) { return BytesCell(Field(e, "allocated_bytes")); }},
+                {"quarantined", [](const json& e) { return Cell(e, "quarantined_at"); }},
+                {"purge after", [](const json& e) { return Cell(e, "purge_after"); }}})),
+      details);
+}
+
+std::string PurgeRequestedText(const json& entry) {
+  return "purge requested: quarantined image " + Cell(entry, "id") + " of volume " +
+         Cell(entry, "project_volume_id") + " on server " + Cell(entry, "server_id") +
+         " is deleted by that worker on its next pass (purge after " + Cell(entry, "purge_after") +
+         ")\n";
+}
+
+std::string BackupStoresText(const json& stores, const std::string& current_url) {
+  if (!stores.is_array() || stores.empty()) return "no backup stores used yet\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const json& store : stores) {
+    const std::string url = Cell(store, "storage_url");
+    rows.push_back({url, !current_url.empty() && url == current_url ? "yes" : "no",
+                    Cell(store, "created_at"), Cell(store, "updated_at")});
+  }
+  return FormatTable({"STORAGE URL", "CURRENT", "CREATED", "UPDATED"}, rows);
 }
 
 }  // namespace kindling::cli

@@ -36,8 +36,21 @@ std::optional<OperationProgress> ProgressOf(const nlohmann::json& operation);
 
 std::string ProjectsText(const nlohmann::json& projects);
 std::string VolumeText(const nlohmann::json& volume);
+// A volume's backups; a damaged one gets a line per damaged chunk under its
+// row (problem, chunk id, the first image offsets).
 std::string BackupsText(const nlohmann::json& backups);
+// Backups of every volume of a project, with the volume and whether it is
+// deleted; damaged ones as in BackupsText.
+std::string ProjectBackupsText(const nlohmann::json& backups);
+// "corrupt chunk <id> at offsets 0, 4194304" for each chunk of a Backup's
+// `damage`, one per element; empty when it has none.
+std::vector<std::string> DamageLines(const nlohmann::json& backup);
+// The operation's fields; a verify's `result.problems` shows as a count
+// (VerifyProblemsText lists them).
 std::string OperationText(const nlohmann::json& operation);
+// One line per problem of a finished verify operation ("  corrupt chunk <id>
+// at offset N (<key>): <message>"); empty when it found none.
+std::string VerifyProblemsText(const nlohmann::json& operation);
 // One line for a queued operation, e.g. "queued backup: operation <id>, backup <id>".
 std::string QueuedText(const nlohmann::json& operation);
 std::string ServersText(const nlohmann::json& servers);
@@ -45,5 +58,11 @@ std::string AuditText(const nlohmann::json& events);
 std::string BackupSettingsText(const nlohmann::json& settings);
 std::string ProbeText(const nlohmann::json& probe);
 std::string ApiKeysText(const nlohmann::json& keys);
+// Quarantined images; held entries get their reason's detail under the row.
+std::string QuarantineText(const nlohmann::json& entries);
+// The entry a purge request answered with.
+std::string PurgeRequestedText(const nlohmann::json& entry);
+// The store history; `current_url` (may be empty) is marked as current.
+std::string BackupStoresText(const nlohmann::json& stores, const std::string& current_url);
 
 }  // namespace kindling::cli

@@ -183,6 +183,8 @@ Result<json> ApiClient::Put(std::string_view path, const json& body) {
   return Call("PUT", path, {}, &body);
 }
 
+Result<json> ApiClient::Delete(std::string_view path) { return Call("DELETE", path, {}, nullptr); }
+
 Result<json> ApiClient::ListProjects() { return Get("/api/projects"); }
 
 Result<json> ApiClient::CreateProject(const std::string& name, const std::string& organization_id) {
@@ -213,6 +215,16 @@ Result<json> ApiClient::PutVolume(const std::string& project_id, const VolumeSet
     body["pre_delete_backup_enabled"] = *settings.pre_delete_backup_enabled;
   }
   return Put("/api/projects/" + project_id + "/volume", body);
+}
+
+Result<json> ApiClient::DeleteVolume(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Delete("/api/projects/" + project_id + "/volume");
+}
+
+Result<json> ApiClient::ListProjectBackups(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Get("/api/projects/" + project_id + "/backups");
 }
 
 Result<json> ApiClient::ListBackups(const std::string& project_id) {
@@ -253,6 +265,48 @@ Result<json> ApiClient::QueueRepair(const std::string& project_id) {
   return Post("/api/projects/" + project_id + "/volume/repair", json::object());
 }
 
+Result<json> ApiClient::VerifyBackup(const std::string& project_id, const std::string& backup_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  KINDLING_RETURN_IF_ERROR(RequireUuid("backup", backup_id));
+  return Post("/api/projects/" + project_id + "/volume/backups/" + backup_id + "/verify",
+              json::object());
+}
+
+Result<json> ApiClient::AdoptImage(const std::string& project_id,
+                                   const std::string& quarantine_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  KINDLING_RETURN_IF_ERROR(RequireUuid("quarantined image", quarantine_id));
+  return Post("/api/projects/" + project_id + "/volume/adopt-image",
+              json{{"quarantine_id", quarantine_id}});
+}
+
+Result<json> ApiClient::ListVolumeQuarantine(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Get("/api/projects/" + project_id + "/volume/quarantine");
+}
+
+Result<json> ApiClient::ListPlatformQuarantine(const QuarantineQuery& query) {
+  Query params;
+  if (query.server_id) {
+    KINDLING_RETURN_IF_ERROR(RequireUuid("server", *query.server_id));
+    params.emplace_back("server_id", *query.server_id);
+  }
+  if (query.volume_id) {
+    KINDLING_RETURN_IF_ERROR(RequireUuid("volume", *query.volume_id));
+    params.emplace_back("volume_id", *query.volume_id);
+  }
+  if (query.status) params.emplace_back("status", *query.status);
+  return Get("/api/platform/quarantine", params);
+}
+
+Result<json> ApiClient::PurgeQuarantined(const std::string& quarantine_id,
+                                         const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("quarantined image", quarantine_id));
+  if (project_id.empty()) return Delete("/api/platform/quarantine/" + quarantine_id);
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Delete("/api/projects/" + project_id + "/volume/quarantine/" + quarantine_id);
+}
+
 Result<json> ApiClient::GetOperation(const std::string& operation_id) {
   KINDLING_RETURN_IF_ERROR(RequireUuid("operation", operation_id));
   return Get("/api/operations/" + operation_id);
@@ -269,6 +323,8 @@ Result<json> ApiClient::TestBackupSettings(const json& overrides) {
   if (!overrides.is_object()) return InvalidArgument("backup settings overrides must be an object");
   return Post("/api/platform/volume-backup-settings/test", overrides);
 }
+
+Result<json> ApiClient::ListBackupStores() { return Get("/api/platform/volume-backup-stores"); }
 
 Result<json> ApiClient::ListServers(bool all) {
   return Get(all ? "/api/platform/servers" : "/api/servers");

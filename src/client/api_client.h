@@ -52,6 +52,13 @@ struct VolumeSettings {
   std::optional<bool> pre_delete_backup_enabled{};
 };
 
+// Query parameters of GET /api/platform/quarantine; unset ones are not sent.
+struct QuarantineQuery {
+  std::optional<std::string> server_id{};  // a UUID
+  std::optional<std::string> volume_id{};  // a UUID
+  std::optional<std::string> status{};     // held | adopted | purged
+};
+
 // Query parameters of GET /api/platform/audit-events; unset ones are not sent.
 struct AuditQuery {
   std::optional<std::string> action{};
@@ -81,6 +88,7 @@ class ApiClient {
   [[nodiscard]] Result<nlohmann::json> Post(std::string_view path,
                                             const nlohmann::json& body = nullptr);
   [[nodiscard]] Result<nlohmann::json> Put(std::string_view path, const nlohmann::json& body);
+  [[nodiscard]] Result<nlohmann::json> Delete(std::string_view path);
 
   // Projects.
   [[nodiscard]] Result<nlohmann::json> ListProjects();
@@ -93,7 +101,14 @@ class ApiClient {
   [[nodiscard]] Result<nlohmann::json> GetVolume(const std::string& project_id);
   [[nodiscard]] Result<nlohmann::json> PutVolume(const std::string& project_id,
                                                  const VolumeSettings& settings);
+  // The answer is the queued pre-delete backup operation (the volume is
+  // deleted once it succeeded) or null (deleted at once).
+  [[nodiscard]] Result<nlohmann::json> DeleteVolume(const std::string& project_id);
+  // The live volume's backups, newest first.
   [[nodiscard]] Result<nlohmann::json> ListBackups(const std::string& project_id);
+  // Backups of every volume the project has had (deleted ones included, each
+  // with volume_deleted), newest first.
+  [[nodiscard]] Result<nlohmann::json> ListProjectBackups(const std::string& project_id);
   [[nodiscard]] Result<nlohmann::json> QueueBackup(const std::string& project_id);
   // `target_server_id` empty: the API chooses.
   [[nodiscard]] Result<nlohmann::json> QueueRestore(const std::string& project_id,
@@ -102,17 +117,46 @@ class ApiClient {
   [[nodiscard]] Result<nlohmann::json> QueueMove(const std::string& project_id,
                                                  const std::string& target_server_id = "");
   [[nodiscard]] Result<nlohmann::json> QueueRepair(const std::string& project_id);
+  // Queues a verify of one of the project's backups (of any of its volumes);
+  // the finished operation's `result` has ok, chunks_checked, problems
+  // [{kind, chunk_id, key, offset, message}], image_digest_checked and
+  // image_digest_matches.
+  [[nodiscard]] Result<nlohmann::json> VerifyBackup(const std::string& project_id,
+                                                    const std::string& backup_id);
+  // Queues the adoption of quarantined image `quarantine_id` as the project's
+  // volume's image.
+  [[nodiscard]] Result<nlohmann::json> AdoptImage(const std::string& project_id,
+                                                  const std::string& quarantine_id);
   [[nodiscard]] Result<nlohmann::json> GetOperation(const std::string& operation_id);
+
+  // Quarantined volume images. The project's (images of any of its volumes),
+  // newest first.
+  [[nodiscard]] Result<nlohmann::json> ListVolumeQuarantine(const std::string& project_id);
+  // Every entry matching `query` (platform admin), newest first.
+  [[nodiscard]] Result<nlohmann::json> ListPlatformQuarantine(const QuarantineQuery& query = {});
+  // Requests the purge of a held entry; the answer is the entry. With
+  // `project_id` empty it goes through the platform route (platform admin),
+  // otherwise through the project's (the entry must be an image of one of its
+  // volumes).
+  [[nodiscard]] Result<nlohmann::json> PurgeQuarantined(const std::string& quarantine_id,
+                                                        const std::string& project_id = "");
 
   // Cluster backup store settings (platform admin). `changes` maps setting
   // names (s3_bucket, ..., s3_secret_access_key) to a string (set) or null
-  // (clear); the answer shows secrets only as "set"/"not set".
+  // (clear); the answer shows secrets only as "set"/"not set". local_directory
+  // and s3_bucket select the store: setting one clears the other, both
+  // non-empty in one call is kInvalidArgument (validation_error).
   [[nodiscard]] Result<nlohmann::json> GetBackupSettings();
   [[nodiscard]] Result<nlohmann::json> PutBackupSettings(const nlohmann::json& changes);
-  // Probes the saved settings (with `overrides` applied, not saved):
-  // {ok, step, error, storage_url}. A failed probe is a successful call.
+  // Probes the saved settings with `overrides` applied as PUT would save them
+  // (so a local_directory or s3_bucket there probes that store), without
+  // saving anything: {ok, step, error, storage_url}. A failed probe is a
+  // successful call.
   [[nodiscard]] Result<nlohmann::json> TestBackupSettings(
       const nlohmann::json& overrides = nlohmann::json::object());
+  // Every store the cluster has written backups to: [{storage_url,
+  // created_at, updated_at}] (platform admin).
+  [[nodiscard]] Result<nlohmann::json> ListBackupStores();
 
   // all = false: servers of the caller's organisations; true: every server
   // (platform admin).

@@ -135,6 +135,7 @@ Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req)
   } else {
     queued.volume = volume;  // a copy: the insert below still needs volume.id
   }
+  // `volume` may have been moved from: the id comes from queued.volume.
   KINDLING_ASSIGN_OR_RETURN(
       queued.operation,
       internal::Run(tx, "queue operation", [&](pqxx::transaction_base& w) -> Result<Operation> {
@@ -146,7 +147,7 @@ Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req)
                         "    'target_server_id', $6::text)) || $7::jsonb) "
                         "RETURNING ") +
                 kOperationColumns,
-            NewUuidV7(), volume.id, std::string(Name(req.kind)), req.server_id, backup_id,
+            NewUuidV7(), queued.volume.id, std::string(Name(req.kind)), req.server_id, backup_id,
             req.target_server_id, req.extra_request_metadata_json);
         Operation op = OperationFromRow(row);
         internal::Notify(w, kOperationsChannel, NotifyPayload(op));

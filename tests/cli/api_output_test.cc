@@ -131,5 +131,132 @@ TEST(ApiOutputTest, VolumeServersAndSettings) {
             "failed at step write (s3://b): denied\n");
 }
 
+TEST(ApiOutputTest, BackupsShowDamagedChunksUnderTheirRow) {
+  const std::string chunk(64, 'c');
+  const json backups = json::array(
+      {{{"id", "b-2"},
+        {"status", "damaged"},
+        {"kind", "manual"},
+        {"size_bytes", 1024},
+        {"storage_url", "file:///srv/b"},
+        {"error", nullptr},
+        {"damage",
+         {{"chunks",
+           {{{"chunk_id", chunk}, {"problem", "corrupt"}, {"offsets", {0, 4194304, 8388608, 1}}},
+            {{"chunk_id", "d1"}, {"problem", "missing"}, {"offsets", {65536}}}}},
+          {"storage_url", "file:///srv/b"}}}},
+       {{"id", "b-1"},
+        {"status", "failed"},
+        {"kind", "manual"},
+        {"error", "disk\nfull"},
+        {"damage", nullptr}}});
+  const std::string text = BackupsText(backups);
+  EXPECT_EQ(text.substr(0, text.find('\n')),
+            "ID   STATUS   KIND    SIZE      CREATED  COMPLETED  STORE          ERROR")
+      << text;
+  // The damage lines follow the damaged row, before the next one.
+  const std::size_t row = text.find("b-2  damaged");
+  const std::size_t corrupt =
+      text.find("    corrupt chunk " + chunk + " at offsets 0, 4194304, 8388608 and 1 more\n");
+  const std::size_t missing = text.find("    missing chunk d1 at offset 65536\n");
+  const std::size_t next = text.find("b-1  failed");
+  ASSERT_NE(row, std::string::npos) << text;
+  ASSERT_NE(corrupt, std::string::npos) << text;
+  ASSERT_NE(missing, std::string::npos) << text;
+  ASSERT_NE(next, std::string::npos) << text;
+  EXPECT_LT(row, corrupt);
+  EXPECT_LT(corrupt, missing);
+  EXPECT_LT(missing, next);
+  EXPECT_NE(text.find("disk full"), std::string::npos) << text;  // one line per row
+  EXPECT_NE(text.find("1 damaged backup(s) cannot be restored"), std::string::npos) << text;
+  EXPECT_EQ(BackupsText(json::array()), "no backups\n");
+  EXPECT_TRUE(DamageLines(backups[1]).empty());
+  EXPECT_EQ(DamageLines(backups[0]).size(), 2u);
+}
+
+TEST(ApiOutputTest, ProjectBackupsShowVolumeAndDeletion) {
+  const json backups = json::array({{{"id", "b-1"},
+                                     {"status", "succeeded"},
+                                     {"kind", "pre_delete"},
+                                     {"project_volume_id", "v-1"},
+                                     {"volume_deleted", true},
+                                     {"size_bytes", 2048},
+                                     {"created_at", "2026-01-01T00:00:00Z"},
+                                     {"storage_url", "s3://b/p"}}});
+  EXPECT_EQ(ProjectBackupsText(backups),
+            "ID   STATUS     KIND        VOLUME  VOLUME DELETED  SIZE      CREATED               "
+            "STORE     ERROR\n"
+            "b-1  succeeded  pre_delete  v-1     yes             2.00 KiB  2026-01-01T00:00:00Z  "
+            "s3://b/p  -\n");
+  EXPECT_EQ(ProjectBackupsText(json::array()), "no backups\n");
+}
+
+TEST(ApiOutputTest, VerifyOperationListsProblems) {
+  const json op = {{"id", "op-1"},
+                   {"kind", "verify"},
+                   {"status", "succeeded"},
+                   {"backup_id", "b-1"},
+                   {"result",
+                    {{"ok", false},
+                     {"chunks_checked", 3},
+                     {"problems",
+                      {{{"kind", "corrupt"},
+                        {"chunk_id", "ab"},
+                        {"key", "chunks/ab/ab"},
+                        {"offset", 4194304},
+                        {"message", "authentication failed"}}}}}}};
+  const std::string text = OperationText(op);
+  EXPECT_EQ(FieldValue(text, "result.problems"), "1") << text;
+  EXPECT_EQ(FieldValue(text, "result.ok"), "no") << text;
+  EXPECT_EQ(VerifyProblemsText(op),
+            "  corrupt chunk ab at offset 4194304 (chunks/ab/ab): authentication failed\n");
+  EXPECT_EQ(VerifyProblemsText(json{{"result", {{"ok", true}, {"problems", json::array()}}}}), "");
+  EXPECT_EQ(VerifyProblemsText(json::object()), "");
+}
+
+TEST(ApiOutputTest, QuarantineAndStores) {
+  const json entries = json::array({{{"id", "q-1"},
+                                     {"reason", "conflict"},
+                                     {"status", "held"},
+                                     {"project_volume_id", "v-1"},
+                                     {"server_id", "s-1"},
+                                     {"size_bytes", 1073741824},
+                                     {"allocated_bytes", 3145728},
+                                     {"quarantined_at", "2026-01-01T00:00:00Z"},
+                                     {"purge_after", nullptr},
+                                     {"detail", "the database pins the volume to server s-2"}},
+                                    {{"id", "q-2"},
+                                     {"reason", "replaced"},
+                                     {"status", "purged"},
+                                     {"project_volume_id", "v-1"},
+                                     {"server_id", "s-1"},
+                                     {"detail", "restore r moved the volume"}}});
+  const std::string text = QuarantineText(entries);
+  EXPECT_NE(text.find("q-1  conflict  held    v-1     s-1     1.00 GiB  3.00 MiB   "
+                      "2026-01-01T00:00:00Z  -\n"
+                      "    the database pins the volume to server s-2\n"),
+            std::string::npos)
+      << text;
+  // Only held entries need a decision: no detail line for the purged one.
+  EXPECT_EQ(text.find("restore r moved"), std::string::npos) << text;
+  EXPECT_EQ(QuarantineText(json::array()), "no quarantined images\n");
+  EXPECT_EQ(PurgeRequestedText(json{{"id", "q-1"},
+                                    {"project_volume_id", "v-1"},
+                                    {"server_id", "s-1"},
+                                    {"purge_after", "2026-01-01T00:00:00Z"}}),
+            "purge requested: quarantined image q-1 of volume v-1 on server s-1 is deleted by that "
+            "worker on its next pass (purge after 2026-01-01T00:00:00Z)\n");
+
+  const json stores =
+      json::array({{{"storage_url", "file:///srv/b"}, {"created_at", "t1"}, {"updated_at", "t2"}},
+                   {{"storage_url", "s3://bucket/p"}, {"created_at", "t0"}, {"updated_at", "t1"}}});
+  EXPECT_EQ(BackupStoresText(stores, "s3://bucket/p"),
+            "STORAGE URL    CURRENT  CREATED  UPDATED\n"
+            "file:///srv/b  no       t1       t2\n"
+            "s3://bucket/p  yes      t0       t1\n");
+  EXPECT_NE(BackupStoresText(stores, "").find("file:///srv/b  no"), std::string::npos);
+  EXPECT_EQ(BackupStoresText(json::array(), ""), "no backup stores used yet\n");
+}
+
 }  // namespace
 }  // namespace kindling::cli

@@ -6,8 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "api/api_server.h"
 #include "common/ids.h"
@@ -165,7 +168,83 @@ TEST_F(ApiClientFakeServerTest, ChecksIdsBeforeSending) {
   EXPECT_EQ(client_->QueueRestore(project, "nope").error().kind(), ErrorKind::kInvalidArgument);
   EXPECT_EQ(client_->QueueMove(project, "nope").error().kind(), ErrorKind::kInvalidArgument);
   EXPECT_EQ(client_->GetOperation("x").error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->VerifyBackup(project, "nope").error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->AdoptImage(project, "nope").error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->ListProjectBackups("nope").error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->DeleteVolume("nope").error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->PurgeQuarantined("nope").error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->PurgeQuarantined(NewUuidV4(), "nope").error().kind(),
+            ErrorKind::kInvalidArgument);
+  auto bad_filter = client_->ListPlatformQuarantine(QuarantineQuery{.server_id = "../x"});
+  ASSERT_FALSE(bad_filter);
+  EXPECT_NE(bad_filter.error().message().find("server id must be a UUID"), std::string::npos);
+  EXPECT_EQ(client_->ListPlatformQuarantine(QuarantineQuery{.volume_id = "v"}).error().kind(),
+            ErrorKind::kInvalidArgument);
   EXPECT_TRUE(server_.requests().empty());
+}
+
+TEST(ApiClientDataSafetyTest, CallsSendWhatTheRoutesTake) {
+  testutil::FakeHttpServer server;
+  auto echo = [](int status) {
+    return [status](const httplib::Request& req, httplib::Response& res) {
+      testutil::FakeHttpServer::Json(res, status, json{{"path", req.path}}.dump());
+    };
+  };
+  server.Get(R"(/api/projects/[^/]+/backups)", echo(200));
+  server.Post(R"(/api/projects/[^/]+/volume/backups/[^/]+/verify)", echo(202));
+  server.Post(R"(/api/projects/[^/]+/volume/adopt-image)", echo(202));
+  server.Get(R"(/api/projects/[^/]+/volume/quarantine)", echo(200));
+  server.Delete(R"(/api/projects/[^/]+/volume/quarantine/[^/]+)", echo(200));
+  server.Delete(R"(/api/projects/[^/]+/volume)",
+                [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  server.Get("/api/platform/quarantine", echo(200));
+  server.Delete(R"(/api/platform/quarantine/[^/]+)", echo(200));
+  server.Get("/api/platform/volume-backup-stores", echo(200));
+  server.Start();
+  auto client = MakeClient(server.url());
+  const std::string project = NewUuidV4();
+  const std::string backup = NewUuidV4();
+  const std::string entry = NewUuidV4();
+  const std::string worker = NewUuidV4();
+
+  ASSERT_TRUE(client->ListProjectBackups(project));
+  ASSERT_TRUE(client->VerifyBackup(project, backup));
+  ASSERT_TRUE(client->AdoptImage(project, entry));
+  ASSERT_TRUE(client->ListVolumeQuarantine(project));
+  ASSERT_TRUE(client->PurgeQuarantined(entry, project));
+  auto deleted = client->DeleteVolume(project);
+  ASSERT_TRUE(deleted) << deleted.error().message();
+  EXPECT_TRUE(deleted->is_null());
+  ASSERT_TRUE(client->ListPlatformQuarantine());
+  ASSERT_TRUE(client->ListPlatformQuarantine(
+      QuarantineQuery{.server_id = worker, .volume_id = backup, .status = "held"}));
+  ASSERT_TRUE(client->PurgeQuarantined(entry));
+  ASSERT_TRUE(client->ListBackupStores());
+
+  const auto requests = server.requests();
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"GET", "/api/projects/" + project + "/backups"},
+      {"POST", "/api/projects/" + project + "/volume/backups/" + backup + "/verify"},
+      {"POST", "/api/projects/" + project + "/volume/adopt-image"},
+      {"GET", "/api/projects/" + project + "/volume/quarantine"},
+      {"DELETE", "/api/projects/" + project + "/volume/quarantine/" + entry},
+      {"DELETE", "/api/projects/" + project + "/volume"},
+      {"GET", "/api/platform/quarantine"},
+      {"GET", "/api/platform/quarantine"},
+      {"DELETE", "/api/platform/quarantine/" + entry},
+      {"GET", "/api/platform/volume-backup-stores"},
+  };
+  ASSERT_EQ(requests.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(requests[i].method, expected[i].first) << i;
+    EXPECT_EQ(requests[i].path, expected[i].second) << i;
+  }
+  EXPECT_EQ(json::parse(requests[1].body), json::object());
+  EXPECT_EQ(json::parse(requests[2].body), json({{"quarantine_id", entry}}));
+  EXPECT_TRUE(requests[6].params.empty());
+  EXPECT_EQ(requests[7].params.find("server_id")->second, worker);
+  EXPECT_EQ(requests[7].params.find("volume_id")->second, backup);
+  EXPECT_EQ(requests[7].params.find("status")->second, "held");
 }
 
 TEST(ApiClientCreateTest, RefusesBadUrlsAndKeys) {
@@ -297,6 +376,68 @@ TEST_F(ApiClientServerTest, SettingsAuditAndKeys) {
   auto servers = client_->ListServers(/*all=*/true);
   ASSERT_TRUE(servers) << servers.error().message();
   EXPECT_TRUE(servers->is_array());
+}
+
+TEST_F(ApiClientServerTest, DataSafetyRoutes) {
+  auto created = client_->CreateProject("web");
+  ASSERT_TRUE(created) << created.error().message();
+  const std::string project = created->value("id", "");
+
+  auto backups = client_->ListProjectBackups(project);
+  ASSERT_TRUE(backups) << backups.error().message();
+  EXPECT_EQ(*backups, json::array());
+  auto held = client_->ListVolumeQuarantine(project);
+  ASSERT_TRUE(held) << held.error().message();
+  EXPECT_EQ(*held, json::array());
+  auto all = client_->ListPlatformQuarantine(QuarantineQuery{.status = "held"});
+  ASSERT_TRUE(all) << all.error().message();
+  EXPECT_EQ(*all, json::array());
+  auto bad_status = client_->ListPlatformQuarantine(QuarantineQuery{.status = "lost"});
+  ASSERT_FALSE(bad_status);
+  EXPECT_EQ(bad_status.error().kind(), ErrorKind::kInvalidArgument);
+  auto unknown = client_->PurgeQuarantined(NewUuidV4());
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().kind(), ErrorKind::kNotFound);
+
+  // No volume yet: nothing to verify, adopt into or delete.
+  auto verify = client_->VerifyBackup(project, NewUuidV4());
+  ASSERT_FALSE(verify);
+  EXPECT_EQ(verify.error().kind(), ErrorKind::kNotFound);
+  EXPECT_TRUE(verify.error().message().ends_with("(not_found)")) << verify.error().message();
+  EXPECT_EQ(client_->DeleteVolume(project).error().kind(), ErrorKind::kNotFound);
+
+  MakeServer("w1");
+  ASSERT_TRUE(client_->PutVolume(project, VolumeSettings{.size_gb = 1}));
+  auto adopt = client_->AdoptImage(project, NewUuidV4());
+  ASSERT_FALSE(adopt);
+  EXPECT_EQ(adopt.error().kind(), ErrorKind::kNotFound);
+  verify = client_->VerifyBackup(project, NewUuidV4());
+  ASSERT_FALSE(verify);
+  EXPECT_EQ(verify.error().kind(), ErrorKind::kNotFound);
+  EXPECT_NE(verify.error().message().find("does not exist"), std::string::npos);
+  auto deleted = client_->DeleteVolume(project);
+  ASSERT_TRUE(deleted) << deleted.error().message();
+  EXPECT_TRUE(deleted->is_null());  // 204: no pre-delete backup asked for
+  EXPECT_EQ(client_->GetVolume(project).error().kind(), ErrorKind::kNotFound);
+
+  // The store history records each store the settings selected.
+  testutil::TempDir first, second;
+  ASSERT_TRUE(client_->PutBackupSettings(json{{"local_directory", first.path().string()}}));
+  ASSERT_TRUE(client_->PutBackupSettings(json{{"local_directory", second.path().string()}}));
+  auto both = client_->PutBackupSettings(
+      json{{"local_directory", first.path().string()}, {"s3_bucket", "b"}});
+  ASSERT_FALSE(both);
+  EXPECT_EQ(both.error().kind(), ErrorKind::kInvalidArgument);
+  auto stores = client_->ListBackupStores();
+  ASSERT_TRUE(stores) << stores.error().message();
+  ASSERT_EQ(stores->size(), 2u) << stores->dump();
+  std::vector<std::string> urls;
+  for (const json& store : *stores) urls.push_back(store.value("storage_url", ""));
+  std::sort(urls.begin(), urls.end());
+  std::vector<std::string> expected = {"file://" + first.path().string(),
+                                       "file://" + second.path().string()};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(urls, expected);
 }
 
 }  // namespace

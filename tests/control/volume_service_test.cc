@@ -175,6 +175,33 @@ TEST_F(VolumeServiceTest, RestoreValidationAndTargets) {
   EXPECT_EQ(op->backup_id, mine);
 }
 
+TEST_F(VolumeServiceTest, VerifyQueuesOnTheVolumesServerAndLeavesItsStatus) {
+  MakeServer("a-first");
+  const std::string w2 = MakeServer("w2");
+  db::Volume volume = MakeVolume(project_, w2);
+  auto backup = Must([&](db::Tx& tx) -> Result<db::Backup> {
+    KINDLING_ASSIGN_OR_RETURN(auto b, db::CreateBackup(tx, db::NewBackup{.volume_id = volume.id}));
+    return db::MarkBackupSucceeded(
+        tx, b.id, db::BackupSuccess{.storage_url = "file:///x", .storage_key = "k"});
+  });
+  ASSERT_TRUE(backup);
+  auto unknown = service_->QueueVerify(Actor{}, project_, NewUuidV4());
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().http_status, 404);
+
+  auto op = service_->QueueVerify(Actor{}, project_, backup->id);
+  ASSERT_TRUE(op) << op.error().message;
+  EXPECT_EQ(op->kind, db::OperationKind::kVerify);
+  EXPECT_EQ(op->project_volume_id, volume.id);
+  EXPECT_EQ(op->server_id, w2);
+  EXPECT_EQ(op->backup_id, backup->id);
+  auto view = service_->GetVolume(project_);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->volume.status, volume.status);
+  ASSERT_TRUE(view->current_operation);
+  EXPECT_EQ(view->current_operation->id, op->id);
+}
+
 TEST_F(VolumeServiceTest, MoveGoesToAnotherWorker) {
   const std::string w1 = MakeServer("w1");
   const std::string w2 = MakeServer("w2");

@@ -50,6 +50,9 @@ class FakeHttpServer {
   void Put(const std::string& pattern, Handler handler) {
     server_.Put(pattern, Record(std::move(handler)));
   }
+  void Delete(const std::string& pattern, Handler handler) {
+    server_.Delete(pattern, Record(std::move(handler)));
+  }
 
   void Start() {
     port_ = server_.bind_to_any_port("127.0.0.1");
