@@ -135,7 +135,6 @@ Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req)
   } else {
     queued.volume = volume;  // a copy: the insert below still needs volume.id
   }
-  // `volume` may have been moved from: the id comes from queued.volume.
   KINDLING_ASSIGN_OR_RETURN(
       queued.operation,
       internal::Run(tx, "queue operation", [&](pqxx::transaction_base& w) -> Result<Operation> {
