@@ -108,6 +108,30 @@ Status RefreshImageConflict(db::Tx& tx, const std::string& volume_id) {
   return OkStatus();
 }
 
+Result<db::Timestamp> ImageChangedAt(const fs::path& image) {
+  struct stat st {};
+  if (::stat(image.c_str(), &st) != 0) {
+    if (errno == ENOENT) return NotFound("image " + image.string() + " does not exist");
+    return ErrnoError("stat " + image.string(), errno);
+  }
+  return ToTimestamp(SysClock::time_point(std::chrono::duration_cast<SysClock::duration>(
+      std::chrono::seconds(st.st_ctim.tv_sec) + std::chrono::nanoseconds(st.st_ctim.tv_nsec))));
+}
+
+Result<std::optional<db::Operation>> ExplainLeftover(db::Tx& tx, const db::Volume& volume,
+                                                     const std::string& server_id,
+                                                     db::Timestamp changed) {
+  KINDLING_ASSIGN_OR_RETURN(auto relocation, LastRelocation(tx, volume.id));
+  if (!relocation || !relocation->completed_at) return std::optional<db::Operation>();
+  const json result = json::parse(relocation->result_metadata_json, nullptr, false);
+  const bool explained = result.is_object() &&
+                         result.value("previous_server_id", "") == server_id &&
+                         result.value("server_id", "") == volume.server_id.value_or("") &&
+                         changed <= *relocation->completed_at;
+  if (!explained) return std::optional<db::Operation>();
+  return relocation;
+}
+
 db::QuarantineEntry ToRow(const QuarantinedImage& entry, const std::string& server_id) {
   db::QuarantineEntry row;
   row.id = entry.id;
@@ -351,15 +375,11 @@ Result<std::optional<QuarantinedImage>> ImageReconciler::QuarantineIfNotPinned(
   BusyScope busy(busy_, volume_id);
   if (!busy.acquired()) return std::optional<QuarantinedImage>();
   const fs::path image = ImagePath(options_.state_dir, volume_id);
-  struct stat st {};
-  if (::stat(image.c_str(), &st) != 0) {
-    if (errno == ENOENT) return std::optional<QuarantinedImage>();
-    return ErrnoError("stat " + image.string(), errno);
+  auto changed = ImageChangedAt(image);
+  if (!changed) {
+    if (changed.error().is_not_found()) return std::optional<QuarantinedImage>();
+    return std::unexpected(changed.error());
   }
-  // Last change of the file itself (a write, or the rename that put it here).
-  const db::Timestamp changed =
-      ToTimestamp(SysClock::time_point(std::chrono::duration_cast<SysClock::duration>(
-          std::chrono::seconds(st.st_ctim.tv_sec) + std::chrono::nanoseconds(st.st_ctim.tv_nsec))));
   const auto now = options_.now();
 
   // Taken at most once even if the transaction is retried: the move is not
@@ -384,16 +404,9 @@ Result<std::optional<QuarantinedImage>> ImageReconciler::QuarantineIfNotPinned(
       KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, volume_id));
       if (active) return std::optional<QuarantinedImage>();
       const std::string pinned = volume->server_id.value_or("no server");
-      KINDLING_ASSIGN_OR_RETURN(auto relocation, LastRelocation(tx, volume_id));
-      bool explained = false;
-      if (relocation && relocation->completed_at) {
-        const json result = json::parse(relocation->result_metadata_json, nullptr, false);
-        explained = result.is_object() &&
-                    result.value("previous_server_id", "") == options_.server_id &&
-                    result.value("server_id", "") == volume->server_id.value_or("") &&
-                    changed <= *relocation->completed_at;
-      }
-      if (explained) {
+      KINDLING_ASSIGN_OR_RETURN(auto relocation,
+                                ExplainLeftover(tx, *volume, options_.server_id, *changed));
+      if (relocation) {
         reason = db::QuarantineReason::kReplaced;
         detail = std::string(db::Name(relocation->kind)) + " " + relocation->id +
                  " moved the volume to server " + pinned;

@@ -41,6 +41,7 @@
 
 #include "common/result.h"
 #include "db/database.h"
+#include "db/operations.h"
 #include "db/quarantine.h"
 #include "db/volumes.h"
 #include "reconcile/busy_volumes.h"
@@ -76,6 +77,20 @@ std::string DescribeHeldImages(const db::Volume& volume,
 // last_error from DescribeHeldImages and health degraded (unless missing or
 // corrupt). No change when it has none.
 [[nodiscard]] Status RefreshImageConflict(db::Tx& tx, const std::string& volume_id);
+
+// When the image at `image` last changed (its ctime: a write, or the rename
+// that put it there). kNotFound when it does not exist.
+[[nodiscard]] Result<db::Timestamp> ImageChangedAt(const std::filesystem::path& image);
+
+// Whether the database explains why `server_id` holds an image of `volume`,
+// which is not pinned there: its newest succeeded restore, move or adoption
+// took the volume from `server_id` to the server it is pinned to now, after
+// the image last changed (`changed`). Returns that operation, or nullopt when
+// nothing explains the image (it may then be the newest copy).
+[[nodiscard]] Result<std::optional<db::Operation>> ExplainLeftover(db::Tx& tx,
+                                                                   const db::Volume& volume,
+                                                                   const std::string& server_id,
+                                                                   db::Timestamp changed);
 
 // The row mirroring an on-disk entry of `server_id`.
 db::QuarantineEntry ToRow(const QuarantinedImage& entry, const std::string& server_id);

@@ -128,17 +128,32 @@ Result<std::optional<QuarantinedImage>> OperationRunner::QuarantineReplaced(
                  volume.id, entry.id, keep_for.count());
     return std::optional<QuarantinedImage>(std::move(entry));
   }
-  // The volume is not pinned here, so this image is not the volume's image
-  // the operation replaces: nothing the database records explains it (the
-  // reconciler has not taken it yet), and it may be the newest copy.
+  // The volume is not pinned here, so this image is not the image the
+  // operation replaces: a copy the reconciler has not taken yet. Kept for the
+  // grace when the database explains it (a restore, move or adoption took the
+  // volume away from here after it last changed), held otherwise: it may be
+  // the newest copy.
+  KINDLING_ASSIGN_OR_RETURN(db::Timestamp changed, ImageChangedAt(image));
+  KINDLING_ASSIGN_OR_RETURN(std::optional<db::Operation> relocation, db_.Transact([&](db::Tx& tx) {
+    return ExplainLeftover(tx, volume, options_.server_id, changed);
+  }));
+  const std::string pinned =
+      volume.server_id ? "server " + *volume.server_id : std::string("no server");
+  if (relocation) {
+    KINDLING_ASSIGN_OR_RETURN(
+        QuarantinedImage entry,
+        quarantine_.Take(image, volume.id, db::QuarantineReason::kReplaced,
+                         std::string(db::Name(relocation->kind)) + " " + relocation->id +
+                             " moved the volume to " + pinned + "; " + detail,
+                         options_.now() + options_.quarantine_grace));
+    return std::optional<QuarantinedImage>(std::move(entry));
+  }
   KINDLING_ASSIGN_OR_RETURN(
       QuarantinedImage entry,
       quarantine_.Take(image, volume.id, db::QuarantineReason::kConflict,
                        "found in place of the volume's image on server " + options_.server_id +
-                           ", which the database did not pin the volume to (" +
-                           (volume.server_id ? "it pinned it to server " + *volume.server_id
-                                             : std::string("it pinned it to no server")) +
-                           "); " + detail,
+                           ", which the database did not pin the volume to (it pinned it to " +
+                           pinned + "); " + detail,
                        std::nullopt));
   spdlog::warn(
       "worker: image of volume {} found where an operation puts the volume's image; held in "

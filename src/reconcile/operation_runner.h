@@ -102,9 +102,9 @@ class OperationRunner {
   [[nodiscard]] Result<Source> OpenSource(const db::Operation& op);
   // Moves this server's image of `volume` (if it exists) to the quarantine:
   // as replaced, purged after `keep_for`, when the volume was pinned here
-  // (`volume` as the operation found it); otherwise as a conflict, held (the
-  // database does not explain it, and it may be the newest copy). nullopt
-  // when there was none.
+  // (`volume` as the operation found it); when it was not, as replaced with
+  // the grace if the database explains the copy (ExplainLeftover), else as a
+  // conflict, held (it may be the newest copy). nullopt when there was none.
   [[nodiscard]] Result<std::optional<QuarantinedImage>> QuarantineReplaced(
       const db::Volume& volume, std::string detail, std::chrono::seconds keep_for);
   [[nodiscard]] Status ExecuteRepair(RunningOperation& run, const db::Operation& op,

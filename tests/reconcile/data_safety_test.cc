@@ -875,6 +875,39 @@ TEST_F(StrayImageTest, ARestoreOntoAStrayImageHoldsIt) {
   EXPECT_THAT(GetVolume(volume_.id).last_error.value_or(""), HasSubstr(stray));
 }
 
+// A restore back to a server whose previous copy its reconciler has not
+// taken yet: the database explains that copy (the last restore took the
+// volume away from there), so it is a replaced copy kept for the grace, not a
+// conflict for an operator.
+TEST_F(DataSafetyTest, RestoreBackOntoAnExplainedLeftoverKeepsItForTheGrace) {
+  Worker& a = AddSteppedWorker(Options("a"));
+  Worker& b = AddSteppedWorker(Options("b"));
+  const db::Volume volume = MakePinnedVolume(a.server_id());
+  WriteData(CreateImage(a, volume), 5);
+  const std::string on_a = Digest(a.ImageOf(volume.id));
+  const db::QueuedOperation backup = QueueBackup(volume);
+  StepToSuccess(a, backup.operation.id);
+  StepToSuccess(b,
+                QueueRestore(volume.id, *backup.operation.backup_id, b.server_id()).operation.id);
+  // Straight back to A, before A's reconciler saw the first restore.
+  ASSERT_TRUE(fs::exists(a.ImageOf(volume.id)));
+  const db::Operation back = StepToSuccess(
+      a, QueueRestore(volume.id, *backup.operation.backup_id, a.server_id()).operation.id);
+  const std::string kept_id =
+      json::parse(back.result_metadata_json).value("replaced_image_quarantine_id", "");
+  ASSERT_FALSE(kept_id.empty());
+  auto kept = a.quarantine().Get(kept_id);
+  ASSERT_TRUE(kept) << kept.error().message();
+  EXPECT_EQ(kept->reason, db::QuarantineReason::kReplaced) << kept->detail;
+  ASSERT_TRUE(kept->purge_after.has_value());
+  EXPECT_EQ(Digest(kept->image), on_a);
+  EXPECT_EQ(Digest(a.ImageOf(volume.id)), on_a);
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.server_id.value_or(""), a.server_id());
+  EXPECT_EQ(after.health, db::VolumeHealth::kHealthy);
+  EXPECT_FALSE(after.last_error.has_value()) << *after.last_error;
+}
+
 TEST_F(DataSafetyTest, ImageOfAVolumeTheDatabaseDoesNotKnowIsHeld) {
   Worker& a = AddSteppedWorker(Options("a"));
   const std::string unknown = NewUuidV4();
