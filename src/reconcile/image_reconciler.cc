@@ -96,7 +96,19 @@ Status RefreshImageConflict(db::Tx& tx, const std::string& volume_id) {
       db::ListQuarantine(tx, db::QuarantineFilter{.project_volume_id = volume_id,
                                                   .status = db::QuarantineStatus::kHeld}));
   std::erase_if(entries, [](const db::QuarantineEntry& e) { return !IsHeldProblem(e); });
-  if (entries.empty()) return OkStatus();
+  if (entries.empty()) {
+    // Resolved (purged or adopted elsewhere). A missing volume goes back to
+    // saying just that; otherwise the pinned server clears the text once it
+    // sees its image (EnsurePinnedImages).
+    const bool stale = volume->last_error && volume->last_error->starts_with(kConflictPrefix);
+    if (!stale || volume->health != db::VolumeHealth::kMissing) return OkStatus();
+    auto updated = db::UpdateVolumeState(
+        tx, volume_id,
+        db::VolumeStateUpdate{.last_error = db::SetTo("volume image missing on server " +
+                                                      volume->server_id.value_or("(none)"))});
+    if (!updated) return std::unexpected(updated.error());
+    return OkStatus();
+  }
   const bool worse =
       volume->health == db::VolumeHealth::kMissing || volume->health == db::VolumeHealth::kCorrupt;
   auto updated = db::UpdateVolumeState(

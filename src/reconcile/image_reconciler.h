@@ -75,7 +75,8 @@ std::string DescribeHeldImages(const db::Volume& volume,
 
 // Sets the volume's conflict state from its held conflict/unknown entries:
 // last_error from DescribeHeldImages and health degraded (unless missing or
-// corrupt). No change when it has none.
+// corrupt). When it has none left, a missing volume's last_error goes back to
+// saying it is missing; nothing else changes.
 [[nodiscard]] Status RefreshImageConflict(db::Tx& tx, const std::string& volume_id);
 
 // When the image at `image` last changed (its ctime: a write, or the rename

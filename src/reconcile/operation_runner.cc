@@ -162,6 +162,19 @@ Result<std::optional<QuarantinedImage>> OperationRunner::QuarantineReplaced(
   return std::optional<QuarantinedImage>(std::move(entry));
 }
 
+void OperationRunner::PutBack(const std::optional<QuarantinedImage>& replaced,
+                              const std::string& volume_id, const std::string& operation_id) {
+  if (!replaced) return;
+  if (Status back = quarantine_.GiveBack(replaced->id, volume_id, ImageOf(volume_id)); back) {
+    (void)quarantine_.Purge(replaced->id);
+  } else {
+    spdlog::error(
+        "worker: operation {} failed and the previous image of volume {} stays in "
+        "quarantine {}: {}",
+        operation_id, volume_id, replaced->id, back.error().message());
+  }
+}
+
 std::filesystem::path OperationRunner::ImageOf(const std::string& volume_id) const {
   return ImagePath(options_.state_dir, volume_id);
 }
@@ -409,7 +422,10 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
                                                "replaced by the restore of backup " +
                                                    source.backup.id + " (operation " + op.id + ")",
                                                options_.quarantine_grace));
-  KINDLING_RETURN_IF_ERROR(RenameNoReplaceDurably(staged, ImageOf(volume.id)));
+  if (Status placed = RenameNoReplaceDurably(staged, ImageOf(volume.id)); !placed) {
+    PutBack(replaced, volume.id, op.id);
+    return placed;
+  }
   json result = {{"backup_id", source.backup.id},
                  {"size_bytes", restored->image_size},
                  {"downloaded_bytes", restored->bytes_downloaded},
@@ -484,17 +500,7 @@ Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation&
                                      options_.quarantine_retention));
   }
   if (Status given = quarantine_.GiveBack(entry_id, volume.id, ImageOf(volume.id)); !given) {
-    // The volume keeps the image it had.
-    if (replaced) {
-      if (Status back = quarantine_.GiveBack(replaced->id, volume.id, ImageOf(volume.id)); back) {
-        (void)quarantine_.Purge(replaced->id);
-      } else {
-        spdlog::error(
-            "worker: adoption {} failed and the previous image of volume {} stays in "
-            "quarantine {}: {}",
-            op.id, volume.id, replaced->id, back.error().message());
-      }
-    }
+    PutBack(replaced, volume.id, op.id);
     return given;
   }
   const json result = {

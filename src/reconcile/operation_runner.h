@@ -107,6 +107,11 @@ class OperationRunner {
   // conflict, held (it may be the newest copy). nullopt when there was none.
   [[nodiscard]] Result<std::optional<QuarantinedImage>> QuarantineReplaced(
       const db::Volume& volume, std::string detail, std::chrono::seconds keep_for);
+  // After a failed restore or adoption: gives `replaced` (what
+  // QuarantineReplaced took) back as the volume's image, so the volume keeps
+  // the image it had; logs when it cannot (the image then stays held).
+  void PutBack(const std::optional<QuarantinedImage>& replaced, const std::string& volume_id,
+               const std::string& operation_id);
   [[nodiscard]] Status ExecuteRepair(RunningOperation& run, const db::Operation& op,
                                      const db::Volume& volume);
   [[nodiscard]] Status HandMoveToTarget(RunningOperation& run, const db::Operation& op);
