@@ -7,6 +7,8 @@
 // ReconcileImagesOnce) so that every pass happens when the test says, and
 // give them a clock that moves only when the test advances it.
 #include <gmock/gmock.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <nlohmann/json.hpp>
@@ -175,7 +177,29 @@ class DataSafetyTest : public ReconcileTest {
                                       .count()};
 };
 
+// Keeps the default logger's warnings and errors while it lives.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
+    sink_->set_level(spdlog::level::warn);
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    std::erase(sinks, sink_);
+  }
+  std::string Text() const {
+    std::string out;
+    for (const std::string& line : sink_->last_formatted()) out += line;
+    return out;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
 TEST_F(DataSafetyTest, DatabaseRevertedUnderRunningWorkersLosesNoImageAndAdoptionResolvesIt) {
+  LogCapture log;
   Worker& a = StartWorker(Options("a"));
   Worker& b = StartWorker(Options("b"));
   const db::Volume volume = MakePinnedVolume(a.server_id());
@@ -272,6 +296,9 @@ TEST_F(DataSafetyTest, DatabaseRevertedUnderRunningWorkersLosesNoImageAndAdoptio
     if (d.value("entry_id", "") == a_entry_id && d.value("recovered", false))
       recovered_audited = true;
   EXPECT_TRUE(recovered_audited) << "re-created row not audited";
+  // And in the log, at warning level, naming the volume and the entry.
+  EXPECT_THAT(log.Text(), HasSubstr("[warning] worker: moved image of volume " + volume.id +
+                                    " to quarantine " + held->id));
 
   // The operator adopts B's image: the volume is B's again, with its data.
   const db::QueuedOperation adopt =
