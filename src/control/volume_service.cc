@@ -46,8 +46,10 @@ Result<std::optional<db::Volume>> LockedVolume(db::Tx& tx, const std::string& pr
 }
 
 // volume_attached / volume_busy, shared by every queueing action and delete.
-std::optional<ControlError> CheckIdle(db::Tx& tx, const db::Volume& volume, Status* failure) {
-  if (volume.attached_vm_id || volume.status == db::VolumeStatus::kAttached) {
+// `cold`: the action touches the image, so a workload must not hold it.
+std::optional<ControlError> CheckIdle(db::Tx& tx, const db::Volume& volume, Status* failure,
+                                      bool cold = true) {
+  if (cold && (volume.attached_vm_id || volume.status == db::VolumeStatus::kAttached)) {
     return ControlError{409, kCodeVolumeAttached,
                         "the volume is attached to a running workload; stop it first "
                         "(volume operations need a cold volume)"};
@@ -500,20 +502,12 @@ ControlResult<db::Operation> VolumeService::QueueVerify(const Actor& actor,
         }
         const db::Volume& volume = *found;
         // A verify reads only the store: a workload may hold the volume.
-        if (db::IsTransitional(volume.status)) {
-          refusal =
-              ControlError{409, kCodeVolumeBusy,
-                           "the volume is busy (" + std::string(db::Name(volume.status)) + ")"};
+        Status failure;
+        if (auto idle = CheckIdle(tx, volume, &failure, /*cold=*/false)) {
+          refusal = std::move(*idle);
           return Refused();
         }
-        KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, volume.id));
-        if (active) {
-          refusal =
-              ControlError{409, kCodeVolumeBusy,
-                           "the volume has a " + std::string(db::Name(active->status)) + " " +
-                               std::string(db::Name(active->kind)) + " operation " + active->id};
-          return Refused();
-        }
+        KINDLING_RETURN_IF_ERROR(failure);
         KINDLING_ASSIGN_OR_RETURN(db::Backup backup, ProjectBackup(tx, volume, backup_id, refusal));
         if (backup.status != db::BackupStatus::kSucceeded &&
             backup.status != db::BackupStatus::kDamaged) {

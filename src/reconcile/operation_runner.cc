@@ -162,6 +162,20 @@ Result<std::optional<QuarantinedImage>> OperationRunner::QuarantineReplaced(
   return std::optional<QuarantinedImage>(std::move(entry));
 }
 
+Status OperationRunner::CompletePinnedHere(db::Tx& tx, const db::Operation& op,
+                                           const std::string& volume_id, const json& result) {
+  auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
+  if (!done) return std::unexpected(done.error());
+  auto settled =
+      db::UpdateVolumeState(tx, volume_id,
+                            db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached,
+                                                  .health = db::VolumeHealth::kHealthy,
+                                                  .server_id = db::SetTo(options_.server_id),
+                                                  .last_error = db::SetNull()});
+  if (!settled) return std::unexpected(settled.error());
+  return OkStatus();
+}
+
 void OperationRunner::PutBack(const std::optional<QuarantinedImage>& replaced,
                               const std::string& volume_id, const std::string& operation_id) {
   if (!replaced) return;
@@ -442,15 +456,7 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
   // its old server (and this image is a leftover the reconciler quarantines)
   // or here, never both.
   return db_.Transact([&](db::Tx& tx) -> Status {
-    auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
-    if (!done) return std::unexpected(done.error());
-    auto settled =
-        db::UpdateVolumeState(tx, volume.id,
-                              db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached,
-                                                    .health = db::VolumeHealth::kHealthy,
-                                                    .server_id = db::SetTo(options_.server_id),
-                                                    .last_error = db::SetNull()});
-    if (!settled) return std::unexpected(settled.error());
+    KINDLING_RETURN_IF_ERROR(CompletePinnedHere(tx, op, volume.id, result));
     if (replaced) KINDLING_RETURN_IF_ERROR(RecordTaken(tx, *replaced, options_.server_id, op));
     // Images of the volume still held (here or elsewhere) stay visible.
     KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume.id));
@@ -513,15 +519,7 @@ Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation&
       {"replaced_image_quarantine_id", replaced ? json(replaced->id) : json(nullptr)}};
   run.StopKeeper();
   Status done = db_.Transact([&](db::Tx& tx) -> Status {
-    auto completed = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
-    if (!completed) return std::unexpected(completed.error());
-    auto settled =
-        db::UpdateVolumeState(tx, volume.id,
-                              db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached,
-                                                    .health = db::VolumeHealth::kHealthy,
-                                                    .server_id = db::SetTo(options_.server_id),
-                                                    .last_error = db::SetNull()});
-    if (!settled) return std::unexpected(settled.error());
+    KINDLING_RETURN_IF_ERROR(CompletePinnedHere(tx, op, volume.id, result));
     // The row may be missing (a database restored from before the entry):
     // record it, then mark it adopted.
     KINDLING_RETURN_IF_ERROR(db::UpsertQuarantineEntry(tx, ToRow(entry, options_.server_id)));

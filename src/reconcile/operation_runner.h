@@ -32,6 +32,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -107,6 +108,12 @@ class OperationRunner {
   // conflict, held (it may be the newest copy). nullopt when there was none.
   [[nodiscard]] Result<std::optional<QuarantinedImage>> QuarantineReplaced(
       const db::Volume& volume, std::string detail, std::chrono::seconds keep_for);
+  // In the transaction that ends a restore or adoption: completes `op` with
+  // `result` and pins the volume here, detached and healthy, its last_error
+  // cleared.
+  [[nodiscard]] Status CompletePinnedHere(db::Tx& tx, const db::Operation& op,
+                                          const std::string& volume_id,
+                                          const nlohmann::json& result);
   // After a failed restore or adoption: gives `replaced` (what
   // QuarantineReplaced took) back as the volume's image, so the volume keeps
   // the image it had; logs when it cannot (the image then stays held).
