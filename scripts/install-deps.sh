@@ -9,7 +9,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 packages=(
-  build-essential g++ cmake ninja-build pkg-config clang-format
+  build-essential g++ cmake ninja-build pkg-config clang-format ccache
   libssl-dev libzstd-dev libcurl4-openssl-dev libpqxx-dev libpq-dev libpugixml-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
