@@ -5,8 +5,8 @@
 // Thread-safety: thread-safe.
 #pragma once
 
+#include <map>
 #include <mutex>
-#include <set>
 #include <string>
 
 namespace kindling::reconcile {
@@ -16,22 +16,25 @@ class BusyVolumes {
   // True when the volume was idle and is now marked busy.
   bool TryMark(const std::string& volume_id) {
     std::lock_guard lock(mu_);
-    return busy_.insert(volume_id).second;
+    auto [it, inserted] = holders_.try_emplace(volume_id, 1);
+    return inserted;
   }
   // Marks it busy whether or not it was (an operation claimed from the
-  // database always runs; the reconciler checks first).
+  // database always runs; the reconciler checks first). Marks are counted:
+  // the volume is idle again once every mark was released.
   void Mark(const std::string& volume_id) {
     std::lock_guard lock(mu_);
-    busy_.insert(volume_id);
+    ++holders_[volume_id];
   }
   void Release(const std::string& volume_id) {
     std::lock_guard lock(mu_);
-    busy_.erase(volume_id);
+    auto it = holders_.find(volume_id);
+    if (it != holders_.end() && --it->second == 0) holders_.erase(it);
   }
 
  private:
   std::mutex mu_;
-  std::set<std::string> busy_;  // guarded by mu_
+  std::map<std::string, int> holders_;  // guarded by mu_; count > 0
 };
 
 // Marks a volume busy for a scope when it was idle; `acquired()` says whether
