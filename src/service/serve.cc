@@ -12,6 +12,7 @@
 
 #include "common/files.h"
 #include "common/ids.h"
+#include "control/backup_rescan.h"
 #include "control/backup_store.h"
 #include "crypto/key_file.h"
 #include "crypto/sha256.h"
@@ -47,6 +48,37 @@ Result<std::unique_ptr<db::Database>> OpenDatabase(const std::string& dsn) {
     spdlog::warn("database not reachable ({}); retrying", opened.error().message());
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+}
+
+// Brings in the backups the stores hold and the database lacks (after a
+// restore of the database from an older snapshot); cheap when none are.
+void RescanOnLeading(db::Database& db, const crypto::Key& master_key) {
+  const auto started = std::chrono::steady_clock::now();
+  auto report = control::RescanBackupStores(db, master_key, control::Actor{});
+  if (!report) {
+    spdlog::warn("leader: backup rescan failed: {}", report.error().message);
+    return;
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count();
+  const auto level =
+      report->imported.empty() && report->orphaned.empty() && report->unreadable.empty()
+          ? spdlog::level::info
+          : spdlog::level::warn;
+  spdlog::log(level,
+              "leader: backup rescan of {} store(s) in {} ms: {} manifest(s), {} imported, {} "
+              "orphan(s), {} unreadable",
+              report->stores.size(), ms, report->manifests, report->imported.size(),
+              report->orphaned.size(), report->unreadable.size());
+  if (!report->orphaned.empty())
+    spdlog::warn(
+        "leader: {} backup(s) of volumes the database does not know: kindling admin backups "
+        "orphans, then assign them to projects",
+        report->orphaned.size());
+  for (const control::RescanProblem& p : report->unreadable)
+    spdlog::warn("leader: backup rescan: cannot read {}{}{}: {}", p.storage_url,
+                 p.key.empty() ? "" : " ", p.key, p.error);
 }
 
 }  // namespace
@@ -212,6 +244,10 @@ Status Serve(const ServeOptions& options) {
     if (options.run_leader) {
       reconcile::LeaderOptions l;
       l.sweep_interval = options.sweep_interval;
+      l.start_grace = options.leader_start_grace;
+      if (options.rescan_on_leading) {
+        l.on_leading = [&db = *database, &master_key] { RescanOnLeading(db, master_key); };
+      }
       leader = std::make_unique<reconcile::Leader>(*database, std::move(l));
       leader->Start();
     }
