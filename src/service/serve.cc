@@ -15,11 +15,11 @@
 #include "control/backup_rescan.h"
 #include "control/backup_store.h"
 #include "crypto/key_file.h"
-#include "crypto/sha256.h"
 #include "db/migrations.h"
 #include "db/settings.h"
 #include "reconcile/leader.h"
 #include "reconcile/worker.h"
+#include "service/master_key.h"
 #include "service/stop_signals.h"
 
 namespace kindling::service {
@@ -85,10 +85,7 @@ void RescanOnLeading(db::Database& db, const crypto::Key& master_key) {
 
 Status CheckMasterKeyMatchesCluster(db::Database& db, const crypto::Key& master_key,
                                     const std::filesystem::path& master_key_file) {
-  const std::string key(reinterpret_cast<const char*>(master_key.data()), master_key.size());
-  // A keyed digest of a fixed label: reveals nothing about the key.
-  const std::string check =
-      crypto::DigestHex(crypto::HmacSha256(key, "kindling master key check v1")).substr(0, 32);
+  const std::string check = MasterKeyCheckValue(master_key);
   KINDLING_ASSIGN_OR_RETURN(
       std::optional<std::string> recorded,
       db.Transact([&](db::Tx& tx) -> Result<std::optional<std::string>> {
