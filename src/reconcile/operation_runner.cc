@@ -378,9 +378,21 @@ std::string OperationRunner::ApplyRetention(const db::Volume& volume, const Stor
     errors.push_back(candidates.error().message());
   } else {
     for (const db::Backup& old : *candidates) {
+      // From the store the backup was written to: a manifest left behind in
+      // an older store would come back with the next rescan.
+      std::shared_ptr<const StoreHandle> own;
+      if (old.storage_url && *old.storage_url != store.url) {
+        auto opened = stores_.GetForUrl(*old.storage_url);
+        if (!opened) {
+          errors.push_back("delete backup " + old.id + ": " + opened.error().message());
+          continue;
+        }
+        own = std::move(*opened);
+      }
+      const StoreHandle& from = own ? *own : store;
       // Object first: a row without its manifest would advertise a backup
       // that cannot be restored; a manifest without a row is retried next time.
-      if (auto gone = store.repository->DeleteBackup(volume.id, old.id); !gone) {
+      if (auto gone = from.repository->DeleteBackup(volume.id, old.id); !gone) {
         spdlog::warn("worker: retention: delete backup {}: {}", old.id, gone.error().message());
         errors.push_back("delete backup " + old.id + ": " + gone.error().message());
         continue;

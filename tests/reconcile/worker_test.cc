@@ -237,6 +237,34 @@ TEST_F(WorkerTest, RetentionTrimsOldBackupsAndADeleteFailureDoesNotFailTheBackup
   EXPECT_EQ(rows->size(), 2u);
 }
 
+// Retention deletes a backup from the store it was written to, not from the
+// current one: a manifest left in an older store would be imported again by
+// the next rescan.
+TEST_F(WorkerTest, RetentionDeletesBackupsFromTheirOwnStore) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  db::Volume volume = MakePinnedVolume(worker.server_id());
+  MakeImageWithData(worker, volume);
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::UpdateVolumeSettings(tx, volume.id, {.backup_retention_count = 1});
+  }));
+  const db::QueuedOperation first = QueueBackup(volume);
+  ASSERT_EQ(WaitFinished(first.operation.id).status, db::OperationStatus::kSucceeded);
+  const std::string old_key = repo::ManifestKey(volume.id, *first.operation.backup_id);
+  ASSERT_TRUE(local_->Head(old_key).has_value());
+
+  SetCurrentStore(AddStore("newer"));
+  const db::QueuedOperation second = QueueBackup(volume);
+  const db::Operation done = WaitFinished(second.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  const json retention = json::parse(done.result_metadata_json)["retention"];
+  EXPECT_EQ(retention["deleted"], json::array({*first.operation.backup_id})) << retention.dump();
+  EXPECT_FALSE(local_->Head(old_key).has_value());
+  auto rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, volume.id); });
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ(rows->front().id, *second.operation.backup_id);
+}
+
 TEST_F(WorkerTest, FailedBackupLeavesVolumeUsableWithLastError) {
   Worker& worker = StartWorker(FastOptions("w1"));
   const db::Volume volume = MakePinnedVolume(worker.server_id());
