@@ -436,9 +436,13 @@ TEST_F(LeaderTest, QueuesScheduledBackupForDailyVolume) {
   ASSERT_TRUE(report);
   EXPECT_TRUE(report->scheduled.empty());
 
+  // The backup row succeeds before its operation completes (retention runs
+  // in between): wait for both.
   ASSERT_TRUE(WaitFor([&] {
     auto rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, daily.id); });
-    return rows && rows->size() == 1 && rows->front().status == db::BackupStatus::kSucceeded;
+    auto active = Must([&](db::Tx& tx) { return db::FindActiveOperation(tx, daily.id); });
+    return rows && rows->size() == 1 && rows->front().status == db::BackupStatus::kSucceeded &&
+           active && !*active;
   }));
   auto rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, daily.id); });
   EXPECT_EQ(rows->front().kind, db::BackupKind::kScheduled);
