@@ -28,12 +28,14 @@
 // last_heartbeat_at is old and every running operation's lease expired,
 // although the workers are about to heartbeat and take their work back. So
 // for max(start_grace, silent_after) after it starts leading (by the injected
-// clock), a sweep marks no server dead and fails no operation: an expired
-// lease is re-queued on the server that held it (its worker claims it again
-// when it is back; a lease lost that way does not count against
-// max_attempts), and a decision that would fail an operation is put off
-// (`deferred`) until the grace is over, when the usual rules apply to whoever
-// has not heartbeated by then. A heartbeat revives a server as always.
+// clock), a sweep marks no server dead and fails no operation. Expired
+// leases and stuck operations are re-queued as usual, except that a lease
+// lost then does not count against max_attempts, and where the usual rules
+// would fail an operation, an expired lease goes back to the server that
+// held it (its worker claims it again when it is back) and a pending
+// operation is left as it is (`deferred`). When the grace is over the usual
+// rules apply to whoever has not heartbeated by then. A heartbeat revives a
+// server as always.
 //
 // `on_leading` runs, on a thread of its own, each time this process starts
 // leading (serve wires the backup rescan there, control/backup_rescan.h, so a
