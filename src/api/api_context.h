@@ -170,6 +170,9 @@ void AddSettingsRoutes(ApiContext& api);  // backup settings, audit events (plat
 void AddAccountRoutes(ApiContext& api);   // API keys (platform_routes.cc)
 // Quarantined images, the backup store history (platform_routes.cc).
 void AddQuarantineRoutes(ApiContext& api);
+// Backups in the stores the database lacks: rescan, orphans, assignment
+// (platform_routes.cc).
+void AddBackupRescanRoutes(ApiContext& api);
 // GET /metrics' text (platform_routes.cc).
 [[nodiscard]] ControlResult<std::string> Metrics(db::Database& db);
 

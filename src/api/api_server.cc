@@ -56,6 +56,7 @@ struct ApiServer::Impl {
     AddSettingsRoutes(api);
     AddAccountRoutes(api);
     AddQuarantineRoutes(api);
+    AddBackupRescanRoutes(api);
   }
 };
 

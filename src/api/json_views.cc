@@ -1,5 +1,7 @@
 #include "api/json_views.h"
 
+#include "common/ids.h"
+
 namespace kindling::api {
 
 using nlohmann::json;
@@ -99,6 +101,53 @@ json BackupJson(const db::Backup& b) {
               {"failed_at", TimeOrNull(b.failed_at)},
               {"created_at", FormatTime(b.created_at)},
               {"updated_at", FormatTime(b.updated_at)}};
+}
+
+json OrphanJson(const db::OrphanBackup& o) {
+  return json{{"backup_id", o.backup_id},
+              {"volume_id", o.volume_id},
+              {"storage_url", o.storage_url},
+              {"storage_key", o.storage_key},
+              {"size_bytes", o.size_bytes},
+              {"image_sha256", o.image_sha256},
+              {"chunk_size", o.chunk_size},
+              {"backup_created_at", FormatTime(o.backup_created_at)},
+              {"found_at", FormatTime(o.found_at)},
+              {"last_seen_at", FormatTime(o.last_seen_at)},
+              {"assigned_project_id", StringOrNull(o.assigned_project_id)},
+              {"assigned_at", TimeOrNull(o.assigned_at)},
+              {"assignable", IsUuid(o.backup_id) && IsUuid(o.volume_id)}};
+}
+
+json RescanJson(const control::RescanReport& r) {
+  json imported = json::array();
+  for (const auto& b : r.imported) {
+    imported.push_back(json{{"backup_id", b.backup_id},
+                            {"volume_id", b.volume_id},
+                            {"project_id", b.project_id},
+                            {"volume_deleted", b.volume_deleted},
+                            {"storage_url", b.storage_url},
+                            {"storage_key", b.storage_key},
+                            {"size_bytes", b.size_bytes},
+                            {"image_sha256", b.image_sha256},
+                            {"created_at", FormatTime(b.created_at)},
+                            {"recovered", b.recovered}});
+  }
+  json orphaned = json::array();
+  for (const auto& o : r.orphaned) {
+    json row = OrphanJson(o.orphan);
+    row["first_found"] = o.first_found;
+    orphaned.push_back(std::move(row));
+  }
+  json unreadable = json::array();
+  for (const auto& p : r.unreadable) {
+    unreadable.push_back(json{{"storage_url", p.storage_url},
+                              {"key", p.key.empty() ? json(nullptr) : json(p.key)},
+                              {"error", p.error}});
+  }
+  return json{{"stores", r.stores},       {"manifests", r.manifests}, {"known", r.known},
+              {"in_flight", r.in_flight}, {"imported", imported},     {"orphaned", orphaned},
+              {"unreadable", unreadable}};
 }
 
 json QuarantineJson(const db::QuarantineEntry& e) {

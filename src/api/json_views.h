@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "control/backup_rescan.h"
 #include "control/volume_service.h"
 #include "db/auth.h"
 #include "db/backups.h"
@@ -30,6 +31,12 @@ nlohmann::json BackupJson(const db::Backup& backup);
 // A quarantined volume image (volume_image_quarantine row).
 nlohmann::json QuarantineJson(const db::QuarantineEntry& entry);
 nlohmann::json ServerJson(const db::Server& server);
+// A backup found in a store whose volume the database does not know, with
+// `assignable` (its ids are UUIDs, so it can be given to a project).
+nlohmann::json OrphanJson(const db::OrphanBackup& orphan);
+// POST /api/platform/backups/rescan's answer: stores, manifests, known,
+// in_flight, imported, orphaned (each with first_found), unreadable.
+nlohmann::json RescanJson(const control::RescanReport& report);
 nlohmann::json ProjectJson(const db::Project& project);
 nlohmann::json ApiKeyJson(const db::ApiKey& key);
 

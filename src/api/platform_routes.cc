@@ -1,5 +1,6 @@
 // Platform routes: cluster settings (/api/meta), servers, volume backup
-// settings, the audit trail, API keys, and the Prometheus metrics text.
+// settings, the audit trail, API keys, the backup rescan and its orphans, and
+// the Prometheus metrics text.
 #include <fmt/format.h>
 
 #include <charconv>
@@ -8,6 +9,7 @@
 #include "api/api_context.h"
 #include "api/json_views.h"
 #include "control/admin_service.h"
+#include "control/backup_rescan.h"
 #include "control/backup_store.h"
 #include "control/quarantine_service.h"
 #include "db/audit.h"
@@ -348,6 +350,54 @@ void AddQuarantineRoutes(ApiContext& api) {
         }
         return Reply{200, out};
       }));
+}
+
+void AddBackupRescanRoutes(ApiContext& api) {
+  api.server.Post(
+      "/api/platform/backups/rescan", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+        API_RETURN_IF_ERROR(RequireAdmin(call));
+        API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
+        API_ASSIGN_OR_RETURN(auto report,
+                             control::RescanBackupStores(api.db, api.master_key, call.actor));
+        return Reply{200, RescanJson(report)};
+      }));
+  api.server.Get(
+      "/api/platform/backups/orphans", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+        API_RETURN_IF_ERROR(RequireAdmin(call));
+        bool include_assigned = false;
+        for (const auto& [name, value] : call.req.params) {
+          if (name != "include_assigned")
+            return Invalid("unknown query parameter \"" + name + "\"");
+          if (value != "true" && value != "false")
+            return Invalid("include_assigned must be true or false");
+          include_assigned = value == "true";
+        }
+        API_ASSIGN_OR_RETURN(auto orphans, control::ListOrphanBackups(api.db, include_assigned));
+        json out = json::array();
+        for (const auto& o : orphans) out.push_back(OrphanJson(o));
+        return Reply{200, out};
+      }));
+  // The id is any backup id a store may hold (the engine's CLI accepts more
+  // than UUIDs), so that the answer can explain what to do with the others.
+  api.server.Post(R"(/api/platform/backups/([A-Za-z0-9._-]{1,128})/assign)",
+                  api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+                    API_RETURN_IF_ERROR(RequireAdmin(call));
+                    const std::string backup_id = call.req.matches[1];
+                    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"project_id"}));
+                    API_ASSIGN_OR_RETURN(auto project_id, body.Uuid("project_id"));
+                    if (!project_id) return Invalid("project_id is required");
+                    API_ASSIGN_OR_RETURN(auto assigned, control::AssignOrphanBackup(
+                                                            api.db, api.master_key, call.actor,
+                                                            backup_id, *project_id));
+                    json backup = BackupJson(assigned.backup);
+                    backup["project_id"] = *project_id;
+                    backup["volume_deleted"] = assigned.volume.deleted_at.has_value();
+                    return Reply{200, json{{"backup", backup},
+                                           {"orphan", OrphanJson(assigned.orphan)},
+                                           {"volume_id", assigned.volume.id},
+                                           {"project_id", *project_id},
+                                           {"volume_created", assigned.volume_created}}};
+                  }));
 }
 
 void AddAccountRoutes(ApiContext& api) {

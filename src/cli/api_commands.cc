@@ -128,6 +128,8 @@ struct ApiFlags {
   std::string quarantine_id;
   // servers list
   bool all = false;
+  // admin backups orphans
+  bool include_assigned = false;
   // audit list
   std::string action;
   std::string resource_type;
@@ -443,6 +445,33 @@ int RunValidate(const ApiFlags& flags) {
     PrintText(text);
   }
   return report.passed() ? kExitOk : kExitFailed;
+}
+
+int RunBackupsRescan(const ApiFlags& flags) {
+  auto client = Connect(flags.connection);
+  if (!client) return ReportError(client.error());
+  auto report = (*client)->RescanBackups();
+  if (!report) return FailCommand(report.error());
+  PrintAnswer(flags.connection, *report, RescanText);
+  // What could not be read does not fail the rescan, but must not pass
+  // unnoticed either.
+  const json& unreadable = (*report)["unreadable"];
+  if (unreadable.is_array() && !unreadable.empty()) {
+    std::fprintf(stderr,
+                 "kindling: warning: %zu store(s) or backup(s) could not be read; the rest was "
+                 "scanned\n",
+                 unreadable.size());
+  }
+  return kExitOk;
+}
+
+// The `admin` group (`kindling admin bootstrap` creates it), or a new one.
+CLI::App* AdminGroup(CLI::App& app) {
+  auto found = app.get_subcommands([](CLI::App* sub) { return sub->get_name() == "admin"; });
+  if (!found.empty()) return found.front();
+  CLI::App* admin = app.add_subcommand("admin", "Cluster administration");
+  admin->require_subcommand(1);
+  return admin;
 }
 
 int RunVolumeDelete(const ApiFlags& flags) {
@@ -883,6 +912,40 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
         AuditText);
   }));
 
+  // admin backups
+  CLI::App* admin_backups =
+      Group(*AdminGroup(app), "backups",
+            "Backups in the stores that the database lacks, e.g. after restoring it from an "
+            "older snapshot (platform admin)");
+  CLI::App* backups_rescan =
+      Leaf(*admin_backups, "rescan",
+           "Scan every store the cluster knows and import the backups the database lacks: those "
+           "of known volumes (deleted ones too) become succeeded backups, those of unknown "
+           "volumes are listed as orphans. Lists what could not be read; idempotent",
+           f);
+  backups_rescan->callback(set(backups_rescan, RunBackupsRescan));
+  CLI::App* backups_orphans =
+      Leaf(*admin_backups, "orphans", "List backups whose volume the database does not know", f);
+  backups_orphans->add_flag("--all", f.include_assigned, "Also those already assigned");
+  backups_orphans->callback(set(backups_orphans, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListOrphanBackups(x.include_assigned); },
+        OrphansText);
+  }));
+  CLI::App* backups_assign =
+      Leaf(*admin_backups, "assign",
+           "Give an orphan backup to a project (its volume is recorded as a deleted volume of "
+           "the project), so that `kindling volume restore` restores it into the project's volume",
+           f);
+  backups_assign->add_option("backup", f.backup, "Orphan backup id")->required()->type_name("ID");
+  AddProjectFlag(*backups_assign, f);
+  backups_assign->callback(set(backups_assign, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection,
+        [&](client::ApiClient& c) { return c.AssignOrphanBackup(x.backup, x.project); },
+        AssignedText);
+  }));
+
   // api-key
   CLI::App* api_key = Group(app, "api-key", "Your API keys");
   CLI::App* key_list = Leaf(*api_key, "list", "List your API keys (never their secrets)", f);
@@ -898,8 +961,8 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
         x.connection, [&](client::ApiClient& c) { return c.CreateApiKey(x.name); }, CreatedKeyText);
   }));
 
-  // admin validate (`admin` comes from AddServeCommands)
-  CLI::App* validate = Leaf(*app.get_subcommand("admin"), "validate",
+  // admin validate
+  CLI::App* validate = Leaf(*AdminGroup(app), "validate",
                             "Run the runbook's validation checklist (API, heartbeats, DSN files, "
                             "...); exit 0 when no step failed",
                             f);

@@ -2,7 +2,8 @@
 // API (client::ApiClient): projects and their backups, volumes (create,
 // delete, backups, restores, moves, repairs, verifies, quarantined images and
 // their adoption), operations (show, follow with progress), the quarantine,
-// backup store settings and history, servers, audit events and API keys.
+// backup store settings and history, servers, audit events, API keys, and
+// `admin backups` (rescan the stores, orphan backups and their assignment).
 //
 // Every command takes --url (KINDLING_URL), --api-key (KINDLING_API_KEY) and
 // --json (the API's answer as one JSON document on the last line of stdout).
@@ -18,8 +19,9 @@ class App;
 
 namespace kindling::cli {
 
-// Adds project, volume, operation, settings, quarantine, servers, audit and api-key to
-// `app`; the chosen command's runner is stored in `action` when it is parsed.
+// Adds project, volume, operation, settings, quarantine, servers, audit, api-key
+// and `admin backups` (under the `admin` group when `app` has one) to `app`;
+// the chosen command's runner is stored in `action` when it is parsed.
 void AddApiCommands(CLI::App& app, std::function<int()>& action);
 
 }  // namespace kindling::cli

@@ -440,6 +440,81 @@ std::string PurgeRequestedText(const json& entry) {
          ")\n";
 }
 
+std::string RescanText(const json& report) {
+  const json empty = json::array();
+  const json& imported = Field(report, "imported").is_array() ? Field(report, "imported") : empty;
+  const json& orphaned = Field(report, "orphaned").is_array() ? Field(report, "orphaned") : empty;
+  const json& unreadable =
+      Field(report, "unreadable").is_array() ? Field(report, "unreadable") : empty;
+  std::string out;
+  if (!imported.empty()) {
+    out += "imported:\n";
+    out +=
+        FormatTable({"BACKUP", "VOLUME", "PROJECT", "SIZE", "CREATED", "STORE", "NOTE"},
+                    Rows(imported, {"backup_id", "volume_id", "project_id"},
+                         {{"size", [](const json& b) { return BytesCell(Field(b, "size_bytes")); }},
+                          {"created", [](const json& b) { return Cell(b, "created_at"); }},
+                          {"store", [](const json& b) { return Cell(b, "storage_url"); }},
+                          {"note", [](const json& b) {
+                             std::string note;
+                             if (Field(b, "recovered") == true) note = "was failed";
+                             if (Field(b, "volume_deleted") == true)
+                               note += std::string(note.empty() ? "" : ", ") + "volume deleted";
+                             return note.empty() ? std::string("-") : note;
+                           }}}));
+  }
+  if (!orphaned.empty()) {
+    out +=
+        "orphans (volume unknown; assign with: kindling admin backups assign BACKUP "
+        "--project ID):\n";
+    out += OrphansText(orphaned);
+  }
+  if (!unreadable.empty()) {
+    out += "could not read:\n";
+    for (const json& p : unreadable) {
+      out += "  " + Cell(p, "storage_url");
+      if (!Field(p, "key").is_null()) out += " " + Cell(p, "key");
+      out += ": " + OneLine(Cell(p, "error")) + "\n";
+    }
+  }
+  std::size_t new_orphans = 0;
+  for (const json& o : orphaned)
+    if (Field(o, "first_found") == true) ++new_orphans;
+  const std::size_t stores =
+      Field(report, "stores").is_array() ? Field(report, "stores").size() : 0;
+  out += "scanned " + std::to_string(stores) + " store(s), " + Cell(report, "manifests") +
+         " backup(s): " + std::to_string(imported.size()) + " imported, " +
+         std::to_string(orphaned.size()) + " orphan(s) (" + std::to_string(new_orphans) +
+         " new), " + std::to_string(unreadable.size()) + " unreadable, " + Cell(report, "known") +
+         " already known\n";
+  return out;
+}
+
+std::string OrphansText(const json& orphans) {
+  if (!orphans.is_array() || orphans.empty()) return "no orphan backups\n";
+  return FormatTable(
+      {"BACKUP", "VOLUME", "SIZE", "CREATED", "STORE", "ASSIGNED TO"},
+      Rows(orphans, {"backup_id", "volume_id"},
+           {{"size", [](const json& o) { return BytesCell(Field(o, "size_bytes")); }},
+            {"created", [](const json& o) { return Cell(o, "backup_created_at"); }},
+            {"store", [](const json& o) { return Cell(o, "storage_url"); }},
+            {"assigned", [](const json& o) {
+               if (!Field(o, "assigned_project_id").is_null())
+                 return Cell(o, "assigned_project_id");
+               return Field(o, "assignable") == false ? std::string("- (ids not UUIDs)")
+                                                      : std::string("-");
+             }}}));
+}
+
+std::string AssignedText(const json& assigned) {
+  const json& backup = Field(assigned, "backup");
+  return "backup " + Cell(backup, "id") + " now belongs to project " +
+         Cell(assigned, "project_id") + " (volume " + Cell(assigned, "volume_id") +
+         (Field(assigned, "volume_created") == true ? ", recorded as a deleted volume" : "") +
+         "); restore it with: kindling volume restore --project " + Cell(assigned, "project_id") +
+         " --backup " + Cell(backup, "id") + "\n";
+}
+
 std::string BackupStoresText(const json& stores, const std::string& current_url) {
   if (!stores.is_array() || stores.empty()) return "no backup stores used yet\n";
   std::vector<std::vector<std::string>> rows;

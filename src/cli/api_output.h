@@ -62,6 +62,13 @@ std::string ApiKeysText(const nlohmann::json& keys);
 std::string QuarantineText(const nlohmann::json& entries);
 // The entry a purge request answered with.
 std::string PurgeRequestedText(const nlohmann::json& entry);
+// A backup rescan's answer: what was imported, the orphans, what could not
+// be read (each with its error), and a summary line.
+std::string RescanText(const nlohmann::json& report);
+// Orphan backups (their volume is unknown to the database).
+std::string OrphansText(const nlohmann::json& orphans);
+// The answer to an orphan's assignment.
+std::string AssignedText(const nlohmann::json& assigned);
 // The store history; `current_url` (may be empty) is marked as current.
 std::string BackupStoresText(const nlohmann::json& stores, const std::string& current_url);
 

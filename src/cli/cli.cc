@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/flags.h"
+#include "cli/master_key_commands.h"
 #include "cli/serve_commands.h"
 
 namespace kindling::cli {
@@ -234,6 +235,7 @@ int RunOrThrow(int argc, char** argv) {
   version->callback([&] { action = [&] { return RunVersion(flags.common); }; });
 
   AddServeCommands(app, action);
+  AddMasterKeyCommands(app, action);
   AddApiCommands(app, action);
 
   try {

@@ -34,6 +34,7 @@ struct ServeFlags {
   bool metrics_public = false;
   std::int64_t quarantine_grace_seconds = 3600;
   std::int64_t quarantine_retention_seconds = 7 * 24 * 3600;
+  std::int64_t leader_start_grace_seconds = 120;
 };
 
 // "90s", "15m", "1h", "7d" (a bare number is seconds).
@@ -95,6 +96,7 @@ int RunServe(const ServeFlags& flags) {
   options.listen = flags.listen;
   options.quarantine_grace = std::chrono::seconds(flags.quarantine_grace_seconds);
   options.quarantine_retention = std::chrono::seconds(flags.quarantine_retention_seconds);
+  options.leader_start_grace = std::chrono::seconds(flags.leader_start_grace_seconds);
   auto listen = service::ParseListenAddress(flags.listen);
   if (!listen) return ReportError(listen.error());
   const bool metrics_public = flags.metrics_public;
@@ -203,6 +205,15 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
                    "How long a worker keeps the image of a deleted volume (default 7d); images "
                    "the database cannot explain are kept until an operator decides")
       ->envname("KINDLING_QUARANTINE_RETENTION")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
+  serve
+      ->add_option("--leader-start-grace", serve_flags->leader_start_grace_seconds,
+                   "After this process becomes the leader, how long before it marks silent "
+                   "servers dead or fails their operations (default 2m; at least 30s): workers "
+                   "restarted after a database restore take their work back meanwhile")
+      ->envname("KINDLING_LEADER_START_GRACE")
       ->transform(DurationUnits())
       ->check(CLI::NonNegativeNumber)
       ->type_name("DURATION");

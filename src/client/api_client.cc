@@ -1,5 +1,6 @@
 #include "client/api_client.h"
 
+#include <algorithm>
 #include <cctype>
 #include <exception>
 
@@ -325,6 +326,30 @@ Result<json> ApiClient::TestBackupSettings(const json& overrides) {
 }
 
 Result<json> ApiClient::ListBackupStores() { return Get("/api/platform/volume-backup-stores"); }
+
+Result<json> ApiClient::RescanBackups() {
+  return Post("/api/platform/backups/rescan", json::object());
+}
+
+Result<json> ApiClient::ListOrphanBackups(bool include_assigned) {
+  Query query;
+  if (include_assigned) query.emplace_back("include_assigned", "true");
+  return Get("/api/platform/backups/orphans", query);
+}
+
+Result<json> ApiClient::AssignOrphanBackup(const std::string& backup_id,
+                                           const std::string& project_id) {
+  const bool safe =
+      !backup_id.empty() && backup_id.size() <= 128 && std::ranges::all_of(backup_id, [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+      });
+  if (!safe) {
+    return InvalidArgument("backup id must be 1-128 characters of [A-Za-z0-9._-], got \"" +
+                           Printable(backup_id) + "\"");
+  }
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Post("/api/platform/backups/" + backup_id + "/assign", json{{"project_id", project_id}});
+}
 
 Result<json> ApiClient::ListServers(bool all) {
   return Get(all ? "/api/platform/servers" : "/api/servers");

@@ -158,6 +158,19 @@ class ApiClient {
   // created_at, updated_at}] (platform admin).
   [[nodiscard]] Result<nlohmann::json> ListBackupStores();
 
+  // Backups in the stores that the database lacks (platform admin). Rescan:
+  // {stores, manifests, known, in_flight, imported, orphaned, unreadable}.
+  [[nodiscard]] Result<nlohmann::json> RescanBackups();
+  // Backups whose volume the database does not know, newest first.
+  [[nodiscard]] Result<nlohmann::json> ListOrphanBackups(bool include_assigned = false);
+  // Gives an orphan to a project (a deleted placeholder volume with the
+  // backup's volume id, and the backup row): {backup, orphan, volume_id,
+  // project_id, volume_created}. `backup_id` is any store id of 1-128
+  // characters of [A-Za-z0-9._-] (the API explains why one that is not a
+  // UUID cannot be assigned).
+  [[nodiscard]] Result<nlohmann::json> AssignOrphanBackup(const std::string& backup_id,
+                                                          const std::string& project_id);
+
   // all = false: servers of the caller's organisations; true: every server
   // (platform admin).
   [[nodiscard]] Result<nlohmann::json> ListServers(bool all);

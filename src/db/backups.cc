@@ -197,6 +197,69 @@ Result<bool> DeleteBackup(Tx& tx, const std::string& backup_id) {
   });
 }
 
+Result<bool> ImportBackup(Tx& tx, const ImportedBackup& b) {
+  return internal::Run(tx, "import backup", [&](pqxx::transaction_base& w) -> Result<bool> {
+    if (w.exec_params("SELECT 1 FROM project_volumes WHERE id = $1::uuid", b.volume_id).empty())
+      return NotFound("volume " + b.volume_id + " not found");
+    return !w.exec_params(
+                 "INSERT INTO project_volume_backups (id, project_volume_id, kind, status, "
+                 "  storage_url, storage_key, size_bytes, metadata, started_at, completed_at, "
+                 "  created_at, updated_at) "
+                 "VALUES ($1::uuid, $2::uuid, $3, 'succeeded', $4, $5, $6, $7::jsonb, "
+                 "  $8::timestamptz - $9::bigint * interval '1 millisecond', $8::timestamptz, "
+                 "  $8::timestamptz, now()) "
+                 "ON CONFLICT (id) DO NOTHING RETURNING id",
+                 b.id, b.volume_id, std::string(Name(b.kind)), b.storage_url, b.storage_key,
+                 b.size_bytes, b.metadata_json, FormatTimestamp(b.created_at),
+                 static_cast<long long>(b.duration.count()))
+                .empty();
+  });
+}
+
+Result<Backup> RecoverFailedBackup(Tx& tx, const std::string& backup_id, const BackupSuccess& s,
+                                   Timestamp completed_at) {
+  return internal::Run(tx, "recover failed backup", [&](pqxx::transaction_base& w) {
+    return Transition(w, backup_id, "'failed'",
+                      "status = 'succeeded', storage_url = $2, storage_key = $3, "
+                      "size_bytes = $4, metadata = metadata || $5::jsonb || "
+                      "  jsonb_build_object('previous_error', error), error = NULL, "
+                      "failed_at = NULL, started_at = COALESCE(started_at, $6::timestamptz), "
+                      "completed_at = $6::timestamptz",
+                      s.storage_url, s.storage_key, s.size_bytes, s.metadata_json,
+                      FormatTimestamp(completed_at));
+  });
+}
+
+Result<std::map<std::string, BackupStatus>> FindBackupStatuses(
+    Tx& tx, const std::vector<std::string>& backup_ids) {
+  return internal::Run(
+      tx, "find backup statuses",
+      [&](pqxx::transaction_base& w) -> Result<std::map<std::string, BackupStatus>> {
+        std::vector<std::string> uuids;
+        for (const std::string& id : backup_ids)
+          if (IsUuid(id)) uuids.push_back(id);
+        std::map<std::string, BackupStatus> out;
+        if (uuids.empty()) return out;
+        for (const auto& r : w.exec_params(
+                 "SELECT id, status FROM project_volume_backups WHERE id = ANY($1::uuid[])",
+                 internal::PgTextArray(uuids)))
+          out.emplace(Text(r[0]), internal::Enum<BackupStatus>(r[1]));
+        return out;
+      });
+}
+
+Result<std::vector<std::string>> ListBackupStorageUrls(Tx& tx) {
+  return internal::Run(
+      tx, "list backup storage urls",
+      [&](pqxx::transaction_base& w) -> Result<std::vector<std::string>> {
+        std::vector<std::string> out;
+        for (const auto& r : w.exec("SELECT DISTINCT storage_url FROM project_volume_backups "
+                                    "WHERE storage_url IS NOT NULL ORDER BY storage_url"))
+          out.push_back(Text(r[0]));
+        return out;
+      });
+}
+
 Result<std::optional<Timestamp>> LastSuccessfulBackupAt(Tx& tx, const std::string& volume_id) {
   return internal::Run(tx, "last successful backup",
                        [&](pqxx::transaction_base& w) -> Result<std::optional<Timestamp>> {

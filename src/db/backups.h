@@ -10,7 +10,9 @@
 // gone. Rows outlive their volume (deleted volumes keep their row).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -106,6 +108,44 @@ struct BackupSuccess {
 
 // Deletes the row (after its objects were removed). True when it existed.
 [[nodiscard]] Result<bool> DeleteBackup(Tx& tx, const std::string& backup_id);
+
+// A backup found committed in a store (its manifest) that the database has
+// no row for, e.g. made after the snapshot a restored database came from.
+struct ImportedBackup {
+  std::string id{};
+  std::string volume_id{};
+  BackupKind kind = BackupKind::kManual;
+  std::string storage_url{};
+  std::string storage_key{};
+  std::int64_t size_bytes = 0;
+  std::string metadata_json = "{}";
+  // The manifest's creation time: the row's created_at and completed_at.
+  Timestamp created_at{};
+  // The engine's duration: started_at is created_at minus this.
+  std::chrono::milliseconds duration{0};
+};
+
+// Inserts the row `succeeded`. False (and nothing changes) when a row with
+// that id exists, so importing twice is harmless. kNotFound when the volume
+// does not exist (deleted volumes exist).
+[[nodiscard]] Result<bool> ImportBackup(Tx& tx, const ImportedBackup& backup);
+
+// failed -> succeeded, for a failed backup whose manifest was found in its
+// store after all (the worker committed it and lost its lease before
+// recording it): as MarkBackupSucceeded, with completed_at `completed_at`
+// and the old error kept as metadata.previous_error. kInvalidArgument from
+// any other status.
+[[nodiscard]] Result<Backup> RecoverFailedBackup(Tx& tx, const std::string& backup_id,
+                                                 const BackupSuccess& success,
+                                                 Timestamp completed_at);
+
+// The status of each of `backup_ids` that has a row (ids that are not UUIDs
+// have none).
+[[nodiscard]] Result<std::map<std::string, BackupStatus>> FindBackupStatuses(
+    Tx& tx, const std::vector<std::string>& backup_ids);
+
+// Every storage_url backup rows name, sorted.
+[[nodiscard]] Result<std::vector<std::string>> ListBackupStorageUrls(Tx& tx);
 
 // completed_at of the volume's newest succeeded backup.
 [[nodiscard]] Result<std::optional<Timestamp>> LastSuccessfulBackupAt(Tx& tx,

@@ -264,9 +264,35 @@ CREATE INDEX volume_image_quarantine_volume_idx
 CREATE INDEX volume_image_quarantine_server_idx ON volume_image_quarantine (server_id, status);
 )sql";
 
-constexpr std::array<Migration, 2> kMigrations = {{
+// Version 3: backups found in the stores that the database lacks (after a
+// restore of the control-plane database from an older snapshot). A backup
+// whose volume is known gets its project_volume_backups row back; one whose
+// volume the database does not know is recorded here, as found, until a
+// platform admin assigns it to a project. Ids are text: a store may hold
+// backups made by the engine's CLI under any volume or backup id.
+constexpr std::string_view kBackupRescanSchema = R"sql(
+CREATE TABLE orphan_volume_backups (
+  backup_id text PRIMARY KEY,
+  volume_id text NOT NULL,
+  storage_url text NOT NULL,
+  storage_key text NOT NULL,
+  size_bytes bigint NOT NULL CHECK (size_bytes >= 0),
+  image_sha256 text NOT NULL,
+  chunk_size integer NOT NULL DEFAULT 0,
+  backup_created_at timestamptz NOT NULL,
+  found_at timestamptz NOT NULL DEFAULT now(),
+  last_seen_at timestamptz NOT NULL DEFAULT now(),
+  -- Set once a platform admin gave the backup to a project.
+  assigned_project_id uuid REFERENCES projects (id) ON DELETE SET NULL,
+  assigned_at timestamptz
+);
+CREATE INDEX orphan_volume_backups_volume_idx ON orphan_volume_backups (volume_id);
+)sql";
+
+constexpr std::array<Migration, 3> kMigrations = {{
     {1, "initial schema", kInitialSchema},
     {2, "data safety", kDataSafetySchema},
+    {3, "backup rescan", kBackupRescanSchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

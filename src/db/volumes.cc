@@ -152,6 +152,22 @@ Result<Volume> MarkVolumeDeleted(Tx& tx, const std::string& volume_id) {
   });
 }
 
+Result<Volume> CreatePlaceholderVolume(Tx& tx, const std::string& id, const std::string& project_id,
+                                       int size_gb) {
+  return internal::Run(
+      tx, "create placeholder volume", [&](pqxx::transaction_base& w) -> Result<Volume> {
+        if (!w.exec_params("SELECT 1 FROM project_volumes WHERE id = $1::uuid", id).empty())
+          return MakeError(ErrorKind::kAlreadyExists, "volume " + id + " exists");
+        return VolumeFromRow(w.exec_params1(
+            std::string("INSERT INTO project_volumes (id, project_id, server_id, size_gb, status, "
+                        "  health, deleted_at) "
+                        "VALUES ($1::uuid, $2::uuid, NULL, $3, 'detached', 'unknown', now()) "
+                        "RETURNING ") +
+                kVolumeColumns,
+            id, project_id, std::max(size_gb, 1)));
+      });
+}
+
 Result<std::vector<Volume>> ListVolumes(Tx& tx, const VolumeFilter& f) {
   return internal::Run(
       tx, "list volumes", [&](pqxx::transaction_base& w) -> Result<std::vector<Volume>> {

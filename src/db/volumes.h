@@ -106,6 +106,15 @@ struct VolumeStateUpdate {
 // deleted.
 [[nodiscard]] Result<Volume> MarkVolumeDeleted(Tx& tx, const std::string& volume_id);
 
+// Records a volume the database never knew, with id `id` (a UUID), as a
+// deleted volume of `project_id`: no server, status detached, health
+// unknown. It never holds an image; it exists so that a backup of that volume
+// found in a store (an orphan, control/backup_rescan.h) belongs to the
+// project and restores into the project's live volume like a backup of any
+// earlier volume. kAlreadyExists when a volume with that id exists.
+[[nodiscard]] Result<Volume> CreatePlaceholderVolume(Tx& tx, const std::string& id,
+                                                     const std::string& project_id, int size_gb);
+
 struct VolumeFilter {
   std::optional<std::string> server_id{};
   std::optional<std::string> project_id{};

@@ -86,6 +86,32 @@ void Leader::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (on_leading_thread_.joinable()) on_leading_thread_.join();
+}
+
+void Leader::BeginLeading() {
+  {
+    std::lock_guard lock(mu_);
+    leading_since_ = options_.now();
+  }
+  spdlog::info("leader: start grace of {}s before any server is marked dead",
+               std::max(options_.start_grace, options_.silent_after).count());
+  if (!options_.on_leading || on_leading_running_.load()) return;
+  if (on_leading_thread_.joinable()) on_leading_thread_.join();
+  on_leading_running_ = true;
+  on_leading_thread_ = std::thread([this] {
+    options_.on_leading();
+    on_leading_running_ = false;
+  });
+}
+
+bool Leader::InStartGrace() const {
+  std::optional<std::chrono::system_clock::time_point> since;
+  {
+    std::lock_guard lock(mu_);
+    since = leading_since_;
+  }
+  return since && options_.now() < *since + std::max(options_.start_grace, options_.silent_after);
 }
 
 void Leader::Loop() {
@@ -104,6 +130,7 @@ void Leader::Loop() {
         lock_session = std::move(*acquired);
         is_leader_ = true;
         spdlog::info("leader: this process is the leader");
+        BeginLeading();
       }
     } else if (auto alive = lock_session->Check(); !alive) {
       // The lock died with its session: another process may lead now.
@@ -125,26 +152,49 @@ void Leader::Loop() {
 
 Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
   SweepReport report;
-  KINDLING_ASSIGN_OR_RETURN(report.servers_marked_dead, db_.Transact([&](db::Tx& tx) {
-    return db::MarkSilentServersDead(tx, options_.silent_after);
-  }));
+  // Heartbeats are not trustworthy yet: see the start grace in leader.h.
+  const bool grace = InStartGrace();
+  report.in_start_grace = grace;
+  if (!grace) {
+    KINDLING_ASSIGN_OR_RETURN(report.servers_marked_dead, db_.Transact([&](db::Tx& tx) {
+      return db::MarkSilentServersDead(tx, options_.silent_after);
+    }));
+  }
   for (const std::string& id : report.servers_marked_dead)
     spdlog::warn("leader: server {} silent for {}s: marked dead", id,
                  options_.silent_after.count());
 
   // Decides one operation's fate inside the transaction holding its lock.
   auto handle = [&](db::Tx& tx, const db::Operation& op, bool lease_expired,
-                    std::vector<std::string>& requeued,
-                    std::vector<std::string>& failed) -> Status {
+                    std::vector<std::string>& requeued, std::vector<std::string>& failed,
+                    std::vector<std::string>& deferred) -> Status {
     const std::string executing = op.server_id.value_or("");
-    if (lease_expired && op.attempts >= options_.max_attempts) {
-      KINDLING_RETURN_IF_ERROR(FailWithVolume(tx, op,
-                                              "operation abandoned after " +
-                                                  std::to_string(op.attempts) +
-                                                  " attempts: the worker on server " + executing +
-                                                  " stopped renewing its lease (killed or hung)"));
-      failed.push_back(op.id);
+    // Fails the operation; within the start grace, gives it back to the
+    // server that held it instead, or leaves it for after the grace.
+    auto fail = [&](const std::string& error) -> Status {
+      if (!grace) {
+        KINDLING_RETURN_IF_ERROR(FailWithVolume(tx, op, error));
+        failed.push_back(op.id);
+        return OkStatus();
+      }
+      if (lease_expired && !executing.empty()) {
+        auto back = db::RequeueOperation(tx, op.id, executing);
+        if (!back) return std::unexpected(back.error());
+        spdlog::warn(
+            "leader: re-queued {} {} on server {}, which held it (start grace; otherwise: {})",
+            db::Name(op.kind), op.id, executing, error);
+        requeued.push_back(op.id);
+        return OkStatus();
+      }
+      spdlog::info("leader: {} {} waits for the end of the start grace ({})", db::Name(op.kind),
+                   op.id, error);
+      deferred.push_back(op.id);
       return OkStatus();
+    };
+    if (lease_expired && op.attempts >= options_.max_attempts && !grace) {
+      return fail("operation abandoned after " + std::to_string(op.attempts) +
+                  " attempts: the worker on server " + executing +
+                  " stopped renewing its lease (killed or hung)");
     }
     KINDLING_ASSIGN_OR_RETURN(bool restore_phase, InRestorePhase(tx, op));
     KINDLING_ASSIGN_OR_RETURN(db::Volume volume, db::GetVolume(tx, op.project_volume_id));
@@ -158,44 +208,28 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
       auto server = db::GetServer(tx, executing);
       if (!server && !server.error().is_not_found()) return std::unexpected(server.error());
       if (!server || server->status == db::ServerStatus::kDead) {
-        KINDLING_RETURN_IF_ERROR(FailWithVolume(
-            tx, op,
-            "server " + executing +
-                " holding the quarantined image is dead; the adoption can run again once it is "
-                "back"));
-        failed.push_back(op.id);
-        return OkStatus();
+        return fail("server " + executing +
+                    " holding the quarantined image is dead; the adoption can run again once it "
+                    "is back");
       }
       target = executing;
     } else if (!restore_phase && op.kind != db::OperationKind::kVerify) {
       // The image lives on the pinned server: nobody else can do this.
-      if (!volume.server_id) {
-        KINDLING_RETURN_IF_ERROR(
-            FailWithVolume(tx, op, "volume is not pinned to a server; nothing to back up"));
-        failed.push_back(op.id);
-        return OkStatus();
-      }
+      if (!volume.server_id) return fail("volume is not pinned to a server; nothing to back up");
       auto server = db::GetServer(tx, *volume.server_id);
       if (!server && !server.error().is_not_found()) return std::unexpected(server.error());
       if (!server || server->status == db::ServerStatus::kDead) {
-        KINDLING_RETURN_IF_ERROR(
-            FailWithVolume(tx, op,
-                           "server " + *volume.server_id + " holding the volume is dead; the " +
-                               std::string(db::Name(op.kind)) + " can run again once it is back"));
-        failed.push_back(op.id);
-        return OkStatus();
+        return fail("server " + *volume.server_id + " holding the volume is dead; the " +
+                    std::string(db::Name(op.kind)) + " can run again once it is back");
       }
       target = *volume.server_id;
     } else {
       KINDLING_ASSIGN_OR_RETURN(std::vector<db::EligibleWorker> workers,
                                 ListRestoreTargets(tx, options_.eligibility));
       if (workers.empty()) {
-        KINDLING_RETURN_IF_ERROR(
-            FailWithVolume(tx, op,
-                           "no eligible worker to restore the volume on (none active, healthy and "
-                           "heartbeating)"));
-        failed.push_back(op.id);
-        return OkStatus();
+        return fail(
+            "no eligible worker to restore the volume on (none active, healthy and "
+            "heartbeating)");
       }
       const auto eligible = [&](const std::string& id) {
         return std::ranges::any_of(workers,
@@ -204,14 +238,10 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
       if (op.target_requested && op.target_server_id) {
         // The operator chose where the volume goes: retry there or not at all.
         if (!eligible(*op.target_server_id)) {
-          KINDLING_RETURN_IF_ERROR(FailWithVolume(
-              tx, op,
-              "the selected target server " + *op.target_server_id + " stopped working on the " +
-                  std::string(db::Name(op.kind)) +
-                  " and is not eligible now (not active, healthy and heartbeating); queue it "
-                  "again, to that server once it is back or to another one"));
-          failed.push_back(op.id);
-          return OkStatus();
+          return fail("the selected target server " + *op.target_server_id +
+                      " stopped working on the " + std::string(db::Name(op.kind)) +
+                      " and is not eligible now (not active, healthy and heartbeating); queue it "
+                      "again, to that server once it is back or to another one");
         }
         target = *op.target_server_id;
       } else {
@@ -246,19 +276,22 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
   auto sweep_ops = [&](bool expired) -> Status {
     std::vector<std::string> requeued;
     std::vector<std::string> failed;
+    std::vector<std::string> deferred;
     Status swept = db_.Transact([&](db::Tx& tx) -> Status {
       requeued.clear();
       failed.clear();
+      deferred.clear();
       auto ops = expired ? db::ListExpiredLeases(tx)
                          : db::ListStuckPendingOperations(tx, options_.stuck_pending_after);
       if (!ops) return std::unexpected(ops.error());
       for (const db::Operation& op : *ops)
-        KINDLING_RETURN_IF_ERROR(handle(tx, op, expired, requeued, failed));
+        KINDLING_RETURN_IF_ERROR(handle(tx, op, expired, requeued, failed, deferred));
       return OkStatus();
     });
     if (!swept) return swept;
     report.requeued.insert(report.requeued.end(), requeued.begin(), requeued.end());
     report.failed.insert(report.failed.end(), failed.begin(), failed.end());
+    report.deferred.insert(report.deferred.end(), deferred.begin(), deferred.end());
     return OkStatus();
   };
   KINDLING_RETURN_IF_ERROR(sweep_ops(true));

@@ -22,6 +22,25 @@
 //      `schedule_retry_after`, so a broken volume is not retried every sweep.
 // Every failure or schedule it records is audited (user_id NULL).
 //
+// Start grace. A process that becomes the leader cannot tell a dead server
+// from one whose last heartbeat it simply has not seen yet: after the
+// database was restored from an older snapshot every server's
+// last_heartbeat_at is old and every running operation's lease expired,
+// although the workers are about to heartbeat and take their work back. So
+// for max(start_grace, silent_after) after it starts leading (by the injected
+// clock), a sweep marks no server dead and fails no operation. Expired
+// leases and stuck operations are re-queued as usual, except that a lease
+// lost then does not count against max_attempts, and where the usual rules
+// would fail an operation, an expired lease goes back to the server that
+// held it (its worker claims it again when it is back) and a pending
+// operation is left as it is (`deferred`). When the grace is over the usual
+// rules apply to whoever has not heartbeated by then. A heartbeat revives a
+// server as always.
+//
+// `on_leading` runs, on a thread of its own, each time this process starts
+// leading (serve wires the backup rescan there, control/backup_rescan.h, so a
+// restored database gets back the backups made after its snapshot).
+//
 // Thread-safety: Start/Stop from one thread; SweepOnce is thread-safe but is
 // meant to run in one process at a time (the lock's job).
 #pragma once
@@ -32,6 +51,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,10 +72,15 @@ struct LeaderOptions {
   db::WorkerEligibility eligibility{};
   std::chrono::milliseconds schedule_interval{60'000};
   std::chrono::seconds schedule_retry_after{3'600};
-  // Wall clock for schedule decisions (tests inject one).
+  // Wall clock for schedule decisions and the start grace (tests inject one).
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
   };
+  // The start grace is max(start_grace, silent_after).
+  std::chrono::seconds start_grace{0};
+  // Called on a thread of its own when this process starts leading (not
+  // again while a previous call runs). Stop waits for it: keep it bounded.
+  std::function<void()> on_leading;
 };
 
 struct SweepReport {
@@ -63,6 +88,9 @@ struct SweepReport {
   std::vector<std::string> requeued;   // operation ids
   std::vector<std::string> failed;     // operation ids
   std::vector<std::string> scheduled;  // volume ids that got a scheduled backup
+  // Operations left as they are until the start grace is over.
+  std::vector<std::string> deferred;
+  bool in_start_grace = false;
 };
 
 // Workers a restore or move may go to: db::ListEligibleWorkers (active,
@@ -90,6 +118,13 @@ class Leader {
   // `with_schedules` also runs step 4.
   [[nodiscard]] Result<SweepReport> SweepOnce(bool with_schedules = true);
 
+  // What the loop does when it takes the lock: the start grace begins now
+  // (options.now) and on_leading starts. Public so tests can drive sweeps
+  // through a start without the lock.
+  void BeginLeading();
+  // True from BeginLeading until the start grace is over.
+  bool InStartGrace() const;
+
  private:
   void Loop();
   [[nodiscard]] Status ScheduleBackups(SweepReport& report);
@@ -97,10 +132,14 @@ class Leader {
   db::Database& db_;
   LeaderOptions options_;
   std::atomic<bool> is_leader_{false};
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
+  // When this process last started leading; unset before.
+  std::optional<std::chrono::system_clock::time_point> leading_since_;  // guarded by mu_
   std::thread thread_;
+  std::thread on_leading_thread_;  // used by the controlling thread / the loop only
+  std::atomic<bool> on_leading_running_{false};
 };
 
 }  // namespace kindling::reconcile

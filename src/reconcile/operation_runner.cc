@@ -278,29 +278,35 @@ Result<std::string> OperationRunner::ExecuteBackupPhase(RunningOperation& run,
                                                         const db::Volume& volume,
                                                         const StoreHandle& store) {
   if (!op.backup_id) return InvalidArgument("backup operation has no backup_id");
-  const std::filesystem::path image = ImageOf(volume.id);
-  std::error_code ec;
-  if (!std::filesystem::exists(image, ec)) {
-    run.health = db::VolumeHealth::kMissing;
-    return NotFound("volume image " + image.string() + " is missing on server " +
-                    options_.server_id);
-  }
-  engine::BackupOptions backup_options;
-  backup_options.volume_id = volume.id;
-  backup_options.backup_id = *op.backup_id;
-  backup_options.image = image;
-  backup_options.threads = options_.engine_threads;
-  backup_options.progress = [&run](const engine::Progress& p) { run.SetProgress(p); };
-  backup_options.cancel = &run.cancel;
+  // An earlier attempt may have committed the manifest and died before
+  // recording it, or the database was restored from a snapshot older than
+  // the commit: the backup is done, whatever became of the image since.
+  Result<repo::Manifest> created = store.repository->LoadManifest(volume.id, *op.backup_id);
+  if (!created && !created.error().is_not_found()) return std::unexpected(created.error());
+  bool resumed = created.has_value();
   std::vector<repo::ChunkId> healed;
-  backup_options.healed = &healed;
-  auto created = engine::CreateBackup(*store.repository, backup_options);
-  bool resumed = false;
-  if (!created && created.error().kind() == ErrorKind::kAlreadyExists) {
-    // A previous attempt committed the manifest and died before recording
-    // it: the backup is done, load it instead of making a second one.
-    created = store.repository->LoadManifest(volume.id, *op.backup_id);
-    resumed = true;
+  if (!resumed) {
+    const std::filesystem::path image = ImageOf(volume.id);
+    std::error_code ec;
+    if (!std::filesystem::exists(image, ec)) {
+      run.health = db::VolumeHealth::kMissing;
+      return NotFound("volume image " + image.string() + " is missing on server " +
+                      options_.server_id);
+    }
+    engine::BackupOptions backup_options;
+    backup_options.volume_id = volume.id;
+    backup_options.backup_id = *op.backup_id;
+    backup_options.image = image;
+    backup_options.threads = options_.engine_threads;
+    backup_options.progress = [&run](const engine::Progress& p) { run.SetProgress(p); };
+    backup_options.cancel = &run.cancel;
+    backup_options.healed = &healed;
+    created = engine::CreateBackup(*store.repository, backup_options);
+    if (!created && created.error().kind() == ErrorKind::kAlreadyExists) {
+      // Committed since the check above (an attempt this one took over).
+      created = store.repository->LoadManifest(volume.id, *op.backup_id);
+      resumed = true;
+    }
   }
   if (!created) return std::unexpected(created.error());
   const repo::Manifest& m = *created;
@@ -359,9 +365,21 @@ std::string OperationRunner::ApplyRetention(const db::Volume& volume, const Stor
     errors.push_back(candidates.error().message());
   } else {
     for (const db::Backup& old : *candidates) {
+      // From the store the backup was written to: a manifest left behind in
+      // an older store would come back with the next rescan.
+      std::shared_ptr<const StoreHandle> own;
+      if (old.storage_url && *old.storage_url != store.url) {
+        auto opened = stores_.GetForUrl(*old.storage_url);
+        if (!opened) {
+          errors.push_back("delete backup " + old.id + ": " + opened.error().message());
+          continue;
+        }
+        own = std::move(*opened);
+      }
+      const StoreHandle& from = own ? *own : store;
       // Object first: a row without its manifest would advertise a backup
       // that cannot be restored; a manifest without a row is retried next time.
-      if (auto gone = store.repository->DeleteBackup(volume.id, old.id); !gone) {
+      if (auto gone = from.repository->DeleteBackup(volume.id, old.id); !gone) {
         spdlog::warn("worker: retention: delete backup {}: {}", old.id, gone.error().message());
         errors.push_back("delete backup " + old.id + ": " + gone.error().message());
         continue;

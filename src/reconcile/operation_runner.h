@@ -2,8 +2,10 @@
 // server's images, and records their outcome.
 //
 //   - backup: engine::CreateBackup with backup_id = the backup row's id, so a
-//     retry reuses uploaded chunks and never makes two manifests; then
-//     retention.
+//     retry reuses uploaded chunks and never makes two manifests; a manifest
+//     already committed under that id (by an attempt that died before
+//     recording it, or after the snapshot a restored database came from) is
+//     recorded as it is, without the image; then retention.
 //   - restore: staged in <state_dir>/restoring from the backup's own store,
 //     then renamed into place; the image it replaces on this server (if any)
 //     goes to the quarantine (replaced when the volume was pinned here, else

@@ -12,13 +12,14 @@
 
 #include "common/files.h"
 #include "common/ids.h"
+#include "control/backup_rescan.h"
 #include "control/backup_store.h"
 #include "crypto/key_file.h"
-#include "crypto/sha256.h"
 #include "db/migrations.h"
 #include "db/settings.h"
 #include "reconcile/leader.h"
 #include "reconcile/worker.h"
+#include "service/master_key.h"
 #include "service/stop_signals.h"
 
 namespace kindling::service {
@@ -49,14 +50,42 @@ Result<std::unique_ptr<db::Database>> OpenDatabase(const std::string& dsn) {
   }
 }
 
+// Brings in the backups the stores hold and the database lacks (after a
+// restore of the database from an older snapshot); cheap when none are.
+void RescanOnLeading(db::Database& db, const crypto::Key& master_key) {
+  const auto started = std::chrono::steady_clock::now();
+  auto report = control::RescanBackupStores(db, master_key, control::Actor{});
+  if (!report) {
+    spdlog::warn("leader: backup rescan failed: {}", report.error().message);
+    return;
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count();
+  const auto level =
+      report->imported.empty() && report->orphaned.empty() && report->unreadable.empty()
+          ? spdlog::level::info
+          : spdlog::level::warn;
+  spdlog::log(level,
+              "leader: backup rescan of {} store(s) in {} ms: {} manifest(s), {} imported, {} "
+              "orphan(s), {} unreadable",
+              report->stores.size(), ms, report->manifests, report->imported.size(),
+              report->orphaned.size(), report->unreadable.size());
+  if (!report->orphaned.empty())
+    spdlog::warn(
+        "leader: {} backup(s) of volumes the database does not know: kindling admin backups "
+        "orphans, then assign them to projects",
+        report->orphaned.size());
+  for (const control::RescanProblem& p : report->unreadable)
+    spdlog::warn("leader: backup rescan: cannot read {}{}{}: {}", p.storage_url,
+                 p.key.empty() ? "" : " ", p.key, p.error);
+}
+
 }  // namespace
 
 Status CheckMasterKeyMatchesCluster(db::Database& db, const crypto::Key& master_key,
                                     const std::filesystem::path& master_key_file) {
-  const std::string key(reinterpret_cast<const char*>(master_key.data()), master_key.size());
-  // A keyed digest of a fixed label: reveals nothing about the key.
-  const std::string check =
-      crypto::DigestHex(crypto::HmacSha256(key, "kindling master key check v1")).substr(0, 32);
+  const std::string check = MasterKeyCheckValue(master_key);
   KINDLING_ASSIGN_OR_RETURN(
       std::optional<std::string> recorded,
       db.Transact([&](db::Tx& tx) -> Result<std::optional<std::string>> {
@@ -217,6 +246,10 @@ Status Serve(const ServeOptions& options) {
     if (options.run_leader) {
       reconcile::LeaderOptions l;
       l.sweep_interval = options.sweep_interval;
+      l.start_grace = options.leader_start_grace;
+      if (options.rescan_on_leading) {
+        l.on_leading = [&db = *database, &master_key] { RescanOnLeading(db, master_key); };
+      }
       leader = std::make_unique<reconcile::Leader>(*database, std::move(l));
       leader->Start();
     }

@@ -85,6 +85,13 @@ struct ServeOptions {
   std::chrono::seconds quarantine_grace{3600};
   std::chrono::seconds quarantine_retention{7 * 24 * 3600};
   bool run_leader = true;
+  // The leader's start grace (reconcile/leader.h): no server is marked dead
+  // and no operation failed for this long after a process starts leading, so
+  // workers restarted after a database restore get their work back.
+  std::chrono::seconds leader_start_grace{120};
+  // The leader rescans the backup stores (control/backup_rescan.h) whenever
+  // it starts leading, importing backups the database lacks.
+  bool rescan_on_leading = true;
   // Block SIGINT/SIGTERM and stop on them. Off when an embedding process
   // (kindling dev) handles signals itself and uses `stop`.
   bool handle_signals = true;

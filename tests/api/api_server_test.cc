@@ -10,12 +10,15 @@
 #include <set>
 
 #include "common/ids.h"
+#include "control/backup_store.h"
 #include "db/backups.h"
 #include "db/db_test_util.h"
 #include "db/operations.h"
 #include "db/quarantine.h"
 #include "db/volumes.h"
+#include "engine/backup.h"
 #include "testutil/s3_test_server.h"
+#include "testutil/sparse_image.h"
 #include "testutil/temp_dir.h"
 
 namespace kindling::api {
@@ -656,6 +659,81 @@ TEST_F(ApiServerTest, QuarantinedImagesAreListedAdoptedAndPurgedPerProject) {
                 "'volume.image.purge_requested'")[0][0]
                 .as<int>(),
             1);
+}
+
+TEST_F(ApiServerTest, BackupRescanOrphansAndAssignmentArePlatformAdminOnly) {
+  ConfigureLocalStore();
+  const std::string project = CreateProject();
+  // A backup in the store whose volume the database does not know.
+  auto store = control::OpenCurrentBackupStore(db(), master_key_);
+  ASSERT_TRUE(store) << store.error().message();
+  testutil::MakeSparseFile(store_dir_.path() / "image.img", 8u << 20,
+                           {{.offset = 0, .length = 1u << 20}});
+  engine::BackupOptions backup;
+  backup.volume_id = NewUuidV4();
+  backup.backup_id = NewUuidV7();
+  backup.image = store_dir_.path() / "image.img";
+  ASSERT_TRUE(engine::CreateBackup(*store->repository, backup));
+  const std::string rescan = "/api/platform/backups/rescan";
+  const std::string assign = "/api/platform/backups/" + backup.backup_id + "/assign";
+  const std::string body = json{{"project_id", project}}.dump();
+
+  for (const std::string& key : {member_key_, org_admin_key_}) {
+    ExpectRefused("POST", rescan, key, "{}", 403, "forbidden");
+    ExpectRefused("GET", "/api/platform/backups/orphans", key, "", 403, "forbidden");
+    ExpectRefused("POST", assign, key, body, 403, "forbidden");
+  }
+  ExpectRefused("POST", rescan, "", "{}", 401, "unauthorized");
+  ExpectRefused("POST", rescan, admin_key_, R"({"force": true})", 400, "validation_error");
+  EXPECT_EQ(Sql("SELECT count(*) FROM orphan_volume_backups")[0][0].as<int>(), 0);
+
+  Response scanned = Send("POST", rescan, admin_key_, "{}");
+  ASSERT_EQ(scanned.status, 200) << scanned.raw;
+  EXPECT_EQ(scanned.body["manifests"], 1);
+  EXPECT_EQ(scanned.body["imported"], json::array());
+  EXPECT_EQ(scanned.body["unreadable"], json::array());
+  ASSERT_EQ(scanned.body["orphaned"].size(), 1u) << scanned.raw;
+  const json& orphan = scanned.body["orphaned"][0];
+  EXPECT_EQ(orphan["backup_id"], backup.backup_id);
+  EXPECT_EQ(orphan["volume_id"], backup.volume_id);
+  EXPECT_EQ(orphan["first_found"], true);
+  EXPECT_EQ(orphan["assignable"], true);
+  EXPECT_EQ(orphan["storage_url"], "file://" + store_dir_.path().string());
+  Response listed = Send("GET", "/api/platform/backups/orphans", admin_key_);
+  ASSERT_EQ(listed.status, 200) << listed.raw;
+  ASSERT_EQ(listed.body.size(), 1u);
+  ExpectRefused("GET", "/api/platform/backups/orphans?all=1", admin_key_, "", 400,
+                "validation_error");
+
+  ExpectRefused("POST", assign, admin_key_, "{}", 400, "validation_error");
+  ExpectRefused("POST", assign, admin_key_, R"({"project_id": "web"})", 400, "validation_error");
+  ExpectRefused("POST", "/api/platform/backups/" + NewUuidV7() + "/assign", admin_key_, body, 404,
+                "not_found");
+  ExpectRefused("POST", assign, admin_key_, json{{"project_id", NewUuidV4()}}.dump(), 404,
+                "not_found");
+  Response assigned = Send("POST", assign, admin_key_, body);
+  ASSERT_EQ(assigned.status, 200) << assigned.raw;
+  EXPECT_EQ(assigned.body["backup"]["id"], backup.backup_id);
+  EXPECT_EQ(assigned.body["backup"]["status"], "succeeded");
+  EXPECT_EQ(assigned.body["backup"]["volume_deleted"], true);
+  EXPECT_EQ(assigned.body["volume_id"], backup.volume_id);
+  EXPECT_EQ(assigned.body["volume_created"], true);
+  EXPECT_EQ(assigned.body["orphan"]["assigned_project_id"], project);
+  Response project_backups = Send("GET", "/api/projects/" + project + "/backups", admin_key_);
+  ASSERT_EQ(project_backups.body.size(), 1u) << project_backups.raw;
+  EXPECT_EQ(project_backups.body[0]["id"], backup.backup_id);
+  EXPECT_EQ(project_backups.body[0]["volume_deleted"], true);
+  ExpectRefused("POST", assign, admin_key_, body, 409, "failed_precondition");
+  EXPECT_EQ(Send("GET", "/api/platform/backups/orphans", admin_key_).body, json::array());
+  EXPECT_EQ(
+      Send("GET", "/api/platform/backups/orphans?include_assigned=true", admin_key_).body.size(),
+      1u);
+  // Audited with the admin as actor.
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action IN "
+                "('backups.rescan', 'backup.orphan.found', 'volume.backup.assigned') "
+                "AND user_id IS NOT NULL")[0][0]
+                .as<int>(),
+            3);
 }
 
 }  // namespace

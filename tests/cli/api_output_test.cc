@@ -258,5 +258,46 @@ TEST(ApiOutputTest, QuarantineAndStores) {
   EXPECT_EQ(BackupStoresText(json::array(), ""), "no backup stores used yet\n");
 }
 
+TEST(ApiOutputTest, RescanOrphansAndAssignment) {
+  const json report = {
+      {"stores", {"file:///srv/b"}},
+      {"manifests", 4},
+      {"known", 1},
+      {"imported",
+       {{{"backup_id", "b1"},
+         {"volume_id", "v1"},
+         {"project_id", "p1"},
+         {"size_bytes", 1073741824},
+         {"created_at", "2024-05-01T00:00:00Z"},
+         {"storage_url", "file:///srv/b"},
+         {"volume_deleted", true},
+         {"recovered", true}}}},
+      {"orphaned",
+       {{{"backup_id", "b2"},
+         {"volume_id", "vol-42"},
+         {"assignable", false},
+         {"first_found", true}}}},
+      {"unreadable",
+       {{{"storage_url", "s3://gone"}, {"key", nullptr}, {"error", "not\nrecorded"}}}}};
+  const std::string text = RescanText(report);
+  EXPECT_NE(text.find("was failed, volume deleted"), std::string::npos) << text;
+  EXPECT_NE(text.find("b2"), std::string::npos) << text;
+  EXPECT_NE(text.find("- (ids not UUIDs)"), std::string::npos) << text;
+  EXPECT_NE(text.find("  s3://gone: not recorded\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("scanned 1 store(s), 4 backup(s): 1 imported, 1 orphan(s) (1 new), 1 "
+                      "unreadable, 1 already known"),
+            std::string::npos)
+      << text;
+  // An answer without the lists (an older or newer server) still renders.
+  EXPECT_NE(RescanText(json::object()).find("0 imported"), std::string::npos);
+  EXPECT_EQ(OrphansText(json::array()), "no orphan backups\n");
+  EXPECT_NE(AssignedText({{"backup", {{"id", "b2"}}},
+                          {"project_id", "p9"},
+                          {"volume_id", "v9"},
+                          {"volume_created", true}})
+                .find("kindling volume restore --project p9 --backup b2"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace kindling::cli

@@ -1,14 +1,21 @@
 #include "reconcile/leader.h"
 
+#include <atomic>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "crypto/sha256.h"
 #include "db/servers.h"
+#include "engine/backup.h"
 #include "reconcile_test_base.h"
+#include "repo/layout.h"
 #include "testutil/sparse_image.h"
 
 namespace kindling::reconcile {
 namespace {
 
+using nlohmann::json;
 using std::chrono::milliseconds;
 
 class LeaderTest : public ReconcileTest {
@@ -27,6 +34,28 @@ class LeaderTest : public ReconcileTest {
   void BackdateHeartbeat(const std::string& server_id, int seconds) {
     Sql("UPDATE servers SET last_heartbeat_at = now() - interval '" + std::to_string(seconds) +
         " seconds' WHERE id = '" + server_id + "'");
+  }
+
+  db::ServerStatus StatusOf(const std::string& server_id) {
+    auto server = Must([&](db::Tx& tx) { return db::GetServer(tx, server_id); });
+    return server ? server->status : db::ServerStatus::kDead;
+  }
+
+  // A leader clock that moves only when the test says so.
+  struct FakeClock {
+    std::mutex mu;
+    std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
+    void Advance(std::chrono::seconds by) {
+      std::lock_guard lock(mu);
+      now += by;
+    }
+  };
+  LeaderOptions WithClock(LeaderOptions options, FakeClock& clock) {
+    options.now = [&clock] {
+      std::lock_guard lock(clock.mu);
+      return clock.now;
+    };
+    return options;
   }
 };
 
@@ -185,6 +214,210 @@ TEST_F(LeaderTest, KilledWorkerBackupResumesOnRestartWithSameManifestId) {
   EXPECT_EQ(listed->front().backup_id, *backup.operation.backup_id);
 }
 
+// The control-plane database restored from an older snapshot: every
+// server's last heartbeat is an hour old (one was even marked dead), the
+// operations that were running then hold leases of worker processes long
+// gone, and two backups the snapshot shows in flight had in fact committed
+// their manifests afterwards. A new leader must let the workers come back
+// instead of declaring them dead, and everything must complete.
+TEST_F(LeaderTest, RestoredSnapshotConvergesWithinTheStartGrace) {
+  const WorkerOptions a_options = FastOptions("a");
+  const WorkerOptions b_options = FastOptions("b");
+  const std::string a_id = a_options.server_id;
+  const std::string b_id = b_options.server_id;
+  auto image_on_a = [&](const std::string& volume_id) {
+    return ImagePath(a_options.state_dir, volume_id);
+  };
+  StartWorker(a_options);
+  StartWorker(b_options);
+  std::vector<db::Volume> volumes;
+  for (int i = 0; i < 4; ++i) volumes.push_back(MakePinnedVolume(a_id));
+  for (std::size_t i = 0; i < volumes.size(); ++i) {
+    const auto image = image_on_a(volumes[i].id);
+    ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(image); }));
+    testutil::PatchFile(image, (i + 1) << 20, testutil::RandomData(2u << 20, 40 + i));
+  }
+  // What the restore (volume 1) restores.
+  const db::QueuedOperation source = QueueBackup(volumes[1]);
+  ASSERT_EQ(WaitFinished(source.operation.id).status, db::OperationStatus::kSucceeded);
+  const std::string source_digest =
+      testutil::ImageDigestOfFile(image_on_a(volumes[1].id), kStoreChunkSize);
+  // Every host goes down around the database restore.
+  for (auto& w : workers_) w->Abandon();
+  workers_.clear();
+
+  // The snapshot: a backup running on a (volume 0); a restore to b, chosen by
+  // the operator, running there (volume 1); a backup running (volume 2) and
+  // one pending (volume 3) whose manifests were committed after the snapshot.
+  const db::QueuedOperation running_backup = QueueBackup(volumes[0]);
+  ClaimAsDeadWorker(a_id);
+  const db::QueuedOperation restore =
+      Queue({.volume_id = volumes[1].id,
+             .kind = db::OperationKind::kRestore,
+             .server_id = b_id,
+             .backup_id = source.operation.backup_id,
+             .target_server_id = b_id,
+             .extra_request_metadata_json = R"({"target_requested": true})"});
+  ClaimAsDeadWorker(b_id);
+  const db::QueuedOperation committed_running = QueueBackup(volumes[2]);
+  ClaimAsDeadWorker(a_id);
+  const db::QueuedOperation committed_pending = QueueBackup(volumes[3]);
+  std::map<std::string, std::string> committed_digests;
+  for (const auto* op : {&committed_running, &committed_pending}) {
+    engine::BackupOptions backup;
+    backup.volume_id = op->operation.project_volume_id;
+    backup.backup_id = *op->operation.backup_id;
+    backup.image = image_on_a(backup.volume_id);
+    backup.threads = 2;
+    auto manifest = engine::CreateBackup(*repository_, backup);
+    ASSERT_TRUE(manifest) << manifest.error().message();
+    committed_digests[backup.backup_id] = crypto::DigestHex(manifest->image_digest);
+  }
+  BackdateHeartbeat(a_id, 3600);
+  BackdateHeartbeat(b_id, 3600);
+  Sql("UPDATE servers SET status = 'dead' WHERE id = '" + b_id + "'");
+
+  FakeClock clock;
+  LeaderOptions options = WithClock(FastLeader(), clock);
+  options.start_grace = std::chrono::seconds(60);
+  Leader leader(db(), options);
+  leader.BeginLeading();
+  EXPECT_TRUE(leader.InStartGrace());
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->in_start_grace);
+  EXPECT_TRUE(report->servers_marked_dead.empty());
+  EXPECT_TRUE(report->failed.empty());
+  for (const auto* op : {&running_backup, &restore, &committed_running}) {
+    EXPECT_NE(std::ranges::find(report->requeued, op->operation.id), report->requeued.end())
+        << op->operation.id;
+  }
+  EXPECT_EQ(StatusOf(a_id), db::ServerStatus::kActive);
+  // The restore waits for the server the operator chose, although no worker
+  // is eligible yet.
+  const db::Operation waiting = GetOperation(restore.operation.id);
+  EXPECT_EQ(waiting.status, db::OperationStatus::kPending);
+  EXPECT_EQ(waiting.server_id.value_or(""), b_id);
+  // Sweeps during the grace change nothing more.
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->servers_marked_dead.empty());
+  EXPECT_TRUE(report->failed.empty());
+
+  // The hosts come back: their first heartbeats revive them and they take
+  // their work again.
+  StartWorker(a_options);
+  Worker& b = StartWorker(b_options);
+  EXPECT_EQ(StatusOf(b.server_id()), db::ServerStatus::kActive);
+  for (const auto* op : {&running_backup, &restore, &committed_running, &committed_pending}) {
+    const db::Operation done = WaitFinished(op->operation.id);
+    EXPECT_EQ(done.status, db::OperationStatus::kSucceeded)
+        << db::Name(done.kind) << ": " << done.error.value_or("");
+  }
+  // The restore landed where the operator wanted it, bit-identical.
+  EXPECT_EQ(GetVolume(volumes[1].id).server_id.value_or(""), b.server_id());
+  EXPECT_EQ(testutil::ImageDigestOfFile(b.ImageOf(volumes[1].id), kStoreChunkSize), source_digest);
+  // The committed backups were recorded from their manifests, not made again.
+  for (const auto* op : {&committed_running, &committed_pending}) {
+    const std::string& id = *op->operation.backup_id;
+    const json result = json::parse(GetOperation(op->operation.id).result_metadata_json);
+    EXPECT_EQ(result["resumed"], true) << result.dump();
+    auto row = Must([&](db::Tx& tx) { return db::GetBackup(tx, id); });
+    ASSERT_TRUE(row);
+    EXPECT_EQ(row->status, db::BackupStatus::kSucceeded);
+    EXPECT_EQ(row->storage_url.value_or(""), StoreUrl());
+    EXPECT_EQ(row->storage_key.value_or(""),
+              repo::ManifestKey(op->operation.project_volume_id, id));
+    EXPECT_EQ(json::parse(row->metadata_json)["image_sha256"], committed_digests[id]);
+    auto listed = repository_->ListBackups(op->operation.project_volume_id);
+    ASSERT_TRUE(listed);
+    EXPECT_EQ(listed->size(), 1u);
+  }
+
+  // After the grace the usual rules apply, and nobody is dead.
+  clock.Advance(std::chrono::seconds(61));
+  EXPECT_FALSE(leader.InStartGrace());
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report);
+  EXPECT_FALSE(report->in_start_grace);
+  EXPECT_TRUE(report->servers_marked_dead.empty());
+  EXPECT_TRUE(report->failed.empty());
+}
+
+// The grace is bounded: a server that never heartbeats again is dead once
+// it is over, and its operation fails with the usual error.
+TEST_F(LeaderTest, StartGraceEndsForServersThatNeverComeBack) {
+  const std::string c = MakeServer("c");
+  const db::Volume volume = MakePinnedVolume(c);
+  const db::QueuedOperation backup = QueueBackup(volume);
+  ClaimAsDeadWorker(c);
+  BackdateHeartbeat(c, 3600);
+
+  FakeClock clock;
+  LeaderOptions options = WithClock(FastLeader(), clock);
+  options.start_grace = std::chrono::seconds(30);
+  Leader leader(db(), options);
+  leader.BeginLeading();
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->servers_marked_dead.empty());
+  EXPECT_EQ(report->requeued, std::vector<std::string>{backup.operation.id});
+  EXPECT_EQ(GetOperation(backup.operation.id).status, db::OperationStatus::kPending);
+  EXPECT_EQ(StatusOf(c), db::ServerStatus::kActive);
+
+  clock.Advance(std::chrono::seconds(29));
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->servers_marked_dead.empty());
+  EXPECT_TRUE(report->failed.empty());
+
+  clock.Advance(std::chrono::seconds(2));
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->servers_marked_dead, std::vector<std::string>{c});
+  EXPECT_EQ(report->failed, std::vector<std::string>{backup.operation.id});
+  const db::Operation op = GetOperation(backup.operation.id);
+  EXPECT_EQ(op.status, db::OperationStatus::kFailed);
+  EXPECT_NE(op.error.value_or("").find("dead"), std::string::npos) << op.error.value_or("");
+}
+
+// Within the grace a decision that would fail a pending operation waits.
+TEST_F(LeaderTest, PendingOperationOnADeadServerWaitsForTheEndOfTheGrace) {
+  const std::string c = MakeServer("c");
+  const db::Volume volume = MakePinnedVolume(c);
+  const db::QueuedOperation backup = QueueBackup(volume);
+  Sql("UPDATE servers SET status = 'dead' WHERE id = '" + c + "'");
+
+  FakeClock clock;
+  LeaderOptions options = WithClock(FastLeader(), clock);
+  Leader leader(db(), options);
+  leader.BeginLeading();
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->deferred, std::vector<std::string>{backup.operation.id});
+  EXPECT_TRUE(report->failed.empty());
+  EXPECT_EQ(GetOperation(backup.operation.id).status, db::OperationStatus::kPending);
+
+  // The grace is at least silent_after (2 s here) without start_grace.
+  clock.Advance(std::chrono::seconds(3));
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->failed, std::vector<std::string>{backup.operation.id});
+}
+
+TEST_F(LeaderTest, OnLeadingRunsWhenTheProcessStartsLeading) {
+  std::atomic<int> calls{0};
+  LeaderOptions options = FastLeader();
+  options.on_leading = [&calls] { ++calls; };
+  Leader leader(db(), options);
+  leader.Start();
+  EXPECT_TRUE(WaitFor([&] { return calls.load() == 1; }, milliseconds(5'000)));
+  EXPECT_TRUE(leader.is_leader());
+  EXPECT_TRUE(leader.InStartGrace());
+  leader.Stop();
+  EXPECT_EQ(calls.load(), 1);
+}
+
 TEST_F(LeaderTest, QueuesScheduledBackupForDailyVolume) {
   Worker& a = StartWorker(FastOptions("a"));
   const db::Volume daily = MakePinnedVolume(a.server_id());
@@ -203,9 +436,13 @@ TEST_F(LeaderTest, QueuesScheduledBackupForDailyVolume) {
   ASSERT_TRUE(report);
   EXPECT_TRUE(report->scheduled.empty());
 
+  // The backup row succeeds before its operation completes (retention runs
+  // in between): wait for both.
   ASSERT_TRUE(WaitFor([&] {
     auto rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, daily.id); });
-    return rows && rows->size() == 1 && rows->front().status == db::BackupStatus::kSucceeded;
+    auto active = Must([&](db::Tx& tx) { return db::FindActiveOperation(tx, daily.id); });
+    return rows && rows->size() == 1 && rows->front().status == db::BackupStatus::kSucceeded &&
+           active && !*active;
   }));
   auto rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, daily.id); });
   EXPECT_EQ(rows->front().kind, db::BackupKind::kScheduled);

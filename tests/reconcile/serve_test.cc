@@ -2,9 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/admin_service.h"
 #include "control/backup_store.h"
 #include "db/settings.h"
+#include "engine/backup.h"
 #include "reconcile_test_base.h"
+#include "testutil/sparse_image.h"
 
 namespace kindling::service {
 namespace {
@@ -69,6 +72,43 @@ TEST_F(ServeTest, KeepsStableIdsAndBacksUpThroughClusterSettings) {
   EXPECT_EQ(*LoadOrCreateMasterKey(dir_ / "serve" / "master.key"), *master_key);
   auto servers = Must([&](db::Tx& tx) { return db::ListServers(tx); });
   EXPECT_EQ(servers->size(), 1u);
+}
+
+// A database restored from an older snapshot lacks the rows of the backups
+// made after it; the process that becomes the leader brings them back.
+TEST_F(ServeTest, LeaderRescansTheStoresWhenItStartsLeading) {
+  auto master_key = LoadOrCreateMasterKey(dir_ / "serve" / "master.key");
+  ASSERT_TRUE(master_key);
+  ASSERT_TRUE(control::UpdateBackupSettings(
+      db(), *master_key, control::Actor{},
+      control::BackupSettingsUpdate{.local_directory = (dir_ / "bucket").string()}));
+  auto store = control::OpenCurrentBackupStore(db(), *master_key);
+  ASSERT_TRUE(store) << store.error().message();
+  const db::Volume volume = MakeVolume(MakeProject(org_), std::nullopt);
+  testutil::MakeSparseFile(dir_ / "image", 8u << 20, {{.offset = 0, .length = 2u << 20}});
+  engine::BackupOptions backup;
+  backup.volume_id = volume.id;
+  backup.backup_id = NewUuidV7();
+  backup.image = dir_ / "image";
+  ASSERT_TRUE(engine::CreateBackup(*store->repository, backup));
+
+  std::atomic<bool> ready{false};
+  ServeOptions options = Options();
+  options.on_ready = [&](const ServeContext&) { ready = true; };
+  Status served;
+  std::thread serving([&] { served = Serve(options); });
+  ASSERT_TRUE(reconcile::ReconcileTest::WaitFor([&] { return ready.load(); }));
+  EXPECT_TRUE(WaitFor([&] {
+    auto row = db().Transact([&](db::Tx& tx) { return db::GetBackup(tx, backup.backup_id); });
+    return row && row->status == db::BackupStatus::kSucceeded;
+  }));
+  stop_ = true;
+  serving.join();
+  ASSERT_TRUE(served) << served.error().message();
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action = "
+                "'volume.backup.imported' AND user_id IS NULL")[0][0]
+                .as<int>(),
+            1);
 }
 
 TEST_F(ServeTest, RefusesToStartWithAnotherHostsMasterKey) {

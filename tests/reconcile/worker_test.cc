@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crypto/sha256.h"
+#include "engine/backup.h"
 #include "reconcile_test_base.h"
 #include "repo/layout.h"
 #include "testutil/sparse_image.h"
@@ -59,6 +61,44 @@ TEST_F(WorkerTest, LostImageIsMarkedMissingNotRecreated) {
   EXPECT_EQ(after.status, db::VolumeStatus::kUnavailable);
   EXPECT_TRUE(after.last_error.has_value());
   EXPECT_FALSE(std::filesystem::exists(worker.ImageOf(volume.id)));
+}
+
+// A backup the database shows in flight whose manifest was committed
+// meanwhile (after the snapshot a restored database came from) is recorded
+// from the manifest, even when the image is no longer on the server (the
+// volume moved away after the snapshot): the backup exists, and the volume
+// is not declared missing for it.
+TEST_F(WorkerTest, CommittedBackupIsRecordedFromItsManifestWithoutTheImage) {
+  Worker& worker = AddSteppedWorker(FastOptions("w1"));
+  const db::Volume volume = MakePinnedVolume(worker.server_id());
+  ASSERT_TRUE(worker.ReconcileImagesOnce());
+  const auto image = worker.ImageOf(volume.id);
+  ASSERT_TRUE(std::filesystem::exists(image));
+  testutil::PatchFile(image, 1u << 20, testutil::RandomData(2u << 20, 5));
+  const db::QueuedOperation queued = QueueBackup(volume);
+  engine::BackupOptions backup;
+  backup.volume_id = volume.id;
+  backup.backup_id = *queued.operation.backup_id;
+  backup.image = image;
+  auto manifest = engine::CreateBackup(*repository_, backup);
+  ASSERT_TRUE(manifest) << manifest.error().message();
+  std::filesystem::remove(image);
+
+  auto ran = worker.RunNextOperation();
+  ASSERT_TRUE(ran) << ran.error().message();
+  ASSERT_TRUE(*ran);
+  const db::Operation done = GetOperation(queued.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  const json result = json::parse(done.result_metadata_json);
+  EXPECT_EQ(result["resumed"], true);
+  EXPECT_EQ(result["image_sha256"], crypto::DigestHex(manifest->image_digest));
+  auto row = Must([&](db::Tx& tx) { return db::GetBackup(tx, backup.backup_id); });
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->status, db::BackupStatus::kSucceeded);
+  EXPECT_EQ(row->size_bytes.value_or(0), 1ll << 30);
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_NE(after.health, db::VolumeHealth::kMissing);
+  EXPECT_EQ(after.status, db::VolumeStatus::kDetached);
 }
 
 TEST_F(WorkerTest, BackupIsPickedUpWithinASecondAndRecordsItsResult) {
@@ -195,6 +235,34 @@ TEST_F(WorkerTest, RetentionTrimsOldBackupsAndADeleteFailureDoesNotFailTheBackup
   ASSERT_EQ(WaitFinished(again.operation.id).status, db::OperationStatus::kSucceeded);
   rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, volume.id); });
   EXPECT_EQ(rows->size(), 2u);
+}
+
+// Retention deletes a backup from the store it was written to, not from the
+// current one: a manifest left in an older store would be imported again by
+// the next rescan.
+TEST_F(WorkerTest, RetentionDeletesBackupsFromTheirOwnStore) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  db::Volume volume = MakePinnedVolume(worker.server_id());
+  MakeImageWithData(worker, volume);
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::UpdateVolumeSettings(tx, volume.id, {.backup_retention_count = 1});
+  }));
+  const db::QueuedOperation first = QueueBackup(volume);
+  ASSERT_EQ(WaitFinished(first.operation.id).status, db::OperationStatus::kSucceeded);
+  const std::string old_key = repo::ManifestKey(volume.id, *first.operation.backup_id);
+  ASSERT_TRUE(local_->Head(old_key).has_value());
+
+  SetCurrentStore(AddStore("newer"));
+  const db::QueuedOperation second = QueueBackup(volume);
+  const db::Operation done = WaitFinished(second.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  const json retention = json::parse(done.result_metadata_json)["retention"];
+  EXPECT_EQ(retention["deleted"], json::array({*first.operation.backup_id})) << retention.dump();
+  EXPECT_FALSE(local_->Head(old_key).has_value());
+  auto rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, volume.id); });
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ(rows->front().id, *second.operation.backup_id);
 }
 
 TEST_F(WorkerTest, FailedBackupLeavesVolumeUsableWithLastError) {
