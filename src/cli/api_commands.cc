@@ -1,5 +1,6 @@
 #include "cli/api_commands.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -23,8 +24,11 @@
 #include "cli/output.h"
 #include "cli/progress_reporter.h"
 #include "client/api_client.h"
+#include "client/cluster_validation.h"
 #include "client/operation_follow.h"
 #include "common/files.h"
+#include "db/database.h"
+#include "service/serve.h"
 
 namespace kindling::cli {
 namespace {
@@ -96,6 +100,7 @@ struct ApiFlags {
   std::map<const CLI::App*, const ConnectionFlags*> connection_of;
   FollowFlags follow;
   std::string project;
+  std::string dsn_file;
   std::string backup;
   std::string target_server;
   std::string operation;
@@ -413,6 +418,31 @@ int RunSettingsStores(const ApiFlags& flags) {
   }
   PrintText(BackupStoresText(*stores, current));
   return kExitOk;
+}
+
+int RunValidate(const ApiFlags& flags) {
+  auto client = Connect(flags.connection);
+  if (!client) return ReportError(client.error());
+  client::ValidationInputs inputs;
+  const std::filesystem::path dsn_file = service::ResolveDsnFile(flags.dsn_file);
+  if (auto dsn = db::ReadDsnFile(dsn_file); dsn) {
+    inputs.local_dsn_sha256 = service::DsnDigest(*dsn);
+  } else if (!flags.dsn_file.empty()) {
+    return ReportError(dsn.error());  // asked for this file: it must be readable
+  }
+  const client::ValidationReport report = client::ValidateCluster(**client, inputs);
+  if (flags.connection.json) {
+    PrintJsonLine(report.ToJson());
+  } else {
+    std::string text;
+    for (const client::ValidationStep& step : report.steps) {
+      text += fmt::format("{:<5} {:<22} {}\n", client::OutcomeName(step.outcome), step.name,
+                          step.evidence);
+    }
+    text += report.passed() ? "validation passed\n" : "validation FAILED\n";
+    PrintText(text);
+  }
+  return report.passed() ? kExitOk : kExitFailed;
 }
 
 int RunVolumeDelete(const ApiFlags& flags) {
@@ -867,6 +897,18 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
     return RunCall(
         x.connection, [&](client::ApiClient& c) { return c.CreateApiKey(x.name); }, CreatedKeyText);
   }));
+
+  // admin validate (`admin` comes from AddServeCommands)
+  CLI::App* validate = Leaf(*app.get_subcommand("admin"), "validate",
+                            "Run the runbook's validation checklist (API, heartbeats, DSN files, "
+                            "...); exit 0 when no step failed",
+                            f);
+  validate
+      ->add_option("--dsn-file", f.dsn_file,
+                   "This host's DSN file, compared with the servers' (default: "
+                   "$KINDLING_DSN_FILE, else /etc/kindling/postgres.dsn when readable)")
+      ->type_name("PATH");
+  validate->callback(set(validate, RunValidate));
 }
 
 }  // namespace kindling::cli

@@ -37,22 +37,6 @@ bool IsHeldProblem(const db::QuarantineEntry& e) {
           e.reason == db::QuarantineReason::kUnknownVolume);
 }
 
-Status AuditImage(db::Tx& tx, std::string_view action, const db::QuarantineEntry& e,
-                  json details = json::object()) {
-  details["entry_id"] = e.id;
-  details["server_id"] = e.server_id;
-  details["reason"] = std::string(db::Name(e.reason));
-  details["detail"] = e.detail;
-  details["size_bytes"] = e.size_bytes;
-  details["image_sha256"] = e.image_sha256 ? json(*e.image_sha256) : json(nullptr);
-  auto id = db::InsertAuditEvent(tx, db::AuditEventInput{.action = std::string(action),
-                                                         .resource_type = "project_volume",
-                                                         .resource_id = e.project_volume_id,
-                                                         .details_json = details.dump()});
-  if (!id) return std::unexpected(id.error());
-  return OkStatus();
-}
-
 // The newest succeeded restore, move or adoption of the volume, if any.
 Result<std::optional<db::Operation>> LastRelocation(db::Tx& tx, const std::string& volume_id) {
   KINDLING_ASSIGN_OR_RETURN(auto ops, db::ListVolumeOperations(tx, volume_id, 50));
@@ -66,6 +50,21 @@ Result<std::optional<db::Operation>> LastRelocation(db::Tx& tx, const std::strin
 }
 
 }  // namespace
+
+Status AuditImage(db::Tx& tx, std::string_view action, const db::QuarantineEntry& e, json details) {
+  details["entry_id"] = e.id;
+  details["server_id"] = e.server_id;
+  details["reason"] = std::string(db::Name(e.reason));
+  details["detail"] = e.detail;
+  details["size_bytes"] = e.size_bytes;
+  details["image_sha256"] = e.image_sha256 ? json(*e.image_sha256) : json(nullptr);
+  auto id = db::InsertAuditEvent(tx, db::AuditEventInput{.action = std::string(action),
+                                                         .resource_type = "project_volume",
+                                                         .resource_id = e.project_volume_id,
+                                                         .details_json = details.dump()});
+  if (!id) return std::unexpected(id.error());
+  return OkStatus();
+}
 
 std::string QuarantineBusyKey(const std::string& entry_id) { return "quarantine:" + entry_id; }
 

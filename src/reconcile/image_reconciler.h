@@ -36,6 +36,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -92,6 +93,11 @@ std::string DescribeHeldImages(const db::Volume& volume,
                                                                    const db::Volume& volume,
                                                                    const std::string& server_id,
                                                                    db::Timestamp changed);
+
+// Writes audit event `action` (volume.image.quarantined, .purged) for entry
+// `e`: entry id, server, reason, detail, size and digest, plus `details`.
+[[nodiscard]] Status AuditImage(db::Tx& tx, std::string_view action, const db::QuarantineEntry& e,
+                                nlohmann::json details = nlohmann::json::object());
 
 // The row mirroring an on-disk entry of `server_id`.
 db::QuarantineEntry ToRow(const QuarantinedImage& entry, const std::string& server_id);

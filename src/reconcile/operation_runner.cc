@@ -53,21 +53,8 @@ Status RecordTaken(db::Tx& tx, const QuarantinedImage& taken, const std::string&
                    const db::Operation& op) {
   KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry row,
                             db::UpsertQuarantineEntry(tx, ToRow(taken, server_id)));
-  auto id = db::InsertAuditEvent(
-      tx, db::AuditEventInput{.action = "volume.image.quarantined",
-                              .resource_type = "project_volume",
-                              .resource_id = row.project_volume_id,
-                              .details_json = json{
-                                  {"entry_id", row.id},
-                                  {"server_id", row.server_id},
-                                  {"reason", std::string(db::Name(row.reason))},
-                                  {"detail", row.detail},
-                                  {"size_bytes", row.size_bytes},
-                                  {"path", row.path},
-                                  {"operation_id",
-                                   op.id}}.dump()});
-  if (!id) return std::unexpected(id.error());
-  return OkStatus();
+  return AuditImage(tx, "volume.image.quarantined", row,
+                    {{"path", row.path}, {"operation_id", op.id}});
 }
 
 }  // namespace

@@ -145,7 +145,8 @@ Status Worker::HeartbeatOnce() {
   if (::access(VolumesDir(options_.state_dir).c_str(), W_OK) != 0)
     problem = VolumesDir(options_.state_dir).string() + " is not writable";
   if (problem.empty()) problem = reconciler_.degraded_reason();
-  const json metadata = {{"runtime", options_.runtime}, {"instance_id", instance_id_}};
+  json metadata = {{"runtime", options_.runtime}, {"instance_id", instance_id_}};
+  if (!options_.dsn_sha256.empty()) metadata["dsn_sha256"] = options_.dsn_sha256;
   return db_.Transact([&](db::Tx& tx) -> Status {
     auto beat = db::Heartbeat(tx, options_.server_id);
     if (!beat && beat.error().is_not_found()) {

@@ -14,8 +14,8 @@
 //     and operation_runner.h for what happens to them).
 //
 // Component status: upserts server_component_statuses 'worker' with metadata
-// {"runtime": <runtime>}; restore/move eligibility requires a non-empty
-// runtime (see Leader and ListRestoreTargets).
+// {"runtime": <runtime>, "instance_id", "dsn_sha256"}; restore/move eligibility requires a
+// non-empty runtime (see Leader and ListRestoreTargets).
 //
 // Thread-safety: Start/Stop/Abandon from one controlling thread; the step
 // functions (RunNextOperation, ...) are thread-safe.
@@ -57,6 +57,10 @@ struct WorkerOptions {
   // metadata.runtime of the worker component. Any non-empty name counts as
   // able to hold volumes.
   std::string runtime = kDefaultRuntime;
+  // metadata.dsn_sha256: digest of the DSN this process uses
+  // (service::DsnDigest), so `kindling admin validate` sees hosts whose DSN
+  // files differ. Empty: not reported.
+  std::string dsn_sha256;
 
   std::chrono::milliseconds heartbeat_interval{10'000};
   // Claim sweep and image reconcile period (NOTIFY wakes claims sooner).

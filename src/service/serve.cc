@@ -129,6 +129,10 @@ Result<crypto::Key> LoadOrCreateMasterKey(const std::filesystem::path& path) {
   return created;
 }
 
+std::string DsnDigest(std::string_view dsn) {
+  return crypto::DigestHex(crypto::Sha256Of(db::RedactDsn(dsn)));
+}
+
 std::unique_ptr<reconcile::BackupStoreProvider> MakeClusterStoreProvider(
     db::Database& db, const crypto::Key& master_key) {
   auto handle_of = [](control::OpenedBackupStore opened) {
@@ -202,6 +206,7 @@ Status Serve(const ServeOptions& options) {
       w.enabled_components = options.components;
       w.state_dir = options.state_dir;
       w.runtime = options.runtime;
+      w.dsn_sha256 = DsnDigest(dsn);
       w.heartbeat_interval = options.heartbeat_interval;
       w.sweep_interval = options.sweep_interval;
       w.quarantine_grace = options.quarantine_grace;

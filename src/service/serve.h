@@ -95,6 +95,11 @@ struct ServeOptions {
   ComponentFactory api_factory;
 };
 
+// What servers report as metadata.dsn_sha256: SHA-256 (hex) of the DSN with
+// its password masked (db::RedactDsn), so hosts whose DSN files differ can be
+// told apart without publishing anything a password could be guessed from.
+std::string DsnDigest(std::string_view dsn);
+
 // An --listen value, ADDRESS:PORT.
 struct ListenAddress {
   std::string host;

@@ -89,6 +89,7 @@ class ApiCliTest : public db::DbTest {
     o.lease_renew_interval = milliseconds(500);
     o.progress_interval = milliseconds(100);
     o.engine_threads = 2;
+    o.dsn_sha256 = service::DsnDigest(dsn());
     worker_ = std::make_unique<reconcile::Worker>(db(), *stores_, o);
     auto started = worker_->Start();
     ASSERT_TRUE(started) << started.error().message();

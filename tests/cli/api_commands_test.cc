@@ -298,5 +298,29 @@ TEST(ApiCommandsFakeServerTest, FailedOperationExitsOneWithItsError) {
   }
 }
 
+TEST_F(ApiCommandsTest, AdminValidateRunsTheChecklist) {
+  // The worker heartbeats and reports the DSN this test's database uses.
+  const fs::path same = dir_.path() / "same.dsn";
+  const fs::path other = dir_.path() / "other.dsn";
+  WriteWhole(same, dsn() + "\n");
+  WriteWhole(other, "postgresql://kindling@standby.internal/kindling\n");
+  json report = Ok({"admin", "validate", "--dsn-file", same.string()});
+  EXPECT_EQ(report["passed"], true) << report.dump(2);
+  std::map<std::string, std::string> outcomes;
+  for (const json& step : report["steps"]) outcomes[step["name"]] = step["outcome"];
+  EXPECT_EQ(outcomes["api_meta"], "pass");
+  EXPECT_EQ(outcomes["server_heartbeats"], "pass");
+  EXPECT_EQ(outcomes["dsn_files_agree"], "pass");
+  EXPECT_EQ(outcomes["control_plane_backup"], "skip");
+
+  // Another DSN on this host: named, and the exit status says so.
+  RunResult differs = Kindling({"admin", "validate", "--dsn-file", other.string()});
+  EXPECT_EQ(differs.exit_code, 1) << differs.Describe();
+  EXPECT_NE(differs.out.find("fail  dsn_files_agree"), std::string::npos) << differs.Describe();
+  EXPECT_NE(differs.out.find("validation FAILED"), std::string::npos) << differs.Describe();
+  Fails({"admin", "validate", "--dsn-file", (dir_.path() / "missing.dsn").string()}, 1,
+        "missing.dsn");
+}
+
 }  // namespace
 }  // namespace kindling::clitest
