@@ -13,6 +13,7 @@
 #include "cli/api_commands.h"
 #include "cli/cancel.h"
 #include "cli/commands.h"
+#include "cli/control_plane_commands.h"
 #include "cli/exit_codes.h"
 #include "cli/flags.h"
 #include "cli/serve_commands.h"
@@ -234,6 +235,7 @@ int RunOrThrow(int argc, char** argv) {
   version->callback([&] { action = [&] { return RunVersion(flags.common); }; });
 
   AddServeCommands(app, action);
+  AddControlPlaneCommands(*app.get_subcommand("admin"), action);
   AddApiCommands(app, action);
 
   try {

@@ -400,6 +400,15 @@ Result<RestoreReport> ControlPlaneBackup::Restore(const RestoreOptions& options,
                                 " is neither empty nor an earlier restored copy: pick another "
                                 "directory");
     if (!make_copy) return InternalError("restore --into needs a server for the copy");
+    // The copy can reach only what the repository holds: the running
+    // cluster's current WAL file goes there first (nothing else is asked of
+    // it).
+    if (server_.Running()) {
+      if (auto archived = ArchiveCurrentWal(options.archive_wait); !archived)
+        report.warnings.push_back("the running cluster's current WAL file was not archived (" +
+                                  archived.error().message() +
+                                  "): the copy can reach only what the repository holds");
+    }
     KINDLING_RETURN_IF_ERROR(MakeDirectory(dir, 0700));
     KINDLING_RETURN_IF_ERROR(ChownToServerUser(dir));
     KINDLING_ASSIGN_OR_RETURN(copy, make_copy(dir));
@@ -452,8 +461,8 @@ Result<RestoreReport> ControlPlaneBackup::Restore(const RestoreOptions& options,
   InspectRestored(*target_server, setup_.database, report);
   // The recovery settings pgBackRest wrote are spent; a copy must never
   // archive into the repository, even when someone starts it by hand.
-  std::vector<std::pair<std::string, std::string>> tidy = {{"recovery_target_time", ""},
-                                                           {"recovery_target_action", ""}};
+  std::vector<std::pair<std::string, std::string>> tidy = {
+      {"recovery_target_time", ""}, {"recovery_target_action", ""}, {"restore_command", ""}};
   if (into) {
     tidy.emplace_back("archive_mode", "off");
     tidy.emplace_back("archive_command", "");

@@ -16,7 +16,8 @@
 //              takes a full backup on the new timeline. With `into`, restores
 //              a copy into another directory instead, started on another
 //              port with archive_mode=off (so a drill never pushes a
-//              timeline into the repository), leaving the cluster alone.
+//              timeline into the repository); of the running cluster it
+//              only asks that the current WAL file be archived first.
 //
 // pgBackRest runs as the PostgreSQL user (Setup::run_as); SQL goes through
 // db/ (cluster_status.h) as a superuser (ServerControl::Dsn).
