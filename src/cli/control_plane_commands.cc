@@ -565,6 +565,11 @@ void AddTargetFlags(CLI::App& command, ControlPlaneFlags& flags) {
                   "PostgreSQL's bin directory (default: the newest "
                   "/usr/lib/postgresql/N/bin)")
       ->type_name("DIR");
+  command
+      .add_option("--pg-log", flags.pg_log,
+                  "Host: the server's log when kindling starts it with pg_ctl (default "
+                  "/var/log/postgresql/kindling-pg_ctl.log)")
+      ->type_name("PATH");
   command.add_flag("--json", flags.json, "Print one JSON object on the last line of stdout");
   command.footer(kFooter);
 }
@@ -701,10 +706,6 @@ void AddControlPlaneCommands(CLI::App& admin, std::function<int()>& action) {
   restore->add_option("--pg-start-options", flags->pg_start_options,
                       "Host: pg_ctl -o options to start PostgreSQL with after the restore "
                       "(default: those it ran with before)");
-  restore
-      ->add_option("--pg-log", flags->pg_log,
-                   "Host: pg_ctl's log file (default /var/log/postgresql/kindling-pg_ctl.log)")
-      ->type_name("PATH");
   set(restore, RunRestore);
 }
 

@@ -1,6 +1,7 @@
 #include "service/postgres_control.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -133,6 +134,19 @@ Result<CommandResult> HostServerControl::PgCtl(std::vector<std::string> args) {
   return runner_.Run(run);
 }
 
+Status HostServerControl::PrepareLog() const {
+  // The server (as the PostgreSQL user) appends to it: create it for it.
+  std::error_code ec;
+  fs::create_directories(options_.log_file.parent_path(), ec);
+  const int fd = ::open(options_.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) return ErrnoError("open " + options_.log_file.string(), errno);
+  ::close(fd);
+  if (options_.run_as &&
+      ::chown(options_.log_file.c_str(), options_.run_as->uid, options_.run_as->gid) != 0)
+    return ErrnoError("chown " + options_.log_file.string(), errno);
+  return OkStatus();
+}
+
 bool HostServerControl::Running() {
   std::error_code ec;
   if (!fs::exists(options_.data_dir / "postmaster.pid", ec)) return false;
@@ -142,6 +156,7 @@ bool HostServerControl::Running() {
 
 Status HostServerControl::Start() {
   if (Running()) return OkStatus();
+  KINDLING_RETURN_IF_ERROR(PrepareLog());
   std::string server_options = options_.start_options;
   if (server_options.empty()) server_options = recorded_options_;
   std::vector<std::string> args = {"-l", options_.log_file.string(), "-w", "-t", "600"};
@@ -170,8 +185,9 @@ Status HostServerControl::Stop() {
 
 Status HostServerControl::Restart() {
   // pg_ctl restart starts the server with the options it runs with now.
-  KINDLING_ASSIGN_OR_RETURN(CommandResult result,
-                            PgCtl({"-m", "fast", "-w", "-t", "600", "restart"}));
+  KINDLING_RETURN_IF_ERROR(PrepareLog());
+  KINDLING_ASSIGN_OR_RETURN(CommandResult result, PgCtl({"-l", options_.log_file.string(), "-m",
+                                                         "fast", "-w", "-t", "600", "restart"}));
   if (result.exit_status != 0)
     return InternalError("pg_ctl restart failed (exit " + std::to_string(result.exit_status) +
                          "): " + result.output + result.errors + "\n" + LogTail());

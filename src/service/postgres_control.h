@@ -87,6 +87,7 @@ class HostServerControl final : public pgbackup::ServerControl {
 
  private:
   [[nodiscard]] Result<CommandResult> PgCtl(std::vector<std::string> args);
+  [[nodiscard]] Status PrepareLog() const;
 
   HostServerOptions options_;
   CommandRunner& runner_;

@@ -27,9 +27,14 @@
 #include <vector>
 
 #include "common/subprocess.h"
+#include "db/auth.h"
+#include "db/database.h"
+#include "db/migrations.h"
+#include "db/projects.h"
 #include "dev_process.h"
 #include "service/child_process.h"
 #include "service/local_postgres.h"
+#include "service/serve.h"
 #include "testutil/postgres_server.h"
 #include "testutil/temp_dir.h"
 
@@ -422,6 +427,111 @@ TEST_F(ControlPlaneDrillTest, UnwritableRepositoryNeverStallsTheControlPlaneDril
       static_cast<long long>(backup.took.count()),
       static_cast<long long>(
           std::chrono::duration_cast<milliseconds>(Clock::now() - stop_start).count()));
+}
+
+// A host's cluster (here one started with pg_ctl in a temp dir, as a Debian
+// cluster would be): configure with --restart (pg_ctl restart keeps the
+// server's options), back up, refuse a restore while a `kindling serve`
+// session is connected, then restore in place to T through pg_ctl stop and
+// start with the options the server ran with.
+TEST(ControlPlaneHostDrillTest, HostClusterThroughPgCtlDrill) {
+  testutil::TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  LocalPostgresOptions pg_options;
+  pg_options.data_dir = dir / "data";
+  pg_options.socket_dir = dir / "run";
+  pg_options.log_file = dir / "postgres.log";
+  pg_options.port = 20000 + static_cast<int>(::getpid() % 20000);
+  auto postgres = LocalPostgres::Create(pg_options);
+  ASSERT_TRUE(postgres) << postgres.error().message();
+  ASSERT_TRUE(postgres->InitIfMissing());
+  ASSERT_TRUE(postgres->Start());
+  struct StopAtEnd {
+    LocalPostgres& pg;
+    ~StopAtEnd() { (void)pg.Stop(); }
+  } stop_at_end{*postgres};
+  ASSERT_TRUE(db::CreateDatabaseIfMissing(postgres->SocketDsn("postgres"), "kindling"));
+  const std::string dsn = postgres->SocketDsn("kindling");
+  db::DatabaseOptions db_options;
+  db_options.dsn = dsn;
+  db_options.max_connections = 1;
+  auto database = db::Database::Open(db_options);
+  ASSERT_TRUE(database);
+  ASSERT_TRUE(db::RunMigrations(**database));
+  auto make_project = [&](const std::string& name) {
+    auto made = (*database)->Transact([&](db::Tx& tx) -> Status {
+      KINDLING_ASSIGN_OR_RETURN(db::Organization org, db::CreateOrganization(tx, "org-" + name));
+      KINDLING_RETURN_IF_ERROR(db::CreateProject(tx, org.id, name));
+      return OkStatus();
+    });
+    ASSERT_TRUE(made) << made.error().message();
+  };
+  make_project("before-t");
+  ASSERT_TRUE(LoadOrCreateMasterKey(dir / "master.key"));
+
+  const std::vector<std::string> host = {"--config", (dir / "etc" / "pgbackrest.conf").string(),
+                                         "--pg-log", (dir / "pg_ctl.log").string()};
+  auto run = [&](const std::string& command, std::vector<std::string> args) {
+    std::vector<std::string> all = {"admin", "control-plane", command};
+    all.insert(all.end(), host.begin(), host.end());
+    all.insert(all.end(), args.begin(), args.end());
+    return Kindling(all);
+  };
+  const std::vector<std::string> cluster = {"--pg-data",         pg_options.data_dir.string(),
+                                            "--pg-socket-dir",   pg_options.socket_dir.string(),
+                                            "--pg-port",         std::to_string(pg_options.port),
+                                            "--spool-dir",       (dir / "spool").string(),
+                                            "--log-dir",         (dir / "pgbackrest-log").string(),
+                                            "--lock-dir",        (dir / "lock").string(),
+                                            "--repo-path",       (dir / "repo").string(),
+                                            "--master-key-file", (dir / "master.key").string()};
+  // Without --restart, configure says what is left to do.
+  const CliResult pending = run("configure", cluster);
+  EXPECT_EQ(pending.exit_status, 1) << pending.output << pending.errors;
+  EXPECT_NE(pending.errors.find("must restart"), std::string::npos) << pending.errors;
+  std::vector<std::string> with_restart = cluster;
+  with_restart.push_back("--restart");
+  with_restart.push_back("--json");
+  const CliResult configured = run("configure", with_restart);
+  ASSERT_EQ(configured.exit_status, 0) << configured.output << configured.errors;
+  EXPECT_TRUE(configured.Json().value("restarted", false));
+  EXPECT_TRUE(configured.Json().value("checked", false));
+  EXPECT_EQ(Strings(dsn, "SHOW wal_level"), std::vector<std::string>{"logical"});
+  // The server kept the options it was started with.
+  EXPECT_NE(ReadAll(pg_options.data_dir / "postmaster.opts").find(pg_options.socket_dir.string()),
+            std::string::npos);
+
+  ASSERT_EQ(run("backup", {"--type", "full"}).exit_status, 0);
+  std::this_thread::sleep_for(milliseconds(1100));
+  const std::string target = Rfc3339Now();
+  std::this_thread::sleep_for(milliseconds(50));
+  make_project("after-t");
+
+  {
+    // A `kindling serve` still connected: nothing is touched.
+    db::DatabaseOptions serve_options = db_options;
+    serve_options.application_name = "kindling serve";
+    auto serve = db::Database::Open(serve_options);
+    ASSERT_TRUE(serve);
+    const CliResult refused = run("restore", {"--time", target});
+    EXPECT_EQ(refused.exit_status, 1);
+    EXPECT_NE(refused.errors.find("kindling sessions are connected"), std::string::npos)
+        << refused.errors;
+    EXPECT_EQ(Strings(dsn, "SELECT count(*)::text FROM projects"), std::vector<std::string>{"2"});
+  }
+  database->reset();
+  const CliResult restored = run("restore", {"--time", target, "--json"});
+  ASSERT_EQ(restored.exit_status, 0) << restored.output << restored.errors;
+  const json report = restored.Json();
+  EXPECT_TRUE(report.value("running", false)) << "a host's cluster is left running";
+  EXPECT_EQ(report["row_counts"].value("projects", -1), 1);
+  EXPECT_EQ(report["new_backup"].value("type", ""), "full");
+  EXPECT_EQ(Strings(dsn, "SELECT name FROM projects"), std::vector<std::string>{"before-t"});
+  EXPECT_EQ(Strings(dsn, "SELECT timeline_id::text FROM pg_control_checkpoint()"),
+            std::vector<std::string>{"2"});
+  EXPECT_NE(ReadAll(pg_options.data_dir / "postmaster.opts").find(pg_options.socket_dir.string()),
+            std::string::npos);
+  EXPECT_EQ(run("check", {}).exit_status, 0);
 }
 
 // `kindling dev --dsn-file`: the API and workers on an existing database; no
