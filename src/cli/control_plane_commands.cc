@@ -63,6 +63,7 @@ struct ControlPlaneFlags {
   std::string log_dir = "/var/log/pgbackrest";
   std::string lock_dir = "/tmp/pgbackrest";
   bool restart = false;
+  bool config_only = false;
   // backup
   std::string type = "incr";
   // check
@@ -307,9 +308,12 @@ void Print(const ControlPlaneFlags& flags, const json& document, const std::stri
 int RunConfigure(const ControlPlaneFlags& flags) {
   auto target = OpenTarget(flags, /*configuring=*/true);
   if (!target) return ReportError(target.error());
-  if (auto running = EnsureRunning(*target); !running) return ReportError(running.error());
+  if (!flags.config_only) {
+    if (auto running = EnsureRunning(*target); !running) return ReportError(running.error());
+  }
   pgbackup::ControlPlaneBackup backups(target->setup, SystemCommandRunner(), *target->server);
   pgbackup::ConfigureOptions options;
+  options.config_only = flags.config_only;
   // dev: its own server, unless a running `kindling dev` supervises it
   // (which applies this itself at its next start).
   options.allow_restart = target->dev ? !target->dev_running : flags.restart;
@@ -329,6 +333,10 @@ int RunConfigure(const ControlPlaneFlags& flags) {
       report->config_file.string(), report->repository, fmt::join(report->settings, ", "));
   if (report->restarted) text += "PostgreSQL restarted to apply wal_level and archive_mode\n";
   if (report->stanza_created) text += "stanza kindling: created or already in place\n";
+  if (flags.config_only)
+    text +=
+        "only the configuration was written: restore from the repository next "
+        "(kindling admin control-plane restore)\n";
   if (report->checked)
     text +=
         "check: ok (WAL archiving reaches the repository)\nnext: kindling admin control-plane "
@@ -657,6 +665,9 @@ void AddControlPlaneCommands(CLI::App& admin, std::function<int()>& action) {
   configure->add_flag("--restart", flags->restart,
                       "Host: restart PostgreSQL with pg_ctl when wal_level or archive_mode "
                       "changed (otherwise: restart it yourself, then run check)");
+  configure->add_flag("--config-only", flags->config_only,
+                      "Write pgBackRest's configuration only (a new host about to restore the "
+                      "lost cluster's backups: its repository belongs to that cluster)");
   set(configure, RunConfigure);
 
   CLI::App* backup = group->add_subcommand("backup", "Back up the control plane's PostgreSQL");

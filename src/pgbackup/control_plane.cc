@@ -185,6 +185,12 @@ Result<ConfigureReport> ControlPlaneBackup::Configure(const ConfigureOptions& op
   if (!report.archiving && !options.archiving_optional)
     return NotFound("pgBackRest is not installed (" + config.binary.string() +
                     " is missing): apt-get install pgbackrest");
+  if (options.config_only) {
+    if (!report.archiving)
+      return NotFound("pgBackRest is not installed: apt-get install pgbackrest");
+    KINDLING_RETURN_IF_ERROR(WriteConfiguration());
+    return report;
+  }
   if (!server_.Running())
     return FailedPrecondition("PostgreSQL is not running on " + config.data_dir.string());
   if (report.archiving) KINDLING_RETURN_IF_ERROR(WriteConfiguration());

@@ -66,6 +66,10 @@ struct ConfigureOptions {
   // Without a pgbackrest binary: only wal_level=logical (kindling dev on a
   // machine without pgBackRest). Otherwise a missing binary is kNotFound.
   bool archiving_optional = false;
+  // Write pgBackRest's file and nothing else; the server may be down. For a
+  // new host about to restore: the repository's stanza belongs to the lost
+  // cluster, so stanza-create and check would refuse this one.
+  bool config_only = false;
 };
 
 struct ConfigureReport {
@@ -146,7 +150,7 @@ class ControlPlaneBackup {
   const Setup& setup() const { return setup_; }
   PgBackRest& pgbackrest() { return pgbackrest_; }
 
-  // REQUIRES: the server runs. kNotFound without pgBackRest (unless
+  // REQUIRES: the server runs (unless config_only). kNotFound without pgBackRest (unless
   // archiving_optional); kIo when stanza-create or check fails (the file
   // and settings are written by then: fix the repository, run it again).
   [[nodiscard]] Result<ConfigureReport> Configure(const ConfigureOptions& options);

@@ -485,6 +485,13 @@ TEST(ControlPlaneHostDrillTest, HostClusterThroughPgCtlDrill) {
                                             "--lock-dir",        (dir / "lock").string(),
                                             "--repo-path",       (dir / "repo").string(),
                                             "--master-key-file", (dir / "master.key").string()};
+  // --config-only writes the file and touches nothing else.
+  std::vector<std::string> config_only = cluster;
+  config_only.push_back("--config-only");
+  const CliResult written = run("configure", config_only);
+  ASSERT_EQ(written.exit_status, 0) << written.output << written.errors;
+  EXPECT_TRUE(fs::exists(dir / "etc" / "pgbackrest.conf"));
+  EXPECT_EQ(Strings(dsn, "SHOW archive_mode"), std::vector<std::string>{"off"});
   // Without --restart, configure says what is left to do.
   const CliResult pending = run("configure", cluster);
   EXPECT_EQ(pending.exit_status, 1) << pending.output << pending.errors;
