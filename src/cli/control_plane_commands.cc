@@ -191,6 +191,12 @@ Result<Target> OpenTarget(const ControlPlaneFlags& flags, bool configuring) {
                                 LoadMasterKey(flags, target.state_dir / "master.key"));
       KINDLING_ASSIGN_OR_RETURN(std::optional<pgbackup::Repository> repository,
                                 RepositoryFromFlags(flags));
+      if (!repository) {
+        // No repository flags: the one configured before, else the default.
+        if (auto existing = ReadConfig(target.state_dir / "pgbackrest.conf", true);
+            existing && !existing->repository.path.empty())
+          repository = existing->repository;
+      }
       KINDLING_ASSIGN_OR_RETURN(
           target.setup, service::DevBackupSetup(target.state_dir, key,
                                                 service::kDefaultDevPostgresPort, repository));
@@ -225,10 +231,9 @@ Result<Target> OpenTarget(const ControlPlaneFlags& flags, bool configuring) {
     KINDLING_ASSIGN_OR_RETURN(std::optional<pgbackup::Repository> repository,
                               RepositoryFromFlags(flags));
     if (!repository) {
-      // Run again without repository flags: the repository stays (a local
-      // one; an S3 one needs its secret again).
+      // Run again without repository flags: the repository stays.
       auto existing = ReadConfig(config_file, false);
-      if (!existing || existing->repository.s3 || existing->repository.path.empty())
+      if (!existing || existing->repository.path.empty())
         return InvalidArgument("name the repository: --repo-path DIR or --repo-s3-bucket B ...");
       repository = existing->repository;
     }

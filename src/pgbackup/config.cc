@@ -241,6 +241,10 @@ Result<ClusterConfig> ParseConfig(std::string_view text, const fs::path& config_
       s3.endpoint += ":" + port;
     s3.region = get("repo1-s3-region");
     s3.uri_style = get("repo1-s3-uri-style").empty() ? "host" : get("repo1-s3-uri-style");
+    s3.key = get("repo1-s3-key");
+    s3.key_secret = get("repo1-s3-key-secret");
+    s3.verify_tls = get("repo1-storage-verify-tls") != "n";
+    s3.ca_file = get("repo1-storage-ca-file");
     config.repository.s3 = s3;
   }
   if (const std::string keep = get("repo1-retention-full"); AllDigits(keep))

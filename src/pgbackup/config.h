@@ -96,8 +96,10 @@ std::string RepositoryPassphrase(const crypto::Key& master_key);
 std::string RenderConfig(const ClusterConfig& config);
 
 // The parts of a rendered file the other commands need: pg1-*, the binary's
-// working directories and the repository's kind and path (no secrets are
-// kept). kInvalidArgument when the stanza or pg1-path is missing.
+// working directories and the repository (with an S3 repository's keys, so
+// that configure can write the file again without them); never the
+// passphrase, which comes from the master key. kInvalidArgument when the
+// stanza or pg1-path is missing.
 [[nodiscard]] Result<ClusterConfig> ParseConfig(std::string_view text,
                                                 const std::filesystem::path& config_file);
 

@@ -210,7 +210,16 @@ std::unique_ptr<pgbackup::ControlPlaneBackup> ConfigureBackups(const fs::path& s
                                                                const crypto::Key& master_key,
                                                                int port,
                                                                pgbackup::ServerControl& server) {
-  auto setup = DevBackupSetup(state, master_key, port);
+  // The repository stays what it is (configure --state-dir may have chosen
+  // another one); the rest is written again.
+  std::optional<pgbackup::Repository> repository;
+  const fs::path config_file = state / "pgbackrest.conf";
+  if (auto text = ReadFile(config_file); text) {
+    if (auto existing = pgbackup::ParseConfig(*text, config_file);
+        existing && !existing->repository.path.empty())
+      repository = existing->repository;
+  }
+  auto setup = DevBackupSetup(state, master_key, port, repository);
   if (!setup) {
     spdlog::error("control-plane backups are off: {}", setup.error().message());
     return nullptr;

@@ -22,7 +22,8 @@
 //                               pgbackrest/
 //
 // Control-plane backups are configured at every start (pgbackup/: WAL
-// archiving into the local repository, wal_level=logical; PostgreSQL is
+// archiving into the local repository, or the one `kindling admin
+// control-plane configure --state-dir` chose, wal_level=logical; PostgreSQL is
 // restarted once when that changes its settings); without pgBackRest
 // installed only wal_level is set, with a warning. Taking backups is left to
 // `kindling admin control-plane backup --state-dir`.

@@ -138,8 +138,32 @@ TEST(PgBackupConfigTest, ParsesWhatItRenders) {
   EXPECT_EQ(parsed->lock_dir, config.lock_dir);
   EXPECT_EQ(parsed->repository.path, config.repository.path);
   EXPECT_FALSE(parsed->repository.s3);
-  EXPECT_TRUE(parsed->cipher_passphrase.empty()) << "secrets are not read back";
+  EXPECT_TRUE(parsed->cipher_passphrase.empty()) << "the passphrase comes from the master key";
   EXPECT_FALSE(ParseConfig("[global]\nrepo1-path=/x\n", "/etc/x.conf"));
+
+  // An S3 repository comes back whole, so configure can write it again.
+  config.repository.path = "/prod";
+  config.repository.s3 = S3Repository{.bucket = "b",
+                                      .endpoint = "s3.example.com:9000",
+                                      .region = "r",
+                                      .key = "AKIA1",
+                                      .key_secret = "s3cr3t",
+                                      .uri_style = "path",
+                                      .verify_tls = false,
+                                      .ca_file = "/etc/ca.pem"};
+  auto s3 = ParseConfig(RenderConfig(config), config.config_file);
+  ASSERT_TRUE(s3) << s3.error().message();
+  ASSERT_TRUE(s3->repository.s3);
+  EXPECT_EQ(s3->repository.path, "/prod");
+  EXPECT_EQ(s3->repository.s3->bucket, "b");
+  EXPECT_EQ(s3->repository.s3->endpoint, "s3.example.com:9000");
+  EXPECT_EQ(s3->repository.s3->key, "AKIA1");
+  EXPECT_EQ(s3->repository.s3->key_secret, "s3cr3t");
+  EXPECT_EQ(s3->repository.s3->uri_style, "path");
+  EXPECT_FALSE(s3->repository.s3->verify_tls);
+  EXPECT_EQ(s3->repository.s3->ca_file, "/etc/ca.pem");
+  s3->cipher_passphrase = config.cipher_passphrase;
+  EXPECT_EQ(RenderConfig(*s3), RenderConfig(config));
 }
 
 TEST(PgBackupConfigTest, ArchiveCommandAndServerSettings) {
