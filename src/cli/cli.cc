@@ -13,6 +13,7 @@
 #include "cli/api_commands.h"
 #include "cli/cancel.h"
 #include "cli/commands.h"
+#include "cli/control_plane_commands.h"
 #include "cli/exit_codes.h"
 #include "cli/flags.h"
 #include "cli/master_key_commands.h"
@@ -236,6 +237,7 @@ int RunOrThrow(int argc, char** argv) {
 
   AddServeCommands(app, action);
   AddMasterKeyCommands(app, action);
+  AddControlPlaneCommands(*app.get_subcommand("admin"), action);
   AddApiCommands(app, action);
 
   try {

@@ -48,6 +48,7 @@ struct DevFlags {
   std::string state_dir = service::kDefaultDevStateDir;
   std::string listen = "127.0.0.1:8080";
   int workers = 2;
+  std::string dsn_file;
 };
 
 struct BootstrapFlags {
@@ -121,6 +122,7 @@ int RunDev(const DevFlags& flags) {
   options.state_dir = flags.state_dir;
   options.listen = flags.listen;
   options.workers = flags.workers;
+  options.dsn_file = flags.dsn_file;
   options.on_ready = [](const service::DevEndpoints& endpoints) {
     std::fputs(service::DevEnvironmentLines(endpoints).c_str(), stdout);
     std::fflush(stdout);
@@ -236,6 +238,10 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
   dev->add_option("--workers", dev_flags->workers, "Worker processes (default 2)")
       ->check(CLI::Range(1, 16))
       ->type_name("N");
+  dev->add_option("--dsn-file", dev_flags->dsn_file,
+                  "Run the API and workers against the database this DSN file names instead of "
+                  "a private PostgreSQL")
+      ->type_name("PATH");
   dev->callback([&action, dev_flags] { action = [dev_flags] { return RunDev(*dev_flags); }; });
 
   auto bootstrap_flags = std::make_shared<BootstrapFlags>();

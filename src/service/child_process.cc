@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -20,12 +19,12 @@ namespace kindling::service {
 
 Result<std::optional<RunAsUser>> PostgresServerUser() {
   if (::geteuid() != 0) return std::optional<RunAsUser>();
-  const passwd* pw = ::getpwnam("postgres");
-  if (pw == nullptr)
+  auto user = LookUpSystemUser("postgres");
+  if (!user)
     return NotFound(
         "running as root needs a `postgres` system user to run PostgreSQL as (installing "
         "Debian's postgresql package creates it)");
-  return std::optional<RunAsUser>(RunAsUser{pw->pw_uid, pw->pw_gid});
+  return std::optional<RunAsUser>(*user);
 }
 
 Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {

@@ -18,14 +18,11 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/subprocess.h"
 
 namespace kindling::service {
 
-// A system user to run a child as.
-struct RunAsUser {
-  uid_t uid = 0;
-  gid_t gid = 0;
-};
+using kindling::RunAsUser;
 
 // The `postgres` system user when this process is root (initdb refuses root),
 // nullopt (run as ourselves) otherwise. kNotFound when root and no such user

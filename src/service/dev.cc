@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/files.h"
+#include "common/subprocess.h"
 #include "control/admin_service.h"
 #include "db/auth.h"
 #include "db/database.h"
@@ -26,6 +27,7 @@
 #include "db/servers.h"
 #include "service/child_process.h"
 #include "service/local_postgres.h"
+#include "service/postgres_control.h"
 #include "service/serve.h"
 #include "service/stop_signals.h"
 
@@ -85,30 +87,6 @@ Status CheckReachableByOthers(const fs::path& dir) {
   }
   return OkStatus();
 }
-
-// Holds an exclusive lock on <state>/dev.lock for the process's life.
-class StateDirLock {
- public:
-  static Result<StateDirLock> Acquire(const fs::path& state_dir) {
-    const fs::path path = state_dir / "dev.lock";
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return ErrnoError("open " + path.string(), errno);
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd);
-      return InvalidArgument("another kindling dev is running on " + state_dir.string());
-    }
-    return StateDirLock(fd);
-  }
-  StateDirLock(StateDirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  StateDirLock& operator=(StateDirLock&&) = delete;
-  ~StateDirLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
- private:
-  explicit StateDirLock(int fd) : fd_(fd) {}
-  int fd_;
-};
 
 std::string Trimmed(std::string text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
@@ -225,7 +203,110 @@ Status WaitUntilReady(db::Database& database, std::vector<Child>& children,
   }
 }
 
+// Configures control-plane backups of the private PostgreSQL (restarting it
+// when wal_level or archiving changed). Failures are logged, not fatal: the
+// cluster runs without backups rather than not at all.
+std::unique_ptr<pgbackup::ControlPlaneBackup> ConfigureBackups(const fs::path& state,
+                                                               const crypto::Key& master_key,
+                                                               int port,
+                                                               pgbackup::ServerControl& server) {
+  // The repository stays what it is (configure --state-dir may have chosen
+  // another one); the rest is written again.
+  std::optional<pgbackup::Repository> repository;
+  const fs::path config_file = state / "pgbackrest.conf";
+  if (auto text = ReadFile(config_file); text) {
+    if (auto existing = pgbackup::ParseConfig(*text, config_file);
+        existing && !existing->repository.path.empty())
+      repository = existing->repository;
+  }
+  auto setup = DevBackupSetup(state, master_key, port, repository);
+  if (!setup) {
+    spdlog::error("control-plane backups are off: {}", setup.error().message());
+    return nullptr;
+  }
+  auto backups = std::make_unique<pgbackup::ControlPlaneBackup>(std::move(*setup),
+                                                                SystemCommandRunner(), server);
+  const auto start = Clock::now();
+  auto report = backups->Configure({.allow_restart = true, .archiving_optional = true});
+  if (!report) {
+    spdlog::error(
+        "control-plane backups are not working: {} (configuration {}; check with `kindling "
+        "admin control-plane check --state-dir {}`)",
+        report.error().message(), backups->setup().config.config_file.string(), state.string());
+    return backups;
+  }
+  if (!report->archiving) {
+    spdlog::warn(
+        "pgBackRest is not installed: control-plane backups are off, wal_level=logical only "
+        "(apt-get install pgbackrest)");
+    return nullptr;
+  }
+  spdlog::info("control-plane backups: repository {}, WAL archiving on{} ({} ms)",
+               report->repository, report->restarted ? ", PostgreSQL restarted to apply it" : "",
+               std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+  return backups;
+}
+
 }  // namespace
+
+LocalPostgresOptions DevPostgresOptions(const fs::path& state_dir, int port) {
+  LocalPostgresOptions options;
+  options.data_dir = state_dir / "postgres" / "data";
+  options.socket_dir = state_dir / "postgres";
+  options.log_file = state_dir / "logs" / "postgres.log";
+  options.port = port;
+  return options;
+}
+
+Result<pgbackup::Setup> DevBackupSetup(const fs::path& state_dir, const crypto::Key& master_key,
+                                       int port,
+                                       const std::optional<pgbackup::Repository>& repository) {
+  pgbackup::Setup setup;
+  pgbackup::ClusterConfig& config = setup.config;
+  const LocalPostgresOptions postgres = DevPostgresOptions(state_dir, port);
+  config.config_file = state_dir / "pgbackrest.conf";
+  config.data_dir = postgres.data_dir;
+  config.socket_dir = postgres.socket_dir;
+  config.port = postgres.port;
+  config.spool_dir = state_dir / "pgbackrest-spool";
+  config.lock_dir = state_dir / "pgbackrest-spool" / "lock";
+  config.log_dir = state_dir / "logs" / "pgbackrest";
+  if (repository) {
+    config.repository = *repository;
+  } else {
+    config.repository.path = state_dir / "pgbackrest";
+  }
+  config.cipher_passphrase = pgbackup::RepositoryPassphrase(master_key);
+  KINDLING_ASSIGN_OR_RETURN(setup.run_as, PostgresServerUser());
+  return setup;
+}
+
+Result<std::optional<DevStateLock>> DevStateLock::TryAcquire(const fs::path& state_dir) {
+  const fs::path path = state_dir / "dev.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("open " + path.string(), errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) return std::optional<DevStateLock>();
+    return ErrnoError("lock " + path.string(), err);
+  }
+  return std::optional<DevStateLock>(DevStateLock(fd));
+}
+
+DevStateLock::DevStateLock(DevStateLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+DevStateLock& DevStateLock::operator=(DevStateLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+DevStateLock::~DevStateLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 std::string ShellAssignment(const std::string& name, const std::string& value) {
   const bool plain = std::all_of(value.begin(), value.end(), [](unsigned char c) {
@@ -256,8 +337,10 @@ Status RunDev(const DevOptions& options) {
   const fs::path logs = state / "logs";
   fs::create_directories(logs, ec);
   if (ec) return IoError("create " + logs.string() + ": " + ec.message());
-  KINDLING_RETURN_IF_ERROR(CheckReachableByOthers(state));
-  KINDLING_ASSIGN_OR_RETURN(StateDirLock lock, StateDirLock::Acquire(state));
+  const bool own_postgres = options.dsn_file.empty();
+  if (own_postgres) KINDLING_RETURN_IF_ERROR(CheckReachableByOthers(state));
+  KINDLING_ASSIGN_OR_RETURN(std::optional<DevStateLock> lock, DevStateLock::TryAcquire(state));
+  if (!lock) return InvalidArgument("another kindling dev is running on " + state.string());
 
   fs::path binary = options.kindling_binary;
   if (binary.empty()) {
@@ -268,15 +351,18 @@ Status RunDev(const DevOptions& options) {
   // Signals are waited for below; children get their own mask back.
   StopSignals stop_signals(options.handle_signals, options.stop, "kindling dev");
 
-  LocalPostgresOptions pg_options;
-  pg_options.data_dir = state / "postgres" / "data";
-  pg_options.socket_dir = state / "postgres";
-  pg_options.log_file = logs / "postgres.log";
-  pg_options.port = options.postgres_port;
-  KINDLING_ASSIGN_OR_RETURN(LocalPostgres postgres, LocalPostgres::Create(pg_options));
-  KINDLING_RETURN_IF_ERROR(postgres.InitIfMissing());
-  KINDLING_RETURN_IF_ERROR(postgres.Start());
-  spdlog::info("PostgreSQL running in {}", pg_options.data_dir.string());
+  // The private PostgreSQL, unless a DSN file names another database.
+  std::optional<LocalPostgres> postgres;
+  std::optional<LocalServerControl> server;
+  std::unique_ptr<pgbackup::ControlPlaneBackup> backups;
+  if (own_postgres) {
+    KINDLING_ASSIGN_OR_RETURN(
+        postgres, LocalPostgres::Create(DevPostgresOptions(state, options.postgres_port)));
+    KINDLING_RETURN_IF_ERROR(postgres->InitIfMissing());
+    KINDLING_RETURN_IF_ERROR(postgres->Start());
+    server.emplace(*postgres);
+    spdlog::info("PostgreSQL running in {}", postgres->options().data_dir.string());
+  }
 
   std::vector<Child> children;
   auto stop_everything = [&] {
@@ -290,21 +376,40 @@ Status RunDev(const DevOptions& options) {
         spdlog::info("{} stopped (status {})", child.name, status);
       }
     }
-    if (auto st = postgres.Stop(); !st)
+    if (!postgres) return;
+    if (backups) {
+      // So that a restore can reach everything committed before the stop.
+      if (auto archived = backups->ArchiveCurrentWal(std::chrono::seconds(10)); !archived)
+        spdlog::warn("the last WAL file is not archived: {}", archived.error().message());
+      else
+        spdlog::info("WAL archived up to the stop");
+    }
+    if (auto st = postgres->Stop(); !st)
       spdlog::error("stopping PostgreSQL: {}", st.error().message());
     else
       spdlog::info("PostgreSQL stopped");
   };
 
   Status started = [&]() -> Status {
-    KINDLING_ASSIGN_OR_RETURN(const bool created, db::CreateDatabaseIfMissing(
-                                                      postgres.SocketDsn("postgres"), "kindling"));
-    if (created) spdlog::info("created database kindling");
-    const std::string dsn = postgres.SocketDsn("kindling");
-    const fs::path dsn_file = state / "postgres.dsn";
-    KINDLING_RETURN_IF_ERROR(WriteFileAtomic(dsn_file, dsn + "\n", 0600));
+    std::string dsn;
+    fs::path dsn_file;
+    if (own_postgres) {
+      KINDLING_ASSIGN_OR_RETURN(
+          const bool created,
+          db::CreateDatabaseIfMissing(postgres->SocketDsn("postgres"), "kindling"));
+      if (created) spdlog::info("created database kindling");
+      dsn = postgres->SocketDsn("kindling");
+      dsn_file = state / "postgres.dsn";
+      KINDLING_RETURN_IF_ERROR(WriteFileAtomic(dsn_file, dsn + "\n", 0600));
+    } else {
+      dsn_file = fs::absolute(options.dsn_file, ec);
+      if (ec) return InvalidArgument("bad --dsn-file: " + ec.message());
+      KINDLING_ASSIGN_OR_RETURN(dsn, db::ReadDsnFile(dsn_file));
+      spdlog::info("using the database of {}", dsn_file.string());
+    }
     const fs::path master_key_file = state / "master.key";
     KINDLING_ASSIGN_OR_RETURN(const crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
+    if (own_postgres) backups = ConfigureBackups(state, master_key, options.postgres_port, *server);
 
     db::DatabaseOptions db_options;
     db_options.dsn = dsn;
@@ -351,7 +456,7 @@ Status RunDev(const DevOptions& options) {
     const DevEndpoints endpoints{
         .url = "http://" + api_address.host + ":" + std::to_string(api_address.port),
         .api_key = api_key,
-        .dsn = dsn,
+        .dsn = db::RedactDsn(dsn),
         .state_dir = state,
         .log_dir = logs,
     };
@@ -365,9 +470,32 @@ Status RunDev(const DevOptions& options) {
     return started;
   }
 
-  // Supervise: restart a child that died, after a pause that grows with its
-  // restarts (1 s, 2 s, ... 30 s).
+  // Supervise: restart a child (or PostgreSQL) that died, after a pause that
+  // grows with its restarts (1 s, 2 s, ... 30 s).
+  int postgres_restarts = 0;
+  Clock::time_point postgres_restart_at{};
+  Clock::time_point postgres_checked_at = Clock::now();
   while (!stop_signals.WaitForStop(std::chrono::milliseconds(200))) {
+    if (postgres && Clock::now() - postgres_checked_at >= std::chrono::seconds(1)) {
+      postgres_checked_at = Clock::now();
+      if (!postgres->Running()) {
+        if (postgres_restart_at == Clock::time_point{}) {
+          const int pause = std::min(30, 1 << std::min(postgres_restarts, 5));
+          postgres_restart_at = postgres_checked_at + std::chrono::seconds(pause);
+          spdlog::warn("PostgreSQL exited; restarting in {} s (its log: {})", pause,
+                       postgres->options().log_file.string());
+        } else if (postgres_checked_at >= postgres_restart_at) {
+          postgres_restart_at = {};
+          ++postgres_restarts;
+          if (auto st = postgres->Start(); !st)
+            spdlog::error("restarting PostgreSQL: {}", st.error().message());
+          else
+            spdlog::info("PostgreSQL restarted (restart {})", postgres_restarts);
+        }
+      } else {
+        postgres_restart_at = {};
+      }
+    }
     for (Child& child : children) {
       if (child.Running()) continue;
       const auto now = Clock::now();

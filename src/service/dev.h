@@ -13,15 +13,31 @@
 //   <state>/admin-api-key       the platform admin's API key (0600)
 //   <state>/dev.env             KINDLING_URL/_API_KEY/_DSN lines while running
 //   <state>/backups/            the local backup store
+//   <state>/pgbackrest.conf     pgBackRest's configuration (0640, postgres)
+//   <state>/pgbackrest/         the control-plane backup repository
+//   <state>/pgbackrest-spool/   its async WAL queue and lock files
 //   <state>/api/, worker-N/     the children's state directories (server-id,
 //                               volumes/)
-//   <state>/logs/               postgres.log, api.log, worker-N.log
+//   <state>/logs/               postgres.log, api.log, worker-N.log,
+//                               pgbackrest/
+//
+// Control-plane backups are configured at every start (pgbackup/: WAL
+// archiving into the local repository, or the one `kindling admin
+// control-plane configure --state-dir` chose, wal_level=logical; PostgreSQL is
+// restarted once when that changes its settings); without pgBackRest
+// installed only wal_level is set, with a warning. Taking backups is left to
+// `kindling admin control-plane backup --state-dir`.
 //
 // A child that exits unexpectedly is restarted (its work is picked up again
-// through leases). SIGINT/SIGTERM stop the children (API first, then the
-// workers, which hand running operations back) and then PostgreSQL. Children
-// get SIGTERM if the supervisor itself is killed; PostgreSQL then keeps
-// running and the next start adopts it.
+// through leases), and so is PostgreSQL, after a pause that grows with the
+// restarts (1 s, 2 s, ... 30 s), logged. SIGINT/SIGTERM stop the children
+// (API first, then the workers, which hand running operations back), archive
+// the current WAL file (so a restore can reach the last moment before the
+// stop) and stop PostgreSQL. Children get SIGTERM if the supervisor itself is
+// killed; PostgreSQL then keeps running and the next start adopts it.
+//
+// With a DSN file (DevOptions::dsn_file) the API and workers run against
+// that database instead, and no PostgreSQL is started or configured.
 //
 // Thread-safety: RunDev blocks the calling thread until stopped.
 #pragma once
@@ -30,13 +46,18 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "common/result.h"
+#include "crypto/aead.h"
+#include "pgbackup/control_plane.h"
+#include "service/local_postgres.h"
 
 namespace kindling::service {
 
 inline constexpr char kDefaultDevStateDir[] = "/var/tmp/kindling-dev";
+inline constexpr int kDefaultDevPostgresPort = 5432;
 
 // What `kindling dev` prints once everything is up.
 struct DevEndpoints {
@@ -53,7 +74,10 @@ struct DevOptions {
   int workers = 2;
   // The binary the children run; empty: this process's own (/proc/self/exe).
   std::filesystem::path kindling_binary;
-  int postgres_port = 5432;  // names the socket only; no TCP listener
+  int postgres_port = kDefaultDevPostgresPort;  // names the socket only; no TCP listener
+  // Run the API and workers against the database this file names instead of
+  // a private PostgreSQL. Empty: the private one.
+  std::filesystem::path dsn_file;
   std::string admin_email = "admin@kindling.local";
   std::chrono::milliseconds ready_timeout{90'000};
   // Called once every child is up and every worker heartbeats.
@@ -70,6 +94,32 @@ std::string ShellAssignment(const std::string& name, const std::string& value);
 // KINDLING_URL, KINDLING_API_KEY and KINDLING_DSN lines, as printed on stdout
 // and kept in <state>/dev.env (0600) for other shells to source.
 std::string DevEnvironmentLines(const DevEndpoints& endpoints);
+
+// The private PostgreSQL of the state directory.
+LocalPostgresOptions DevPostgresOptions(const std::filesystem::path& state_dir,
+                                        int port = kDefaultDevPostgresPort);
+// Its control-plane backups: <state>/pgbackrest.conf, the repository
+// <state>/pgbackrest (unless `repository` names another), the passphrase
+// from the master key; run_as is the postgres user when root.
+[[nodiscard]] Result<pgbackup::Setup> DevBackupSetup(
+    const std::filesystem::path& state_dir, const crypto::Key& master_key,
+    int port = kDefaultDevPostgresPort, const std::optional<pgbackup::Repository>& repository = {});
+
+// The lock a running `kindling dev` holds on <state>/dev.lock, for as long
+// as the object lives.
+class DevStateLock {
+ public:
+  // nullopt when another process holds it (a `kindling dev` runs there).
+  [[nodiscard]] static Result<std::optional<DevStateLock>> TryAcquire(
+      const std::filesystem::path& state_dir);
+  DevStateLock(DevStateLock&& other) noexcept;
+  DevStateLock& operator=(DevStateLock&& other) noexcept;
+  ~DevStateLock();
+
+ private:
+  explicit DevStateLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 // Runs until stopped. Errors: kInvalidArgument for a state directory that is
 // in use by another `kindling dev` or unreachable for the postgres user,

@@ -1,0 +1,568 @@
+// Control-plane disaster recovery against the real thing: the built
+// `kindling dev` (private PostgreSQL with WAL archiving into a local
+// pgBackRest repository), `kindling admin control-plane ...` commands and
+// pgBackRest itself. The drills run once, in the optimised build (their
+// names hold "Drill"; scripts/test.sh leaves them out of the sanitizer run).
+//
+// What makes a point-in-time restore to T reliable, and what the test
+// therefore arranges: a backup that finished at least a second before T
+// (restore picks the newest such backup itself), commits on both sides of T
+// (recovery stops at the first commit after T, and ends with an error when
+// the archive holds none), and that WAL in the repository: the commands
+// archive the current WAL file before they restore (and `kindling dev` when
+// it stops), so only T itself must be taken a little after the backup.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/subprocess.h"
+#include "db/auth.h"
+#include "db/database.h"
+#include "db/migrations.h"
+#include "db/projects.h"
+#include "dev_process.h"
+#include "service/child_process.h"
+#include "service/local_postgres.h"
+#include "service/serve.h"
+#include "testutil/postgres_server.h"
+#include "testutil/temp_dir.h"
+
+namespace kindling::service {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+struct CliResult {
+  int exit_status = -1;
+  std::string output;
+  std::string errors;
+  milliseconds took{0};
+  // The --json document: the last line of stdout.
+  json Json() const {
+    const auto end = output.find_last_not_of('\n');
+    if (end == std::string::npos) return json();
+    const auto start = output.rfind('\n', end);
+    const std::string line = output.substr(start == std::string::npos ? 0 : start + 1,
+                                           end - (start == std::string::npos ? 0 : start + 1) + 1);
+    return json::parse(line, nullptr, /*allow_exceptions=*/false);
+  }
+};
+
+CliResult Kindling(std::vector<std::string> args, seconds timeout = seconds(120)) {
+  CommandOptions options;
+  options.args = {KINDLING_BINARY};
+  options.args.insert(options.args.end(), args.begin(), args.end());
+  options.timeout = timeout;
+  const auto start = Clock::now();
+  auto result = SystemCommandRunner().Run(options);
+  CliResult out;
+  out.took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  if (!result) {
+    out.errors = result.error().message();
+    return out;
+  }
+  out.exit_status = result->timed_out ? -2 : result->exit_status;
+  out.output = result->output;
+  out.errors = result->errors;
+  return out;
+}
+
+std::string Rfc3339Now() {
+  const auto now = std::chrono::time_point_cast<milliseconds>(std::chrono::system_clock::now());
+  const auto day = std::chrono::floor<std::chrono::days>(now);
+  const std::chrono::year_month_day date(day);
+  const std::chrono::hh_mm_ss<milliseconds> time(now - day);
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "%04d-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+                static_cast<unsigned>(date.day()), static_cast<long long>(time.hours().count()),
+                static_cast<long long>(time.minutes().count()),
+                static_cast<long long>(time.seconds().count()),
+                static_cast<long long>(time.subseconds().count()));
+  return buffer;
+}
+
+// A value of dev.env (shell-quoted when it has to be).
+std::string Unquoted(std::string value) {
+  if (value.size() >= 2 && value.front() == '\'' && value.back() == '\'')
+    value = value.substr(1, value.size() - 2);
+  return value;
+}
+
+std::vector<std::string> Strings(const std::string& dsn, const std::string& sql) {
+  pqxx::connection conn(dsn);
+  pqxx::nontransaction work(conn);
+  std::vector<std::string> out;
+  for (const auto& row : work.exec(sql)) out.push_back(row[0].c_str());
+  return out;
+}
+
+class ControlPlaneDrillTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::chmod(dir_.path().c_str(), 0755);  // the postgres user works inside
+    state_ = dir_ / "state";
+  }
+
+  // An API call that must answer; its status in *status when given.
+  json Call(const std::string& method, const std::string& path, const json& body = nullptr,
+            int* status = nullptr) {
+    httplib::Client client("127.0.0.1", dev_->port());
+    client.set_connection_timeout(5, 0);
+    client.set_read_timeout(30, 0);
+    const httplib::Headers headers = {
+        {"Authorization", "Bearer " + dev_->value("KINDLING_API_KEY")}};
+    const std::string payload = body.is_null() ? "" : body.dump();
+    httplib::Result res = method == "GET" ? client.Get(path, headers)
+                          : method == "PUT"
+                              ? client.Put(path, headers, payload, "application/json")
+                              : client.Post(path, headers, payload, "application/json");
+    if (!res) {
+      ADD_FAILURE() << method << " " << path << ": no answer";
+      return json();
+    }
+    if (status != nullptr)
+      *status = res->status;
+    else
+      EXPECT_LT(res->status, 300) << method << " " << path << ": " << res->body;
+    return res->body.empty() ? json() : json::parse(res->body, nullptr, false);
+  }
+
+  std::string CreateProject(const std::string& name) {
+    return Call("POST", "/api/projects", {{"name", name}}).value("id", "");
+  }
+
+  std::set<std::string> ProjectNames() {
+    std::set<std::string> names;
+    for (const json& project : Call("GET", "/api/projects"))
+      names.insert(project.value("name", ""));
+    return names;
+  }
+
+  // Both workers heartbeat after `since` (the database's clock, which is
+  // this machine's).
+  bool WorkersHeartbeatSince(std::chrono::system_clock::time_point since, seconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      int fresh = 0;
+      for (const json& server : Call("GET", "/api/platform/servers")) {
+        const double age = server.value("heartbeat_age_seconds", 1e9);
+        const auto beat = std::chrono::system_clock::now() -
+                          std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                              std::chrono::duration<double>(age));
+        if (server.value("heartbeat_health", "") == "healthy" && beat > since) ++fresh;
+      }
+      if (fresh >= 2) return true;
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    return false;
+  }
+
+  std::vector<std::string> StateDirFlag() const { return {"--state-dir", state_.string()}; }
+
+  CliResult ControlPlane(const std::string& command, std::vector<std::string> args = {}) {
+    std::vector<std::string> all = {"admin", "control-plane", command, "--state-dir",
+                                    state_.string()};
+    all.insert(all.end(), args.begin(), args.end());
+    return Kindling(all);
+  }
+
+  testutil::TempDir dir_;
+  fs::path state_;
+  std::unique_ptr<DevProcess> dev_;
+};
+
+TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
+  const auto test_start = Clock::now();
+  dev_ = std::make_unique<DevProcess>(state_);
+  const std::string dsn = Unquoted(dev_->value("KINDLING_DSN"));
+  // kindling dev configured archiving and wal_level=logical itself.
+  EXPECT_EQ(Strings(dsn, "SHOW wal_level"), std::vector<std::string>{"logical"});
+  EXPECT_EQ(Strings(dsn, "SHOW archive_mode"), std::vector<std::string>{"on"});
+  struct stat config {};
+  ASSERT_EQ(::stat((state_ / "pgbackrest.conf").c_str(), &config), 0);
+  EXPECT_EQ(config.st_mode & 0777, 0640u);
+  EXPECT_NE(ReadAll(state_ / "pgbackrest.conf").find("repo1-cipher-type=aes-256-cbc"),
+            std::string::npos);
+
+  // Rows before T: two projects, a volume and a volume backup.
+  const std::string keep = CreateProject("before-t");
+  CreateProject("also-before-t");
+  Call("PUT", "/api/projects/" + keep + "/volume", {{"size_gb", 1}});
+  json volume = json::object();
+  for (int i = 0; i < 200 && volume.value("health", "") != "healthy"; ++i) {
+    volume = Call("GET", "/api/projects/" + keep + "/volume");
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_EQ(volume.value("health", ""), "healthy") << volume;
+  const json queued = Call("POST", "/api/projects/" + keep + "/volume/backups", json::object());
+  json op = json::object();
+  for (int i = 0; i < 600; ++i) {
+    op = Call("GET", "/api/operations/" + queued.value("id", ""));
+    if (op.value("status", "") == "succeeded" || op.value("status", "") == "failed") break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_EQ(op.value("status", ""), "succeeded") << op;
+  const std::string volume_backup = op.value("backup_id", "");
+
+  // Without a backup, check fails and says why.
+  const CliResult first_check = ControlPlane("check", {"--json"});
+  EXPECT_EQ(first_check.exit_status, 1) << first_check.output << first_check.errors;
+  EXPECT_NE(first_check.errors.find("no backup yet"), std::string::npos) << first_check.errors;
+  EXPECT_EQ(first_check.Json().value("pgbackrest_check", ""), "ok") << first_check.output;
+
+  const CliResult backup = ControlPlane("backup", {"--type", "full", "--json"});
+  ASSERT_EQ(backup.exit_status, 0) << backup.output << backup.errors;
+  const json backup_json = backup.Json();
+  EXPECT_EQ(backup_json.value("type", ""), "full");
+  EXPECT_FALSE(backup_json.value("label", "").empty());
+  EXPECT_GT(backup_json.value("size_bytes", 0), 0);
+  EXPECT_GT(backup_json.value("repo_size_bytes", 0), 0);
+  EXPECT_GT(backup_json.value("duration_ms", 0), 0);
+
+  const CliResult check = ControlPlane("check", {"--json"});
+  ASSERT_EQ(check.exit_status, 0) << check.output << check.errors;
+  const json check_json = check.Json();
+  EXPECT_TRUE(check_json.value("ok", false));
+  EXPECT_EQ(check_json.value("wal_level", ""), "logical");
+  EXPECT_EQ(check_json["last_backup"].value("label", ""), backup_json.value("label", ""));
+  EXPECT_LT(check_json.value("last_backup_age_seconds", 1e9), 120);
+  EXPECT_FALSE(check_json["archiver"].value("failing", true));
+
+  // T: a second after the backup finished (restore needs a backup that
+  // finished before T), with commits on both sides.
+  std::this_thread::sleep_for(milliseconds(1100));
+  const std::string target = Rfc3339Now();
+  std::this_thread::sleep_for(milliseconds(50));
+  CreateProject("after-t");
+  ASSERT_EQ(ProjectNames(), (std::set<std::string>{"before-t", "also-before-t", "after-t"}));
+
+  // While kindling dev runs, restoring in place is refused...
+  const CliResult refused = ControlPlane("restore", {"--time", target});
+  EXPECT_EQ(refused.exit_status, 1);
+  EXPECT_NE(refused.errors.find("kindling dev is running"), std::string::npos) << refused.errors;
+
+  // ...but a drill into another directory runs next to it.
+  const fs::path copy = dir_ / "drill";
+  const CliResult drill = ControlPlane(
+      "restore", {"--time", target, "--into", copy.string(), "--keep-running", "--json"});
+  ASSERT_EQ(drill.exit_status, 0) << drill.output << drill.errors;
+  const json drill_json = drill.Json();
+  EXPECT_TRUE(drill_json.value("running", false));
+  EXPECT_EQ(drill_json.value("wal_level", ""), "logical");
+  EXPECT_EQ(drill_json["row_counts"].value("projects", -1), 2);
+  EXPECT_GT(drill_json.value("schema_version", 0), 0);
+  EXPECT_TRUE(drill_json["new_backup"].is_null());
+  const std::string copy_dsn = drill_json.value("dsn", "");
+  {
+    const auto names = Strings(copy_dsn, "SELECT name FROM projects ORDER BY name");
+    EXPECT_EQ(names, (std::vector<std::string>{"also-before-t", "before-t"}));
+    EXPECT_EQ(Strings(copy_dsn, "SHOW archive_mode"), std::vector<std::string>{"off"});
+    EXPECT_EQ(Strings(copy_dsn, "SELECT count(*) FROM project_volume_backups WHERE id = '" +
+                                    volume_backup + "'"),
+              std::vector<std::string>{"1"});
+  }
+  // Stop the copy (it would not archive anyway: archive_mode is off, also in
+  // its postgresql.auto.conf).
+  {
+    LocalPostgresOptions options;
+    options.data_dir = copy;
+    options.socket_dir = copy;
+    options.log_file = copy.string() + ".log";
+    auto pg = LocalPostgres::Create(options);
+    ASSERT_TRUE(pg);
+    ASSERT_TRUE(pg->Stop());
+  }
+  // The running cluster kept everything and keeps running; the copy's new
+  // timeline never reached the repository.
+  EXPECT_EQ(ProjectNames(), (std::set<std::string>{"before-t", "also-before-t", "after-t"}));
+  EXPECT_FALSE(
+      fs::exists(state_ / "pgbackrest" / "archive" / "kindling" / "15-1" / "00000002.history"));
+  EXPECT_EQ(Strings(dsn, "SELECT timeline_id::text FROM pg_control_checkpoint()"),
+            std::vector<std::string>{"1"});
+
+  // The real thing: stop kindling dev, restore in place to T, start again.
+  const std::string api_key = dev_->value("KINDLING_API_KEY");
+  const auto stopped = dev_->Terminate(seconds(90));
+  ASSERT_TRUE(stopped.has_value());
+  EXPECT_EQ(*stopped, 0);
+  const CliResult restore = ControlPlane("restore", {"--time", target, "--json"});
+  ASSERT_EQ(restore.exit_status, 0) << restore.output << restore.errors;
+  const json restore_json = restore.Json();
+  EXPECT_EQ(restore_json["row_counts"].value("projects", -1), 2);
+  EXPECT_EQ(restore_json.value("wal_level", ""), "logical");
+  EXPECT_FALSE(restore_json.value("running", true)) << "dev's cluster is left stopped";
+  EXPECT_EQ(restore_json["new_backup"].value("type", ""), "full");
+  EXPECT_TRUE(restore_json["problems"].empty()) << restore_json;
+  EXPECT_LT(restore_json.value("restore_ms", 1e9), 30'000);
+
+  const auto restarted_at = std::chrono::system_clock::now();
+  dev_ = std::make_unique<DevProcess>(state_);
+  EXPECT_EQ(dev_->value("KINDLING_API_KEY"), api_key);
+  EXPECT_EQ(ProjectNames(), (std::set<std::string>{"before-t", "also-before-t"}));
+  const json backups = Call("GET", "/api/projects/" + keep + "/volume/backups");
+  ASSERT_TRUE(backups.is_array());
+  ASSERT_EQ(backups.size(), 1u);
+  EXPECT_EQ(backups[0].value("id", ""), volume_backup);
+  EXPECT_EQ(Strings(dsn, "SHOW wal_level"), std::vector<std::string>{"logical"});
+  EXPECT_EQ(Strings(dsn, "SELECT timeline_id::text FROM pg_control_checkpoint()"),
+            std::vector<std::string>{"2"});
+  Call("GET", "/api/meta");
+  EXPECT_TRUE(WorkersHeartbeatSince(restarted_at, seconds(30)));
+  // Backups keep working on the new timeline; the validation checklist passes.
+  const CliResult after = ControlPlane("check", {"--json"});
+  EXPECT_EQ(after.exit_status, 0) << after.output << after.errors;
+  const CliResult validate =
+      Kindling({"admin", "validate", "--url", dev_->value("KINDLING_URL"), "--api-key", api_key,
+                "--dsn-file", (state_ / "postgres.dsn").string()});
+  EXPECT_EQ(validate.exit_status, 0) << validate.output << validate.errors;
+
+  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+  const auto took = std::chrono::duration_cast<seconds>(Clock::now() - test_start);
+  std::printf("drill took %lld s (backup %lld ms, in-place restore %lld ms, copy %lld ms)\n",
+              static_cast<long long>(took.count()), static_cast<long long>(backup.took.count()),
+              static_cast<long long>(restore.took.count()),
+              static_cast<long long>(drill.took.count()));
+}
+
+// An unusable repository during normal operation: archiving fails, but the
+// database, the API and the workers carry on at full speed, `check` names
+// the failure, and kindling dev still stops promptly. Also: a PostgreSQL
+// that dies is restarted by the supervisor.
+TEST_F(ControlPlaneDrillTest, UnwritableRepositoryNeverStallsTheControlPlaneDrill) {
+  dev_ = std::make_unique<DevProcess>(state_);
+  const std::string dsn = Unquoted(dev_->value("KINDLING_DSN"));
+  ASSERT_EQ(ControlPlane("backup", {"--type", "full"}).exit_status, 0);
+
+  // PostgreSQL killed under kindling dev comes back.
+  {
+    const std::string pid_line =
+        ReadAll(state_ / "postgres" / "data" / "postmaster.pid").substr(0, 16);
+    const pid_t postmaster = static_cast<pid_t>(std::stol(pid_line));
+    ASSERT_GT(postmaster, 1);
+    ASSERT_EQ(::kill(postmaster, SIGKILL), 0);
+    bool back = false;
+    for (int i = 0; i < 300 && !back; ++i) {
+      std::this_thread::sleep_for(milliseconds(100));
+      back = ReadAll(dev_->log()).find("PostgreSQL restarted (restart") != std::string::npos;
+    }
+    ASSERT_TRUE(back) << FileTail(dev_->log(), 2000);
+    EXPECT_NE(ReadAll(dev_->log()).find("PostgreSQL exited; restarting in"), std::string::npos);
+    int status = 0;
+    for (int i = 0; i < 100; ++i) {
+      Call("GET", "/api/meta", nullptr, &status);
+      if (status == 200) break;
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    EXPECT_EQ(status, 200);
+  }
+
+  // The repository becomes unusable for the postgres user.
+  const fs::path repo = state_ / "pgbackrest";
+  ASSERT_EQ(::chmod(repo.c_str(), 0), 0);
+  const auto window_start = std::chrono::system_clock::now();
+  const auto deadline = Clock::now() + seconds(13);  // more than a heartbeat interval
+  milliseconds slowest{0};
+  int calls = 0;
+  while (Clock::now() < deadline) {
+    const auto start = Clock::now();
+    int status = 0;
+    Call("POST", "/api/projects", {{"name", "p" + std::to_string(calls)}}, &status);
+    EXPECT_EQ(status, 201);
+    Call("GET", "/api/platform/servers", nullptr, &status);
+    EXPECT_EQ(status, 200);
+    slowest = std::max(slowest, std::chrono::duration_cast<milliseconds>(Clock::now() - start));
+    ++calls;
+    // WAL files to archive: each switch is another archiving attempt.
+    if (calls % 5 == 0) Strings(dsn, "SELECT pg_switch_wal()::text");
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_GT(calls, 20);
+  EXPECT_LT(slowest, milliseconds(2000)) << "an API call took " << slowest.count() << " ms";
+  EXPECT_TRUE(WorkersHeartbeatSince(window_start, seconds(5)));
+  const auto failed = Strings(dsn, "SELECT failed_count::text FROM pg_stat_archiver");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_GT(std::stoi(failed[0]), 0) << "archiving should have failed";
+
+  // check names the failure, quickly.
+  const CliResult check = ControlPlane("check", {"--json"});
+  EXPECT_EQ(check.exit_status, 1) << check.output;
+  const json report = check.Json();
+  EXPECT_FALSE(report.value("ok", true));
+  EXPECT_TRUE(report["archiver"].value("failing", false)) << report;
+  EXPECT_NE(check.errors.find("WAL archiving fails"), std::string::npos) << check.errors;
+  EXPECT_NE(check.errors.find("Permission denied"), std::string::npos) << check.errors;
+  EXPECT_LT(check.took, seconds(45));
+  // So does a backup, instead of hanging.
+  const CliResult backup = ControlPlane("backup", {"--type", "incr"});
+  EXPECT_EQ(backup.exit_status, 1);
+  EXPECT_LT(backup.took, seconds(60));
+
+  // kindling dev stops promptly although the last WAL cannot be archived.
+  const auto stop_start = Clock::now();
+  const auto stopped = dev_->Terminate(seconds(60));
+  ASSERT_TRUE(stopped.has_value()) << "kindling dev did not stop";
+  EXPECT_LT(Clock::now() - stop_start, seconds(30));
+  EXPECT_NE(ReadAll(dev_->log()).find("the last WAL file is not archived"), std::string::npos);
+  ::chmod(repo.c_str(), 0750);
+  std::printf(
+      "unwritable repository: %d API call pairs, slowest %lld ms; check %lld ms, backup %lld ms, "
+      "dev stop %lld ms\n",
+      calls, static_cast<long long>(slowest.count()), static_cast<long long>(check.took.count()),
+      static_cast<long long>(backup.took.count()),
+      static_cast<long long>(
+          std::chrono::duration_cast<milliseconds>(Clock::now() - stop_start).count()));
+}
+
+// A host's cluster (here one started with pg_ctl in a temp dir, as a Debian
+// cluster would be): configure with --restart (pg_ctl restart keeps the
+// server's options), back up, refuse a restore while a `kindling serve`
+// session is connected, then restore in place to T through pg_ctl stop and
+// start with the options the server ran with.
+TEST(ControlPlaneHostDrillTest, HostClusterThroughPgCtlDrill) {
+  testutil::TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  LocalPostgresOptions pg_options;
+  pg_options.data_dir = dir / "data";
+  pg_options.socket_dir = dir / "run";
+  pg_options.log_file = dir / "postgres.log";
+  pg_options.port = 20000 + static_cast<int>(::getpid() % 20000);
+  auto postgres = LocalPostgres::Create(pg_options);
+  ASSERT_TRUE(postgres) << postgres.error().message();
+  ASSERT_TRUE(postgres->InitIfMissing());
+  ASSERT_TRUE(postgres->Start());
+  struct StopAtEnd {
+    LocalPostgres& pg;
+    ~StopAtEnd() { (void)pg.Stop(); }
+  } stop_at_end{*postgres};
+  ASSERT_TRUE(db::CreateDatabaseIfMissing(postgres->SocketDsn("postgres"), "kindling"));
+  const std::string dsn = postgres->SocketDsn("kindling");
+  db::DatabaseOptions db_options;
+  db_options.dsn = dsn;
+  db_options.max_connections = 1;
+  auto database = db::Database::Open(db_options);
+  ASSERT_TRUE(database);
+  ASSERT_TRUE(db::RunMigrations(**database));
+  auto make_project = [&](const std::string& name) {
+    auto made = (*database)->Transact([&](db::Tx& tx) -> Status {
+      KINDLING_ASSIGN_OR_RETURN(db::Organization org, db::CreateOrganization(tx, "org-" + name));
+      KINDLING_RETURN_IF_ERROR(db::CreateProject(tx, org.id, name));
+      return OkStatus();
+    });
+    ASSERT_TRUE(made) << made.error().message();
+  };
+  make_project("before-t");
+  ASSERT_TRUE(LoadOrCreateMasterKey(dir / "master.key"));
+
+  const std::vector<std::string> host = {"--config", (dir / "etc" / "pgbackrest.conf").string(),
+                                         "--pg-log", (dir / "pg_ctl.log").string()};
+  auto run = [&](const std::string& command, std::vector<std::string> args) {
+    std::vector<std::string> all = {"admin", "control-plane", command};
+    all.insert(all.end(), host.begin(), host.end());
+    all.insert(all.end(), args.begin(), args.end());
+    return Kindling(all);
+  };
+  const std::vector<std::string> cluster = {"--pg-data",         pg_options.data_dir.string(),
+                                            "--pg-socket-dir",   pg_options.socket_dir.string(),
+                                            "--pg-port",         std::to_string(pg_options.port),
+                                            "--spool-dir",       (dir / "spool").string(),
+                                            "--log-dir",         (dir / "pgbackrest-log").string(),
+                                            "--lock-dir",        (dir / "lock").string(),
+                                            "--repo-path",       (dir / "repo").string(),
+                                            "--master-key-file", (dir / "master.key").string()};
+  // --config-only writes the file and touches nothing else.
+  std::vector<std::string> config_only = cluster;
+  config_only.push_back("--config-only");
+  const CliResult written = run("configure", config_only);
+  ASSERT_EQ(written.exit_status, 0) << written.output << written.errors;
+  EXPECT_TRUE(fs::exists(dir / "etc" / "pgbackrest.conf"));
+  EXPECT_EQ(Strings(dsn, "SHOW archive_mode"), std::vector<std::string>{"off"});
+  // Without --restart, configure says what is left to do.
+  const CliResult pending = run("configure", cluster);
+  EXPECT_EQ(pending.exit_status, 1) << pending.output << pending.errors;
+  EXPECT_NE(pending.errors.find("must restart"), std::string::npos) << pending.errors;
+  std::vector<std::string> with_restart = cluster;
+  with_restart.push_back("--restart");
+  with_restart.push_back("--json");
+  const CliResult configured = run("configure", with_restart);
+  ASSERT_EQ(configured.exit_status, 0) << configured.output << configured.errors;
+  EXPECT_TRUE(configured.Json().value("restarted", false));
+  EXPECT_TRUE(configured.Json().value("checked", false));
+  EXPECT_EQ(Strings(dsn, "SHOW wal_level"), std::vector<std::string>{"logical"});
+  // The server kept the options it was started with.
+  EXPECT_NE(ReadAll(pg_options.data_dir / "postmaster.opts").find(pg_options.socket_dir.string()),
+            std::string::npos);
+
+  ASSERT_EQ(run("backup", {"--type", "full"}).exit_status, 0);
+  std::this_thread::sleep_for(milliseconds(1100));
+  const std::string target = Rfc3339Now();
+  std::this_thread::sleep_for(milliseconds(50));
+  make_project("after-t");
+
+  {
+    // A `kindling serve` still connected: nothing is touched.
+    db::DatabaseOptions serve_options = db_options;
+    serve_options.application_name = "kindling serve";
+    auto serve = db::Database::Open(serve_options);
+    ASSERT_TRUE(serve);
+    const CliResult refused = run("restore", {"--time", target});
+    EXPECT_EQ(refused.exit_status, 1);
+    EXPECT_NE(refused.errors.find("kindling sessions are connected"), std::string::npos)
+        << refused.errors;
+    EXPECT_EQ(Strings(dsn, "SELECT count(*)::text FROM projects"), std::vector<std::string>{"2"});
+  }
+  database->reset();
+  const CliResult restored = run("restore", {"--time", target, "--json"});
+  ASSERT_EQ(restored.exit_status, 0) << restored.output << restored.errors;
+  const json report = restored.Json();
+  EXPECT_TRUE(report.value("running", false)) << "a host's cluster is left running";
+  EXPECT_EQ(report["row_counts"].value("projects", -1), 1);
+  EXPECT_EQ(report["new_backup"].value("type", ""), "full");
+  EXPECT_EQ(Strings(dsn, "SELECT name FROM projects"), std::vector<std::string>{"before-t"});
+  EXPECT_EQ(Strings(dsn, "SELECT timeline_id::text FROM pg_control_checkpoint()"),
+            std::vector<std::string>{"2"});
+  EXPECT_NE(ReadAll(pg_options.data_dir / "postmaster.opts").find(pg_options.socket_dir.string()),
+            std::string::npos);
+  EXPECT_EQ(run("check", {}).exit_status, 0);
+}
+
+// `kindling dev --dsn-file`: the API and workers on an existing database; no
+// private PostgreSQL, no pgBackRest files.
+TEST(DevWithDsnFileTest, RunsAgainstAnExistingDatabase) {
+  testutil::TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  testutil::TestDatabase database;
+  const fs::path dsn_file = dir / "postgres.dsn";
+  testutil::WriteFile(dsn_file, database.dsn() + "\n");
+  const fs::path state = dir / "state";
+  DevProcess dev(state, {"--dsn-file", dsn_file.string(), "--workers", "1"});
+  EXPECT_EQ(Unquoted(dev.value("KINDLING_DSN")), database.dsn());
+  httplib::Client client("127.0.0.1", dev.port());
+  auto meta =
+      client.Get("/api/meta", {{"Authorization", "Bearer " + dev.value("KINDLING_API_KEY")}});
+  ASSERT_TRUE(meta);
+  EXPECT_EQ(meta->status, 200);
+  EXPECT_FALSE(fs::exists(state / "postgres"));
+  EXPECT_FALSE(fs::exists(state / "pgbackrest.conf"));
+  EXPECT_EQ(Strings(database.dsn(), "SELECT count(*)::text FROM servers"),
+            std::vector<std::string>{"1"});
+  ASSERT_TRUE(dev.Terminate(seconds(60)).has_value());
+}
+
+}  // namespace
+}  // namespace kindling::service
