@@ -63,22 +63,7 @@ class SystemRunner final : public CommandRunner {
     if (options.args.empty() || options.args[0].empty() || options.args[0][0] != '/')
       return InvalidArgument("a command needs an absolute program path");
     // Everything the child needs is prepared before fork.
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string_view entry(*e);
-      bool dropped = false;
-      for (const std::string& prefix : options.drop_env_prefixes)
-        dropped = dropped || entry.starts_with(prefix);
-      if (!dropped) env_strings.emplace_back(entry);
-    }
-    for (const std::string& extra : options.extra_env) env_strings.push_back(extra);
-    std::vector<char*> envp;
-    for (std::string& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::vector<std::string> arg_strings = options.args;
-    std::vector<char*> argv;
-    for (std::string& s : arg_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
+    const ExecImage image(options.args, options.drop_env_prefixes, options.extra_env);
     const std::string cwd = options.working_dir.string();
 
     int out_pipe[2];
@@ -111,7 +96,7 @@ class SystemRunner final : public CommandRunner {
           ::_exit(126);
       }
       if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-      ::execve(argv[0], argv.data(), envp.data());
+      ::execve(image.program(), image.argv(), image.envp());
       ::_exit(127);
     }
     // Also from here, so a kill right after fork reaches the group.
@@ -177,6 +162,24 @@ Result<RunAsUser> LookUpSystemUser(std::string_view name) {
   const int rc = ::getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found);
   if (rc != 0 || found == nullptr) return NotFound("no system user '" + user + "'");
   return RunAsUser{found->pw_uid, found->pw_gid};
+}
+
+ExecImage::ExecImage(std::vector<std::string> args,
+                     const std::vector<std::string>& drop_env_prefixes,
+                     const std::vector<std::string>& extra_env)
+    : args_(std::move(args)) {
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    bool dropped = false;
+    for (const std::string& prefix : drop_env_prefixes)
+      dropped = dropped || entry.starts_with(prefix);
+    if (!dropped) env_.emplace_back(entry);
+  }
+  env_.insert(env_.end(), extra_env.begin(), extra_env.end());
+  for (std::string& s : args_) argv_.push_back(s.data());
+  argv_.push_back(nullptr);
+  for (std::string& s : env_) envp_.push_back(s.data());
+  envp_.push_back(nullptr);
 }
 
 CommandRunner& SystemCommandRunner() {

@@ -71,6 +71,29 @@ class CommandRunner {
   [[nodiscard]] virtual Result<CommandResult> Run(const CommandOptions& options) = 0;
 };
 
+// What execve needs, prepared before fork (after it, a threaded parent's
+// child may only make async-signal-safe calls): argv from `args`, and our
+// environment minus variables whose name starts with one of
+// `drop_env_prefixes`, plus `extra_env`. argv() and envp() point into this
+// object: keep it alive (and unmoved) until exec.
+class ExecImage {
+ public:
+  ExecImage(std::vector<std::string> args, const std::vector<std::string>& drop_env_prefixes,
+            const std::vector<std::string>& extra_env);
+  ExecImage(const ExecImage&) = delete;
+  ExecImage& operator=(const ExecImage&) = delete;
+
+  const char* program() const { return argv_.front(); }
+  char* const* argv() const { return argv_.data(); }
+  char* const* envp() const { return envp_.data(); }
+
+ private:
+  std::vector<std::string> args_;
+  std::vector<std::string> env_;
+  std::vector<char*> argv_;
+  std::vector<char*> envp_;
+};
+
 // The real thing: fork/exec. Lives for the whole process.
 CommandRunner& SystemCommandRunner();
 

@@ -13,8 +13,6 @@
 #include <thread>
 #include <utility>
 
-extern char** environ;
-
 namespace kindling::service {
 
 Result<std::optional<RunAsUser>> PostgresServerUser() {
@@ -32,22 +30,7 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
     return InvalidArgument("spawn needs an absolute program path");
   // Everything the child needs is prepared before fork: after it, a threaded
   // parent's child may only make async-signal-safe calls.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string_view entry(*e);
-    bool dropped = false;
-    for (const std::string& prefix : options.drop_env_prefixes)
-      dropped = dropped || entry.starts_with(prefix);
-    if (!dropped) env_strings.emplace_back(entry);
-  }
-  for (const std::string& extra : options.extra_env) env_strings.push_back(extra);
-  std::vector<char*> envp;
-  for (std::string& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> arg_strings = options.args;
-  std::vector<char*> argv;
-  for (std::string& s : arg_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
+  const ExecImage image(options.args, options.drop_env_prefixes, options.extra_env);
 
   const std::string log = options.log_file.empty() ? "/dev/null" : options.log_file.string();
   const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -93,7 +76,7 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
         ::_exit(126);
     }
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execve(argv[0], argv.data(), envp.data());
+    ::execve(image.program(), image.argv(), image.envp());
     ::_exit(127);
   }
   ::close(log_fd);
