@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,10 +14,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/subprocess.h"
 
 extern char** environ;
 
@@ -69,6 +73,58 @@ int ReadPort(int fd, pid_t pid) {
   }
 }
 
+struct TlsFiles {
+  fs::path ca;    // the CA's certificate
+  fs::path key;   // the server's key
+  fs::path cert;  // the server's certificate
+};
+
+// A CA made for one server, and a certificate for `localhost` it signed, in
+// `dir`: the certificates readable by every user, the server's key by us
+// only; the CA's key is deleted once it signed.
+TlsFiles MakeLocalhostCertificate(const fs::path& dir) {
+  const fs::path openssl = "/usr/bin/openssl";
+  if (!fs::exists(openssl))
+    throw std::runtime_error("S3 test server: " + openssl.string() +
+                             " is missing; run scripts/install-deps.sh (apt-get install openssl)");
+  fs::create_directories(dir);
+  ::chmod(dir.c_str(), 0755);
+  const TlsFiles files{dir / "ca.pem", dir / "server.key", dir / "server.pem"};
+  const fs::path ca_key = dir / "ca.key";
+  auto run = [&](std::vector<std::string> args) {
+    CommandOptions options;
+    options.args = {openssl.string()};
+    options.args.insert(options.args.end(), args.begin(), args.end());
+    options.timeout = std::chrono::seconds(30);
+    auto result = SystemCommandRunner().Run(options);
+    if (!result) throw std::runtime_error("openssl: " + result.error().message());
+    if (result->exit_status != 0)
+      throw std::runtime_error("openssl " + args.front() + ": " + DescribeExit(*result, options) +
+                               ": " + result->errors);
+  };
+  const std::vector<std::string> new_key = {
+      "req",    "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+      "-nodes", "-days", "2"};
+  std::vector<std::string> ca_args = new_key;
+  ca_args.insert(ca_args.end(),
+                 {"-keyout", ca_key.string(), "-out", files.ca.string(), "-subj",
+                  "/CN=kindling S3 test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
+  run(ca_args);
+  std::vector<std::string> server_args = new_key;
+  server_args.insert(
+      server_args.end(),
+      {"-keyout", files.key.string(), "-out", files.cert.string(), "-subj", "/CN=localhost", "-CA",
+       files.ca.string(), "-CAkey", ca_key.string(), "-addext", "subjectAltName=DNS:localhost",
+       "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"});
+  run(server_args);
+  fs::remove(ca_key);
+  ::chmod(files.ca.c_str(), 0644);
+  ::chmod(files.cert.c_str(), 0644);
+  ::chmod(files.key.c_str(), 0600);
+  return files;
+}
+
 void StopProcess(pid_t pid) {
   if (pid <= 0) return;
   ::kill(pid, SIGTERM);
@@ -90,9 +146,24 @@ S3TestServer::S3TestServer(S3TestServerOptions options) : options_(std::move(opt
   if (!fs::exists(kServerDir / "node_modules/@20minutes/s3rver"))
     throw std::runtime_error("S3 test server: " + (kServerDir / "node_modules").string() +
                              " is missing; run scripts/install-deps.sh (npm ci in tests/s3)");
+  if (options_.tls && options_.fault_rate > 0)
+    throw std::invalid_argument("S3 test server: tls excludes fault_rate (the proxy is HTTP only)");
   dir_ = MakeTempDir();
   fs::create_directories(fs::path(dir_) / "data");
   if (options_.fault_rate > 0) proxy_stats_path_ = (fs::path(dir_) / "proxy-stats").string();
+  std::optional<TlsFiles> tls;
+  if (options_.tls) {
+    try {
+      // Other users (pgBackRest runs as postgres) reach the CA file inside.
+      ::chmod(dir_.c_str(), 0711);
+      tls = MakeLocalhostCertificate(fs::path(dir_) / "tls");
+    } catch (...) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+      throw;
+    }
+    ca_file_ = tls->ca.string();
+  }
 
   // Everything the child needs is built before fork: after it, only
   // async-signal-safe calls are allowed in a multi-threaded parent.
@@ -106,6 +177,10 @@ S3TestServer::S3TestServer(S3TestServerOptions options) : options_(std::move(opt
   env_strings.push_back("KINDLING_S3_SECRET_KEY=" + options_.secret_access_key);
   env_strings.push_back("KINDLING_S3_FAULT_RATE=" + std::to_string(options_.fault_rate));
   env_strings.push_back("KINDLING_S3_STATS_FILE=" + proxy_stats_path_);
+  if (tls) {
+    env_strings.push_back("KINDLING_S3_TLS_KEY=" + tls->key.string());
+    env_strings.push_back("KINDLING_S3_TLS_CERT=" + tls->cert.string());
+  }
   std::vector<char*> envp;
   for (std::string& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -142,7 +217,8 @@ S3TestServer::S3TestServer(S3TestServerOptions options) : options_(std::move(opt
   server_pid_ = pid;
   try {
     const int port = ReadPort(pipe_fds[0], pid);
-    endpoint_ = "http://127.0.0.1:" + std::to_string(port);
+    host_port_ = (tls ? "localhost:" : "127.0.0.1:") + std::to_string(port);
+    endpoint_ = (tls ? "https://" : "http://") + host_port_;
   } catch (...) {
     ::close(pipe_fds[0]);
     StopProcess(server_pid_);

@@ -1,0 +1,73 @@
+#include "drill_util.h"
+
+#include <cstdio>
+#include <pqxx/pqxx>
+
+#include "common/subprocess.h"
+
+namespace kindling::service {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+nlohmann::json CliResult::Json() const {
+  const auto end = output.find_last_not_of('\n');
+  if (end == std::string::npos) return nlohmann::json();
+  const auto start = output.rfind('\n', end);
+  const std::string line = output.substr(start == std::string::npos ? 0 : start + 1,
+                                         end - (start == std::string::npos ? 0 : start + 1) + 1);
+  return nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+}
+
+CliResult Kindling(std::vector<std::string> args, seconds timeout,
+                   std::vector<std::string> extra_env) {
+  CommandOptions options;
+  options.args = {KINDLING_BINARY};
+  options.args.insert(options.args.end(), args.begin(), args.end());
+  options.timeout = timeout;
+  options.extra_env = std::move(extra_env);
+  const auto start = Clock::now();
+  auto result = SystemCommandRunner().Run(options);
+  CliResult out;
+  out.took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  if (!result) {
+    out.errors = result.error().message();
+    return out;
+  }
+  out.exit_status = result->timed_out ? -2 : result->exit_status;
+  out.output = result->output;
+  out.errors = result->errors;
+  return out;
+}
+
+std::string Rfc3339Now() {
+  const auto now = std::chrono::time_point_cast<milliseconds>(std::chrono::system_clock::now());
+  const auto day = std::chrono::floor<std::chrono::days>(now);
+  const std::chrono::year_month_day date(day);
+  const std::chrono::hh_mm_ss<milliseconds> time(now - day);
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "%04d-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+                static_cast<unsigned>(date.day()), static_cast<long long>(time.hours().count()),
+                static_cast<long long>(time.minutes().count()),
+                static_cast<long long>(time.seconds().count()),
+                static_cast<long long>(time.subseconds().count()));
+  return buffer;
+}
+
+std::string Unquoted(std::string value) {
+  if (value.size() >= 2 && value.front() == '\'' && value.back() == '\'')
+    value = value.substr(1, value.size() - 2);
+  return value;
+}
+
+std::vector<std::string> Strings(const std::string& dsn, const std::string& sql) {
+  pqxx::connection conn(dsn);
+  pqxx::nontransaction work(conn);
+  std::vector<std::string> out;
+  for (const auto& row : work.exec(sql)) out.push_back(row[0].c_str());
+  return out;
+}
+
+}  // namespace kindling::service
