@@ -114,9 +114,9 @@ std::vector<std::string> Strings(const std::string& dsn, const std::string& sql)
 
 // These drills take their backups by hand: kindling dev only checks (and
 // stores the report), it schedules none.
-const std::vector<std::string> kBackupsByHand = {
-    "--control-plane-full-every", "0", "--control-plane-diff-every", "0",
-    "--control-plane-incr-every", "0"};
+const std::vector<std::string> kBackupsByHand = {"--control-plane-full-every", "0",
+                                                 "--control-plane-diff-every", "0",
+                                                 "--control-plane-incr-every", "0"};
 
 class ControlPlaneDrillTest : public ::testing::Test {
  protected:
@@ -338,11 +338,9 @@ TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
   json health;
   for (int i = 0; i < 300; ++i) {
     health = Call("GET", "/api/platform/health")["control_plane_backup"];
-    if (health.value("ok", false) &&
-        health["checked_by"].value("process", "") == "kindling dev" &&
+    if (health.value("ok", false) && health["checked_by"].value("process", "") == "kindling dev" &&
         health.value("check_age_seconds", 1e9) <
-            std::chrono::duration<double>(std::chrono::system_clock::now() - restarted_at)
-                .count())
+            std::chrono::duration<double>(std::chrono::system_clock::now() - restarted_at).count())
       break;
     std::this_thread::sleep_for(milliseconds(200));
   }
