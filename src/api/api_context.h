@@ -173,7 +173,11 @@ void AddQuarantineRoutes(ApiContext& api);
 // Backups in the stores the database lacks: rescan, orphans, assignment
 // (platform_routes.cc).
 void AddBackupRescanRoutes(ApiContext& api);
-// GET /metrics' text (platform_routes.cc).
+// GET /api/platform/health: control-plane backups (the last stored check,
+// stale when old) and the servers' heartbeats (platform_routes.cc).
+void AddHealthRoutes(ApiContext& api);
+// GET /metrics' text (platform_routes.cc), with the control-plane backup
+// gauges of the last stored check.
 [[nodiscard]] ControlResult<std::string> Metrics(db::Database& db);
 
 }  // namespace kindling::api

@@ -51,6 +51,7 @@ struct ApiServer::Impl {
     });
     AddMetaRoutes(api);
     AddServerRoutes(api);
+    AddHealthRoutes(api);
     AddProjectRoutes(api);
     AddVolumeRoutes(api);
     AddSettingsRoutes(api);

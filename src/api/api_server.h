@@ -11,7 +11,10 @@
 // Exceptions of httplib and nlohmann-json stop here.
 //
 // GET /metrics needs a platform admin's key unless metrics_public is set
-// (for a scraper on a trusted network).
+// (for a scraper on a trusted network). Its control-plane backup gauges and
+// GET /api/platform/health (platform admin) come from the last check the
+// scheduling process on the database host stored (control/
+// control_plane_health.h), so any API process answers them.
 //
 // Thread-safety: Start/Stop from one owner thread; requests are served
 // concurrently by httplib's thread pool and share only thread-safe state.

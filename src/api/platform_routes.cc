@@ -1,6 +1,7 @@
-// Platform routes: cluster settings (/api/meta), servers, volume backup
-// settings, the audit trail, API keys, the backup rescan and its orphans, and
-// the Prometheus metrics text.
+// Platform routes: cluster settings (/api/meta), servers, the platform's
+// health (control-plane backups, heartbeats), volume backup settings, the
+// audit trail, API keys, the backup rescan and its orphans, and the
+// Prometheus metrics text.
 #include <fmt/format.h>
 
 #include <charconv>
@@ -11,6 +12,7 @@
 #include "control/admin_service.h"
 #include "control/backup_rescan.h"
 #include "control/backup_store.h"
+#include "control/control_plane_health.h"
 #include "control/quarantine_service.h"
 #include "db/audit.h"
 #include "db/backup_stores.h"
@@ -84,6 +86,39 @@ std::string PrometheusLabel(std::string_view value) {
   return out;
 }
 
+// GET /api/platform/health's control_plane_backup: the stored report's
+// fields plus configured/stale/checked_at/check_age_seconds.
+json ControlPlaneBackupJson(const control::ControlPlaneHealth& health) {
+  if (!health.configured()) {
+    return json{{"configured", false},
+                {"ok", nullptr},
+                {"stale", false},
+                {"checked_at", nullptr},
+                {"problems", json::array()},
+                {"hint",
+                 "no process has checked the control-plane backups yet: run `kindling serve` "
+                 "with --pgbackrest-config on the database host (after `kindling admin "
+                 "control-plane configure`), or `kindling dev` with pgBackRest installed"}};
+  }
+  const db::ControlPlaneBackupStatus& s = *health.status;
+  json out = json::parse(s.report_json, nullptr, false);
+  if (!out.is_object()) out = json::object();
+  out["configured"] = true;
+  out["ok"] = s.ok;
+  out["stale"] = health.stale;
+  out["stale_after_seconds"] = health.stale_after_seconds;
+  out["checked_at"] = FormatTime(s.checked_at);
+  out["check_age_seconds"] = s.age_seconds;
+  if (!out.contains("problems") || !out["problems"].is_array()) out["problems"] = json::array();
+  if (health.stale)
+    out["problems"].push_back(fmt::format(
+        "the last check is {:.0f} s old (more than {:.0f} s): the process that schedules "
+        "control-plane backups on the database host ({}) is not running or cannot reach the "
+        "database",
+        s.age_seconds, health.stale_after_seconds, s.hostname));
+  return out;
+}
+
 }  // namespace
 
 ControlResult<std::string> Metrics(db::Database& db) {
@@ -146,7 +181,85 @@ ControlResult<std::string> Metrics(db::Database& db) {
     return out;
   });
   if (!collected) return std::unexpected(control::FromError(collected.error()));
+  API_ASSIGN_OR_RETURN(const control::ControlPlaneHealth health,
+                       control::GetControlPlaneHealth(db));
+  std::string& out = *collected;
+  const auto gauge = [&out](const char* name, const char* help, const std::string& value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, value);
+  };
+  gauge("kindling_control_plane_backup_configured",
+        "1 when a process on the database host checks the control-plane backups.",
+        health.configured() ? "1" : "0");
+  if (health.configured()) {
+    const json report = json::parse(health.status->report_json, nullptr, false);
+    const auto number = [&report](const char* key, const char* inner = nullptr) -> std::string {
+      if (!report.is_object() || !report.contains(key)) return "";
+      const json* value = &report[key];
+      if (inner != nullptr) {
+        if (!value->is_object() || !value->contains(inner)) return "";
+        value = &(*value)[inner];
+      }
+      return value->is_number() ? fmt::format("{}", value->get<double>()) : "";
+    };
+    gauge("kindling_control_plane_backup_ok",
+          "1 when the last control-plane backup check found no problem and is recent.",
+          health.healthy() ? "1" : "0");
+    gauge("kindling_control_plane_backup_check_age_seconds",
+          "Seconds since the last control-plane backup check.",
+          fmt::format("{}", health.status->age_seconds));
+    if (auto v = number("last_backup_age_seconds"); !v.empty())
+      gauge("kindling_control_plane_backup_last_age_seconds",
+            "Seconds since the newest control-plane backup stopped (at the last check).", v);
+    if (auto v = number("last_archived_age_seconds"); !v.empty())
+      gauge("kindling_control_plane_wal_archive_age_seconds",
+            "Seconds since PostgreSQL last archived a WAL file (at the last check).", v);
+    if (auto v = number("archiver", "failed_count"); !v.empty()) {
+      out +=
+          "# HELP kindling_control_plane_wal_archive_failed_total WAL archiving failures since "
+          "PostgreSQL's statistics were reset.\n"
+          "# TYPE kindling_control_plane_wal_archive_failed_total counter\n";
+      out += "kindling_control_plane_wal_archive_failed_total " + v + "\n";
+    }
+  }
   return std::move(*collected);
+}
+
+void AddHealthRoutes(ApiContext& api) {
+  api.server.Get("/api/platform/health", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    if (!call.req.params.empty())
+      return Invalid("unknown query parameter \"" + call.req.params.begin()->first + "\"");
+    API_ASSIGN_OR_RETURN(const control::ControlPlaneHealth health,
+                         control::GetControlPlaneHealth(api.db));
+    auto servers = api.db.Transact([](db::Tx& tx) { return db::ListServers(tx); },
+                                   db::TxOptions{.read_only = true});
+    if (!servers) return std::unexpected(control::FromError(servers.error()));
+    json stale = json::array();
+    int active = 0;
+    int healthy = 0;
+    for (const db::Server& s : *servers) {
+      if (s.status != db::ServerStatus::kActive) continue;
+      ++active;
+      if (db::HeartbeatHealth(s) == "healthy")
+        ++healthy;
+      else
+        stale.push_back(
+            json{{"id", s.id},
+                 {"hostname", s.hostname},
+                 {"heartbeat_health", db::HeartbeatHealth(s)},
+                 {"heartbeat_age_seconds",
+                  s.heartbeat_age_seconds ? json(*s.heartbeat_age_seconds) : json(nullptr)}});
+    }
+    const json servers_json = {{"total", servers->size()},
+                               {"active", active},
+                               {"healthy", healthy},
+                               {"unhealthy", stale},
+                               {"ok", active > 0 && healthy == active}};
+    const json backup = ControlPlaneBackupJson(health);
+    return Reply{200, json{{"ok", health.healthy() && servers_json["ok"].get<bool>()},
+                           {"control_plane_backup", backup},
+                           {"servers", servers_json}}};
+  }));
 }
 
 void AddMetaRoutes(ApiContext& api) {

@@ -21,6 +21,23 @@
 namespace kindling::cli {
 namespace {
 
+// Scheduled control-plane backups (service/control_plane_schedule.h).
+struct ControlPlaneScheduleFlags {
+  std::int64_t full_every_seconds = 7 * 24 * 3600;
+  std::int64_t diff_every_seconds = 24 * 3600;
+  std::int64_t incr_every_seconds = 3600;
+  std::int64_t check_every_seconds = 300;
+
+  service::ControlPlaneScheduleOptions Options() const {
+    service::ControlPlaneScheduleOptions options;
+    options.intervals.full_every = std::chrono::seconds(full_every_seconds);
+    options.intervals.diff_every = std::chrono::seconds(diff_every_seconds);
+    options.intervals.incr_every = std::chrono::seconds(incr_every_seconds);
+    options.check_every = std::chrono::seconds(check_every_seconds);
+    return options;
+  }
+};
+
 struct ServeFlags {
   std::string components = "api,worker";
   std::string dsn_file;
@@ -35,6 +52,9 @@ struct ServeFlags {
   std::int64_t quarantine_grace_seconds = 3600;
   std::int64_t quarantine_retention_seconds = 7 * 24 * 3600;
   std::int64_t leader_start_grace_seconds = 120;
+  std::string pgbackrest_config;
+  std::string pg_user = "postgres";
+  ControlPlaneScheduleFlags control_plane;
 };
 
 // "90s", "15m", "1h", "7d" (a bare number is seconds).
@@ -49,7 +69,38 @@ struct DevFlags {
   std::string listen = "127.0.0.1:8080";
   int workers = 2;
   std::string dsn_file;
+  ControlPlaneScheduleFlags control_plane;
 };
+
+// --control-plane-{full,diff,incr,check}-every for serve and dev.
+void AddScheduleFlags(CLI::App* command, ControlPlaneScheduleFlags& flags) {
+  const struct {
+    const char* name;
+    const char* env;
+    std::int64_t* value;
+    const char* help;
+  } options[] = {
+      {"--control-plane-full-every", "KINDLING_CONTROL_PLANE_FULL_EVERY", &flags.full_every_seconds,
+       "Take a full control-plane backup when the newest full is this old (default 168h; 0: "
+       "never)"},
+      {"--control-plane-diff-every", "KINDLING_CONTROL_PLANE_DIFF_EVERY", &flags.diff_every_seconds,
+       "Take a differential backup when the newest full or diff is this old (default 24h; 0: "
+       "never)"},
+      {"--control-plane-incr-every", "KINDLING_CONTROL_PLANE_INCR_EVERY", &flags.incr_every_seconds,
+       "Take an incremental backup when the newest backup is this old (default 1h; 0: never)"},
+      {"--control-plane-check-every", "KINDLING_CONTROL_PLANE_CHECK_EVERY",
+       &flags.check_every_seconds,
+       "Check the control-plane backups and WAL archiving this often and store the report for "
+       "/metrics and GET /api/platform/health (default 5m)"},
+  };
+  for (const auto& o : options) {
+    command->add_option(o.name, *o.value, o.help)
+        ->envname(o.env)
+        ->transform(DurationUnits())
+        ->check(CLI::NonNegativeNumber)
+        ->type_name("DURATION");
+  }
+}
 
 struct BootstrapFlags {
   std::string dsn_file;
@@ -98,6 +149,13 @@ int RunServe(const ServeFlags& flags) {
   options.quarantine_grace = std::chrono::seconds(flags.quarantine_grace_seconds);
   options.quarantine_retention = std::chrono::seconds(flags.quarantine_retention_seconds);
   options.leader_start_grace = std::chrono::seconds(flags.leader_start_grace_seconds);
+  options.pgbackrest_config = flags.pgbackrest_config;
+  options.pg_user = flags.pg_user;
+  options.control_plane = flags.control_plane.Options();
+  if (options.control_plane.check_every.count() < 1) {
+    std::fprintf(stderr, "error: --control-plane-check-every must be at least 1s\n");
+    return kExitUsage;
+  }
   auto listen = service::ParseListenAddress(flags.listen);
   if (!listen) return ReportError(listen.error());
   const bool metrics_public = flags.metrics_public;
@@ -123,6 +181,11 @@ int RunDev(const DevFlags& flags) {
   options.listen = flags.listen;
   options.workers = flags.workers;
   options.dsn_file = flags.dsn_file;
+  options.control_plane = flags.control_plane.Options();
+  if (options.control_plane.check_every.count() < 1) {
+    std::fprintf(stderr, "error: --control-plane-check-every must be at least 1s\n");
+    return kExitUsage;
+  }
   options.on_ready = [](const service::DevEndpoints& endpoints) {
     std::fputs(service::DevEnvironmentLines(endpoints).c_str(), stdout);
     std::fflush(stdout);
@@ -219,6 +282,19 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
       ->transform(DurationUnits())
       ->check(CLI::NonNegativeNumber)
       ->type_name("DURATION");
+  serve
+      ->add_option("--pgbackrest-config", serve_flags->pgbackrest_config,
+                   std::string("This host's pgBackRest configuration: schedule control-plane "
+                               "backups and checks from here (default: ") +
+                       service::kDefaultPgBackRestConfig + " when it exists)")
+      ->envname("KINDLING_PGBACKREST_CONFIG")
+      ->type_name("PATH");
+  serve
+      ->add_option("--pg-user", serve_flags->pg_user,
+                   "PostgreSQL superuser (and, as root, the system user pgBackRest runs as) for "
+                   "the scheduled control-plane backups (default postgres)")
+      ->type_name("NAME");
+  AddScheduleFlags(serve, serve_flags->control_plane);
   serve->callback(
       [&action, serve_flags] { action = [serve_flags] { return RunServe(*serve_flags); }; });
 
@@ -242,6 +318,7 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
                   "Run the API and workers against the database this DSN file names instead of "
                   "a private PostgreSQL")
       ->type_name("PATH");
+  AddScheduleFlags(dev, dev_flags->control_plane);
   dev->callback([&action, dev_flags] { action = [dev_flags] { return RunDev(*dev_flags); }; });
 
   auto bootstrap_flags = std::make_shared<BootstrapFlags>();

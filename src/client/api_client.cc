@@ -351,6 +351,8 @@ Result<json> ApiClient::AssignOrphanBackup(const std::string& backup_id,
   return Post("/api/platform/backups/" + backup_id + "/assign", json{{"project_id", project_id}});
 }
 
+Result<json> ApiClient::GetPlatformHealth() { return Get("/api/platform/health"); }
+
 Result<json> ApiClient::ListServers(bool all) {
   return Get(all ? "/api/platform/servers" : "/api/servers");
 }

@@ -171,6 +171,13 @@ class ApiClient {
   [[nodiscard]] Result<nlohmann::json> AssignOrphanBackup(const std::string& backup_id,
                                                           const std::string& project_id);
 
+  // GET /api/platform/health (platform admin): {ok, control_plane_backup:
+  // {configured, ok, stale, checked_at, check_age_seconds, problems,
+  // last_backup, last_backup_age_seconds, last_archived_age_seconds,
+  // archiver, wal_level, checked_by, ...}, servers: {total, active, healthy,
+  // unhealthy, ok}}.
+  [[nodiscard]] Result<nlohmann::json> GetPlatformHealth();
+
   // all = false: servers of the caller's organisations; true: every server
   // (platform admin).
   [[nodiscard]] Result<nlohmann::json> ListServers(bool all);

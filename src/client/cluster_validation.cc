@@ -1,5 +1,6 @@
 #include "client/cluster_validation.h"
 
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -76,6 +77,50 @@ ValidationStep CheckDsnDigests(const Result<json>& servers, const ValidationInpu
   return Step("dsn_files_agree", Outcome::kFail, evidence);
 }
 
+std::string FormatSeconds(double seconds) {
+  char buffer[32];
+  if (seconds < 120)
+    std::snprintf(buffer, sizeof buffer, "%.0f s", seconds);
+  else if (seconds < 7200)
+    std::snprintf(buffer, sizeof buffer, "%.0f min", seconds / 60);
+  else
+    std::snprintf(buffer, sizeof buffer, "%.1f h", seconds / 3600);
+  return buffer;
+}
+
+std::string AgeOf(const json& report, const char* key) {
+  if (!report.contains(key) || !report[key].is_number()) return "unknown";
+  return FormatSeconds(report[key].get<double>());
+}
+
+ValidationStep CheckControlPlaneBackup(ApiClient& client) {
+  constexpr char kName[] = "control_plane_backup";
+  auto health = client.GetPlatformHealth();
+  if (!health) return Step(kName, Outcome::kFail, health.error().message());
+  const json backup = health->value("control_plane_backup", json::object());
+  if (!backup.is_object() || !backup.value("configured", false))
+    return Step(kName, Outcome::kSkip,
+                "no process has ever checked the control-plane backups: on the database host, "
+                "run `kindling admin control-plane configure`, then `kindling serve` (it picks "
+                "up /etc/kindling/pgbackrest.conf, or --pgbackrest-config)");
+  const std::string who = Text(backup.value("checked_by", json::object()), "hostname");
+  const std::string checked =
+      "checked " + AgeOf(backup, "check_age_seconds") + " ago" + (who.empty() ? "" : " by " + who);
+  const bool ok = backup.value("ok", false) && !backup.value("stale", true);
+  if (!ok) {
+    std::string evidence = backup.value("stale", false) ? "stale: " : "";
+    evidence += checked + "; problems:";
+    for (const json& problem : backup.value("problems", json::array()))
+      evidence += " " + (problem.is_string() ? problem.get<std::string>() : problem.dump()) + ";";
+    return Step(kName, Outcome::kFail, evidence);
+  }
+  const json last = backup.value("last_backup", json::object());
+  return Step(kName, Outcome::kPass,
+              "last backup " + Text(last, "label") + " (" + Text(last, "type") + ") " +
+                  AgeOf(backup, "last_backup_age_seconds") + " old; last WAL archived " +
+                  AgeOf(backup, "last_archived_age_seconds") + " ago; " + checked);
+}
+
 }  // namespace
 
 std::string_view OutcomeName(Outcome outcome) {
@@ -111,8 +156,7 @@ ValidationReport ValidateCluster(ApiClient& client, const ValidationInputs& inpu
   const Result<json> servers = client.ListServers(/*all=*/true);
   report.steps.push_back(CheckHeartbeats(servers));
   report.steps.push_back(CheckDsnDigests(servers, inputs));
-  report.steps.push_back(Step("control_plane_backup", Outcome::kSkip,
-                              "check it on the database host: kindling admin control-plane check"));
+  report.steps.push_back(CheckControlPlaneBackup(client));
   report.steps.push_back(
       Step("canary", Outcome::kSkip, "no workload runtime in this cluster yet: nothing to route"));
   return report;

@@ -8,10 +8,14 @@
 //   dsn_files_agree     every server that reports one (worker component
 //                       metadata.dsn_sha256) uses the same DSN as the others
 //                       and as this host, when this host's DSN is given
-//   control_plane_backup, canary
-//                       skipped, with the reason, until the cluster has what
-//                       they check (a control-plane backup configuration on
-//                       this host; workloads)
+//   control_plane_backup
+//                       GET /api/platform/health: the last check of the
+//                       control-plane backups is ok and fresh (evidence: the
+//                       last backup's label and age, the last archived WAL's
+//                       age); fails with its problems when not ok or stale;
+//                       skipped only when no process ever reported one
+//   canary              skipped, with the reason, until the cluster has
+//                       workloads
 // A skipped step is reported as skipped, never as passed.
 //
 // Thread-safety: free function; uses the client it is given.

@@ -119,8 +119,14 @@ class SystemRunner final : public CommandRunner {
       if (got == pid) break;
       if (got < 0 && errno != EINTR) return ErrnoError("wait for " + options.args[0], errno);
       const auto now = Clock::now();
-      if (limited && !result.timed_out && now >= deadline) {
+      if (limited && !result.timed_out && !result.cancelled && now >= deadline) {
         result.timed_out = true;
+        ::kill(-pid, SIGTERM);
+        kill_at = now + std::chrono::seconds(2);
+      }
+      if (options.cancel != nullptr && !result.timed_out && !result.cancelled &&
+          options.cancel->load()) {
+        result.cancelled = true;
         ::kill(-pid, SIGTERM);
         kill_at = now + std::chrono::seconds(2);
       }
@@ -145,7 +151,7 @@ class SystemRunner final : public CommandRunner {
     // may keep the pipes open, so read without waiting for EOF.
     if (out_open) Drain(out_read.get(), result.output, options.max_output);
     if (err_open) Drain(err_read.get(), result.errors, options.max_output);
-    if (result.timed_out) ::kill(-pid, SIGKILL);  // helpers still in the group
+    if (result.timed_out || result.cancelled) ::kill(-pid, SIGKILL);  // helpers still in the group
     result.exit_status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
                                             : 128 + (WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0);
     return result;
@@ -188,6 +194,7 @@ CommandRunner& SystemCommandRunner() {
 }
 
 std::string DescribeExit(const CommandResult& result, const CommandOptions& options) {
+  if (result.cancelled) return "stopped (cancelled)";
   if (result.timed_out)
     return "timed out after " +
            std::to_string(

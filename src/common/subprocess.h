@@ -3,8 +3,9 @@
 // kindling drives outside tools (pgBackRest, pg_ctl); tests replace the
 // CommandRunner where no real tool can run.
 //
-// A command that outlives its timeout is stopped with its whole process group
-// (SIGTERM, then SIGKILL after a short grace), so helpers it forked go too.
+// A command that outlives its timeout (or is cancelled) is stopped with its
+// whole process group (SIGTERM, then SIGKILL after a short grace), so helpers
+// it forked go too.
 // Daemons it leaves behind on purpose (e.g. a server started by pg_ctl)
 // do not hold the call up: once the command itself exited, whatever is left
 // in its pipes is read without waiting for them to close.
@@ -16,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -49,6 +51,9 @@ struct CommandOptions {
   // Stopped (process group: SIGTERM, then SIGKILL after 2 s) when still
   // running after this long. Zero: no limit.
   std::chrono::milliseconds timeout{60'000};
+  // When set and it turns true, the command is stopped like at its timeout
+  // (within ~20 ms); the result says `cancelled`. For prompt shutdowns.
+  const std::atomic<bool>* cancel = nullptr;
   // Bytes kept of stdout and of stderr each (the rest is read and dropped).
   std::size_t max_output = 1 << 20;
 };
@@ -60,6 +65,7 @@ struct CommandResult {
   std::string output{};  // stdout
   std::string errors{};  // stderr
   bool timed_out = false;
+  bool cancelled = false;  // stopped through CommandOptions::cancel
 };
 
 class CommandRunner {

@@ -289,10 +289,29 @@ CREATE TABLE orphan_volume_backups (
 CREATE INDEX orphan_volume_backups_volume_idx ON orphan_volume_backups (volume_id);
 )sql";
 
-constexpr std::array<Migration, 3> kMigrations = {{
+// Version 4: the last check of the control-plane backups (pgBackRest), one
+// row per stanza, written by the process that schedules them (on the
+// database host) so that every API process can answer GET
+// /api/platform/health and /metrics. A table of its own rather than a
+// cluster_settings key: settings announce every change on kindling_config,
+// which makes every worker reopen its backup store.
+constexpr std::string_view kControlPlaneBackupStatusSchema = R"sql(
+CREATE TABLE control_plane_backup_status (
+  stanza text PRIMARY KEY,
+  ok boolean NOT NULL,
+  report jsonb NOT NULL,
+  checked_at timestamptz NOT NULL DEFAULT now(),
+  -- Who checked: a `kindling serve` server id (NULL for `kindling dev`).
+  server_id text,
+  hostname text NOT NULL
+);
+)sql";
+
+constexpr std::array<Migration, 4> kMigrations = {{
     {1, "initial schema", kInitialSchema},
     {2, "data safety", kDataSafetySchema},
     {3, "backup rescan", kBackupRescanSchema},
+    {4, "control-plane backup status", kControlPlaneBackupStatusSchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

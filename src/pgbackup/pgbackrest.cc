@@ -37,6 +37,8 @@ Result<CommandResult> PgBackRest::Run(const std::string& command, std::vector<st
   run.timeout = timeout;
   auto result = runner_.Run(run);
   if (!result) return std::unexpected(result.error().WithContext("pgbackrest " + command));
+  if (result->cancelled)
+    return Cancelled("pgbackrest " + command + " was stopped (the process is shutting down)");
   if (result->timed_out)
     return TransientError("pgbackrest " + command + " " + DescribeExit(*result, run) +
                           (Message(*result).empty() ? "" : ": " + Message(*result)));

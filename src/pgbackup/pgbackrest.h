@@ -6,7 +6,8 @@
 //
 // Failures are kIo with pgBackRest's own message ("pgbackrest check: ERROR:
 // [082]: WAL segment ... was not archived before the 30000ms timeout"), or
-// kTransient when the command ran out of time.
+// kTransient when the command ran out of time, kCancelled when the runner
+// stopped it (CommandOptions::cancel, set by a wrapping runner).
 //
 // Thread-safety: as thread-safe as the runner; pgBackRest itself serialises
 // backups of a stanza with its lock files.

@@ -365,9 +365,18 @@ Status RunDev(const DevOptions& options) {
   }
 
   std::vector<Child> children;
+  std::unique_ptr<db::Database> database;
+  // The scheduler's own view of the cluster (ServerControl is one caller at
+  // a time; the supervisor restarts PostgreSQL through `server`).
+  std::optional<LocalPostgres> scheduler_postgres;
+  std::optional<LocalServerControl> scheduler_server;
+  std::unique_ptr<ControlPlaneScheduler> scheduler;
   auto stop_everything = [&] {
     std::error_code remove_ec;
     fs::remove(state / "dev.env", remove_ec);
+    // A running scheduled backup is stopped first: the WAL archiving below
+    // and the database's stop must not wait for it.
+    if (scheduler) scheduler->Stop();
     // The API first (no new requests), then the workers, which hand running
     // operations back, then the database.
     for (Child& child : children) {
@@ -415,8 +424,7 @@ Status RunDev(const DevOptions& options) {
     db_options.dsn = dsn;
     db_options.max_connections = 2;
     db_options.application_name = "kindling dev";
-    KINDLING_ASSIGN_OR_RETURN(std::unique_ptr<db::Database> database,
-                              db::Database::Open(db_options));
+    KINDLING_ASSIGN_OR_RETURN(database, db::Database::Open(db_options));
     KINDLING_RETURN_IF_ERROR(db::RunMigrations(*database));
     std::string admin_user_id;
     KINDLING_ASSIGN_OR_RETURN(
@@ -462,6 +470,16 @@ Status RunDev(const DevOptions& options) {
     };
     KINDLING_RETURN_IF_ERROR(
         WriteFileAtomic(state / "dev.env", DevEnvironmentLines(endpoints), 0600));
+    if (backups) {
+      KINDLING_ASSIGN_OR_RETURN(scheduler_postgres, LocalPostgres::Create(postgres->options()));
+      scheduler_server.emplace(*scheduler_postgres);
+      ControlPlaneScheduleOptions schedule = options.control_plane;
+      if (schedule.hostname.empty()) schedule.hostname = host;
+      schedule.process = "kindling dev";
+      scheduler = std::make_unique<ControlPlaneScheduler>(
+          *database, backups->setup(), *scheduler_server, SystemCommandRunner(), schedule);
+      scheduler->Start();
+    }
     if (options.on_ready) options.on_ready(endpoints);
     return OkStatus();
   }();

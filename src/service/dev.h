@@ -25,8 +25,11 @@
 // archiving into the local repository, or the one `kindling admin
 // control-plane configure --state-dir` chose, wal_level=logical; PostgreSQL is
 // restarted once when that changes its settings); without pgBackRest
-// installed only wal_level is set, with a warning. Taking backups is left to
-// `kindling admin control-plane backup --state-dir`.
+// installed only wal_level is set, with a warning. With archiving on, the
+// supervisor schedules the backups and checks itself
+// (service/control_plane_schedule.h, DevOptions::control_plane; it competes
+// for the schedule lock like a `kindling serve` with a pgBackRest
+// configuration would), so every API process can report them.
 //
 // A child that exits unexpectedly is restarted (its work is picked up again
 // through leases), and so is PostgreSQL, after a pause that grows with the
@@ -52,6 +55,7 @@
 #include "common/result.h"
 #include "crypto/aead.h"
 #include "pgbackup/control_plane.h"
+#include "service/control_plane_schedule.h"
 #include "service/local_postgres.h"
 
 namespace kindling::service {
@@ -86,6 +90,9 @@ struct DevOptions {
   // when `handle_signals`).
   const std::atomic<bool>* stop = nullptr;
   bool handle_signals = true;
+  // Scheduled control-plane backups of the private cluster (intervals,
+  // check cadence); hostname and process are filled in.
+  ControlPlaneScheduleOptions control_plane;
 };
 
 // `NAME=value`, the value single-quoted when a shell would interpret any of

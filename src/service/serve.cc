@@ -17,9 +17,11 @@
 #include "crypto/key_file.h"
 #include "db/migrations.h"
 #include "db/settings.h"
+#include "pgbackup/config.h"
 #include "reconcile/leader.h"
 #include "reconcile/worker.h"
 #include "service/master_key.h"
+#include "service/postgres_control.h"
 #include "service/stop_signals.h"
 
 namespace kindling::service {
@@ -79,6 +81,44 @@ void RescanOnLeading(db::Database& db, const crypto::Key& master_key) {
   for (const control::RescanProblem& p : report->unreadable)
     spdlog::warn("leader: backup rescan: cannot read {}{}{}: {}", p.storage_url,
                  p.key.empty() ? "" : " ", p.key, p.error);
+}
+
+// The scheduler's pieces when this host has a pgBackRest configuration:
+// nullptr server when it has none.
+struct ControlPlaneParts {
+  pgbackup::Setup setup;
+  std::unique_ptr<pgbackup::ServerControl> server;
+};
+
+Result<ControlPlaneParts> ControlPlaneFromConfig(const ServeOptions& options) {
+  std::filesystem::path path = options.pgbackrest_config;
+  std::error_code ec;
+  if (path.empty()) {
+    if (!std::filesystem::exists(kDefaultPgBackRestConfig, ec)) return ControlPlaneParts{};
+    path = kDefaultPgBackRestConfig;
+  }
+  auto text = ReadFile(path);
+  if (!text) {
+    if (text.error().is_not_found())
+      return InvalidArgument("--pgbackrest-config " + path.string() +
+                             " does not exist: run `kindling admin control-plane configure` on "
+                             "this host first, or leave the flag out");
+    return std::unexpected(text.error().WithContext("--pgbackrest-config"));
+  }
+  ControlPlaneParts parts;
+  KINDLING_ASSIGN_OR_RETURN(parts.setup.config, pgbackup::ParseConfig(*text, path));
+  if (::geteuid() == 0) {
+    KINDLING_ASSIGN_OR_RETURN(RunAsUser user, LookUpSystemUser(options.pg_user));
+    parts.setup.run_as = user;
+  }
+  HostServerOptions host;
+  host.data_dir = parts.setup.config.data_dir;
+  host.socket_dir = parts.setup.config.socket_dir;
+  host.port = parts.setup.config.port;
+  host.user = options.pg_user;
+  host.run_as = parts.setup.run_as;
+  parts.server = std::make_unique<HostServerControl>(host, SystemCommandRunner());
+  return parts;
 }
 
 }  // namespace
@@ -201,6 +241,7 @@ Status Serve(const ServeOptions& options) {
       options.server_id_file.empty() ? options.state_dir / "server-id" : options.server_id_file;
   const std::filesystem::path master_key_file =
       options.master_key_file.empty() ? options.state_dir / "master.key" : options.master_key_file;
+  KINDLING_ASSIGN_OR_RETURN(ControlPlaneParts control_plane, ControlPlaneFromConfig(options));
   KINDLING_ASSIGN_OR_RETURN(const std::string server_id, LoadOrCreateServerId(server_id_file));
   KINDLING_ASSIGN_OR_RETURN(const crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
 
@@ -221,8 +262,10 @@ Status Serve(const ServeOptions& options) {
   std::unique_ptr<reconcile::Leader> leader;
   std::unique_ptr<reconcile::Worker> worker;
   std::unique_ptr<Component> api;
+  std::unique_ptr<ControlPlaneScheduler> scheduler;
   auto stop_all = [&] {
     if (api) api->Stop();
+    if (scheduler) scheduler->Stop();
     if (worker) worker->Stop();
     if (leader) leader->Stop();
   };
@@ -252,6 +295,19 @@ Status Serve(const ServeOptions& options) {
       }
       leader = std::make_unique<reconcile::Leader>(*database, std::move(l));
       leader->Start();
+    }
+    if (control_plane.server) {
+      ControlPlaneScheduleOptions c = options.control_plane;
+      c.server_id = server_id;
+      if (c.hostname.empty()) c.hostname = options.hostname;
+      c.process = "kindling serve";
+      spdlog::info("control-plane backups: pgBackRest configuration {} (stanza {})",
+                   control_plane.setup.config.config_file.string(),
+                   control_plane.setup.config.stanza);
+      scheduler = std::make_unique<ControlPlaneScheduler>(*database, control_plane.setup,
+                                                          *control_plane.server,
+                                                          SystemCommandRunner(), std::move(c));
+      scheduler->Start();
     }
     if (Has(options.components, "api")) {
       KINDLING_ASSIGN_OR_RETURN(api, options.api_factory(context));

@@ -16,6 +16,11 @@
 //               start records a check value in cluster_settings and a
 //               process with another key refuses to start.
 //   volumes     <state_dir>/volumes/<volume_id>.img (the worker's)
+//   pgBackRest  ServeOptions::pgbackrest_config, else
+//               /etc/kindling/pgbackrest.conf when it exists: this host
+//               runs the control-plane database, so the process competes
+//               for scheduling its backups and checks
+//               (service/control_plane_schedule.h)
 //
 // Thread-safety: Serve blocks its calling thread until stopped.
 #pragma once
@@ -32,12 +37,14 @@
 #include "crypto/aead.h"
 #include "db/database.h"
 #include "reconcile/store_provider.h"
+#include "service/control_plane_schedule.h"
 
 namespace kindling::service {
 
 inline constexpr char kDefaultDsnFile[] = "/etc/kindling/postgres.dsn";
 inline constexpr char kDsnFileEnv[] = "KINDLING_DSN_FILE";
 inline constexpr char kDefaultStateDir[] = "/var/lib/kindling";
+inline constexpr char kDefaultPgBackRestConfig[] = "/etc/kindling/pgbackrest.conf";
 
 // A long-running part of the process (the API server, say) that Serve starts
 // after the database is ready and stops on shutdown, in reverse order.
@@ -92,6 +99,16 @@ struct ServeOptions {
   // The leader rescans the backup stores (control/backup_rescan.h) whenever
   // it starts leading, importing backups the database lacks.
   bool rescan_on_leading = true;
+  // This host's pgBackRest configuration (`kindling admin control-plane
+  // configure` wrote it): control-plane backups are scheduled from here
+  // (when this process holds their lock). Empty: kDefaultPgBackRestConfig
+  // if it exists, else none; a file named here must exist.
+  std::filesystem::path pgbackrest_config;
+  // The PostgreSQL superuser connected to through the configuration's socket
+  // (and, when root, the system user pgBackRest runs as).
+  std::string pg_user = "postgres";
+  // Intervals, check cadence and clock; server_id/hostname are filled in.
+  ControlPlaneScheduleOptions control_plane;
   // Block SIGINT/SIGTERM and stop on them. Off when an embedding process
   // (kindling dev) handles signals itself and uses `stop`.
   bool handle_signals = true;

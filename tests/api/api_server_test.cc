@@ -12,6 +12,7 @@
 #include "common/ids.h"
 #include "control/backup_store.h"
 #include "db/backups.h"
+#include "db/control_plane_status.h"
 #include "db/db_test_util.h"
 #include "db/operations.h"
 #include "db/quarantine.h"
@@ -734,6 +735,95 @@ TEST_F(ApiServerTest, BackupRescanOrphansAndAssignmentArePlatformAdminOnly) {
                 "AND user_id IS NOT NULL")[0][0]
                 .as<int>(),
             3);
+}
+
+TEST_F(ApiServerTest, PlatformHealthReportsTheControlPlaneBackupCheck) {
+  // What the scheduling process on the database host stores, as it stores it.
+  auto store_check = [&](bool ok, const json& report) {
+    ASSERT_TRUE(Must([&](db::Tx& tx) {
+      return db::PutControlPlaneBackupStatus(
+          tx, db::ControlPlaneBackupStatusInput{.stanza = "kindling",
+                                                .ok = ok,
+                                                .report_json = report.dump(),
+                                                .server_id = std::nullopt,
+                                                .hostname = "db-1"});
+    }));
+  };
+  ExpectRefused("GET", "/api/platform/health", "", "", 401, "unauthorized");
+  ExpectRefused("GET", "/api/platform/health", member_key_, "", 403, "forbidden");
+  ExpectRefused("GET", "/api/platform/health", org_admin_key_, "", 403, "forbidden");
+  ExpectRefused("GET", "/api/platform/health?verbose=1", admin_key_, "", 400, "validation_error");
+
+  // Nothing reported yet: not configured, and said how to configure it.
+  Response none = Send("GET", "/api/platform/health", admin_key_);
+  ASSERT_EQ(none.status, 200) << none.raw;
+  const json& nothing = none.body["control_plane_backup"];
+  EXPECT_FALSE(nothing.value("configured", true)) << none.raw;
+  EXPECT_TRUE(nothing["ok"].is_null());
+  EXPECT_NE(nothing.value("hint", "").find("--pgbackrest-config"), std::string::npos);
+  EXPECT_FALSE(none.body.value("ok", true));
+  EXPECT_TRUE(none.body["servers"].is_object());
+  auto metrics = client_->Get("/metrics", {{"Authorization", "Bearer " + admin_key_}});
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("\nkindling_control_plane_backup_configured 0\n"), std::string::npos)
+      << metrics->body;
+  EXPECT_EQ(metrics->body.find("kindling_control_plane_backup_ok"), std::string::npos);
+
+  const json report = {{"ok", true},
+                       {"problems", json::array()},
+                       {"last_backup", {{"label", "20261201-010000F"}, {"type", "full"}}},
+                       {"last_backup_age_seconds", 1800.5},
+                       {"last_archived_age_seconds", 42},
+                       {"archiver", {{"failed_count", 3}, {"failing", false}}},
+                       {"wal_level", "logical"},
+                       {"check_every_seconds", 300},
+                       {"checked_by", {{"hostname", "db-1"}, {"process", "kindling serve"}}}};
+  store_check(true, report);
+  Response fresh = Send("GET", "/api/platform/health", admin_key_);
+  ASSERT_EQ(fresh.status, 200) << fresh.raw;
+  const json& backup = fresh.body["control_plane_backup"];
+  EXPECT_TRUE(backup.value("configured", false)) << fresh.raw;
+  EXPECT_TRUE(backup.value("ok", false));
+  EXPECT_FALSE(backup.value("stale", true));
+  EXPECT_FALSE(backup.value("checked_at", "").empty());
+  EXPECT_LT(backup.value("check_age_seconds", 1e9), 60);
+  EXPECT_EQ(backup["last_backup"].value("label", ""), "20261201-010000F");
+  EXPECT_EQ(backup.value("wal_level", ""), "logical");
+  EXPECT_EQ(backup["archiver"].value("failed_count", 0), 3);
+  EXPECT_TRUE(backup["problems"].empty());
+  metrics = client_->Get("/metrics", {{"Authorization", "Bearer " + admin_key_}});
+  ASSERT_TRUE(metrics);
+  for (const char* line :
+       {"\nkindling_control_plane_backup_configured 1\n", "\nkindling_control_plane_backup_ok 1\n",
+        "\nkindling_control_plane_backup_last_age_seconds 1800.5\n",
+        "\nkindling_control_plane_wal_archive_age_seconds 42\n",
+        "\nkindling_control_plane_wal_archive_failed_total 3\n",
+        "\nkindling_control_plane_backup_check_age_seconds "})
+    EXPECT_NE(metrics->body.find(line), std::string::npos) << line << " in\n" << metrics->body;
+
+  // Nobody checked for an hour: stale, whatever the last check said.
+  Sql("UPDATE control_plane_backup_status SET checked_at = now() - interval '1 hour'");
+  Response stale = Send("GET", "/api/platform/health", admin_key_);
+  ASSERT_EQ(stale.status, 200) << stale.raw;
+  EXPECT_TRUE(stale.body["control_plane_backup"].value("stale", false)) << stale.raw;
+  EXPECT_FALSE(stale.body.value("ok", true));
+  ASSERT_EQ(stale.body["control_plane_backup"]["problems"].size(), 1u) << stale.raw;
+  EXPECT_NE(stale.body["control_plane_backup"]["problems"][0].get<std::string>().find("db-1"),
+            std::string::npos);
+  metrics = client_->Get("/metrics", {{"Authorization", "Bearer " + admin_key_}});
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("\nkindling_control_plane_backup_ok 0\n"), std::string::npos);
+
+  // A check with problems: not ok, the problems as reported.
+  json failing = report;
+  failing["ok"] = false;
+  failing["problems"] = {"WAL archiving fails: the last attempt failed"};
+  store_check(false, failing);
+  Response bad = Send("GET", "/api/platform/health", admin_key_);
+  EXPECT_FALSE(bad.body["control_plane_backup"].value("ok", true)) << bad.raw;
+  EXPECT_FALSE(bad.body["control_plane_backup"].value("stale", true));
+  EXPECT_EQ(bad.body["control_plane_backup"]["problems"][0],
+            "WAL archiving fails: the last attempt failed");
 }
 
 }  // namespace

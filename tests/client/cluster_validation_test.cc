@@ -8,6 +8,7 @@
 
 #include "api/api_server.h"
 #include "common/ids.h"
+#include "db/control_plane_status.h"
 #include "db/db_test_util.h"
 #include "db/servers.h"
 #include "service/serve.h"
@@ -55,6 +56,22 @@ class ClusterValidationTest : public db::DbTest {
                                                          .dump()});
     }));
     return id;
+  }
+
+  // The check the scheduling process on the database host stores.
+  void StoreControlPlaneCheck(bool ok, const json& problems) {
+    const json report = {{"ok", ok},
+                         {"problems", problems},
+                         {"last_backup", {{"label", "20261201-010000F"}, {"type", "full"}}},
+                         {"last_backup_age_seconds", 1800},
+                         {"last_archived_age_seconds", 30},
+                         {"checked_by", {{"hostname", "db-1"}}}};
+    EXPECT_TRUE(Must([&](db::Tx& tx) {
+      return db::PutControlPlaneBackupStatus(
+          tx,
+          db::ControlPlaneBackupStatusInput{
+              .stanza = "kindling", .ok = ok, .report_json = report.dump(), .hostname = "db-1"});
+    }));
   }
 
   static const ValidationStep& StepNamed(const ValidationReport& report, std::string_view name) {
@@ -127,6 +144,39 @@ TEST_F(ClusterValidationTest, NoActiveServerFails) {
   const ValidationReport report = ValidateCluster(*client, ValidationInputs{});
   EXPECT_EQ(StepNamed(report, "server_heartbeats").outcome, Outcome::kFail);
   EXPECT_EQ(StepNamed(report, "dsn_files_agree").outcome, Outcome::kSkip);
+}
+
+TEST_F(ClusterValidationTest, ControlPlaneBackupStepReadsTheStoredCheck) {
+  Worker("w1", kDsn);
+  auto client = Client(admin_key_);
+  // Nobody ever checked: skipped, saying how to set it up.
+  ValidationStep step = StepNamed(ValidateCluster(*client, {}), "control_plane_backup");
+  EXPECT_EQ(step.outcome, Outcome::kSkip);
+  EXPECT_NE(step.evidence.find("control-plane configure"), std::string::npos) << step.evidence;
+
+  StoreControlPlaneCheck(true, json::array());
+  ValidationReport report = ValidateCluster(*client, {});
+  step = StepNamed(report, "control_plane_backup");
+  EXPECT_EQ(step.outcome, Outcome::kPass) << step.evidence;
+  EXPECT_NE(step.evidence.find("20261201-010000F"), std::string::npos) << step.evidence;
+  EXPECT_NE(step.evidence.find("30 min old"), std::string::npos) << step.evidence;
+  EXPECT_NE(step.evidence.find("WAL archived 30 s ago"), std::string::npos) << step.evidence;
+  EXPECT_TRUE(report.passed()) << report.ToJson().dump(2);
+
+  StoreControlPlaneCheck(false, {"WAL archiving fails: the last attempt failed"});
+  report = ValidateCluster(*client, {});
+  step = StepNamed(report, "control_plane_backup");
+  EXPECT_EQ(step.outcome, Outcome::kFail);
+  EXPECT_NE(step.evidence.find("WAL archiving fails"), std::string::npos) << step.evidence;
+  EXPECT_FALSE(report.passed());
+
+  // A good check nobody renewed for an hour fails as stale.
+  StoreControlPlaneCheck(true, json::array());
+  Sql("UPDATE control_plane_backup_status SET checked_at = now() - interval '1 hour'");
+  step = StepNamed(ValidateCluster(*client, {}), "control_plane_backup");
+  EXPECT_EQ(step.outcome, Outcome::kFail);
+  EXPECT_NE(step.evidence.find("stale"), std::string::npos) << step.evidence;
+  EXPECT_NE(step.evidence.find("db-1"), std::string::npos) << step.evidence;
 }
 
 }  // namespace

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "testutil/temp_dir.h"
 
@@ -44,6 +46,29 @@ TEST(SubprocessTest, TimeoutStopsTheWholeProcessGroup) {
   EXPECT_TRUE(result->timed_out);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
   EXPECT_THAT(DescribeExit(*result, options), HasSubstr("timed out"));
+  ::sleep(4);
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST(SubprocessTest, CancelStopsTheWholeProcessGroupPromptly) {
+  testutil::TempDir dir;
+  const std::string marker = (dir / "helper-alive").string();
+  CommandOptions options = Shell("(sleep 3; touch " + marker + ") & sleep 30");
+  options.timeout = std::chrono::seconds(60);
+  std::atomic<bool> cancel{false};
+  options.cancel = &cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    cancel = true;
+  });
+  const auto start = Clock::now();
+  auto result = SystemCommandRunner().Run(options);
+  canceller.join();
+  ASSERT_TRUE(result) << result.error().message();
+  EXPECT_TRUE(result->cancelled);
+  EXPECT_FALSE(result->timed_out);
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
+  EXPECT_THAT(DescribeExit(*result, options), HasSubstr("cancelled"));
   ::sleep(4);
   EXPECT_FALSE(std::filesystem::exists(marker));
 }

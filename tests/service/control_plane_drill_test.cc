@@ -125,7 +125,7 @@ class ControlPlaneDrillTest : public ::testing::Test {
 
 TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
   const auto test_start = Clock::now();
-  dev_ = std::make_unique<DevProcess>(state_);
+  dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
   const std::string dsn = Unquoted(dev_->value("KINDLING_DSN"));
   // kindling dev configured archiving and wal_level=logical itself.
   EXPECT_EQ(Strings(dsn, "SHOW wal_level"), std::vector<std::string>{"logical"});
@@ -248,7 +248,7 @@ TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
   EXPECT_LT(restore_json.value("restore_ms", 1e9), 30'000);
 
   const auto restarted_at = std::chrono::system_clock::now();
-  dev_ = std::make_unique<DevProcess>(state_);
+  dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
   EXPECT_EQ(dev_->value("KINDLING_API_KEY"), api_key);
   EXPECT_EQ(ProjectNames(), (std::set<std::string>{"before-t", "also-before-t"}));
   const json backups = Call("GET", "/api/projects/" + keep + "/volume/backups");
@@ -263,6 +263,20 @@ TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
   // Backups keep working on the new timeline; the validation checklist passes.
   const CliResult after = ControlPlane("check", {"--json"});
   EXPECT_EQ(after.exit_status, 0) << after.output << after.errors;
+  // kindling dev checked the control-plane backups of the new timeline and
+  // stored the report for the API (the validation's control_plane_backup).
+  json health;
+  for (int i = 0; i < 300; ++i) {
+    health = Call("GET", "/api/platform/health")["control_plane_backup"];
+    if (health.value("ok", false) && health["checked_by"].value("process", "") == "kindling dev" &&
+        health.value("check_age_seconds", 1e9) <
+            std::chrono::duration<double>(std::chrono::system_clock::now() - restarted_at).count())
+      break;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_TRUE(health.value("ok", false)) << health.dump(2);
+  EXPECT_FALSE(health.value("stale", true)) << health.dump(2);
+  EXPECT_EQ(health["schedule"].value("full_every_seconds", -1), 0) << health.dump(2);
   const CliResult validate =
       Kindling({"admin", "validate", "--url", dev_->value("KINDLING_URL"), "--api-key", api_key,
                 "--dsn-file", (state_ / "postgres.dsn").string()});
@@ -281,7 +295,7 @@ TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
 // the failure, and kindling dev still stops promptly. Also: a PostgreSQL
 // that dies is restarted by the supervisor.
 TEST_F(ControlPlaneDrillTest, UnwritableRepositoryNeverStallsTheControlPlaneDrill) {
-  dev_ = std::make_unique<DevProcess>(state_);
+  dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
   const std::string dsn = Unquoted(dev_->value("KINDLING_DSN"));
   ASSERT_EQ(ControlPlane("backup", {"--type", "full"}).exit_status, 0);
 

@@ -106,7 +106,7 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
   s3_options.tls = true;
   testutil::S3TestServer s3(s3_options);
 
-  dev_ = std::make_unique<DevProcess>(state_);
+  dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
   const std::string dsn = Unquoted(dev_->value("KINDLING_DSN"));
 
   // configure on the running dev: the repository moves to the bucket (path
@@ -170,7 +170,7 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
   EXPECT_TRUE(restore_json["problems"].empty()) << restore_json;
 
   // dev starts on the restored cluster and keeps the bucket.
-  dev_ = std::make_unique<DevProcess>(state_);
+  dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
   EXPECT_EQ(dev_->value("KINDLING_API_KEY"), api_key);
   EXPECT_EQ(ProjectNames(), (std::set<std::string>{"before-t", "also-before-t"}));
   EXPECT_EQ(Strings(dsn, "SHOW wal_level"), std::vector<std::string>{"logical"});

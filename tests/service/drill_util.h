@@ -34,4 +34,10 @@ std::string Unquoted(std::string value);
 // The first column of every row `sql` returns.
 std::vector<std::string> Strings(const std::string& dsn, const std::string& sql);
 
+// `kindling dev` flags for drills that take their backups by hand: dev only
+// checks (and stores the report), it schedules none.
+inline const std::vector<std::string> kBackupsByHand = {"--control-plane-full-every", "0",
+                                                        "--control-plane-diff-every", "0",
+                                                        "--control-plane-incr-every", "0"};
+
 }  // namespace kindling::service
