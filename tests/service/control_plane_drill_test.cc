@@ -265,15 +265,8 @@ TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
   EXPECT_EQ(after.exit_status, 0) << after.output << after.errors;
   // kindling dev checked the control-plane backups of the new timeline and
   // stored the report for the API (the validation's control_plane_backup).
-  json health;
-  for (int i = 0; i < 300; ++i) {
-    health = Call("GET", "/api/platform/health")["control_plane_backup"];
-    if (health.value("ok", false) && health["checked_by"].value("process", "") == "kindling dev" &&
-        health.value("check_age_seconds", 1e9) <
-            std::chrono::duration<double>(std::chrono::system_clock::now() - restarted_at).count())
-      break;
-    std::this_thread::sleep_for(milliseconds(200));
-  }
+  const json health =
+      WaitForStoredCheck([&] { return Call("GET", "/api/platform/health"); }, restarted_at);
   EXPECT_TRUE(health.value("ok", false)) << health.dump(2);
   EXPECT_FALSE(health.value("stale", true)) << health.dump(2);
   EXPECT_EQ(health["schedule"].value("full_every_seconds", -1), 0) << health.dump(2);

@@ -170,6 +170,7 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
   EXPECT_TRUE(restore_json["problems"].empty()) << restore_json;
 
   // dev starts on the restored cluster and keeps the bucket.
+  const auto restarted_at = std::chrono::system_clock::now();
   dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
   EXPECT_EQ(dev_->value("KINDLING_API_KEY"), api_key);
   EXPECT_EQ(ProjectNames(), (std::set<std::string>{"before-t", "also-before-t"}));
@@ -189,6 +190,10 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
   EXPECT_EQ(after.Json().value("repository", ""), repository);
   EXPECT_EQ(after.Json()["last_backup"].value("label", ""),
             restore_json["new_backup"].value("label", "?"));
+  // validate's control_plane_backup step reads the check dev stored.
+  const json health =
+      WaitForStoredCheck([&] { return Call("GET", "/api/platform/health"); }, restarted_at);
+  EXPECT_TRUE(health.value("ok", false)) << health.dump(2);
   const CliResult validate =
       Kindling({"admin", "validate", "--url", dev_->value("KINDLING_URL"), "--api-key", api_key,
                 "--dsn-file", (state_ / "postgres.dsn").string()});

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <pqxx/pqxx>
+#include <thread>
 
 #include "common/subprocess.h"
 
@@ -68,6 +69,23 @@ std::vector<std::string> Strings(const std::string& dsn, const std::string& sql)
   std::vector<std::string> out;
   for (const auto& row : work.exec(sql)) out.push_back(row[0].c_str());
   return out;
+}
+
+nlohmann::json WaitForStoredCheck(const std::function<nlohmann::json()>& get_health,
+                                  std::chrono::system_clock::time_point since,
+                                  std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  nlohmann::json health;
+  do {
+    health = get_health()["control_plane_backup"];
+    const double since_seconds =
+        std::chrono::duration<double>(std::chrono::system_clock::now() - since).count();
+    if (health.value("ok", false) && health["checked_by"].value("process", "") == "kindling dev" &&
+        health.value("check_age_seconds", 1e9) < since_seconds)
+      return health;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return health;
 }
 
 }  // namespace kindling::service

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -33,6 +34,13 @@ std::string Unquoted(std::string value);
 
 // The first column of every row `sql` returns.
 std::vector<std::string> Strings(const std::string& dsn, const std::string& sql);
+
+// The `control_plane_backup` part of GET /api/platform/health (from
+// `get_health`) once kindling dev stored an ok check made after `since`;
+// the last answer after `timeout` otherwise.
+nlohmann::json WaitForStoredCheck(const std::function<nlohmann::json()>& get_health,
+                                  std::chrono::system_clock::time_point since,
+                                  std::chrono::seconds timeout = std::chrono::seconds(60));
 
 // `kindling dev` flags for drills that take their backups by hand: dev only
 // checks (and stores the report), it schedules none.
