@@ -553,11 +553,17 @@ TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
   ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
   const auto took = std::chrono::duration_cast<seconds>(Clock::now() - test_start);
   std::printf(
-      "drill took %lld s (backup %lld ms, in-place restore %lld ms, copy %lld ms, operations "
-      "resolved %lld ms after the restart)\n",
+      "drill took %lld s (backup %lld ms, in-place restore %lld ms [pgbackrest restore %lld ms, "
+      "recovery %lld ms, with the new full backup %lld ms], copy %lld ms, operations resolved "
+      "%lld ms after the restart)\n",
       static_cast<long long>(took.count()), static_cast<long long>(backup.took.count()),
-      static_cast<long long>(restore.took.count()), static_cast<long long>(drill.took.count()),
-      static_cast<long long>(resolved_after.count()));
+      static_cast<long long>(restore.took.count()),
+      static_cast<long long>(restore_json.value("restore_ms", 0)),
+      static_cast<long long>(restore_json.value("recovery_ms", 0)),
+      static_cast<long long>(restore_json.value("duration_ms", 0)),
+      static_cast<long long>(drill.took.count()), static_cast<long long>(resolved_after.count()));
+  for (const json& warning : restore_json["warnings"])
+    std::printf("restore warning: %s\n", warning.get<std::string>().c_str());
 }
 
 // An unusable repository during normal operation: archiving fails, but the
