@@ -1,6 +1,7 @@
 #include "cli/control_plane_commands.h"
 
 #include <fmt/format.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -10,16 +11,19 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cli/exit_codes.h"
 #include "cli/output.h"
 #include "common/files.h"
 #include "common/subprocess.h"
 #include "crypto/key_file.h"
+#include "db/database.h"
 #include "pgbackup/control_plane.h"
 #include "service/child_process.h"
 #include "service/dev.h"
 #include "service/local_postgres.h"
+#include "service/master_key.h"
 #include "service/postgres_control.h"
 #include "service/serve.h"
 
@@ -377,6 +381,25 @@ int RunBackup(const ControlPlaneFlags& flags) {
   return kExitOk;
 }
 
+// A warning about the operator's copy of the master key (which the database
+// records when it is exported), or nullopt. Not a problem: backups work
+// without it, but a restore would not.
+std::optional<std::string> MasterKeyExportWarning(const Target& target) {
+  db::DatabaseOptions options;
+  options.dsn = target.server->Dsn(target.setup.database);
+  options.max_connections = 1;
+  options.acquire_timeout = std::chrono::seconds(10);
+  options.application_name = pgbackup::kApplicationName;
+  auto database = db::Database::Open(options);
+  Result<std::optional<std::string>> warning =
+      database ? service::MasterKeyExportWarning(**database)
+               : Result<std::optional<std::string>>(std::unexpected(database.error()));
+  if (!warning)
+    return "cannot tell whether the master key was exported (" + warning.error().message() +
+           "): keep a copy of it apart from the backups (kindling admin master-key export)";
+  return *warning;
+}
+
 int RunCheck(const ControlPlaneFlags& flags) {
   auto target = OpenTarget(flags, false);
   if (!target) return ReportError(target.error());
@@ -384,6 +407,8 @@ int RunCheck(const ControlPlaneFlags& flags) {
   pgbackup::ControlPlaneBackup backups(target->setup, SystemCommandRunner(), *target->server);
   const pgbackup::CheckReport report =
       backups.Check({.max_backup_age = std::chrono::seconds(flags.max_backup_age_seconds)});
+  std::vector<std::string> warnings;
+  if (auto warning = MasterKeyExportWarning(*target)) warnings.push_back(*warning);
   Finish(*target, nullptr);
 
   json document = {{"ok", report.ok()},
@@ -395,7 +420,8 @@ int RunCheck(const ControlPlaneFlags& flags) {
                    {"last_backup", nullptr},
                    {"last_backup_age_seconds", nullptr},
                    {"last_archived_age_seconds", nullptr},
-                   {"archiver", nullptr}};
+                   {"archiver", nullptr},
+                   {"warnings", warnings}};
   std::string text = "pgbackrest check: " + report.pgbackrest_check + "\n";
   if (report.info) {
     document["stanza_status"] = {{"code", report.info->status_code},
@@ -435,6 +461,11 @@ int RunCheck(const ControlPlaneFlags& flags) {
     text += fmt::format("last archived WAL age: {:.0f} s\n", *report.last_archived_age_seconds);
   }
   text += "wal_level: " + report.wal_level + ", archive_mode: " + report.archive_mode + "\n";
+  for (const std::string& warning : warnings) {
+    text += "WARNING: " + warning + "\n";
+    // stdout holds only the JSON document then.
+    if (flags.json) std::fprintf(stderr, "kindling: warning: %s\n", warning.c_str());
+  }
   for (const std::string& problem : report.problems) text += "PROBLEM: " + problem + "\n";
   text += report.ok() ? "control-plane backups: ok\n" : "control-plane backups: FAILED\n";
   Print(flags, document, text);
@@ -446,39 +477,75 @@ int RunCheck(const ControlPlaneFlags& flags) {
           .error());
 }
 
-std::string NextSteps(const Target& target, const pgbackup::RestoreReport& report, bool into) {
+// What the operator does after a restore, in order (printed numbered, and
+// as `next_steps` in --json).
+std::vector<std::string> NextSteps(const Target& target, const pgbackup::RestoreReport& report,
+                                   bool into) {
+  const std::string dir = report.data_dir.string();
+  const std::string audit = report.target_rfc3339.empty()
+                                ? std::string("kindling audit list")
+                                : "kindling audit list --since " + report.target_rfc3339;
   if (into) {
-    std::string text = "The running cluster was not touched; the copy is in " +
-                       report.data_dir.string() + " (archive_mode=off).\n";
     if (report.running)
-      text += "It runs: psql '" + report.dsn + "'; stop it with pg_ctl -D " +
-              report.data_dir.string() + " stop (as the postgres user), then remove " +
-              report.data_dir.string() + " and " + report.data_dir.string() + ".log.\n";
-    else
-      text += "It is stopped (--keep-running leaves it running to look inside); remove " +
-              report.data_dir.string() + " and " + report.data_dir.string() + ".log when done.\n";
-    return text;
+      return {"look inside the copy: psql '" + report.dsn + "'",
+              "stop it: pg_ctl -D " + dir + " stop (as the postgres user)",
+              "remove " + dir + " and " + dir + ".log"};
+    return {"remove " + dir + " and " + dir +
+            ".log (--keep-running leaves the copy running to look inside)"};
   }
-  if (target.dev)
-    return "Next steps:\n"
-           "  1. kindling dev --state-dir " +
-           target.state_dir.string() + "   (its DSN file " +
-           (target.state_dir / "postgres.dsn").string() +
-           " is unchanged; hosts re-register with their server-id)\n"
-           "  2. source " +
-           (target.state_dir / "dev.env").string() +
-           " && kindling admin validate   (API, heartbeats, DSN files)\n"
-           "  3. kindling audit list --since <the target time>   (admin actions since then are "
-           "gone from the database)\n";
-  return "Next steps:\n"
-         "  1. On every host, check the DSN file (/etc/kindling/postgres.dsn) names this "
-         "database: the same file everywhere (kindling admin validate compares them)\n"
-         "  2. Start kindling serve on every host (migrations run; hosts re-register with their "
-         "server-id)\n"
-         "  3. kindling admin validate   (with KINDLING_URL and a platform admin's "
-         "KINDLING_API_KEY)\n"
-         "  4. kindling audit list --since <the target time>, and restore volumes separately "
-         "(section 2 of docs/backup-and-restore.md)\n";
+  if (target.dev) {
+    const std::string state = target.state_dir.string();
+    return {"check the DSN file " + (target.state_dir / "postgres.dsn").string() +
+                " names this database (restore leaves it unchanged)",
+            "start kindling dev again: kindling dev --state-dir " + state +
+                " (its processes re-register with their server-id; the leader requeues or "
+                "fails the operations the snapshot left running)",
+            "source " + (target.state_dir / "dev.env").string() +
+                " && kindling admin validate   (API, heartbeats, DSN files)",
+            "the leader rescans the backup stores when it starts: volume backups made after "
+            "the target get their rows back (kindling admin backups rescan runs it again; "
+            "kindling admin backups orphans lists the ones of unknown volumes)",
+            audit +
+                "   (control_plane.restored is there; admin actions after the target are gone "
+                "from the database: redo what still matters)"};
+  }
+  return {
+      "on every host, check the DSN file (/etc/kindling/postgres.dsn, or the one "
+      "--dsn-file names) reaches this database, and that it is the same file everywhere",
+      "put the master key in place on every host (kindling admin master-key import --from "
+      "FILE), then restart kindling serve on every host (migrations run; hosts re-register "
+      "with their server-id; the leader requeues or fails the operations the snapshot left "
+      "running)",
+      "kindling admin validate   (with KINDLING_URL and a platform admin's KINDLING_API_KEY: "
+      "API, heartbeats, DSN files)",
+      "the leader rescans the backup stores when it starts: volume backups made after the "
+      "target get their rows back (kindling admin backups rescan runs it again; kindling "
+      "admin backups orphans lists the ones of unknown volumes)",
+      audit +
+          "   (control_plane.restored is there; admin actions after the target are gone "
+          "from the database: redo what still matters), then restore volumes where needed "
+          "(section 2 of docs/backup-and-restore.md)"};
+}
+
+std::string StepsText(const std::vector<std::string>& steps) {
+  std::string text = "Next steps:\n";
+  for (std::size_t i = 0; i < steps.size(); ++i) text += fmt::format("  {}. {}\n", i + 1, steps[i]);
+  return text;
+}
+
+std::string Hostname() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0 || buffer[0] == '\0') return "localhost";
+  return buffer;
+}
+
+std::string OsUser() {
+  passwd entry{};
+  passwd* found = nullptr;
+  char buffer[4096];
+  if (::getpwuid_r(::geteuid(), &entry, buffer, sizeof buffer, &found) == 0 && found != nullptr)
+    return found->pw_name;
+  return "uid " + std::to_string(::geteuid());
 }
 
 int RunRestore(const ControlPlaneFlags& flags) {
@@ -506,6 +573,8 @@ int RunRestore(const ControlPlaneFlags& flags) {
             .error());
   // dev: leave the cluster stopped, as `kindling dev` expects to find it.
   options.stop_when_done = target->dev;
+  options.operator_host = Hostname();
+  options.operator_user = OsUser();
   pgbackup::ControlPlaneBackup backups(target->setup, SystemCommandRunner(), *target->server);
   auto report =
       backups.Restore(options, [](const fs::path& dir) { return service::MakeDrillServer(dir); });
@@ -517,22 +586,24 @@ int RunRestore(const ControlPlaneFlags& flags) {
     counts[table] = count;
     count_text += fmt::format("{}{}={}", count_text.empty() ? "" : " ", table, count);
   }
-  json document = {{"target", report->target},
-                   {"backup_set", report->backup_set},
-                   {"data_dir", report->data_dir.string()},
-                   {"into", into},
-                   {"running", report->running},
-                   {"dsn", report->running ? report->dsn : ""},
-                   {"wal_level", report->wal_level},
-                   {"schema_version", report->schema_version},
-                   {"row_counts", counts},
-                   {"dropped_slots", report->dropped_slots},
-                   {"new_backup", nullptr},
-                   {"warnings", report->warnings},
-                   {"problems", report->problems},
-                   {"restore_ms", report->restore_duration.count()},
-                   {"recovery_ms", report->recovery_duration.count()},
-                   {"duration_ms", report->duration.count()}};
+  json document = {
+      {"target", report->target},
+      {"backup_set", report->backup_set},
+      {"data_dir", report->data_dir.string()},
+      {"into", into},
+      {"running", report->running},
+      {"dsn", report->running ? report->dsn : ""},
+      {"wal_level", report->wal_level},
+      {"schema_version", report->schema_version},
+      {"row_counts", counts},
+      {"dropped_slots", report->dropped_slots},
+      {"new_backup", nullptr},
+      {"audit_event_id", report->audit_event_id ? json(*report->audit_event_id) : json(nullptr)},
+      {"warnings", report->warnings},
+      {"problems", report->problems},
+      {"restore_ms", report->restore_duration.count()},
+      {"recovery_ms", report->recovery_duration.count()},
+      {"duration_ms", report->duration.count()}};
   std::string text = fmt::format(
       "restored {} to {} from backup {} in {} (pgbackrest restore {}, recovery {})\n"
       "wal_level: {}; schema version: {}; rows: {}\n",
@@ -548,9 +619,17 @@ int RunRestore(const ControlPlaneFlags& flags) {
     document["new_backup"] = BackupSetJson(*report->new_backup);
     text += "new full backup: " + BackupSetText(*report->new_backup) + "\n";
   }
+  if (report->audit_event_id)
+    text += std::string("audited: ") + pgbackup::kRestoredAuditAction + " (event " +
+            *report->audit_event_id + ") in the restored database\n";
   for (const std::string& warning : report->warnings) text += "WARNING: " + warning + "\n";
   for (const std::string& problem : report->problems) text += "PROBLEM: " + problem + "\n";
-  text += NextSteps(*target, *report, into);
+  const std::vector<std::string> steps = NextSteps(*target, *report, into);
+  document["next_steps"] = steps;
+  if (into)
+    text += "The running cluster was not touched; the copy is in " + report->data_dir.string() +
+            " (archive_mode=off).\n";
+  text += StepsText(steps);
   Print(flags, document, text);
   if (!report->problems.empty())
     return ReportError(FailedPrecondition("the restored cluster needs attention: " +

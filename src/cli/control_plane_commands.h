@@ -3,6 +3,14 @@
 // `kindling dev` cluster of a state directory (--state-dir) or on this
 // host's cluster (its pgBackRest file, /etc/kindling/pgbackrest.conf by
 // default, names the data directory, socket and port after `configure`).
+//
+// check also warns (a WARNING line, `warnings` in --json; the exit status
+// stays 0) while the database records no export of the master key. restore
+// passes who runs it (host, OS user) for the control_plane.restored audit
+// event an in-place restore writes (pgbackup/control_plane.h), and ends with
+// the numbered next steps (`next_steps` in --json): the DSN files, restarting
+// kindling serve (or dev), `kindling admin validate`, the automatic backup
+// rescan, the audit trail.
 #pragma once
 
 #include <functional>

@@ -343,7 +343,16 @@ Result<RecoveryTarget> ParseRecoveryTarget(std::string_view rfc3339) {
                 static_cast<long long>(clock.minutes().count()),
                 static_cast<long long>(clock.seconds().count()),
                 static_cast<long long>(clock.subseconds().count()));
-  return RecoveryTarget{buffer, utc};
+  RecoveryTarget target{buffer, utc, ""};
+  std::snprintf(buffer, sizeof buffer, "%04d-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                static_cast<int>(utc_date.year()), static_cast<unsigned>(utc_date.month()),
+                static_cast<unsigned>(utc_date.day()),
+                static_cast<long long>(clock.hours().count()),
+                static_cast<long long>(clock.minutes().count()),
+                static_cast<long long>(clock.seconds().count()),
+                static_cast<long long>(clock.subseconds().count()));
+  target.rfc3339 = buffer;
+  return target;
 }
 
 }  // namespace kindling::pgbackup

@@ -117,10 +117,13 @@ std::string DescribeRepository(const Repository& repository);
 // A recovery target from an RFC 3339 time ("2025-01-31T12:00:00Z",
 // "2025-01-31T13:00:00.250+01:00"): `text` is the UTC form pgBackRest and
 // PostgreSQL read ("2025-01-31 12:00:00.250+00"), to the millisecond
-// (finer digits are dropped, i.e. the target moves at most 1 ms earlier).
+// (finer digits are dropped, i.e. the target moves at most 1 ms earlier);
+// `rfc3339` the same instant in RFC 3339, UTC ("2025-01-31T12:00:00.250Z"),
+// for people and the audit trail.
 struct RecoveryTarget {
   std::string text;
   std::chrono::sys_time<std::chrono::milliseconds> time;
+  std::string rfc3339;
 };
 [[nodiscard]] Result<RecoveryTarget> ParseRecoveryTarget(std::string_view rfc3339);
 

@@ -5,9 +5,11 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/files.h"
+#include "db/audit.h"
 #include "db/database.h"
 #include "db/migrations.h"
 
@@ -36,6 +38,46 @@ Result<std::unique_ptr<db::Database>> OpenDatabase(const std::string& dsn) {
 double AgeSeconds(std::int64_t then, db::Timestamp now) {
   const auto now_us = now.time_since_epoch().count();
   return static_cast<double>(now_us - then * 1'000'000) / 1e6;
+}
+
+// The in-place restore's audit event, in the restored database (so the new
+// timeline's first backup holds it). Its id; a warning when it cannot be
+// written (the restore itself succeeded).
+std::optional<std::string> AuditRestore(ServerControl& server, const std::string& database_name,
+                                        const RestoreOptions& options, RestoreReport& report,
+                                        milliseconds so_far) {
+  if (report.schema_version <= 0) return std::nullopt;  // no kindling schema: no audit table
+  nlohmann::json details = {
+      {"target", report.target_rfc3339.empty() ? report.target : report.target_rfc3339},
+      {"backup_set", report.backup_set},
+      {"data_dir", report.data_dir.string()},
+      {"host", options.operator_host},
+      {"os_user", options.operator_user},
+      {"wal_level", report.wal_level},
+      {"schema_version", report.schema_version},
+      {"restore_ms", report.restore_duration.count()},
+      {"recovery_ms", report.recovery_duration.count()},
+      {"duration_ms", so_far.count()}};
+  nlohmann::json counts = nlohmann::json::object();
+  for (const auto& [table, count] : report.row_counts) counts[table] = count;
+  details["row_counts"] = counts;
+  auto database = OpenDatabase(server.Dsn(database_name));
+  if (!database) {
+    report.warnings.push_back("the restore is not in the audit trail (" +
+                              database.error().message() + ")");
+    return std::nullopt;
+  }
+  auto id = (*database)->Transact([&](db::Tx& tx) {
+    return db::InsertAuditEvent(tx, db::AuditEventInput{.action = kRestoredAuditAction,
+                                                        .resource_type = "cluster",
+                                                        .details_json = details.dump()});
+  });
+  if (!id) {
+    report.warnings.push_back("the restore is not in the audit trail (" + id.error().message() +
+                              ")");
+    return std::nullopt;
+  }
+  return *id;
 }
 
 std::string FormatUnix(std::int64_t seconds) {
@@ -362,6 +404,7 @@ Result<RestoreReport> ControlPlaneBackup::Restore(const RestoreOptions& options,
   const ClusterConfig& config = setup_.config;
   RestoreReport report;
   report.target = options.target ? options.target->text : "latest";
+  if (options.target) report.target_rfc3339 = options.target->rfc3339;
   std::error_code ec;
   if (!fs::exists(config.config_file, ec))
     return FailedPrecondition("no pgBackRest configuration at " + config.config_file.string() +
@@ -477,6 +520,10 @@ Result<RestoreReport> ControlPlaneBackup::Restore(const RestoreOptions& options,
     if (auto altered = db::AlterSystem(**admin, tidy); !altered)
       report.warnings.push_back("cannot reset the recovery settings: " + altered.error().message());
   }
+
+  if (!into)
+    report.audit_event_id =
+        AuditRestore(*target_server, setup_.database, options, report, Since(start));
 
   if (into) {
     if (!options.keep_running) {

@@ -12,12 +12,16 @@
 //              archives the current WAL and stops the server; restores to a
 //              time (promoting there) or to the end of the archive; waits for
 //              the end of recovery; checks wal_level, the schema version and
-//              row counts; drops stale kindling_listener_* slots; checks and
-//              takes a full backup on the new timeline. With `into`, restores
+//              row counts; drops stale kindling_listener_* slots; records
+//              the restore in the restored database's audit trail
+//              (control_plane.restored); checks and takes a full backup on
+//              the new timeline (which so holds that event). With `into`, restores
 //              a copy into another directory instead, started on another
 //              port with archive_mode=off (so a drill never pushes a
-//              timeline into the repository); of the running cluster it
-//              only asks that the current WAL file be archived first.
+//              timeline into the repository) and audits nothing (the copy
+//              shows the snapshot as it was; it is thrown away); of the
+//              running cluster it only asks that the current WAL file be
+//              archived first.
 //
 // pgBackRest runs as the PostgreSQL user (Setup::run_as); SQL goes through
 // db/ (cluster_status.h) as a superuser (ServerControl::Dsn).
@@ -52,6 +56,8 @@ inline constexpr char kDevApplicationName[] = "kindling dev";
 // Ours, shown in pg_stat_activity.
 inline constexpr char kApplicationName[] = "kindling control-plane";
 inline constexpr char kListenerSlotPrefix[] = "kindling_listener_";
+// The audit action of an in-place restore (resource_type "cluster").
+inline constexpr char kRestoredAuditAction[] = "control_plane.restored";
 
 struct Setup {
   ClusterConfig config;
@@ -121,11 +127,15 @@ struct RestoreOptions {
   bool backup_after = true;              // in place: check and a full backup
   std::chrono::milliseconds recovery_timeout{3'600'000};
   std::chrono::milliseconds archive_wait{30'000};  // for the WAL before stopping
+  // In place: who restored, for the audit event's details (never a secret).
+  std::string operator_host;
+  std::string operator_user;
 };
 
 struct RestoreReport {
-  std::string target;      // the target time, or "latest"
-  std::string backup_set;  // the backup restored from
+  std::string target;          // the target time as pgBackRest reads it, or "latest"
+  std::string target_rfc3339;  // the target time in RFC 3339 (UTC); empty for latest
+  std::string backup_set;      // the backup restored from
   std::filesystem::path data_dir;
   std::string dsn;  // of the restored cluster (superuser)
   bool running = false;
@@ -134,6 +144,9 @@ struct RestoreReport {
   std::vector<std::pair<std::string, std::int64_t>> row_counts;
   std::vector<std::string> dropped_slots;
   std::optional<BackupSet> new_backup;
+  // In place: the control_plane.restored event written into the restored
+  // database (nullopt: a copy, or it could not be written: see warnings).
+  std::optional<std::string> audit_event_id;
   std::vector<std::string> warnings;               // done anyway (e.g. the last WAL not archived)
   std::vector<std::string> problems;               // the restored cluster needs attention
   std::chrono::milliseconds restore_duration{0};   // pgbackrest restore

@@ -65,6 +65,35 @@ Result<std::optional<std::string>> RecordedMasterKeyCheck(db::Database& db) {
   return db.Transact([&](db::Tx& tx) { return db::GetSetting(tx, kMasterKeyCheckSetting); });
 }
 
+Result<std::optional<MasterKeyExportRecord>> RecordedMasterKeyExport(db::Database& db) {
+  return db.Transact([&](db::Tx& tx) -> Result<std::optional<MasterKeyExportRecord>> {
+    KINDLING_ASSIGN_OR_RETURN(std::optional<std::string> at,
+                              db::GetSetting(tx, kMasterKeyExportedAtSetting));
+    if (!at) return std::optional<MasterKeyExportRecord>();
+    KINDLING_ASSIGN_OR_RETURN(std::optional<std::string> check,
+                              db::GetSetting(tx, kMasterKeyExportedCheckSetting));
+    return std::optional(MasterKeyExportRecord{.exported_at = *at, .check = check.value_or("")});
+  });
+}
+
+Result<std::optional<std::string>> MasterKeyExportWarning(db::Database& db) {
+  KINDLING_ASSIGN_OR_RETURN(std::optional<MasterKeyExportRecord> exported,
+                            RecordedMasterKeyExport(db));
+  if (!exported)
+    return std::optional<std::string>(
+        "no export of the master key recorded: without the key the control-plane repository, "
+        "a restored database's secrets and every volume backup are unreadable. Run `kindling "
+        "admin master-key export --out FILE` and keep the file offline, apart from the "
+        "backups");
+  KINDLING_ASSIGN_OR_RETURN(std::optional<std::string> current, RecordedMasterKeyCheck(db));
+  if (current && !exported->check.empty() && exported->check != *current)
+    return std::optional<std::string>(
+        "the master key export recorded (" + exported->exported_at +
+        ") is of another key than the cluster's: export the current key again (`kindling admin "
+        "master-key export --out FILE`)");
+  return std::optional<std::string>();
+}
+
 Result<MasterKeyCopy> ExportMasterKey(const std::filesystem::path& key_file,
                                       const std::filesystem::path& out, bool force,
                                       db::Database* db) {
@@ -92,6 +121,8 @@ Result<MasterKeyCopy> ExportMasterKey(const std::filesystem::path& key_file,
     KINDLING_RETURN_IF_ERROR(db->Transact([&](db::Tx& tx) -> Status {
       auto put = db::PutSetting(tx, kMasterKeyExportedAtSetting, NowRfc3339());
       if (!put) return std::unexpected(put.error());
+      auto check = db::PutSetting(tx, kMasterKeyExportedCheckSetting, MasterKeyCheckValue(*key));
+      if (!check) return std::unexpected(check.error());
       return OkStatus();
     }));
     KINDLING_RETURN_IF_ERROR(

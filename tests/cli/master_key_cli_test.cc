@@ -99,6 +99,8 @@ TEST_F(MasterKeyCliTest, ExportWritesTheKeyPrivatelyAndRecordsIt) {
   const auto exported_at = Setting(service::kMasterKeyExportedAtSetting);
   ASSERT_TRUE(exported_at.has_value());
   EXPECT_EQ(exported_at->size(), 20u) << *exported_at;  // 2024-05-01T12:00:00Z
+  // Which key: its check value, never key material.
+  EXPECT_EQ(Setting(service::kMasterKeyExportedCheckSetting), service::MasterKeyCheckValue(key_));
   EXPECT_EQ(Events("cluster.master_key.export"), 1);
 
   // Again to the same file: nothing to write. To a file holding something
@@ -120,6 +122,38 @@ TEST_F(MasterKeyCliTest, ExportWritesTheKeyPrivatelyAndRecordsIt) {
   EXPECT_NE(run.out.find("not checked: no database"), std::string::npos) << run.Describe();
   EXPECT_EQ(KeyIn(other), key_);
   EXPECT_EQ(Mode(other), 0600u);
+}
+
+// What `kindling admin control-plane check` warns about.
+TEST_F(MasterKeyCliTest, ExportWarningUntilTheClustersKeyIsExported) {
+  auto warning = service::MasterKeyExportWarning(db());
+  ASSERT_TRUE(warning) << warning.error().message();
+  ASSERT_TRUE(warning->has_value());
+  EXPECT_NE((*warning)->find("no export of the master key recorded"), std::string::npos)
+      << **warning;
+  EXPECT_NE((*warning)->find("kindling admin master-key export --out FILE"), std::string::npos)
+      << **warning;
+
+  const fs::path out = dir_.path() / "exported.key";
+  ASSERT_EQ(Run({"export", "--out", out.string(), "--state-dir", state_dir_.string(), "--dsn-file",
+                 dsn_file_.string()})
+                .exit_code,
+            0);
+  warning = service::MasterKeyExportWarning(db());
+  ASSERT_TRUE(warning) << warning.error().message();
+  EXPECT_FALSE(warning->has_value()) << **warning;
+  auto recorded = service::RecordedMasterKeyExport(db());
+  ASSERT_TRUE(recorded && recorded->has_value());
+  EXPECT_EQ((*recorded)->check, service::MasterKeyCheckValue(key_));
+
+  // An export recorded of another key than the cluster's: export again.
+  (void)Must([&](db::Tx& tx) {
+    return db::PutSetting(tx, service::kMasterKeyExportedCheckSetting, "0123456789abcdef");
+  });
+  warning = service::MasterKeyExportWarning(db());
+  ASSERT_TRUE(warning && warning->has_value());
+  EXPECT_NE((*warning)->find("is of another key than the cluster's"), std::string::npos)
+      << **warning;
 }
 
 TEST_F(MasterKeyCliTest, ExportRefusesAKeyThatIsNotTheClustersOrMissing) {

@@ -199,10 +199,12 @@ TEST(PgBackupConfigTest, RecoveryTargetsBecomeUtcMilliseconds) {
   auto offset = ParseRecoveryTarget("2025-01-01T00:30:00.250123+01:00");
   ASSERT_TRUE(offset) << offset.error().message();
   EXPECT_EQ(offset->text, "2024-12-31 23:30:00.250+00");
+  EXPECT_EQ(offset->rfc3339, "2024-12-31T23:30:00.250Z");
   EXPECT_EQ(offset->time.time_since_epoch().count(), 1735687800250);
   auto negative = ParseRecoveryTarget("2025-03-01t01:02:03.5-02:30");
   ASSERT_TRUE(negative);
   EXPECT_EQ(negative->text, "2025-03-01 03:32:03.500+00");
+  EXPECT_EQ(negative->rfc3339, "2025-03-01T03:32:03.500Z");
   for (const char* bad : {"2025-01-31 12:00:00", "2025-01-31T12:00Z", "2025-02-30T00:00:00Z",
                           "2025-01-31T24:00:00Z", "yesterday", "2025-01-31T12:00:00+0100",
                           "2025-01-31T12:00:00.Z", "2025-01-31T12:00:00Zjunk"})
