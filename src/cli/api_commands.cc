@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -27,6 +28,7 @@
 #include "client/cluster_validation.h"
 #include "client/operation_follow.h"
 #include "common/files.h"
+#include "db/cluster_status.h"
 #include "db/database.h"
 #include "service/serve.h"
 
@@ -422,6 +424,30 @@ int RunSettingsStores(const ApiFlags& flags) {
   return kExitOk;
 }
 
+// Connects with this host's DSN (5 s at most) and asks whether the server
+// is in recovery.
+client::ValidationInputs::DsnProbe ProbeDsn(const std::string& dsn) {
+  client::ValidationInputs::DsnProbe probe;
+  ::setenv("PGCONNECT_TIMEOUT", "5", /*overwrite=*/0);
+  auto database = db::Database::Open({.dsn = dsn,
+                                      .max_connections = 1,
+                                      .acquire_timeout = std::chrono::milliseconds(5'000),
+                                      .max_transaction_attempts = 1,
+                                      .application_name = "kindling validate"});
+  if (!database) {
+    probe.error = database.error().message();
+    return probe;
+  }
+  auto in_recovery =
+      (*database)->Transact([](db::Tx& tx) { return db::InRecovery(tx); }, {.read_only = true});
+  if (!in_recovery) {
+    probe.error = in_recovery.error().message();
+  } else {
+    probe.in_recovery = *in_recovery;
+  }
+  return probe;
+}
+
 int RunValidate(const ApiFlags& flags) {
   auto client = Connect(flags.connection);
   if (!client) return ReportError(client.error());
@@ -429,6 +455,7 @@ int RunValidate(const ApiFlags& flags) {
   const std::filesystem::path dsn_file = service::ResolveDsnFile(flags.dsn_file);
   if (auto dsn = db::ReadDsnFile(dsn_file); dsn) {
     inputs.local_dsn_sha256 = service::DsnDigest(*dsn);
+    inputs.local_dsn_probe = ProbeDsn(*dsn);
   } else if (!flags.dsn_file.empty()) {
     return ReportError(dsn.error());  // asked for this file: it must be readable
   }

@@ -77,6 +77,21 @@ ValidationStep CheckDsnDigests(const Result<json>& servers, const ValidationInpu
   return Step("dsn_files_agree", Outcome::kFail, evidence);
 }
 
+ValidationStep CheckDsnTarget(const ValidationInputs& inputs) {
+  constexpr char kName[] = "dsn_reaches_primary";
+  if (!inputs.local_dsn_probe)
+    return Step(kName, Outcome::kSkip, "no DSN file on this host (give --dsn-file)");
+  const ValidationInputs::DsnProbe& probe = *inputs.local_dsn_probe;
+  if (!probe.error.empty())
+    return Step(kName, Outcome::kFail, "this host's DSN does not connect: " + probe.error);
+  if (probe.in_recovery) {
+    return Step(kName, Outcome::kFail,
+                "this host's DSN reaches a server in recovery (a standby, or a restored cluster "
+                "not promoted yet): point the DSN files at the primary or its pooler");
+  }
+  return Step(kName, Outcome::kPass, "this host's DSN reaches a primary (not in recovery)");
+}
+
 std::string FormatSeconds(double seconds) {
   char buffer[32];
   if (seconds < 120)
@@ -156,6 +171,7 @@ ValidationReport ValidateCluster(ApiClient& client, const ValidationInputs& inpu
   const Result<json> servers = client.ListServers(/*all=*/true);
   report.steps.push_back(CheckHeartbeats(servers));
   report.steps.push_back(CheckDsnDigests(servers, inputs));
+  report.steps.push_back(CheckDsnTarget(inputs));
   report.steps.push_back(CheckControlPlaneBackup(client));
   report.steps.push_back(
       Step("canary", Outcome::kSkip, "no workload runtime in this cluster yet: nothing to route"));

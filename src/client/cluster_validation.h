@@ -8,6 +8,9 @@
 //   dsn_files_agree     every server that reports one (worker component
 //                       metadata.dsn_sha256) uses the same DSN as the others
 //                       and as this host, when this host's DSN is given
+//   dsn_reaches_primary this host's DSN (when given) reaches a server that is
+//                       not in recovery: fails for a standby, or a restored
+//                       cluster not promoted yet, or when it cannot connect
 //   control_plane_backup
 //                       GET /api/platform/health: the last check of the
 //                       control-plane backups is ok and fresh (evidence: the
@@ -48,7 +51,14 @@ struct ValidationReport {
 struct ValidationInputs {
   // Digest of the DSN this host uses (service::DsnDigest of its DSN file),
   // when readable: compared with what the servers report.
-  std::optional<std::string> local_dsn_sha256;
+  std::optional<std::string> local_dsn_sha256{};
+  // What connecting with that DSN found (the caller connects: this file
+  // knows no SQL): nullopt when no DSN was given.
+  struct DsnProbe {
+    std::string error{};  // empty: connected
+    bool in_recovery = false;
+  };
+  std::optional<DsnProbe> local_dsn_probe{};
 };
 
 ValidationReport ValidateCluster(ApiClient& client, const ValidationInputs& inputs);

@@ -311,12 +311,15 @@ TEST_F(ApiCommandsTest, AdminValidateRunsTheChecklist) {
   EXPECT_EQ(outcomes["api_meta"], "pass");
   EXPECT_EQ(outcomes["server_heartbeats"], "pass");
   EXPECT_EQ(outcomes["dsn_files_agree"], "pass");
+  EXPECT_EQ(outcomes["dsn_reaches_primary"], "pass");
   EXPECT_EQ(outcomes["control_plane_backup"], "skip");
 
   // Another DSN on this host: named, and the exit status says so.
   RunResult differs = Kindling({"admin", "validate", "--dsn-file", other.string()});
   EXPECT_EQ(differs.exit_code, 1) << differs.Describe();
   EXPECT_NE(differs.out.find("fail  dsn_files_agree"), std::string::npos) << differs.Describe();
+  // ...which does not connect either.
+  EXPECT_NE(differs.out.find("fail  dsn_reaches_primary"), std::string::npos) << differs.Describe();
   EXPECT_NE(differs.out.find("validation FAILED"), std::string::npos) << differs.Describe();
   Fails({"admin", "validate", "--dsn-file", (dir_.path() / "missing.dsn").string()}, 1,
         "missing.dsn");

@@ -139,6 +139,25 @@ TEST_F(ClusterValidationTest, AKeyThatIsNotAPlatformAdminsFailsTheFirstStep) {
   EXPECT_NE(StepNamed(report, "api_meta").evidence.find("forbidden"), std::string::npos);
 }
 
+TEST_F(ClusterValidationTest, ThisHostsDsnMustReachAPrimary) {
+  Worker("w1", kDsn);
+  auto client = Client(admin_key_);
+  const auto outcome = [&](std::optional<ValidationInputs::DsnProbe> probe) {
+    const ValidationReport report =
+        ValidateCluster(*client, ValidationInputs{.local_dsn_sha256 = service::DsnDigest(kDsn),
+                                                  .local_dsn_probe = std::move(probe)});
+    return StepNamed(report, "dsn_reaches_primary");
+  };
+  EXPECT_EQ(outcome(std::nullopt).outcome, Outcome::kSkip);
+  EXPECT_EQ(outcome(ValidationInputs::DsnProbe{}).outcome, Outcome::kPass);
+  const ValidationStep standby = outcome(ValidationInputs::DsnProbe{.in_recovery = true});
+  EXPECT_EQ(standby.outcome, Outcome::kFail);
+  EXPECT_NE(standby.evidence.find("standby"), std::string::npos) << standby.evidence;
+  const ValidationStep down = outcome(ValidationInputs::DsnProbe{.error = "connection refused"});
+  EXPECT_EQ(down.outcome, Outcome::kFail);
+  EXPECT_NE(down.evidence.find("connection refused"), std::string::npos) << down.evidence;
+}
+
 TEST_F(ClusterValidationTest, NoActiveServerFails) {
   auto client = Client(admin_key_);
   const ValidationReport report = ValidateCluster(*client, ValidationInputs{});
