@@ -485,7 +485,7 @@ TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {
   // stored the report for the API (the validation's control_plane_backup).
   const json health =
       WaitForStoredCheck([&] { return Call("GET", "/api/platform/health"); }, restarted_at);
-  EXPECT_TRUE(health.value("ok", false)) << health.dump(2);
+  EXPECT_EQ(health["ok"], true) << health.dump(2);
   EXPECT_FALSE(health.value("stale", true)) << health.dump(2);
   EXPECT_EQ(health["schedule"].value("full_every_seconds", -1), 0) << health.dump(2);
   const CliResult validate =

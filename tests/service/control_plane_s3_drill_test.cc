@@ -193,7 +193,7 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
   // validate's control_plane_backup step reads the check dev stored.
   const json health =
       WaitForStoredCheck([&] { return Call("GET", "/api/platform/health"); }, restarted_at);
-  EXPECT_TRUE(health.value("ok", false)) << health.dump(2);
+  EXPECT_EQ(health["ok"], true) << health.dump(2);
   const CliResult validate =
       Kindling({"admin", "validate", "--url", dev_->value("KINDLING_URL"), "--api-key", api_key,
                 "--dsn-file", (state_ / "postgres.dsn").string()});

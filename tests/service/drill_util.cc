@@ -80,7 +80,8 @@ nlohmann::json WaitForStoredCheck(const std::function<nlohmann::json()>& get_hea
     health = get_health()["control_plane_backup"];
     const double since_seconds =
         std::chrono::duration<double>(std::chrono::system_clock::now() - since).count();
-    if (health.value("ok", false) && health["checked_by"].value("process", "") == "kindling dev" &&
+    // "ok" is null while nothing was checked.
+    if (health["ok"] == true && health["checked_by"].value("process", "") == "kindling dev" &&
         health.value("check_age_seconds", 1e9) < since_seconds)
       return health;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
