@@ -80,7 +80,10 @@ nlohmann::json WaitForStoredCheck(const std::function<nlohmann::json()>& get_hea
     health = get_health()["control_plane_backup"];
     const double since_seconds =
         std::chrono::duration<double>(std::chrono::system_clock::now() - since).count();
-    if (health.value("ok", false) && health["checked_by"].value("process", "") == "kindling dev" &&
+    // "ok" is null until some process stored a check (a restored database
+    // may hold none).
+    if (health["ok"].is_boolean() && health["ok"].get<bool>() &&
+        health["checked_by"].value("process", "") == "kindling dev" &&
         health.value("check_age_seconds", 1e9) < since_seconds)
       return health;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
