@@ -12,6 +12,7 @@
 #include "db/audit.h"
 #include "db/database.h"
 #include "db/migrations.h"
+#include "pgbackup/reachability.h"
 
 namespace kindling::pgbackup {
 namespace {
@@ -19,6 +20,16 @@ namespace {
 namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// How long a bucket's endpoint has to accept a connection before check,
+// backup and the WAL switch at a stop give up on it at once.
+constexpr milliseconds kProbeTimeout{5000};
+
+// OkStatus for a local repository (its errors come fast from pgBackRest).
+Status ProbeRepository(const Repository& repository) {
+  if (!repository.s3) return OkStatus();
+  return ProbeEndpoint(*repository.s3, kProbeTimeout);
+}
 
 milliseconds Since(SteadyClock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(SteadyClock::now() - start);
@@ -276,6 +287,7 @@ Result<BackupReport> ControlPlaneBackup::Backup(const std::string& type) {
                               ": run `kindling admin control-plane configure` first");
   if (!server_.Running())
     return FailedPrecondition("PostgreSQL is not running on " + setup_.config.data_dir.string());
+  KINDLING_RETURN_IF_ERROR(ProbeRepository(setup_.config.repository));
   const auto start = SteadyClock::now();
   KINDLING_RETURN_IF_ERROR(pgbackrest_.Backup(type));
   BackupReport report;
@@ -298,7 +310,11 @@ CheckReport ControlPlaneBackup::Check(const CheckOptions& options) {
                               ": run `kindling admin control-plane configure`");
     return report;
   }
-  if (auto checked = pgbackrest_.Check(); checked) {
+  const Status reachable = ProbeRepository(setup_.config.repository);
+  if (!reachable) {
+    report.pgbackrest_check = reachable.error().message();
+    report.problems.push_back(reachable.error().message());
+  } else if (auto checked = pgbackrest_.Check(); checked) {
     report.pgbackrest_check = "ok";
   } else {
     report.pgbackrest_check = checked.error().message();
@@ -343,6 +359,7 @@ CheckReport ControlPlaneBackup::Check(const CheckOptions& options) {
   if (!now)
     now = std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
 
+  if (!reachable) return report;  // info would only wait for the endpoint too
   auto info = pgbackrest_.Info();
   if (!info) {
     report.problems.push_back(info.error().message());
@@ -376,6 +393,7 @@ Status ControlPlaneBackup::ArchiveCurrentWal(milliseconds timeout) {
     return db::ShowSetting(tx, "archive_mode");
   }));
   if (mode == "off") return OkStatus();
+  KINDLING_RETURN_IF_ERROR(ProbeRepository(setup_.config.repository));
   KINDLING_ASSIGN_OR_RETURN(const db::ArchiverStatus before,
                             admin->Transact([](db::Tx& tx) { return db::GetArchiverStatus(tx); }));
   KINDLING_ASSIGN_OR_RETURN(const std::string wal,

@@ -386,14 +386,20 @@ Status RunDev(const DevOptions& options) {
       }
     }
     if (!postgres) return;
+    // A fast shutdown ends with the archiver's last round, which retries
+    // archive_command; when the repository cannot be reached that only
+    // delays the stop (the files stay ready in pg_wal for the next start).
+    std::chrono::seconds fast_timeout(60);
     if (backups) {
       // So that a restore can reach everything committed before the stop.
-      if (auto archived = backups->ArchiveCurrentWal(std::chrono::seconds(10)); !archived)
+      if (auto archived = backups->ArchiveCurrentWal(std::chrono::seconds(10)); !archived) {
         spdlog::warn("the last WAL file is not archived: {}", archived.error().message());
-      else
+        fast_timeout = std::chrono::seconds(10);
+      } else {
         spdlog::info("WAL archived up to the stop");
+      }
     }
-    if (auto st = postgres->Stop(); !st)
+    if (auto st = postgres->Stop(false, fast_timeout); !st)
       spdlog::error("stopping PostgreSQL: {}", st.error().message());
     else
       spdlog::info("PostgreSQL stopped");

@@ -183,14 +183,14 @@ Status LocalPostgres::Start() {
   return OkStatus();
 }
 
-Status LocalPostgres::Stop(bool immediate) {
+Status LocalPostgres::Stop(bool immediate, std::chrono::seconds fast_timeout) {
   if (!Running()) return OkStatus();
   const fs::path tool_log = options_.log_file.string() + ".pg_ctl";
   const std::string data = options_.data_dir.string();
   if (!immediate) {
-    KINDLING_ASSIGN_OR_RETURN(
-        const int rc,
-        RunTool({"pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "60", "stop"}, tool_log));
+    KINDLING_ASSIGN_OR_RETURN(const int rc, RunTool({"pg_ctl", "-D", data, "-m", "fast", "-w", "-t",
+                                                     std::to_string(fast_timeout.count()), "stop"},
+                                                    tool_log));
     if (rc == 0) return OkStatus();
   }
   KINDLING_ASSIGN_OR_RETURN(

@@ -11,6 +11,7 @@
 // Thread-safety: not thread-safe; one owner starts and stops it.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -57,8 +58,11 @@ class LocalPostgres {
   // adopted.
   [[nodiscard]] Status Start();
   // Stops the server: fast shutdown (open sessions are cut), or immediate
-  // (like a crash) when `immediate`. No-op when not running.
-  [[nodiscard]] Status Stop(bool immediate = false);
+  // (like a crash) when `immediate` or when the fast one takes longer than
+  // `fast_timeout` (its archiver's last round waits for archive_command).
+  // No-op when not running.
+  [[nodiscard]] Status Stop(bool immediate = false,
+                            std::chrono::seconds fast_timeout = std::chrono::seconds(60));
   // True when pg_ctl reports a server running on data_dir.
   bool Running() const;
 

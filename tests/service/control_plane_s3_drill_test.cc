@@ -8,15 +8,18 @@
 // dev keeps the bucket across restarts (it renders pgBackRest's file again at
 // every start), and a point-in-time restore to T brings back the rows from
 // before T only, with wal_level=logical and backups working on the new
-// timeline, and the validation checklist passes. The drill runs in the
-// optimised build only ("Drill" in its name).
+// timeline, and the validation checklist passes. A second drill stops the
+// S3 server during normal operation and shows that nothing waits for it.
+// The drills run in the optimised build only ("Drill" in their names).
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -53,21 +56,28 @@ class ControlPlaneS3DrillTest : public ::testing::Test {
     state_ = dir_ / "state";
   }
 
-  json Call(const std::string& method, const std::string& path, const json& body = nullptr) {
+  // An API call that must answer; its status in *status when given.
+  json Call(const std::string& method, const std::string& path, const json& body = nullptr,
+            int* status = nullptr) {
     httplib::Client client("127.0.0.1", dev_->port());
     client.set_connection_timeout(5, 0);
     client.set_read_timeout(30, 0);
     const httplib::Headers headers = {
         {"Authorization", "Bearer " + dev_->value("KINDLING_API_KEY")}};
-    httplib::Result res = method == "GET"
-                              ? client.Get(path, headers)
-                              : client.Post(path, headers, body.dump(), "application/json");
+    const std::string payload = body.is_null() ? "" : body.dump();
+    httplib::Result res = method == "GET" ? client.Get(path, headers)
+                          : method == "PUT"
+                              ? client.Put(path, headers, payload, "application/json")
+                              : client.Post(path, headers, payload, "application/json");
     if (!res) {
       ADD_FAILURE() << method << " " << path << ": no answer";
       return json();
     }
-    EXPECT_LT(res->status, 300) << method << " " << path << ": " << res->body;
-    return json::parse(res->body, nullptr, false);
+    if (status != nullptr)
+      *status = res->status;
+    else
+      EXPECT_LT(res->status, 300) << method << " " << path << ": " << res->body;
+    return res->body.empty() ? json() : json::parse(res->body, nullptr, false);
   }
 
   std::set<std::string> ProjectNames() {
@@ -75,6 +85,38 @@ class ControlPlaneS3DrillTest : public ::testing::Test {
     for (const json& project : Call("GET", "/api/projects"))
       names.insert(project.value("name", ""));
     return names;
+  }
+
+  // The operation once it succeeded or failed (the last answer after
+  // `timeout`).
+  json WaitForOperation(const std::string& id, seconds timeout) {
+    json op = json::object();
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      op = Call("GET", "/api/operations/" + id);
+      if (op.value("status", "") == "succeeded" || op.value("status", "") == "failed") break;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    return op;
+  }
+
+  // Both workers heartbeat after `since` (the database's clock, which is
+  // this machine's).
+  bool WorkersHeartbeatSince(std::chrono::system_clock::time_point since, seconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      int fresh = 0;
+      for (const json& server : Call("GET", "/api/platform/servers")) {
+        const double age = server.value("heartbeat_age_seconds", 1e9);
+        const auto beat = std::chrono::system_clock::now() -
+                          std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                              std::chrono::duration<double>(age));
+        if (server.value("heartbeat_health", "") == "healthy" && beat > since) ++fresh;
+      }
+      if (fresh >= 2) return true;
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    return false;
   }
 
   // The secret reaches the commands through the environment only.
@@ -87,6 +129,16 @@ class ControlPlaneS3DrillTest : public ::testing::Test {
     EXPECT_EQ(result.output.find(kSecret), std::string::npos) << command << " printed the secret";
     EXPECT_EQ(result.errors.find(kSecret), std::string::npos) << command << " printed the secret";
     return result;
+  }
+
+  // configure on the running dev: the repository moves to the bucket (path
+  // style: `localhost` has no subdomains), checked end to end.
+  CliResult ConfigureBucket(const testutil::S3TestServer& s3) {
+    return ControlPlane(
+        "configure",
+        {"--repo-s3-bucket", kBucket, "--repo-s3-endpoint", s3.host_port(), "--repo-s3-region",
+         "us-east-1", "--repo-s3-uri-style", "path", "--repo-s3-prefix", "/control-plane",
+         "--repo-s3-key-id", kKeyId, "--repo-s3-ca-file", s3.ca_file(), "--restart", "--json"});
   }
 
   testutil::TempDir dir_;
@@ -109,13 +161,7 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
   dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
   const std::string dsn = Unquoted(dev_->value("KINDLING_DSN"));
 
-  // configure on the running dev: the repository moves to the bucket (path
-  // style: `localhost` has no subdomains), checked end to end.
-  const CliResult configured =
-      ControlPlane("configure", {"--repo-s3-bucket", kBucket, "--repo-s3-endpoint", s3.host_port(),
-                                 "--repo-s3-region", "us-east-1", "--repo-s3-uri-style", "path",
-                                 "--repo-s3-prefix", "/control-plane", "--repo-s3-key-id", kKeyId,
-                                 "--repo-s3-ca-file", s3.ca_file(), "--restart", "--json"});
+  const CliResult configured = ConfigureBucket(s3);
   ASSERT_EQ(configured.exit_status, 0) << configured.output << configured.errors;
   const std::string repository =
       std::string("s3://") + kBucket + "/control-plane (" + s3.host_port() + ")";
@@ -216,6 +262,146 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
       static_cast<long long>(took.count()), static_cast<long long>(configured.took.count()),
       static_cast<long long>(backup.took.count()), static_cast<long long>(restore.took.count()),
       static_cast<long long>(after.took.count()));
+}
+
+// The acceptance's "an unreachable repository during normal operation never
+// stalls the API or the workers", with the S3 server stopped (its port
+// refuses connections): the API answers, a volume is made and backed up (to
+// the volume store, which is not the bucket), commits do not wait for WAL
+// archiving, `check` names the failure and `backup` fails, both in bounded
+// time, and kindling dev stops promptly.
+TEST_F(ControlPlaneS3DrillTest, StoppedS3RepositoryNeverStallsTheControlPlaneDrill) {
+  if (!S3ServerAvailable()) {
+    GTEST_SKIP() << "tests/s3/node_modules is missing (run scripts/install-deps.sh)";
+  }
+  const auto test_start = Clock::now();
+  testutil::S3TestServerOptions s3_options;
+  s3_options.bucket = kBucket;
+  s3_options.access_key_id = kKeyId;
+  s3_options.secret_access_key = kSecret;
+  s3_options.tls = true;
+  testutil::S3TestServer s3(s3_options);
+  dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
+  const std::string dsn = Unquoted(dev_->value("KINDLING_DSN"));
+  const CliResult configured = ConfigureBucket(s3);
+  ASSERT_EQ(configured.exit_status, 0) << configured.output << configured.errors;
+  const CliResult first = ControlPlane("backup", {"--type", "full"});
+  ASSERT_EQ(first.exit_status, 0) << first.output << first.errors;
+  Strings(dsn, "CREATE TABLE drill_writes (n int)");
+
+  s3.Stop();
+  const auto window_start = std::chrono::system_clock::now();
+  // Every call measured; each must answer well within a client's patience
+  // (generous for a loaded machine, far below any pgBackRest timeout).
+  constexpr milliseconds kPrompt{3000};
+  milliseconds slowest_api{0};
+  milliseconds slowest_insert{0};
+  auto timed = [](const std::function<void()>& f) {
+    const auto start = Clock::now();
+    f();
+    return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  };
+  int calls = 0;
+  auto api_round = [&] {
+    int status = 0;
+    slowest_api = std::max(
+        slowest_api, timed([&] {
+          Call("POST", "/api/projects", {{"name", "down-" + std::to_string(calls)}}, &status);
+        }));
+    EXPECT_EQ(status, 201);
+    slowest_api =
+        std::max(slowest_api, timed([&] { Call("GET", "/api/projects", nullptr, &status); }));
+    EXPECT_EQ(status, 200);
+    slowest_api = std::max(slowest_api, timed([&] { Call("GET", "/api/meta", nullptr, &status); }));
+    EXPECT_EQ(status, 200);
+    slowest_insert = std::max(slowest_insert, timed([&] {
+                                Strings(dsn, "INSERT INTO drill_writes VALUES (" +
+                                                 std::to_string(calls) + ") RETURNING n");
+                              }));
+    // WAL files to archive: each switch is another attempt to reach the bucket.
+    if (calls % 5 == 0) Strings(dsn, "SELECT pg_switch_wal()::text");
+    ++calls;
+  };
+
+  // A volume made and backed up while the bucket is down.
+  const std::string project =
+      Call("POST", "/api/projects", {{"name", "volume-while-down"}}).value("id", "");
+  const auto volume_start = Clock::now();
+  Call("PUT", "/api/projects/" + project + "/volume", {{"size_gb", 1}});
+  json volume = json::object();
+  while (Clock::now() - volume_start < seconds(60) && volume.value("health", "") != "healthy") {
+    api_round();
+    volume = Call("GET", "/api/projects/" + project + "/volume");
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_EQ(volume.value("health", ""), "healthy") << volume;
+  const auto volume_took = std::chrono::duration_cast<milliseconds>(Clock::now() - volume_start);
+  const auto volume_backup_start = Clock::now();
+  const json op = WaitForOperation(
+      Call("POST", "/api/projects/" + project + "/volume/backups", json::object()).value("id", ""),
+      seconds(90));
+  EXPECT_EQ(op.value("status", ""), "succeeded") << op;
+  const auto volume_backup_took =
+      std::chrono::duration_cast<milliseconds>(Clock::now() - volume_backup_start);
+  EXPECT_LT(volume_backup_took, seconds(60));
+
+  // More calls (at least 10 s of them) until archiving failed: each attempt
+  // takes pgBackRest's io-timeout to give up on the bucket.
+  auto archiving_failed = [&] {
+    const auto failed = Strings(dsn, "SELECT failed_count::text FROM pg_stat_archiver");
+    return failed.size() == 1 && std::stoi(failed[0]) > 0;
+  };
+  const auto rounds_start = Clock::now();
+  while (Clock::now() - rounds_start < seconds(10) ||
+         (!archiving_failed() && Clock::now() - rounds_start < seconds(90))) {
+    api_round();
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_TRUE(archiving_failed()) << "archiving should have failed";
+  EXPECT_GT(calls, 20);
+  EXPECT_LT(slowest_api, kPrompt) << "an API call took " << slowest_api.count() << " ms";
+  EXPECT_LT(slowest_insert, kPrompt) << "an insert took " << slowest_insert.count() << " ms";
+  EXPECT_EQ(Strings(dsn, "SELECT count(*)::text FROM drill_writes"),
+            std::vector<std::string>{std::to_string(calls)});
+  EXPECT_TRUE(WorkersHeartbeatSince(window_start, seconds(10)));
+
+  // check names the failure, in bounded time.
+  const CliResult check = ControlPlane("check", {"--json"});
+  EXPECT_EQ(check.exit_status, 1) << check.output << check.errors;
+  const json report = check.Json();
+  EXPECT_FALSE(report.value("ok", true)) << check.output;
+  EXPECT_NE(report.value("pgbackrest_check", "ok"), "ok") << check.output;
+  EXPECT_TRUE(report["archiver"].value("failing", false)) << check.output;
+  EXPECT_NE(check.errors.find("WAL archiving fails"), std::string::npos) << check.errors;
+  const std::string unreachable =
+      "the repository's endpoint " + s3.host_port() + " is unreachable: Connection refused";
+  EXPECT_NE(check.errors.find(unreachable), std::string::npos) << check.errors;
+  EXPECT_LT(check.took, seconds(60));
+  // So does a backup, instead of hanging.
+  const CliResult backup = ControlPlane("backup", {"--type", "incr"});
+  EXPECT_EQ(backup.exit_status, 1) << backup.output << backup.errors;
+  EXPECT_NE(backup.errors.find(unreachable), std::string::npos) << backup.errors;
+  EXPECT_LT(backup.took, seconds(60));
+
+  // kindling dev stops promptly although the last WAL cannot be archived.
+  const auto stop_start = Clock::now();
+  const auto stopped = dev_->Terminate(seconds(90));
+  ASSERT_TRUE(stopped.has_value()) << "kindling dev did not stop";
+  const auto stop_took = std::chrono::duration_cast<milliseconds>(Clock::now() - stop_start);
+  EXPECT_LT(stop_took, seconds(45));
+  EXPECT_NE(ReadAll(dev_->log()).find("the last WAL file is not archived"), std::string::npos);
+  EXPECT_EQ(ReadAll(dev_->log()).find(kSecret), std::string::npos);
+
+  const auto took = std::chrono::duration_cast<seconds>(Clock::now() - test_start);
+  std::printf(
+      "stopped S3 drill took %lld s: %d API rounds, slowest API call %lld ms, slowest insert "
+      "%lld ms; volume %lld ms, volume backup %lld ms; check %lld ms, backup %lld ms, dev stop "
+      "%lld ms\n",
+      static_cast<long long>(took.count()), calls, static_cast<long long>(slowest_api.count()),
+      static_cast<long long>(slowest_insert.count()), static_cast<long long>(volume_took.count()),
+      static_cast<long long>(volume_backup_took.count()),
+      static_cast<long long>(check.took.count()), static_cast<long long>(backup.took.count()),
+      static_cast<long long>(stop_took.count()));
 }
 
 }  // namespace

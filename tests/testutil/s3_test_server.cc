@@ -231,9 +231,14 @@ S3TestServer::S3TestServer(S3TestServerOptions options) : options_(std::move(opt
 }
 
 S3TestServer::~S3TestServer() {
-  StopProcess(server_pid_);
+  Stop();
   std::error_code ec;
   if (!dir_.empty()) fs::remove_all(dir_, ec);
+}
+
+void S3TestServer::Stop() {
+  StopProcess(server_pid_);
+  server_pid_ = -1;
 }
 
 int S3TestServer::faults_injected() const {

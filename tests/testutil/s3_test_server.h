@@ -40,6 +40,10 @@ class S3TestServer {
   const S3TestServerOptions& options() const { return options_; }
   // Number of requests the proxy sabotaged so far (0 without proxy).
   int faults_injected() const;
+  // Stops the server (and the proxy) now: its port refuses connections from
+  // then on, as an unreachable repository's would. The data stays until
+  // destruction. Idempotent.
+  void Stop();
 
  private:
   S3TestServerOptions options_;
