@@ -53,89 +53,8 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-class ControlPlaneDrillTest : public ::testing::Test {
+class ControlPlaneDrillTest : public DevDrillTest {
  protected:
-  void SetUp() override {
-    ::chmod(dir_.path().c_str(), 0755);  // the postgres user works inside
-    state_ = dir_ / "state";
-  }
-
-  // An API call that must answer; its status in *status when given.
-  json Call(const std::string& method, const std::string& path, const json& body = nullptr,
-            int* status = nullptr) {
-    httplib::Client client("127.0.0.1", dev_->port());
-    client.set_connection_timeout(5, 0);
-    client.set_read_timeout(30, 0);
-    const httplib::Headers headers = {
-        {"Authorization", "Bearer " + dev_->value("KINDLING_API_KEY")}};
-    const std::string payload = body.is_null() ? "" : body.dump();
-    httplib::Result res = method == "GET" ? client.Get(path, headers)
-                          : method == "PUT"
-                              ? client.Put(path, headers, payload, "application/json")
-                              : client.Post(path, headers, payload, "application/json");
-    if (!res) {
-      ADD_FAILURE() << method << " " << path << ": no answer";
-      return json();
-    }
-    if (status != nullptr)
-      *status = res->status;
-    else
-      EXPECT_LT(res->status, 300) << method << " " << path << ": " << res->body;
-    return res->body.empty() ? json() : json::parse(res->body, nullptr, false);
-  }
-
-  std::string CreateProject(const std::string& name) {
-    return Call("POST", "/api/projects", {{"name", name}}).value("id", "");
-  }
-
-  std::set<std::string> ProjectNames() {
-    std::set<std::string> names;
-    for (const json& project : Call("GET", "/api/projects"))
-      names.insert(project.value("name", ""));
-    return names;
-  }
-
-  // Both workers heartbeat after `since` (the database's clock, which is
-  // this machine's).
-  bool WorkersHeartbeatSince(std::chrono::system_clock::time_point since, seconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      int fresh = 0;
-      for (const json& server : Call("GET", "/api/platform/servers")) {
-        const double age = server.value("heartbeat_age_seconds", 1e9);
-        const auto beat = std::chrono::system_clock::now() -
-                          std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                              std::chrono::duration<double>(age));
-        if (server.value("heartbeat_health", "") == "healthy" && beat > since) ++fresh;
-      }
-      if (fresh >= 2) return true;
-      std::this_thread::sleep_for(milliseconds(200));
-    }
-    return false;
-  }
-
-  std::vector<std::string> StateDirFlag() const { return {"--state-dir", state_.string()}; }
-
-  CliResult ControlPlane(const std::string& command, std::vector<std::string> args = {}) {
-    std::vector<std::string> all = {"admin", "control-plane", command, "--state-dir",
-                                    state_.string()};
-    all.insert(all.end(), args.begin(), args.end());
-    return Kindling(all);
-  }
-
-  // The operation once it succeeded or failed (the last answer after
-  // `timeout`).
-  json WaitForOperation(const std::string& id, seconds timeout = seconds(60)) {
-    json op = json::object();
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      op = Call("GET", "/api/operations/" + id);
-      if (op.value("status", "") == "succeeded" || op.value("status", "") == "failed") break;
-      std::this_thread::sleep_for(milliseconds(100));
-    }
-    return op;
-  }
-
   // A backup of the project's volume, queued; its operation.
   json QueueBackup(const std::string& project) {
     return Call("POST", "/api/projects/" + project + "/volume/backups", json::object());
@@ -195,10 +114,6 @@ class ControlPlaneDrillTest : public ::testing::Test {
   json AuditEvents(const std::string& action) {
     return Call("GET", "/api/platform/audit-events?limit=1000&action=" + action);
   }
-
-  testutil::TempDir dir_;
-  fs::path state_;
-  std::unique_ptr<DevProcess> dev_;
 };
 
 TEST_F(ControlPlaneDrillTest, PointInTimeRestoreInPlaceAndIntoACopyDrill) {

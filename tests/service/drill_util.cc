@@ -1,5 +1,8 @@
 #include "drill_util.h"
 
+#include <httplib.h>
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <pqxx/pqxx>
 #include <thread>
@@ -87,6 +90,81 @@ nlohmann::json WaitForStoredCheck(const std::function<nlohmann::json()>& get_hea
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   } while (std::chrono::steady_clock::now() < deadline);
   return health;
+}
+
+void DevDrillTest::SetUp() {
+  ::chmod(dir_.path().c_str(), 0755);  // the postgres user works inside
+  state_ = dir_ / "state";
+}
+
+nlohmann::json DevDrillTest::Call(const std::string& method, const std::string& path,
+                                  const nlohmann::json& body, int* status) {
+  httplib::Client client("127.0.0.1", dev_->port());
+  client.set_connection_timeout(5, 0);
+  client.set_read_timeout(30, 0);
+  const httplib::Headers headers = {{"Authorization", "Bearer " + dev_->value("KINDLING_API_KEY")}};
+  const std::string payload = body.is_null() ? "" : body.dump();
+  httplib::Result res = method == "GET"   ? client.Get(path, headers)
+                        : method == "PUT" ? client.Put(path, headers, payload, "application/json")
+                                          : client.Post(path, headers, payload, "application/json");
+  if (!res) {
+    ADD_FAILURE() << method << " " << path << ": no answer";
+    return nlohmann::json();
+  }
+  if (status != nullptr)
+    *status = res->status;
+  else
+    EXPECT_LT(res->status, 300) << method << " " << path << ": " << res->body;
+  return res->body.empty() ? nlohmann::json() : nlohmann::json::parse(res->body, nullptr, false);
+}
+
+std::string DevDrillTest::CreateProject(const std::string& name) {
+  return Call("POST", "/api/projects", {{"name", name}}).value("id", "");
+}
+
+std::set<std::string> DevDrillTest::ProjectNames() {
+  std::set<std::string> names;
+  for (const nlohmann::json& project : Call("GET", "/api/projects"))
+    names.insert(project.value("name", ""));
+  return names;
+}
+
+nlohmann::json DevDrillTest::WaitForOperation(const std::string& id, std::chrono::seconds timeout) {
+  nlohmann::json op = nlohmann::json::object();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    op = Call("GET", "/api/operations/" + id);
+    if (op.value("status", "") == "succeeded" || op.value("status", "") == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return op;
+}
+
+bool DevDrillTest::WorkersHeartbeatSince(std::chrono::system_clock::time_point since,
+                                         std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int fresh = 0;
+    for (const nlohmann::json& server : Call("GET", "/api/platform/servers")) {
+      const double age = server.value("heartbeat_age_seconds", 1e9);
+      const auto beat = std::chrono::system_clock::now() -
+                        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                            std::chrono::duration<double>(age));
+      if (server.value("heartbeat_health", "") == "healthy" && beat > since) ++fresh;
+    }
+    if (fresh >= 2) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+CliResult DevDrillTest::ControlPlane(const std::string& command, std::vector<std::string> args,
+                                     std::chrono::seconds timeout,
+                                     std::vector<std::string> extra_env) {
+  std::vector<std::string> all = {"admin", "control-plane", command, "--state-dir",
+                                  state_.string()};
+  all.insert(all.end(), args.begin(), args.end());
+  return Kindling(all, timeout, std::move(extra_env));
 }
 
 }  // namespace kindling::service

@@ -3,11 +3,19 @@
 // SQL answers as strings.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
+#include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
+
+#include "dev_process.h"
+#include "testutil/temp_dir.h"
 
 namespace kindling::service {
 
@@ -47,5 +55,36 @@ nlohmann::json WaitForStoredCheck(const std::function<nlohmann::json()>& get_hea
 inline const std::vector<std::string> kBackupsByHand = {"--control-plane-full-every", "0",
                                                         "--control-plane-diff-every", "0",
                                                         "--control-plane-incr-every", "0"};
+
+// A drill's fixture: a temporary directory the postgres user can work in,
+// the state directory of the `kindling dev` it starts (dev_), and calls to
+// that dev's API and control-plane commands.
+class DevDrillTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+
+  // An API call that must answer; its status in *status when given
+  // (otherwise a status of 300 or more fails the test).
+  nlohmann::json Call(const std::string& method, const std::string& path,
+                      const nlohmann::json& body = nullptr, int* status = nullptr);
+  std::string CreateProject(const std::string& name);  // its id
+  std::set<std::string> ProjectNames();
+  // The operation once it succeeded or failed (the last answer after
+  // `timeout`).
+  nlohmann::json WaitForOperation(const std::string& id,
+                                  std::chrono::seconds timeout = std::chrono::seconds(60));
+  // Both workers heartbeat after `since` (the database's clock, which is
+  // this machine's).
+  bool WorkersHeartbeatSince(std::chrono::system_clock::time_point since,
+                             std::chrono::seconds timeout);
+  // `kindling admin control-plane COMMAND --state-dir <state> ARGS...`.
+  CliResult ControlPlane(const std::string& command, std::vector<std::string> args = {},
+                         std::chrono::seconds timeout = std::chrono::seconds(120),
+                         std::vector<std::string> extra_env = {});
+
+  testutil::TempDir dir_;
+  std::filesystem::path state_;
+  std::unique_ptr<DevProcess> dev_;
+};
 
 }  // namespace kindling::service
