@@ -63,8 +63,8 @@ class SystemRunner final : public CommandRunner {
     if (options.args.empty() || options.args[0].empty() || options.args[0][0] != '/')
       return InvalidArgument("a command needs an absolute program path");
     // Everything the child needs is prepared before fork.
-    const ExecImage image(options.args, options.drop_env_prefixes, options.extra_env);
-    const std::string cwd = options.working_dir.string();
+    const ExecImage image(options.args, options.drop_env_prefixes, options.extra_env,
+                          options.run_as, options.working_dir);
 
     int out_pipe[2];
     int err_pipe[2];
@@ -80,24 +80,7 @@ class SystemRunner final : public CommandRunner {
     if (pid == 0) {
       // Its own process group: a timeout stops the helpers it forks too.
       ::setpgid(0, 0);
-      if (::dup2(null_fd.get(), STDIN_FILENO) < 0 || ::dup2(out_write.get(), STDOUT_FILENO) < 0 ||
-          ::dup2(err_write.get(), STDERR_FILENO) < 0)
-        ::_exit(126);
-      ::close_range(3, ~0U, 0);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGINT, SIG_DFL);
-      ::signal(SIGTERM, SIG_DFL);
-      ::signal(SIGPIPE, SIG_DFL);
-      if (options.run_as) {
-        if (::setgroups(0, nullptr) != 0 || ::setgid(options.run_as->gid) != 0 ||
-            ::setuid(options.run_as->uid) != 0)
-          ::_exit(126);
-      }
-      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-      ::execve(image.program(), image.argv(), image.envp());
-      ::_exit(127);
+      image.ExecInChild(null_fd.get(), out_write.get(), err_write.get());
     }
     // Also from here, so a kill right after fork reaches the group.
     ::setpgid(pid, pid);
@@ -172,8 +155,9 @@ Result<RunAsUser> LookUpSystemUser(std::string_view name) {
 
 ExecImage::ExecImage(std::vector<std::string> args,
                      const std::vector<std::string>& drop_env_prefixes,
-                     const std::vector<std::string>& extra_env)
-    : args_(std::move(args)) {
+                     const std::vector<std::string>& extra_env, std::optional<RunAsUser> run_as,
+                     const std::filesystem::path& working_dir)
+    : args_(std::move(args)), run_as_(run_as), working_dir_(working_dir.string()) {
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string_view entry(*e);
     bool dropped = false;
@@ -186,6 +170,28 @@ ExecImage::ExecImage(std::vector<std::string> args,
   argv_.push_back(nullptr);
   for (std::string& s : env_) envp_.push_back(s.data());
   envp_.push_back(nullptr);
+}
+
+void ExecImage::ExecInChild(int stdin_fd, int stdout_fd, int stderr_fd) const {
+  if (::dup2(stdin_fd, STDIN_FILENO) < 0 || ::dup2(stdout_fd, STDOUT_FILENO) < 0 ||
+      ::dup2(stderr_fd, STDERR_FILENO) < 0)
+    ::_exit(126);
+  ::close_range(3, ~0U, 0);
+  // Signals blocked or ignored by the parent (kindling serve blocks SIGTERM
+  // in its threads) must not stay so in the child.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGTERM, SIG_DFL);
+  ::signal(SIGPIPE, SIG_DFL);
+  if (run_as_) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(run_as_->gid) != 0 || ::setuid(run_as_->uid) != 0)
+      ::_exit(126);
+  }
+  if (::chdir(working_dir_.c_str()) != 0) ::_exit(126);
+  ::execve(argv_.front(), argv_.data(), envp_.data());
+  ::_exit(127);
 }
 
 CommandRunner& SystemCommandRunner() {

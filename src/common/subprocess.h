@@ -78,26 +78,31 @@ class CommandRunner {
 };
 
 // What execve needs, prepared before fork (after it, a threaded parent's
-// child may only make async-signal-safe calls): argv from `args`, and our
+// child may only make async-signal-safe calls): argv from `args`, our
 // environment minus variables whose name starts with one of
-// `drop_env_prefixes`, plus `extra_env`. argv() and envp() point into this
-// object: keep it alive (and unmoved) until exec.
+// `drop_env_prefixes`, plus `extra_env`, the user to become and the working
+// directory.
 class ExecImage {
  public:
   ExecImage(std::vector<std::string> args, const std::vector<std::string>& drop_env_prefixes,
-            const std::vector<std::string>& extra_env);
+            const std::vector<std::string>& extra_env, std::optional<RunAsUser> run_as,
+            const std::filesystem::path& working_dir);
   ExecImage(const ExecImage&) = delete;
   ExecImage& operator=(const ExecImage&) = delete;
 
-  const char* program() const { return argv_.front(); }
-  char* const* argv() const { return argv_.data(); }
-  char* const* envp() const { return envp_.data(); }
+  // In the forked child only (async-signal-safe): stdio from the three
+  // descriptors, every other descriptor closed, signals unblocked and back
+  // to their defaults, the user and directory changed, then exec. Exits 126
+  // when a step before exec fails, 127 when exec does.
+  [[noreturn]] void ExecInChild(int stdin_fd, int stdout_fd, int stderr_fd) const;
 
  private:
   std::vector<std::string> args_;
   std::vector<std::string> env_;
   std::vector<char*> argv_;
   std::vector<char*> envp_;
+  std::optional<RunAsUser> run_as_;
+  std::string working_dir_;
 };
 
 // The real thing: fork/exec. Lives for the whole process.

@@ -30,7 +30,8 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
     return InvalidArgument("spawn needs an absolute program path");
   // Everything the child needs is prepared before fork: after it, a threaded
   // parent's child may only make async-signal-safe calls.
-  const ExecImage image(options.args, options.drop_env_prefixes, options.extra_env);
+  const ExecImage image(options.args, options.drop_env_prefixes, options.extra_env, options.run_as,
+                        options.working_dir);
 
   const std::string log = options.log_file.empty() ? "/dev/null" : options.log_file.string();
   const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -42,7 +43,6 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
     return ErrnoError("open /dev/null", err);
   }
   const pid_t parent = ::getpid();
-  const std::string cwd = options.working_dir.string();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;
@@ -58,26 +58,7 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
     if (options.new_process_group) ::setpgid(0, 0);
     // Daemons (pg_ctl) must not inherit the parent's pipes, or whoever reads
     // them waits for EOF forever: stdio goes to the log and the rest closes.
-    if (::dup2(null_fd, STDIN_FILENO) < 0 || ::dup2(log_fd, STDOUT_FILENO) < 0 ||
-        ::dup2(log_fd, STDERR_FILENO) < 0)
-      ::_exit(126);
-    ::close_range(3, ~0U, 0);
-    // Signals blocked or ignored by the parent (kindling serve blocks SIGTERM
-    // in its threads) must not stay blocked in the child.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGINT, SIG_DFL);
-    ::signal(SIGTERM, SIG_DFL);
-    ::signal(SIGPIPE, SIG_DFL);
-    if (options.run_as) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(options.run_as->gid) != 0 ||
-          ::setuid(options.run_as->uid) != 0)
-        ::_exit(126);
-    }
-    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execve(image.program(), image.argv(), image.envp());
-    ::_exit(127);
+    image.ExecInChild(null_fd, log_fd, log_fd);
   }
   ::close(log_fd);
   ::close(null_fd);
