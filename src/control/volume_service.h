@@ -115,7 +115,9 @@ class VolumeService {
   // Verifies a backup of any volume of the project (succeeded or damaged),
   // on the volume's server when eligible, else on the least loaded eligible
   // worker. Needs the live volume (operations hang on it); the volume's
-  // status is not changed, but it takes no other operation meanwhile.
+  // status is not changed, but it takes no other operation meanwhile. It
+  // reads only the store, so a workload may keep the volume attached (409
+  // volume_busy only, never volume_attached).
   [[nodiscard]] ControlResult<db::Operation> QueueVerify(const Actor& actor,
                                                          const std::string& project_id,
                                                          const std::string& backup_id);
