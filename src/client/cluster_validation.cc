@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include "common/durations.h"
+
 namespace kindling::client {
 namespace {
 
@@ -92,20 +94,9 @@ ValidationStep CheckDsnTarget(const ValidationInputs& inputs) {
   return Step(kName, Outcome::kPass, "this host's DSN reaches a primary (not in recovery)");
 }
 
-std::string FormatSeconds(double seconds) {
-  char buffer[32];
-  if (seconds < 120)
-    std::snprintf(buffer, sizeof buffer, "%.0f s", seconds);
-  else if (seconds < 7200)
-    std::snprintf(buffer, sizeof buffer, "%.0f min", seconds / 60);
-  else
-    std::snprintf(buffer, sizeof buffer, "%.1f h", seconds / 3600);
-  return buffer;
-}
-
 std::string AgeOf(const json& report, const char* key) {
   if (!report.contains(key) || !report[key].is_number()) return "unknown";
-  return FormatSeconds(report[key].get<double>());
+  return FormatAge(report[key].get<double>());
 }
 
 ValidationStep CheckControlPlaneBackup(ApiClient& client) {

@@ -38,10 +38,21 @@ bool ArchiverStatus::failing() const {
   return !last_archived_time || *last_failed_time > *last_archived_time;
 }
 
-bool WalArchivedUpTo(std::string_view archived, std::string_view wal) {
-  // Names are TTTTTTTTLLLLLLLLSSSSSSSS in hex (timeline, log, segment), all
-  // upper case as PostgreSQL writes them: later files sort later.
-  return IsWalFileName(archived) && IsWalFileName(wal) && archived >= wal;
+Result<bool> WalArchivedThrough(Tx& tx, std::string_view wal) {
+  if (!IsWalFileName(wal))
+    return InvalidArgument("'" + std::string(wal) + "' is not the name of a WAL file");
+  return internal::Run(tx, "read pg_wal/archive_status",
+                       [&](pqxx::transaction_base& w) -> Result<bool> {
+                         // Names are TTTTTTTTLLLLLLLLSSSSSSSS in hex (timeline, log, segment),
+                         // upper case: later files sort later, and a history file
+                         // (TTTTTTTT.history) before every segment of its timeline. A backup
+                         // label (<segment>.<offset>.backup) sorts with its segment.
+                         const pqxx::row row = w.exec_params1(
+                             "SELECT count(*) FROM pg_ls_archive_statusdir() "
+                             "WHERE name LIKE '%.ready' AND left(name, 24) <= $1",
+                             std::string(wal));
+                         return row[0].as<std::int64_t>() == 0;
+                       });
 }
 
 Result<ArchiverStatus> GetArchiverStatus(Tx& tx) {

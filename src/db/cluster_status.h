@@ -48,9 +48,13 @@ struct ArchiverStatus {
 // recovery.
 [[nodiscard]] Result<std::string> SwitchWal(Tx& tx);
 
-// True when `archived` (pg_stat_archiver's last_archived_wal) is `wal` or a
-// later WAL file; false for history files and other names.
-bool WalArchivedUpTo(std::string_view archived, std::string_view wal);
+// True when nothing up to WAL file `wal` (a name SwitchWal returns) waits to
+// be archived: pg_wal/archive_status holds no `.ready` file for `wal`, an
+// earlier segment, a backup label or a timeline history file sorting before
+// it. Read from the directory rather than from pg_stat_archiver, whose
+// last_archived_wal may name a backup label archived after the segment.
+// True as well when archiving is off. kInvalidArgument for another name.
+[[nodiscard]] Result<bool> WalArchivedThrough(Tx& tx, std::string_view wal);
 
 // A session of another backend (pg_stat_activity).
 struct ClientSession {

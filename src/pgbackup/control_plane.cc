@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/durations.h"
 #include "common/files.h"
 #include "db/audit.h"
 #include "db/database.h"
@@ -93,17 +94,6 @@ std::optional<std::string> AuditRestore(ServerControl& server, const std::string
 
 std::string FormatUnix(std::int64_t seconds) {
   return db::FormatTimestamp(db::Timestamp(std::chrono::seconds(seconds)));
-}
-
-std::string FormatDuration(double seconds) {
-  char buffer[64];
-  if (seconds < 120)
-    std::snprintf(buffer, sizeof buffer, "%.0f s", seconds);
-  else if (seconds < 7200)
-    std::snprintf(buffer, sizeof buffer, "%.0f min", seconds / 60);
-  else
-    std::snprintf(buffer, sizeof buffer, "%.1f h", seconds / 3600);
-  return buffer;
 }
 
 Status MakeDirectory(const fs::path& dir, unsigned mode) {
@@ -370,10 +360,9 @@ CheckReport ControlPlaneBackup::Check(const CheckOptions& options) {
   if (latest != nullptr) {
     report.last_backup_age_seconds = AgeSeconds(latest->stop_time, *now);
     if (*report.last_backup_age_seconds > static_cast<double>(options.max_backup_age.count()))
-      report.problems.push_back(
-          "the last backup (" + latest->label + ") is " +
-          FormatDuration(*report.last_backup_age_seconds) + " old, more than " +
-          FormatDuration(static_cast<double>(options.max_backup_age.count())));
+      report.problems.push_back("the last backup (" + latest->label + ") is " +
+                                FormatAge(*report.last_backup_age_seconds) + " old, more than " +
+                                FormatAge(static_cast<double>(options.max_backup_age.count())));
   }
   if (info->status_code == kNoValidBackups || (info->ok() && latest == nullptr))
     report.problems.push_back(
@@ -400,11 +389,13 @@ Status ControlPlaneBackup::ArchiveCurrentWal(milliseconds timeout) {
                             admin->Transact([](db::Tx& tx) { return db::SwitchWal(tx); }));
   const auto deadline = SteadyClock::now() + timeout;
   for (;;) {
+    KINDLING_ASSIGN_OR_RETURN(const bool archived, admin->Transact([&wal](db::Tx& tx) {
+      return db::WalArchivedThrough(tx, wal);
+    }));
+    if (archived) return OkStatus();
     KINDLING_ASSIGN_OR_RETURN(const db::ArchiverStatus status, admin->Transact([](db::Tx& tx) {
       return db::GetArchiverStatus(tx);
     }));
-    if (status.last_archived_wal && db::WalArchivedUpTo(*status.last_archived_wal, wal))
-      return OkStatus();
     if (status.failing() && *status.last_failed_time > before.now)
       return IoError("WAL file " + wal + " cannot be archived (the last attempt, on " +
                      status.last_failed_wal.value_or("?") + ", failed); see pgBackRest's log in " +

@@ -177,7 +177,8 @@ class ControlPlaneBackup {
   // the message. `make_copy` is needed only with `into`.
   [[nodiscard]] Result<RestoreReport> Restore(const RestoreOptions& options,
                                               const CopyServerFactory& make_copy);
-  // Closes the current WAL file and waits until it is archived. kIo when
+  // Closes the current WAL file and waits until it and every file before it
+  // are archived (db::WalArchivedThrough). kIo when
   // archiving fails meanwhile, kTransient after `timeout`; ok at once when
   // archiving is off or the server is in recovery.
   [[nodiscard]] Status ArchiveCurrentWal(std::chrono::milliseconds timeout);

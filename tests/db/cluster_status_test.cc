@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "db_test_util.h"
 
@@ -41,13 +45,53 @@ TEST_F(ClusterStatusTest, ArchiverFailingMeansTheLastAttemptFailed) {
   EXPECT_TRUE(status.failing());
 }
 
-TEST_F(ClusterStatusTest, WalArchivedUpToComparesFileNames) {
-  EXPECT_TRUE(WalArchivedUpTo("000000010000000000000004", "000000010000000000000004"));
-  EXPECT_TRUE(WalArchivedUpTo("000000010000000000000005", "000000010000000000000004"));
-  EXPECT_TRUE(WalArchivedUpTo("000000020000000000000001", "000000010000000000000004"));
-  EXPECT_FALSE(WalArchivedUpTo("000000010000000000000003", "000000010000000000000004"));
-  EXPECT_FALSE(WalArchivedUpTo("00000002.history", "000000010000000000000004"));
-  EXPECT_FALSE(WalArchivedUpTo("", "000000010000000000000004"));
+// The archiver's queue, as PostgreSQL keeps it: a `.ready` file per WAL
+// file still to archive (here made by hand, on a timeline of its own, in the
+// test kit's cluster, which does not archive: they stay until removed).
+TEST_F(ClusterStatusTest, WalArchivedThroughReadsTheArchiverQueue) {
+  ASSERT_OK_AND_ASSIGN(std::string data_dir,
+                       db().Transact([](Tx& tx) { return ShowSetting(tx, "data_directory"); }));
+  const std::filesystem::path status_dir =
+      std::filesystem::path(data_dir) / "pg_wal" / "archive_status";
+  auto archived = [&](const std::string& wal) {
+    auto done = db().Transact([&](Tx& tx) { return WalArchivedThrough(tx, wal); });
+    EXPECT_TRUE(done) << done.error().message();
+    return done && *done;
+  };
+  const std::string before = "0000007E0000000000000002";
+  const std::string segment = "0000007E0000000000000003";
+  const std::string after = "0000007E0000000000000004";
+  const std::string next_timeline = "0000007F0000000000000001";
+  EXPECT_TRUE(archived(segment));
+  std::vector<std::filesystem::path> made;
+  auto make = [&](const std::string& name) {
+    made.push_back(status_dir / name);
+    std::ofstream(made.back()).flush();
+  };
+  // A segment waiting: it and what comes after are not archived through.
+  make(segment + ".ready");
+  EXPECT_TRUE(archived(before));
+  EXPECT_FALSE(archived(segment));
+  EXPECT_FALSE(archived(after));
+  EXPECT_FALSE(archived(next_timeline));
+  // Archived: `.done`.
+  std::filesystem::rename(made.back(), status_dir / (segment + ".done"));
+  made.back() = status_dir / (segment + ".done");
+  EXPECT_TRUE(archived(after));
+  // A backup label archived after its segment, and a history file.
+  make(segment + ".00000028.backup.ready");
+  EXPECT_TRUE(archived(before));
+  EXPECT_FALSE(archived(segment));
+  std::filesystem::remove(made.back());
+  made.pop_back();
+  make("0000007F.history.ready");
+  EXPECT_TRUE(archived(after));
+  EXPECT_FALSE(archived(next_timeline));
+  for (const auto& path : made) std::filesystem::remove(path);
+  EXPECT_TRUE(archived(next_timeline));
+  EXPECT_ERROR_KIND(
+      db().Transact([](Tx& tx) { return WalArchivedThrough(tx, "00000002.history"); }),
+      ErrorKind::kInvalidArgument);
 }
 
 TEST_F(ClusterStatusTest, SessionsOfKindlingProcessesAreListedButNotOurOwn) {

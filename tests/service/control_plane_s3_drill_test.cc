@@ -2,14 +2,14 @@
 // bucket: the S3 test server over HTTPS (a certificate for `localhost` from a
 // CA made for the test; it verifies SigV4 signatures), the built `kindling
 // dev`, and `kindling admin control-plane configure/backup/restore/check`.
-// What control_plane_drill_test.cc proves for a local repository, here for
-// S3: configure switches a running `kindling dev` to the bucket (the secret
-// from the environment, never a flag value), a full backup lands there,
-// dev keeps the bucket across restarts (it renders pgBackRest's file again at
-// every start), and a point-in-time restore to T brings back the rows from
-// before T only, with wal_level=logical and backups working on the new
-// timeline, and the validation checklist passes. A second drill stops the
-// S3 server during normal operation and shows that nothing waits for it.
+// The first drill is the whole point-in-time drill (point_in_time_drill.h)
+// with configure switching a running `kindling dev` to the bucket (the
+// secret from the environment, never a flag value) and the volume backups
+// in a second bucket set through the API, as an operator's cluster keeps
+// them: dev keeps the bucket across restarts (it renders pgBackRest's file
+// again at every start), the rescan after the restore reads the volume
+// bucket, and no secret reaches a log. A second drill stops the S3 server
+// during normal operation and shows that nothing waits for it.
 // The drills run in the optimised build only ("Drill" in their names).
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -29,6 +29,7 @@
 
 #include "dev_process.h"
 #include "drill_util.h"
+#include "point_in_time_drill.h"
 #include "testutil/s3_test_server.h"
 #include "testutil/temp_dir.h"
 
@@ -44,12 +45,16 @@ using std::chrono::seconds;
 constexpr char kBucket[] = "kindling-control-plane";
 constexpr char kKeyId[] = "AKIAS3DRILLKEY000001";
 constexpr char kSecret[] = "s3-drill-secret-5d2e9b7c1a3f4e60";
+// The volume backups' bucket, on a second S3 test server (plain HTTP).
+constexpr char kVolumeBucket[] = "kindling-volumes";
+constexpr char kVolumeKeyId[] = "AKIAS3DRILLVOLUMES01";
+constexpr char kVolumeSecret[] = "s3-drill-volume-secret-0c8e41f2b7a9";
 
 bool S3ServerAvailable() {
   return fs::exists(fs::path(KINDLING_SOURCE_DIR) / "tests/s3/node_modules/@20minutes/s3rver");
 }
 
-class ControlPlaneS3DrillTest : public DevDrillTest {
+class ControlPlaneS3DrillTest : public ControlPlaneDrillTest {
  protected:
   // The secret reaches the commands through the environment only.
   CliResult ControlPlane(const std::string& command, std::vector<std::string> args = {}) {
@@ -76,17 +81,19 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
   if (!S3ServerAvailable()) {
     GTEST_SKIP() << "tests/s3/node_modules is missing (run scripts/install-deps.sh)";
   }
-  const auto test_start = Clock::now();
   testutil::S3TestServerOptions s3_options;
   s3_options.bucket = kBucket;
   s3_options.access_key_id = kKeyId;
   s3_options.secret_access_key = kSecret;
   s3_options.tls = true;
   testutil::S3TestServer s3(s3_options);
+  testutil::S3TestServerOptions volume_options;
+  volume_options.bucket = kVolumeBucket;
+  volume_options.access_key_id = kVolumeKeyId;
+  volume_options.secret_access_key = kVolumeSecret;
+  testutil::S3TestServer volume_s3(volume_options);
 
   dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
-  const std::string dsn = Unquoted(dev_->value("KINDLING_DSN"));
-
   const CliResult configured = ConfigureBucket(s3);
   ASSERT_EQ(configured.exit_status, 0) << configured.output << configured.errors;
   const std::string repository =
@@ -99,56 +106,34 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
     const std::string config = ReadAll(state_ / "pgbackrest.conf");
     EXPECT_NE(config.find("repo1-type=s3\n"), std::string::npos) << config;
     EXPECT_NE(config.find("repo1-storage-ca-file=" + s3.ca_file() + "\n"), std::string::npos);
-    struct stat mode {};
-    ASSERT_EQ(::stat((state_ / "pgbackrest.conf").c_str(), &mode), 0);
-    EXPECT_EQ(mode.st_mode & 0777, 0640u);  // it holds the secret
+  }
+  // The volume backups' credentials, through the API (runbook, section 2).
+  {
+    const json settings = Call("PUT", "/api/platform/volume-backup-settings",
+                               {{"s3_bucket", kVolumeBucket},
+                                {"s3_region", "us-east-1"},
+                                {"s3_endpoint", volume_s3.endpoint()},
+                                {"s3_prefix", "volumes"},
+                                {"s3_access_key_id", kVolumeKeyId},
+                                {"s3_secret_access_key", kVolumeSecret}});
+    ASSERT_TRUE(settings["store"].value("ready", false)) << settings;
+    EXPECT_EQ(settings.value("s3_secret_access_key", ""), "set") << settings;
   }
 
-  // Rows before T, and a full backup into the bucket.
-  Call("POST", "/api/projects", {{"name", "before-t"}});
-  Call("POST", "/api/projects", {{"name", "also-before-t"}});
-  const CliResult backup = ControlPlane("backup", {"--type", "full", "--json"});
-  ASSERT_EQ(backup.exit_status, 0) << backup.output << backup.errors;
-  const std::string label = backup.Json().value("label", "");
-  ASSERT_FALSE(label.empty()) << backup.output;
-  EXPECT_GT(backup.Json().value("repo_size_bytes", 0), 0);
-  // Nothing of it in dev's local repository.
-  EXPECT_FALSE(fs::exists(state_ / "pgbackrest" / "backup" / "kindling" / label));
-  const CliResult check = ControlPlane("check", {"--json"});
-  ASSERT_EQ(check.exit_status, 0) << check.output << check.errors;
-  EXPECT_EQ(check.Json().value("repository", ""), repository);
-  EXPECT_EQ(check.Json()["last_backup"].value("label", ""), label);
-  EXPECT_EQ(check.Json().value("wal_level", ""), "logical");
+  const fs::path bucket = fs::path(s3.data_dir()) / kBucket;
+  RunPointInTimeDrill(
+      {.description = repository,
+       .env = {std::string("PGBACKREST_REPO1_S3_KEY_SECRET=") + kSecret},
+       .secret = kSecret,
+       .holds_timeline = [bucket](int n) {
+         char history[32];
+         std::snprintf(history, sizeof history, "%08X.history", n);
+         return !FindFileStartingWith(bucket / "control-plane" / "archive", history).empty();
+       }});
 
-  // T, a second after the backup finished, with commits on both sides.
-  std::this_thread::sleep_for(milliseconds(1100));
-  const std::string target = Rfc3339Now();
-  std::this_thread::sleep_for(milliseconds(50));
-  Call("POST", "/api/projects", {{"name", "after-t"}});
-  ASSERT_EQ(ProjectNames(), (std::set<std::string>{"before-t", "also-before-t", "after-t"}));
-
-  // Stop dev (it archives the last WAL file into the bucket), restore to T.
-  const std::string api_key = dev_->value("KINDLING_API_KEY");
-  const auto stopped = dev_->Terminate(seconds(90));
-  ASSERT_TRUE(stopped.has_value());
-  EXPECT_EQ(*stopped, 0);
-  const CliResult restore = ControlPlane("restore", {"--time", target, "--json"});
-  ASSERT_EQ(restore.exit_status, 0) << restore.output << restore.errors;
-  const json restore_json = restore.Json();
-  EXPECT_EQ(restore_json.value("backup_set", ""), label);
-  EXPECT_EQ(restore_json["row_counts"].value("projects", -1), 2);
-  EXPECT_EQ(restore_json.value("wal_level", ""), "logical");
-  EXPECT_EQ(restore_json["new_backup"].value("type", ""), "full");
-  EXPECT_TRUE(restore_json["problems"].empty()) << restore_json;
-
-  // dev starts on the restored cluster and keeps the bucket.
-  const auto restarted_at = std::chrono::system_clock::now();
-  dev_ = std::make_unique<DevProcess>(state_, kBackupsByHand);
-  EXPECT_EQ(dev_->value("KINDLING_API_KEY"), api_key);
-  EXPECT_EQ(ProjectNames(), (std::set<std::string>{"before-t", "also-before-t"}));
-  EXPECT_EQ(Strings(dsn, "SHOW wal_level"), std::vector<std::string>{"logical"});
-  EXPECT_EQ(Strings(dsn, "SELECT timeline_id::text FROM pg_control_checkpoint()"),
-            std::vector<std::string>{"2"});
+  // dev kept the bucket across its restart; nothing went to its local
+  // repository; the volume backups (the one the rescan imported among them)
+  // are in their own bucket.
   {
     const std::string config = ReadAll(state_ / "pgbackrest.conf");
     EXPECT_NE(config.find("repo1-type=s3\n"), std::string::npos) << config;
@@ -157,37 +142,22 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
   EXPECT_NE(ReadAll(dev_->log()).find("control-plane backups: repository " + repository),
             std::string::npos)
       << FileTail(dev_->log(), 3000);
-  const CliResult after = ControlPlane("check", {"--json"});
-  EXPECT_EQ(after.exit_status, 0) << after.output << after.errors;
-  EXPECT_EQ(after.Json().value("repository", ""), repository);
-  EXPECT_EQ(after.Json()["last_backup"].value("label", ""),
-            restore_json["new_backup"].value("label", "?"));
-  // validate's control_plane_backup step reads the check dev stored.
-  const json health =
-      WaitForStoredCheck([&] { return Call("GET", "/api/platform/health"); }, restarted_at);
-  EXPECT_EQ(health["ok"], true) << health.dump(2);
-  const CliResult validate =
-      Kindling({"admin", "validate", "--url", dev_->value("KINDLING_URL"), "--api-key", api_key,
-                "--dsn-file", (state_ / "postgres.dsn").string()});
-  EXPECT_EQ(validate.exit_status, 0) << validate.output << validate.errors;
-  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+  EXPECT_TRUE(FindFileStartingWith(state_ / "pgbackrest", "00000002.history").empty());
+  EXPECT_FALSE(FindFileStartingWith(fs::path(volume_s3.data_dir()) / kVolumeBucket, "").empty());
+  EXPECT_TRUE(FindFileStartingWith(fs::path(s3.data_dir()) / kVolumeBucket, "").empty());
 
-  // The secret is in pgBackRest's file only: no log shows it.
-  for (const fs::path& log : {dev_->log(), fs::path(dev_->log().string() + ".previous")}) {
-    EXPECT_EQ(ReadAll(log).find(kSecret), std::string::npos) << log;
-  }
-  for (const auto& entry : fs::recursive_directory_iterator(state_ / "logs")) {
-    if (entry.is_regular_file()) {
-      EXPECT_EQ(ReadAll(entry.path()).find(kSecret), std::string::npos) << entry.path();
+  // The secrets are in pgBackRest's file and the database only: no log
+  // shows them.
+  for (const char* secret : {kSecret, kVolumeSecret}) {
+    for (const fs::path& log : {dev_->log(), fs::path(dev_->log().string() + ".previous")}) {
+      EXPECT_EQ(ReadAll(log).find(secret), std::string::npos) << log;
+    }
+    for (const auto& entry : fs::recursive_directory_iterator(state_ / "logs")) {
+      if (entry.is_regular_file()) {
+        EXPECT_EQ(ReadAll(entry.path()).find(secret), std::string::npos) << entry.path();
+      }
     }
   }
-
-  const auto took = std::chrono::duration_cast<seconds>(Clock::now() - test_start);
-  std::printf(
-      "S3 drill took %lld s (configure %lld ms, backup %lld ms, restore %lld ms, check %lld ms)\n",
-      static_cast<long long>(took.count()), static_cast<long long>(configured.took.count()),
-      static_cast<long long>(backup.took.count()), static_cast<long long>(restore.took.count()),
-      static_cast<long long>(after.took.count()));
 }
 
 // The acceptance's "an unreachable repository during normal operation never

@@ -241,6 +241,8 @@ void S3TestServer::Stop() {
   server_pid_ = -1;
 }
 
+std::string S3TestServer::data_dir() const { return (fs::path(dir_) / "data").string(); }
+
 int S3TestServer::faults_injected() const {
   if (proxy_stats_path_.empty()) return 0;
   std::ifstream in(proxy_stats_path_);

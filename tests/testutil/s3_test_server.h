@@ -38,6 +38,10 @@ class S3TestServer {
   // by every user (pgBackRest runs as postgres); empty without tls.
   const std::string& ca_file() const { return ca_file_; }
   const S3TestServerOptions& options() const { return options_; }
+  // Where the server keeps the buckets' objects (a file per object, under
+  // <data_dir>/<bucket>/, named after its key), for tests that look at
+  // what was stored without a client.
+  std::string data_dir() const;
   // Number of requests the proxy sabotaged so far (0 without proxy).
   int faults_injected() const;
   // Stops the server (and the proxy) now: its port refuses connections from
