@@ -307,11 +307,88 @@ CREATE TABLE control_plane_backup_status (
 );
 )sql";
 
-constexpr std::array<Migration, 4> kMigrations = {{
+// Version 5: workloads. A deployment is what an operator asked to run for a
+// project's service (a guest image, its resources, running or stopped); a
+// new deploy supersedes the current one. Each start of it on a worker is a
+// deployment instance, which runs in a VM; VMs also boot to check a volume
+// (purpose 'verify'). The partial unique index is the rule "a volume is
+// attached to one VM at most"; project_volumes.attached_vm_id names that VM
+// while it runs.
+constexpr std::string_view kWorkloadsSchema = R"sql(
+CREATE TABLE deployments (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  project_id uuid NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+  service text NOT NULL DEFAULT 'web'
+    CHECK (service ~ '^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$'),
+  image text NOT NULL CHECK (image ~ '^[a-z0-9][a-z0-9._-]{0,62}$'),
+  desired_state text NOT NULL DEFAULT 'running' CHECK (desired_state IN ('running', 'stopped')),
+  status text NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'starting', 'running', 'stopping', 'stopped', 'failed')),
+  memory_mib integer NOT NULL DEFAULT 128 CHECK (memory_mib BETWEEN 128 AND 65536),
+  vcpus integer NOT NULL DEFAULT 1 CHECK (vcpus BETWEEN 1 AND 32),
+  boot_timeout_seconds integer NOT NULL DEFAULT 60 CHECK (boot_timeout_seconds BETWEEN 5 AND 3600),
+  stop_timeout_seconds integer NOT NULL DEFAULT 20 CHECK (stop_timeout_seconds BETWEEN 1 AND 600),
+  error text,
+  created_by uuid REFERENCES users (id) ON DELETE SET NULL,
+  superseded_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX deployments_project_idx ON deployments (project_id, created_at DESC);
+CREATE UNIQUE INDEX deployments_one_current_per_service
+  ON deployments (project_id, service) WHERE superseded_at IS NULL;
+
+CREATE TABLE vms (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  server_id uuid NOT NULL REFERENCES servers (id),
+  purpose text NOT NULL CHECK (purpose IN ('workload', 'verify')),
+  project_volume_id uuid REFERENCES project_volumes (id) ON DELETE SET NULL,
+  runtime text NOT NULL,
+  status text NOT NULL DEFAULT 'booting'
+    CHECK (status IN ('booting', 'running', 'stopping', 'stopped', 'crashed')),
+  exit_reason text CHECK (exit_reason IN ('powerdown', 'killed', 'crashed', 'lost')),
+  memory_mib integer NOT NULL,
+  vcpus integer NOT NULL,
+  error text,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  ready_at timestamptz,
+  stopped_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX vms_one_live_per_volume ON vms (project_volume_id)
+  WHERE status IN ('booting', 'running', 'stopping');
+CREATE INDEX vms_server_live_idx ON vms (server_id)
+  WHERE status IN ('booting', 'running', 'stopping');
+
+CREATE TABLE deployment_instances (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  deployment_id uuid NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+  server_id uuid NOT NULL REFERENCES servers (id),
+  vm_id uuid REFERENCES vms (id) ON DELETE SET NULL,
+  status text NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'starting', 'running', 'stopping', 'stopped', 'failed')),
+  -- host:port the edge routes to while the instance runs.
+  address text,
+  error text,
+  started_at timestamptz,
+  ready_at timestamptz,
+  stopped_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX deployment_instances_deployment_idx
+  ON deployment_instances (deployment_id, created_at DESC);
+CREATE INDEX deployment_instances_server_live_idx ON deployment_instances (server_id)
+  WHERE status IN ('pending', 'starting', 'running', 'stopping');
+)sql";
+
+constexpr std::array<Migration, 5> kMigrations = {{
     {1, "initial schema", kInitialSchema},
     {2, "data safety", kDataSafetySchema},
     {3, "backup rescan", kBackupRescanSchema},
     {4, "control-plane backup status", kControlPlaneBackupStatusSchema},
+    {5, "workloads", kWorkloadsSchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

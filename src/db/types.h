@@ -45,6 +45,23 @@ enum class BackupStatus : std::uint8_t { kPending, kRunning, kSucceeded, kFailed
 // Why an image was taken off a worker into quarantine (quarantine.h).
 enum class QuarantineReason : std::uint8_t { kReplaced, kDeleted, kConflict, kUnknownVolume };
 enum class QuarantineStatus : std::uint8_t { kHeld, kAdopted, kPurged };
+// Workloads (workloads.h). What the operator asked a deployment to be:
+enum class DesiredState : std::uint8_t { kRunning, kStopped };
+// What a deployment or one of its instances is (a deployment mirrors its
+// newest instance).
+enum class WorkloadStatus : std::uint8_t {
+  kPending,
+  kStarting,
+  kRunning,
+  kStopping,
+  kStopped,
+  kFailed,
+};
+enum class VmPurpose : std::uint8_t { kWorkload, kVerify };
+enum class VmStatus : std::uint8_t { kBooting, kRunning, kStopping, kStopped, kCrashed };
+// How a VM ended: a clean power-down, killed after the stop timeout, died
+// on its own, or lost with its worker.
+enum class VmExit : std::uint8_t { kPowerdown, kKilled, kCrashed, kLost };
 
 // The column strings of each enumeration, in declaration order.
 template <typename E>
@@ -106,6 +123,30 @@ struct EnumNames<QuarantineStatus> {
   static constexpr std::array<std::string_view, 3> kNames = {"held", "adopted", "purged"};
 };
 
+template <>
+struct EnumNames<DesiredState> {
+  static constexpr std::array<std::string_view, 2> kNames = {"running", "stopped"};
+};
+template <>
+struct EnumNames<WorkloadStatus> {
+  static constexpr std::array<std::string_view, 6> kNames = {"pending",  "starting", "running",
+                                                             "stopping", "stopped",  "failed"};
+};
+template <>
+struct EnumNames<VmPurpose> {
+  static constexpr std::array<std::string_view, 2> kNames = {"workload", "verify"};
+};
+template <>
+struct EnumNames<VmStatus> {
+  static constexpr std::array<std::string_view, 5> kNames = {"booting", "running", "stopping",
+                                                             "stopped", "crashed"};
+};
+template <>
+struct EnumNames<VmExit> {
+  static constexpr std::array<std::string_view, 4> kNames = {"powerdown", "killed", "crashed",
+                                                             "lost"};
+};
+
 template <typename E>
 constexpr std::string_view Name(E value) {
   return EnumNames<E>::kNames[static_cast<std::size_t>(value)];
@@ -125,6 +166,16 @@ constexpr std::optional<E> ParseEnum(std::string_view name) {
 constexpr bool IsTransitional(VolumeStatus status) {
   return status == VolumeStatus::kBackingUp || status == VolumeStatus::kRestoring ||
          status == VolumeStatus::kRepairing || status == VolumeStatus::kDeleting;
+}
+
+// A VM that holds its volume: booting, running or stopping.
+constexpr bool IsLive(VmStatus status) {
+  return status == VmStatus::kBooting || status == VmStatus::kRunning ||
+         status == VmStatus::kStopping;
+}
+// An instance a worker still has to act on or watch.
+constexpr bool IsLive(WorkloadStatus status) {
+  return status != WorkloadStatus::kStopped && status != WorkloadStatus::kFailed;
 }
 
 constexpr bool IsFinished(OperationStatus status) {
