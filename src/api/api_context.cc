@@ -3,7 +3,11 @@
 namespace kindling::api {
 
 ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts)
-    : db(database), master_key(key), options(std::move(opts)), volumes(database, key) {}
+    : db(database),
+      master_key(key),
+      options(std::move(opts)),
+      volumes(database, key),
+      deployments(database) {}
 
 void ApiContext::WriteError(httplib::Response& res, int status, std::string_view code,
                             std::string_view message) {

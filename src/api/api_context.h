@@ -24,6 +24,7 @@
 #include "api/api_server.h"
 #include "common/ids.h"
 #include "control/control_error.h"
+#include "control/deployment_service.h"
 #include "control/volume_service.h"
 #include "crypto/aead.h"
 #include "db/auth.h"
@@ -158,12 +159,15 @@ class ApiContext {
   const crypto::Key master_key;
   const ApiServerOptions options;
   control::VolumeService volumes;
+  control::DeploymentService deployments;
   httplib::Server server;
 };
 
 // Route families (each in its own file).
-void AddProjectRoutes(ApiContext& api);   // projects, operations (volume_routes.cc)
-void AddVolumeRoutes(ApiContext& api);    // /api/projects/{id}/volume... (volume_routes.cc)
+void AddProjectRoutes(ApiContext& api);  // projects, operations (volume_routes.cc)
+void AddVolumeRoutes(ApiContext& api);   // /api/projects/{id}/volume... (volume_routes.cc)
+// /api/projects/{id}/deploy, deployments, stop, start (deployment_routes.cc)
+void AddDeploymentRoutes(ApiContext& api);
 void AddMetaRoutes(ApiContext& api);      // /api/meta (platform_routes.cc)
 void AddServerRoutes(ApiContext& api);    // servers, drain/activate (platform_routes.cc)
 void AddSettingsRoutes(ApiContext& api);  // backup settings, audit events (platform_routes.cc)

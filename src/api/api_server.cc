@@ -54,6 +54,7 @@ struct ApiServer::Impl {
     AddHealthRoutes(api);
     AddProjectRoutes(api);
     AddVolumeRoutes(api);
+    AddDeploymentRoutes(api);
     AddSettingsRoutes(api);
     AddAccountRoutes(api);
     AddQuarantineRoutes(api);

@@ -229,4 +229,41 @@ json ApiKeyJson(const db::ApiKey& k) {
               {"revoked_at", TimeOrNull(k.revoked_at)}};
 }
 
+nlohmann::json DeploymentJson(const control::DeploymentView& view) {
+  const db::Deployment& d = view.deployment;
+  auto optional = [](const std::optional<std::string>& value) {
+    return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+  };
+  nlohmann::json instance = nullptr;
+  if (view.instance) {
+    const db::Instance& i = *view.instance;
+    instance = {{"id", i.id},
+                {"server_id", i.server_id},
+                {"vm_id", optional(i.vm_id)},
+                {"status", std::string(db::Name(i.status))},
+                {"address", optional(i.address)},
+                {"error", optional(i.error)},
+                {"started_at", TimeOrNull(i.started_at)},
+                {"ready_at", TimeOrNull(i.ready_at)},
+                {"stopped_at", TimeOrNull(i.stopped_at)},
+                {"created_at", FormatTime(i.created_at)}};
+  }
+  return {{"id", d.id},
+          {"project_id", d.project_id},
+          {"service", d.service},
+          {"image", d.image},
+          {"status", std::string(db::Name(d.status))},
+          {"desired_state", std::string(db::Name(d.desired_state))},
+          {"hostname", view.hostname},
+          {"memory_mib", d.memory_mib},
+          {"vcpus", d.vcpus},
+          {"boot_timeout_seconds", d.boot_timeout_seconds},
+          {"stop_timeout_seconds", d.stop_timeout_seconds},
+          {"error", optional(d.error)},
+          {"superseded_at", TimeOrNull(d.superseded_at)},
+          {"instance", instance},
+          {"created_at", FormatTime(d.created_at)},
+          {"updated_at", FormatTime(d.updated_at)}};
+}
+
 }  // namespace kindling::api

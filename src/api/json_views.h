@@ -7,6 +7,7 @@
 #include <string>
 
 #include "control/backup_rescan.h"
+#include "control/deployment_service.h"
 #include "control/volume_service.h"
 #include "db/auth.h"
 #include "db/backups.h"
@@ -38,6 +39,8 @@ nlohmann::json OrphanJson(const db::OrphanBackup& orphan);
 // in_flight, imported, orphaned (each with first_found), unreadable.
 nlohmann::json RescanJson(const control::RescanReport& report);
 nlohmann::json ProjectJson(const db::Project& project);
+// A deployment with its status, hostname and newest instance.
+nlohmann::json DeploymentJson(const control::DeploymentView& view);
 nlohmann::json ApiKeyJson(const db::ApiKey& key);
 
 }  // namespace kindling::api
