@@ -40,8 +40,18 @@ void PutU32(std::string& out, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
 }
 
+// A program's stderr as one line for a note: lines joined with " / ", the
+// end kept when long.
 std::string Shorten(const std::string& text, std::size_t max = 300) {
-  return text.size() <= max ? text : "..." + text.substr(text.size() - max);
+  std::string line;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) line += (line.empty() ? "" : " / ") + text.substr(start, end - start);
+    start = end + 1;
+  }
+  return line.size() <= max ? line : "..." + line.substr(line.size() - max);
 }
 
 // A scratch directory removed with its content.
@@ -146,9 +156,11 @@ Result<RuntimeDetection> DetectRuntime(CommandRunner& runner, const DetectOption
     // Booted without a root filesystem, the kernel panics, panic=-1 reboots
     // and -no-reboot ends QEMU with status 0: proof the vCPU ran a kernel.
     CommandOptions probe{.args = base, .timeout = options.kvm_probe_timeout};
+    std::error_code ec;
     probe.args.insert(probe.args.end(),
-                      {"-accel", "kvm", "-cpu", "host", "-kernel", options.probe_kernel.string(),
-                       "-append", "console=ttyS0 quiet panic=-1", "-serial", "stdio"});
+                      {"-accel", "kvm", "-cpu", "host", "-kernel",
+                       std::filesystem::absolute(options.probe_kernel, ec).string(), "-append",
+                       "console=ttyS0 quiet panic=-1", "-serial", "stdio"});
     auto result = runner.Run(probe);
     if (result && result->exit_status == 0 &&
         result->output.find("Kernel panic") != std::string::npos) {
@@ -164,7 +176,8 @@ Result<RuntimeDetection> DetectRuntime(CommandRunner& runner, const DetectOption
 
   KINDLING_ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Make(options.scratch_dir));
   constexpr std::uint8_t kCode = 0x2a;
-  const std::filesystem::path elf = scratch.path() / "probe.elf";
+  std::error_code ec;
+  const std::filesystem::path elf = std::filesystem::absolute(scratch.path() / "probe.elf", ec);
   {
     std::ofstream out(elf, std::ios::binary);
     out << DebugExitProbeElf(kCode);

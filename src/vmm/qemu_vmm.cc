@@ -144,8 +144,14 @@ class QemuVmm final : public Vmm {
 
   RuntimeKind runtime() const override { return config_.runtime; }
 
-  Result<std::unique_ptr<VmInstance>> Start(const VmSpec& spec) override {
+  Result<std::unique_ptr<VmInstance>> Start(const VmSpec& requested) override {
     std::error_code ec;
+    // QEMU runs in "/": relative paths are made absolute here.
+    VmSpec spec = requested;
+    for (std::filesystem::path* path : {&spec.kernel, &spec.initramfs, &spec.volume_image,
+                                        &spec.console_log, &spec.runtime_dir}) {
+      if (!path->empty()) *path = std::filesystem::absolute(*path, ec);
+    }
     if (spec.kernel.empty() || !std::filesystem::is_regular_file(spec.kernel, ec))
       return InvalidArgument("VM " + spec.name + ": kernel " + spec.kernel.string() +
                              " is not a file");

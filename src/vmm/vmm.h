@@ -92,6 +92,7 @@ class VmInstance {
  public:
   virtual ~VmInstance() = default;
 
+  // The spec it was started with, paths made absolute.
   virtual const VmSpec& spec() const = 0;
   // The forwarded host port (the one chosen when spec().host_port was 0).
   virtual std::uint16_t host_port() const = 0;
