@@ -88,7 +88,7 @@ class QemuInstance final : public VmInstance {
     }
     // The press fails only when QEMU is going away by itself, which the
     // wait below sees; a QEMU that runs on regardless is killed.
-    (void)qmp_.Execute("system_powerdown");
+    (void)qmp_.Execute("system_powerdown", nullptr, std::min(timeout, milliseconds(5000)));
     if (auto status = process_.WaitFor(timeout)) {
       return StopResult{
           .outcome = StopOutcome::kPoweredOff, .exit = Finish(*status), .elapsed = Since(start)};

@@ -128,7 +128,8 @@ class Vmm {
   // kInvalidArgument for a spec missing a required field or file,
   // kFailedPrecondition when the volume image is in use (locked by another
   // VM), kIo when the VMM cannot be started or exits at once (its log's
-  // tail in the message).
+  // tail in the message), kInternal when the VMM does not say which host
+  // port it forwards (host_port 0).
   [[nodiscard]] virtual Result<std::unique_ptr<VmInstance>> Start(const VmSpec& spec) = 0;
 };
 

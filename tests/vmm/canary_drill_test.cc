@@ -1,7 +1,8 @@
 // Drills: the canary guest (guest/, built into KINDLING_GUEST_DIR) on the
 // runtime detected on this host (TCG on CI) with a fresh ext4 volume:
 // records written over the forwarded port survive a clean stop and read back
-// intact in a second boot; a second VM on the same image is refused while the
+// intact in a second boot (and a record damaged on the volume meanwhile is
+// named by a third); a second VM on the same image is refused while the
 // first runs; a guest that ignores the power button is killed after the stop
 // timeout. Missing guest artefacts fail the drill: they are built by the
 // guest_image target (KINDLING_BUILD_GUEST, on in optimised builds).
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "canary/guest_cmdline.h"
+#include "canary/record_store.h"
 #include "canary/verify_report.h"
 #include "common/subprocess.h"
 #include "testutil/temp_dir.h"
@@ -40,13 +42,15 @@ const std::filesystem::path kGuestDir = KINDLING_GUEST_DIR;
 class CanaryDrillTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_FALSE(kGuestDir.empty())
+        << "this build does not make the canary guest (KINDLING_BUILD_GUEST=OFF, the default in "
+           "sanitizer builds, which cannot link the static guest binary): run the drills in the "
+           "optimised build";
     const auto kernel = kGuestDir / "vmlinux";
     const auto initramfs = kGuestDir / "initramfs.cpio.gz";
-    ASSERT_TRUE(!kGuestDir.empty() && std::filesystem::exists(kernel) &&
-                std::filesystem::exists(initramfs))
+    ASSERT_TRUE(std::filesystem::exists(kernel) && std::filesystem::exists(initramfs))
         << "the canary guest is not built (expected " << kernel << " and " << initramfs
-        << "): build the guest_image target, which KINDLING_BUILD_GUEST=ON adds "
-           "(the default outside sanitizer builds); guest/build-image.sh makes them";
+        << "): build the guest_image target (guest/build-image.sh makes them)";
     kernel_ = kernel;
     initramfs_ = initramfs;
 
@@ -95,6 +99,43 @@ class CanaryDrillTest : public ::testing::Test {
     return std::move(*vm);
   }
 
+  // Boots the guest in verify mode until it powers off; the report it
+  // printed on the console.
+  canary::VerifyReport VerifyBoot(const std::string& name) {
+    const VmSpec spec = Spec(name, {.mode = GuestMode::kVerify});
+    auto verifier = vmm_->Start(spec);
+    EXPECT_TRUE(verifier) << verifier.error().message();
+    if (!verifier) return {};
+    auto exit = (*verifier)->WaitExit(kBootTimeout);
+    EXPECT_TRUE(exit) << "the verify boot did not power off";
+    if (exit) {
+      EXPECT_TRUE(exit->clean()) << DescribeExit(*exit);
+    }
+    const std::string console = testutil::ReadFileOrDie(spec.console_log);
+    auto report = canary::FindVerifyReport(console);
+    EXPECT_TRUE(report) << report.error().message() << "; console:\n" << console;
+    return report ? *report : canary::VerifyReport{};
+  }
+
+  // Flips the last byte of record `id` inside the image (not in use), with
+  // debugfs from e2fsprogs.
+  void CorruptRecord(std::uint64_t id) {
+    const std::string name = canary::RecordFileName(id);
+    auto dumped = SystemCommandRunner().Run(
+        {.args = {"/usr/sbin/debugfs", "-R", "cat canary/" + name, image_.string()}});
+    ASSERT_TRUE(dumped && dumped->exit_status == 0 && !dumped->output.empty());
+    std::string content = dumped->output;
+    content.back() = static_cast<char>(content.back() ^ 0x01);
+    testutil::WriteFile(temp_ / "corrupt.rec", content);
+    testutil::WriteFile(temp_ / "corrupt.cmds", "cd canary\nrm " + name + "\nwrite " +
+                                                    (temp_ / "corrupt.rec").string() + " " + name +
+                                                    "\n");
+    auto written =
+        SystemCommandRunner().Run({.args = {"/usr/sbin/debugfs", "-w", "-f",
+                                            (temp_ / "corrupt.cmds").string(), image_.string()}});
+    ASSERT_TRUE(written && written->exit_status == 0);
+  }
+
   testutil::TempDir temp_;
   std::filesystem::path kernel_;
   std::filesystem::path initramfs_;
@@ -102,7 +143,7 @@ class CanaryDrillTest : public ::testing::Test {
   std::unique_ptr<Vmm> vmm_;
 };
 
-TEST_F(CanaryDrillTest, RecordsSurviveACleanStopAndTheImageIsLocked) {
+TEST_F(CanaryDrillTest, RecordsSurviveACleanStopAndDamageIsFound) {
   constexpr int kRecords = 20;
   auto vm = StartReady(Spec("serve", {}));
   ASSERT_TRUE(vm);
@@ -137,16 +178,14 @@ TEST_F(CanaryDrillTest, RecordsSurviveACleanStopAndTheImageIsLocked) {
   vm.reset();
 
   // Second boot, verify mode: the guest checks every record and powers off.
-  const VmSpec verify_spec = Spec("verify", {.mode = GuestMode::kVerify});
-  auto verifier = vmm_->Start(verify_spec);
-  ASSERT_TRUE(verifier) << verifier.error().message();
-  auto exit = (*verifier)->WaitExit(kBootTimeout);
-  ASSERT_TRUE(exit) << "the verify boot did not power off";
-  EXPECT_TRUE(exit->clean()) << DescribeExit(*exit);
-  const std::string console = testutil::ReadFileOrDie(verify_spec.console_log);
-  auto report = canary::FindVerifyReport(console);
-  ASSERT_TRUE(report) << report.error().message() << "; console:\n" << console;
-  EXPECT_EQ(canary::VerifyReportJson(*report), R"({"records":20,"intact":20,"damaged":[]})");
+  EXPECT_EQ(canary::VerifyReportJson(VerifyBoot("verify")),
+            R"({"records":20,"intact":20,"damaged":[]})");
+
+  // A record damaged on the volume while no VM runs is named by the next
+  // verify boot.
+  CorruptRecord(3);
+  EXPECT_EQ(canary::VerifyReportJson(VerifyBoot("verify-damaged")),
+            R"({"records":20,"intact":19,"damaged":[3]})");
 }
 
 TEST_F(CanaryDrillTest, AGuestIgnoringThePowerButtonIsKilledAfterTheTimeout) {
