@@ -75,7 +75,7 @@ struct VmExit {
 std::string DescribeExit(const VmExit& exit);
 
 enum class StopOutcome : std::uint8_t {
-  kPoweredOff,     // the guest shut down within the timeout
+  kPoweredOff,     // the VM ended within the timeout (exit.clean(): it shut itself down)
   kKilled,         // it did not; the VMM was killed (volume possibly not unmounted)
   kAlreadyExited,  // the VM had ended before Stop was called
 };

@@ -4,8 +4,9 @@
 // intact in a second boot (and a record damaged on the volume meanwhile is
 // named by a third); a second VM on the same image is refused while the
 // first runs; a guest that ignores the power button is killed after the stop
-// timeout. Missing guest artefacts fail the drill: they are built by the
-// guest_image target (KINDLING_BUILD_GUEST, on in optimised builds).
+// timeout; a guest kernel that panics ends the VM. Missing guest artefacts
+// fail the drills: the guest_image target builds them (KINDLING_BUILD_GUEST,
+// on in optimised builds).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -202,6 +203,22 @@ TEST_F(CanaryDrillTest, AGuestIgnoringThePowerButtonIsKilledAfterTheTimeout) {
   auto again = vm->Stop(kTimeout);
   ASSERT_TRUE(again);
   EXPECT_EQ(again->outcome, StopOutcome::kAlreadyExited);
+}
+
+TEST_F(CanaryDrillTest, AGuestKernelPanicEndsTheVm) {
+  // No init to run: the kernel panics, and a panic ends the VM.
+  VmSpec spec = Spec("panic", {});
+  spec.cmdline = "quiet rdinit=/no-such-init";
+  auto vm = vmm_->Start(spec);
+  ASSERT_TRUE(vm) << vm.error().message();
+  auto ready = (*vm)->WaitReady(kBootTimeout);
+  ASSERT_FALSE(ready);
+  EXPECT_EQ(ready.error().kind(), ErrorKind::kFailedPrecondition) << ready.error().message();
+  auto exit = (*vm)->Poll();
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->reason, "guest-reset") << DescribeExit(*exit);
+  EXPECT_FALSE(exit->clean());
+  EXPECT_THAT(testutil::ReadFileOrDie(spec.console_log), ::testing::HasSubstr("Kernel panic"));
 }
 
 }  // namespace
