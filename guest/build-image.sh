@@ -12,7 +12,7 @@
 # /var/cache/kindling-guest, outside the checkout so that fresh clones on one
 # machine, e.g. CI runs, do not download it again); when apt cannot resolve or
 # fetch the current package, the newest cached one is used.
-# Needs: apt-get, dpkg-deb, depmod and modprobe (kmod), xz, cpio, gzip and a
+# Needs: apt-get, dpkg-deb, depmod and modprobe (kmod), xz, cpio, gzip, strip and a
 # static /bin/busybox (busybox-static); scripts/install-deps.sh installs them.
 set -euo pipefail
 
