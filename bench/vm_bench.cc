@@ -17,10 +17,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "canary/guest_cmdline.h"
+#include "runtime/canary/guest_cmdline.h"
 #include "common/subprocess.h"
-#include "vmm/detect.h"
-#include "vmm/vmm.h"
+#include "runtime/detect.h"
+#include "runtime/vmm.h"
 
 namespace {
 

@@ -8,7 +8,7 @@
 # tests/cli, which only repeat under ASan what the first run checked) and
 # *Drill* (the control-plane restore drills of tests/service, which drive
 # pgBackRest and PostgreSQL more than kindling's code, and the canary guest
-# drills of tests/vmm, which boot microVMs whose static guest binary is not
+# drills of tests/runtime, which boot microVMs whose static guest binary is not
 # built with sanitizers); every other test, all
 # unit tests included, runs in both. Exits non-zero if any
 # build or test fails.

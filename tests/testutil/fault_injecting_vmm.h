@@ -7,7 +7,7 @@
 #include <mutex>
 #include <optional>
 
-#include "vmm/vmm.h"
+#include "runtime/vmm.h"
 
 namespace kindling::testutil {
 

@@ -1,4 +1,4 @@
-#include "canary/record_store.h"
+#include "runtime/canary/record_store.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>

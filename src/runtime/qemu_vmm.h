@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "vmm/vmm.h"
+#include "runtime/vmm.h"
 
 namespace kindling::vmm {
 

@@ -1,4 +1,4 @@
-#include "canary/canary_routes.h"
+#include "runtime/canary/canary_routes.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,11 +1,11 @@
-#include "vmm/detect.h"
+#include "runtime/detect.h"
 
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 
-#include "vmm/qemu_vmm.h"
+#include "runtime/qemu_vmm.h"
 
 namespace kindling::vmm {
 namespace {

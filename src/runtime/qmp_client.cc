@@ -1,4 +1,4 @@
-#include "vmm/qmp_client.h"
+#include "runtime/qmp_client.h"
 
 #include <poll.h>
 #include <sys/socket.h>

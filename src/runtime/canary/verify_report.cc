@@ -1,4 +1,4 @@
-#include "canary/verify_report.h"
+#include "runtime/canary/verify_report.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "canary/record_store.h"
+#include "runtime/canary/record_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "canary/verify_report.h"
+#include "runtime/canary/verify_report.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -16,10 +16,10 @@
 #include <string>
 #include <string_view>
 
-#include "canary/canary_routes.h"
-#include "canary/http_server.h"
-#include "canary/record_store.h"
-#include "canary/verify_report.h"
+#include "runtime/canary/canary_routes.h"
+#include "runtime/canary/http_server.h"
+#include "runtime/canary/record_store.h"
+#include "runtime/canary/verify_report.h"
 
 namespace {
 

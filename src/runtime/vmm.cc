@@ -1,4 +1,4 @@
-#include "vmm/vmm.h"
+#include "runtime/vmm.h"
 
 namespace kindling::vmm {
 

@@ -14,13 +14,13 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "canary/guest_cmdline.h"
-#include "canary/record_store.h"
-#include "canary/verify_report.h"
+#include "runtime/canary/guest_cmdline.h"
+#include "runtime/canary/record_store.h"
+#include "runtime/canary/verify_report.h"
 #include "common/subprocess.h"
 #include "testutil/temp_dir.h"
-#include "vmm/detect.h"
-#include "vmm/vmm.h"
+#include "runtime/detect.h"
+#include "runtime/vmm.h"
 
 #ifndef KINDLING_GUEST_DIR
 #define KINDLING_GUEST_DIR ""

@@ -1,4 +1,4 @@
-#include "canary/guest_cmdline.h"
+#include "runtime/canary/guest_cmdline.h"
 
 namespace kindling::canary {
 

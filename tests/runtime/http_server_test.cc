@@ -1,13 +1,13 @@
-#include "canary/http_server.h"
+#include "runtime/canary/http_server.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <thread>
 
-#include "canary/canary_routes.h"
+#include "runtime/canary/canary_routes.h"
 #include "testutil/temp_dir.h"
-#include "vmm/http_probe.h"
+#include "runtime/http_probe.h"
 
 namespace kindling::canary {
 namespace {

@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "canary/verify_report.h"
+#include "runtime/canary/verify_report.h"
 #include "common/result.h"
 
 namespace kindling::canary {

@@ -1,4 +1,4 @@
-#include "vmm/qemu_vmm.h"
+#include "runtime/qemu_vmm.h"
 
 #include <unistd.h>
 
@@ -10,9 +10,9 @@
 #include <x86intrin.h>
 #endif
 
-#include "vmm/http_probe.h"
-#include "vmm/qmp_client.h"
-#include "vmm/vm_process.h"
+#include "runtime/http_probe.h"
+#include "runtime/qmp_client.h"
+#include "runtime/vm_process.h"
 
 namespace kindling::vmm {
 namespace {

@@ -9,8 +9,8 @@
 // Thread-safety: as RecordStore.
 #pragma once
 
-#include "canary/http_server.h"
-#include "canary/record_store.h"
+#include "runtime/canary/http_server.h"
+#include "runtime/canary/record_store.h"
 
 namespace kindling::canary {
 

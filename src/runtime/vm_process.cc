@@ -1,4 +1,4 @@
-#include "vmm/vm_process.h"
+#include "runtime/vm_process.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-#include "vmm/detect.h"
+#include "runtime/detect.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "vmm/http_probe.h"
+#include "runtime/http_probe.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

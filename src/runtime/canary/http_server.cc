@@ -1,4 +1,4 @@
-#include "canary/http_server.h"
+#include "runtime/canary/http_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,11 +1,11 @@
-#include "vmm/qemu_vmm.h"
+#include "runtime/qemu_vmm.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
-#include "vmm/detect.h"
+#include "runtime/detect.h"
 
 namespace kindling::vmm {
 namespace {

@@ -22,7 +22,7 @@
 
 #include "common/result.h"
 #include "common/subprocess.h"
-#include "vmm/vmm.h"
+#include "runtime/vmm.h"
 
 namespace kindling::vmm {
 
