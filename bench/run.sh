@@ -4,7 +4,7 @@
 #
 #   bench/run.sh [--size-gib 4] [--data-gib 1] [--out DIR] [--s3] [--warm]
 #                [--kindling PATH] [--kindling-level N] [--seed N] [--tools LIST]
-#                [--change 0.02] [--mutate-block BYTES] [--keep]
+#                [--change 0.02] [--mutate-block BYTES] [--keep] [--vm-runs N]
 #
 # Steps, each timed with /usr/bin/time (wall seconds, peak RSS):
 #   full         first backup of the image
@@ -23,8 +23,13 @@
 #             instead of the cache being dropped, so the ratios show CPU cost
 #             (default: cold, the cache dropped before every step)
 # --kindling-level  zstd level for kindling backups (default: kindling's own)
-# --tools     comma list of kindling,restic,borg (default all); e.g. the RSS
+# --tools     comma list of kindling,restic,borg,vm (default all); e.g. the RSS
 #             check at 32 GiB: bench/run.sh --size-gib 32 --tools kindling
+#             vm: the microVM section: boot-to-ready and clean-stop times of
+#             the canary guest on the runtime detected here (build/bench/vm_bench,
+#             guest from build/guest); alone, with a small image for the floors:
+#             bench/run.sh --tools vm --size-gib 0.25 --data-gib 0.1
+# --vm-runs   boots in the microVM section (default 3)
 # --s3        also back up and restore with kindling against the S3 test server
 #             (tests/s3/server.js, needs node and tests/s3/node_modules)
 # --keep      keep the work directory (image, stores) for inspection
@@ -39,14 +44,15 @@ out_dir="$root/bench/out"
 use_s3=0
 kindling="$root/build/src/exe/kindling"
 seed=1
-tools="kindling,restic,borg"
+tools="kindling,restic,borg,vm"
+vm_runs=3
 change=0.02
 mutate_block=$((1024 * 1024))
 keep=0
 warm=0
 kindling_level=""
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --size-gib) size_gib="$2"; shift 2 ;;
@@ -61,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --change) change="$2"; shift 2 ;;
     --mutate-block) mutate_block="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --vm-runs) vm_runs="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -79,6 +86,13 @@ if has_tool kindling || [[ $use_s3 == 1 ]]; then
 fi
 if has_tool restic; then command -v restic >/dev/null || die "restic is not installed"; fi
 if has_tool borg; then command -v borg >/dev/null || die "borg is not installed"; fi
+vm_bench="$root/build/bench/vm_bench"
+guest_dir="$root/build/guest"
+if has_tool vm; then
+  [[ -x "$vm_bench" ]] || die "vm_bench not found at $vm_bench (build it: cmake --build build --target vm_bench)"
+  [[ -f "$guest_dir/vmlinux" && -f "$guest_dir/initramfs.cpio.gz" ]] ||
+    die "no canary guest in $guest_dir (build it: cmake --build build --target guest_image)"
+fi
 
 size_bytes=$(python3 -c "print(int(float('$size_gib') * 2**30))")
 data_bytes_target=$(python3 -c "print(int(float('$data_gib') * 2**30))")
@@ -334,15 +348,27 @@ if [[ $use_s3 == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------------------
+# microVM: the canary guest's boot-to-ready and clean-stop times.
+vm_json="$out_dir/vm.json"
+rm -f "$vm_json"
+if has_tool vm; then
+  note "[vm] $vm_runs boots of the canary guest"
+  mkdir -p "$work/vm"
+  "$vm_bench" --guest "$guest_dir" --runs "$vm_runs" --work "$work/vm" > "$vm_json" 2>>"$log" ||
+    die "vm_bench failed; see $log"
+  note "        $(cat "$vm_json")"
+fi
+
+# ---------------------------------------------------------------------------
 # Report.
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 - "$results_tsv" "$results_md" "$size_gib" "$data_gib" "$seed" "$change" "$mutate_block" \
   "$cache_mode" "$(nproc)" "$(restic version 2>/dev/null | head -1 || true)" \
   "$(borg --version 2>/dev/null || true)" "$("$kindling" --version 2>/dev/null || echo kindling)" \
-  "$load_start" "$load_end" "${sha_rate:-0}" "${kindling_level:-default}" <<'EOF'
-import sys
+  "$load_start" "$load_end" "${sha_rate:-0}" "${kindling_level:-default}" "$vm_json" <<'EOF'
+import json, os, statistics, sys
 (tsv, md, size_gib, data_gib, seed, change, block, cache_mode, cores, restic_v, borg_v,
- kindling_v, load_start, load_end, sha_rate, kindling_level) = sys.argv[1:17]
+ kindling_v, load_start, load_end, sha_rate, kindling_level, vm_json) = sys.argv[1:18]
 sha_rate = float(sha_rate or 0)
 rows = []
 for line in open(tsv):
@@ -457,6 +483,24 @@ if s3:
         out.append(f"kindling against the S3 test server (s3rver, node, localhost), {r['step']}: "
                    f"{r['wall']:.2f} s, {r['apparent']/1e6/r['wall']:,.0f} MB/s apparent, "
                    f"{r['data']/1e6/r['wall']:,.0f} MB/s data, peak RSS {r['rss_kib']/1024:.1f} MiB.")
+if os.path.exists(vm_json):
+    vm = json.load(open(vm_json))
+    runs = vm["runs"]
+    out.append("")
+    out.append(f"## microVM: the canary guest ({vm['runtime']})\n")
+    out.append(f"{len(runs)} boots of the canary guest (QEMU microvm, 128 MiB, 1 vCPU, Debian's "
+               f"kernel as uncompressed vmlinux, busybox initramfs), each on a fresh 64 MiB ext4 "
+               f"volume. Boot-to-ready: Start until /healthz answers 200 through the forwarded "
+               f"port. Clean stop: ACPI power button until QEMU exits (the guest stops the canary "
+               f"and unmounts the volume first); outcomes: "
+               f"{', '.join(sorted(set(r['outcome'] for r in runs)))}. "
+               f"Runtime detection: {'; '.join(vm['notes'])}.\n")
+    out.append("| measure | min s | median s | max s |")
+    out.append("|---|---:|---:|---:|")
+    for key, label in (("ready_ms", "boot-to-ready"), ("stop_ms", "clean stop")):
+        values = [r[key] / 1000 for r in runs]
+        out.append(f"| {label} | {min(values):.2f} | {statistics.median(values):.2f} | "
+                   f"{max(values):.2f} |")
 text = "\n".join(out) + "\n"
 open(md, "w").write(text)
 print(text)

@@ -16,6 +16,10 @@ packages=(
   postgresql postgresql-client pgbackrest e2fsprogs openssl
   nodejs npm
   restic borgbackup time
+  # The canary guest (guest/build-image.sh) and its VMs (src/runtime): QEMU,
+  # busybox-static for the initramfs, kmod (depmod, modprobe) to order the
+  # kernel modules, xz for the kernel's payload, binutils to strip the canary.
+  qemu-system-x86 busybox-static cpio kmod xz-utils binutils
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,7 +7,9 @@
 # The sanitizer run leaves out the tests named *Slow* (the SIGKILL loops of
 # tests/cli, which only repeat under ASan what the first run checked) and
 # *Drill* (the control-plane restore drills of tests/service, which drive
-# pgBackRest and PostgreSQL more than kindling's code); every other test, all
+# pgBackRest and PostgreSQL more than kindling's code, and the canary guest
+# drills of tests/runtime, which boot microVMs whose static guest binary is not
+# built with sanitizers); every other test, all
 # unit tests included, runs in both. Exits non-zero if any
 # build or test fails.
 #

@@ -1,0 +1,45 @@
+#include "runtime/vmm.h"
+
+namespace kindling::vmm {
+
+std::string_view RuntimeName(RuntimeKind kind) {
+  switch (kind) {
+    case RuntimeKind::kCloudHypervisor:
+      return "cloud-hypervisor";
+    case RuntimeKind::kQemuMicrovmKvm:
+      return "qemu-microvm-kvm";
+    case RuntimeKind::kQemuMicrovmTcg:
+      return "qemu-microvm-tcg";
+  }
+  return "unknown";
+}
+
+std::optional<RuntimeKind> ParseRuntimeName(std::string_view name) {
+  for (RuntimeKind kind : {RuntimeKind::kCloudHypervisor, RuntimeKind::kQemuMicrovmKvm,
+                           RuntimeKind::kQemuMicrovmTcg}) {
+    if (RuntimeName(kind) == name) return kind;
+  }
+  return std::nullopt;
+}
+
+std::string_view StopOutcomeName(StopOutcome outcome) {
+  switch (outcome) {
+    case StopOutcome::kPoweredOff:
+      return "powered-off";
+    case StopOutcome::kKilled:
+      return "killed";
+    case StopOutcome::kAlreadyExited:
+      return "already-exited";
+  }
+  return "unknown";
+}
+
+std::string DescribeExit(const VmExit& exit) {
+  std::string text = exit.exit_status > 128
+                         ? "killed by signal " + std::to_string(exit.exit_status - 128)
+                         : "exit " + std::to_string(exit.exit_status);
+  if (!exit.reason.empty()) text += ", " + exit.reason;
+  return text;
+}
+
+}  // namespace kindling::vmm
