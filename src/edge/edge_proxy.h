@@ -48,8 +48,13 @@ struct EdgeProxyOptions {
   std::chrono::milliseconds connect_timeout{2'000};   // to a backend
   std::chrono::milliseconds backend_timeout{60'000};  // each read/write with a backend
   std::chrono::milliseconds client_timeout{30'000};   // each read/write with a client
-  int worker_threads = 32;                            // requests served at once
-  std::string forwarded_proto = "http";               // "https" behind a TLS terminator
+  // httplib serves each client connection on one worker thread for as long as
+  // it stays open, idle keep-alive time included: worker_threads bounds the
+  // connections served at once, keep_alive_timeout how long an idle one holds
+  // its thread.
+  int worker_threads = 32;
+  std::chrono::seconds keep_alive_timeout{5};
+  std::string forwarded_proto = "http";  // "https" behind a TLS terminator
   std::string health_path = "/_edge/healthz";
 };
 

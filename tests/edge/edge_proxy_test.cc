@@ -288,6 +288,28 @@ TEST_F(EdgeProxyTest, RequestBodiesAreForwardedAndEchoed) {
   EXPECT_EQ(seen[2].method, "PATCH");
 }
 
+TEST_F(EdgeProxyTest, KeepAliveConnectionCarriesSeveralRequests) {
+  RouteWebTo({a_.backend(), b_.backend()});
+  auto client = Client();
+  client.set_keep_alive(true);
+  client.set_tcp_nodelay(true);
+  std::map<std::string, int> answers;
+  for (int i = 0; i < 4; ++i) {
+    auto res = client.Get("/", {{"Host", kWeb}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200);
+    ++answers[res->body];
+  }
+  auto post = client.Post("/echo", {{"Host", kWeb}}, "hello", "text/plain");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->body, "hello");
+  auto missing = client.Get("/", {{"Host", "missing.test"}});
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(answers, (std::map<std::string, int>{{"a", 2}, {"b", 2}}));
+  client.stop();
+}
+
 TEST_F(EdgeProxyTest, BodyOverTheLimitIs413AndNeverReachesTheBackend) {
   RouteWebTo({a_.backend()});
   const std::string body(64 * 1024 + 1, 'x');
