@@ -325,19 +325,19 @@ Result<std::vector<RouteRow>> ListRoutes(Tx& tx) {
   return internal::Run(
       tx, "list routes", [&](pqxx::transaction_base& w) -> Result<std::vector<RouteRow>> {
         std::vector<RouteRow> out;
-        for (const auto& row :
-             w.exec("SELECT p.id, p.name, d.service, d.id, i.id, i.address "
-                    "FROM deployment_instances i JOIN deployments d ON d.id = i.deployment_id "
-                    "JOIN projects p ON p.id = d.project_id "
-                    "WHERE i.status = 'running' AND i.address IS NOT NULL AND "
-                    "d.superseded_at IS NULL AND d.desired_state = 'running' "
-                    "ORDER BY p.name, d.service, i.created_at, i.id")) {
+        for (const auto& row : w.exec(
+                 "SELECT p.id, p.name, d.service, d.id, i.id, i.address "
+                 "FROM deployments d JOIN projects p ON p.id = d.project_id "
+                 "LEFT JOIN deployment_instances i ON i.deployment_id = d.id AND "
+                 "i.status = 'running' AND i.address IS NOT NULL AND d.desired_state = 'running' "
+                 "WHERE d.superseded_at IS NULL "
+                 "ORDER BY p.name, d.service, i.created_at, i.id")) {
           out.push_back(RouteRow{.project_id = Text(row[0]),
                                  .project_name = Text(row[1]),
                                  .service = Text(row[2]),
                                  .deployment_id = Text(row[3]),
-                                 .instance_id = Text(row[4]),
-                                 .address = Text(row[5])});
+                                 .instance_id = OptText(row[4]),
+                                 .address = OptText(row[5])});
         }
         return out;
       });

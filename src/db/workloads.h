@@ -192,15 +192,17 @@ struct VmUpdate {
 // crashed. kNotFound when missing.
 [[nodiscard]] Result<Vm> UpdateVm(Tx& tx, const std::string& id, const VmUpdate& update);
 
-// What the edge routes: every running instance with an address, of a
-// current deployment that should run.
+// What the edge routes: a row per current deployment, with the instance
+// to route to when one runs (a deployment that should run and has a
+// running instance with an address), without one otherwise (the edge
+// answers 503 for it rather than 404).
 struct RouteRow {
   std::string project_id{};
   std::string project_name{};
   std::string service{};
   std::string deployment_id{};
-  std::string instance_id{};
-  std::string address{};
+  std::optional<std::string> instance_id{};
+  std::optional<std::string> address{};
 };
 [[nodiscard]] Result<std::vector<RouteRow>> ListRoutes(Tx& tx);
 

@@ -18,14 +18,6 @@ std::string BackendAddress(const Backend& backend) {
   return backend.host + ":" + std::to_string(backend.port);
 }
 
-std::string RouteHostname(std::string_view service, std::string_view project_slug,
-                          std::string_view base_domain) {
-  std::string hostname;
-  hostname.reserve(service.size() + project_slug.size() + base_domain.size() + 2);
-  hostname.append(service).append("-").append(project_slug).append(".").append(base_domain);
-  return NormalizeHostname(hostname);
-}
-
 std::string NormalizeHostname(std::string_view host) {
   while (!host.empty() && std::isspace(static_cast<unsigned char>(host.front()))) {
     host.remove_prefix(1);

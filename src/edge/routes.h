@@ -39,10 +39,6 @@ struct Route {
   std::vector<Backend> backends{};
 };
 
-// The hostname users reach a service on: "<service>-<project_slug>.<base_domain>".
-std::string RouteHostname(std::string_view service, std::string_view project_slug,
-                          std::string_view base_domain);
-
 // Lower-cases a hostname or Host header value and drops a trailing ":port"
 // (also after an IPv6 literal "[::1]:80"), a trailing dot and surrounding blanks.
 std::string NormalizeHostname(std::string_view host);

@@ -26,10 +26,6 @@ TEST(NormalizeHostnameTest, LowerCasesAndDropsPortAndTrailingDot) {
   EXPECT_EQ(NormalizeHostname(""), "");
 }
 
-TEST(RouteHostnameTest, ServiceDashSlugDotBaseDomain) {
-  EXPECT_EQ(RouteHostname("web", "shop", "Apps.Example.com"), "web-shop.apps.example.com");
-}
-
 TEST(RouteTableTest, UnknownHostAndNoHealthyBackendAreTold) {
   RouteTable table;
   table.Replace({Route{.hostname = "empty.apps.test"},
