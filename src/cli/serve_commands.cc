@@ -45,6 +45,7 @@ struct ServeFlags {
   std::string server_id_file;
   std::string master_key_file;
   std::string listen = "127.0.0.1:8080";
+  std::string edge_listen = "127.0.0.1:8000";
   std::string hostname;
   std::string internal_ip = "127.0.0.1";
   std::string runtime = "sparse-image";
@@ -67,6 +68,7 @@ CLI::AsNumberWithUnit DurationUnits() {
 struct DevFlags {
   std::string state_dir = service::kDefaultDevStateDir;
   std::string listen = "127.0.0.1:8080";
+  std::string edge_listen = "127.0.0.1:8000";
   int workers = 2;
   std::string dsn_file;
   ControlPlaneScheduleFlags control_plane;
@@ -146,6 +148,7 @@ int RunServe(const ServeFlags& flags) {
   options.internal_ip = flags.internal_ip;
   options.runtime = flags.runtime;
   options.listen = flags.listen;
+  options.edge_listen = flags.edge_listen;
   options.quarantine_grace = std::chrono::seconds(flags.quarantine_grace_seconds);
   options.quarantine_retention = std::chrono::seconds(flags.quarantine_retention_seconds);
   options.leader_start_grace = std::chrono::seconds(flags.leader_start_grace_seconds);
@@ -179,6 +182,7 @@ int RunDev(const DevFlags& flags) {
   service::DevOptions options;
   options.state_dir = flags.state_dir;
   options.listen = flags.listen;
+  options.edge_listen = flags.edge_listen;
   options.workers = flags.workers;
   options.dsn_file = flags.dsn_file;
   options.control_plane = flags.control_plane.Options();
@@ -227,8 +231,10 @@ int RunBootstrap(const BootstrapFlags& flags) {
 void AddServeCommands(CLI::App& app, std::function<int()>& action) {
   auto serve_flags = std::make_shared<ServeFlags>();
   CLI::App* serve = app.add_subcommand(
-      "serve", "Run control-plane components (api, worker) on the shared PostgreSQL");
-  serve->add_option("--components", serve_flags->components, "Comma-separated: api, worker")
+      "serve", "Run control-plane components (api, worker, edge) on the shared PostgreSQL");
+  serve
+      ->add_option("--components", serve_flags->components,
+                   "Comma-separated: api, worker, edge (default api,worker)")
       ->envname("KINDLING_COMPONENTS")
       ->type_name("LIST");
   serve
@@ -251,6 +257,12 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
       ->type_name("PATH");
   serve->add_option("--listen", serve_flags->listen, "API address (default 127.0.0.1:8080)")
       ->envname("KINDLING_LISTEN")
+      ->type_name("ADDR:PORT");
+  serve
+      ->add_option("--edge-listen", serve_flags->edge_listen,
+                   "Edge address, with the edge component (default 127.0.0.1:8000; port 0 picks "
+                   "a free one)")
+      ->envname("KINDLING_EDGE_LISTEN")
       ->type_name("ADDR:PORT");
   serve->add_option("--hostname", serve_flags->hostname, "Name in servers (default: hostname)");
   serve->add_option("--internal-ip", serve_flags->internal_ip, "Address in servers");
@@ -302,7 +314,8 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
   CLI::App* dev = app.add_subcommand(
       "dev",
       "Run everything on this machine: a private PostgreSQL, the API and workers, a local "
-      "backup store. Prints KINDLING_URL, KINDLING_API_KEY and KINDLING_DSN when ready; "
+      "backup store, an edge. Prints KINDLING_URL, KINDLING_API_KEY, KINDLING_DSN and "
+      "KINDLING_EDGE_URL when ready; "
       "Ctrl-C stops it; the state directory keeps the data for the next start");
   dev->add_option("--state-dir", dev_flags->state_dir,
                   std::string("State directory (default ") + service::kDefaultDevStateDir + ")")
@@ -310,6 +323,9 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
       ->type_name("DIR");
   dev->add_option("--listen", dev_flags->listen,
                   "API address (default 127.0.0.1:8080; port 0 picks a free one)")
+      ->type_name("ADDR:PORT");
+  dev->add_option("--edge-listen", dev_flags->edge_listen,
+                  "Edge address (default 127.0.0.1:8000; port 0 picks a free one)")
       ->type_name("ADDR:PORT");
   dev->add_option("--workers", dev_flags->workers, "Worker processes (default 2)")
       ->check(CLI::Range(1, 16))

@@ -170,20 +170,20 @@ struct Child {
   bool Running() { return process && process->Running(); }
 };
 
-// Waits until the API port accepts connections and every worker heartbeats
-// since `since`; fails early when a child exits.
+// Waits until the API and edge ports accept connections and every worker
+// heartbeats since `since`; fails early when a child exits.
 Status WaitUntilReady(db::Database& database, std::vector<Child>& children,
-                      const ListenAddress& api, db::Timestamp since,
+                      const ListenAddress& api, const ListenAddress& edge, db::Timestamp since,
                       std::chrono::milliseconds timeout, StopSignals& stop_signals) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    bool ready = Accepts(api);
+    bool ready = Accepts(api) && Accepts(edge);
     for (Child& child : children) {
       if (!child.Running())
         return InternalError(child.name + " exited during start-up (status " +
                              std::to_string(child.process->exit_status().value_or(-1)) +
                              "); its log: " + FileTail(child.spawn.log_file, 1500));
-      if (!ready || child.name == "api") continue;
+      if (!ready || !child.name.starts_with("worker-")) continue;
       auto id = ReadFile(child.state_dir / "server-id");
       if (!id) {
         ready = false;
@@ -195,7 +195,7 @@ Status WaitUntilReady(db::Database& database, std::vector<Child>& children,
     }
     if (ready) return OkStatus();
     if (Clock::now() >= deadline)
-      return InternalError("the API and workers were not ready within " +
+      return InternalError("the API, edge and workers were not ready within " +
                            std::to_string(timeout.count() / 1000) + " s; logs in " +
                            children.front().spawn.log_file.parent_path().string());
     if (stop_signals.WaitForStop(std::chrono::milliseconds(200)))
@@ -321,7 +321,8 @@ std::string ShellAssignment(const std::string& name, const std::string& value) {
 std::string DevEnvironmentLines(const DevEndpoints& endpoints) {
   return ShellAssignment("KINDLING_URL", endpoints.url) + "\n" +
          ShellAssignment("KINDLING_API_KEY", endpoints.api_key) + "\n" +
-         ShellAssignment("KINDLING_DSN", endpoints.dsn) + "\n";
+         ShellAssignment("KINDLING_DSN", endpoints.dsn) + "\n" +
+         ShellAssignment("KINDLING_EDGE_URL", endpoints.edge_url) + "\n";
 }
 
 Status RunDev(const DevOptions& options) {
@@ -330,6 +331,10 @@ Status RunDev(const DevOptions& options) {
   KINDLING_ASSIGN_OR_RETURN(ListenAddress api_address, ParseListenAddress(options.listen));
   if (api_address.port == 0) {
     KINDLING_ASSIGN_OR_RETURN(api_address.port, FreePort(api_address));
+  }
+  KINDLING_ASSIGN_OR_RETURN(ListenAddress edge_address, ParseListenAddress(options.edge_listen));
+  if (edge_address.port == 0) {
+    KINDLING_ASSIGN_OR_RETURN(edge_address.port, FreePort(edge_address));
   }
   std::error_code ec;
   const fs::path state = fs::absolute(options.state_dir, ec);
@@ -461,14 +466,17 @@ Status RunDev(const DevOptions& options) {
                       api_address.host + ":" + std::to_string(api_address.port)});
     for (int i = 1; i <= options.workers; ++i)
       add_child("worker-" + std::to_string(i), {"--components", "worker"});
+    add_child("edge", {"--components", "edge", "--edge-listen",
+                       edge_address.host + ":" + std::to_string(edge_address.port)});
 
     const db::Timestamp since = std::chrono::time_point_cast<std::chrono::microseconds>(
         std::chrono::system_clock::now() - std::chrono::seconds(1));
     for (Child& child : children) KINDLING_RETURN_IF_ERROR(child.Start());
-    KINDLING_RETURN_IF_ERROR(WaitUntilReady(*database, children, api_address, since,
+    KINDLING_RETURN_IF_ERROR(WaitUntilReady(*database, children, api_address, edge_address, since,
                                             options.ready_timeout, stop_signals));
     const DevEndpoints endpoints{
         .url = "http://" + api_address.host + ":" + std::to_string(api_address.port),
+        .edge_url = "http://" + edge_address.host + ":" + std::to_string(edge_address.port),
         .api_key = api_key,
         .dsn = db::RedactDsn(dsn),
         .state_dir = state,

@@ -65,16 +65,18 @@ inline constexpr int kDefaultDevPostgresPort = 5432;
 
 // What `kindling dev` prints once everything is up.
 struct DevEndpoints {
-  std::string url;      // http://ADDR:PORT of the API process
-  std::string api_key;  // a platform admin's key
-  std::string dsn;      // the private PostgreSQL (unix socket)
+  std::string url;       // http://ADDR:PORT of the API process
+  std::string edge_url;  // http://ADDR:PORT of the edge process
+  std::string api_key;   // a platform admin's key
+  std::string dsn;       // the private PostgreSQL (unix socket)
   std::filesystem::path state_dir;
   std::filesystem::path log_dir;
 };
 
 struct DevOptions {
   std::filesystem::path state_dir = kDefaultDevStateDir;
-  std::string listen = "127.0.0.1:8080";  // port 0: pick a free port
+  std::string listen = "127.0.0.1:8080";       // port 0: pick a free port
+  std::string edge_listen = "127.0.0.1:8000";  // the edge's; port 0: a free port
   int workers = 2;
   // The binary the children run; empty: this process's own (/proc/self/exe).
   std::filesystem::path kindling_binary;
@@ -98,7 +100,8 @@ struct DevOptions {
 // `NAME=value`, the value single-quoted when a shell would interpret any of
 // its characters, so the line can be sourced.
 std::string ShellAssignment(const std::string& name, const std::string& value);
-// KINDLING_URL, KINDLING_API_KEY and KINDLING_DSN lines, as printed on stdout
+// KINDLING_URL, KINDLING_API_KEY, KINDLING_DSN and KINDLING_EDGE_URL lines,
+// as printed on stdout
 // and kept in <state>/dev.env (0600) for other shells to source.
 std::string DevEnvironmentLines(const DevEndpoints& endpoints);
 

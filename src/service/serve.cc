@@ -20,6 +20,7 @@
 #include "pgbackup/config.h"
 #include "reconcile/leader.h"
 #include "reconcile/worker.h"
+#include "service/edge_component.h"
 #include "service/master_key.h"
 #include "service/postgres_control.h"
 #include "service/stop_signals.h"
@@ -227,7 +228,8 @@ std::unique_ptr<reconcile::BackupStoreProvider> MakeClusterStoreProvider(
 
 Status Serve(const ServeOptions& options) {
   for (const std::string& c : options.components) {
-    if (c != "api" && c != "worker") return InvalidArgument("unknown component '" + c + "'");
+    if (c != "api" && c != "worker" && c != "edge")
+      return InvalidArgument("unknown component '" + c + "' (api, worker, edge)");
   }
   if (Has(options.components, "api") && !options.api_factory)
     return InvalidArgument("the api component is not available in this build");
@@ -262,9 +264,11 @@ Status Serve(const ServeOptions& options) {
   std::unique_ptr<reconcile::Leader> leader;
   std::unique_ptr<reconcile::Worker> worker;
   std::unique_ptr<Component> api;
+  std::unique_ptr<Component> edge;
   std::unique_ptr<ControlPlaneScheduler> scheduler;
   auto stop_all = [&] {
     if (api) api->Stop();
+    if (edge) edge->Stop();
     if (scheduler) scheduler->Stop();
     if (worker) worker->Stop();
     if (leader) leader->Stop();
@@ -308,6 +312,12 @@ Status Serve(const ServeOptions& options) {
                                                           *control_plane.server,
                                                           SystemCommandRunner(), std::move(c));
       scheduler->Start();
+    }
+    if (Has(options.components, "edge")) {
+      KINDLING_ASSIGN_OR_RETURN(const ListenAddress edge_listen,
+                                ParseListenAddress(options.edge_listen));
+      edge = std::make_unique<EdgeComponent>(*database, dsn, edge_listen);
+      KINDLING_RETURN_IF_ERROR(edge->Start());
     }
     if (Has(options.components, "api")) {
       KINDLING_ASSIGN_OR_RETURN(api, options.api_factory(context));

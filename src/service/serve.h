@@ -73,7 +73,7 @@ struct ServeContext {
 using ComponentFactory = std::function<Result<std::unique_ptr<Component>>(const ServeContext&)>;
 
 struct ServeOptions {
-  // Any subset of {"api", "worker"}.
+  // Any subset of {"api", "worker", "edge"}.
   std::vector<std::string> components = {"api", "worker"};
   // DSN file; empty: ResolveDsnFile's default. `dsn` set wins over any file
   // (kindling dev passes its private PostgreSQL's DSN).
@@ -86,6 +86,9 @@ struct ServeOptions {
   std::string internal_ip = "127.0.0.1";
   std::string runtime = "sparse-image";   // worker metadata.runtime
   std::string listen = "127.0.0.1:8080";  // for the API component
+  // For the edge component (service/edge_component.h): the reverse proxy
+  // to the projects' running workloads.
+  std::string edge_listen = "127.0.0.1:8000";
   std::chrono::milliseconds heartbeat_interval{10'000};
   std::chrono::milliseconds sweep_interval{2'000};
   // Worker quarantine (reconcile/image_reconciler.h).

@@ -33,7 +33,8 @@ inline std::string ReadAll(const std::filesystem::path& path) {
 // A running `kindling dev`, its output in <dir>/dev.log.
 class DevProcess {
  public:
-  // `extra_args` go after `dev --state-dir DIR --listen 127.0.0.1:0`.
+  // `extra_args` go after `dev --state-dir DIR --listen 127.0.0.1:0
+  // --edge-listen 127.0.0.1:0`.
   explicit DevProcess(const std::filesystem::path& state_dir,
                       const std::vector<std::string>& extra_args = {})
       : log_(state_dir.parent_path() / "dev.log") {
@@ -41,8 +42,8 @@ class DevProcess {
     std::error_code ec;
     std::filesystem::rename(log_, log_.string() + ".previous", ec);
     SpawnOptions spawn;
-    spawn.args = {KINDLING_BINARY,    "dev",      "--state-dir",
-                  state_dir.string(), "--listen", "127.0.0.1:0"};
+    spawn.args = {KINDLING_BINARY, "dev",         "--state-dir",   state_dir.string(),
+                  "--listen",      "127.0.0.1:0", "--edge-listen", "127.0.0.1:0"};
     spawn.args.insert(spawn.args.end(), extra_args.begin(), extra_args.end());
     spawn.log_file = log_;
     spawn.extra_env = {"KINDLING_LOG_LEVEL=info"};

@@ -151,6 +151,20 @@ TEST_F(DevEndToEndTest, RunbookWithWorkerKillsSlow) {
   ASSERT_FALSE(api_key.empty());
   EXPECT_NE(dev_->value("KINDLING_DSN").find("postgresql://"), std::string::npos);
   EXPECT_NE(ReadAll(state_ / "dev.env").find("KINDLING_API_KEY=" + api_key), std::string::npos);
+  // The edge answers for itself, and with a 404 page for a hostname no
+  // deployment has.
+  {
+    const std::string edge_url = dev_->value("KINDLING_EDGE_URL");
+    ASSERT_TRUE(edge_url.starts_with("http://127.0.0.1:")) << edge_url;
+    httplib::Client edge(edge_url);
+    auto health = edge.Get("/_edge/healthz");
+    ASSERT_TRUE(health);
+    EXPECT_EQ(health->status, 200);
+    auto unknown = edge.Get("/", {{"Host", "web-nothing.apps.test"}});
+    ASSERT_TRUE(unknown);
+    EXPECT_EQ(unknown->status, 404);
+    EXPECT_NE(unknown->body.find("web-nothing.apps.test"), std::string::npos) << unknown->body;
+  }
 
   // Runbook, volume section: cluster-wide backup credentials through the API.
   const json settings = {{"s3_bucket", s3_options.bucket},
