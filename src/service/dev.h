@@ -1,9 +1,9 @@
 // `kindling dev`: the whole system on one machine, for trying kindling out and
 // for end-to-end tests. It runs a private PostgreSQL (Debian's initdb/pg_ctl,
 // unix socket only) and, as child processes of the same binary, one
-// `kindling serve --components api` and N `kindling serve --components worker`
-// processes, each with its own state directory, exactly as separate hosts
-// would run them; a local-directory backup store is configured on first
+// `kindling serve --components api`, N `kindling serve --components worker`
+// and one `kindling serve --components edge` process, each with its own state
+// directory, exactly as separate hosts would run them; a local-directory backup store is configured on first
 // start. Everything lives in one state directory, so a second start keeps
 // the data:
 //
@@ -11,14 +11,15 @@
 //   <state>/postgres.dsn        DSN file every child reads (0600)
 //   <state>/master.key          the cluster master key, shared by the children
 //   <state>/admin-api-key       the platform admin's API key (0600)
-//   <state>/dev.env             KINDLING_URL/_API_KEY/_DSN lines while running
+//   <state>/dev.env             KINDLING_URL/_API_KEY/_DSN/_EDGE_URL lines while
+//                               running
 //   <state>/backups/            the local backup store
 //   <state>/pgbackrest.conf     pgBackRest's configuration (0640, postgres)
 //   <state>/pgbackrest/         the control-plane backup repository
 //   <state>/pgbackrest-spool/   its async WAL queue and lock files
-//   <state>/api/, worker-N/     the children's state directories (server-id,
-//                               volumes/)
-//   <state>/logs/               postgres.log, api.log, worker-N.log,
+//   <state>/api/, worker-N/,    the children's state directories (server-id,
+//           edge/               volumes/)
+//   <state>/logs/               postgres.log, api.log, worker-N.log, edge.log,
 //                               pgbackrest/
 //
 // Control-plane backups are configured at every start (pgbackup/: WAL
@@ -34,7 +35,7 @@
 // A child that exits unexpectedly is restarted (its work is picked up again
 // through leases), and so is PostgreSQL, after a pause that grows with the
 // restarts (1 s, 2 s, ... 30 s), logged. SIGINT/SIGTERM stop the children
-// (API first, then the workers, which hand running operations back), archive
+// (API first, then the workers and the edge, which hand running operations back), archive
 // the current WAL file (so a restore can reach the last moment before the
 // stop) and stop PostgreSQL. Children get SIGTERM if the supervisor itself is
 // killed; PostgreSQL then keeps running and the next start adopts it.

@@ -1,5 +1,5 @@
-// `kindling serve --components api,worker`: wires one process's components
-// on the shared database. Every process runs the idempotent migrations, takes
+// `kindling serve --components api,worker,edge`: wires one process's
+// components on the shared database (the edge: service/edge_component.h). Every process runs the idempotent migrations, takes
 // part in the leader election (reconcile::Leader) and runs the components it
 // was asked for; all coordination goes through PostgreSQL, so any number of
 // these processes (one per host) work on one database and bucket.
