@@ -1,8 +1,9 @@
 // `kindling serve --components api,worker,edge`: wires one process's
-// components on the shared database (the edge: service/edge_component.h). Every process runs the
-// idempotent migrations, takes part in the leader election (reconcile::Leader) and runs the
-// components it was asked for; all coordination goes through PostgreSQL, so any number of these
-// processes (one per host) work on one database and bucket.
+// components on the shared database (the edge: service/edge_component.h).
+// Every process runs the idempotent migrations, takes part in the leader
+// election (reconcile::Leader) and runs the components it was asked for; all
+// coordination goes through PostgreSQL, so any number of these processes (one
+// per host) work on one database and bucket.
 //
 // Files (paths overridable):
 //   DSN         ServeOptions::dsn_file, else $KINDLING_DSN_FILE, else
