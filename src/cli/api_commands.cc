@@ -20,12 +20,14 @@
 #include "cli/api_output.h"
 #include "cli/cancel.h"
 #include "cli/commands.h"
+#include "cli/duration_flags.h"
 #include "cli/exit_codes.h"
 #include "cli/flags.h"
 #include "cli/output.h"
 #include "cli/progress_reporter.h"
 #include "client/api_client.h"
 #include "client/cluster_validation.h"
+#include "client/deployment_follow.h"
 #include "client/operation_follow.h"
 #include "common/files.h"
 #include "db/cluster_status.h"
@@ -41,11 +43,11 @@ constexpr char kDefaultUrl[] = "http://127.0.0.1:8080";
 constexpr char kSecretEnv[] = "AWS_SECRET_ACCESS_KEY";
 
 constexpr char kApiExitCodesFooter[] =
-    "Exit codes: 0 success; 1 failed (a followed operation failed, or the API refused: not "
-    "found, denied, conflict such as volume_busy or backup_damaged, unreachable); 2 usage or "
-    "invalid argument (including the API's validation_error); 3 a followed verify found "
-    "missing or corrupt data; 130 interrupted (SIGINT/SIGTERM while following: the operation "
-    "carries on on the server).";
+    "Exit codes: 0 success; 1 failed (a followed operation or deployment failed, or the API "
+    "refused: not found, denied, conflict such as volume_busy or backup_damaged, "
+    "unreachable); 2 usage or invalid argument (including the API's validation_error); 3 a "
+    "followed verify found missing or corrupt data; 130 interrupted (SIGINT/SIGTERM while "
+    "following: the operation or deployment carries on on the server).";
 
 struct ConnectionFlags {
   std::string url = kDefaultUrl;
@@ -92,6 +94,22 @@ struct StoreFlags {
   std::vector<std::string> clear;
 };
 
+// `project deploy` (the API's defaults for what is not given) and the wait of
+// `deploy --follow` / `start --follow`.
+struct DeployFlags {
+  std::string image;
+  std::string service;  // deploy, stop, start; empty: the API's default (web)
+  int memory_mib = 0;
+  int vcpus = 0;
+  int boot_timeout_seconds = 0;
+  int stop_timeout_seconds = 0;
+  CLI::Option* memory_mib_option = nullptr;
+  CLI::Option* vcpus_option = nullptr;
+  CLI::Option* boot_timeout_option = nullptr;
+  CLI::Option* stop_timeout_option = nullptr;
+  std::int64_t follow_timeout_seconds = 300;
+};
+
 // Every flag of every API command; CLI11 binds them, one command runs.
 struct ApiFlags {
   // The chosen command's connection flags. Each command binds its own copy
@@ -122,6 +140,8 @@ struct ApiFlags {
   // settings backup set / test
   StoreFlags store_set;
   StoreFlags store_test;
+  // project deploy, deployments, stop, start
+  DeployFlags deploy;
   // volume adopt-image, quarantine
   std::string image;
   std::string server;
@@ -305,6 +325,154 @@ int RunQueue(const ApiFlags& flags, Queue&& queue) {
   const std::string id = queued->value("id", "");
   if (id.empty()) return ReportError(InternalError("the API's answer has no operation id").error());
   return FollowAndReport(**client, id, flags.connection, flags.follow);
+}
+
+// Shows a followed deployment on stderr: on a terminal one status line
+// redrawn in place with the time waited; otherwise a JSON line whenever the
+// deployment or its instance changes ({"type":"status","deployment_id",...}).
+class DeploymentProgress {
+ public:
+  explicit DeploymentProgress(ProgressReporter::Style style)
+      : style_(style), start_(std::chrono::steady_clock::now()) {}
+  ~DeploymentProgress() { Finish(); }
+  DeploymentProgress(const DeploymentProgress&) = delete;
+  DeploymentProgress& operator=(const DeploymentProgress&) = delete;
+
+  void Update(const json& deployment) {
+    switch (style_) {
+      case ProgressReporter::Style::kNone:
+        return;
+      case ProgressReporter::Style::kBar: {
+        const auto waited = std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::steady_clock::now() - start_);
+        // \r redraws the line in place; \x1b[K clears what a longer line left.
+        std::fprintf(stderr, "\r%s  (%llds)\x1b[K", DeploymentStatusLine(deployment).c_str(),
+                     static_cast<long long>(waited.count()));
+        line_open_ = true;
+        break;
+      }
+      case ProgressReporter::Style::kJsonLines: {
+        const json& instance = deployment.value("instance", json(nullptr));
+        auto field = [](const json& object, const char* key) {
+          return object.is_object() ? object.value(key, json(nullptr)) : json(nullptr);
+        };
+        json line = {{"type", "status"},
+                     {"deployment_id", field(deployment, "id")},
+                     {"status", field(deployment, "status")},
+                     {"desired_state", field(deployment, "desired_state")},
+                     {"instance_id", field(instance, "id")},
+                     {"instance_status", field(instance, "status")},
+                     {"server_id", field(instance, "server_id")},
+                     {"address", field(instance, "address")},
+                     {"error", client::DeploymentError(deployment)}};
+        if (line["error"] == "") line["error"] = nullptr;
+        if (line == last_) return;
+        last_ = line;
+        std::fprintf(stderr, "%s\n", DumpJson(line).c_str());
+        break;
+      }
+    }
+    std::fflush(stderr);
+  }
+
+  // Ends the status line so that later output starts on a fresh line.
+  void Finish() {
+    if (!line_open_) return;
+    std::fputc('\n', stderr);
+    std::fflush(stderr);
+    line_open_ = false;
+  }
+
+ private:
+  const ProgressReporter::Style style_;
+  const std::chrono::steady_clock::time_point start_;
+  bool line_open_ = false;
+  json last_;
+};
+
+// Polls the project's deployments until `deployment_id` runs, fails or
+// stops for good (or the --timeout passed), showing its status on stderr;
+// prints its last document and returns 0 when it runs, 1 otherwise (the
+// instance's error in the message).
+int FollowDeploymentAndReport(client::ApiClient& client, const std::string& project_id,
+                              const std::string& deployment_id, const ConnectionFlags& connection,
+                              const FollowFlags& follow, const DeployFlags& deploy) {
+  auto mode = ParseProgressMode(follow.progress);
+  if (!mode) return ReportError(mode.error());
+  DeploymentProgress progress(
+      ProgressReporter::StyleFor(*mode, follow.quiet, ::isatty(STDERR_FILENO) == 1));
+  client::DeploymentFollowOptions options;
+  options.timeout = std::chrono::seconds(deploy.follow_timeout_seconds);
+  options.cancelled = [] { return CancelRequested(); };
+  options.on_update = [&](const json& deployment) { progress.Update(deployment); };
+  auto settled = client::FollowDeployment(client, project_id, deployment_id, options);
+  progress.Finish();
+  if (!settled) {
+    if (settled.error().kind() == ErrorKind::kCancelled || CancelRequested()) {
+      return ReportError(Error(ErrorKind::kCancelled,
+                               "interrupted: stopped following deployment " + deployment_id +
+                                   ", which carries on on the server (kindling project "
+                                   "deployments --project " +
+                                   project_id + ")"));
+    }
+    return ReportError(settled.error());
+  }
+  if (connection.json) {
+    PrintJsonLine(*settled);
+  } else {
+    PrintText(DeploymentText(*settled));
+  }
+  if (client::IsRunning(*settled)) return kExitOk;
+  std::string message = "deployment " + deployment_id + " (" + Cell(*settled, "service") + ", " +
+                        Cell(*settled, "image") + ") ";
+  if (client::WorkloadStatus(*settled) == "failed") {
+    const std::string error = client::DeploymentError(*settled);
+    message += "failed: " + (error.empty() ? std::string("no error recorded") : error);
+  } else {
+    message += "stopped before it ran: it was stopped or superseded meanwhile";
+  }
+  ReportError(Error(ErrorKind::kInternal, message));
+  return kExitFailed;
+}
+
+// Sends `call` (deploy or start), then prints the deployment or follows it.
+template <typename Call>
+int RunWorkloadCall(const ApiFlags& flags, Call&& call) {
+  auto client = Connect(flags.connection);
+  if (!client) return ReportError(client.error());
+  Result<json> answer = call(**client);
+  if (!answer) return FailCommand(answer.error());
+  if (!flags.follow.follow) {
+    return PrintAnswer(flags.connection, *answer, [](const json& d) {
+      return DeploymentText(d) + "see how it goes with: kindling project deployments --project " +
+             Cell(d, "project_id") + " (or pass --follow)\n";
+    });
+  }
+  const std::string id = answer->value("id", "");
+  if (id.empty()) {
+    return ReportError(InternalError("the API's answer has no deployment id").error());
+  }
+  if (!flags.connection.json) {
+    // The workload's status: after `start` of a failed deployment the
+    // deployment still says failed while its new instance is pending.
+    PrintText("deployment " + id + " (" + Cell(*answer, "service") + ", " + Cell(*answer, "image") +
+              "): " + client::WorkloadStatus(*answer) + ", desired " +
+              Cell(*answer, "desired_state") + "\n");
+  }
+  return FollowDeploymentAndReport(**client, flags.project, id, flags.connection, flags.follow,
+                                   flags.deploy);
+}
+
+int RunDeploy(const ApiFlags& flags) {
+  const DeployFlags& d = flags.deploy;
+  client::DeployRequest request{.image = d.image};
+  if (!d.service.empty()) request.service = d.service;
+  if (Given(d.memory_mib_option)) request.memory_mib = d.memory_mib;
+  if (Given(d.vcpus_option)) request.vcpus = d.vcpus;
+  if (Given(d.boot_timeout_option)) request.boot_timeout_seconds = d.boot_timeout_seconds;
+  if (Given(d.stop_timeout_option)) request.stop_timeout_seconds = d.stop_timeout_seconds;
+  return RunWorkloadCall(flags,
+                         [&](client::ApiClient& c) { return c.Deploy(flags.project, request); });
 }
 
 // The settings changes `flags` describe (name -> value, null clears), as
@@ -601,6 +769,46 @@ void AddProjectFlag(CLI::App& command, ApiFlags& flags) {
   command.add_option("--project", flags.project, "Project id")->required()->type_name("ID");
 }
 
+// After DurationUnits: whole seconds, at least one.
+CLI::Validator PositiveDuration() {
+  return CLI::Validator(
+      [](std::string& seconds) -> std::string {
+        const bool digits =
+            !seconds.empty() && seconds.find_first_not_of("0123456789") == std::string::npos;
+        if (digits && seconds.find_first_not_of('0') != std::string::npos) return "";
+        return "must be at least 1s, e.g. 90s or 5m";
+      },
+      "", "positive duration");
+}
+
+void AddServiceFlag(CLI::App& command, ApiFlags& flags) {
+  command
+      .add_option("--service", flags.deploy.service,
+                  "Service name: 1-32 of a-z, 0-9 and '-' (default web)")
+      ->type_name("NAME");
+}
+
+// --follow, its --timeout and the progress flags of deploy and start.
+void AddDeploymentFollowFlags(CLI::App& command, ApiFlags& flags) {
+  command.add_flag("--follow", flags.follow.follow,
+                   "Wait until the workload runs or fails, showing its status on stderr; exit 1 "
+                   "when it failed (with the instance's error)");
+  command
+      .add_option("--timeout", flags.deploy.follow_timeout_seconds,
+                  "With --follow: stop waiting after this long, e.g. 90s, 10m (default 5m; exit "
+                  "1, the workload carries on)")
+      ->transform(DurationUnits())
+      ->check(PositiveDuration())
+      ->type_name("DURATION");
+  command
+      .add_option("--progress", flags.follow.progress,
+                  "Status on stderr while following: auto (a line redrawn on a terminal, else "
+                  "JSON lines), bar (the line), json, none")
+      ->check(CLI::IsMember({"auto", "bar", "json", "none"}))
+      ->type_name("MODE");
+  command.add_flag("-q,--quiet", flags.follow.quiet, "No status output while following");
+}
+
 // The store-describing flags of `settings backup set` and `test`.
 void AddStoreFlags(CLI::App& command, StoreFlags& flags) {
   flags.local_directory_option =
@@ -643,7 +851,7 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   };
 
   // project
-  CLI::App* project = Group(app, "project", "Projects (through the API)");
+  CLI::App* project = Group(app, "project", "Projects and their workloads (through the API)");
   CLI::App* project_create = Leaf(*project, "create", "Create a project", f);
   project_create->add_option("--name", f.name, "Project name")->required();
   project_create
@@ -672,6 +880,86 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   project_list->callback(set(project_list, [](const ApiFlags& x) {
     return RunCall(
         x.connection, [](client::ApiClient& c) { return c.ListProjects(); }, ProjectsText);
+  }));
+
+  // project deploy, deployments, stop, start: the workload, which runs in a
+  // microVM on the worker holding the project's volume.
+  CLI::App* project_deploy =
+      Leaf(*project, "deploy",
+           "Deploy a guest image as the project's service: it runs in a microVM on the worker "
+           "holding the project's volume (attached to it), replacing the service's current "
+           "deployment. Refused while the volume is busy or unavailable (exit 1) or when the "
+           "worker lacks the image (exit 2)",
+           f);
+  AddProjectFlag(*project_deploy, f);
+  project_deploy
+      ->add_option(
+          "--image", f.deploy.image,
+          "Guest image the volume's worker has, e.g. canary (a refusal lists the ones it has)")
+      ->required()
+      ->type_name("NAME");
+  AddServiceFlag(*project_deploy, f);
+  f.deploy.memory_mib_option =
+      project_deploy
+          ->add_option("--memory-mib", f.deploy.memory_mib, "Guest memory, 128-65536 (default 128)")
+          ->type_name("N");
+  f.deploy.vcpus_option =
+      project_deploy->add_option("--vcpus", f.deploy.vcpus, "Guest vCPUs, 1-32 (default 1)")
+          ->type_name("N");
+  f.deploy.boot_timeout_option =
+      project_deploy
+          ->add_option("--boot-timeout", f.deploy.boot_timeout_seconds,
+                       "How long the guest may take to answer its health check, 5s-1h (default "
+                       "60s)")
+          ->transform(DurationUnits())
+          ->type_name("DURATION");
+  f.deploy.stop_timeout_option =
+      project_deploy
+          ->add_option("--stop-timeout", f.deploy.stop_timeout_seconds,
+                       "How long a stop waits for the guest to power down before killing it, "
+                       "1s-10m (default 20s)")
+          ->transform(DurationUnits())
+          ->type_name("DURATION");
+  AddDeploymentFollowFlags(*project_deploy, f);
+  project_deploy->callback(set(project_deploy, RunDeploy));
+
+  CLI::App* project_deployments =
+      Leaf(*project, "deployments",
+           "List the project's deployments, newest first, with their instance's server and "
+           "address",
+           f);
+  AddProjectFlag(*project_deployments, f);
+  project_deployments->callback(set(project_deployments, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListDeployments(x.project); },
+        DeploymentsText);
+  }));
+
+  CLI::App* project_stop =
+      Leaf(*project, "stop",
+           "Stop the service's workload: its worker powers the guest down (killing it after "
+           "the stop timeout); the deployment stays, for `project start`",
+           f);
+  AddProjectFlag(*project_stop, f);
+  AddServiceFlag(*project_stop, f);
+  project_stop->callback(set(project_stop, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection,
+        [&](client::ApiClient& c) { return c.StopWorkload(x.project, x.deploy.service); },
+        DeploymentText);
+  }));
+
+  CLI::App* project_start =
+      Leaf(*project, "start",
+           "Start the service's current deployment again (a new instance on the worker holding "
+           "the volume now, when none is live)",
+           f);
+  AddProjectFlag(*project_start, f);
+  AddServiceFlag(*project_start, f);
+  AddDeploymentFollowFlags(*project_start, f);
+  project_start->callback(set(project_start, [](const ApiFlags& x) {
+    return RunWorkloadCall(
+        x, [&](client::ApiClient& c) { return c.StartWorkload(x.project, x.deploy.service); });
   }));
 
   // volume

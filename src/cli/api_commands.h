@@ -1,9 +1,11 @@
 // The operator commands that drive a running control plane through its HTTP
-// API (client::ApiClient): projects and their backups, volumes (create,
-// delete, backups, restores, moves, repairs, verifies, quarantined images and
-// their adoption), operations (show, follow with progress), the quarantine,
-// backup store settings and history, servers, audit events, API keys, and
-// `admin backups` (rescan the stores, orphan backups and their assignment).
+// API (client::ApiClient): projects, their backups and their workload
+// (deploy, deployments, stop, start; following a deployment until it runs or
+// fails), volumes (create, delete, backups, restores, moves, repairs,
+// verifies, quarantined images and their adoption), operations (show, follow
+// with progress), the quarantine, backup store settings and history,
+// servers, audit events, API keys, and `admin backups` (rescan the stores,
+// orphan backups and their assignment).
 //
 // Every command takes --url (KINDLING_URL), --api-key (KINDLING_API_KEY) and
 // --json (the API's answer as one JSON document on the last line of stdout).

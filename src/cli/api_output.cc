@@ -339,6 +339,107 @@ std::string QueuedText(const json& operation) {
   return text + "\n";
 }
 
+namespace {
+
+std::string ResourcesCell(const json& deployment) {
+  std::string text = "-";
+  if (auto mib = Unsigned(Field(deployment, "memory_mib"))) text = std::to_string(*mib) + " MiB";
+  if (auto vcpus = Unsigned(Field(deployment, "vcpus"))) {
+    text += ", " + std::to_string(*vcpus) + (*vcpus == 1 ? " vCPU" : " vCPUs");
+  }
+  return text;
+}
+
+std::string SecondsCell(const json& value) {
+  auto seconds = Unsigned(value);
+  return seconds ? std::to_string(*seconds) + "s" : "-";
+}
+
+std::string DesiredCell(const json& deployment) {
+  std::string text = Cell(deployment, "desired_state");
+  if (!Field(deployment, "superseded_at").is_null()) text += " (superseded)";
+  return text;
+}
+
+// The instance's error, else the deployment's; empty when neither has one.
+std::string WorkloadError(const json& deployment) {
+  const json& instance = Field(deployment, "instance");
+  if (Field(instance, "error").is_string()) return OneLine(Cell(instance, "error"));
+  if (Field(deployment, "error").is_string()) return OneLine(Cell(deployment, "error"));
+  return "";
+}
+
+}  // namespace
+
+std::string DeploymentText(const json& deployment) {
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"deployment", Cell(deployment, "id")},
+      {"project", Cell(deployment, "project_id")},
+      {"service", Cell(deployment, "service")},
+      {"image", Cell(deployment, "image")},
+      {"status", Cell(deployment, "status")},
+      {"desired", DesiredCell(deployment)},
+      {"hostname", Cell(deployment, "hostname")},
+      {"resources", ResourcesCell(deployment)},
+      {"timeouts", "boot " + SecondsCell(Field(deployment, "boot_timeout_seconds")) + ", stop " +
+                       SecondsCell(Field(deployment, "stop_timeout_seconds"))},
+  };
+  const json& instance = Field(deployment, "instance");
+  if (instance.is_object()) {
+    fields.emplace_back("instance", Cell(instance, "id") + " " + Cell(instance, "status"));
+    fields.emplace_back("server", Cell(instance, "server_id"));
+    fields.emplace_back("address", Cell(instance, "address"));
+    if (!Field(instance, "vm_id").is_null()) fields.emplace_back("vm", Cell(instance, "vm_id"));
+  } else {
+    fields.emplace_back("instance", "-");
+  }
+  if (const std::string error = WorkloadError(deployment); !error.empty()) {
+    fields.emplace_back("error", error);
+  }
+  fields.emplace_back("created", Cell(deployment, "created_at"));
+  return FormatFields(fields);
+}
+
+std::string DeploymentsText(const json& deployments) {
+  if (!deployments.is_array() || deployments.empty()) return "no deployments\n";
+  std::vector<std::vector<std::string>> details;
+  for (const json& deployment : deployments) {
+    std::vector<std::string> lines;
+    if (const std::string error = WorkloadError(deployment); !error.empty()) {
+      lines.push_back("error: " + error);
+    }
+    details.push_back(std::move(lines));
+  }
+  return WithDetails(
+      FormatTable(
+          {"ID", "SERVICE", "IMAGE", "STATUS", "DESIRED", "HOSTNAME", "SERVER", "ADDRESS",
+           "CREATED"},
+          Rows(deployments, {"id", "service", "image", "status"},
+               {{"desired", DesiredCell},
+                {"hostname", [](const json& d) { return Cell(d, "hostname"); }},
+                {"server", [](const json& d) { return Cell(Field(d, "instance"), "server_id"); }},
+                {"address", [](const json& d) { return Cell(Field(d, "instance"), "address"); }},
+                {"created", [](const json& d) { return Cell(d, "created_at"); }}})),
+      details);
+}
+
+std::string DeploymentStatusLine(const json& deployment) {
+  // Short enough for one terminal line: ids as their first 8 characters
+  // (the full deployment id was printed before following).
+  auto short_id = [](const json& object, const std::string& key) {
+    return Cell(object, key).substr(0, 8);
+  };
+  std::string line = Cell(deployment, "service") + " (" + Cell(deployment, "image") +
+                     "): " + Cell(deployment, "status");
+  const json& instance = Field(deployment, "instance");
+  if (instance.is_object()) {
+    line +=
+        "; instance " + Cell(instance, "status") + " on server " + short_id(instance, "server_id");
+    if (!Field(instance, "address").is_null()) line += " at " + Cell(instance, "address");
+  }
+  return OneLine(std::move(line));
+}
+
 std::string ServersText(const json& servers) {
   if (!servers.is_array() || servers.empty()) return "no servers\n";
   return FormatTable(

@@ -53,6 +53,16 @@ std::string OperationText(const nlohmann::json& operation);
 std::string VerifyProblemsText(const nlohmann::json& operation);
 // One line for a queued operation, e.g. "queued backup: operation <id>, backup <id>".
 std::string QueuedText(const nlohmann::json& operation);
+// A deployment (deploy, stop, start): its fields, its newest instance, and
+// the error of either when there is one.
+std::string DeploymentText(const nlohmann::json& deployment);
+// A project's deployments, newest first: one row each with the newest
+// instance's server and address; superseded ones say so in DESIRED, errors
+// go under their row.
+std::string DeploymentsText(const nlohmann::json& deployments);
+// One short line (no '\n') for a followed deployment on a terminal: "web
+// (canary): starting; instance starting on server 0190a2b4 at host:port".
+std::string DeploymentStatusLine(const nlohmann::json& deployment);
 std::string ServersText(const nlohmann::json& servers);
 std::string AuditText(const nlohmann::json& events);
 std::string BackupSettingsText(const nlohmann::json& settings);

@@ -4,13 +4,13 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "api/api_server.h"
+#include "cli/duration_flags.h"
 #include "cli/exit_codes.h"
 #include "db/auth.h"
 #include "db/database.h"
@@ -57,13 +57,6 @@ struct ServeFlags {
   std::string pg_user = "postgres";
   ControlPlaneScheduleFlags control_plane;
 };
-
-// "90s", "15m", "1h", "7d" (a bare number is seconds).
-CLI::AsNumberWithUnit DurationUnits() {
-  return CLI::AsNumberWithUnit(
-      std::map<std::string, std::int64_t>{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}},
-      CLI::AsNumberWithUnit::CASE_SENSITIVE, "DURATION");
-}
 
 struct DevFlags {
   std::string state_dir = service::kDefaultDevStateDir;

@@ -281,6 +281,37 @@ Result<json> ApiClient::AdoptImage(const std::string& project_id,
               json{{"quarantine_id", quarantine_id}});
 }
 
+Result<json> ApiClient::Deploy(const std::string& project_id, const DeployRequest& request) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  if (request.image.empty()) return InvalidArgument("a deployment needs an image");
+  json body = {{"image", request.image}};
+  if (request.service) body["service"] = *request.service;
+  if (request.memory_mib) body["memory_mib"] = *request.memory_mib;
+  if (request.vcpus) body["vcpus"] = *request.vcpus;
+  if (request.boot_timeout_seconds) body["boot_timeout_seconds"] = *request.boot_timeout_seconds;
+  if (request.stop_timeout_seconds) body["stop_timeout_seconds"] = *request.stop_timeout_seconds;
+  return Post("/api/projects/" + project_id + "/deploy", body);
+}
+
+Result<json> ApiClient::ListDeployments(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Get("/api/projects/" + project_id + "/deployments");
+}
+
+Result<json> ApiClient::StopWorkload(const std::string& project_id, const std::string& service) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  json body = json::object();
+  if (!service.empty()) body["service"] = service;
+  return Post("/api/projects/" + project_id + "/stop", body);
+}
+
+Result<json> ApiClient::StartWorkload(const std::string& project_id, const std::string& service) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  json body = json::object();
+  if (!service.empty()) body["service"] = service;
+  return Post("/api/projects/" + project_id + "/start", body);
+}
+
 Result<json> ApiClient::ListVolumeQuarantine(const std::string& project_id) {
   KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
   return Get("/api/projects/" + project_id + "/volume/quarantine");

@@ -68,6 +68,18 @@ struct AuditQuery {
   std::optional<int> limit{};
 };
 
+// POST /api/projects/{id}/deploy fields; unset ones are not sent and take the
+// API's defaults (service web, 128 MiB, 1 vCPU, boot timeout 60 s, stop
+// timeout 20 s).
+struct DeployRequest {
+  std::string image{};  // REQUIRED: a guest image the volume's worker has
+  std::optional<std::string> service{};
+  std::optional<int> memory_mib{};
+  std::optional<int> vcpus{};
+  std::optional<int> boot_timeout_seconds{};
+  std::optional<int> stop_timeout_seconds{};
+};
+
 using Query = std::vector<std::pair<std::string, std::string>>;
 
 class ApiClient {
@@ -128,6 +140,29 @@ class ApiClient {
   [[nodiscard]] Result<nlohmann::json> AdoptImage(const std::string& project_id,
                                                   const std::string& quarantine_id);
   [[nodiscard]] Result<nlohmann::json> GetOperation(const std::string& operation_id);
+
+  // A project's workload. The answers are deployments: {id, project_id,
+  // service, image, status, desired_state, hostname, memory_mib, vcpus,
+  // boot_timeout_seconds, stop_timeout_seconds, error, superseded_at,
+  // instance: {id, server_id, vm_id, status, address, error, ...} | null}.
+  // The workload runs on the worker holding the project's volume; refusals:
+  // volume_unavailable and volume_busy (kFailedPrecondition), an image the
+  // worker lacks or bad resources (validation_error, kInvalidArgument), no
+  // deployment to stop or start (kNotFound).
+  //
+  // Deploy supersedes the service's current deployment and queues an
+  // instance; the answer is the new deployment, pending.
+  [[nodiscard]] Result<nlohmann::json> Deploy(const std::string& project_id,
+                                              const DeployRequest& request);
+  // Every deployment of the project (superseded ones included), newest first.
+  [[nodiscard]] Result<nlohmann::json> ListDeployments(const std::string& project_id);
+  // Set the desired state of the service's current deployment (`service`
+  // empty: the API's default, web). Start queues a new instance when none is
+  // live.
+  [[nodiscard]] Result<nlohmann::json> StopWorkload(const std::string& project_id,
+                                                    const std::string& service = "");
+  [[nodiscard]] Result<nlohmann::json> StartWorkload(const std::string& project_id,
+                                                     const std::string& service = "");
 
   // Quarantined volume images. The project's (images of any of its volumes),
   // newest first.

@@ -299,5 +299,97 @@ TEST(ApiOutputTest, RescanOrphansAndAssignment) {
             std::string::npos);
 }
 
+// A deployment as the API answers it, with its newest instance.
+json Deployment(const std::string& id, const std::string& status, json instance) {
+  return {{"id", id},
+          {"project_id", "p1"},
+          {"service", "web"},
+          {"image", "canary"},
+          {"status", status},
+          {"desired_state", "running"},
+          {"hostname", "web-shop.apps.example.com"},
+          {"memory_mib", 256},
+          {"vcpus", 2},
+          {"boot_timeout_seconds", 60},
+          {"stop_timeout_seconds", 20},
+          {"error", nullptr},
+          {"superseded_at", nullptr},
+          {"instance", std::move(instance)},
+          {"created_at", "2024-05-01T12:00:00Z"}};
+}
+
+TEST(ApiOutputTest, DeploymentFieldsAndItsInstance) {
+  json running = Deployment("d1", "running",
+                            {{"id", "i1"},
+                             {"server_id", "s1"},
+                             {"vm_id", "vm1"},
+                             {"status", "running"},
+                             {"address", "10.0.0.2:8080"},
+                             {"error", nullptr}});
+  std::string text = DeploymentText(running);
+  EXPECT_EQ(FieldValue(text, "deployment"), "d1");
+  EXPECT_EQ(FieldValue(text, "desired"), "running");
+  EXPECT_EQ(FieldValue(text, "hostname"), "web-shop.apps.example.com");
+  EXPECT_EQ(FieldValue(text, "resources"), "256 MiB, 2 vCPUs");
+  EXPECT_EQ(FieldValue(text, "timeouts"), "boot 60s, stop 20s");
+  EXPECT_EQ(FieldValue(text, "instance"), "i1 running");
+  EXPECT_EQ(FieldValue(text, "server"), "s1");
+  EXPECT_EQ(FieldValue(text, "address"), "10.0.0.2:8080");
+  EXPECT_EQ(FieldValue(text, "vm"), "vm1");
+  EXPECT_EQ(FieldValue(text, "error"), "<none>");
+
+  // The instance's error wins over the deployment's; no instance shows "-".
+  json failed = Deployment("d2", "failed",
+                           {{"id", "i2"},
+                            {"server_id", "s1"},
+                            {"status", "failed"},
+                            {"error", "guest did not answer\nin 60 s"}});
+  failed["error"] = "instance failed";
+  EXPECT_EQ(FieldValue(DeploymentText(failed), "error"), "guest did not answer in 60 s");
+  json bare = Deployment("d3", "pending", nullptr);
+  bare["error"] = "no worker";
+  bare["superseded_at"] = "2024-05-02T00:00:00Z";
+  bare["desired_state"] = "stopped";
+  text = DeploymentText(bare);
+  EXPECT_EQ(FieldValue(text, "instance"), "-");
+  EXPECT_EQ(FieldValue(text, "error"), "no worker");
+  EXPECT_EQ(FieldValue(text, "desired"), "stopped (superseded)");
+  EXPECT_EQ(FieldValue(DeploymentText(json::object()), "resources"), "-");
+}
+
+TEST(ApiOutputTest, DeploymentsTableWithErrorsUnderTheirRow) {
+  EXPECT_EQ(DeploymentsText(json::array()), "no deployments\n");
+  json failed = Deployment("d2", "failed",
+                           {{"id", "i2"},
+                            {"server_id", "s1"},
+                            {"status", "failed"},
+                            {"address", nullptr},
+                            {"error", "guest did not answer"}});
+  json old =
+      Deployment("d1", "stopped",
+                 {{"id", "i1"}, {"server_id", "s1"}, {"status", "stopped"}, {"address", nullptr}});
+  old["desired_state"] = "stopped";
+  old["superseded_at"] = "2024-05-02T00:00:00Z";
+  const std::string text = DeploymentsText(json::array({failed, old}));
+  EXPECT_TRUE(text.starts_with("ID  SERVICE  IMAGE   STATUS   DESIRED               HOSTNAME"))
+      << text;
+  EXPECT_NE(text.find("d2  web      canary  failed   running               "
+                      "web-shop.apps.example.com  s1      -"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\n    error: guest did not answer\nd1  "), std::string::npos) << text;
+  EXPECT_NE(text.find("stopped (superseded)"), std::string::npos) << text;
+}
+
+TEST(ApiOutputTest, DeploymentStatusLine) {
+  EXPECT_EQ(DeploymentStatusLine(Deployment("d1", "pending", nullptr)), "web (canary): pending");
+  EXPECT_EQ(DeploymentStatusLine(Deployment("d1", "running",
+                                            {{"id", "0190a2b4-0000-7000-8000-000000000001"},
+                                             {"server_id", "5e1f2c3d-0000-4000-8000-000000000002"},
+                                             {"status", "running"},
+                                             {"address", "10.0.0.9:8080"}})),
+            "web (canary): running; instance running on server 5e1f2c3d at 10.0.0.9:8080");
+}
+
 }  // namespace
 }  // namespace kindling::cli

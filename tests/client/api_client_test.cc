@@ -15,6 +15,7 @@
 #include "api/api_server.h"
 #include "common/ids.h"
 #include "db/db_test_util.h"
+#include "db/servers.h"
 #include "testutil/fake_http_server.h"
 #include "testutil/temp_dir.h"
 
@@ -175,6 +176,15 @@ TEST_F(ApiClientFakeServerTest, ChecksIdsBeforeSending) {
   EXPECT_EQ(client_->PurgeQuarantined("nope").error().kind(), ErrorKind::kInvalidArgument);
   EXPECT_EQ(client_->PurgeQuarantined(NewUuidV4(), "nope").error().kind(),
             ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->Deploy("nope", DeployRequest{.image = "canary"}).error().kind(),
+            ErrorKind::kInvalidArgument);
+  auto no_image = client_->Deploy(project, DeployRequest{});
+  ASSERT_FALSE(no_image);
+  EXPECT_EQ(no_image.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(no_image.error().message().find("needs an image"), std::string::npos);
+  EXPECT_EQ(client_->ListDeployments("../x").error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->StopWorkload("nope").error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(client_->StartWorkload("nope", "web").error().kind(), ErrorKind::kInvalidArgument);
   auto bad_filter = client_->ListPlatformQuarantine(QuarantineQuery{.server_id = "../x"});
   ASSERT_FALSE(bad_filter);
   EXPECT_NE(bad_filter.error().message().find("server id must be a UUID"), std::string::npos);
@@ -247,6 +257,56 @@ TEST(ApiClientDataSafetyTest, CallsSendWhatTheRoutesTake) {
   EXPECT_EQ(requests[7].params.find("status")->second, "held");
 }
 
+TEST(ApiClientWorkloadTest, CallsSendWhatTheRoutesTake) {
+  testutil::FakeHttpServer server;
+  auto echo = [](int status) {
+    return [status](const httplib::Request& req, httplib::Response& res) {
+      testutil::FakeHttpServer::Json(res, status, json{{"path", req.path}}.dump());
+    };
+  };
+  server.Post(R"(/api/projects/[^/]+/deploy)", echo(202));
+  server.Get(R"(/api/projects/[^/]+/deployments)", echo(200));
+  server.Post(R"(/api/projects/[^/]+/(stop|start))", echo(202));
+  server.Start();
+  auto client = MakeClient(server.url());
+  const std::string project = NewUuidV4();
+
+  ASSERT_TRUE(client->Deploy(project, DeployRequest{.image = "canary"}));
+  ASSERT_TRUE(client->Deploy(project, DeployRequest{.image = "canary",
+                                                    .service = "api",
+                                                    .memory_mib = 256,
+                                                    .vcpus = 2,
+                                                    .boot_timeout_seconds = 90,
+                                                    .stop_timeout_seconds = 5}));
+  ASSERT_TRUE(client->ListDeployments(project));
+  ASSERT_TRUE(client->StopWorkload(project));
+  ASSERT_TRUE(client->StartWorkload(project, "api"));
+
+  const auto requests = server.requests();
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"POST", "/api/projects/" + project + "/deploy"},
+      {"POST", "/api/projects/" + project + "/deploy"},
+      {"GET", "/api/projects/" + project + "/deployments"},
+      {"POST", "/api/projects/" + project + "/stop"},
+      {"POST", "/api/projects/" + project + "/start"},
+  };
+  ASSERT_EQ(requests.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(requests[i].method, expected[i].first) << i;
+    EXPECT_EQ(requests[i].path, expected[i].second) << i;
+  }
+  // Unset fields are left to the API's defaults.
+  EXPECT_EQ(json::parse(requests[0].body), json({{"image", "canary"}}));
+  EXPECT_EQ(json::parse(requests[1].body), json({{"image", "canary"},
+                                                 {"service", "api"},
+                                                 {"memory_mib", 256},
+                                                 {"vcpus", 2},
+                                                 {"boot_timeout_seconds", 90},
+                                                 {"stop_timeout_seconds", 5}}));
+  EXPECT_EQ(json::parse(requests[3].body), json::object());
+  EXPECT_EQ(json::parse(requests[4].body), json({{"service", "api"}}));
+}
+
 TEST(ApiClientCreateTest, RefusesBadUrlsAndKeys) {
   for (const std::string url : {"", "ftp://host", "127.0.0.1:8080", "http://", "http:///x"}) {
     auto client = ApiClient::Create(ApiClientOptions{.base_url = url, .api_key = kKey});
@@ -291,7 +351,10 @@ class ApiClientServerTest : public db::DbTest {
     url_ = "http://127.0.0.1:" + std::to_string(server_->port());
     client_ = MakeClient(url_, admin_key_);
   }
-  void TearDown() override { server_.reset(); }
+  void TearDown() override {
+    client_.reset();  // its idle connections first: the server waits for them
+    server_.reset();
+  }
 
   crypto::Key master_key_ = crypto::RandomKey();
   std::string admin_key_;
@@ -337,6 +400,78 @@ TEST_F(ApiClientServerTest, ProjectsVolumesAndRefusals) {
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().kind(), ErrorKind::kNotFound);
   EXPECT_TRUE(missing.error().message().ends_with("(not_found)"));
+}
+
+TEST_F(ApiClientServerTest, WorkloadRoutes) {
+  auto created = client_->CreateProject("Shop Front");
+  ASSERT_TRUE(created) << created.error().message();
+  const std::string project = created->value("id", "");
+
+  // No volume: a workload runs where its volume is.
+  auto refused = client_->Deploy(project, DeployRequest{.image = "canary"});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_TRUE(refused.error().message().ends_with("(volume_unavailable)"))
+      << refused.error().message();
+  auto none = client_->StopWorkload(project);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().kind(), ErrorKind::kNotFound);
+
+  // A worker whose runtime has the canary image holds the volume.
+  const std::string worker = MakeServer("w1", "qemu-microvm-tcg");
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::UpsertComponentStatus(
+        tx, db::ComponentStatusUpdate{
+                .server_id = worker,
+                .component = "worker",
+                .status = db::ComponentHealth::kHealthy,
+                .metadata_json = R"({"runtime": "qemu-microvm-tcg", "images": ["canary"]})"});
+  }));
+  ASSERT_TRUE(client_->PutVolume(project, VolumeSettings{.size_gb = 1}));
+
+  auto unknown = client_->Deploy(project, DeployRequest{.image = "nginx"});
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(unknown.error().message().find("it has: canary"), std::string::npos)
+      << unknown.error().message();
+  EXPECT_TRUE(unknown.error().message().ends_with("(validation_error)"));
+  auto small = client_->Deploy(project, DeployRequest{.image = "canary", .memory_mib = 64});
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error().kind(), ErrorKind::kInvalidArgument);
+
+  auto deployed = client_->Deploy(
+      project, DeployRequest{.image = "canary", .memory_mib = 256, .boot_timeout_seconds = 90});
+  ASSERT_TRUE(deployed) << deployed.error().message();
+  const std::string first = deployed->value("id", "");
+  EXPECT_TRUE(IsUuid(first));
+  EXPECT_EQ((*deployed)["service"], "web");
+  EXPECT_EQ((*deployed)["status"], "pending");
+  EXPECT_EQ((*deployed)["memory_mib"], 256);
+  EXPECT_EQ((*deployed)["vcpus"], 1);
+  EXPECT_EQ((*deployed)["boot_timeout_seconds"], 90);
+  EXPECT_EQ((*deployed)["instance"]["server_id"], worker);
+
+  auto stopped = client_->StopWorkload(project);
+  ASSERT_TRUE(stopped) << stopped.error().message();
+  EXPECT_EQ((*stopped)["id"], first);
+  EXPECT_EQ((*stopped)["desired_state"], "stopped");
+  auto other = client_->StartWorkload(project, "api");
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().kind(), ErrorKind::kNotFound);
+  EXPECT_TRUE(other.error().message().ends_with("(not_found)"));
+  auto started = client_->StartWorkload(project, "web");
+  ASSERT_TRUE(started) << started.error().message();
+  EXPECT_EQ((*started)["desired_state"], "running");
+
+  auto second = client_->Deploy(project, DeployRequest{.image = "canary"});
+  ASSERT_TRUE(second) << second.error().message();
+  auto listed = client_->ListDeployments(project);
+  ASSERT_TRUE(listed) << listed.error().message();
+  ASSERT_EQ(listed->size(), 2u) << listed->dump();
+  EXPECT_EQ((*listed)[0]["id"], (*second)["id"]);
+  EXPECT_EQ((*listed)[1]["id"], first);
+  EXPECT_FALSE((*listed)[1]["superseded_at"].is_null());
+  EXPECT_EQ(client_->ListDeployments(NewUuidV4()).error().kind(), ErrorKind::kNotFound);
 }
 
 TEST_F(ApiClientServerTest, WrongKeyIsPermissionDenied) {
