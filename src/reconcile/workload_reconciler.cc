@@ -252,6 +252,17 @@ bool WorkloadReconciler::abandoned() const {
   return abandoned_;
 }
 
+std::string WorkloadReconciler::HolderOf(const std::string& volume_id) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [id, held] : held_) {
+    std::lock_guard held_lock(held->mu);
+    if (held->volume.id == volume_id && !held->ended)
+      return "VM " + held->vm.id + " of instance " + id + " (" +
+             (held->stop ? "stopping" : "running") + ")";
+  }
+  return "";
+}
+
 std::vector<std::string> WorkloadReconciler::HeldInstances() const {
   std::vector<std::string> ids;
   std::lock_guard lock(mu_);
@@ -313,7 +324,8 @@ Status WorkloadReconciler::ReconcileOnce() {
     if (held) {
       if (!Wanted(*deployment))
         RequestStop(*held, StopReason::kDesired, seconds(deployment->stop_timeout_seconds),
-                    deployment->superseded_at ? "superseded" : "stopped");
+                    deployment->superseded_at ? "the deployment was superseded"
+                                              : "the deployment is stopped");
       continue;
     }
     // Starting, running or stopping without a VM here: a previous process
@@ -429,6 +441,8 @@ Result<WorkloadReconciler::StartOutcome> WorkloadReconciler::TryStart(
                       ") is in flight on the volume";
       } else if (!std::filesystem::is_regular_file(ImagePath(options_.state_dir, volume->id), ec)) {
         why_waiting = "the volume's image is not on this worker yet";
+      } else if (const std::string holder = HolderOf(volume->id); !holder.empty()) {
+        why_waiting = holder + " still holds the volume";
       } else if (options_.busy) {
         if (options_.busy->TryMark(volume->id)) {
           marked = volume->id;

@@ -203,6 +203,8 @@ class WorkloadReconciler {
   // Joins and forgets supervisors that ended. REQUIRES: pass_mu_ held.
   void ReapEnded();
   bool abandoned() const;
+  // The VM of this process on the volume, described; empty when none.
+  std::string HolderOf(const std::string& volume_id) const;
 
   db::Database& db_;
   vmm::Vmm& vmm_;
