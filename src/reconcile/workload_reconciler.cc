@@ -350,6 +350,19 @@ Status WorkloadReconciler::ReconcileOnce() {
     }
   }
   std::erase_if(waiting_, [&](const auto& entry) { return !listed.contains(entry.first); });
+  // A VM whose instance is no longer live in the database (its rows were
+  // ended or deleted behind this worker's back) must not keep the volume.
+  if (outcome) {
+    std::vector<std::shared_ptr<Held>> orphans;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [id, held] : held_)
+        if (!listed.contains(id)) orphans.push_back(held);
+    }
+    for (const auto& held : orphans)
+      RequestStop(*held, StopReason::kDesired, seconds(held->deployment.stop_timeout_seconds),
+                  "its instance is no longer live in the database");
+  }
   return outcome;
 }
 

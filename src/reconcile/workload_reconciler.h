@@ -14,6 +14,7 @@
 //          attached (attached_vm_id), deployment starting; then the VM boots.
 //   pending, deployment stopped or superseded -> stopped (it never ran).
 //   starting/running here, deployment stopped or superseded -> stop.
+//   a VM here whose instance is no longer live in the database -> stop.
 // A volume pinned to another server now (moved while the instance waited):
 // the instance ends stopped and a pending one is queued there. No live or
 // pinned volume, or an image this worker does not have: the instance and

@@ -532,6 +532,27 @@ TEST_F(WorkloadReconcilerTest, AStartDuringAStopRunsItAgainAfterwards) {
   EXPECT_EQ(Instances(deployment.id).front().status, db::WorkloadStatus::kStopped);
 }
 
+TEST_F(WorkloadReconcilerTest, AVmWhoseInstanceEndedInTheDatabaseIsStopped) {
+  WorkloadReconciler reconciler(db(), vmm_, Options());
+  const Project project = MakeProjectWithVolume("shop");
+  const db::Deployment deployment = Deploy(project.id);
+  ASSERT_TRUE(UntilStatus(reconciler, deployment.id, db::WorkloadStatus::kRunning));
+  const db::Instance running = Newest(deployment.id);
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::UpdateInstance(tx, running.id, {.status = db::WorkloadStatus::kFailed});
+  }));
+  ASSERT_TRUE(
+      PassUntil(reconciler, [&] { return GetVm(running.vm_id).status == db::VmStatus::kStopped; }));
+  EXPECT_EQ(GetVm(running.vm_id).exit_reason, db::VmExit::kPowerdown);
+  // The deployment is still desired running: a new instance runs it.
+  ASSERT_TRUE(PassUntil(reconciler, [&] {
+    const db::Instance newest = Newest(deployment.id);
+    return newest.id != running.id && newest.status == db::WorkloadStatus::kRunning;
+  }));
+  EXPECT_EQ(GetVolume(project.volume.id).attached_vm_id, Newest(deployment.id).vm_id);
+  EXPECT_EQ(Instances(deployment.id).size(), 2u);
+}
+
 TEST_F(WorkloadReconcilerTest, ARestartedWorkerRecoversWhatTheKilledOneRan) {
   const Project shop = MakeProjectWithVolume("shop");
   const Project blog = MakeProjectWithVolume("blog");
