@@ -59,6 +59,7 @@ class QemuInstance final : public VmInstance {
 
   const VmSpec& spec() const override { return spec_; }
   std::uint16_t host_port() const override { return host_port_; }
+  std::optional<int> process_id() const override { return process_.pid(); }
 
   Status WaitReady(milliseconds timeout) override {
     const auto deadline = SteadyClock::now() + timeout;

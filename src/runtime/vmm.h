@@ -96,6 +96,10 @@ class VmInstance {
   virtual const VmSpec& spec() const = 0;
   // The forwarded host port (the one chosen when spec().host_port was 0).
   virtual std::uint16_t host_port() const = 0;
+  // The VMM process's id, for a worker that records it to find a VM it lost
+  // track of (killed and restarted); nullopt when there is no such process
+  // (stubs in tests).
+  virtual std::optional<int> process_id() const { return std::nullopt; }
 
   // Waits until GET http://127.0.0.1:<host_port>/healthz answers 200. (A
   // forwarded port accepts connections before the guest listens, so only
@@ -156,6 +160,7 @@ class VmInstanceWrapper : public VmInstance {
   explicit VmInstanceWrapper(std::unique_ptr<VmInstance> base) : base_(std::move(base)) {}
   const VmSpec& spec() const override { return base_->spec(); }
   std::uint16_t host_port() const override { return base_->host_port(); }
+  std::optional<int> process_id() const override { return base_->process_id(); }
   Status WaitReady(std::chrono::milliseconds timeout) override { return base_->WaitReady(timeout); }
   Result<StopResult> Stop(std::chrono::milliseconds timeout) override {
     return base_->Stop(timeout);
