@@ -7,7 +7,8 @@
 // not_found (also for projects of organisations the caller is not in, so
 // their existence is not revealed), 400 validation_error (malformed JSON,
 // unknown fields, wrong field types, bad UUIDs), 413 payload_too_large for
-// bodies over max_body_bytes, and the 409 codes of control/volume_service.h.
+// bodies over max_body_bytes, and the 409 codes of control/volume_service.h
+// and control/deployment_service.h.
 // Exceptions of httplib and nlohmann-json stop here.
 //
 // GET /metrics needs a platform admin's key unless metrics_public is set

@@ -1,5 +1,5 @@
-// The control-plane commands: `kindling serve` (API and/or worker components
-// on the shared PostgreSQL), `kindling dev` (everything on one machine) and
+// The control-plane commands: `kindling serve` (API, worker and/or edge
+// components on the shared PostgreSQL), `kindling dev` (everything on one machine) and
 // `kindling admin bootstrap` (the first platform admin and its API key).
 #pragma once
 

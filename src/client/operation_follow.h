@@ -1,6 +1,7 @@
 // FollowOperation: waits for a volume operation (backup, restore, move,
-// repair) to finish by polling GET /api/operations/{id}, reporting every
-// answer on the way (status and progress for a display).
+// repair) to finish by polling GET /api/operations/{id} (client/poll.h's
+// loop), reporting every answer on the way (status and progress for a
+// display).
 //
 // Thread-safety: one call per thread; the callbacks run on the caller's thread.
 #pragma once
