@@ -3,36 +3,15 @@
 #include <gtest/gtest.h>
 
 #include "api_test_fixture.h"
-#include "db/servers.h"
 #include "db/workloads.h"
 
 namespace kindling::api {
 namespace {
 
-class DeploymentRoutesTest : public ApiServerTest {
- protected:
-  // A worker with a VM runtime that has the canary image.
-  std::string MakeVmWorker(const std::string& hostname) {
-    const std::string id = NewUuidV4();
-    Must([&](db::Tx& tx) -> Status {
-      KINDLING_RETURN_IF_ERROR(
-          db::RegisterServer(tx, db::ServerRegistration{.id = id,
-                                                        .hostname = hostname,
-                                                        .internal_ip = "127.0.0.1",
-                                                        .enabled_components = {"worker"}}));
-      return db::UpsertComponentStatus(
-          tx, db::ComponentStatusUpdate{
-                  .server_id = id,
-                  .component = "worker",
-                  .status = db::ComponentHealth::kHealthy,
-                  .metadata_json = R"({"runtime": "qemu-microvm-tcg", "images": ["canary"]})"});
-    });
-    return id;
-  }
-};
+class DeploymentRoutesTest : public ApiServerTest {};
 
 TEST_F(DeploymentRoutesTest, DeployStopStartAndEveryRefusal) {
-  const std::string worker = MakeVmWorker("w1");
+  const std::string worker = MakeVmServer("w1");
   const std::string project = CreateProject("Shop Front");
   const std::string deploy = "/api/projects/" + project + "/deploy";
   const std::string canary = json{{"image", "canary"}}.dump();

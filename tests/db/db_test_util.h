@@ -87,6 +87,16 @@ class DbTest : public ::testing::Test {
   }
 
   std::string MakeServer(const std::string& hostname, const std::string& runtime = "sparse-file") {
+    return MakeServerWithMetadata(hostname, R"({"runtime": ")" + runtime + R"("})");
+  }
+  // A worker with a VM runtime and the canary guest image: where deployments
+  // can run.
+  std::string MakeVmServer(const std::string& hostname) {
+    return MakeServerWithMetadata(hostname,
+                                  R"({"runtime": "qemu-microvm-tcg", "images": ["canary"]})");
+  }
+  std::string MakeServerWithMetadata(const std::string& hostname,
+                                     const std::string& metadata_json) {
     const std::string id = NewUuidV4();
     auto ok = Must([&](Tx& tx) -> Status {
       KINDLING_RETURN_IF_ERROR(
@@ -94,11 +104,10 @@ class DbTest : public ::testing::Test {
                                                 .hostname = hostname,
                                                 .internal_ip = "10.0.0.1",
                                                 .enabled_components = {"worker"}}));
-      return UpsertComponentStatus(
-          tx, ComponentStatusUpdate{.server_id = id,
-                                    .component = "worker",
-                                    .status = ComponentHealth::kHealthy,
-                                    .metadata_json = R"({"runtime": ")" + runtime + R"("})"});
+      return UpsertComponentStatus(tx, ComponentStatusUpdate{.server_id = id,
+                                                             .component = "worker",
+                                                             .status = ComponentHealth::kHealthy,
+                                                             .metadata_json = metadata_json});
     });
     return id;
   }

@@ -162,24 +162,6 @@ class WorkloadTestBase : public db::DbTest {
     state_dir_ = dir_.path() / "w1";
   }
 
-  std::string MakeVmServer(const std::string& hostname) {
-    const std::string id = NewUuidV4();
-    Must([&](db::Tx& tx) -> Status {
-      KINDLING_RETURN_IF_ERROR(
-          db::RegisterServer(tx, db::ServerRegistration{.id = id,
-                                                        .hostname = hostname,
-                                                        .internal_ip = "127.0.0.1",
-                                                        .enabled_components = {"worker"}}));
-      return db::UpsertComponentStatus(
-          tx, db::ComponentStatusUpdate{
-                  .server_id = id,
-                  .component = "worker",
-                  .status = db::ComponentHealth::kHealthy,
-                  .metadata_json = R"({"runtime": "qemu-microvm-tcg", "images": ["canary"]})"});
-    });
-    return id;
-  }
-
   // A project with a volume pinned to this server and its image on disk.
   struct Project {
     std::string id;
