@@ -49,6 +49,7 @@ struct ServeFlags {
   std::string hostname;
   std::string internal_ip = "127.0.0.1";
   std::string runtime = "sparse-image";
+  std::string guest_dir;
   bool metrics_public = false;
   std::int64_t quarantine_grace_seconds = 3600;
   std::int64_t quarantine_retention_seconds = 7 * 24 * 3600;
@@ -62,6 +63,7 @@ struct DevFlags {
   std::string state_dir = service::kDefaultDevStateDir;
   std::string listen = "127.0.0.1:8080";
   std::string edge_listen = "127.0.0.1:8000";
+  std::string guest_dir;
   int workers = 2;
   std::string dsn_file;
   ControlPlaneScheduleFlags control_plane;
@@ -140,6 +142,7 @@ int RunServe(const ServeFlags& flags) {
   options.hostname = flags.hostname;
   options.internal_ip = flags.internal_ip;
   options.runtime = flags.runtime;
+  options.guest_dir = flags.guest_dir;
   options.listen = flags.listen;
   options.edge_listen = flags.edge_listen;
   options.quarantine_grace = std::chrono::seconds(flags.quarantine_grace_seconds);
@@ -176,6 +179,7 @@ int RunDev(const DevFlags& flags) {
   options.state_dir = flags.state_dir;
   options.listen = flags.listen;
   options.edge_listen = flags.edge_listen;
+  options.guest_dir = flags.guest_dir;
   options.workers = flags.workers;
   options.dsn_file = flags.dsn_file;
   options.control_plane = flags.control_plane.Options();
@@ -259,7 +263,14 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
       ->type_name("ADDR:PORT");
   serve->add_option("--hostname", serve_flags->hostname, "Name in servers (default: hostname)");
   serve->add_option("--internal-ip", serve_flags->internal_ip, "Address in servers");
-  serve->add_option("--runtime", serve_flags->runtime, "Worker runtime reported in metadata");
+  serve->add_option("--runtime", serve_flags->runtime,
+                    "Worker runtime reported in metadata without --guest-dir");
+  serve
+      ->add_option("--guest-dir", serve_flags->guest_dir,
+                   "Run workloads: the canary guest's directory (vmlinux, initramfs.cpio.gz); the "
+                   "VM runtime is detected by trying it")
+      ->envname("KINDLING_GUEST_DIR")
+      ->type_name("DIR");
   serve->add_flag("--metrics-public", serve_flags->metrics_public,
                   "Serve /metrics without an API key (trusted networks only)");
   serve
@@ -320,6 +331,10 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
   dev->add_option("--edge-listen", dev_flags->edge_listen,
                   "Edge address (default 127.0.0.1:8000; port 0 picks a free one)")
       ->type_name("ADDR:PORT");
+  dev->add_option("--guest-dir", dev_flags->guest_dir,
+                  "The canary guest the workers run workloads with (default: the build's, when "
+                  "it made one; none: no workloads)")
+      ->type_name("DIR");
   dev->add_option("--workers", dev_flags->workers, "Worker processes (default 2)")
       ->check(CLI::Range(1, 16))
       ->type_name("N");

@@ -59,6 +59,15 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                      .quarantine_retention = options_.quarantine_retention,
                                      .now = options_.now}) {
   if (options_.hostname.empty()) options_.hostname = LocalHostname();
+  if (options_.vmm != nullptr) {
+    workloads_ = std::make_unique<WorkloadReconciler>(
+        db, *options_.vmm,
+        WorkloadReconcilerOptions{.server_id = options_.server_id,
+                                  .state_dir = options_.state_dir,
+                                  .images = options_.images,
+                                  .busy = &busy_,
+                                  .wake = [this] { Wake(); }});
+  }
 }
 
 Worker::~Worker() { Stop(); }
@@ -76,6 +85,12 @@ Status Worker::Start() {
   std::filesystem::remove_all(options_.state_dir / "restoring", ec);
   quarantine_.RemoveInterruptedTakes();
   KINDLING_RETURN_IF_ERROR(HeartbeatOnce());
+  if (workloads_) {
+    // What a killed predecessor ran is recorded lost (and queued again)
+    // before the first pass.
+    if (auto recovered = workloads_->RecoverAfterRestart(); !recovered)
+      spdlog::warn("worker: recovering workloads: {}", recovered.error().message());
+  }
   {
     std::lock_guard lock(mu_);
     stopping_ = false;
@@ -86,12 +101,16 @@ Status Worker::Start() {
   if (options_.listen) threads_.emplace_back([this] { ListenLoop(); });
   for (int i = 0; i < std::max(1, options_.max_concurrent_operations); ++i)
     threads_.emplace_back([this] { ExecutorLoop(); });
+  if (workloads_) threads_.emplace_back([this] { WorkloadLoop(); });
   spdlog::info("worker {} started (instance {}, state {})", options_.server_id, instance_id_,
                options_.state_dir.string());
   return OkStatus();
 }
 
-void Worker::Stop() { StopThreads(); }
+void Worker::Stop() {
+  StopThreads();
+  if (workloads_) workloads_->Shutdown();
+}
 
 void Worker::Abandon() {
   {
@@ -99,6 +118,7 @@ void Worker::Abandon() {
     abandoned_ = true;
   }
   StopThreads();
+  if (workloads_) workloads_->Abandon();
 }
 
 void Worker::StopThreads() {
@@ -145,7 +165,11 @@ Status Worker::HeartbeatOnce() {
   if (::access(VolumesDir(options_.state_dir).c_str(), W_OK) != 0)
     problem = VolumesDir(options_.state_dir).string() + " is not writable";
   if (problem.empty()) problem = reconciler_.degraded_reason();
-  json metadata = {{"runtime", options_.runtime}, {"instance_id", instance_id_}};
+  json metadata = {
+      {"runtime", options_.vmm != nullptr ? std::string(vmm::RuntimeName(options_.vmm->runtime()))
+                                          : options_.runtime},
+      {"instance_id", instance_id_}};
+  if (options_.vmm != nullptr) metadata["images"] = ImageNames(options_.images);
   if (!options_.dsn_sha256.empty()) metadata["dsn_sha256"] = options_.dsn_sha256;
   return db_.Transact([&](db::Tx& tx) -> Status {
     auto beat = db::Heartbeat(tx, options_.server_id);
@@ -219,8 +243,8 @@ void Worker::ListenLoop() {
       if (stopping_) return;
     }
     if (!listener) {
-      auto opened =
-          db::Listener::Open(db_.options().dsn, {db::kOperationsChannel, db::kConfigChannel});
+      auto opened = db::Listener::Open(
+          db_.options().dsn, {db::kOperationsChannel, db::kConfigChannel, db::kWorkloadsChannel});
       if (!opened) {
         spdlog::warn("worker: listen: {}", opened.error().message());
         std::unique_lock lock(mu_);
@@ -261,6 +285,22 @@ void Worker::ExecutorLoop() {
     auto ran = RunNextOperation();
     if (!ran) spdlog::warn("worker: claim: {}", ran.error().message());
     if (ran && *ran) continue;  // there may be more
+    std::unique_lock lock(mu_);
+    wake_.wait_for(lock, options_.sweep_interval,
+                   [&] { return stopping_ || wake_generation_ != seen; });
+  }
+}
+
+void Worker::WorkloadLoop() {
+  std::uint64_t seen = 0;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      seen = wake_generation_;
+    }
+    if (auto pass = workloads_->ReconcileOnce(); !pass)
+      spdlog::warn("worker: workloads: {}", pass.error().message());
     std::unique_lock lock(mu_);
     wake_.wait_for(lock, options_.sweep_interval,
                    [&] { return stopping_ || wake_generation_ != seen; });

@@ -13,9 +13,15 @@
 //   - images: <state_dir>/volumes/<volume_id>.img (see image_reconciler.h
 //     and operation_runner.h for what happens to them).
 //
+//   - workloads (with a VMM, WorkerOptions::vmm): a WorkloadReconciler runs
+//     the instances pinned to this server, woken by NOTIFY kindling_workloads
+//     "<server_id>:..." and every sweep interval; at start it recovers what a
+//     killed predecessor ran, at Stop it stops every VM cleanly.
+//
 // Component status: upserts server_component_statuses 'worker' with metadata
-// {"runtime": <runtime>, "instance_id", "dsn_sha256"}; restore/move eligibility requires a
-// non-empty runtime (see Leader and ListRestoreTargets).
+// {"runtime": <runtime>, "instance_id", "dsn_sha256", "images"}; restore/move
+// eligibility requires a non-empty runtime (see Leader and
+// ListRestoreTargets), deploying an image requires it in "images".
 //
 // Thread-safety: Start/Stop/Abandon from one controlling thread; the step
 // functions (RunNextOperation, ...) are thread-safe.
@@ -42,6 +48,8 @@
 #include "reconcile/operation_runner.h"
 #include "reconcile/running_operation.h"
 #include "reconcile/store_provider.h"
+#include "reconcile/workload_reconciler.h"
+#include "runtime/vmm.h"
 
 namespace kindling::reconcile {
 
@@ -87,6 +95,12 @@ struct WorkerOptions {
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
   };
+  // Workloads (workload_reconciler.h): with a VMM the worker runs the
+  // deployments' instances pinned to it, and its metadata reports the VMM's
+  // runtime (instead of `runtime`) and the images it can boot ("images").
+  // Null: no workloads. REQUIRES: outlives the worker.
+  vmm::Vmm* vmm = nullptr;
+  GuestImageCatalogue images{};
 };
 
 class Worker {
@@ -128,6 +142,7 @@ class Worker {
   void ReconcileLoop();
   void ListenLoop();
   void ExecutorLoop();
+  void WorkloadLoop();
   void StopThreads();
   // Executes `op` and records the outcome unless the lease was lost or the
   // worker stopped.
@@ -141,6 +156,7 @@ class Worker {
   ImageQuarantine quarantine_;
   ImageReconciler reconciler_;
   OperationRunner runner_;
+  std::unique_ptr<WorkloadReconciler> workloads_;  // with options_.vmm
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -352,6 +352,16 @@ Status RunDev(const DevOptions& options) {
     binary = fs::read_symlink("/proc/self/exe", ec);
     if (ec) return IoError("cannot find this program's path: " + ec.message());
   }
+  // Workloads: the guest the build made next to the binary
+  // (<build>/src/exe/kindling -> <build>/guest) unless one was named.
+  fs::path guest_dir = options.guest_dir;
+  if (guest_dir.empty()) {
+    const fs::path built = binary.parent_path().parent_path().parent_path() / "guest";
+    if (fs::exists(built / "vmlinux", ec) && fs::exists(built / "initramfs.cpio.gz", ec))
+      guest_dir = built;
+  } else if (guest_dir == "none") {
+    guest_dir.clear();
+  }
 
   // Signals are waited for below; children get their own mask back.
   StopSignals stop_signals(options.handle_signals, options.stop, "kindling dev");
@@ -464,8 +474,13 @@ Status RunDev(const DevOptions& options) {
     };
     add_child("api", {"--components", "api", "--listen",
                       api_address.host + ":" + std::to_string(api_address.port)});
+    std::vector<std::string> worker_args = {"--components", "worker"};
+    if (!guest_dir.empty()) {
+      worker_args.push_back("--guest-dir");
+      worker_args.push_back(guest_dir.string());
+    }
     for (int i = 1; i <= options.workers; ++i)
-      add_child("worker-" + std::to_string(i), {"--components", "worker"});
+      add_child("worker-" + std::to_string(i), worker_args);
     add_child("edge", {"--components", "edge", "--edge-listen",
                        edge_address.host + ":" + std::to_string(edge_address.port)});
 

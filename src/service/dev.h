@@ -3,9 +3,8 @@
 // unix socket only) and, as child processes of the same binary, one
 // `kindling serve --components api`, N `kindling serve --components worker`
 // and one `kindling serve --components edge` process, each with its own state
-// directory, exactly as separate hosts would run them; a local-directory backup store is configured on first
-// start. Everything lives in one state directory, so a second start keeps
-// the data:
+// directory, exactly as separate hosts would run them; a local-directory backup store is configured
+// on first start. Everything lives in one state directory, so a second start keeps the data:
 //
 //   <state>/postgres/data       the cluster (owned by `postgres` when root)
 //   <state>/postgres.dsn        DSN file every child reads (0600)
@@ -79,6 +78,10 @@ struct DevOptions {
   std::string listen = "127.0.0.1:8080";       // port 0: pick a free port
   std::string edge_listen = "127.0.0.1:8000";  // the edge's; port 0: a free port
   int workers = 2;
+  // The canary guest the workers run workloads with (serve --guest-dir).
+  // Empty: <build>/guest next to the binary when the build made it; "none":
+  // no workloads.
+  std::filesystem::path guest_dir;
   // The binary the children run; empty: this process's own (/proc/self/exe).
   std::filesystem::path kindling_binary;
   int postgres_port = kDefaultDevPostgresPort;  // names the socket only; no TCP listener

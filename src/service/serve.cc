@@ -20,6 +20,7 @@
 #include "pgbackup/config.h"
 #include "reconcile/leader.h"
 #include "reconcile/worker.h"
+#include "runtime/detect.h"
 #include "service/edge_component.h"
 #include "service/master_key.h"
 #include "service/postgres_control.h"
@@ -262,6 +263,7 @@ Status Serve(const ServeOptions& options) {
   const ServeContext context{*database, master_key, server_id, dsn, *stores, options};
 
   std::unique_ptr<reconcile::Leader> leader;
+  std::unique_ptr<vmm::Vmm> vmm;  // outlives the worker (declared before it)
   std::unique_ptr<reconcile::Worker> worker;
   std::unique_ptr<Component> api;
   std::unique_ptr<Component> edge;
@@ -287,6 +289,21 @@ Status Serve(const ServeOptions& options) {
       w.sweep_interval = options.sweep_interval;
       w.quarantine_grace = options.quarantine_grace;
       w.quarantine_retention = options.quarantine_retention;
+      if (!options.guest_dir.empty()) {
+        KINDLING_ASSIGN_OR_RETURN(w.images, reconcile::CanaryCatalogue(options.guest_dir));
+        KINDLING_ASSIGN_OR_RETURN(
+            vmm::RuntimeDetection detection,
+            vmm::DetectRuntime(SystemCommandRunner(),
+                               {.skip_cloud_hypervisor = true,
+                                .probe_kernel = options.guest_dir / "vmlinux",
+                                .scratch_dir = options.state_dir}));
+        for (const std::string& note : detection.notes)
+          spdlog::info("worker: runtime probe: {}", note);
+        KINDLING_ASSIGN_OR_RETURN(vmm, vmm::NewVmm(detection));
+        spdlog::info("worker: workloads run on {} ({} image(s) from {})",
+                     vmm::RuntimeName(vmm->runtime()), w.images.size(), options.guest_dir.string());
+        w.vmm = vmm.get();
+      }
       worker = std::make_unique<reconcile::Worker>(*database, *stores, std::move(w));
       KINDLING_RETURN_IF_ERROR(worker->Start());
     }

@@ -85,7 +85,12 @@ struct ServeOptions {
   std::filesystem::path master_key_file;  // empty: <state_dir>/master.key
   std::string hostname;                   // empty: gethostname()
   std::string internal_ip = "127.0.0.1";
-  std::string runtime = "sparse-image";   // worker metadata.runtime
+  std::string runtime = "sparse-image";  // worker metadata.runtime
+  // Workloads: a directory with the canary guest (vmlinux,
+  // initramfs.cpio.gz; the guest_image build target). Set: the worker
+  // detects the VM runtime by trying it (runtime/detect.h), runs the
+  // deployments pinned to it and reports that runtime instead of `runtime`.
+  std::filesystem::path guest_dir;
   std::string listen = "127.0.0.1:8080";  // for the API component
   // For the edge component (service/edge_component.h): the reverse proxy
   // to the projects' running workloads.

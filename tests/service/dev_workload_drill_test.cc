@@ -1,0 +1,167 @@
+// Workloads on `kindling dev` with the canary guest the build made (the
+// workers detect the VM runtime by trying it: QEMU microvm under TCG here):
+// deploy, records written and checked through the edge, stop and start, a
+// worker killed while its workload runs, and dev's stop ending every VM.
+// Runs in the optimised build only ("Drill"; the sanitizer build makes no
+// guest).
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "dev_process.h"
+#include "drill_util.h"
+
+namespace kindling::service {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class DevWorkloadDrillTest : public DevDrillTest {
+ protected:
+  // The project's newest deployment once `done` holds for it (the last
+  // answer after `timeout`).
+  json WaitDeployment(const std::string& project, const std::function<bool(const json&)>& done,
+                      seconds timeout = seconds(90)) {
+    json newest = json::object();
+    for (const auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
+      const json all = Call("GET", "/api/projects/" + project + "/deployments");
+      if (all.is_array() && !all.empty()) {
+        newest = all[0];
+        if (done(newest)) break;
+      }
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    return newest;
+  }
+
+  // A request to the edge for `host`: status and body.
+  std::pair<int, std::string> Edge(const std::string& method, const std::string& host,
+                                   const std::string& path, const std::string& body = "") {
+    httplib::Client client(dev_->value("KINDLING_EDGE_URL"));
+    client.set_read_timeout(30, 0);
+    const httplib::Headers headers = {{"Host", host}};
+    auto res = method == "GET" ? client.Get(path, headers)
+                               : client.Post(path, headers, body, "text/plain");
+    if (!res) return {0, ""};
+    return {res->status, res->body};
+  }
+};
+
+TEST_F(DevWorkloadDrillTest, DeployThroughTheEdgeStopStartAndAKilledWorkerDrill) {
+  const auto test_start = Clock::now();
+  dev_ = std::make_unique<DevProcess>(state_);
+  // Both workers found a VM runtime and the canary image.
+  for (const json& server : Call("GET", "/api/platform/servers")) {
+    EXPECT_TRUE(server.value("runtime", "").starts_with("qemu-microvm-")) << server.dump();
+  }
+  Call("PUT", "/api/meta", {{"service_base_domain", "apps.test"}});
+  const std::string project = CreateProject("Shop Front");
+  Call("PUT", "/api/projects/" + project + "/volume", {{"size_gb", 1}});
+  json volume = json::object();
+  for (int i = 0; i < 300 && volume.value("health", "") != "healthy"; ++i) {
+    volume = Call("GET", "/api/projects/" + project + "/volume");
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_EQ(volume.value("health", ""), "healthy") << volume;
+
+  // Deployed: running on the volume's worker, answering through the edge.
+  const auto deploy_start = Clock::now();
+  const json deployed = Call("POST", "/api/projects/" + project + "/deploy", {{"image", "canary"}});
+  const std::string host = deployed.value("hostname", "");
+  EXPECT_EQ(host, "web-shop-front.apps.test");
+  auto running = [](const json& d) { return d.value("status", "") == "running"; };
+  json deployment = WaitDeployment(project, running);
+  ASSERT_EQ(deployment.value("status", ""), "running") << deployment.dump();
+  const auto deploy_took = std::chrono::duration_cast<milliseconds>(Clock::now() - deploy_start);
+  EXPECT_EQ(deployment["instance"].value("server_id", ""), volume.value("server_id", ""));
+  volume = Call("GET", "/api/projects/" + project + "/volume");
+  EXPECT_EQ(volume.value("status", ""), "attached") << volume;
+  EXPECT_EQ(volume.value("attached_vm_id", ""), deployment["instance"].value("vm_id", "?"));
+  for (int i = 1; i <= 3; ++i) {
+    const auto [status, body] = Edge("POST", host, "/records", "record " + std::to_string(i));
+    EXPECT_EQ(status, 201) << body;
+  }
+  EXPECT_EQ(json::parse(Edge("GET", host, "/records/verify").second),
+            (json{{"records", 3}, {"intact", 3}, {"damaged", json::array()}}));
+  EXPECT_EQ(Edge("GET", "web-nothing.apps.test", "/healthz").first, 404);
+
+  // Stopped: 503 at the edge, the volume detached; started: the records
+  // are still there.
+  Call("POST", "/api/projects/" + project + "/stop", json::object());
+  deployment =
+      WaitDeployment(project, [](const json& d) { return d.value("status", "") == "stopped"; });
+  ASSERT_EQ(deployment.value("status", ""), "stopped") << deployment.dump();
+  volume = Call("GET", "/api/projects/" + project + "/volume");
+  EXPECT_EQ(volume.value("status", ""), "detached") << volume;
+  EXPECT_TRUE(volume["attached_vm_id"].is_null()) << volume;
+  for (int i = 0; i < 50 && Edge("GET", host, "/healthz").first != 503; ++i)
+    std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_EQ(Edge("GET", host, "/healthz").first, 503);
+  Call("POST", "/api/projects/" + project + "/start", json::object());
+  deployment = WaitDeployment(project, running);
+  ASSERT_EQ(deployment.value("status", ""), "running") << deployment.dump();
+  EXPECT_EQ(json::parse(Edge("GET", host, "/records/verify").second)["intact"], 3);
+
+  // The worker holding the workload is killed: its successor (dev restarts
+  // it) records the VM lost, ends the VMM it left behind and starts the
+  // workload again, with its data.
+  const std::string lost_instance = deployment["instance"].value("id", "");
+  std::string worker;
+  for (const char* name : {"worker-1", "worker-2"}) {
+    std::string id = ReadAll(state_ / name / "server-id");
+    while (!id.empty() && std::isspace(static_cast<unsigned char>(id.back()))) id.pop_back();
+    if (id == volume.value("server_id", "")) worker = name;
+  }
+  ASSERT_FALSE(worker.empty());
+  const auto pid = ChildPid(state_ / worker);
+  ASSERT_TRUE(pid.has_value());
+  const auto kill_at = Clock::now();
+  ASSERT_EQ(::kill(*pid, SIGKILL), 0);
+  deployment = WaitDeployment(project, [&](const json& d) {
+    return running(d) && d["instance"].value("id", "") != lost_instance;
+  });
+  ASSERT_EQ(deployment.value("status", ""), "running") << deployment.dump();
+  const auto back_after = std::chrono::duration_cast<milliseconds>(Clock::now() - kill_at);
+  EXPECT_LT(back_after, seconds(60));
+  EXPECT_EQ(json::parse(Edge("GET", host, "/records/verify").second)["intact"], 3);
+  EXPECT_EQ(Strings(Unquoted(dev_->value("KINDLING_DSN")),
+                    "SELECT exit_reason FROM vms v JOIN deployment_instances i ON i.vm_id = v.id "
+                    "WHERE i.id = '" +
+                        lost_instance + "'"),
+            std::vector<std::string>{"lost"});
+
+  // dev's stop ends every VM: no QEMU is left.
+  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+  bool qemu_left = false;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string cmdline = ReadAll(entry.path() / "cmdline");
+    if (cmdline.find("qemu-system") != std::string::npos &&
+        cmdline.find(state_.string()) != std::string::npos)
+      qemu_left = true;
+  }
+  EXPECT_FALSE(qemu_left);
+  std::printf(
+      "workload drill took %lld s: deploy to running %lld ms, back %lld ms after the "
+      "worker was killed\n",
+      static_cast<long long>(
+          std::chrono::duration_cast<seconds>(Clock::now() - test_start).count()),
+      static_cast<long long>(deploy_took.count()), static_cast<long long>(back_after.count()));
+}
+
+}  // namespace
+}  // namespace kindling::service
