@@ -171,13 +171,20 @@ struct Child {
 };
 
 // Waits until the API and edge ports accept connections and every worker
-// heartbeats since `since`; fails early when a child exits.
+// heartbeats since `since`; fails early when a child exits. An edge port of
+// 0 is read from the edge's <state>/edge.address once it wrote it.
 Status WaitUntilReady(db::Database& database, std::vector<Child>& children,
-                      const ListenAddress& api, const ListenAddress& edge, db::Timestamp since,
+                      const ListenAddress& api, ListenAddress& edge,
+                      const fs::path& edge_address_file, db::Timestamp since,
                       std::chrono::milliseconds timeout, StopSignals& stop_signals) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    bool ready = Accepts(api) && Accepts(edge);
+    if (edge.port == 0) {
+      if (auto written = ReadFile(edge_address_file); written) {
+        if (auto parsed = ParseListenAddress(Trimmed(*written)); parsed) edge.port = parsed->port;
+      }
+    }
+    bool ready = Accepts(api) && edge.port != 0 && Accepts(edge);
     for (Child& child : children) {
       if (!child.Running())
         return InternalError(child.name + " exited during start-up (status " +
@@ -332,10 +339,9 @@ Status RunDev(const DevOptions& options) {
   if (api_address.port == 0) {
     KINDLING_ASSIGN_OR_RETURN(api_address.port, FreePort(api_address));
   }
+  // Port 0: the edge binds a free port itself and reports it in its state
+  // directory (no window for another process to take it).
   KINDLING_ASSIGN_OR_RETURN(ListenAddress edge_address, ParseListenAddress(options.edge_listen));
-  if (edge_address.port == 0) {
-    KINDLING_ASSIGN_OR_RETURN(edge_address.port, FreePort(edge_address));
-  }
   std::error_code ec;
   const fs::path state = fs::absolute(options.state_dir, ec);
   if (ec) return InvalidArgument("bad --state-dir: " + ec.message());
@@ -486,9 +492,12 @@ Status RunDev(const DevOptions& options) {
 
     const db::Timestamp since = std::chrono::time_point_cast<std::chrono::microseconds>(
         std::chrono::system_clock::now() - std::chrono::seconds(1));
+    const fs::path edge_address_file = state / "edge" / kEdgeAddressFile;
+    fs::remove(edge_address_file, ec);  // a previous run's
     for (Child& child : children) KINDLING_RETURN_IF_ERROR(child.Start());
-    KINDLING_RETURN_IF_ERROR(WaitUntilReady(*database, children, api_address, edge_address, since,
-                                            options.ready_timeout, stop_signals));
+    KINDLING_RETURN_IF_ERROR(WaitUntilReady(*database, children, api_address, edge_address,
+                                            edge_address_file, since, options.ready_timeout,
+                                            stop_signals));
     const DevEndpoints endpoints{
         .url = "http://" + api_address.host + ":" + std::to_string(api_address.port),
         .edge_url = "http://" + edge_address.host + ":" + std::to_string(edge_address.port),

@@ -266,7 +266,7 @@ Status Serve(const ServeOptions& options) {
   std::unique_ptr<vmm::Vmm> vmm;  // outlives the worker (declared before it)
   std::unique_ptr<reconcile::Worker> worker;
   std::unique_ptr<Component> api;
-  std::unique_ptr<Component> edge;
+  std::unique_ptr<EdgeComponent> edge;
   std::unique_ptr<ControlPlaneScheduler> scheduler;
   auto stop_all = [&] {
     if (api) api->Stop();
@@ -291,12 +291,11 @@ Status Serve(const ServeOptions& options) {
       w.quarantine_retention = options.quarantine_retention;
       if (!options.guest_dir.empty()) {
         KINDLING_ASSIGN_OR_RETURN(w.images, reconcile::CanaryCatalogue(options.guest_dir));
-        KINDLING_ASSIGN_OR_RETURN(
-            vmm::RuntimeDetection detection,
-            vmm::DetectRuntime(SystemCommandRunner(),
-                               {.skip_cloud_hypervisor = true,
-                                .probe_kernel = options.guest_dir / "vmlinux",
-                                .scratch_dir = options.state_dir}));
+        KINDLING_ASSIGN_OR_RETURN(vmm::RuntimeDetection detection,
+                                  vmm::DetectRuntime(SystemCommandRunner(),
+                                                     {.skip_cloud_hypervisor = true,
+                                                      .probe_kernel = options.guest_dir / "vmlinux",
+                                                      .scratch_dir = options.state_dir}));
         for (const std::string& note : detection.notes)
           spdlog::info("worker: runtime probe: {}", note);
         KINDLING_ASSIGN_OR_RETURN(vmm, vmm::NewVmm(detection));
@@ -335,6 +334,10 @@ Status Serve(const ServeOptions& options) {
                                 ParseListenAddress(options.edge_listen));
       edge = std::make_unique<EdgeComponent>(*database, dsn, edge_listen);
       KINDLING_RETURN_IF_ERROR(edge->Start());
+      // Where it listens (port 0 resolved), for whoever started this process.
+      KINDLING_RETURN_IF_ERROR(
+          WriteFileAtomic(options.state_dir / kEdgeAddressFile,
+                          edge_listen.host + ":" + std::to_string(edge->port()) + "\n", 0644));
     }
     if (Has(options.components, "api")) {
       KINDLING_ASSIGN_OR_RETURN(api, options.api_factory(context));

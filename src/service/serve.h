@@ -17,6 +17,8 @@
 //               start records a check value in cluster_settings and a
 //               process with another key refuses to start.
 //   volumes     <state_dir>/volumes/<volume_id>.img (the worker's)
+//   edge        <state_dir>/edge.address: HOST:PORT the edge component
+//               listens on (its port 0 resolved), written once it listens
 //   pgBackRest  ServeOptions::pgbackrest_config, else
 //               /etc/kindling/pgbackrest.conf when it exists: this host
 //               runs the control-plane database, so the process competes
@@ -46,6 +48,7 @@ inline constexpr char kDefaultDsnFile[] = "/etc/kindling/postgres.dsn";
 inline constexpr char kDsnFileEnv[] = "KINDLING_DSN_FILE";
 inline constexpr char kDefaultStateDir[] = "/var/lib/kindling";
 inline constexpr char kDefaultPgBackRestConfig[] = "/etc/kindling/pgbackrest.conf";
+inline constexpr char kEdgeAddressFile[] = "edge.address";
 
 // A long-running part of the process (the API server, say) that Serve starts
 // after the database is ready and stops on shutdown, in reverse order.
