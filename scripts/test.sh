@@ -52,9 +52,28 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
   fi
 fi
 
+# The failures again, at the end where a truncated log still shows them:
+# each failed test's assertion messages (from ctest's LastTest.log).
+failure_digest() {
+  local dir="$1" log="$1/Testing/Temporary/LastTest.log" failed="$1/Testing/Temporary/LastTestsFailed.log"
+  [ -s "$failed" ] && [ -f "$log" ] || return 0
+  echo "==> failures in $dir/:"
+  cut -d: -f2- "$failed" | while read -r name; do
+    echo "--- $name"
+    awk -v name="$name" '
+      $0 ~ ("Testing: " name "$") { inside = 1; next }
+      inside && index($0, "\"" name "\" end time:") == 1 { exit }
+      inside && /Failure$/ { more = 6 }
+      inside && (more-- > 0 || /^\[  FAILED|ERROR|Sanitizer|runtime error/) { print; shown++ }
+      inside && shown > 60 { exit }' "$log"
+  done
+}
+
 if [ "$status" -eq 0 ]; then
   echo "==> all tests passed"
 else
+  failure_digest "$build_dir"
+  [ "${SKIP_ASAN:-0}" = 1 ] || failure_digest "$asan_build_dir"
   echo "==> TESTS FAILED" >&2
 fi
 exit "$status"

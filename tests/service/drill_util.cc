@@ -46,7 +46,7 @@ CliResult Kindling(std::vector<std::string> args, seconds timeout,
 }
 
 std::string Rfc3339Now() {
-  const auto now = std::chrono::time_point_cast<milliseconds>(std::chrono::system_clock::now());
+  const auto now = std::chrono::ceil<milliseconds>(std::chrono::system_clock::now());
   const auto day = std::chrono::floor<std::chrono::days>(now);
   const std::chrono::year_month_day date(day);
   const std::chrono::hh_mm_ss<milliseconds> time(now - day);

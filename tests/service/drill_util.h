@@ -34,7 +34,9 @@ CliResult Kindling(std::vector<std::string> args,
                    std::chrono::seconds timeout = std::chrono::seconds(120),
                    std::vector<std::string> extra_env = {});
 
-// This machine's time, RFC 3339 in UTC to the millisecond.
+// This machine's time, RFC 3339 in UTC to the millisecond, rounded up: a
+// commit made before the call is at or before it (PostgreSQL's commit times
+// have microseconds, and recovery to a time leaves out every later commit).
 std::string Rfc3339Now();
 
 // A value of dev.env (shell-quoted when it has to be).
