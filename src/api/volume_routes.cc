@@ -6,6 +6,17 @@
 #include "db/volumes.h"
 
 namespace kindling::api {
+namespace {
+
+// {"stop_workload": bool, "validate": bool} of a backup, restore or move.
+ControlResult<control::WorkloadFlags> WorkloadFlagsOf(const Body& body) {
+  API_ASSIGN_OR_RETURN(auto stop, body.Bool("stop_workload"));
+  API_ASSIGN_OR_RETURN(auto validate, body.Bool("validate"));
+  return control::WorkloadFlags{.stop_workload = stop.value_or(false),
+                                .validate = validate.value_or(false)};
+}
+
+}  // namespace
 
 void AddProjectRoutes(ApiContext& api) {
   api.server.Post("/api/projects", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
@@ -147,24 +158,29 @@ void AddVolumeRoutes(ApiContext& api) {
   }));
   api.server.Post(volume + "/backups", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
-    API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
-    API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueBackup(call.actor, project.id));
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"stop_workload", "validate"}));
+    API_ASSIGN_OR_RETURN(auto flags, WorkloadFlagsOf(body));
+    API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueBackup(call.actor, project.id, flags));
     return Reply{202, OperationJson(op)};
   }));
   api.server.Post(volume + "/restore", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
-    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"backup_id", "target_server_id"}));
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"backup_id", "target_server_id",
+                                                           "stop_workload", "validate"}));
     API_ASSIGN_OR_RETURN(auto backup_id, body.Uuid("backup_id"));
     API_ASSIGN_OR_RETURN(auto target, body.Uuid("target_server_id"));
-    API_ASSIGN_OR_RETURN(auto op,
-                         api.volumes.QueueRestore(call.actor, project.id, backup_id, target));
+    API_ASSIGN_OR_RETURN(auto flags, WorkloadFlagsOf(body));
+    API_ASSIGN_OR_RETURN(
+        auto op, api.volumes.QueueRestore(call.actor, project.id, backup_id, target, flags));
     return Reply{202, OperationJson(op)};
   }));
   api.server.Post(volume + "/move", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
-    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"target_server_id"}));
+    API_ASSIGN_OR_RETURN(auto body,
+                         Body::Parse(call.req, {"target_server_id", "stop_workload", "validate"}));
     API_ASSIGN_OR_RETURN(auto target, body.Uuid("target_server_id"));
-    API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueMove(call.actor, project.id, target));
+    API_ASSIGN_OR_RETURN(auto flags, WorkloadFlagsOf(body));
+    API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueMove(call.actor, project.id, target, flags));
     return Reply{202, OperationJson(op)};
   }));
   api.server.Post(volume + "/repair", api.Wrap([&api](Call& call) -> ControlResult<Reply> {

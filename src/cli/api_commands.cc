@@ -137,6 +137,8 @@ struct ApiFlags {
   CLI::Option* retention_option = nullptr;
   bool pre_delete_backup = false;
   CLI::Option* pre_delete_backup_option = nullptr;
+  // volume backup, restore, move
+  client::WorkloadOptions workload;
   // settings backup set / test
   StoreFlags store_set;
   StoreFlags store_test;
@@ -769,6 +771,21 @@ void AddProjectFlag(CLI::App& command, ApiFlags& flags) {
   command.add_option("--project", flags.project, "Project id")->required()->type_name("ID");
 }
 
+void AddStopWorkloadFlag(CLI::App& command, ApiFlags& flags) {
+  command.add_flag("--stop-workload", flags.workload.stop_workload,
+                   "Stop the project's running workload for the operation (cleanly, killed "
+                   "after its stop timeout) and start it again after; the operation's result "
+                   "has downtime_ms. Without it a running workload refuses the operation "
+                   "(volume_attached)");
+}
+
+void AddValidateFlag(CLI::App& command, ApiFlags& flags) {
+  command.add_flag("--validate", flags.workload.validate,
+                   "Boot the verify mode of the project's guest image (the canary's record "
+                   "check) on the new image before it replaces the old one; a failed check "
+                   "fails the operation and keeps the old image (result.validation)");
+}
+
 // After DurationUnits: whole seconds, at least one.
 CLI::Validator PositiveDuration() {
   return CLI::Validator(
@@ -1007,9 +1024,10 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   CLI::App* volume_backup =
       Leaf(*volume, "backup", "Queue a backup of the volume (prints operation and backup ids)", f);
   AddProjectFlag(*volume_backup, f);
+  AddStopWorkloadFlag(*volume_backup, f);
   AddFollowFlags(*volume_backup, f.follow, true);
   volume_backup->callback(set(volume_backup, [](const ApiFlags& x) {
-    return RunQueue(x, [&](client::ApiClient& c) { return c.QueueBackup(x.project); });
+    return RunQueue(x, [&](client::ApiClient& c) { return c.QueueBackup(x.project, x.workload); });
   }));
 
   CLI::App* volume_backups = Leaf(*volume, "backups", "List the volume's backups, newest first", f);
@@ -1075,10 +1093,12 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
       ->add_option("--target-server", f.target_server,
                    "Worker to restore on (default: chosen by the API)")
       ->type_name("ID");
+  AddStopWorkloadFlag(*volume_restore, f);
+  AddValidateFlag(*volume_restore, f);
   AddFollowFlags(*volume_restore, f.follow, true);
   volume_restore->callback(set(volume_restore, [](const ApiFlags& x) {
     return RunQueue(x, [&](client::ApiClient& c) {
-      return c.QueueRestore(x.project, x.backup, x.target_server);
+      return c.QueueRestore(x.project, x.backup, x.target_server, x.workload);
     });
   }));
 
@@ -1088,10 +1108,13 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
       ->add_option("--target-server", f.target_server,
                    "Worker to move to (default: chosen by the API)")
       ->type_name("ID");
+  AddStopWorkloadFlag(*volume_move, f);
+  AddValidateFlag(*volume_move, f);
   AddFollowFlags(*volume_move, f.follow, true);
   volume_move->callback(set(volume_move, [](const ApiFlags& x) {
-    return RunQueue(x,
-                    [&](client::ApiClient& c) { return c.QueueMove(x.project, x.target_server); });
+    return RunQueue(x, [&](client::ApiClient& c) {
+      return c.QueueMove(x.project, x.target_server, x.workload);
+    });
   }));
 
   CLI::App* volume_repair =

@@ -233,13 +233,25 @@ Result<json> ApiClient::ListBackups(const std::string& project_id) {
   return Get("/api/projects/" + project_id + "/volume/backups");
 }
 
-Result<json> ApiClient::QueueBackup(const std::string& project_id) {
+namespace {
+
+void AddWorkloadOptions(json& body, const WorkloadOptions& workload) {
+  if (workload.stop_workload) body["stop_workload"] = true;
+  if (workload.validate) body["validate"] = true;
+}
+
+}  // namespace
+
+Result<json> ApiClient::QueueBackup(const std::string& project_id, WorkloadOptions workload) {
   KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
-  return Post("/api/projects/" + project_id + "/volume/backups", json::object());
+  json body = json::object();
+  AddWorkloadOptions(body, workload);
+  return Post("/api/projects/" + project_id + "/volume/backups", body);
 }
 
 Result<json> ApiClient::QueueRestore(const std::string& project_id, const std::string& backup_id,
-                                     const std::string& target_server_id) {
+                                     const std::string& target_server_id,
+                                     WorkloadOptions workload) {
   KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
   KINDLING_RETURN_IF_ERROR(RequireUuid("backup", backup_id));
   json body = {{"backup_id", backup_id}};
@@ -247,17 +259,19 @@ Result<json> ApiClient::QueueRestore(const std::string& project_id, const std::s
     KINDLING_RETURN_IF_ERROR(RequireUuid("target server", target_server_id));
     body["target_server_id"] = target_server_id;
   }
+  AddWorkloadOptions(body, workload);
   return Post("/api/projects/" + project_id + "/volume/restore", body);
 }
 
 Result<json> ApiClient::QueueMove(const std::string& project_id,
-                                  const std::string& target_server_id) {
+                                  const std::string& target_server_id, WorkloadOptions workload) {
   KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
   json body = json::object();
   if (!target_server_id.empty()) {
     KINDLING_RETURN_IF_ERROR(RequireUuid("target server", target_server_id));
     body["target_server_id"] = target_server_id;
   }
+  AddWorkloadOptions(body, workload);
   return Post("/api/projects/" + project_id + "/volume/move", body);
 }
 

@@ -82,6 +82,14 @@ struct DeployRequest {
 
 using Query = std::vector<std::pair<std::string, std::string>>;
 
+// What a backup, restore or move asks of the volume's running workload
+// (sent only when set): stop it for the operation and start it again after;
+// restore and move: check the new image in a guest first.
+struct WorkloadOptions {
+  bool stop_workload = false;
+  bool validate = false;
+};
+
 class ApiClient {
  public:
   // kInvalidArgument for a base URL that is not http(s)://host..., or an API
@@ -121,13 +129,16 @@ class ApiClient {
   // Backups of every volume the project has had (deleted ones included, each
   // with volume_deleted), newest first.
   [[nodiscard]] Result<nlohmann::json> ListProjectBackups(const std::string& project_id);
-  [[nodiscard]] Result<nlohmann::json> QueueBackup(const std::string& project_id);
+  [[nodiscard]] Result<nlohmann::json> QueueBackup(const std::string& project_id,
+                                                   WorkloadOptions workload = {});
   // `target_server_id` empty: the API chooses.
   [[nodiscard]] Result<nlohmann::json> QueueRestore(const std::string& project_id,
                                                     const std::string& backup_id,
-                                                    const std::string& target_server_id = "");
+                                                    const std::string& target_server_id = "",
+                                                    WorkloadOptions workload = {});
   [[nodiscard]] Result<nlohmann::json> QueueMove(const std::string& project_id,
-                                                 const std::string& target_server_id = "");
+                                                 const std::string& target_server_id = "",
+                                                 WorkloadOptions workload = {});
   [[nodiscard]] Result<nlohmann::json> QueueRepair(const std::string& project_id);
   // Queues a verify of one of the project's backups (of any of its volumes);
   // the finished operation's `result` has ok, chunks_checked, problems

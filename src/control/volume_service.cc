@@ -316,24 +316,29 @@ ControlResult<std::vector<db::ProjectBackup>> VolumeService::ListProjectBackups(
 }
 
 ControlResult<db::Operation> VolumeService::QueueBackup(const Actor& actor,
-                                                        const std::string& project_id) {
-  return Queue(actor, project_id, db::OperationKind::kBackup, std::nullopt, std::nullopt);
+                                                        const std::string& project_id,
+                                                        WorkloadFlags flags) {
+  if (flags.validate) {
+    return Refuse(400, kCodeValidation,
+                  "validate applies to restore and move (a backup leaves the image as it is)");
+  }
+  return Queue(actor, project_id, db::OperationKind::kBackup, std::nullopt, std::nullopt, flags);
 }
 
 ControlResult<db::Operation> VolumeService::QueueRestore(
     const Actor& actor, const std::string& project_id, const std::optional<std::string>& backup_id,
-    const std::optional<std::string>& target_server_id) {
+    const std::optional<std::string>& target_server_id, WorkloadFlags flags) {
   if (!backup_id || backup_id->empty()) {
     return Refuse(400, kCodeValidation, "backup_id is required");
   }
   if (!IsUuid(*backup_id)) return Refuse(400, kCodeValidation, "backup_id is not a UUID");
-  return Queue(actor, project_id, db::OperationKind::kRestore, backup_id, target_server_id);
+  return Queue(actor, project_id, db::OperationKind::kRestore, backup_id, target_server_id, flags);
 }
 
 ControlResult<db::Operation> VolumeService::QueueMove(
     const Actor& actor, const std::string& project_id,
-    const std::optional<std::string>& target_server_id) {
-  return Queue(actor, project_id, db::OperationKind::kMove, std::nullopt, target_server_id);
+    const std::optional<std::string>& target_server_id, WorkloadFlags flags) {
+  return Queue(actor, project_id, db::OperationKind::kMove, std::nullopt, target_server_id, flags);
 }
 
 ControlResult<db::Operation> VolumeService::QueueRepair(const Actor& actor,
@@ -344,7 +349,8 @@ ControlResult<db::Operation> VolumeService::QueueRepair(const Actor& actor,
 ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std::string& project_id,
                                                   db::OperationKind kind,
                                                   const std::optional<std::string>& backup_id,
-                                                  const std::optional<std::string>& target) {
+                                                  const std::optional<std::string>& target,
+                                                  WorkloadFlags flags) {
   if (target && !IsUuid(*target)) {
     return Refuse(400, kCodeValidation, "target_server_id is not a UUID");
   }
@@ -358,11 +364,26 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
         if (!found) return refuse(404, kCodeNotFound, "the project has no volume");
         const db::Volume& volume = *found;
         Status failure;
-        if (auto idle = CheckIdle(tx, volume, &failure)) {
+        if (auto idle = CheckIdle(tx, volume, &failure, /*cold=*/!flags.stop_workload)) {
           refusal = std::move(*idle);
           return Refused();
         }
         KINDLING_RETURN_IF_ERROR(failure);
+        // The server whose VM holds the volume stops it first.
+        const bool running = volume.attached_vm_id || volume.status == db::VolumeStatus::kAttached;
+        if (flags.stop_workload && running) {
+          if (!volume.server_id)
+            return refuse(409, kCodeVolumeAttached,
+                          "the volume is attached but pinned to no server");
+          auto holder = db::GetServer(tx, *volume.server_id);
+          if (!holder && !holder.error().is_not_found()) return std::unexpected(holder.error());
+          if (!holder || holder->status == db::ServerStatus::kDead)
+            return refuse(409, kCodeVolumeUnavailable,
+                          "the server " + *volume.server_id +
+                              " running the workload is not available, so it cannot stop it; "
+                              "wait until the volume is detached (a dead worker's workloads are "
+                              "released within a minute)");
+        }
 
         const bool needs_source = kind != db::OperationKind::kRestore;
         if (needs_source) {
@@ -458,15 +479,20 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
           }
           if (kind == db::OperationKind::kRestore) executor = *destination;
         }
+        if (flags.stop_workload && running) executor = *volume.server_id;
 
         db::QueueOperationRequest request{.volume_id = volume.id,
                                           .kind = kind,
                                           .server_id = executor,
                                           .backup_id = backup_id,
                                           .target_server_id = destination};
+        json extra = json::object();
         // A destination the caller chose is kept by retries (the leader fails
         // the operation rather than restore elsewhere).
-        if (target) request.extra_request_metadata_json = R"({"target_requested": true})";
+        if (target) extra["target_requested"] = true;
+        if (flags.stop_workload) extra["stop_workload"] = true;
+        if (flags.validate) extra["validate"] = true;
+        request.extra_request_metadata_json = extra.dump();
         if (kind == db::OperationKind::kBackup || kind == db::OperationKind::kMove) {
           request.create_backup = db::BackupKind::kManual;
         }
@@ -479,7 +505,9 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
                        {"previous_server_id", OptionalString(volume.server_id)},
                        {"target_server_id", OptionalString(destination)},
                        {"backup_id", OptionalString(queued.operation.backup_id)},
-                       {"source_volume_id", OptionalString(source_volume_id)}}
+                       {"source_volume_id", OptionalString(source_volume_id)},
+                       {"stop_workload", flags.stop_workload},
+                       {"validate", flags.validate}}
                       .dump()));
         return queued.operation;
       });

@@ -5,7 +5,9 @@
 //
 // Checks before an operation is queued (reference order and codes):
 //   404 not_found               no live volume for the project
-//   409 volume_attached         a workload holds it (backups are cold)
+//   409 volume_attached         a workload holds it (backups are cold) and
+//                               the request did not ask stop_workload
+//   400 validation_error        `validate` on a backup (restore, move only)
 //   409 volume_busy             transitional status or an operation in flight
 //   409 volume_unavailable      not pinned, pinned server gone, or no eligible
 //                               worker (restore into an unpinned volume is
@@ -24,6 +26,16 @@
 // details.source_volume_id), and restore and verify read the backup from the
 // store it was written to, so only backups and moves need the current backup
 // settings (a restore needs its store to be recorded, or a local directory).
+//
+// Running workloads. Backup, restore and move accept stop_workload: the
+// volume may then be attached, and the operation is queued on the server
+// whose VM holds it (which must not be dead), which stops the workload
+// before anything else and starts it again after (on the volume's new
+// server for a restore elsewhere or a move; reconcile/operation_workloads.h);
+// a restore whose target is another server is handed there once the
+// workload stopped. Restore and move accept validate: the target boots the
+// verify mode on the new image first (reconcile/image_validator.h). Both
+// flags go to request_metadata.
 //
 // Worker eligibility (restore, move, volume creation): active, heartbeat
 // younger than 20 s, healthy "worker" component reporting a runtime; least
@@ -48,6 +60,12 @@
 #include "db/volumes.h"
 
 namespace kindling::control {
+
+// What a backup, restore or move asks of the volume's workload.
+struct WorkloadFlags {
+  bool stop_workload = false;  // stop it for the operation, start it again after
+  bool validate = false;       // restore, move: check the new image in a guest first
+};
 
 // Who acts, for audit events.
 struct Actor {
@@ -102,14 +120,15 @@ class VolumeService {
       const std::string& project_id);
 
   [[nodiscard]] ControlResult<db::Operation> QueueBackup(const Actor& actor,
-                                                         const std::string& project_id);
+                                                         const std::string& project_id,
+                                                         WorkloadFlags flags = {});
   [[nodiscard]] ControlResult<db::Operation> QueueRestore(
       const Actor& actor, const std::string& project_id,
       const std::optional<std::string>& backup_id,
-      const std::optional<std::string>& target_server_id);
+      const std::optional<std::string>& target_server_id, WorkloadFlags flags = {});
   [[nodiscard]] ControlResult<db::Operation> QueueMove(
       const Actor& actor, const std::string& project_id,
-      const std::optional<std::string>& target_server_id);
+      const std::optional<std::string>& target_server_id, WorkloadFlags flags = {});
   [[nodiscard]] ControlResult<db::Operation> QueueRepair(const Actor& actor,
                                                          const std::string& project_id);
   // Verifies a backup of any volume of the project (succeeded or damaged),
@@ -136,7 +155,8 @@ class VolumeService {
                                                    const std::string& project_id,
                                                    db::OperationKind kind,
                                                    const std::optional<std::string>& backup_id,
-                                                   const std::optional<std::string>& target);
+                                                   const std::optional<std::string>& target,
+                                                   WorkloadFlags flags = {});
 
   db::Database& db_;
   const crypto::Key master_key_;

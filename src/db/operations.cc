@@ -264,6 +264,36 @@ Status UpdateProgress(Tx& tx, const std::string& operation_id, const std::string
   });
 }
 
+Status MergeOperationRequest(Tx& tx, const std::string& operation_id,
+                             const std::string& lease_owner, const std::string& json_object) {
+  return internal::Run(tx, "record on the operation", [&](pqxx::transaction_base& w) -> Status {
+    const pqxx::result rows = w.exec_params(
+        "UPDATE project_volume_operations SET request_metadata = request_metadata || $3::jsonb, "
+        "  updated_at = now() "
+        "WHERE id = $1::uuid AND status = 'running' AND lease_owner = $2::uuid RETURNING id",
+        operation_id, lease_owner, json_object);
+    if (rows.empty()) return LeaseLost(operation_id);
+    return {};
+  });
+}
+
+Status MergeFinishedOperationResult(Tx& tx, const std::string& operation_id,
+                                    const std::string& json_object) {
+  return internal::Run(
+      tx, "add to the operation's result", [&](pqxx::transaction_base& w) -> Status {
+        const pqxx::result rows = w.exec_params(
+            "UPDATE project_volume_operations SET result_metadata = result_metadata || $2::jsonb, "
+            "  updated_at = now() "
+            "WHERE id = $1::uuid AND status IN ('succeeded', 'failed') RETURNING id",
+            operation_id, json_object);
+        if (!rows.empty()) return {};
+        const pqxx::result current = w.exec_params(
+            "SELECT status FROM project_volume_operations WHERE id = $1::uuid", operation_id);
+        if (current.empty()) return NotFound("operation " + operation_id + " not found");
+        return InvalidArgument("operation " + operation_id + " is still " + Text(current[0][0]));
+      });
+}
+
 Result<Operation> CompleteOperation(Tx& tx, const std::string& operation_id,
                                     const std::string& lease_owner,
                                     const std::string& result_metadata_json) {

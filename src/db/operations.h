@@ -131,6 +131,19 @@ struct QueuedOperation {
                                     const std::string& lease_owner,
                                     const std::string& progress_json);
 
+// Merges `json_object` into request_metadata of a running operation that
+// `lease_owner` holds (what an attempt learnt that a later one, maybe on
+// another server, must know). kCancelled when the lease is lost.
+[[nodiscard]] Status MergeOperationRequest(Tx& tx, const std::string& operation_id,
+                                           const std::string& lease_owner,
+                                           const std::string& json_object);
+
+// Merges `json_object` into result_metadata of a finished (succeeded or
+// failed) operation: what is learnt after its end (a workload started
+// again). kInvalidArgument while it is unfinished, kNotFound when missing.
+[[nodiscard]] Status MergeFinishedOperationResult(Tx& tx, const std::string& operation_id,
+                                                  const std::string& json_object);
+
 // running -> succeeded; merges `result_metadata_json` into result_metadata
 // and drops the lease. The caller updates the volume and backup rows in the
 // same transaction. kCancelled when the lease is lost.

@@ -16,6 +16,7 @@
 #include "engine/verify.h"
 #include "reconcile/backup_damage.h"
 #include "reconcile/image_reconciler.h"
+#include "reconcile/operation_workloads.h"
 #include "reconcile/volume_images.h"
 #include "repo/layout.h"
 
@@ -193,6 +194,9 @@ Status OperationRunner::Execute(RunningOperation& run, const db::Operation& op) 
     case db::OperationKind::kVerify:
       return ExecuteVerify(run, op);
     case db::OperationKind::kRestore:
+      // Queued here to stop this server's workload first: restored there.
+      if (op.target_server_id && *op.target_server_id != options_.server_id)
+        return HandMoveToTarget(run, op);
       return ExecuteRestorePhase(run, op, volume);
     case db::OperationKind::kBackup: {
       KINDLING_ASSIGN_OR_RETURN(std::shared_ptr<const StoreHandle> store, stores_.Get());
@@ -436,6 +440,30 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
     return std::unexpected(restored.error());
   }
   if (run.cancel.load()) return Cancelled();
+  std::optional<ImageValidation> validation;
+  if (WorkloadRequest::Parse(op.request_metadata_json).validate) {
+    run.SetPhase("validate");
+    auto checked = options_.validator == nullptr
+                       ? Result<ImageValidation>(FailedPrecondition(
+                             "this worker runs no workloads (no VMM), so it cannot boot the "
+                             "verify mode"))
+                       : options_.validator->Validate(staged, volume);
+    if (!checked || !checked->passed()) {
+      std::filesystem::remove(staged, ec);
+      if (!checked)
+        return std::unexpected(checked.error().WithContext(
+            "validation of the restored image (the previous image stays in place)"));
+      run.failure_result_json = json{{"validation", checked->ToJson()}}.dump();
+      std::string ids;
+      for (std::uint64_t id : checked->damaged)
+        ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+      return FailedPrecondition(
+          "validation of the restored image failed: " + std::to_string(checked->intact) + " of " +
+          std::to_string(checked->records) + " records intact, damaged: [" + ids +
+          "]; the previous image stays in place");
+    }
+    validation = *checked;
+  }
   KINDLING_ASSIGN_OR_RETURN(std::optional<QuarantinedImage> replaced,
                             QuarantineReplaced(volume,
                                                "replaced by the restore of backup " +
@@ -456,6 +484,7 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
   if (source.backup.project_volume_id != volume.id)
     result["source_volume_id"] = source.backup.project_volume_id;
   if (replaced) result["replaced_image_quarantine_id"] = replaced->id;
+  if (validation) result["validation"] = validation->ToJson();
   run.StopKeeper();
   // Re-pinning in the completing transaction: the volume is either still on
   // its old server (and this image is a leftover the reconciler quarantines)
@@ -628,6 +657,9 @@ Status OperationRunner::FailAndRelease(RunningOperation& run, const db::Operatio
       if (failed.error().kind() == ErrorKind::kCancelled) return OkStatus();
       return std::unexpected(failed.error());
     }
+    if (run.failure_result_json)
+      KINDLING_RETURN_IF_ERROR(
+          db::MergeFinishedOperationResult(tx, op.id, *run.failure_result_json));
     KINDLING_ASSIGN_OR_RETURN(db::Volume volume, db::GetVolume(tx, op.project_volume_id));
     const db::VolumeHealth health = run.health.value_or(volume.health);
     auto settled = db::UpdateVolumeState(

@@ -7,14 +7,19 @@
 //     recording it, or after the snapshot a restored database came from) is
 //     recorded as it is, without the image; then retention.
 //   - restore: staged in <state_dir>/restoring from the backup's own store,
-//     then renamed into place; the image it replaces on this server (if any)
+//     validated when the request asks `validate` (ImageValidator: the
+//     report goes to result.validation; a failed validation fails the
+//     operation, with the report, and the staged image is dropped), then
+//     renamed into place; the image it replaces on this server (if any)
 //     goes to the quarantine (replaced when the volume was pinned here, else
 //     a held conflict), and the volume is re-pinned here in the transaction
 //     that completes the operation. A failed restore leaves the previous
 //     image in place.
 //   - move: backup phase on the source, then the operation is handed to the
 //     target server, whose restore phase is recognised by the backup row
-//     having succeeded.
+//     having succeeded. A restore queued on another server than its target
+//     (the one whose workload had to stop first, operation_workloads.h) is
+//     handed to its target the same way.
 //   - adopt: gives a quarantined image back as the volume's image (the one
 //     it replaces goes to the quarantine) and re-pins the volume here. An
 //     adoption that cannot happen leaves the volume's image in place.
@@ -43,6 +48,7 @@
 #include "db/operations.h"
 #include "reconcile/busy_volumes.h"
 #include "reconcile/image_quarantine.h"
+#include "reconcile/image_validator.h"
 #include "reconcile/running_operation.h"
 #include "reconcile/store_provider.h"
 
@@ -59,6 +65,9 @@ struct OperationRunnerOptions {
   // restore (grace), replaced by an adoption (retention: an operator chose).
   std::chrono::seconds quarantine_grace{3600};
   std::chrono::seconds quarantine_retention{7 * 24 * 3600};
+  // Boots the verify mode on a restored image when the operation asks
+  // `validate`; null (no VMM on this worker): such a restore fails.
+  ImageValidator* validator = nullptr;
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
   };

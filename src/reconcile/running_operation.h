@@ -58,6 +58,9 @@ class RunningOperation {
   // Health found while executing (missing image, fsck verdict); applied to
   // the volume when the operation fails.
   std::optional<db::VolumeHealth> health;
+  // A JSON object merged into result_metadata when the operation fails
+  // (what a failed validation found).
+  std::optional<std::string> failure_result_json;
 
  private:
   void KeeperLoop();

@@ -48,6 +48,12 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                  .quarantine_retention = options_.quarantine_retention,
                                  .digest_chunk_size = [&stores] { return StoreChunkSize(stores); },
                                  .now = options_.now}),
+      validator_(options_.vmm == nullptr
+                     ? nullptr
+                     : std::make_unique<ImageValidator>(
+                           db, *options_.vmm,
+                           ImageValidatorOptions{.state_dir = options_.state_dir,
+                                                 .images = options_.images})),
       runner_(db, stores, busy_, quarantine_,
               OperationRunnerOptions{.server_id = options_.server_id,
                                      .lease_owner = instance_id_,
@@ -57,6 +63,7 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                      .e2fsck_tool = options_.e2fsck_tool,
                                      .quarantine_grace = options_.quarantine_grace,
                                      .quarantine_retention = options_.quarantine_retention,
+                                     .validator = validator_.get(),
                                      .now = options_.now}) {
   if (options_.hostname.empty()) options_.hostname = LocalHostname();
   if (options_.vmm != nullptr) {
@@ -67,6 +74,8 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                   .images = options_.images,
                                   .busy = &busy_,
                                   .wake = [this] { Wake(); }});
+    operation_workloads_ = std::make_unique<OperationWorkloads>(
+        db, *workloads_, OperationWorkloadsOptions{.lease_owner = instance_id_});
   }
 }
 
@@ -334,19 +343,25 @@ void Worker::Execute(const db::Operation& op) {
   run.StartKeeper();
   spdlog::info("worker: running {} {} on volume {} (attempt {})", db::Name(op.kind), op.id,
                op.project_volume_id, op.attempts);
-  const Status outcome = runner_.Execute(run, op);
+  db::Operation attempt = op;
+  Status outcome = OkStatus();
+  if (operation_workloads_) outcome = operation_workloads_->BeforeOperation(attempt);
+  if (outcome) outcome = runner_.Execute(run, attempt);
   run.StopKeeper();
   StopState stop;
   {
     std::lock_guard lock(mu_);
     stop = StopState{.stopping = stopping_, .abandoned = abandoned_};
   }
-  runner_.RecordOutcome(run, op, outcome, stop);
+  runner_.RecordOutcome(run, attempt, outcome, stop);
   {
     std::lock_guard lock(mu_);
     running_.erase(&run);
   }
   busy_.Release(op.project_volume_id);
+  // With the volume idle here, a workload stopped for the operation can
+  // start again (on this server or the volume's new one).
+  if (operation_workloads_ && !stop.abandoned) operation_workloads_->AfterOperation(op.id);
 }
 
 }  // namespace kindling::reconcile

@@ -16,7 +16,11 @@
 //   - workloads (with a VMM, WorkerOptions::vmm): a WorkloadReconciler runs
 //     the instances pinned to this server, woken by NOTIFY kindling_workloads
 //     "<server_id>:..." and every sweep interval; at start it recovers what a
-//     killed predecessor ran, at Stop it stops every VM cleanly.
+//     killed predecessor ran, at Stop it stops every VM cleanly. Backups,
+//     restores and moves asked with stop_workload stop the workload on their
+//     volume first and start it again after (operation_workloads.h);
+//     restores and moves asked with validate boot the verify mode on the
+//     new image before it replaces the old one (image_validator.h).
 //
 // Component status: upserts server_component_statuses 'worker' with metadata
 // {"runtime": <runtime>, "instance_id", "dsn_sha256", "images"}; restore/move
@@ -45,7 +49,9 @@
 #include "reconcile/busy_volumes.h"
 #include "reconcile/image_quarantine.h"
 #include "reconcile/image_reconciler.h"
+#include "reconcile/image_validator.h"
 #include "reconcile/operation_runner.h"
+#include "reconcile/operation_workloads.h"
 #include "reconcile/running_operation.h"
 #include "reconcile/store_provider.h"
 #include "reconcile/workload_reconciler.h"
@@ -155,8 +161,10 @@ class Worker {
   BusyVolumes busy_;
   ImageQuarantine quarantine_;
   ImageReconciler reconciler_;
+  std::unique_ptr<ImageValidator> validator_;  // with options_.vmm
   OperationRunner runner_;
-  std::unique_ptr<WorkloadReconciler> workloads_;  // with options_.vmm
+  std::unique_ptr<WorkloadReconciler> workloads_;            // with options_.vmm
+  std::unique_ptr<OperationWorkloads> operation_workloads_;  // with workloads_
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -36,16 +36,6 @@ milliseconds Since(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
 }
 
-std::string ConsoleTail(const std::filesystem::path& path, std::size_t max_bytes = 2000) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  if (text.size() > max_bytes) text = "..." + text.substr(text.size() - max_bytes);
-  return text;
-}
-
 // Text for a database column: guests print anything on their console, and
 // PostgreSQL's text refuses NUL bytes and invalid UTF-8. Control characters
 // other than newline and tab and every non-ASCII byte become '?'.
@@ -61,7 +51,7 @@ std::string Printable(std::string_view text) {
 // `message` with the console's tail (what the guest printed last), for the
 // instance's error; logs get `message` alone.
 std::string WithConsole(const std::string& message, const std::filesystem::path& console) {
-  const std::string tail = ConsoleTail(console);
+  const std::string tail = vmm::FileTail(console);
   return tail.empty() ? message : message + "; console:\n" + tail;
 }
 
@@ -188,17 +178,26 @@ void KillLeftover(const std::filesystem::path& vm_dir, const std::string& vm_id)
 }  // namespace
 
 Result<GuestImageCatalogue> CanaryCatalogue(const std::filesystem::path& guest_dir) {
-  GuestImage canary{.kernel = guest_dir / "vmlinux",
-                    .initramfs = guest_dir / "initramfs.cpio.gz",
-                    .cmdline = WithoutParameter(canary::GuestKernelCmdline({}), "kindling.mount"),
-                    .mount_parameter = "kindling.mount",
-                    .guest_port = canary::GuestBoot{}.port};
+  GuestImage canary{
+      .kernel = guest_dir / "vmlinux",
+      .initramfs = guest_dir / "initramfs.cpio.gz",
+      .cmdline = WithoutParameter(canary::GuestKernelCmdline({}), "kindling.mount"),
+      .mount_parameter = "kindling.mount",
+      .guest_port = canary::GuestBoot{}.port,
+      .verify_cmdline = WithoutParameter(
+          canary::GuestKernelCmdline({.mode = canary::GuestMode::kVerify}), "kindling.mount")};
   std::error_code ec;
   for (const auto& path : {canary.kernel, canary.initramfs}) {
     if (!std::filesystem::is_regular_file(path, ec))
       return NotFound("canary guest: " + path.string() + " is missing (the guest_image target)");
   }
   return GuestImageCatalogue{{kCanaryImage, std::move(canary)}};
+}
+
+std::string GuestCmdline(const GuestImage& image, bool verify, const std::string& mount_path) {
+  const std::string& base = verify ? image.verify_cmdline : image.cmdline;
+  if (image.mount_parameter.empty()) return base;
+  return base + " " + image.mount_parameter + "=" + mount_path;
 }
 
 std::vector<std::string> ImageNames(const GuestImageCatalogue& catalogue) {
@@ -547,10 +546,7 @@ void WorkloadReconciler::Supervise(const std::shared_ptr<Held>& owner) {
   const vmm::VmSpec spec{.name = "kindling-vm-" + held.vm.id,
                          .kernel = held.image.kernel,
                          .initramfs = held.image.initramfs,
-                         .cmdline = held.image.mount_parameter.empty()
-                                        ? held.image.cmdline
-                                        : held.image.cmdline + " " + held.image.mount_parameter +
-                                              "=" + held.volume.mount_path,
+                         .cmdline = GuestCmdline(held.image, false, held.volume.mount_path),
                          .memory_mib = static_cast<std::uint32_t>(held.deployment.memory_mib),
                          .vcpus = static_cast<std::uint32_t>(held.deployment.vcpus),
                          .volume_image = ImagePath(options_.state_dir, held.volume.id),

@@ -77,8 +77,16 @@ struct GuestImage {
   std::string cmdline{};
   std::string mount_parameter{};  // empty: the guest is not told
   std::uint16_t guest_port = 8080;
+  // The kernel parameters of the image's one-shot verify mode (check the
+  // volume's data, print canary::VerifyConsoleLine, power off), which
+  // validates a restored image; empty: the image has none.
+  std::string verify_cmdline{};
 };
 using GuestImageCatalogue = std::map<std::string, GuestImage>;
+
+// The kernel command line of `image` for a volume mounted at `mount_path`:
+// its serving parameters, or its verify mode's, with the mount parameter.
+std::string GuestCmdline(const GuestImage& image, bool verify, const std::string& mount_path);
 
 inline constexpr char kCanaryImage[] = "canary";
 

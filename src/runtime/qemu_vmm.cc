@@ -30,15 +30,6 @@ std::string EscapeOption(const std::string& value) {
   return out;
 }
 
-std::string Tail(const std::filesystem::path& path, std::size_t max_bytes = 2000) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  if (text.size() > max_bytes) text = "..." + text.substr(text.size() - max_bytes);
-  return text;
-}
-
 milliseconds Since(SteadyClock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(SteadyClock::now() - start);
 }
@@ -66,8 +57,9 @@ class QemuInstance final : public VmInstance {
     for (;;) {
       if (auto exit = Poll()) {
         return FailedPrecondition("VM " + spec_.name + " ended before it was ready (" +
-                                  DescribeExit(*exit) + "); QEMU's log:\n" + Tail(qemu_log_, 1000) +
-                                  "\nconsole:\n" + Tail(spec_.console_log));
+                                  DescribeExit(*exit) + "); QEMU's log:\n" +
+                                  FileTail(qemu_log_, 1000) + "\nconsole:\n" +
+                                  FileTail(spec_.console_log));
       }
       const auto left = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
       if (left.count() <= 0) break;
@@ -79,7 +71,7 @@ class QemuInstance final : public VmInstance {
     }
     return TransientError("VM " + spec_.name + " not ready after " +
                           std::to_string(timeout.count()) + " ms; console:\n" +
-                          Tail(spec_.console_log));
+                          FileTail(spec_.console_log));
   }
 
   Result<StopResult> Stop(milliseconds timeout) override {
@@ -187,7 +179,7 @@ class QemuVmm final : public Vmm {
         process.Kill();
         return IoError("VM " + spec.name + ": QEMU did not answer on QMP within " +
                        std::to_string(config_.start_timeout.count()) + " ms (" + last_error +
-                       "); its log:\n" + Tail(qemu_log));
+                       "); its log:\n" + FileTail(qemu_log));
       }
       if (std::filesystem::exists(paths.qmp_socket, ec)) {
         auto client = QmpClient::Connect(paths.qmp_socket, milliseconds(2000));
@@ -221,7 +213,7 @@ class QemuVmm final : public Vmm {
  private:
   std::unexpected<Error> StartFailed(const VmSpec& spec, int status,
                                      const std::filesystem::path& qemu_log) const {
-    const std::string log = Tail(qemu_log);
+    const std::string log = FileTail(qemu_log);
     if (log.find("Failed to get \"write\" lock") != std::string::npos ||
         log.find("Failed to get \"consistent read\" lock") != std::string::npos)
       return FailedPrecondition("VM " + spec.name + ": volume image " + spec.volume_image.string() +

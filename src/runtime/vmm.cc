@@ -1,5 +1,8 @@
 #include "runtime/vmm.h"
 
+#include <fstream>
+#include <sstream>
+
 namespace kindling::vmm {
 
 std::string_view RuntimeName(RuntimeKind kind) {
@@ -39,6 +42,16 @@ std::string DescribeExit(const VmExit& exit) {
                          ? "killed by signal " + std::to_string(exit.exit_status - 128)
                          : "exit " + std::to_string(exit.exit_status);
   if (!exit.reason.empty()) text += ", " + exit.reason;
+  return text;
+}
+
+std::string FileTail(const std::filesystem::path& path, std::size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  if (text.size() > max_bytes) text = "..." + text.substr(text.size() - max_bytes);
   return text;
 }
 

@@ -74,6 +74,10 @@ struct VmExit {
 
 std::string DescribeExit(const VmExit& exit);
 
+// The last `max_bytes` of a log (a console, the VMM's own), "..." first
+// when cut; empty when it cannot be read. For error messages.
+std::string FileTail(const std::filesystem::path& path, std::size_t max_bytes = 2000);
+
 enum class StopOutcome : std::uint8_t {
   kPoweredOff,     // the VM ended within the timeout (exit.clean(): it shut itself down)
   kKilled,         // it did not; the VMM was killed (volume possibly not unmounted)

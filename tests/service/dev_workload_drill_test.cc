@@ -1,7 +1,9 @@
 // Workloads on `kindling dev` with the canary guest the build made (the
 // workers detect the VM runtime by trying it: QEMU microvm under TCG here):
 // deploy, records written and checked through the edge, stop and start, a
-// worker killed while its workload runs, and dev's stop ending every VM.
+// worker killed while its workload runs, and dev's stop ending every VM; the
+// acceptance round: a backup and a validated restore onto the other worker,
+// both stopping and starting the workload themselves.
 // Runs in the optimised build only ("Drill"; the sanitizer build makes no
 // guest).
 #include <gtest/gtest.h>
@@ -59,6 +61,28 @@ class DevWorkloadDrillTest : public DevDrillTest {
                                : client.Post(path, headers, body, "text/plain");
     if (!res) return {0, ""};
     return {res->status, res->body};
+  }
+
+  // The operation once it finished and its workload came back (or did not:
+  // the last answer after `timeout`).
+  json WaitForWorkloadBack(const std::string& id, seconds timeout = seconds(120)) {
+    json op = WaitForOperation(id, timeout);
+    for (const auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
+      op = Call("GET", "/api/operations/" + id);
+      if (op["result"].is_object() && op["result"].contains("workload_restarted")) break;
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    return op;
+  }
+
+  // The project's volume once it is healthy.
+  json HealthyVolume(const std::string& project) {
+    json volume = json::object();
+    for (int i = 0; i < 300 && volume.value("health", "") != "healthy"; ++i) {
+      volume = Call("GET", "/api/projects/" + project + "/volume");
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    return volume;
   }
 };
 
@@ -161,6 +185,110 @@ TEST_F(DevWorkloadDrillTest, DeployThroughTheEdgeStopStartAndAKilledWorkerDrill)
       static_cast<long long>(
           std::chrono::duration_cast<seconds>(Clock::now() - test_start).count()),
       static_cast<long long>(deploy_took.count()), static_cast<long long>(back_after.count()));
+}
+
+// The acceptance round on two workers: N records through the edge;
+// a backup with stop_workload; more records; the first backup restored onto
+// the other worker with stop_workload and validate; the canary answers
+// through the edge from that worker with exactly the first N records.
+TEST_F(DevWorkloadDrillTest, BackupAndValidatedRestoreOntoTheOtherWorkerDrill) {
+  const auto test_start = Clock::now();
+  dev_ = std::make_unique<DevProcess>(state_);
+  Call("PUT", "/api/meta", {{"service_base_domain", "apps.test"}});
+  const std::string project = CreateProject("Canary");
+  Call("PUT", "/api/projects/" + project + "/volume", {{"size_gb", 1}});
+  json volume = HealthyVolume(project);
+  ASSERT_EQ(volume.value("health", ""), "healthy") << volume;
+  const std::string first_worker = volume.value("server_id", "");
+  std::string other_worker;
+  for (const json& server : Call("GET", "/api/platform/servers"))
+    if (server.value("id", "") != first_worker) other_worker = server.value("id", "");
+  ASSERT_FALSE(other_worker.empty());
+
+  const json deployed = Call("POST", "/api/projects/" + project + "/deploy", {{"image", "canary"}});
+  const std::string host = deployed.value("hostname", "");
+  auto running = [](const json& d) { return d.value("status", "") == "running"; };
+  json deployment = WaitDeployment(project, running);
+  ASSERT_EQ(deployment.value("status", ""), "running") << deployment.dump();
+  constexpr int kFirst = 5;
+  for (int i = 1; i <= kFirst; ++i)
+    ASSERT_EQ(Edge("POST", host, "/records", "first " + std::to_string(i)).first, 201);
+
+  // Backups are cold: refused while the workload runs, unless asked to stop
+  // it; validate is for restores.
+  int status = 0;
+  json refused =
+      Call("POST", "/api/projects/" + project + "/volume/backups", json::object(), &status);
+  EXPECT_EQ(status, 409);
+  EXPECT_EQ(refused.value("code", ""), "volume_attached") << refused;
+  refused = Call("POST", "/api/projects/" + project + "/volume/backups",
+                 {{"stop_workload", true}, {"validate", true}}, &status);
+  EXPECT_EQ(status, 400) << refused;
+
+  json op = Call("POST", "/api/projects/" + project + "/volume/backups", {{"stop_workload", true}});
+  op = WaitForWorkloadBack(op.value("id", ""));
+  ASSERT_EQ(op.value("status", ""), "succeeded") << op;
+  const std::string first_backup = op.value("backup_id", "");
+  const json backup_result = op["result"];
+  EXPECT_TRUE(backup_result.value("workload_restarted", false)) << op;
+  EXPECT_GT(backup_result.value("downtime_ms", 0), 0) << op;
+  EXPECT_EQ(backup_result["workload_server_id"], first_worker) << op;
+  deployment = WaitDeployment(project, running);
+  ASSERT_EQ(deployment.value("status", ""), "running") << deployment.dump();
+  // Written after the backup: not in what is restored.
+  for (int i = 1; i <= 3; ++i)
+    ASSERT_EQ(Edge("POST", host, "/records", "later " + std::to_string(i)).first, 201);
+  EXPECT_EQ(json::parse(Edge("GET", host, "/records/verify").second)["records"], kFirst + 3);
+
+  op = Call("POST", "/api/projects/" + project + "/volume/restore",
+            {{"backup_id", first_backup},
+             {"target_server_id", other_worker},
+             {"stop_workload", true},
+             {"validate", true}});
+  // Queued on the worker running the workload, which stops it first.
+  EXPECT_EQ(op.value("server_id", ""), first_worker) << op;
+  op = WaitForWorkloadBack(op.value("id", ""), seconds(180));
+  ASSERT_EQ(op.value("status", ""), "succeeded") << op;
+  const json restore_result = op["result"];
+  EXPECT_EQ(restore_result["validation"]["records"], kFirst) << op;
+  EXPECT_EQ(restore_result["validation"]["intact"], kFirst) << op;
+  EXPECT_EQ(restore_result["validation"]["damaged"], json::array()) << op;
+  EXPECT_EQ(restore_result.value("server_id", ""), other_worker) << op;
+  EXPECT_TRUE(restore_result.value("workload_restarted", false)) << op;
+  EXPECT_EQ(restore_result["workload_server_id"], other_worker) << op;
+  EXPECT_GT(restore_result.value("downtime_ms", 0), 0) << op;
+
+  deployment = WaitDeployment(project, running);
+  ASSERT_EQ(deployment.value("status", ""), "running") << deployment.dump();
+  EXPECT_EQ(deployment["instance"].value("server_id", ""), other_worker) << deployment.dump();
+  volume = Call("GET", "/api/projects/" + project + "/volume");
+  EXPECT_EQ(volume.value("server_id", ""), other_worker) << volume;
+  EXPECT_EQ(volume.value("status", ""), "attached") << volume;
+  json verify = json::object();
+  for (int i = 0; i < 50; ++i) {  // the edge follows the new instance
+    const auto [code, body] = Edge("GET", host, "/records/verify");
+    if (code == 200) {
+      verify = json::parse(body);
+      if (verify.value("records", 0) == kFirst) break;
+    }
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_EQ(verify, (json{{"records", kFirst}, {"intact", kFirst}, {"damaged", json::array()}}));
+
+  const CliResult validate =
+      Kindling({"admin", "validate", "--url", dev_->value("KINDLING_URL"), "--api-key",
+                dev_->value("KINDLING_API_KEY"), "--dsn-file", (state_ / "postgres.dsn").string()});
+  EXPECT_EQ(validate.exit_status, 0) << validate.output << validate.errors;
+
+  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+  std::printf(
+      "acceptance round took %lld s: backup downtime %lld ms, restore onto the other worker "
+      "(validated in %lld ms) downtime %lld ms\n",
+      static_cast<long long>(
+          std::chrono::duration_cast<seconds>(Clock::now() - test_start).count()),
+      static_cast<long long>(backup_result.value("downtime_ms", 0)),
+      static_cast<long long>(restore_result["validation"].value("took_ms", 0)),
+      static_cast<long long>(restore_result.value("downtime_ms", 0)));
 }
 
 }  // namespace
