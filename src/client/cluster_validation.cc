@@ -188,7 +188,7 @@ json CurrentDeployment(const json& deployments) {
 
 // What the edge last said, for the evidence and details.
 struct EdgeOutcome {
-  bool answered = false;  // an HTTP answer we stop at (see Final)
+  bool answered = false;  // an answer other than RouteComingUp() came
   EdgeAnswer answer{};
   std::string failure{};  // when !answered: why, for the evidence
   double seconds = 0;     // from the step's start to the last answer
@@ -196,12 +196,12 @@ struct EdgeOutcome {
 
 // Answers that a route coming up, or an instance starting, gives for a
 // moment: asked again.
-bool Passing(long status) {
+bool RouteComingUp(long status) {
   return status == 404 || status == 502 || status == 503 || status == 504;
 }
 
 // GETs `path` through the edge with Host: `hostname` until an answer other
-// than Passing() comes, the deadline passes, or the wait is cancelled.
+// than RouteComingUp() comes, the deadline passes, or the wait is cancelled.
 // Transport failures that may pass (a refused connection) are asked again;
 // others end the wait.
 EdgeOutcome AskThroughEdge(EdgeClient& edge, const std::string& path, const std::string& hostname,
@@ -221,7 +221,7 @@ EdgeOutcome AskThroughEdge(EdgeClient& edge, const std::string& path, const std:
     return json{{"status", outcome.answer.status}};
   };
   auto done = [](const json& doc) {
-    return doc.contains("status") && !Passing(doc["status"].get<long>());
+    return doc.contains("status") && !RouteComingUp(doc["status"].get<long>());
   };
   auto state = [&](const json& doc) {
     if (doc.contains("error")) return doc["error"].get<std::string>();
