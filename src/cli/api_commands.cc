@@ -28,8 +28,10 @@
 #include "client/api_client.h"
 #include "client/cluster_validation.h"
 #include "client/deployment_follow.h"
+#include "client/http_text.h"
 #include "client/operation_follow.h"
 #include "common/files.h"
+#include "common/ids.h"
 #include "db/cluster_status.h"
 #include "db/database.h"
 #include "service/serve.h"
@@ -110,6 +112,15 @@ struct DeployFlags {
   std::int64_t follow_timeout_seconds = 300;
 };
 
+// `admin validate`'s edge steps (only that command binds them).
+struct ValidateFlags {
+  std::string canary_project;
+  std::string volume_project;
+  std::string edge_url;
+  std::int64_t canary_timeout_seconds = 120;
+  bool redeploy = false;
+};
+
 // Every flag of every API command; CLI11 binds them, one command runs.
 struct ApiFlags {
   // The chosen command's connection flags. Each command binds its own copy
@@ -144,6 +155,8 @@ struct ApiFlags {
   StoreFlags store_test;
   // project deploy, deployments, stop, start
   DeployFlags deploy;
+  // admin validate
+  ValidateFlags validate;
   // volume adopt-image, quarantine
   std::string image;
   std::string server;
@@ -629,6 +642,27 @@ int RunValidate(const ApiFlags& flags) {
   } else if (!flags.dsn_file.empty()) {
     return ReportError(dsn.error());  // asked for this file: it must be readable
   }
+  const ValidateFlags& edge = flags.validate;
+  for (const auto& [flag, id] : {std::pair{"--canary-project", &edge.canary_project},
+                                 std::pair{"--volume-project", &edge.volume_project}}) {
+    if (!id->empty() && !IsUuid(*id)) {
+      return ReportError(InvalidArgument(std::string(flag) +
+                                         " must be a project id (a UUID), got \"" +
+                                         client::PrintableExcerpt(*id) + "\"")
+                             .error());
+    }
+  }
+  if (!edge.edge_url.empty()) {
+    if (auto url = client::NormalizeBaseUrl(edge.edge_url, "edge"); !url) {
+      return ReportError(url.error());
+    }
+  }
+  inputs.canary_project_id = edge.canary_project;
+  inputs.volume_project_id = edge.volume_project;
+  inputs.edge_url = edge.edge_url;
+  inputs.redeploy = edge.redeploy;
+  inputs.canary_timeout = std::chrono::seconds(edge.canary_timeout_seconds);
+  inputs.cancelled = [] { return CancelRequested(); };
   const client::ValidationReport report = client::ValidateCluster(**client, inputs);
   if (flags.connection.json) {
     PrintJsonLine(report.ToJson());
@@ -641,6 +675,7 @@ int RunValidate(const ApiFlags& flags) {
     text += report.passed() ? "validation passed\n" : "validation FAILED\n";
     PrintText(text);
   }
+  if (CancelRequested()) return kExitCancelled;
   return report.passed() ? kExitOk : kExitFailed;
 }
 
@@ -1300,15 +1335,46 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   }));
 
   // admin validate
-  CLI::App* validate = Leaf(*AdminGroup(app), "validate",
-                            "Run the runbook's validation checklist (API, heartbeats, DSN files, "
-                            "...); exit 0 when no step failed",
-                            f);
+  CLI::App* validate =
+      Leaf(*AdminGroup(app), "validate",
+           "Run the runbook's validation checklist (API, heartbeats, DSN files, control-plane "
+           "backups, a canary through the edge, a volume's records); exit 0 "
+           "when no step failed",
+           f);
   validate
       ->add_option("--dsn-file", f.dsn_file,
                    "This host's DSN file, compared with the servers' (default: "
                    "$KINDLING_DSN_FILE, else /etc/kindling/postgres.dsn when readable)")
       ->type_name("PATH");
+  validate
+      ->add_option("--canary-project", f.validate.canary_project,
+                   "The project whose workload is the canary (image canary): deployed when it "
+                   "does not run, then GET /healthz through the edge must answer 200 (step "
+                   "canary; skipped without it)")
+      ->envname("KINDLING_CANARY_PROJECT")
+      ->type_name("ID");
+  validate
+      ->add_option("--edge-url", f.validate.edge_url,
+                   "The edge the canary steps go through, http(s)://host[:port] (`kindling dev` "
+                   "prints it)")
+      ->envname("KINDLING_EDGE_URL")
+      ->type_name("URL");
+  validate
+      ->add_option("--canary-timeout", f.validate.canary_timeout_seconds,
+                   "Time limit of each canary step: deploy, run and answer through the edge "
+                   "within it, e.g. 90s, 5m (default 120s)")
+      ->transform(DurationUnits())
+      ->check(PositiveDuration())
+      ->type_name("DURATION");
+  validate->add_flag(
+      "--redeploy", f.validate.redeploy,
+      "Deploy the canary again even when it runs (a new deployment of image canary)");
+  validate
+      ->add_option("--volume-project", f.validate.volume_project,
+                   "Check this project's volume from inside its canary: its workload must run "
+                   "image canary; GET /records/verify through the edge must list no damaged "
+                   "record (step volume_records; skipped without it)")
+      ->type_name("ID");
   validate->callback(set(validate, RunValidate));
 }
 

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <exception>
 
+#include "client/http_text.h"
 #include "common/hex.h"
 #include "common/ids.h"
 #include "http/http_client.h"
@@ -13,9 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-// Longest piece of a non-JSON error body quoted in a message (proxies answer
-// with whole HTML pages).
-constexpr std::size_t kMaxQuotedBody = 200;
 constexpr std::size_t kMinScrubbedKey = 8;
 
 ErrorKind KindForStatus(long status) {
@@ -42,29 +40,10 @@ ErrorKind KindForStatus(long status) {
   }
 }
 
-// Printable ASCII only, on one line.
-std::string Printable(std::string_view text) {
-  std::string out;
-  for (char c : text.substr(0, kMaxQuotedBody)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u >= 0x20 && u < 0x7f) ? c : ' ';
-  }
-  if (text.size() > kMaxQuotedBody) out += "...";
-  return out;
-}
-
 Status RequireUuid(std::string_view what, const std::string& id) {
   if (IsUuid(id)) return OkStatus();
-  return InvalidArgument(std::string(what) + " id must be a UUID, got \"" + Printable(id) + "\"");
-}
-
-// A header value may not hold control characters (or it could end the header).
-bool IsHeaderSafe(std::string_view value) {
-  for (char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f) return false;
-  }
-  return true;
+  return InvalidArgument(std::string(what) + " id must be a UUID, got \"" + PrintableExcerpt(id) +
+                         "\"");
 }
 
 }  // namespace
@@ -82,7 +61,7 @@ Error ErrorFromAnswer(long status, std::string_view body, std::string_view what)
     return Error(kind, std::move(message));
   }
   std::string message = std::string(what) + ": HTTP " + std::to_string(status);
-  if (!body.empty()) message += ": " + Printable(body);
+  if (!body.empty()) message += ": " + PrintableExcerpt(body);
   return Error(kind, std::move(message));
 }
 
@@ -97,20 +76,7 @@ ApiClient::ApiClient(std::string base_url, ApiClientOptions options)
 ApiClient::~ApiClient() = default;
 
 Result<std::unique_ptr<ApiClient>> ApiClient::Create(ApiClientOptions options) {
-  std::string url = options.base_url;
-  while (url.ends_with('/')) url.pop_back();
-  std::string_view rest = url;
-  if (rest.starts_with("http://")) {
-    rest.remove_prefix(7);
-  } else if (rest.starts_with("https://")) {
-    rest.remove_prefix(8);
-  } else {
-    return InvalidArgument("the API URL must start with http:// or https://, got \"" +
-                           Printable(url) + "\"");
-  }
-  if (rest.empty() || rest.front() == '/' || !IsHeaderSafe(rest)) {
-    return InvalidArgument("the API URL has no valid host: \"" + Printable(url) + "\"");
-  }
+  KINDLING_ASSIGN_OR_RETURN(std::string url, NormalizeBaseUrl(options.base_url, "API"));
   if (options.api_key.empty()) {
     return InvalidArgument("no API key: pass --api-key or set KINDLING_API_KEY");
   }
@@ -390,7 +356,7 @@ Result<json> ApiClient::AssignOrphanBackup(const std::string& backup_id,
       });
   if (!safe) {
     return InvalidArgument("backup id must be 1-128 characters of [A-Za-z0-9._-], got \"" +
-                           Printable(backup_id) + "\"");
+                           PrintableExcerpt(backup_id) + "\"");
   }
   KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
   return Post("/api/platform/backups/" + backup_id + "/assign", json{{"project_id", project_id}});

@@ -17,13 +17,43 @@
 //                       last backup's label and age, the last archived WAL's
 //                       age); fails with its problems when not ok or stale;
 //                       skipped only when no process ever reported one
-//   canary              skipped, with the reason, until the cluster has
-//                       workloads
-// A skipped step is reported as skipped, never as passed.
+//   canary              the canary project's workload (the canary guest
+//                       image) runs and answers through the edge within the
+//                       canary timeout: deploys it (image canary) when its
+//                       current deployment is not running (one pending or
+//                       starting is waited for), or always with
+//                       `redeploy`, and polls until it runs; then GET
+//                       /healthz through the edge (Host: the deployment's
+//                       hostname) must answer 200, asked again while the
+//                       edge answers 404/502/503/504 or cannot be reached
+//                       (a fresh route takes a moment). Evidence: hostname,
+//                       status, whether it was (re)deployed, seconds until
+//                       the answer. Fails when no edge URL is given, the
+//                       project's current deployment runs another image (it
+//                       is never replaced), no deployment could be made, it
+//                       did not run within the timeout, or the edge did not
+//                       answer 200 within it (its last status, or why it
+//                       could not be reached). Skipped without a canary
+//                       project
+//   volume_records      the in-guest record check of the volume project's
+//                       canary: its current deployment must run the canary
+//                       image; GET /records/verify through the edge (retried
+//                       as above, within the canary timeout) passes when no
+//                       record is damaged (evidence: records, intact), fails
+//                       with the damaged ids, or when it cannot be asked (no
+//                       edge URL, no deployment, not running, another image,
+//                       no 200 answer). Skipped without a volume project
+// A skipped step is reported as skipped, never as passed. The edge steps
+// report their evidence also as `details` (ValidationReport::ToJson).
 //
-// Thread-safety: free function; uses the client it is given.
+// Only the canary step changes anything (its deploy); the rest reads.
+//
+// Thread-safety: free function; uses the client it is given (and an edge
+// client of its own).
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +67,8 @@ struct ValidationStep {
   std::string name;
   Outcome outcome = Outcome::kSkip;
   std::string evidence;  // what was seen, for the operator
+  // The same as fields, for scripts (null: none; the edge steps have some).
+  nlohmann::json details{};
 };
 
 std::string_view OutcomeName(ValidationStep::Outcome outcome);  // pass, fail, skip
@@ -59,6 +91,22 @@ struct ValidationInputs {
     bool in_recovery = false;
   };
   std::optional<DsnProbe> local_dsn_probe{};
+
+  // The edge steps. The project whose workload is the canary (empty: step
+  // canary skipped) and the project whose volume's records are checked
+  // (empty: step volume_records skipped): project UUIDs.
+  std::string canary_project_id{};
+  std::string volume_project_id{};
+  // The edge to go through, http(s)://host[:port]; needed by both steps.
+  std::string edge_url{};
+  // Deploy the canary even when it runs.
+  bool redeploy = false;
+  // Each edge step's time limit: deploy, run and answer within it.
+  std::chrono::milliseconds canary_timeout{std::chrono::seconds(120)};
+  // Between two polls of the deployment, and two questions to the edge.
+  std::chrono::milliseconds poll_interval{std::chrono::seconds(1)};
+  // True ends a wait at once: the step fails ("interrupted").
+  std::function<bool()> cancelled{};
 };
 
 ValidationReport ValidateCluster(ApiClient& client, const ValidationInputs& inputs);

@@ -313,6 +313,8 @@ TEST_F(ApiCommandsTest, AdminValidateRunsTheChecklist) {
   EXPECT_EQ(outcomes["dsn_files_agree"], "pass");
   EXPECT_EQ(outcomes["dsn_reaches_primary"], "pass");
   EXPECT_EQ(outcomes["control_plane_backup"], "skip");
+  EXPECT_EQ(outcomes["canary"], "skip");
+  EXPECT_EQ(outcomes["volume_records"], "skip");
 
   // Another DSN on this host: named, and the exit status says so.
   RunResult differs = Kindling({"admin", "validate", "--dsn-file", other.string()});
@@ -323,6 +325,30 @@ TEST_F(ApiCommandsTest, AdminValidateRunsTheChecklist) {
   EXPECT_NE(differs.out.find("validation FAILED"), std::string::npos) << differs.Describe();
   Fails({"admin", "validate", "--dsn-file", (dir_.path() / "missing.dsn").string()}, 1,
         "missing.dsn");
+
+  // The canary flags: bad values are usage errors; the project comes from
+  // the environment too, and an unknown one fails its step.
+  Fails({"admin", "validate", "--canary-project", "nope"}, 2,
+        "--canary-project must be a project id (a UUID)");
+  Fails({"admin", "validate", "--volume-project", "nope"}, 2,
+        "--volume-project must be a project id (a UUID)");
+  Fails({"admin", "validate", "--edge-url", "edge.internal:8000"}, 2,
+        "the edge URL must start with http:// or https://");
+  Fails({"admin", "validate", "--canary-timeout", "0"}, 2, "--canary-timeout");
+  const std::string unknown = NewUuidV4();
+  RunResult no_edge =
+      Kindling({"admin", "validate", "--canary-project", unknown}, {{"KINDLING_EDGE_URL", ""}});
+  EXPECT_EQ(no_edge.exit_code, 1) << no_edge.Describe();
+  EXPECT_NE(no_edge.out.find("fail  canary                 the edge URL is needed"),
+            std::string::npos)
+      << no_edge.Describe();
+  RunResult from_env =
+      Kindling({"admin", "validate", "--json"},
+               {{"KINDLING_CANARY_PROJECT", unknown}, {"KINDLING_EDGE_URL", "http://127.0.0.1:9"}});
+  EXPECT_EQ(from_env.exit_code, 1) << from_env.Describe();
+  EXPECT_NE(from_env.out.find("cannot list the canary project's deployments"), std::string::npos)
+      << from_env.Describe();
+  EXPECT_NE(from_env.out.find("(not_found)"), std::string::npos) << from_env.Describe();
 }
 
 }  // namespace

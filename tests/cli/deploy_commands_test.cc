@@ -13,6 +13,7 @@
 
 #include "api_cli_fixture.h"
 #include "db/servers.h"
+#include "testutil/fake_http_server.h"
 
 namespace kindling::clitest {
 namespace {
@@ -215,6 +216,74 @@ TEST_F(DeployCommandsTest, HelpDescribesEveryCommand) {
                            "--stop-timeout", "--follow", "--timeout", "--json"}) {
     EXPECT_NE(deploy.out.find(flag), std::string::npos) << flag;
   }
+}
+
+TEST_F(DeployCommandsTest, AdminValidateDeploysTheCanaryAndAsksItThroughTheEdge) {
+  const std::string project = MakeDeployableProject("canary");
+  // The edge: the canary's hostname (no service domain here) is routed.
+  testutil::FakeHttpServer edge;
+  edge.Get("/healthz", [](const httplib::Request& req, httplib::Response& res) {
+    res.status = req.get_header_value("Host") == "web-canary" ? 200 : 404;
+  });
+  edge.Get("/records/verify", [](const httplib::Request&, httplib::Response& res) {
+    testutil::FakeHttpServer::Json(res, 200, R"({"records":2,"intact":2,"damaged":[]})");
+  });
+  edge.Start();
+  const std::vector<std::string> args = {"admin",
+                                         "validate",
+                                         "--canary-project",
+                                         project,
+                                         "--volume-project",
+                                         project,
+                                         "--edge-url",
+                                         edge.url(),
+                                         "--canary-timeout",
+                                         "30s",
+                                         "--json"};
+  const auto step_of = [](const json& report, const std::string& name) {
+    for (const json& step : report["steps"])
+      if (step["name"] == name) return step;
+    return json(nullptr);
+  };
+
+  // No deployment yet: the canary is deployed, polled until it runs (the
+  // worker's part is played with SQL), then asked through the edge.
+  Child child(args, {{"KINDLING_URL", url_}, {"KINDLING_API_KEY", key_}});
+  EXPECT_TRUE(WaitFor([&] { return Sql("SELECT count(*) FROM deployments")[0][0].as<int>() > 0; },
+                      std::chrono::seconds(30)));
+  Sql("UPDATE deployment_instances SET status = 'running', address = '10.0.0.9:8080'");
+  Sql("UPDATE deployments SET status = 'running'");
+  RunResult first = child.Wait(std::chrono::seconds(60));
+  transcript_ += first.out + first.err;
+  const json report = first.Json();
+  const json canary = step_of(report, "canary");
+  EXPECT_EQ(canary["outcome"], "pass") << first.Describe();
+  EXPECT_EQ(canary["details"]["deployed"], true) << canary.dump();
+  EXPECT_EQ(canary["details"]["hostname"], "web-canary") << canary.dump();
+  EXPECT_EQ(canary["details"]["status"], "running") << canary.dump();
+  EXPECT_EQ(Sql("SELECT image FROM deployments")[0][0].as<std::string>(), "canary");
+  const json records = step_of(report, "volume_records");
+  EXPECT_EQ(records["outcome"], "pass") << first.Describe();
+  EXPECT_EQ(records["details"]["records"], 2) << records.dump();
+  EXPECT_EQ(first.exit_code, report["passed"] == true ? 0 : 1) << first.Describe();
+
+  // Running: asked as it is, nothing deployed; in text, one line per step.
+  RunResult again = Kindling({"admin", "validate", "--canary-project", project, "--edge-url",
+                              edge.url(), "--canary-timeout", "30s"});
+  EXPECT_NE(again.out.find("pass  canary                 web-canary running (deployment "),
+            std::string::npos)
+      << again.Describe();
+  EXPECT_NE(again.out.find("already running"), std::string::npos) << again.Describe();
+  EXPECT_NE(again.out.find("skip  volume_records"), std::string::npos) << again.Describe();
+  EXPECT_EQ(Sql("SELECT count(*) FROM deployments")[0][0].as<int>(), 1);
+
+  // --redeploy makes a new deployment, which does not run within the limit.
+  RunResult redeployed = Kindling({"admin", "validate", "--canary-project", project, "--edge-url",
+                                   edge.url(), "--canary-timeout", "2s", "--redeploy"});
+  EXPECT_EQ(redeployed.exit_code, 1) << redeployed.Describe();
+  EXPECT_NE(redeployed.out.find("did not run within 2 s: still pending"), std::string::npos)
+      << redeployed.Describe();
+  EXPECT_EQ(Sql("SELECT count(*) FROM deployments")[0][0].as<int>(), 2);
 }
 
 }  // namespace

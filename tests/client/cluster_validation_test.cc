@@ -102,6 +102,7 @@ TEST_F(ClusterValidationTest, PassesWhenEveryHostAgreesAndSaysWhatItSkipped) {
       << StepNamed(report, "dsn_files_agree").evidence;
   EXPECT_EQ(StepNamed(report, "control_plane_backup").outcome, Outcome::kSkip);
   EXPECT_EQ(StepNamed(report, "canary").outcome, Outcome::kSkip);
+  EXPECT_EQ(StepNamed(report, "volume_records").outcome, Outcome::kSkip);
   EXPECT_EQ(report.ToJson()["steps"].size(), report.steps.size());
   EXPECT_EQ(report.ToJson().dump().find("secret-one"), std::string::npos);
 }

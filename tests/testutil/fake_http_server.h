@@ -27,6 +27,7 @@ struct RecordedRequest {
   std::string authorization;
   std::string content_type;
   std::string user_agent;
+  std::string host;
   std::string body;
   httplib::Params params;
 };
@@ -91,6 +92,7 @@ class FakeHttpServer {
                                             .authorization = req.get_header_value("Authorization"),
                                             .content_type = req.get_header_value("Content-Type"),
                                             .user_agent = req.get_header_value("User-Agent"),
+                                            .host = req.get_header_value("Host"),
                                             .body = req.body,
                                             .params = req.params});
       }
