@@ -15,6 +15,12 @@
 //   pending, deployment stopped or superseded -> stopped (it never ran).
 //   starting/running here, deployment stopped or superseded -> stop.
 //   a VM here whose instance is no longer live in the database -> stop.
+// Before that, each volume pinned here that the leader made unavailable
+// because this server was dead (kDeadWorkerPrefix) becomes detached again,
+// once the server is not dead and its image is on disk (without an image the
+// image reconciler reports it missing), and its current deployments desired
+// running that the leader left stopped are queued here, as after an
+// operation (RestartAfterOperation), all in one transaction.
 // A volume pinned to another server now (moved while the instance waited):
 // the instance ends stopped and a pending one is queued there. No live or
 // pinned volume, or an image this worker does not have: the instance and
@@ -96,6 +102,15 @@ std::filesystem::path VmDir(const std::filesystem::path& state_dir, const std::s
 // this reconciler, cleared by it when a VM is ready on the volume again).
 inline constexpr char kWorkloadErrorPrefix[] = "the workload's VM ";
 
+// What the last_error of a volume starts with when the leader found the
+// worker that ran its workload dead while the volume's image is on that
+// server (reconcile/leader.h): the volume is unavailable until that worker is
+// back and sees the image (see the pass).
+inline constexpr char kDeadWorkerPrefix[] = "the worker that ran its workload is dead: ";
+// kDeadWorkerPrefix + what happened to `worker` ("<hostname> (<server id>)").
+std::string DeadWorkerVolumeError(std::string_view worker);
+bool IsDeadWorkerError(const std::optional<std::string>& last_error);
+
 struct WorkloadReconcilerOptions {
   std::string server_id{};            // REQUIRED
   std::filesystem::path state_dir{};  // REQUIRED: volumes/ and vms/ live here
@@ -137,8 +152,10 @@ class WorkloadReconciler {
   // (the pid file, checked against /proc/<pid>/cmdline naming the VM), is
   // killed; the vm becomes crashed with exit_reason lost, the instance
   // failed ("the worker restarted while it ran"), the volume detached with
-  // last_error, and a current deployment desired running gets a new pending
-  // instance (status pending); others get status stopped.
+  // last_error (db::EndLostVm), and a current deployment desired running
+  // gets a new pending instance (status pending); others get status stopped.
+  // Rows someone else ended meanwhile (the leader, when this server was
+  // dead: see the pass for its volumes) are left as they are.
   [[nodiscard]] Status RecoverAfterRestart();
 
   // One pass (see above). Returns after deciding and signalling; VMs boot
@@ -187,6 +204,9 @@ class WorkloadReconciler {
                                               const db::Deployment& deployment,
                                               std::string& why_waiting);
   [[nodiscard]] Status EndPending(const db::Instance& instance, const db::Deployment& deployment);
+  // The first step of a pass: volumes the leader made unavailable because
+  // this server was dead (see above). REQUIRES: pass_mu_ held.
+  [[nodiscard]] Status ReclaimAfterDeadWorker();
   void RequestStop(Held& held, StopReason reason, std::chrono::milliseconds timeout,
                    std::string why);
   void Supervise(const std::shared_ptr<Held>& held);
