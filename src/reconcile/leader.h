@@ -17,9 +17,10 @@
 //      detached and queues the deployment again (workload_reconciler.h) and
 //      an operator's start runs it wherever the volume is usable. Audited as
 //      workload.lost; announced on kindling_workloads (the edge drops the
-//      route). With the defaults (silent_after 30 s, a sweep every 2 s,
-//      which `kindling serve` keeps) this happens within 32 s of the
-//      worker's last heartbeat, so within 60 s of its death;
+//      route). With the defaults (silent_after 30 s, a sweep every 2 s;
+//      `kindling serve` keeps both) this happens at most 32 s after the
+//      worker's last heartbeat, which came before its death: within 60 s of
+//      the death, unless the leader itself is in its start grace;
 //   3. expired leases (a worker died or hung): the operation is re-queued up
 //      to `max_attempts` claims, otherwise failed with a clear error. Backup,
 //      repair and a move's backup phase go back to the volume's pinned server
@@ -36,7 +37,7 @@
 //      and that has nothing in flight (the reference stores schedules but
 //      never runs them). After a failed backup the next try waits
 //      `schedule_retry_after`, so a broken volume is not retried every sweep.
-// Every failure or schedule it records is audited (user_id NULL).
+// Every failure, loss or schedule it records is audited (user_id NULL).
 //
 // Start grace. A process that becomes the leader cannot tell a dead server
 // from one whose last heartbeat it simply has not seen yet: after the

@@ -15,16 +15,19 @@
 //   pending, deployment stopped or superseded -> stopped (it never ran).
 //   starting/running here, deployment stopped or superseded -> stop.
 //   a VM here whose instance is no longer live in the database -> stop.
-// Before that, each volume pinned here that the leader made unavailable
-// because this server was dead (kDeadWorkerPrefix) becomes detached again,
-// once the server is not dead and its image is on disk (without an image the
-// image reconciler reports it missing), and its current deployments desired
-// running that the leader left stopped are queued here, as after an
-// operation (RestartAfterOperation), all in one transaction.
 // A volume pinned to another server now (moved while the instance waited):
 // the instance ends stopped and a pending one is queued there. No live or
 // pinned volume, or an image this worker does not have: the instance and
 // its deployment fail (it can never start here).
+//
+// Back from the dead. Before the instances, a pass takes back each volume
+// pinned here that the leader made unavailable because this server was dead
+// (last_error kDeadWorkerPrefix..., reconcile/leader.h), once the server is
+// no longer dead (a heartbeat revived it) and the image is on disk (without
+// it the image reconciler marks the volume missing): in one transaction the
+// volume becomes detached with no last_error, and the current deployments
+// desired running that the leader left stopped are queued here, as after an
+// operation (RestartAfterOperation).
 //
 // Each VM this process runs has its own supervisor thread, which owns the
 // VmInstance from Start to the end (the VMM calls block: WaitReady for the
