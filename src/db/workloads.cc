@@ -297,8 +297,10 @@ Result<std::vector<Vm>> ListVms(Tx& tx, const VmFilter& f) {
          w.exec_params(Sql("SELECT ", kVmColumns,
                            " FROM vms WHERE ($1::uuid IS NULL OR server_id = $1::uuid) AND "
                            "($2::uuid IS NULL OR project_volume_id = $2::uuid) AND (NOT $3 OR "
-                           "status IN ('booting', 'running', 'stopping')) ORDER BY created_at, id"),
-                       f.server_id, f.project_volume_id, f.live_only))
+                           "status IN ('booting', 'running', 'stopping')) AND (NOT $4 OR "
+                           "server_id IN (SELECT id FROM servers WHERE status = 'dead')) "
+                           "ORDER BY created_at, id"),
+                       f.server_id, f.project_volume_id, f.live_only, f.on_dead_servers))
       out.push_back(VmFromRow(row));
     return out;
   });
@@ -319,6 +321,57 @@ Result<Vm> UpdateVm(Tx& tx, const std::string& id, const VmUpdate& u) {
     if (rows.empty()) return NotFound("VM " + id + " not found");
     return VmFromRow(rows[0]);
   });
+}
+
+Result<Volume> ReleaseVolume(Tx& tx, const std::string& volume_id, const std::string& vm_id,
+                             VolumeStatus status, const std::optional<std::string>& last_error) {
+  KINDLING_ASSIGN_OR_RETURN(Volume volume, GetVolume(tx, volume_id, true));
+  if (volume.attached_vm_id && *volume.attached_vm_id != vm_id) return volume;
+  VolumeStateUpdate update;
+  if (volume.attached_vm_id) update.attached_vm_id = SetNull();
+  if (volume.status == VolumeStatus::kAttached) update.status = status;
+  if (last_error) update.last_error = SetTo(*last_error);
+  if (!update.attached_vm_id && !update.status && !update.last_error) return volume;
+  return UpdateVolumeState(tx, volume_id, update);
+}
+
+Result<EndedVm> EndLostVm(Tx& tx, const LostVm& lost) {
+  EndedVm out;
+  // The volume's row before the VM's, as every writer of both locks them.
+  KINDLING_ASSIGN_OR_RETURN(const Vm seen, GetVm(tx, lost.vm_id));
+  if (seen.project_volume_id)
+    KINDLING_RETURN_IF_ERROR(GetVolume(tx, *seen.project_volume_id, true));
+  KINDLING_ASSIGN_OR_RETURN(out.vm, GetVm(tx, lost.vm_id, true));
+  if (!IsLive(out.vm.status)) return out;
+  KINDLING_ASSIGN_OR_RETURN(
+      std::optional<std::string> instance_id,
+      internal::Run(tx, "find instance of vm",
+                    [&](pqxx::transaction_base& w) -> Result<std::optional<std::string>> {
+                      const pqxx::result rows = w.exec_params(
+                          "SELECT id FROM deployment_instances WHERE vm_id = $1::uuid AND status "
+                          "IN ('starting', 'running', 'stopping') ORDER BY created_at, id "
+                          "FOR UPDATE",
+                          lost.vm_id);
+                      if (rows.empty()) return std::optional<std::string>();
+                      return std::optional<std::string>(Text(rows[0][0]));
+                    }));
+  if (out.vm.project_volume_id) {
+    KINDLING_ASSIGN_OR_RETURN(out.volume, ReleaseVolume(tx, *out.vm.project_volume_id, out.vm.id,
+                                                        lost.volume_status, lost.volume_error));
+  }
+  KINDLING_ASSIGN_OR_RETURN(out.vm, UpdateVm(tx, out.vm.id,
+                                             VmUpdate{.status = VmStatus::kCrashed,
+                                                      .exit_reason = VmExit::kLost,
+                                                      .error = SetTo(lost.error)}));
+  if (instance_id) {
+    KINDLING_ASSIGN_OR_RETURN(out.instance,
+                              UpdateInstance(tx, *instance_id,
+                                             InstanceUpdate{.status = WorkloadStatus::kFailed,
+                                                            .address = SetNull(),
+                                                            .error = SetTo(lost.error)}));
+  }
+  out.ended = true;
+  return out;
 }
 
 Result<std::vector<RouteRow>> ListRoutes(Tx& tx) {

@@ -179,6 +179,7 @@ struct VmFilter {
   std::optional<std::string> server_id{};
   std::optional<std::string> project_volume_id{};
   bool live_only = false;
+  bool on_dead_servers = false;  // only VMs of servers whose status is dead
 };
 // Oldest first.
 [[nodiscard]] Result<std::vector<Vm>> ListVms(Tx& tx, const VmFilter& filter);
@@ -191,6 +192,40 @@ struct VmUpdate {
 // Sets ready_at when it becomes running, stopped_at when stopped or
 // crashed. kNotFound when missing.
 [[nodiscard]] Result<Vm> UpdateVm(Tx& tx, const std::string& id, const VmUpdate& update);
+
+// Lets go of the volume that VM `vm_id` held, with the volume row locked:
+// attached_vm_id NULL, `status` when it is attached (a transitional status
+// an operation set stays), last_error `last_error` when given. Nothing
+// changes when another VM holds the volume now. Returns the row as it is
+// afterwards. kNotFound for an unknown volume.
+[[nodiscard]] Result<Volume> ReleaseVolume(Tx& tx, const std::string& volume_id,
+                                           const std::string& vm_id, VolumeStatus status,
+                                           const std::optional<std::string>& last_error);
+
+// A VM whose worker lost it: the worker process was killed, or its server
+// is dead.
+struct LostVm {
+  std::string vm_id{};
+  std::string error{};  // the VM's error and its instance's
+  // What ReleaseVolume does with the volume the VM held.
+  VolumeStatus volume_status = VolumeStatus::kDetached;
+  std::optional<std::string> volume_error{};
+};
+struct EndedVm {
+  // False when the VM was no longer live (another writer ended it first):
+  // nothing changed.
+  bool ended = false;
+  Vm vm{};
+  // The instance it ran (starting, running or stopping), now failed.
+  std::optional<Instance> instance{};
+  // The volume afterwards, when the VM had one.
+  std::optional<Volume> volume{};
+};
+// Records a lost VM, the volume row locked first, then the VM's: the VM
+// crashed with exit_reason lost, its instance failed (no address), its
+// volume released (ReleaseVolume). The deployment is the caller's business.
+// Announced like UpdateInstance. kNotFound for an unknown VM.
+[[nodiscard]] Result<EndedVm> EndLostVm(Tx& tx, const LostVm& lost);
 
 // What the edge routes: a row per current deployment, with the instance
 // to route to when one runs (a deployment that should run and has a

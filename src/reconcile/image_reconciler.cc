@@ -12,6 +12,7 @@
 #include "db/operations.h"
 #include "engine/image_file.h"
 #include "reconcile/volume_images.h"
+#include "reconcile/workload_reconciler.h"
 
 namespace kindling::reconcile {
 namespace {
@@ -319,14 +320,20 @@ Status ImageReconciler::EnsurePinnedImages() {
       // It had data once: a blank image would hide the loss.
       const std::string error = "volume image missing on server " + options_.server_id;
       spdlog::error("worker: volume {}: {}", volume.id, error);
+      // Unavailable because this server was dead (the workload reconciler
+      // clears that when the image is here): what is true now is that it
+      // is missing.
+      std::vector<db::VolumeStatus> from = {db::VolumeStatus::kDetached,
+                                            db::VolumeStatus::kAvailable};
+      if (IsDeadWorkerError(volume.last_error)) from.push_back(db::VolumeStatus::kUnavailable);
       auto updated = db_.Transact([&](db::Tx& tx) -> Status {
-        auto marked = db::UpdateVolumeState(
-            tx, volume.id,
-            db::VolumeStateUpdate{
-                .status = db::VolumeStatus::kUnavailable,
-                .health = db::VolumeHealth::kMissing,
-                .last_error = db::SetTo(error),
-                .only_from = {db::VolumeStatus::kDetached, db::VolumeStatus::kAvailable}});
+        auto marked = db::UpdateVolumeState(tx, volume.id,
+                                            db::VolumeStateUpdate{
+                                                .status = db::VolumeStatus::kUnavailable,
+                                                .health = db::VolumeHealth::kMissing,
+                                                .last_error = db::SetTo(error),
+                                                .only_from = from,
+                                            });
         if (!marked) return std::unexpected(marked.error());
         // Images of it held elsewhere are where an operator looks next.
         return RefreshImageConflict(tx, volume.id);

@@ -9,6 +9,8 @@
 #include "db/notifications.h"
 #include "db/operations.h"
 #include "db/volumes.h"
+#include "db/workloads.h"
+#include "reconcile/workload_reconciler.h"
 
 namespace kindling::reconcile {
 namespace {
@@ -20,9 +22,9 @@ db::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
 }
 
 Status AuditSystem(db::Tx& tx, const std::string& action, const std::string& volume_id,
-                   const json& details) {
+                   const json& details, const std::string& resource_type = "project_volume") {
   auto id = db::InsertAuditEvent(tx, db::AuditEventInput{.action = action,
-                                                         .resource_type = "project_volume",
+                                                         .resource_type = resource_type,
                                                          .resource_id = volume_id,
                                                          .details_json = details.dump()});
   if (!id) return std::unexpected(id.error());
@@ -163,6 +165,7 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
   for (const std::string& id : report.servers_marked_dead)
     spdlog::warn("leader: server {} silent for {}s: marked dead", id,
                  options_.silent_after.count());
+  if (!grace) KINDLING_RETURN_IF_ERROR(EndLostWorkloads(report));
 
   // Decides one operation's fate inside the transaction holding its lock.
   auto handle = [&](db::Tx& tx, const db::Operation& op, bool lease_expired,
@@ -298,6 +301,88 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
   KINDLING_RETURN_IF_ERROR(sweep_ops(false));
   if (with_schedules) KINDLING_RETURN_IF_ERROR(ScheduleBackups(report));
   return report;
+}
+
+Status Leader::EndLostWorkloads(SweepReport& report) {
+  KINDLING_ASSIGN_OR_RETURN(std::vector<db::Vm> vms, db_.Transact([](db::Tx& tx) {
+    return db::ListVms(tx, db::VmFilter{.live_only = true, .on_dead_servers = true});
+  }));
+  for (const db::Vm& vm : vms) {
+    std::string error;
+    auto ended = db_.Transact([&](db::Tx& tx) -> Result<bool> {
+      // The volume's row first, as every writer of a VM's rows locks them.
+      std::optional<db::Volume> volume;
+      if (vm.project_volume_id) {
+        KINDLING_ASSIGN_OR_RETURN(volume, db::GetVolume(tx, *vm.project_volume_id, true));
+      }
+      KINDLING_ASSIGN_OR_RETURN(db::Server server, db::GetServer(tx, vm.server_id));
+      if (server.status != db::ServerStatus::kDead) return false;  // it heartbeated meanwhile
+      const std::string worker = server.hostname + " (" + server.id + ")";
+      error = "the worker " + worker + " died while it ran";
+      // The image lives on the dead server: nobody else can run the
+      // workload until it is back (or the volume is restored elsewhere).
+      const bool image_there = volume && volume->server_id == vm.server_id;
+      KINDLING_ASSIGN_OR_RETURN(
+          db::EndedVm lost,
+          db::EndLostVm(
+              tx, db::LostVm{.vm_id = vm.id,
+                             .error = error,
+                             .volume_status = image_there ? db::VolumeStatus::kUnavailable
+                                                          : db::VolumeStatus::kDetached,
+                             .volume_error = image_there ? DeadWorkerVolumeError(worker) : error}));
+      if (!lost.ended) return false;
+      json details = {{"vm_id", vm.id},
+                      {"server_id", server.id},
+                      {"hostname", server.hostname},
+                      {"error", error},
+                      {"by", "leader"}};
+      std::string resource_type = "vm";
+      std::string resource_id = vm.id;
+      if (lost.instance) {
+        // The deployment is left stopped (desired state kept), as a stop for
+        // an operation leaves it: the worker queues it again when it is back
+        // with the image (workload_reconciler.h), an operator's start after
+        // a restore elsewhere.
+        KINDLING_ASSIGN_OR_RETURN(db::Deployment deployment,
+                                  db::GetDeployment(tx, lost.instance->deployment_id, true));
+        KINDLING_ASSIGN_OR_RETURN(
+            auto live, db::ListInstances(tx, db::InstanceFilter{.deployment_id = deployment.id,
+                                                                .live_only = true}));
+        if (live.empty()) {
+          const bool wanted =
+              !deployment.superseded_at && deployment.desired_state == db::DesiredState::kRunning;
+          KINDLING_RETURN_IF_ERROR(db::UpdateDeployment(
+              tx, deployment.id,
+              db::DeploymentUpdate{
+                  .status = db::WorkloadStatus::kStopped,
+                  .error = db::SetTo(wanted && image_there
+                                         ? error + "; it starts again when that worker is back"
+                                         : error)}));
+        }
+        details["instance_id"] = lost.instance->id;
+        details["deployment_id"] = deployment.id;
+        details["project_id"] = deployment.project_id;
+        resource_type = "deployment";
+        resource_id = deployment.id;
+      }
+      if (lost.volume) {
+        details["volume_id"] = lost.volume->id;
+        details["volume_status"] = std::string(db::Name(lost.volume->status));
+      }
+      KINDLING_RETURN_IF_ERROR(
+          AuditSystem(tx, "workload.lost", resource_id, details, resource_type));
+      return true;
+    });
+    if (!ended) {
+      // The next sweep tries again; the other steps run meanwhile.
+      spdlog::warn("leader: recording lost VM {}: {}", vm.id, ended.error().message());
+      continue;
+    }
+    if (!*ended) continue;
+    spdlog::warn("leader: VM {} lost: {}", vm.id, error);
+    report.workloads_lost.push_back(vm.id);
+  }
+  return OkStatus();
 }
 
 Status Leader::ScheduleBackups(SweepReport& report) {

@@ -4,7 +4,24 @@
 //
 // Each sweep:
 //   1. marks `active` servers silent for `silent_after` as dead;
-//   2. expired leases (a worker died or hung): the operation is re-queued up
+//   2. records the workloads of dead servers lost: each live VM (booting,
+//      running, stopping) of a dead server, in one transaction per VM with
+//      the volume row locked first (db::EndLostVm), becomes crashed with
+//      exit_reason lost; its instance failed ("the worker <hostname> (<id>)
+//      died while it ran"); its volume lets go (attached_vm_id NULL) and
+//      becomes `unavailable` with last_error kDeadWorkerPrefix... when its
+//      image is on that server (the normal case: nobody else can run it),
+//      detached otherwise; the deployment, when it has no other live
+//      instance, gets status stopped with that error and keeps its desired
+//      state, so that the worker, back with the image, makes the volume
+//      detached and queues the deployment again (workload_reconciler.h) and
+//      an operator's start runs it wherever the volume is usable. Audited as
+//      workload.lost; announced on kindling_workloads (the edge drops the
+//      route). With the defaults (silent_after 30 s, a sweep every 2 s;
+//      `kindling serve` keeps both) this happens at most 32 s after the
+//      worker's last heartbeat, which came before its death: within 60 s of
+//      the death, unless the leader itself is in its start grace;
+//   3. expired leases (a worker died or hung): the operation is re-queued up
 //      to `max_attempts` claims, otherwise failed with a clear error. Backup,
 //      repair and a move's backup phase go back to the volume's pinned server
 //      (failed at once when that server is dead: the image lives there); an
@@ -12,15 +29,15 @@
 //      when it is dead); restore, a move's restore phase and verify go to an
 //      eligible worker, another one than the server that dropped the lease
 //      when possible;
-//   3. pending operations nobody picks up (assigned to a server that is not
+//   4. pending operations nobody picks up (assigned to a server that is not
 //      active, or pending longer than `stuck_pending_after`) get the same
 //      treatment;
-//   4. every `schedule_interval`, queues a 'scheduled' backup for each daily
+//   5. every `schedule_interval`, queues a 'scheduled' backup for each daily
 //      or weekly volume whose last successful backup is older than its period
 //      and that has nothing in flight (the reference stores schedules but
 //      never runs them). After a failed backup the next try waits
 //      `schedule_retry_after`, so a broken volume is not retried every sweep.
-// Every failure or schedule it records is audited (user_id NULL).
+// Every failure, loss or schedule it records is audited (user_id NULL).
 //
 // Start grace. A process that becomes the leader cannot tell a dead server
 // from one whose last heartbeat it simply has not seen yet: after the
@@ -28,7 +45,8 @@
 // last_heartbeat_at is old and every running operation's lease expired,
 // although the workers are about to heartbeat and take their work back. So
 // for max(start_grace, silent_after) after it starts leading (by the injected
-// clock), a sweep marks no server dead and fails no operation. Expired
+// clock), a sweep marks no server dead, records no workload lost (step 2
+// does not run) and fails no operation. Expired
 // leases and stuck operations are re-queued as usual, except that a lease
 // lost then does not count against max_attempts, and where the usual rules
 // would fail an operation, an expired lease goes back to the server that
@@ -85,9 +103,10 @@ struct LeaderOptions {
 
 struct SweepReport {
   std::vector<std::string> servers_marked_dead;
-  std::vector<std::string> requeued;   // operation ids
-  std::vector<std::string> failed;     // operation ids
-  std::vector<std::string> scheduled;  // volume ids that got a scheduled backup
+  std::vector<std::string> requeued;        // operation ids
+  std::vector<std::string> failed;          // operation ids
+  std::vector<std::string> scheduled;       // volume ids that got a scheduled backup
+  std::vector<std::string> workloads_lost;  // VM ids recorded lost (step 2)
   // Operations left as they are until the start grace is over.
   std::vector<std::string> deferred;
   bool in_start_grace = false;
@@ -115,7 +134,7 @@ class Leader {
   bool is_leader() const { return is_leader_.load(); }
 
   // One sweep (without the lock: tests, and the loop while leader).
-  // `with_schedules` also runs step 4.
+  // `with_schedules` also runs step 5.
   [[nodiscard]] Result<SweepReport> SweepOnce(bool with_schedules = true);
 
   // What the loop does when it takes the lock: the start grace begins now
@@ -127,6 +146,7 @@ class Leader {
 
  private:
   void Loop();
+  [[nodiscard]] Status EndLostWorkloads(SweepReport& report);
   [[nodiscard]] Status ScheduleBackups(SweepReport& report);
 
   db::Database& db_;

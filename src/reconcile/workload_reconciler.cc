@@ -13,6 +13,7 @@
 
 #include "common/files.h"
 #include "db/operations.h"
+#include "db/servers.h"
 #include "db/volumes.h"
 #include "reconcile/volume_images.h"
 #include "runtime/canary/guest_cmdline.h"
@@ -65,23 +66,6 @@ std::string JoinNames(const GuestImageCatalogue& images) {
   return names.empty() ? "none" : names;
 }
 
-// Lets go of the volume held by VM `vm_id` (its row locked): attached_vm_id
-// NULL, status detached when it is attached (a transitional status an
-// operation set stays), `last_error` when given. Nothing changes when
-// another VM holds the volume now.
-Status DetachVolume(db::Tx& tx, const std::string& volume_id, const std::string& vm_id,
-                    const std::optional<std::string>& last_error) {
-  KINDLING_ASSIGN_OR_RETURN(db::Volume volume, db::GetVolume(tx, volume_id, true));
-  if (volume.attached_vm_id && *volume.attached_vm_id != vm_id) return OkStatus();
-  db::VolumeStateUpdate update;
-  if (volume.attached_vm_id) update.attached_vm_id = db::SetNull();
-  if (volume.status == db::VolumeStatus::kAttached) update.status = db::VolumeStatus::kDetached;
-  if (last_error) update.last_error = db::SetTo(*last_error);
-  if (!update.attached_vm_id && !update.status && !update.last_error) return OkStatus();
-  KINDLING_RETURN_IF_ERROR(db::UpdateVolumeState(tx, volume_id, update));
-  return OkStatus();
-}
-
 // A pending instance on the volume's server for a deployment that is current
 // and desired running and has no live instance (the one that just ended was
 // updated before); its status becomes pending with `error`. nullopt when the
@@ -118,6 +102,30 @@ Status SettleDeployment(db::Tx& tx, const std::string& deployment_id,
       db::DeploymentUpdate{.status = db::WorkloadStatus::kStopped,
                            .error = error ? db::SetTo(*error) : db::SetNull()}));
   return OkStatus();
+}
+
+// Each current deployment of the volume's project that is desired running,
+// has status stopped (left so by a stop for an operation, or by the leader
+// when the worker running it died) and no live instance gets a pending
+// instance on the volume's server.
+Result<std::vector<db::Instance>> QueueRestarts(db::Tx& tx, const db::Volume& volume) {
+  std::vector<db::Instance> out;
+  if (volume.deleted_at || !volume.server_id) return out;
+  KINDLING_ASSIGN_OR_RETURN(auto deployments, db::ListDeployments(tx, volume.project_id));
+  for (const db::Deployment& deployment : deployments) {
+    if (!Wanted(deployment) || deployment.status != db::WorkloadStatus::kStopped) continue;
+    KINDLING_ASSIGN_OR_RETURN(
+        auto live, db::ListInstances(
+                       tx, db::InstanceFilter{.deployment_id = deployment.id, .live_only = true}));
+    if (!live.empty()) continue;
+    KINDLING_ASSIGN_OR_RETURN(db::Instance instance,
+                              db::CreateInstance(tx, deployment.id, *volume.server_id));
+    KINDLING_RETURN_IF_ERROR(db::UpdateDeployment(
+        tx, deployment.id,
+        db::DeploymentUpdate{.status = db::WorkloadStatus::kPending, .error = db::SetNull()}));
+    out.push_back(std::move(instance));
+  }
+  return out;
 }
 
 // The base cmdline of the canary without its default mount: the reconciler
@@ -204,6 +212,16 @@ std::vector<std::string> ImageNames(const GuestImageCatalogue& catalogue) {
   std::vector<std::string> names;
   for (const auto& [name, image] : catalogue) names.push_back(name);
   return names;
+}
+
+std::string DeadWorkerVolumeError(std::string_view worker) {
+  return std::string(kDeadWorkerPrefix) + "server " + std::string(worker) +
+         " stopped heartbeating; the volume's image is on that server, so the workload starts "
+         "again when it is back (or restore the volume on another server)";
+}
+
+bool IsDeadWorkerError(const std::optional<std::string>& last_error) {
+  return last_error && last_error->starts_with(kDeadWorkerPrefix);
 }
 
 std::filesystem::path VmDir(const std::filesystem::path& state_dir, const std::string& vm_id) {
@@ -301,11 +319,11 @@ Status WorkloadReconciler::ReconcileOnce() {
     if (shut_down_ || abandoned_) return OkStatus();
   }
   ReapEnded();
+  Status outcome = ReclaimAfterDeadWorker();
   KINDLING_ASSIGN_OR_RETURN(auto instances, db_.Transact([&](db::Tx& tx) {
     return db::ListInstances(
         tx, db::InstanceFilter{.server_id = options_.server_id, .live_only = true});
   }));
-  Status outcome = OkStatus();
   std::set<std::string> listed;
   for (const db::Instance& instance : instances) {
     listed.insert(instance.id);
@@ -361,6 +379,50 @@ Status WorkloadReconciler::ReconcileOnce() {
     for (const auto& held : orphans)
       RequestStop(*held, StopReason::kDesired, seconds(held->deployment.stop_timeout_seconds),
                   "its instance is no longer live in the database");
+  }
+  return outcome;
+}
+
+Status WorkloadReconciler::ReclaimAfterDeadWorker() {
+  KINDLING_ASSIGN_OR_RETURN(auto pinned, db_.Transact([&](db::Tx& tx) {
+    return db::ListVolumes(tx, db::VolumeFilter{.server_id = options_.server_id});
+  }));
+  Status outcome = OkStatus();
+  for (const db::Volume& volume : pinned) {
+    if (volume.deleted_at || volume.status != db::VolumeStatus::kUnavailable ||
+        !IsDeadWorkerError(volume.last_error))
+      continue;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(ImagePath(options_.state_dir, volume.id), ec)) continue;
+    auto queued = db_.Transact([&](db::Tx& tx) -> Result<std::optional<std::vector<db::Instance>>> {
+      KINDLING_ASSIGN_OR_RETURN(db::Volume current, db::GetVolume(tx, volume.id, true));
+      KINDLING_ASSIGN_OR_RETURN(db::Server server, db::GetServer(tx, options_.server_id));
+      // Still dead: the leader has not seen a heartbeat since (it would end
+      // what this worker starts now).
+      if (server.status == db::ServerStatus::kDead || current.deleted_at ||
+          current.server_id != options_.server_id ||
+          current.status != db::VolumeStatus::kUnavailable ||
+          !IsDeadWorkerError(current.last_error))
+        return std::optional<std::vector<db::Instance>>();
+      KINDLING_ASSIGN_OR_RETURN(
+          current,
+          db::UpdateVolumeState(tx, volume.id,
+                                db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached,
+                                                      .last_error = db::SetNull()}));
+      KINDLING_ASSIGN_OR_RETURN(auto restarts, QueueRestarts(tx, current));
+      return std::optional<std::vector<db::Instance>>(std::move(restarts));
+    });
+    if (!queued) {
+      spdlog::warn("workload: volume {}: {}", volume.id, queued.error().message());
+      if (outcome) outcome = std::unexpected(queued.error());
+      continue;
+    }
+    if (!*queued) continue;
+    spdlog::info("workload: volume {} is detached again: this worker is back with its image",
+                 volume.id);
+    for (const db::Instance& instance : **queued)
+      spdlog::info("workload: instance {} of deployment {} queued: its worker is back", instance.id,
+                   instance.deployment_id);
   }
   return outcome;
 }
@@ -731,7 +793,8 @@ void WorkloadReconciler::StopAndRecord(Held& held, vmm::VmInstance& vm) {
   if (request.reason != StopReason::kDesired && note) *instance_error += "; " + *note;
 
   Write(held, "that it stopped", [&](db::Tx& tx) -> Status {
-    KINDLING_RETURN_IF_ERROR(DetachVolume(tx, held.volume.id, held.vm.id, std::nullopt));
+    KINDLING_RETURN_IF_ERROR(db::ReleaseVolume(tx, held.volume.id, held.vm.id,
+                                               db::VolumeStatus::kDetached, std::nullopt));
     KINDLING_RETURN_IF_ERROR(db::UpdateVm(tx, held.vm.id, vm_update));
     KINDLING_RETURN_IF_ERROR(db::UpdateInstance(
         tx, held.instance.id,
@@ -774,7 +837,8 @@ void WorkloadReconciler::RecordFailure(Held& held, db::VmStatus vm_status, db::V
   const std::string error = Printable(raw_error);
   const std::string volume_error = Printable(raw_volume_error);
   Write(held, "its failure", [&](db::Tx& tx) -> Status {
-    KINDLING_RETURN_IF_ERROR(DetachVolume(tx, held.volume.id, held.vm.id, volume_error));
+    KINDLING_RETURN_IF_ERROR(db::ReleaseVolume(tx, held.volume.id, held.vm.id,
+                                               db::VolumeStatus::kDetached, volume_error));
     KINDLING_RETURN_IF_ERROR(db::UpdateVm(
         tx, held.vm.id,
         db::VmUpdate{.status = vm_status, .exit_reason = exit_reason, .error = db::SetTo(error)}));
@@ -825,25 +889,8 @@ Result<std::vector<db::Instance>> WorkloadReconciler::RestartAfterOperation(
     const std::string& volume_id) {
   KINDLING_ASSIGN_OR_RETURN(
       auto queued, db_.Transact([&](db::Tx& tx) -> Result<std::vector<db::Instance>> {
-        std::vector<db::Instance> out;
         KINDLING_ASSIGN_OR_RETURN(db::Volume volume, db::GetVolume(tx, volume_id, true));
-        if (volume.deleted_at || !volume.server_id) return out;
-        KINDLING_ASSIGN_OR_RETURN(auto deployments, db::ListDeployments(tx, volume.project_id));
-        for (const db::Deployment& deployment : deployments) {
-          if (!Wanted(deployment) || deployment.status != db::WorkloadStatus::kStopped) continue;
-          KINDLING_ASSIGN_OR_RETURN(
-              auto live, db::ListInstances(tx, db::InstanceFilter{.deployment_id = deployment.id,
-                                                                  .live_only = true}));
-          if (!live.empty()) continue;
-          KINDLING_ASSIGN_OR_RETURN(db::Instance instance,
-                                    db::CreateInstance(tx, deployment.id, *volume.server_id));
-          KINDLING_RETURN_IF_ERROR(
-              db::UpdateDeployment(tx, deployment.id,
-                                   db::DeploymentUpdate{.status = db::WorkloadStatus::kPending,
-                                                        .error = db::SetNull()}));
-          out.push_back(std::move(instance));
-        }
-        return out;
+        return QueueRestarts(tx, volume);
       }));
   for (const db::Instance& instance : queued)
     spdlog::info("workload: instance {} of deployment {} queued on server {} after an operation",
@@ -917,36 +964,26 @@ Status WorkloadReconciler::RecoverAfterRestart() {
     return s;
   }));
 
-  // Lost instances by VM; those without a live VM row on their own.
-  std::map<std::string, db::Instance> by_vm;
+  // Lost instances without a live VM row (those with one end with it).
   std::vector<db::Instance> without_vm;
   std::set<std::string> live_vms;
   for (const db::Vm& vm : seen.vms) live_vms.insert(vm.id);
   for (const db::Instance& instance : seen.instances) {
     if (instance.status == db::WorkloadStatus::kPending) continue;
     if (instance.vm_id && held_vms.contains(*instance.vm_id)) continue;
-    if (instance.vm_id && live_vms.contains(*instance.vm_id))
-      by_vm.emplace(*instance.vm_id, instance);
-    else
-      without_vm.push_back(instance);
+    if (!instance.vm_id || !live_vms.contains(*instance.vm_id)) without_vm.push_back(instance);
   }
 
   const std::string volume_error =
       std::string(kWorkloadErrorPrefix) + "was lost: " + kWorkerRestarted;
-  // The instance's end and its deployment's: a replacement when it should
-  // run, stopped when it should not.
-  auto end_instance = [&](db::Tx& tx, const db::Instance& instance) -> Status {
-    KINDLING_RETURN_IF_ERROR(
-        db::UpdateInstance(tx, instance.id,
-                           db::InstanceUpdate{.status = db::WorkloadStatus::kFailed,
-                                              .address = db::SetNull(),
-                                              .error = db::SetTo(kWorkerRestarted)}));
-    KINDLING_ASSIGN_OR_RETURN(auto replacement, QueueReplacement(tx, instance.deployment_id,
+  // A lost instance's deployment: a replacement when it should run, stopped
+  // when it should not.
+  auto settle = [&](db::Tx& tx, const std::string& deployment_id) -> Status {
+    KINDLING_ASSIGN_OR_RETURN(auto replacement, QueueReplacement(tx, deployment_id,
                                                                  std::string(kWorkerRestarted) +
                                                                      "; it was started again"));
     if (replacement) return OkStatus();
-    KINDLING_ASSIGN_OR_RETURN(db::Deployment deployment,
-                              db::GetDeployment(tx, instance.deployment_id));
+    KINDLING_ASSIGN_OR_RETURN(db::Deployment deployment, db::GetDeployment(tx, deployment_id));
     const bool should_run = Wanted(deployment);
     KINDLING_RETURN_IF_ERROR(db::UpdateDeployment(
         tx, deployment.id,
@@ -960,29 +997,45 @@ Status WorkloadReconciler::RecoverAfterRestart() {
   for (const db::Vm& vm : seen.vms) {
     if (held_vms.contains(vm.id)) continue;
     KillLeftover(VmDir(options_.state_dir, vm.id), vm.id);
-    const auto instance = by_vm.find(vm.id);
+    std::optional<db::EndedVm> ended;
     Status recorded = db_.Transact([&](db::Tx& tx) -> Status {
-      if (vm.project_volume_id)
-        KINDLING_RETURN_IF_ERROR(DetachVolume(
-            tx, *vm.project_volume_id, vm.id,
-            instance != by_vm.end() ? std::optional<std::string>(volume_error) : std::nullopt));
-      KINDLING_RETURN_IF_ERROR(db::UpdateVm(tx, vm.id,
-                                            db::VmUpdate{.status = db::VmStatus::kCrashed,
-                                                         .exit_reason = db::VmExit::kLost,
-                                                         .error = db::SetTo(kWorkerRestarted)}));
-      if (instance != by_vm.end()) return end_instance(tx, instance->second);
+      KINDLING_ASSIGN_OR_RETURN(ended, db::EndLostVm(tx, db::LostVm{.vm_id = vm.id,
+                                                                    .error = kWorkerRestarted,
+                                                                    .volume_error = volume_error}));
+      if (ended->ended && ended->instance) return settle(tx, ended->instance->deployment_id);
       return OkStatus();
     });
-    if (!recorded && outcome) outcome = recorded;
-    spdlog::warn("workload: VM {} ({}) was lost: {}", vm.id,
-                 instance != by_vm.end() ? "instance " + instance->second.id
-                                         : std::string(db::Name(vm.purpose)),
-                 kWorkerRestarted);
+    if (!recorded) {
+      if (outcome) outcome = recorded;
+    } else if (!ended->ended) {
+      spdlog::info("workload: VM {} was already recorded as {}", vm.id, db::Name(ended->vm.status));
+    } else {
+      spdlog::warn(
+          "workload: VM {} ({}) was lost: {}", vm.id,
+          ended->instance ? "instance " + ended->instance->id : std::string(db::Name(vm.purpose)),
+          kWorkerRestarted);
+    }
   }
   for (const db::Instance& instance : without_vm) {
-    Status recorded = db_.Transact([&](db::Tx& tx) { return end_instance(tx, instance); });
+    bool ended = false;
+    Status recorded = db_.Transact([&](db::Tx& tx) -> Status {
+      ended = false;
+      KINDLING_ASSIGN_OR_RETURN(db::Instance current, db::GetInstance(tx, instance.id, true));
+      if (current.status != db::WorkloadStatus::kStarting &&
+          current.status != db::WorkloadStatus::kRunning &&
+          current.status != db::WorkloadStatus::kStopping)
+        return OkStatus();  // ended (or queued again) meanwhile
+      KINDLING_RETURN_IF_ERROR(
+          db::UpdateInstance(tx, instance.id,
+                             db::InstanceUpdate{.status = db::WorkloadStatus::kFailed,
+                                                .address = db::SetNull(),
+                                                .error = db::SetTo(kWorkerRestarted)}));
+      ended = true;
+      return settle(tx, instance.deployment_id);
+    });
     if (!recorded && outcome) outcome = recorded;
-    spdlog::warn("workload: instance {} was lost: {}", instance.id, kWorkerRestarted);
+    if (recorded && ended)
+      spdlog::warn("workload: instance {} was lost: {}", instance.id, kWorkerRestarted);
   }
   return outcome;
 }

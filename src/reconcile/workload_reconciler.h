@@ -20,6 +20,15 @@
 // pinned volume, or an image this worker does not have: the instance and
 // its deployment fail (it can never start here).
 //
+// Back from the dead. Before the instances, a pass takes back each volume
+// pinned here that the leader made unavailable because this server was dead
+// (last_error kDeadWorkerPrefix..., reconcile/leader.h), once the server is
+// no longer dead (a heartbeat revived it) and the image is on disk (without
+// it the image reconciler marks the volume missing): in one transaction the
+// volume becomes detached with no last_error, and the current deployments
+// desired running that the leader left stopped are queued here, as after an
+// operation (RestartAfterOperation).
+//
 // Each VM this process runs has its own supervisor thread, which owns the
 // VmInstance from Start to the end (the VMM calls block: WaitReady for the
 // boot timeout, Stop for the stop timeout) and writes its instance's rows:
@@ -104,6 +113,15 @@ std::filesystem::path VmDir(const std::filesystem::path& state_dir, const std::s
 // this reconciler, cleared by it when a VM is ready on the volume again).
 inline constexpr char kWorkloadErrorPrefix[] = "the workload's VM ";
 
+// What the last_error of a volume starts with when the leader found the
+// worker that ran its workload dead while the volume's image is on that
+// server (reconcile/leader.h): the volume is unavailable until that worker is
+// back and sees the image (see the pass).
+inline constexpr char kDeadWorkerPrefix[] = "the worker that ran its workload is dead: ";
+// kDeadWorkerPrefix + what happened to `worker` ("<hostname> (<server id>)").
+std::string DeadWorkerVolumeError(std::string_view worker);
+bool IsDeadWorkerError(const std::optional<std::string>& last_error);
+
 struct WorkloadReconcilerOptions {
   std::string server_id{};            // REQUIRED
   std::filesystem::path state_dir{};  // REQUIRED: volumes/ and vms/ live here
@@ -145,8 +163,10 @@ class WorkloadReconciler {
   // (the pid file, checked against /proc/<pid>/cmdline naming the VM), is
   // killed; the vm becomes crashed with exit_reason lost, the instance
   // failed ("the worker restarted while it ran"), the volume detached with
-  // last_error, and a current deployment desired running gets a new pending
-  // instance (status pending); others get status stopped.
+  // last_error (db::EndLostVm), and a current deployment desired running
+  // gets a new pending instance (status pending); others get status stopped.
+  // Rows someone else ended meanwhile (the leader, when this server was
+  // dead: see the pass for its volumes) are left as they are.
   [[nodiscard]] Status RecoverAfterRestart();
 
   // One pass (see above). Returns after deciding and signalling; VMs boot
@@ -195,6 +215,9 @@ class WorkloadReconciler {
                                               const db::Deployment& deployment,
                                               std::string& why_waiting);
   [[nodiscard]] Status EndPending(const db::Instance& instance, const db::Deployment& deployment);
+  // The first step of a pass: volumes the leader made unavailable because
+  // this server was dead (see above). REQUIRES: pass_mu_ held.
+  [[nodiscard]] Status ReclaimAfterDeadWorker();
   void RequestStop(Held& held, StopReason reason, std::chrono::milliseconds timeout,
                    std::string why);
   void Supervise(const std::shared_ptr<Held>& held);

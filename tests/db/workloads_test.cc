@@ -187,6 +187,124 @@ TEST_F(WorkloadsTest, InstancesAndVmsFollowTheirLifecycle) {
   EXPECT_EQ(vms[0].purpose, VmPurpose::kVerify);
 }
 
+TEST_F(WorkloadsTest, ALostVmEndsWithItsInstanceAndLetsGoOfTheVolume) {
+  const Deployment d = Deploy();
+  ASSERT_OK_AND_ASSIGN(Vm vm, db().Transact([&](Tx& tx) {
+    return CreateVm(tx, NewVm{.server_id = server_,
+                              .project_volume_id = volume_.id,
+                              .runtime = "qemu-microvm-tcg"});
+  }));
+  ASSERT_OK_AND_ASSIGN(Instance instance, db().Transact([&](Tx& tx) -> Result<Instance> {
+    KINDLING_ASSIGN_OR_RETURN(Instance created, CreateInstance(tx, d.id, server_));
+    KINDLING_RETURN_IF_ERROR(UpdateVm(tx, vm.id, VmUpdate{.status = VmStatus::kRunning}));
+    KINDLING_RETURN_IF_ERROR(UpdateVolumeState(
+        tx, volume_.id,
+        VolumeStateUpdate{.status = VolumeStatus::kAttached, .attached_vm_id = SetTo(vm.id)}));
+    return UpdateInstance(tx, created.id,
+                          InstanceUpdate{.status = WorkloadStatus::kRunning,
+                                         .vm_id = SetTo(vm.id),
+                                         .address = SetTo("127.0.0.1:4100")});
+  }));
+  // Only VMs of dead servers, when asked.
+  ASSERT_OK_AND_ASSIGN(auto on_dead, db().Transact([&](Tx& tx) {
+    return ListVms(tx, VmFilter{.live_only = true, .on_dead_servers = true});
+  }));
+  EXPECT_TRUE(on_dead.empty());
+  Sql("UPDATE servers SET status = 'dead' WHERE id = '" + server_ + "'");
+  ASSERT_OK_AND_ASSIGN(on_dead, db().Transact([&](Tx& tx) {
+    return ListVms(tx, VmFilter{.live_only = true, .on_dead_servers = true});
+  }));
+  ASSERT_EQ(on_dead.size(), 1u);
+  EXPECT_EQ(on_dead[0].id, vm.id);
+
+  ASSERT_OK_AND_ASSIGN(auto listener, Listener::Open(dsn(), {kWorkloadsChannel}));
+  ASSERT_OK_AND_ASSIGN(EndedVm ended, db().Transact([&](Tx& tx) {
+    return EndLostVm(tx, LostVm{.vm_id = vm.id,
+                                .error = "the worker died",
+                                .volume_status = VolumeStatus::kUnavailable,
+                                .volume_error = "its worker is dead"});
+  }));
+  EXPECT_TRUE(ended.ended);
+  EXPECT_EQ(ended.vm.status, VmStatus::kCrashed);
+  EXPECT_EQ(ended.vm.exit_reason, VmExit::kLost);
+  EXPECT_EQ(ended.vm.error, "the worker died");
+  EXPECT_TRUE(ended.vm.stopped_at.has_value());
+  ASSERT_TRUE(ended.instance.has_value());
+  EXPECT_EQ(ended.instance->id, instance.id);
+  EXPECT_EQ(ended.instance->status, WorkloadStatus::kFailed);
+  EXPECT_EQ(ended.instance->error, "the worker died");
+  EXPECT_FALSE(ended.instance->address.has_value());
+  ASSERT_TRUE(ended.volume.has_value());
+  EXPECT_EQ(ended.volume->status, VolumeStatus::kUnavailable);
+  EXPECT_FALSE(ended.volume->attached_vm_id.has_value());
+  EXPECT_EQ(ended.volume->last_error, "its worker is dead");
+  // The worker and the edge hear of it.
+  std::vector<Notification> heard;
+  for (int i = 0; i < 20 && heard.empty(); ++i) {
+    ASSERT_OK_AND_ASSIGN(heard, listener->Wait(std::chrono::milliseconds(100)));
+  }
+  ASSERT_FALSE(heard.empty());
+  EXPECT_EQ(heard[0].payload, server_ + ":instance:" + instance.id);
+  ASSERT_OK_AND_ASSIGN(auto routes, db().Transact([](Tx& tx) { return ListRoutes(tx); }));
+  ASSERT_EQ(routes.size(), 1u);
+  EXPECT_FALSE(routes[0].instance_id.has_value());
+  ASSERT_OK_AND_ASSIGN(on_dead, db().Transact([&](Tx& tx) {
+    return ListVms(tx, VmFilter{.live_only = true, .on_dead_servers = true});
+  }));
+  EXPECT_TRUE(on_dead.empty());
+
+  // Ended already: a second writer changes nothing.
+  ASSERT_OK_AND_ASSIGN(ended, db().Transact([&](Tx& tx) {
+    return EndLostVm(tx, LostVm{.vm_id = vm.id, .error = "the worker restarted"});
+  }));
+  EXPECT_FALSE(ended.ended);
+  EXPECT_EQ(ended.vm.error, "the worker died");
+  ASSERT_OK_AND_ASSIGN(Volume volume,
+                       db().Transact([&](Tx& tx) { return GetVolume(tx, volume_.id); }));
+  EXPECT_EQ(volume.status, VolumeStatus::kUnavailable);
+  EXPECT_EQ(volume.last_error, "its worker is dead");
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) {
+    return EndLostVm(tx, LostVm{.vm_id = NewUuidV4(), .error = "x"});
+  }),
+                    ErrorKind::kNotFound);
+}
+
+TEST_F(WorkloadsTest, ReleaseVolumeLeavesAVolumeAnotherVmHolds) {
+  ASSERT_OK_AND_ASSIGN(Vm holder, db().Transact([&](Tx& tx) {
+    return CreateVm(tx, NewVm{.server_id = server_,
+                              .project_volume_id = volume_.id,
+                              .runtime = "qemu-microvm-tcg"});
+  }));
+  ASSERT_OK(db().Transact([&](Tx& tx) {
+    return UpdateVolumeState(
+        tx, volume_.id,
+        VolumeStateUpdate{.status = VolumeStatus::kAttached, .attached_vm_id = SetTo(holder.id)});
+  }));
+  ASSERT_OK_AND_ASSIGN(Volume kept, db().Transact([&](Tx& tx) {
+    return ReleaseVolume(tx, volume_.id, NewUuidV4(), VolumeStatus::kDetached, "not mine");
+  }));
+  EXPECT_EQ(kept.status, VolumeStatus::kAttached);
+  EXPECT_EQ(kept.attached_vm_id, holder.id);
+  EXPECT_FALSE(kept.last_error.has_value());
+  ASSERT_OK_AND_ASSIGN(Volume released, db().Transact([&](Tx& tx) {
+    return ReleaseVolume(tx, volume_.id, holder.id, VolumeStatus::kDetached, std::nullopt);
+  }));
+  EXPECT_EQ(released.status, VolumeStatus::kDetached);
+  EXPECT_FALSE(released.attached_vm_id.has_value());
+  // A transitional status an operation set stays.
+  ASSERT_OK(db().Transact([&](Tx& tx) {
+    return UpdateVolumeState(
+        tx, volume_.id,
+        VolumeStateUpdate{.status = VolumeStatus::kBackingUp, .attached_vm_id = SetTo(holder.id)});
+  }));
+  ASSERT_OK_AND_ASSIGN(released, db().Transact([&](Tx& tx) {
+    return ReleaseVolume(tx, volume_.id, holder.id, VolumeStatus::kUnavailable, "stopped");
+  }));
+  EXPECT_EQ(released.status, VolumeStatus::kBackingUp);
+  EXPECT_FALSE(released.attached_vm_id.has_value());
+  EXPECT_EQ(released.last_error, "stopped");
+}
+
 TEST_F(WorkloadsTest, HostnamesFollowTheReferenceNaming) {
   EXPECT_EQ(ProjectSlug("Shop Front"), "shop-front");
   EXPECT_EQ(ProjectSlug("api_v2.Prod"), "api-v2-prod");

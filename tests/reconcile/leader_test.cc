@@ -4,10 +4,15 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "crypto/sha256.h"
+#include "db/audit.h"
+#include "db/notifications.h"
 #include "db/servers.h"
+#include "db/workloads.h"
 #include "engine/backup.h"
+#include "reconcile/workload_reconciler.h"
 #include "reconcile_test_base.h"
 #include "repo/layout.h"
 #include "testutil/sparse_image.h"
@@ -39,6 +44,70 @@ class LeaderTest : public ReconcileTest {
   db::ServerStatus StatusOf(const std::string& server_id) {
     auto server = Must([&](db::Tx& tx) { return db::GetServer(tx, server_id); });
     return server ? server->status : db::ServerStatus::kDead;
+  }
+
+  // What a worker records while a deployment runs: a running VM holding the
+  // volume, its instance running with an address, the deployment running.
+  struct RunningWorkload {
+    db::Volume volume;
+    db::Deployment deployment;
+    db::Instance instance;
+    db::Vm vm;
+  };
+  RunningWorkload MakeRunningWorkload(const std::string& server_id) {
+    RunningWorkload w;
+    w.volume = MakePinnedVolume(server_id);
+    auto made = Must([&](db::Tx& tx) -> Status {
+      KINDLING_ASSIGN_OR_RETURN(
+          db::DeploymentCreated created,
+          db::CreateDeployment(
+              tx, db::NewDeployment{.project_id = w.volume.project_id, .image = "canary"}));
+      KINDLING_ASSIGN_OR_RETURN(w.vm, db::CreateVm(tx, db::NewVm{.server_id = server_id,
+                                                                 .project_volume_id = w.volume.id,
+                                                                 .runtime = "qemu-microvm-tcg"}));
+      KINDLING_ASSIGN_OR_RETURN(w.vm,
+                                db::UpdateVm(tx, w.vm.id, {.status = db::VmStatus::kRunning}));
+      KINDLING_ASSIGN_OR_RETURN(w.instance,
+                                db::CreateInstance(tx, created.deployment.id, server_id));
+      KINDLING_ASSIGN_OR_RETURN(w.instance,
+                                db::UpdateInstance(tx, w.instance.id,
+                                                   {.status = db::WorkloadStatus::kRunning,
+                                                    .vm_id = db::SetTo(w.vm.id),
+                                                    .address = db::SetTo("127.0.0.1:4100")}));
+      KINDLING_ASSIGN_OR_RETURN(w.volume,
+                                db::UpdateVolumeState(tx, w.volume.id,
+                                                      {.status = db::VolumeStatus::kAttached,
+                                                       .attached_vm_id = db::SetTo(w.vm.id)}));
+      KINDLING_ASSIGN_OR_RETURN(w.deployment,
+                                db::UpdateDeployment(tx, created.deployment.id,
+                                                     {.status = db::WorkloadStatus::kRunning}));
+      return OkStatus();
+    });
+    EXPECT_TRUE(made);
+    return w;
+  }
+
+  db::Vm GetVm(const std::string& id) {
+    auto vm = Must([&](db::Tx& tx) { return db::GetVm(tx, id); });
+    return vm ? *vm : db::Vm{};
+  }
+  db::Instance GetInstance(const std::string& id) {
+    auto instance = Must([&](db::Tx& tx) { return db::GetInstance(tx, id); });
+    return instance ? *instance : db::Instance{};
+  }
+  db::Deployment GetDeployment(const std::string& id) {
+    auto deployment = Must([&](db::Tx& tx) { return db::GetDeployment(tx, id); });
+    return deployment ? *deployment : db::Deployment{};
+  }
+
+  // The workload as it was made: nothing changed it.
+  void ExpectUntouched(const RunningWorkload& w) {
+    EXPECT_EQ(GetVm(w.vm.id).status, db::VmStatus::kRunning);
+    EXPECT_EQ(GetInstance(w.instance.id).status, db::WorkloadStatus::kRunning);
+    EXPECT_EQ(GetDeployment(w.deployment.id).status, db::WorkloadStatus::kRunning);
+    const db::Volume volume = GetVolume(w.volume.id);
+    EXPECT_EQ(volume.status, db::VolumeStatus::kAttached);
+    EXPECT_EQ(volume.attached_vm_id, w.vm.id);
   }
 
   // A leader clock that moves only when the test says so.
@@ -403,6 +472,146 @@ TEST_F(LeaderTest, PendingOperationOnADeadServerWaitsForTheEndOfTheGrace) {
   report = leader.SweepOnce();
   ASSERT_TRUE(report);
   EXPECT_EQ(report->failed, std::vector<std::string>{backup.operation.id});
+}
+
+// A worker killed while its workload runs: once its server is dead, the
+// workload's rows end, the volume says why it cannot be used, and the edge
+// hears of it.
+TEST_F(LeaderTest, TheWorkloadOfADeadServerIsRecordedLost) {
+  const std::string dead = MakeVmServer("w-dead");
+  const std::string alive = MakeVmServer("w-alive");
+  const RunningWorkload lost = MakeRunningWorkload(dead);
+  const RunningWorkload kept = MakeRunningWorkload(alive);
+  BackdateHeartbeat(dead, 60);
+  auto listener = db::Listener::Open(dsn(), {db::kWorkloadsChannel});
+  ASSERT_TRUE(listener) << listener.error().message();
+
+  Leader leader(db(), FastLeader());
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->servers_marked_dead, std::vector<std::string>{dead});
+  EXPECT_EQ(report->workloads_lost, std::vector<std::string>{lost.vm.id});
+
+  const db::Vm vm = GetVm(lost.vm.id);
+  EXPECT_EQ(vm.status, db::VmStatus::kCrashed);
+  EXPECT_EQ(vm.exit_reason, db::VmExit::kLost);
+  EXPECT_TRUE(vm.stopped_at);
+  const std::string error = "the worker w-dead (" + dead + ") died while it ran";
+  EXPECT_EQ(vm.error.value_or(""), error);
+  const db::Instance instance = GetInstance(lost.instance.id);
+  EXPECT_EQ(instance.status, db::WorkloadStatus::kFailed);
+  EXPECT_EQ(instance.error.value_or(""), error);
+  EXPECT_FALSE(instance.address);
+  // Stopped, still desired running: it runs again when its worker is back.
+  const db::Deployment deployment = GetDeployment(lost.deployment.id);
+  EXPECT_EQ(deployment.status, db::WorkloadStatus::kStopped);
+  EXPECT_EQ(deployment.desired_state, db::DesiredState::kRunning);
+  EXPECT_EQ(deployment.error.value_or(""), error + "; it starts again when that worker is back");
+  // The image is on the dead server: nobody else can use the volume.
+  const db::Volume volume = GetVolume(lost.volume.id);
+  EXPECT_EQ(volume.status, db::VolumeStatus::kUnavailable);
+  EXPECT_FALSE(volume.attached_vm_id);
+  EXPECT_TRUE(IsDeadWorkerError(volume.last_error)) << volume.last_error.value_or("");
+  EXPECT_NE(volume.last_error.value_or("").find(dead), std::string::npos);
+
+  // Audited as the leader's (no user).
+  auto events = Must([&](db::Tx& tx) {
+    return db::ListAuditEvents(tx, db::AuditFilter{.action = "workload.lost"});
+  });
+  ASSERT_TRUE(events);
+  ASSERT_EQ(events->size(), 1u);
+  const db::AuditEvent& event = events->front();
+  EXPECT_FALSE(event.user_id);
+  EXPECT_EQ(event.resource_type, "deployment");
+  EXPECT_EQ(event.resource_id.value_or(""), lost.deployment.id);
+  const json details = json::parse(event.details_json);
+  EXPECT_EQ(details.value("vm_id", ""), lost.vm.id);
+  EXPECT_EQ(details.value("instance_id", ""), lost.instance.id);
+  EXPECT_EQ(details.value("server_id", ""), dead);
+  EXPECT_EQ(details.value("volume_id", ""), lost.volume.id);
+  EXPECT_EQ(details.value("volume_status", ""), "unavailable");
+
+  // Announced: the worker's instance, and the deployment, which has no live
+  // instance left ("-": the edge reloads).
+  const std::string deployment_note = "-:deployment:" + lost.deployment.id;
+  std::set<std::string> heard;
+  for (int i = 0; i < 20 && !heard.contains(deployment_note); ++i) {
+    auto notes = (*listener)->Wait(milliseconds(100));
+    ASSERT_TRUE(notes) << notes.error().message();
+    for (const db::Notification& note : *notes) heard.insert(note.payload);
+  }
+  EXPECT_TRUE(heard.contains(dead + ":instance:" + lost.instance.id));
+  EXPECT_TRUE(heard.contains(deployment_note));
+  auto routes = Must([](db::Tx& tx) { return db::ListRoutes(tx); });
+  ASSERT_TRUE(routes);
+  for (const db::RouteRow& route : *routes) {
+    if (route.deployment_id == lost.deployment.id) {
+      EXPECT_FALSE(route.instance_id);
+    } else if (route.deployment_id == kept.deployment.id) {
+      EXPECT_EQ(route.instance_id, kept.instance.id);
+    }
+  }
+
+  // The live server's workload is untouched; a later sweep changes nothing.
+  ExpectUntouched(kept);
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->workloads_lost.empty());
+  ExpectUntouched(kept);
+}
+
+// Within the start grace no server is marked dead, so no workload is lost
+// either; afterwards the usual rules apply.
+TEST_F(LeaderTest, NoWorkloadIsRecordedLostDuringTheStartGrace) {
+  const std::string c = MakeVmServer("c");
+  const RunningWorkload w = MakeRunningWorkload(c);
+  BackdateHeartbeat(c, 3600);
+
+  FakeClock clock;
+  LeaderOptions options = WithClock(FastLeader(), clock);
+  options.start_grace = std::chrono::seconds(30);
+  Leader leader(db(), options);
+  leader.BeginLeading();
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->in_start_grace);
+  EXPECT_TRUE(report->workloads_lost.empty());
+  ExpectUntouched(w);
+
+  // Even a server already dead (a previous leader marked it) waits.
+  Sql("UPDATE servers SET status = 'dead' WHERE id = '" + c + "'");
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->workloads_lost.empty());
+  ExpectUntouched(w);
+
+  clock.Advance(std::chrono::seconds(31));
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report);
+  EXPECT_FALSE(report->in_start_grace);
+  EXPECT_EQ(report->workloads_lost, std::vector<std::string>{w.vm.id});
+  EXPECT_EQ(GetVm(w.vm.id).status, db::VmStatus::kCrashed);
+  EXPECT_EQ(GetVolume(w.volume.id).status, db::VolumeStatus::kUnavailable);
+}
+
+// A volume moved away from the dead server (its image is elsewhere) only
+// lets go of the VM: detached, usable where it is.
+TEST_F(LeaderTest, ALostWorkloadWhoseVolumeIsPinnedElsewhereLeavesItDetached) {
+  const std::string dead = MakeVmServer("w-dead");
+  const std::string other = MakeVmServer("w-other");
+  const RunningWorkload w = MakeRunningWorkload(dead);
+  Sql("UPDATE project_volumes SET server_id = '" + other + "' WHERE id = '" + w.volume.id + "'");
+  Sql("UPDATE servers SET status = 'dead' WHERE id = '" + dead + "'");
+
+  Leader leader(db(), FastLeader());
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->workloads_lost, std::vector<std::string>{w.vm.id});
+  const db::Volume volume = GetVolume(w.volume.id);
+  EXPECT_EQ(volume.status, db::VolumeStatus::kDetached);
+  EXPECT_FALSE(volume.attached_vm_id);
+  EXPECT_FALSE(IsDeadWorkerError(volume.last_error));
+  EXPECT_EQ(GetInstance(w.instance.id).status, db::WorkloadStatus::kFailed);
 }
 
 TEST_F(LeaderTest, OnLeadingRunsWhenTheProcessStartsLeading) {

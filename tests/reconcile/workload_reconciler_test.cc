@@ -25,7 +25,10 @@
 #include "control/deployment_service.h"
 #include "db/db_test_util.h"
 #include "db/operations.h"
+#include "db/servers.h"
 #include "db/workloads.h"
+#include "reconcile/image_reconciler.h"
+#include "reconcile/leader.h"
 #include "reconcile/volume_images.h"
 #include "runtime/detect.h"
 #include "testutil/fault_injecting_vmm.h"
@@ -607,6 +610,111 @@ TEST_F(WorkloadReconcilerTest, ALostWorkloadThatShouldNotRunStaysStopped) {
   // The operator's start runs it again.
   StartDeployment(project.id);
   ASSERT_TRUE(UntilStatus(restarted, deployment.id, db::WorkloadStatus::kRunning));
+}
+
+// The worker was killed and stayed away long enough for the leader to mark
+// its server dead and record the workload lost (leader.h).
+class DeadWorkerTest : public WorkloadReconcilerTest {
+ protected:
+  // Runs the deployment, kills the worker, lets the leader find it
+  // dead; returns the lost instance.
+  db::Instance RunAndLose(const db::Deployment& deployment) {
+    auto killed = std::make_unique<WorkloadReconciler>(db(), vmm_, Options());
+    EXPECT_TRUE(UntilStatus(*killed, deployment.id, db::WorkloadStatus::kRunning));
+    const db::Instance lost = Newest(deployment.id);
+    killed->Abandon();
+    Sql("UPDATE servers SET last_heartbeat_at = now() - interval '60 seconds' WHERE id = '" +
+        server_ + "'");
+    Leader leader(db(), LeaderOptions{});
+    auto report = leader.SweepOnce(/*with_schedules=*/false);
+    EXPECT_TRUE(report) << report.error().message();
+    if (report) {
+      EXPECT_EQ(report->workloads_lost, std::vector<std::string>{lost.vm_id.value_or("")});
+    }
+    return lost;
+  }
+  void Revive() {
+    EXPECT_TRUE(Must([&](db::Tx& tx) { return db::Heartbeat(tx, server_); }));
+  }
+};
+
+TEST_F(DeadWorkerTest, AWorkerBackFromTheDeadRunsItsWorkloadAgain) {
+  const Project project = MakeProjectWithVolume("shop");
+  const db::Deployment deployment = Deploy(project.id);
+  const db::Instance lost = RunAndLose(deployment);
+  const std::string recorded = GetVm(lost.vm_id).error.value_or("");
+  EXPECT_THAT(recorded, HasSubstr("died while it ran"));
+  EXPECT_EQ(GetVolume(project.volume.id).status, db::VolumeStatus::kUnavailable);
+  // Nobody starts it while the server is dead.
+  auto refused = control::DeploymentService(db()).Start({}, project.id);
+  EXPECT_FALSE(refused);
+
+  // The worker's process comes back before its first heartbeat: recovery
+  // leaves what the leader recorded, and a pass does not take the volume
+  // back while the server is dead.
+  WorkloadReconciler back(db(), vmm_, Options());
+  ASSERT_TRUE(back.RecoverAfterRestart());
+  ASSERT_TRUE(back.ReconcileOnce());
+  EXPECT_EQ(GetVm(lost.vm_id).error.value_or(""), recorded);
+  EXPECT_EQ(Newest(deployment.id).id, lost.id);
+  EXPECT_EQ(Newest(deployment.id).error.value_or(""), recorded);
+  EXPECT_EQ(GetVolume(project.volume.id).status, db::VolumeStatus::kUnavailable);
+
+  // Its heartbeat revives the server: the volume is detached again and the
+  // deployment runs again, on a new instance.
+  Revive();
+  ASSERT_TRUE(UntilStatus(back, deployment.id, db::WorkloadStatus::kRunning));
+  const db::Instance running = Newest(deployment.id);
+  EXPECT_NE(running.id, lost.id);
+  EXPECT_EQ(Instances(deployment.id).size(), 2u);
+  const db::Volume volume = GetVolume(project.volume.id);
+  EXPECT_EQ(volume.status, db::VolumeStatus::kAttached);
+  EXPECT_EQ(volume.attached_vm_id, running.vm_id);
+  EXPECT_FALSE(volume.last_error);
+  EXPECT_EQ(GetDeployment(deployment.id).status, db::WorkloadStatus::kRunning);
+}
+
+TEST_F(DeadWorkerTest, AWorkloadStoppedWhileItsWorkerWasDeadRunsOnAStart) {
+  const Project project = MakeProjectWithVolume("shop");
+  const db::Deployment deployment = Deploy(project.id);
+  const db::Instance lost = RunAndLose(deployment);
+  StopDeployment(project.id);
+  Revive();
+  WorkloadReconciler back(db(), vmm_, Options());
+  ASSERT_TRUE(back.RecoverAfterRestart());
+  ASSERT_TRUE(back.ReconcileOnce());
+  // The volume is usable again; the deployment stays stopped as asked.
+  EXPECT_EQ(GetVolume(project.volume.id).status, db::VolumeStatus::kDetached);
+  EXPECT_EQ(Newest(deployment.id).id, lost.id);
+  EXPECT_EQ(GetDeployment(deployment.id).status, db::WorkloadStatus::kStopped);
+  // The operator's start runs it.
+  StartDeployment(project.id);
+  ASSERT_TRUE(UntilStatus(back, deployment.id, db::WorkloadStatus::kRunning));
+}
+
+TEST_F(DeadWorkerTest, AWorkerBackWithoutTheImageReportsItMissing) {
+  const Project project = MakeProjectWithVolume("shop");
+  const db::Deployment deployment = Deploy(project.id);
+  RunAndLose(deployment);
+  std::filesystem::remove(ImagePath(state_dir_, project.volume.id));
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::UpdateVolumeState(tx, project.volume.id, {.health = db::VolumeHealth::kHealthy});
+  }));
+  Revive();
+  WorkloadReconciler back(db(), vmm_, Options());
+  ASSERT_TRUE(back.ReconcileOnce());
+  // The pass leaves it to the image reconciler, which says what is true now.
+  EXPECT_TRUE(IsDeadWorkerError(GetVolume(project.volume.id).last_error));
+  ImageQuarantine quarantine(state_dir_);
+  ImageReconcilerOptions image_options;
+  image_options.server_id = server_;
+  image_options.state_dir = state_dir_;
+  ImageReconciler images(db(), busy_, quarantine, image_options);
+  ASSERT_TRUE(images.RunOnce());
+  const db::Volume volume = GetVolume(project.volume.id);
+  EXPECT_EQ(volume.status, db::VolumeStatus::kUnavailable);
+  EXPECT_EQ(volume.health, db::VolumeHealth::kMissing);
+  EXPECT_THAT(volume.last_error.value_or(""), HasSubstr("volume image missing"));
 }
 
 TEST_F(WorkloadReconcilerTest, StopForOperationAndRestartAfterOperation) {
