@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -275,10 +276,22 @@ TEST_F(DevWorkloadDrillTest, BackupAndValidatedRestoreOntoTheOtherWorkerDrill) {
   }
   EXPECT_EQ(verify, (json{{"records", kFirst}, {"intact", kFirst}, {"damaged", json::array()}}));
 
+  // The checklist passes, with the canary answering through the edge and
+  // its records checked in the guest.
   const CliResult validate =
       Kindling({"admin", "validate", "--url", dev_->value("KINDLING_URL"), "--api-key",
-                dev_->value("KINDLING_API_KEY"), "--dsn-file", (state_ / "postgres.dsn").string()});
+                dev_->value("KINDLING_API_KEY"), "--dsn-file", (state_ / "postgres.dsn").string(),
+                "--edge-url", dev_->value("KINDLING_EDGE_URL"), "--canary-project", project,
+                "--volume-project", project, "--json"});
   EXPECT_EQ(validate.exit_status, 0) << validate.output << validate.errors;
+  {
+    const json report = validate.Json();
+    std::map<std::string, std::string> outcomes;
+    for (const json& step : report.value("steps", json::array()))
+      outcomes[step.value("name", "")] = step.value("outcome", "");
+    EXPECT_EQ(outcomes["canary"], "pass") << validate.output;
+    EXPECT_EQ(outcomes["volume_records"], "pass") << validate.output;
+  }
 
   ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
   std::printf(
