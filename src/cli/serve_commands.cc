@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/api_server.h"
+#include "cli/dev_canary.h"
 #include "cli/duration_flags.h"
 #include "cli/exit_codes.h"
 #include "db/auth.h"
@@ -66,6 +67,7 @@ struct DevFlags {
   std::string guest_dir;
   int workers = 2;
   std::string dsn_file;
+  bool canary = false;
   ControlPlaneScheduleFlags control_plane;
 };
 
@@ -187,7 +189,7 @@ int RunDev(const DevFlags& flags) {
     std::fprintf(stderr, "error: --control-plane-check-every must be at least 1s\n");
     return kExitUsage;
   }
-  options.on_ready = [](const service::DevEndpoints& endpoints) {
+  options.on_ready = [canary = flags.canary](const service::DevEndpoints& endpoints) {
     std::fputs(service::DevEnvironmentLines(endpoints).c_str(), stdout);
     std::fflush(stdout);
     std::fprintf(stderr,
@@ -195,6 +197,7 @@ int RunDev(const DevFlags& flags) {
                  "In another shell: source %s/dev.env. Ctrl-C stops everything.\n",
                  endpoints.url.c_str(), endpoints.state_dir.c_str(), endpoints.log_dir.c_str(),
                  endpoints.state_dir.c_str());
+    if (canary) ShowDevCanary(endpoints);
   };
   if (auto st = service::RunDev(options); !st) return ReportError(st.error());
   return kExitOk;
@@ -342,6 +345,9 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
                   "Run the API and workers against the database this DSN file names instead of "
                   "a private PostgreSQL")
       ->type_name("PATH");
+  dev->add_flag("--canary", dev_flags->canary,
+                "Once ready, run the canary guest in a project named canary (made on the first "
+                "start) and show it answering through the edge");
   AddScheduleFlags(dev, dev_flags->control_plane);
   dev->callback([&action, dev_flags] { action = [dev_flags] { return RunDev(*dev_flags); }; });
 

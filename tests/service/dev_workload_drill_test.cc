@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -302,6 +303,37 @@ TEST_F(DevWorkloadDrillTest, BackupAndValidatedRestoreOntoTheOtherWorkerDrill) {
       static_cast<long long>(backup_result.value("downtime_ms", 0)),
       static_cast<long long>(restore_result["validation"].value("took_ms", 0)),
       static_cast<long long>(restore_result.value("downtime_ms", 0)));
+}
+
+// The README's main command: `kindling dev --canary` (scripts/dev.sh) runs
+// the canary in a project of its own and shows it answering through the
+// edge; the next start reuses that project.
+TEST_F(DevWorkloadDrillTest, DevCanaryAnswersThroughTheEdgeDrill) {
+  auto shown = [&] {
+    std::string line;
+    for (const auto deadline = Clock::now() + seconds(150); Clock::now() < deadline;) {
+      const std::string log = ReadAll(dev_->log());
+      if (const auto at = log.find("canary: "); at != std::string::npos) {
+        const auto end = log.find('\n', at);
+        if (end != std::string::npos) return log.substr(at, end - at);
+      }
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    return line;
+  };
+  dev_ = std::make_unique<DevProcess>(state_, std::vector<std::string>{"--canary"});
+  std::string line = shown();
+  EXPECT_TRUE(line.starts_with("canary: web-canary running")) << line;
+  EXPECT_NE(line.find("answered 200"), std::string::npos) << line;
+  EXPECT_EQ(Edge("POST", "web-canary", "/records", "kept").first, 201);
+  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
+
+  dev_ = std::make_unique<DevProcess>(state_, std::vector<std::string>{"--canary"});
+  line = shown();
+  EXPECT_NE(line.find("answered 200"), std::string::npos) << line;
+  EXPECT_EQ(ProjectNames(), std::set<std::string>{"canary"});
+  EXPECT_EQ(json::parse(Edge("GET", "web-canary", "/records/verify").second)["records"], 1);
+  ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
 }
 
 }  // namespace
