@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "control/volume_service.h"
 #include "db/operations.h"
 #include "db/projects.h"
 #include "db/servers.h"
@@ -65,9 +66,7 @@ Result<Placement> PlaceOnVolume(db::Tx& tx, const std::string& project_id,
   if (!volume->server_id)
     return refuse(409, kCodeVolumeUnavailable, "the volume is not pinned to a server");
   if (volume->status == db::VolumeStatus::kUnavailable)
-    return refuse(409, kCodeVolumeUnavailable,
-                  "the volume is unavailable (health " + std::string(db::Name(volume->health)) +
-                      "); repair or restore it first");
+    return refuse(409, kCodeVolumeUnavailable, UnavailableVolumeMessage(*volume));
   if (db::IsTransitional(volume->status))
     return refuse(409, kCodeVolumeBusy,
                   "the volume is busy (" + std::string(db::Name(volume->status)) + ")");

@@ -124,6 +124,12 @@ Result<db::Backup> ProjectBackup(db::Tx& tx, const db::Volume& volume, const std
 
 }  // namespace
 
+std::string UnavailableVolumeMessage(const db::Volume& volume) {
+  std::string message = "the volume is unavailable (health " + std::string(db::Name(volume.health));
+  if (volume.last_error) message += ": " + *volume.last_error;
+  return message + "); repair or restore it first, or wait for its worker to come back";
+}
+
 Status Audit(db::Tx& tx, const Actor& actor, const std::string& action,
              const std::string& resource_type, const std::optional<std::string>& resource_id,
              const std::string& details_json) {
@@ -392,10 +398,7 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
           }
           if (kind != db::OperationKind::kRepair &&
               volume.status == db::VolumeStatus::kUnavailable) {
-            return refuse(409, kCodeVolumeUnavailable,
-                          "the volume is unavailable (health " +
-                              std::string(db::Name(volume.health)) +
-                              "); repair or restore it first");
+            return refuse(409, kCodeVolumeUnavailable, UnavailableVolumeMessage(volume));
           }
           auto server = db::GetServer(tx, *volume.server_id);
           if (!server && !server.error().is_not_found()) {

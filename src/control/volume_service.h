@@ -61,6 +61,10 @@
 
 namespace kindling::control {
 
+// Why an unavailable volume takes no operation or workload: its health and
+// last_error, and what an operator can do.
+std::string UnavailableVolumeMessage(const db::Volume& volume);
+
 // What a backup, restore or move asks of the volume's workload.
 struct WorkloadFlags {
   bool stop_workload = false;  // stop it for the operation, start it again after

@@ -737,7 +737,17 @@ void WorkloadReconciler::StopAndRecord(Held& held, vmm::VmInstance& vm) {
     std::lock_guard lock(held.mu);
     request = *held.stop;
   }
+  // Rows the leader already ended (it recorded the VM lost while this
+  // worker was cut off from the database) are left as they are.
+  auto ended = [&](db::Tx& tx) -> Result<bool> {
+    // The volume row first, as every writer of these rows locks them.
+    KINDLING_RETURN_IF_ERROR(db::GetVolume(tx, held.volume.id, /*for_update=*/true));
+    KINDLING_ASSIGN_OR_RETURN(db::Vm current, db::GetVm(tx, held.vm.id, /*for_update=*/true));
+    return current.status == db::VmStatus::kStopped || current.status == db::VmStatus::kCrashed;
+  };
   Write(held, "that it stops", [&](db::Tx& tx) -> Status {
+    KINDLING_ASSIGN_OR_RETURN(const bool already, ended(tx));
+    if (already) return OkStatus();
     KINDLING_RETURN_IF_ERROR(
         db::UpdateVm(tx, held.vm.id, db::VmUpdate{.status = db::VmStatus::kStopping}));
     KINDLING_RETURN_IF_ERROR(db::UpdateInstance(
@@ -793,6 +803,8 @@ void WorkloadReconciler::StopAndRecord(Held& held, vmm::VmInstance& vm) {
   if (request.reason != StopReason::kDesired && note) *instance_error += "; " + *note;
 
   Write(held, "that it stopped", [&](db::Tx& tx) -> Status {
+    KINDLING_ASSIGN_OR_RETURN(const bool already, ended(tx));
+    if (already) return OkStatus();
     KINDLING_RETURN_IF_ERROR(db::ReleaseVolume(tx, held.volume.id, held.vm.id,
                                                db::VolumeStatus::kDetached, std::nullopt));
     KINDLING_RETURN_IF_ERROR(db::UpdateVm(tx, held.vm.id, vm_update));

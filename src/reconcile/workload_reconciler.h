@@ -37,9 +37,11 @@
 // volume detached with last_error), a VM exiting on its own (the same, "the
 // workload's VM exited: ..."), and stops (instance stopping, power button,
 // then vm stopped with exit_reason powerdown or killed, instance stopped,
-// volume detached). A pass only decides and signals, so it never waits on a
-// VM and one slow boot delays no other instance; a thread per VM is cheap at
-// the tens of VMs a host runs. No transaction is open while a VM call runs.
+// volume detached; a VM the leader already recorded lost while this worker
+// was cut off keeps the leader's rows). A pass only decides and signals, so
+// it never waits on a VM and one slow boot delays no other instance; a
+// thread per VM is cheap at the tens of VMs a host runs. No transaction is
+// open while a VM call runs.
 //
 // Restarts. A stop that ends while the deployment is current and desired
 // running (the worker stopping, an operator's start arriving during a stop)
