@@ -1,15 +1,17 @@
 #include "common/files.h"
 
 #include <fcntl.h>
+#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <random>
 
 #include "common/aligned_buffer.h"
 
@@ -34,9 +36,14 @@ int UniqueFd::Release() {
 }
 
 std::filesystem::path TempSiblingPath(const std::filesystem::path& path) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  // Distinct across threads and processes writing beside the same file.
+  std::uint64_t random = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof random) != 1) {
+    std::fputs("kindling: fatal: OpenSSL's random generator failed\n", stderr);
+    std::abort();
+  }
   char suffix[17];
-  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(rng()));
+  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(random));
   std::string name = "." + path.filename().string() + ".tmp-" + suffix;
   return path.parent_path() / name;
 }

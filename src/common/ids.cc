@@ -1,9 +1,12 @@
 #include "common/ids.h"
 
+#include <openssl/rand.h>
+
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <random>
+#include <cstdio>
+#include <cstdlib>
 
 #include "common/hex.h"
 
@@ -16,12 +19,13 @@ std::string Format(std::array<unsigned char, 16> b) {
          hex.substr(16, 4) + "-" + hex.substr(20);
 }
 
+// From OpenSSL's CSPRNG: ids are unpredictable and never repeat across
+// threads or processes. Without randomness nothing can be named safely.
 std::array<unsigned char, 16> RandomBytes16() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
   std::array<unsigned char, 16> b{};
-  for (int i = 0; i < 2; ++i) {
-    std::uint64_t v = rng();
-    for (int j = 0; j < 8; ++j) b[static_cast<std::size_t>(i * 8 + j)] = static_cast<unsigned char>(v >> (8 * j));
+  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) {
+    std::fputs("kindling: fatal: OpenSSL's random generator failed\n", stderr);
+    std::abort();
   }
   return b;
 }
@@ -37,10 +41,12 @@ std::string NewUuidV4() {
 
 std::string NewUuidV7() {
   auto b = RandomBytes16();
-  const auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                 std::chrono::system_clock::now().time_since_epoch())
-                                                 .count());
-  for (int i = 0; i < 6; ++i) b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
+  const auto ms =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  for (int i = 0; i < 6; ++i)
+    b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x70);
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   return Format(b);

@@ -1,4 +1,6 @@
-// Identifiers: UUIDs for backups and volumes.
+// Identifiers: UUIDs for backups, volumes, servers and leases. The random
+// bits come from OpenSSL's CSPRNG (RAND_bytes): unpredictable, and distinct
+// across threads and processes.
 #pragma once
 
 #include <string>

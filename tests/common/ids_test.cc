@@ -47,6 +47,24 @@ TEST_F(IdsTest, UuidsAreUnique) {
   }
 }
 
+// Threads started together draw distinct ids (a per-thread generator
+// seeded alike would repeat them).
+TEST_F(IdsTest, ThreadsStartedTogetherDrawDistinctIds) {
+  constexpr int kThreads = 8;
+  constexpr int kEach = 500;
+  std::vector<std::vector<std::string>> drawn(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&drawn, t] {
+      for (int i = 0; i < kEach; ++i) drawn[t].push_back(NewUuidV4());
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::set<std::string> all;
+  for (const auto& ids : drawn) all.insert(ids.begin(), ids.end());
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kEach));
+}
+
 TEST_F(IdsTest, UuidV7SortsByCreationTime) {
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) {
