@@ -2,12 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "control/admin_service.h"
 #include "db/db_test_util.h"
 #include "testutil/temp_dir.h"
 
 namespace kindling::control {
 namespace {
+
+using json = nlohmann::json;
 
 class VolumeServiceTest : public db::DbTest {
  protected:
@@ -38,6 +42,34 @@ class VolumeServiceTest : public db::DbTest {
     out += Sql("SELECT count(*) FROM project_volume_backups")[0][0].as<std::string>() + ";";
     out += Sql("SELECT count(*) FROM cluster_audit_events")[0][0].as<std::string>();
     return out;
+  }
+
+  // The volume as a running VM leaves it.
+  void Attach(const std::string& volume_id) {
+    ASSERT_TRUE(Must([&](db::Tx& tx) {
+      return db::UpdateVolumeState(tx, volume_id,
+                                   db::VolumeStateUpdate{.status = db::VolumeStatus::kAttached,
+                                                         .attached_vm_id = NewUuidV4()});
+    }));
+  }
+
+  // A succeeded backup of the volume in a local store.
+  std::string SucceededBackup(const std::string& volume_id) {
+    auto backup = Must([&](db::Tx& tx) -> Result<db::Backup> {
+      KINDLING_ASSIGN_OR_RETURN(auto b,
+                                db::CreateBackup(tx, db::NewBackup{.volume_id = volume_id}));
+      return db::MarkBackupSucceeded(
+          tx, b.id, db::BackupSuccess{.storage_url = "file:///x", .storage_key = "k"});
+    });
+    return backup ? backup->id : "";
+  }
+
+  // The details of the audit event `action` about operation `operation_id`.
+  json AuditDetails(const std::string& action, const std::string& operation_id) {
+    auto rows = Sql("SELECT details::text FROM cluster_audit_events WHERE action = '" + action +
+                    "' AND details->>'operation_id' = '" + operation_id + "'");
+    EXPECT_EQ(rows.size(), 1u) << action << " " << operation_id;
+    return rows.size() == 1 ? json::parse(rows[0][0].as<std::string>()) : json::object();
   }
 
   crypto::Key master_key_ = crypto::RandomKey();
@@ -214,6 +246,115 @@ TEST_F(VolumeServiceTest, MoveGoesToAnotherWorker) {
   ASSERT_TRUE(op) << op.error().message;
   EXPECT_EQ(op->server_id, w1);
   EXPECT_EQ(op->target_server_id, w2);
+}
+
+// A workload holds the volume (a running VM attached it).
+TEST_F(VolumeServiceTest, AnAttachedVolumeNeedsStopWorkload) {
+  const std::string holder = MakeVmServer("w1");
+  MakeVmServer("w2");
+  ConfigureStore();
+  const db::Volume volume = MakeVolume(project_, holder);
+  Attach(volume.id);
+  const std::string before = State();
+
+  auto cold = service_->QueueBackup(Actor{}, project_);
+  ASSERT_FALSE(cold);
+  EXPECT_EQ(cold.error().http_status, 409);
+  EXPECT_EQ(cold.error().code, kCodeVolumeAttached);
+  // validate is for restores and moves, whatever the volume's state.
+  auto validated =
+      service_->QueueBackup(Actor{}, project_, {.stop_workload = true, .validate = true});
+  ASSERT_FALSE(validated);
+  EXPECT_EQ(validated.error().http_status, 400);
+  EXPECT_EQ(validated.error().code, kCodeValidation);
+  auto moved = service_->QueueMove(Actor{}, project_, std::nullopt);
+  ASSERT_FALSE(moved);
+  EXPECT_EQ(moved.error().code, kCodeVolumeAttached);
+  EXPECT_EQ(State(), before);
+
+  auto op =
+      service_->QueueBackup(Actor{.user_id = std::nullopt}, project_, {.stop_workload = true});
+  ASSERT_TRUE(op) << op.error().message;
+  EXPECT_EQ(op->kind, db::OperationKind::kBackup);
+  EXPECT_EQ(op->server_id, holder);
+  const json request = json::parse(op->request_metadata_json);
+  EXPECT_EQ(request.value("stop_workload", false), true) << op->request_metadata_json;
+  EXPECT_FALSE(request.contains("validate")) << op->request_metadata_json;
+  EXPECT_EQ(AuditDetails("volume.backup.queue", op->id).value("stop_workload", false), true);
+  EXPECT_EQ(AuditDetails("volume.backup.queue", op->id).value("validate", true), false);
+}
+
+TEST_F(VolumeServiceTest, ARestoreWithStopWorkloadRunsOnTheHolderFirst) {
+  const std::string holder = MakeVmServer("w1");
+  const std::string target = MakeVmServer("w2");
+  ConfigureStore();
+  const db::Volume volume = MakeVolume(project_, holder);
+  const std::string backup_id = SucceededBackup(volume.id);
+  Attach(volume.id);
+  const std::string before = State();
+
+  auto cold = service_->QueueRestore(Actor{}, project_, backup_id, target);
+  ASSERT_FALSE(cold);
+  EXPECT_EQ(cold.error().code, kCodeVolumeAttached);
+  EXPECT_EQ(State(), before);
+
+  auto op = service_->QueueRestore(Actor{}, project_, backup_id, target,
+                                   {.stop_workload = true, .validate = true});
+  ASSERT_TRUE(op) << op.error().message;
+  EXPECT_EQ(op->kind, db::OperationKind::kRestore);
+  // Queued on the server whose VM holds the volume, which hands it over
+  // once the workload stopped.
+  EXPECT_EQ(op->server_id, holder);
+  EXPECT_EQ(op->target_server_id, target);
+  const json request = json::parse(op->request_metadata_json);
+  EXPECT_EQ(request.value("stop_workload", false), true) << op->request_metadata_json;
+  EXPECT_EQ(request.value("validate", false), true) << op->request_metadata_json;
+  EXPECT_EQ(request.value("target_requested", false), true) << op->request_metadata_json;
+  const json details = AuditDetails("volume.restore.queue", op->id);
+  EXPECT_EQ(details.value("stop_workload", false), true) << details.dump();
+  EXPECT_EQ(details.value("validate", false), true) << details.dump();
+  EXPECT_EQ(details.value("server_id", ""), holder) << details.dump();
+  EXPECT_EQ(details.value("target_server_id", ""), target) << details.dump();
+}
+
+TEST_F(VolumeServiceTest, StopWorkloadOnADetachedVolumeQueuesWhereItWouldAnyway) {
+  const std::string holder = MakeVmServer("w1");
+  const std::string target = MakeVmServer("w2");
+  ConfigureStore();
+  const db::Volume volume = MakeVolume(project_, holder);
+  const std::string backup_id = SucceededBackup(volume.id);
+  // No workload to stop: the restore runs on its target at once.
+  auto op = service_->QueueRestore(Actor{}, project_, backup_id, target, {.stop_workload = true});
+  ASSERT_TRUE(op) << op.error().message;
+  EXPECT_EQ(op->server_id, target);
+  EXPECT_EQ(op->target_server_id, target);
+  EXPECT_EQ(json::parse(op->request_metadata_json).value("stop_workload", false), true);
+}
+
+TEST_F(VolumeServiceTest, StopWorkloadNeedsTheHolderAlive) {
+  const std::string holder = MakeVmServer("w1");
+  const std::string target = MakeVmServer("w2");
+  ConfigureStore();
+  const db::Volume volume = MakeVolume(project_, holder);
+  const std::string backup_id = SucceededBackup(volume.id);
+  Attach(volume.id);
+  Sql("UPDATE servers SET status = 'dead' WHERE id = '" + holder + "'");
+  const std::string before = State();
+
+  auto backup = service_->QueueBackup(Actor{}, project_, {.stop_workload = true});
+  ASSERT_FALSE(backup);
+  EXPECT_EQ(backup.error().http_status, 409);
+  EXPECT_EQ(backup.error().code, kCodeVolumeUnavailable);
+  EXPECT_NE(backup.error().message.find("running the workload"), std::string::npos)
+      << backup.error().message;
+  // The target is alive, but nobody can stop the workload.
+  auto restore = service_->QueueRestore(Actor{}, project_, backup_id, target,
+                                        {.stop_workload = true, .validate = true});
+  ASSERT_FALSE(restore);
+  EXPECT_EQ(restore.error().code, kCodeVolumeUnavailable);
+  EXPECT_NE(restore.error().message.find("running the workload"), std::string::npos)
+      << restore.error().message;
+  EXPECT_EQ(State(), before);
 }
 
 TEST_F(VolumeServiceTest, DeleteWithAndWithoutPreDeleteBackup) {

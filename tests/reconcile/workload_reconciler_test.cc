@@ -15,10 +15,8 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
-#include <condition_variable>
 #include <fstream>
 #include <iostream>
-#include <set>
 #include <sstream>
 
 #include "common/subprocess.h"
@@ -32,6 +30,7 @@
 #include "reconcile/volume_images.h"
 #include "runtime/detect.h"
 #include "testutil/fault_injecting_vmm.h"
+#include "testutil/stub_vmm.h"
 #include "testutil/temp_dir.h"
 
 #ifndef KINDLING_GUEST_DIR
@@ -48,89 +47,6 @@ using std::chrono::seconds;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
-
-// Stub VMs: ready at once, powered off when asked, an image "locked" while
-// one runs on it (as QEMU's lock does).
-struct StubState {
-  std::mutex mu;
-  std::set<std::filesystem::path> locked;  // guarded by mu
-  std::uint16_t next_port = 20000;         // guarded by mu
-};
-
-class StubVm final : public vmm::VmInstance {
- public:
-  StubVm(vmm::VmSpec spec, std::shared_ptr<StubState> state, std::uint16_t port)
-      : spec_(std::move(spec)), state_(std::move(state)), port_(port) {}
-  ~StubVm() override { Kill(); }
-
-  const vmm::VmSpec& spec() const override { return spec_; }
-  std::uint16_t host_port() const override { return port_; }
-  Status WaitReady(milliseconds) override {
-    std::lock_guard lock(mu_);
-    if (exit_) return FailedPrecondition("VM " + spec_.name + " ended before it was ready");
-    return OkStatus();
-  }
-  Result<vmm::StopResult> Stop(milliseconds) override {
-    std::lock_guard lock(mu_);
-    if (exit_) return vmm::StopResult{.outcome = vmm::StopOutcome::kAlreadyExited, .exit = *exit_};
-    End(vmm::VmExit{.exit_status = 0, .reason = "guest-shutdown"});
-    return vmm::StopResult{.outcome = vmm::StopOutcome::kPoweredOff, .exit = *exit_};
-  }
-  std::optional<vmm::VmExit> Poll() override {
-    std::lock_guard lock(mu_);
-    return exit_;
-  }
-  std::optional<vmm::VmExit> WaitExit(milliseconds timeout) override {
-    std::unique_lock lock(mu_);
-    ended_.wait_for(lock, timeout, [&] { return exit_.has_value(); });
-    return exit_;
-  }
-  vmm::VmExit Kill() override {
-    std::lock_guard lock(mu_);
-    if (!exit_) End(vmm::VmExit{.exit_status = 137, .reason = "killed"});
-    return *exit_;
-  }
-
- private:
-  // REQUIRES: mu_ held.
-  void End(vmm::VmExit exit) {
-    exit_ = std::move(exit);
-    {
-      std::lock_guard lock(state_->mu);
-      state_->locked.erase(spec_.volume_image);
-    }
-    ended_.notify_all();
-  }
-
-  const vmm::VmSpec spec_;
-  const std::shared_ptr<StubState> state_;
-  const std::uint16_t port_;
-  std::mutex mu_;
-  std::condition_variable ended_;
-  std::optional<vmm::VmExit> exit_;  // guarded by mu_
-};
-
-class StubVmm final : public vmm::Vmm {
- public:
-  vmm::RuntimeKind runtime() const override { return vmm::RuntimeKind::kQemuMicrovmTcg; }
-  Result<std::unique_ptr<vmm::VmInstance>> Start(const vmm::VmSpec& spec) override {
-    if (!std::filesystem::is_regular_file(spec.volume_image))
-      return InvalidArgument("no image " + spec.volume_image.string());
-    std::uint16_t port = 0;
-    {
-      std::lock_guard lock(state_->mu);
-      if (!state_->locked.insert(spec.volume_image).second)
-        return FailedPrecondition("volume image " + spec.volume_image.string() + " is in use");
-      port = state_->next_port++;
-    }
-    std::filesystem::create_directories(spec.runtime_dir);
-    testutil::WriteFile(spec.console_log, "stub guest: booting " + spec.name + "\n");
-    return std::unique_ptr<vmm::VmInstance>(new StubVm(spec, state_, port));
-  }
-
- private:
-  std::shared_ptr<StubState> state_ = std::make_shared<StubState>();
-};
 
 // A process whose command line names `tag`, as a VMM left behind names its
 // VM; the caller reaps it.
@@ -280,7 +196,7 @@ class WorkloadTestBase : public db::DbTest {
 
 class WorkloadReconcilerTest : public WorkloadTestBase {
  protected:
-  StubVmm stub_;
+  testutil::StubVmm stub_;
   testutil::FaultInjectingVmm vmm_{stub_};
 };
 
