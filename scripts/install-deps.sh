@@ -16,6 +16,9 @@ packages=(
   postgresql postgresql-client pgbackrest e2fsprogs openssl
   nodejs npm
   restic borgbackup time
+  # promtool (tests/api/metrics_test.cc checks /metrics with it); Debian 12
+  # ships it only inside the prometheus package (its server is turned off below).
+  prometheus
   # The canary guest (guest/build-image.sh) and its VMs (src/runtime): QEMU,
   # busybox-static for the initramfs, kmod (depmod, modprobe) to order the
   # kernel modules, xz for the kernel's payload, binutils to strip the canary.
@@ -30,6 +33,13 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Only promtool is wanted: where systemd runs, the package enabled and started
+# a Prometheus server.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  $SUDO systemctl disable prometheus >/dev/null 2>&1 || true
+  $SUDO systemctl stop prometheus >/dev/null 2>&1 || true
 fi
 
 # The S3 test server (checks SigV4 signatures); installed into tests/s3/node_modules.

@@ -1,6 +1,142 @@
 #include "api/api_context.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <typeinfo>
+
+#include "common/hex.h"
+#include "common/log_fields.h"
+
 namespace kindling::api {
+namespace {
+
+constexpr std::size_t kMaxLoggedText = 2000;
+constexpr std::size_t kMaxLoggedPath = 256;
+constexpr std::size_t kMinScrubbedSecret = 8;
+
+// What the access log needs across httplib's hooks of one request, which
+// all run on the thread serving that connection.
+struct RequestLogState {
+  std::chrono::steady_clock::time_point start{};
+  bool failure_logged = false;
+};
+thread_local RequestLogState request_log_state;
+
+std::string RequestId(httplib::Response& res) {
+  std::string id = res.get_header_value(kRequestIdHeader);
+  if (id.empty()) {
+    id = NewRequestId();
+    res.set_header(kRequestIdHeader, id);
+  }
+  return id;
+}
+
+std::string BearerSecret(const httplib::Request& req) {
+  const std::string header = req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  return header.starts_with(kBearer) ? header.substr(kBearer.size()) : std::string();
+}
+
+// httplib keeps the query string out of req.path.
+std::string LoggedPath(const httplib::Request& req) {
+  return req.path.substr(0, std::min(req.path.size(), kMaxLoggedPath));
+}
+
+}  // namespace
+
+bool IsSaneRequestId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string ExceptionCause(std::exception_ptr error) {
+  if (!error) return "unexpected exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const json::exception& e) {
+    return "unexpected JSON exception (id " + std::to_string(e.id) + ")";
+  } catch (const std::exception& e) {
+    return std::string("unexpected exception: ") + e.what();
+  } catch (...) {
+    return "unexpected exception";
+  }
+}
+
+std::string NewRequestId() {
+  unsigned char bytes[16];
+  crypto::RandomBytes(bytes, sizeof(bytes));
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+std::string ScrubForLog(std::string_view text, std::string_view secret) {
+  std::string out = db::RedactDsn(text);
+  if (secret.size() >= kMinScrubbedSecret) {
+    for (auto at = out.find(secret); at != std::string::npos; at = out.find(secret, at)) {
+      out.replace(at, secret.size(), "[api key]");
+    }
+  }
+  if (out.size() > kMaxLoggedText) {
+    out.resize(kMaxLoggedText);
+    out += "...";
+  }
+  return out;
+}
+
+void ApiContext::Fail(const httplib::Request& req, httplib::Response& res,
+                      const ControlError& error) {
+  if (error.http_status < 500) {
+    WriteError(res, error.http_status, error.code, error.message);
+    return;
+  }
+  const std::string id = RequestId(res);
+  const std::string& cause = error.internal.empty() ? error.message : error.internal;
+  spdlog::error("request failed{}{}{}{}{}{}", LogField("request_id", id),
+                LogField("method", req.method), LogField("path", LoggedPath(req)),
+                LogField("status", std::to_string(error.http_status)), LogField("code", error.code),
+                LogField("error", ScrubForLog(cause, BearerSecret(req))));
+  request_log_state.failure_logged = true;
+  WriteError(res, error.http_status, error.code,
+             error.http_status == 500 ? "internal error (request id " + id + ")" : error.message);
+}
+
+void ApiContext::InstallRequestLog(httplib::Server& server) {
+  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    request_log_state = {.start = std::chrono::steady_clock::now(), .failure_logged = false};
+    const std::string sent = req.get_header_value(kRequestIdHeader);
+    res.set_header(kRequestIdHeader, IsSaneRequestId(sent) ? sent : NewRequestId());
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Also runs for requests httplib refused before routing (malformed, URI
+  // too long), which have no id yet.
+  server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.has_header(kRequestIdHeader)) {
+      request_log_state = {.start = std::chrono::steady_clock::now(), .failure_logged = false};
+      RequestId(res);
+    }
+  });
+  // After the answer is written.
+  server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    const std::string id = res.get_header_value(kRequestIdHeader);
+    if (res.status >= 500 && !request_log_state.failure_logged) {
+      spdlog::error("request failed{}{}{}{}{}", LogField("request_id", id),
+                    LogField("method", req.method), LogField("path", LoggedPath(req)),
+                    LogField("status", std::to_string(res.status)),
+                    LogField("error", "answered by the HTTP server (no route logged a cause)"));
+    }
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - request_log_state.start);
+    spdlog::info("request{}{}{}{}{}{}", LogField("request_id", id), LogField("method", req.method),
+                 LogField("path", LoggedPath(req)), LogField("status", std::to_string(res.status)),
+                 LogField("duration_ms", std::to_string(elapsed.count())),
+                 LogField("remote_addr", req.remote_addr));
+  });
+}
 
 ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts)
     : db(database),
@@ -42,8 +178,7 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
       if (authenticate) {
         auto principal = Authenticate(req);
         if (!principal) {
-          WriteError(res, principal.error().http_status, principal.error().code,
-                     principal.error().message);
+          Fail(req, res, principal.error());
           return;
         }
         call.principal = std::move(*principal);
@@ -53,14 +188,16 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
       if (req.has_header("User-Agent")) call.actor.user_agent = req.get_header_value("User-Agent");
       auto reply = handler(call);
       if (!reply) {
-        WriteError(res, reply.error().http_status, reply.error().code, reply.error().message);
+        Fail(req, res, reply.error());
         return;
       }
       res.status = reply->status;
       if (reply->status != 204) res.set_content(reply->body.dump(), "application/json");
-    } catch (const std::exception&) {
+    } catch (...) {
       // Never echo the exception: it may quote the request.
-      WriteError(res, 500, control::kCodeInternal, "internal error");
+      Fail(req, res,
+           ControlError{500, control::kCodeInternal, "internal error",
+                        ExceptionCause(std::current_exception())});
     }
   };
 }

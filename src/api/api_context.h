@@ -8,12 +8,24 @@
 // `{"error": "...", "code": "..."}` with its HTTP status; exceptions of
 // httplib and nlohmann-json stop in Wrap (500, never echoing the request).
 //
+// Diagnosis: every answer carries X-Request-Id (the client's when sane, else
+// a fresh random one). A 5xx is logged at error level with the request id,
+// method, path (never the query string, headers or body) and its internal
+// cause, scrubbed of DSN passwords and the caller's API key; a 500's answer
+// only says "internal error (request id X)". Every request gets one access
+// log line at info level. Both use key=value fields (common/log_fields.h):
+//   request failed request_id=ID method=GET path=/p status=500
+//       code=internal_error error="..."
+//   request request_id=ID method=GET path=/p status=200 duration_ms=3
+//       remote_addr=127.0.0.1
+//
 // Thread-safety: ApiContext is shared by httplib's worker threads; its
 // members are thread-safe.
 #pragma once
 
 #include <httplib.h>
 
+#include <exception>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -37,6 +49,20 @@ using control::ControlError;
 using control::ControlResult;
 using control::Refuse;
 using nlohmann::json;
+
+inline constexpr char kRequestIdHeader[] = "X-Request-Id";
+
+// True for an id a client may choose: 1-64 characters of [A-Za-z0-9_-].
+bool IsSaneRequestId(std::string_view id);
+// A fresh request id: 128 bits of OpenSSL's CSPRNG, hex.
+std::string NewRequestId();
+// `text` fit for a log line: DSN passwords masked (db::RedactDsn), every
+// occurrence of `secret` (the caller's API key; ignored when shorter than 8
+// characters) replaced, cut at 2000 characters. Quoting is LogField's.
+std::string ScrubForLog(std::string_view text, std::string_view secret);
+// The cause of an exception, for the log: what() for most, only the id of
+// nlohmann-json's (they may quote the request body).
+std::string ExceptionCause(std::exception_ptr error);
 
 struct Reply {
   int status = 200;
@@ -141,6 +167,13 @@ class ApiContext {
 
   static void WriteError(httplib::Response& res, int status, std::string_view code,
                          std::string_view message);
+  // Answers `error`. A 5xx is logged first (see the file comment), its
+  // cause being error.internal, else error.message; a 500 is answered
+  // "internal error (request id X)", its code kept.
+  static void Fail(const httplib::Request& req, httplib::Response& res, const ControlError& error);
+  // On `server`: request ids on every answer, the access log, and an error
+  // line for a 5xx that Fail did not log (httplib's own, say).
+  static void InstallRequestLog(httplib::Server& server);
 
   // The caller of a request with `Authorization: Bearer <api key>`; 401
   // otherwise.

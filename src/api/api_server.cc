@@ -31,8 +31,7 @@ struct ApiServer::Impl {
       if (!api.options.metrics_public) {
         auto principal = api.Authenticate(req);
         if (!principal) {
-          ApiContext::WriteError(res, principal.error().http_status, principal.error().code,
-                                 principal.error().message);
+          ApiContext::Fail(req, res, principal.error());
           return;
         }
         if (!principal->user.is_platform_admin) {
@@ -43,8 +42,7 @@ struct ApiServer::Impl {
       }
       auto text = Metrics(api.db);
       if (!text) {
-        ApiContext::WriteError(res, text.error().http_status, text.error().code,
-                               text.error().message);
+        ApiContext::Fail(req, res, text.error());
         return;
       }
       res.set_content(*text, "text/plain; version=0.0.4");
@@ -78,9 +76,12 @@ ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerO
     }
   });
   impl_->api.server.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        ApiContext::WriteError(res, 500, control::kCodeInternal, "internal error");
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+        ApiContext::Fail(
+            req, res,
+            ControlError{500, control::kCodeInternal, "internal error", ExceptionCause(error)});
       });
+  ApiContext::InstallRequestLog(impl_->api.server);
   impl_->Routes();
 }
 

@@ -9,10 +9,14 @@
 // unknown fields, wrong field types, bad UUIDs), 413 payload_too_large for
 // bodies over max_body_bytes, and the 409 codes of control/volume_service.h
 // and control/deployment_service.h.
-// Exceptions of httplib and nlohmann-json stop here.
+// Exceptions of httplib and nlohmann-json stop here. Every answer carries
+// X-Request-Id; 5xx answers are logged with their cause and answered
+// generically, and every request gets an access log line (api_context.h).
 //
 // GET /metrics needs a platform admin's key unless metrics_public is set
-// (for a scraper on a trusted network). Its control-plane backup gauges and
+// (for a scraper on a trusted network). A scrape runs a constant number of
+// queries whatever the number of volumes; values computed from rows are
+// gauges. Its control-plane backup gauges and
 // GET /api/platform/health (platform admin) come from the last check the
 // scheduling process on the database host stored (control/
 // control_plane_health.h), so any API process answers them.

@@ -122,64 +122,57 @@ json ControlPlaneBackupJson(const control::ControlPlaneHealth& health) {
 }  // namespace
 
 ControlResult<std::string> Metrics(db::Database& db) {
+  // A constant number of queries per scrape, whatever the number of volumes:
+  // one aggregate over the operations, the servers, the control-plane check.
+  // Everything computed from rows that may go away is a gauge.
   struct Totals {
-    double duration_sum = 0;
-    long long duration_count = 0;
+    double duration_seconds = 0;
     double bytes = 0;
   };
-  auto collected = db.Transact([&](db::Tx& tx) -> Result<std::string> {
-    std::string out;
-    out += "# HELP kindling_operations Volume operations by kind and status.\n";
-    out += "# TYPE kindling_operations gauge\n";
-    KINDLING_ASSIGN_OR_RETURN(auto counts, db::CountOperations(tx));
-    for (const auto& c : counts) {
-      out += fmt::format("kindling_operations{{kind=\"{}\",status=\"{}\"}} {}\n", db::Name(c.kind),
-                         db::Name(c.status), c.count);
-    }
-    // Durations and bytes of the most recent operations of each volume.
-    std::map<std::string_view, Totals> totals;
-    KINDLING_ASSIGN_OR_RETURN(auto all_volumes,
-                              db::ListVolumes(tx, db::VolumeFilter{.include_deleted = true}));
-    for (const auto& volume : all_volumes) {
-      KINDLING_ASSIGN_OR_RETURN(auto ops, db::ListVolumeOperations(tx, volume.id, 1000));
-      for (const auto& op : ops) {
-        Totals& t = totals[db::Name(op.kind)];
-        if (op.status == db::OperationStatus::kSucceeded && op.started_at && op.completed_at) {
-          t.duration_sum +=
-              std::chrono::duration<double>(*op.completed_at - *op.started_at).count();
-          ++t.duration_count;
+  auto collected = db.Transact(
+      [&](db::Tx& tx) -> Result<std::string> {
+        std::string out;
+        KINDLING_ASSIGN_OR_RETURN(const auto counts, db::CountOperations(tx));
+        out +=
+            "# HELP kindling_operations Volume operations the database holds, by kind and "
+            "status.\n";
+        out += "# TYPE kindling_operations gauge\n";
+        std::map<std::string_view, Totals> totals;
+        for (const auto& c : counts) {
+          out += fmt::format("kindling_operations{{kind=\"{}\",status=\"{}\"}} {}\n",
+                             db::Name(c.kind), db::Name(c.status), c.count);
+          Totals& t = totals[db::Name(c.kind)];
+          t.bytes += c.bytes_done;
+          if (c.status == db::OperationStatus::kSucceeded) t.duration_seconds += c.duration_seconds;
         }
-        json progress = json::parse(op.progress_json, nullptr, false);
-        if (progress.is_object() && progress.contains("bytes_done") &&
-            progress["bytes_done"].is_number()) {
-          t.bytes += progress["bytes_done"].get<double>();
+        out +=
+            "# HELP kindling_operation_bytes Bytes moved (progress.bytes_done) by the volume "
+            "operations the database holds, by kind.\n";
+        out += "# TYPE kindling_operation_bytes gauge\n";
+        for (const auto& [kind, t] : totals) {
+          out += fmt::format("kindling_operation_bytes{{kind=\"{}\"}} {}\n", kind, t.bytes);
         }
-      }
-    }
-    out += "# HELP kindling_operation_bytes_total Bytes moved by volume operations.\n";
-    out += "# TYPE kindling_operation_bytes_total counter\n";
-    for (const auto& [kind, t] : totals) {
-      out += fmt::format("kindling_operation_bytes_total{{kind=\"{}\"}} {}\n", kind, t.bytes);
-    }
-    out += "# HELP kindling_operation_duration_seconds Durations of succeeded operations.\n";
-    out += "# TYPE kindling_operation_duration_seconds summary\n";
-    for (const auto& [kind, t] : totals) {
-      out += fmt::format("kindling_operation_duration_seconds_sum{{kind=\"{}\"}} {}\n", kind,
-                         t.duration_sum);
-      out += fmt::format("kindling_operation_duration_seconds_count{{kind=\"{}\"}} {}\n", kind,
-                         t.duration_count);
-    }
-    out += "# HELP kindling_server_heartbeat_age_seconds Seconds since each server's heartbeat.\n";
-    out += "# TYPE kindling_server_heartbeat_age_seconds gauge\n";
-    KINDLING_ASSIGN_OR_RETURN(auto servers, db::ListServers(tx));
-    for (const auto& s : servers) {
-      if (!s.heartbeat_age_seconds) continue;
-      out += fmt::format(
-          "kindling_server_heartbeat_age_seconds{{server_id=\"{}\",hostname=\"{}\"}} {}\n", s.id,
-          PrometheusLabel(s.hostname), *s.heartbeat_age_seconds);
-    }
-    return out;
-  });
+        out +=
+            "# HELP kindling_operation_succeeded_duration_seconds Summed durations of the "
+            "succeeded volume operations the database holds, by kind.\n";
+        out += "# TYPE kindling_operation_succeeded_duration_seconds gauge\n";
+        for (const auto& [kind, t] : totals) {
+          out += fmt::format("kindling_operation_succeeded_duration_seconds{{kind=\"{}\"}} {}\n",
+                             kind, t.duration_seconds);
+        }
+        out +=
+            "# HELP kindling_server_heartbeat_age_seconds Seconds since each server's heartbeat.\n";
+        out += "# TYPE kindling_server_heartbeat_age_seconds gauge\n";
+        KINDLING_ASSIGN_OR_RETURN(auto servers, db::ListServers(tx));
+        for (const auto& s : servers) {
+          if (!s.heartbeat_age_seconds) continue;
+          out += fmt::format(
+              "kindling_server_heartbeat_age_seconds{{server_id=\"{}\",hostname=\"{}\"}} {}\n",
+              s.id, PrometheusLabel(s.hostname), *s.heartbeat_age_seconds);
+        }
+        return out;
+      },
+      db::TxOptions{.read_only = true});
   if (!collected) return std::unexpected(control::FromError(collected.error()));
   API_ASSIGN_OR_RETURN(const control::ControlPlaneHealth health,
                        control::GetControlPlaneHealth(db));

@@ -1,6 +1,5 @@
 #include "cli/cli.h"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +17,7 @@
 #include "cli/flags.h"
 #include "cli/master_key_commands.h"
 #include "cli/serve_commands.h"
+#include "service/log_format.h"
 
 namespace kindling::cli {
 namespace {
@@ -93,15 +93,6 @@ std::string CommandPath(const CLI::App& app) {
     path += " " + current->get_name();
   }
   return path;
-}
-
-void SetUpLogging(const std::string& level) {
-  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  auto logger = std::make_shared<spdlog::logger>("kindling", std::move(sink));
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ [%t] %v", spdlog::pattern_time_type::utc);
-  logger->set_level(spdlog::level::from_str(level));
-  logger->flush_on(spdlog::level::warn);
-  spdlog::set_default_logger(std::move(logger));
 }
 
 int RunOrThrow(int argc, char** argv) {
@@ -235,7 +226,7 @@ int RunOrThrow(int argc, char** argv) {
   version->add_flag("--json", flags.common.json, "Print the version as JSON");
   version->callback([&] { action = [&] { return RunVersion(flags.common); }; });
 
-  AddServeCommands(app, action);
+  AddServeCommands(app, flags.common, action);
   AddMasterKeyCommands(app, action);
   AddControlPlaneCommands(*app.get_subcommand("admin"), action);
   AddApiCommands(app, action);
@@ -253,7 +244,10 @@ int RunOrThrow(int argc, char** argv) {
         Error(ErrorKind::kInvalidArgument, message + " (see: " + CommandPath(app) + " --help)"));
   }
 
-  SetUpLogging(flags.common.log_level);
+  auto log_format = service::ParseLogFormat(flags.common.log_format);
+  service::SetUpLogging(flags.common.log_level,
+                        log_format ? *log_format : service::LogFormat::kText);
+  if (!log_format) return ReportError(log_format.error());
   if (auto st = ValidateCommon(flags.common); !st) return ReportError(st.error());
   if (!action) return ReportError(InternalError("no command selected").error());
   InstallCancelHandlers();

@@ -18,6 +18,7 @@ struct CommonFlags {
   bool quiet = false;
   std::string progress = "auto";  // auto|bar|json|none
   std::string log_level = "warn";
+  std::string log_format = "text";  // text|json (`serve` and `dev` only)
   bool json = false;
 };
 

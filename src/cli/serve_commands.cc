@@ -17,6 +17,7 @@
 #include "db/database.h"
 #include "db/migrations.h"
 #include "service/dev.h"
+#include "service/log_format.h"
 #include "service/serve.h"
 
 namespace kindling::cli {
@@ -68,6 +69,7 @@ struct DevFlags {
   int workers = 2;
   std::string dsn_file;
   bool canary = false;
+  std::string log_format = "text";  // the children's too
   ControlPlaneScheduleFlags control_plane;
 };
 
@@ -184,6 +186,9 @@ int RunDev(const DevFlags& flags) {
   options.guest_dir = flags.guest_dir;
   options.workers = flags.workers;
   options.dsn_file = flags.dsn_file;
+  auto log_format = service::ParseLogFormat(flags.log_format);
+  if (!log_format) return ReportError(log_format.error());
+  options.log_format = *log_format;
   options.control_plane = flags.control_plane.Options();
   if (options.control_plane.check_every.count() < 1) {
     std::fprintf(stderr, "error: --control-plane-check-every must be at least 1s\n");
@@ -226,9 +231,20 @@ int RunBootstrap(const BootstrapFlags& flags) {
   return kExitOk;
 }
 
+// --log-format for serve and dev.
+void AddLogFormatFlag(CLI::App* command, CommonFlags& common) {
+  command
+      ->add_option("--log-format", common.log_format,
+                   "Log lines on stderr: text (default) or json (one object a line: time, level, "
+                   "message and the message's key=value fields)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->envname("KINDLING_LOG_FORMAT")
+      ->type_name("FORMAT");
+}
+
 }  // namespace
 
-void AddServeCommands(CLI::App& app, std::function<int()>& action) {
+void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& action) {
   auto serve_flags = std::make_shared<ServeFlags>();
   CLI::App* serve = app.add_subcommand(
       "serve", "Run control-plane components (api, worker, edge) on the shared PostgreSQL");
@@ -314,8 +330,19 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
                    "the scheduled control-plane backups (default postgres)")
       ->type_name("NAME");
   AddScheduleFlags(serve, serve_flags->control_plane);
-  serve->callback(
-      [&action, serve_flags] { action = [serve_flags] { return RunServe(*serve_flags); }; });
+  CLI::Option* serve_log_level =
+      serve
+          ->add_option("--log-level", common.log_level,
+                       "Diagnostics on stderr: trace, debug, info (default: the access log, one "
+                       "line a request), warn, error, off")
+          ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+          ->envname("KINDLING_LOG_LEVEL")
+          ->type_name("LEVEL");
+  AddLogFormatFlag(serve, common);
+  serve->callback([&action, &common, serve_flags, serve_log_level] {
+    if (serve_log_level->count() == 0) common.log_level = "info";
+    action = [serve_flags] { return RunServe(*serve_flags); };
+  });
 
   auto dev_flags = std::make_shared<DevFlags>();
   CLI::App* dev = app.add_subcommand(
@@ -349,7 +376,11 @@ void AddServeCommands(CLI::App& app, std::function<int()>& action) {
                 "Once ready, run the canary guest in a project named canary (made on the first "
                 "start) and show it answering through the edge");
   AddScheduleFlags(dev, dev_flags->control_plane);
-  dev->callback([&action, dev_flags] { action = [dev_flags] { return RunDev(*dev_flags); }; });
+  AddLogFormatFlag(dev, common);
+  dev->callback([&action, &common, dev_flags] {
+    dev_flags->log_format = common.log_format;
+    action = [dev_flags] { return RunDev(*dev_flags); };
+  });
 
   auto bootstrap_flags = std::make_shared<BootstrapFlags>();
   CLI::App* admin = app.add_subcommand("admin", "Cluster administration");

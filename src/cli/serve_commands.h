@@ -5,6 +5,8 @@
 
 #include <functional>
 
+#include "cli/flags.h"
+
 namespace CLI {
 class App;
 }
@@ -12,7 +14,9 @@ class App;
 namespace kindling::cli {
 
 // Adds `serve`, `dev` and `admin bootstrap` to `app`; the chosen command's runner is
-// stored in `action` when it is parsed.
-void AddServeCommands(CLI::App& app, std::function<int()>& action);
+// stored in `action` when it is parsed. `serve` and `dev` set `common`'s
+// log_format (--log-format, KINDLING_LOG_FORMAT); `serve` also its log_level
+// (--log-level, KINDLING_LOG_LEVEL, default info: its access log).
+void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& action);
 
 }  // namespace kindling::cli

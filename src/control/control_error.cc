@@ -17,7 +17,7 @@ ControlError FromError(const Error& error) {
       return {503, kCodeUnavailable, "temporarily unavailable, retry: " + error.message()};
     default:
       // Internal details (SQL states, paths) are for logs, not for callers.
-      return {500, kCodeInternal, "internal error"};
+      return {500, kCodeInternal, "internal error", error.message()};
   }
 }
 

@@ -30,7 +30,12 @@ inline constexpr char kCodeInternal[] = "internal_error";
 struct ControlError {
   int http_status = 500;
   std::string code = kCodeInternal;
-  std::string message;  // for the operator; never contains secrets
+  std::string message{};  // for the caller; never contains secrets
+  // For the server's log only, never sent: the cause behind a generic 5xx
+  // message (FromError keeps the lower layer's message here). May name
+  // internals (SQL states, paths); lower layers keep secrets out of it and
+  // api/ scrubs it again before logging.
+  std::string internal{};
 };
 
 template <typename T>
@@ -44,7 +49,8 @@ inline std::unexpected<ControlError> Refuse(int http_status, std::string code,
 // Maps a lower-layer Error: kNotFound 404, kInvalidArgument 400,
 // kFailedPrecondition 409 failed_precondition, kTransient 503,
 // kPermissionDenied 403, anything else 500 (message kept generic there so
-// internals do not leak to callers).
+// internals do not leak to callers; the lower layer's message goes to
+// `internal`, for the log).
 ControlError FromError(const Error& error);
 
 // Runs `fn(tx, refusal)` in one transaction. `fn` refuses a request by

@@ -415,11 +415,19 @@ Result<std::vector<OperationCount>> CountOperations(Tx& tx) {
       tx, "count operations",
       [&](pqxx::transaction_base& w) -> Result<std::vector<OperationCount>> {
         std::vector<OperationCount> out;
-        for (const auto& r : w.exec("SELECT kind, status, count(*) FROM project_volume_operations "
-                                    "GROUP BY kind, status ORDER BY kind, status")) {
-          out.push_back(OperationCount{internal::Enum<OperationKind>(r[0]),
-                                       internal::Enum<OperationStatus>(r[1]),
-                                       r[2].as<long long>()});
+        for (const auto& r :
+             w.exec("SELECT kind, status, count(*), "
+                    "count(*) FILTER (WHERE started_at IS NOT NULL AND completed_at IS NOT NULL), "
+                    "coalesce(sum(extract(epoch FROM completed_at - started_at)::float8), 0), "
+                    "coalesce(sum(CASE WHEN jsonb_typeof(progress->'bytes_done') = 'number' "
+                    "THEN (progress->>'bytes_done')::float8 END), 0) "
+                    "FROM project_volume_operations GROUP BY kind, status ORDER BY kind, status")) {
+          out.push_back(OperationCount{.kind = internal::Enum<OperationKind>(r[0]),
+                                       .status = internal::Enum<OperationStatus>(r[1]),
+                                       .count = r[2].as<long long>(),
+                                       .timed_count = r[3].as<long long>(),
+                                       .duration_seconds = r[4].as<double>(),
+                                       .bytes_done = r[5].as<double>()});
         }
         return out;
       });

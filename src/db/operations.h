@@ -185,9 +185,17 @@ struct OperationCount {
   OperationKind kind{};
   OperationStatus status{};
   long long count = 0;
+  // Of those with started_at and completed_at (succeeded ones): how many,
+  // and their summed completed_at - started_at.
+  long long timed_count = 0;
+  double duration_seconds = 0;
+  // Summed progress.bytes_done (where it is a number).
+  double bytes_done = 0;
 };
 
-// Counts by kind and status (metrics).
+// Counts and sums by kind and status over every operation of every volume
+// (deleted ones too), in one query whatever the number of volumes: GET
+// /metrics runs it on every scrape. Ordered by kind, then status.
 [[nodiscard]] Result<std::vector<OperationCount>> CountOperations(Tx& tx);
 
 }  // namespace kindling::db

@@ -471,7 +471,8 @@ Status RunDev(const DevOptions& options) {
                           "--dsn-file",        dsn_file.string(),
                           "--master-key-file", master_key_file.string(),
                           "--state-dir",       child.state_dir.string(),
-                          "--hostname",        host + "-" + name};
+                          "--hostname",        host + "-" + name,
+                          "--log-format",      std::string(LogFormatName(options.log_format))};
       child.spawn.args.insert(child.spawn.args.end(), extra.begin(), extra.end());
       child.spawn.log_file = logs / (name + ".log");
       child.spawn.parent_death_signal = SIGTERM;

@@ -3,8 +3,9 @@
 // unix socket only) and, as child processes of the same binary, one
 // `kindling serve --components api`, N `kindling serve --components worker`
 // and one `kindling serve --components edge` process, each with its own state
-// directory, exactly as separate hosts would run them; a local-directory backup store is configured
-// on first start. Everything lives in one state directory, so a second start keeps the data:
+// directory and DevOptions::log_format, exactly as separate hosts would run them; a local-directory
+// backup store is configured on first start. Everything lives in one state directory, so a second
+// start keeps the data:
 //
 //   <state>/postgres/data       the cluster (owned by `postgres` when root)
 //   <state>/postgres.dsn        DSN file every child reads (0600)
@@ -57,6 +58,7 @@
 #include "pgbackup/control_plane.h"
 #include "service/control_plane_schedule.h"
 #include "service/local_postgres.h"
+#include "service/log_format.h"
 
 namespace kindling::service {
 
@@ -99,6 +101,8 @@ struct DevOptions {
   // Scheduled control-plane backups of the private cluster (intervals,
   // check cadence); hostname and process are filled in.
   ControlPlaneScheduleOptions control_plane;
+  // The children's log lines (`serve --log-format`).
+  LogFormat log_format = LogFormat::kText;
 };
 
 // `NAME=value`, the value single-quoted when a shell would interpret any of

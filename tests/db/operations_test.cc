@@ -453,6 +453,36 @@ TEST_F(OperationsTest, CountsAndHistory) {
   EXPECT_EQ(history[0].id, second.operation.id);  // newest first
 }
 
+// GET /metrics runs CountOperations on every scrape: one query that
+// aggregates every volume's operations (deleted volumes' too), so its rows
+// and its cost do not grow with the number of volumes.
+TEST_F(OperationsTest, CountOperationsAggregatesEveryVolumeInOneRowPerKindAndStatus) {
+  for (int i = 0; i < 5; ++i) {
+    const Volume volume = MakeVolume(MakeProject(org_, "p" + std::to_string(i)), server_);
+    const std::string v = "'" + volume.id + "'";
+    Sql("INSERT INTO project_volume_operations (project_volume_id, kind, status, started_at, "
+        "completed_at, progress) VALUES (" +
+        v +
+        ", 'backup', 'succeeded', now() - interval '2 seconds', now(), '{\"bytes_done\": 100}')");
+    Sql("INSERT INTO project_volume_operations (project_volume_id, kind, status, failed_at, "
+        "progress) VALUES (" +
+        v + ", 'backup', 'failed', now(), '{\"bytes_done\": \"not a number\"}')");
+    if (i % 2 == 0) Sql("UPDATE project_volumes SET deleted_at = now() WHERE id = " + v);
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<OperationCount> counts,
+                       db().Transact([](Tx& tx) { return CountOperations(tx); }));
+  ASSERT_EQ(counts.size(), 2u);
+  EXPECT_EQ(counts[0].status, OperationStatus::kFailed);
+  EXPECT_EQ(counts[0].count, 5);
+  EXPECT_EQ(counts[0].timed_count, 0);
+  EXPECT_EQ(counts[0].bytes_done, 0);
+  EXPECT_EQ(counts[1].status, OperationStatus::kSucceeded);
+  EXPECT_EQ(counts[1].count, 5);
+  EXPECT_EQ(counts[1].timed_count, 5);
+  EXPECT_NEAR(counts[1].duration_seconds, 10.0, 0.5);
+  EXPECT_EQ(counts[1].bytes_done, 500);
+}
+
 TEST_F(OperationsTest, PreDeleteBackupMarksTheVolumeDeleting) {
   ASSERT_OK_AND_ASSIGN(QueuedOperation queued, db().Transact([&](Tx& tx) {
     return QueueOperation(

@@ -1,0 +1,112 @@
+// GET /metrics: valid Prometheus text (promtool check metrics), gauges for
+// everything computed from rows, values aggregated over every volume.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "api_test_fixture.h"
+#include "common/subprocess.h"
+
+namespace kindling::api {
+namespace {
+
+// promtool on PATH; empty when missing.
+std::string FindPromtool() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    const std::filesystem::path candidate = std::filesystem::path(dir) / "promtool";
+    if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
+class MetricsTest : public ApiServerTest {
+ protected:
+  // `n` volumes (one project each) on one server, each with a succeeded
+  // backup of 10 s that moved 1000 bytes, a failed restore that moved 7, and
+  // a backup row; the first is deleted.
+  void MakeVolumesWithHistory(int n) {
+    const std::string server = MakeServer("w1");
+    for (int i = 0; i < n; ++i) {
+      const std::string project = MakeProject(org_, "p" + std::to_string(i));
+      const db::Volume volume = MakeVolume(project, server);
+      const std::string v = "'" + volume.id + "'";
+      Sql("INSERT INTO project_volume_operations (project_volume_id, kind, status, started_at, "
+          "completed_at, progress) VALUES (" +
+          v +
+          ", 'backup', 'succeeded', now() - interval '10 seconds', now(), "
+          "'{\"bytes_done\": 1000}')");
+      Sql("INSERT INTO project_volume_operations (project_volume_id, kind, status, started_at, "
+          "failed_at, progress) VALUES (" +
+          v +
+          ", 'restore', 'failed', now() - interval '3 seconds', now(), "
+          "'{\"bytes_done\": 7, \"note\": \"x\"}')");
+      Sql("INSERT INTO project_volume_backups (project_volume_id, kind, status, size_bytes) "
+          "VALUES (" +
+          v + ", 'manual', 'succeeded', 4096)");
+      if (i == 0) Sql("UPDATE project_volumes SET deleted_at = now() WHERE id = " + v);
+    }
+  }
+
+  std::string Scrape() {
+    auto res = client_->Get("/metrics", {{"Authorization", "Bearer " + admin_key_}});
+    EXPECT_TRUE(res);
+    if (!res) return "";
+    EXPECT_EQ(res->status, 200) << res->body;
+    return res->body;
+  }
+
+  testutil::TempDir dir_;
+};
+
+TEST_F(MetricsTest, PassesPromtoolCheckMetrics) {
+  const std::string promtool = FindPromtool();
+  // CI installs it (scripts/install-deps.sh): a missing promtool fails.
+  ASSERT_FALSE(promtool.empty()) << "promtool is not on PATH (Debian package prometheus)";
+  MakeVolumesWithHistory(3);
+  Sql("INSERT INTO control_plane_backup_status (stanza, ok, report, hostname) VALUES ('main', "
+      "true, "
+      "'{\"last_backup_age_seconds\": 60, \"archiver\": {\"failed_count\": 2}}', 'db1')");
+  const std::string text = Scrape();
+  const std::filesystem::path file = dir_.path() / "metrics.txt";
+  std::ofstream(file) << text;
+  auto checked = SystemCommandRunner().Run(CommandOptions{
+      .args = {"/bin/sh", "-c", "exec \"$0\" check metrics < \"$1\"", promtool, file.string()}});
+  ASSERT_TRUE(checked) << checked.error().message();
+  EXPECT_EQ(checked->exit_status, 0) << checked->output << checked->errors << "\n" << text;
+  EXPECT_NE(text.find("kindling_control_plane_wal_archive_failed_total 2\n"), std::string::npos)
+      << text;
+}
+
+TEST_F(MetricsTest, OperationGaugesAggregateEveryVolume) {
+  MakeVolumesWithHistory(4);
+  const std::string text = Scrape();
+  for (const std::string line : {
+           "# TYPE kindling_operations gauge\n",
+           "kindling_operations{kind=\"backup\",status=\"succeeded\"} 4\n",
+           "kindling_operations{kind=\"restore\",status=\"failed\"} 4\n",
+           "# TYPE kindling_operation_bytes gauge\n",
+           "kindling_operation_bytes{kind=\"backup\"} 4000\n",
+           "kindling_operation_bytes{kind=\"restore\"} 28\n",
+           "# TYPE kindling_operation_succeeded_duration_seconds gauge\n",
+           "kindling_operation_succeeded_duration_seconds{kind=\"restore\"} 0\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << " in\n" << text;
+  }
+  // No counter or summary computed from rows that can go away.
+  EXPECT_EQ(text.find("kindling_operation_bytes_total"), std::string::npos) << text;
+  EXPECT_EQ(text.find("summary"), std::string::npos) << text;
+  const std::string duration = "kindling_operation_succeeded_duration_seconds{kind=\"backup\"} ";
+  const auto at = text.find(duration);
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_NEAR(std::stod(text.substr(at + duration.size())), 40.0, 0.5);
+}
+
+}  // namespace
+}  // namespace kindling::api
