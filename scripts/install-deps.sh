@@ -16,6 +16,8 @@ packages=(
   postgresql postgresql-client pgbackrest e2fsprogs openssl
   nodejs npm
   restic borgbackup time
+  # bench/api_load.sh: HTTP load against the API.
+  wrk
   # The canary guest (guest/build-image.sh) and its VMs (src/runtime): QEMU,
   # busybox-static for the initramfs, kmod (depmod, modprobe) to order the
   # kernel modules, xz for the kernel's payload, binutils to strip the canary.
