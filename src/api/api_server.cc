@@ -1,9 +1,13 @@
 #include "api/api_server.h"
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <mutex>
 #include <thread>
 
 #include "api/api_context.h"
+#include "api/connection_threads.h"
 
 namespace kindling::api {
 
@@ -64,7 +68,22 @@ struct ApiServer::Impl {
 
 ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerOptions options)
     : impl_(std::make_unique<Impl>(db, master_key, std::move(options))) {
-  impl_->api.server.set_payload_max_length(impl_->api.options.max_body_bytes);
+  const ApiServerOptions& opts = impl_->api.options;
+  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t keep =
+      opts.worker_threads > 0 ? opts.worker_threads : std::max<std::size_t>(8, 4 * cores);
+  const std::size_t max = std::max(keep, opts.max_worker_threads);
+  impl_->api.server.new_task_queue = [keep, max] { return new ConnectionThreads(keep, max); };
+  // httplib's default also sets SO_REUSEPORT, with which a second process
+  // could bind the same port and silently take part of the connections.
+  impl_->api.server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  impl_->api.server.set_tcp_nodelay(true);
+  impl_->api.server.set_keep_alive_timeout(std::max<time_t>(opts.keep_alive_timeout.count(), 1));
+  impl_->api.server.set_keep_alive_max_count(std::max<std::size_t>(opts.keep_alive_max_count, 1));
+  impl_->api.server.set_payload_max_length(opts.max_body_bytes);
   impl_->api.server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413) {

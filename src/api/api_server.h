@@ -17,10 +17,16 @@
 // scheduling process on the database host stored (control/
 // control_plane_health.h), so any API process answers them.
 //
+// Sockets are TCP_NODELAY: httplib writes headers and body separately, and
+// with Nagle's algorithm the body waited for the client's delayed ACK
+// (~40 ms per request on a keep-alive connection).
+//
 // Thread-safety: Start/Stop from one owner thread; requests are served
-// concurrently by httplib's thread pool and share only thread-safe state.
+// concurrently on a thread per connection (ApiServerOptions) and share only
+// thread-safe state.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -36,6 +42,16 @@ struct ApiServerOptions {
   int port = 0;  // 0 picks a free port; port() reports it after Start()
   bool metrics_public = false;
   std::size_t max_body_bytes = 1u << 20;
+  // Connections served at once: httplib serves a connection, keep-alive
+  // included, on one thread until it closes (api/connection_threads.h).
+  // `worker_threads` are kept (0: max(8, 4 x cores)); more are started up
+  // to `max_worker_threads`, beyond which connections wait for a thread.
+  std::size_t worker_threads = 0;
+  std::size_t max_worker_threads = 256;
+  // An idle keep-alive connection is closed after this long (so it holds its
+  // thread no longer), and any connection after this many requests.
+  std::chrono::seconds keep_alive_timeout{5};
+  std::size_t keep_alive_max_count = 1000;
 };
 
 class ApiServer {
