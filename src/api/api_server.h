@@ -1,8 +1,9 @@
 // ApiServer: the HTTP API (cpp-httplib) over the control layer.
 //
 // Every route but GET /healthz authenticates a Bearer API key (looked up by
-// hash) and authorises the caller (platform admin, or owner/admin/member of
-// the project's organisation, as in the reference route table). Failures are
+// hash; the answer cached for a few seconds, see ApiServerOptions) and
+// authorises the caller (platform admin, or owner/admin/member of the
+// project's organisation, as in the reference route table). Failures are
 // `{"error": "...", "code": "..."}`: 401 unauthorized, 403 forbidden, 404
 // not_found (also for projects of organisations the caller is not in, so
 // their existence is not revealed), 400 validation_error (malformed JSON,
@@ -28,6 +29,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -52,6 +54,13 @@ struct ApiServerOptions {
   // thread no longer), and any connection after this many requests.
   std::chrono::seconds keep_alive_timeout{5};
   std::size_t keep_alive_max_count = 1000;
+  // Authenticated API keys are remembered this long (0: every request asks
+  // the database), at most `auth_cache_entries` of them (api/auth_cache.h):
+  // a key revoked through another API process keeps working here until then.
+  std::chrono::milliseconds auth_cache_ttl{10'000};
+  std::size_t auth_cache_entries = 4096;
+  // The auth cache's clock; empty: steady_clock::now (tests inject theirs).
+  std::function<std::chrono::steady_clock::time_point()> clock{};
 };
 
 class ApiServer {

@@ -1,6 +1,8 @@
-// The API server's connection handling, against real PostgreSQL and real
-// sockets: idle keep-alive connections do not keep a new client from being
-// answered.
+// The API server's connection handling and its authentication cache, against
+// real PostgreSQL and real sockets: revoked or deleted keys stop working
+// (at once when revoked through this server, within the cache's TTL when
+// changed behind its back), and idle keep-alive connections do not keep a
+// new client from being answered.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -8,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -17,7 +21,88 @@
 namespace kindling::api {
 namespace {
 
-class ApiConnectionsTest : public ApiServerTest {};
+using std::chrono::steady_clock;
+
+class ApiConnectionsTest : public ApiServerTest {
+ protected:
+  void TearDown() override {
+    caching_.reset();
+    ApiServerTest::TearDown();
+  }
+  // A second server over the same database with a clock the test moves.
+  void StartCachingServer() {
+    ApiServerOptions options;
+    options.auth_cache_ttl = std::chrono::seconds(10);
+    options.clock = [this] { return steady_clock::time_point{} + now_.load(); };
+    caching_ = std::make_unique<ApiServer>(db(), master_key_, options);
+    ASSERT_TRUE(caching_->Start());
+  }
+  int Get(ApiServer& server, const std::string& path, const std::string& key) {
+    httplib::Client client("127.0.0.1", server.port());
+    auto res = client.Get(path, {{"Authorization", "Bearer " + key}});
+    if (!res) {
+      ADD_FAILURE() << path << ": " << httplib::to_string(res.error());
+      return 0;
+    }
+    return res->status;
+  }
+  std::string NewKey(std::string* id) {
+    Response created = Send("POST", "/api/api-keys", member_key_, R"({"name": "cached"})");
+    EXPECT_EQ(created.status, 201) << created.raw;
+    *id = created.body.value("id", "");
+    return created.body.value("secret", "");
+  }
+
+  std::atomic<std::chrono::nanoseconds> now_{std::chrono::hours(1)};
+  std::unique_ptr<ApiServer> caching_;
+};
+
+TEST_F(ApiConnectionsTest, KeyRevokedThroughThisServerStopsAtOnce) {
+  StartCachingServer();
+  std::string id;
+  const std::string secret = NewKey(&id);
+  EXPECT_EQ(Get(*caching_, "/api/projects", secret), 200);  // now cached
+  httplib::Client client("127.0.0.1", caching_->port());
+  auto revoked = client.Delete("/api/api-keys/" + id, {{"Authorization", "Bearer " + member_key_}});
+  ASSERT_TRUE(revoked);
+  EXPECT_EQ(revoked->status, 204);
+  // The clock has not moved: the cached entry was dropped, not expired.
+  EXPECT_EQ(Get(*caching_, "/api/projects", secret), 401);
+  EXPECT_EQ(Get(*caching_, "/api/projects", member_key_), 200);
+}
+
+TEST_F(ApiConnectionsTest, KeyRevokedOrDeletedElsewhereStopsWithinTheTtl) {
+  StartCachingServer();
+  std::string revoked_id, deleted_id;
+  const std::string revoked = NewKey(&revoked_id);
+  const std::string deleted = NewKey(&deleted_id);
+  EXPECT_EQ(Get(*caching_, "/api/projects", revoked), 200);
+  EXPECT_EQ(Get(*caching_, "/api/projects", deleted), 200);
+
+  // Another API process revokes one key (the fixture's server: a separate
+  // cache) and the other row goes away outright.
+  EXPECT_EQ(Send("DELETE", "/api/api-keys/" + revoked_id, member_key_).status, 204);
+  Sql("DELETE FROM api_keys WHERE id = '" + deleted_id + "'");
+  EXPECT_EQ(Send("GET", "/api/projects", revoked).status, 401);
+
+  // Within the TTL this process may still accept them (the documented
+  // window); past it, both are refused.
+  now_.store(now_.load() + std::chrono::seconds(9));
+  EXPECT_EQ(Get(*caching_, "/api/projects", revoked), 200);
+  now_.store(now_.load() + std::chrono::seconds(1));
+  EXPECT_EQ(Get(*caching_, "/api/projects", revoked), 401);
+  EXPECT_EQ(Get(*caching_, "/api/projects", deleted), 401);
+  // And they stay refused: failures are not cached as anything.
+  EXPECT_EQ(Get(*caching_, "/api/projects", revoked), 401);
+  EXPECT_EQ(Get(*caching_, "/api/projects", member_key_), 200);
+}
+
+TEST_F(ApiConnectionsTest, UnknownKeysAreNeverCached) {
+  StartCachingServer();
+  EXPECT_EQ(Get(*caching_, "/api/projects", "kdl_" + std::string(64, '0')), 401);
+  EXPECT_EQ(Get(*caching_, "/api/projects", "not-a-key"), 401);
+  EXPECT_EQ(Get(*caching_, "/api/projects", admin_key_), 200);
+}
 
 // Opens a TCP connection to the server and leaves it open, silent.
 int OpenSilentConnection(int port) {
