@@ -20,7 +20,8 @@
 //
 // Sockets are TCP_NODELAY: httplib writes headers and body separately, and
 // with Nagle's algorithm the body waited for the client's delayed ACK
-// (~40 ms per request on a keep-alive connection).
+// (~40 ms per request on a keep-alive connection). The listen backlog is
+// raised from httplib's 5, which a burst of new connections overflowed.
 //
 // Thread-safety: Start/Stop from one owner thread; requests are served
 // concurrently on a thread per connection (ApiServerOptions) and share only
