@@ -3,7 +3,8 @@
 # backups running on both workers the whole time.
 #
 #   bench/api_load.sh [--duration 5] [--connections "1 8 64"] [--threads 1]
-#                     [--data-mib 256] [--kindling PATH] [--out FILE] [--keep]
+#                     [--data-mib 256] [--no-backups] [--kindling PATH] [--out FILE]
+#                     [--keep]
 #
 # Starts `kindling dev` (its own PostgreSQL, the API, two workers, the edge;
 # no VM runtime) on a temporary state directory, creates three projects with
@@ -25,6 +26,8 @@
 #
 # --threads  wrk threads (default 1: on a small machine wrk's own CPU is taken
 #            from the server under test; one thread drives 64 connections)
+# --no-backups  no backups during the run (the API and PostgreSQL alone, to
+#            tell the API's own cost from the backups' share of the CPU)
 # --keep     keep the state directory (logs in <state>/logs)
 set -euo pipefail
 
@@ -38,8 +41,9 @@ data_mib=256
 kindling="$root/build/src/exe/kindling"
 out_file="$root/bench/out/api_load.md"
 keep=0
+backups_on=1
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
@@ -48,6 +52,7 @@ while [[ $# -gt 0 ]]; do
     --data-mib) data_mib="$2"; shift 2 ;;
     --kindling) kindling="$2"; shift 2 ;;
     --out) out_file="$2"; shift 2 ;;
+    --no-backups) backups_on=0; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -142,8 +147,10 @@ backup_loop() {
     echo "$count $failed" >"$work/backups.$project"
   done
 }
-backup_loop "$p1" "$img1" & loop_pids+=($!)
-backup_loop "$p2" "$img2" & loop_pids+=($!)
+if [[ $backups_on == 1 ]]; then
+  backup_loop "$p1" "$img1" & loop_pids+=($!)
+  backup_loop "$p2" "$img2" & loop_pids+=($!)
+fi
 
 # ---------------------------------------------------------------------------
 # wrk scripts: each reports its numbers as one JSON line from done().
@@ -217,12 +224,13 @@ touch "$work/stop"
 for pid in "${loop_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 loop_pids=()
 heartbeats >>"$hb_log"
-backups=$(cat "$work"/backups.* 2>/dev/null | awk '{ok += $1; bad += $2} END {print ok+0, bad+0}')
+backups=$({ cat "$work"/backups.* 2>/dev/null || true; } | awk '{ok += $1; bad += $2} END {print ok+0, bad+0}')
 
 mkdir -p "$(dirname "$out_file")"
-python3 - "$results" "$hb_log" "$backups" "$duration" "$threads" "$(nproc)" >"$out_file" <<'EOF'
+python3 - "$results" "$hb_log" "$backups" "$duration" "$threads" "$(nproc)" "$backups_on" \
+  >"$out_file" <<'EOF'
 import json, sys
-results, hb_log, backups, duration, threads, cores = sys.argv[1:]
+results, hb_log, backups, duration, threads, cores, backups_on = sys.argv[1:]
 ok, failed = (int(x) for x in backups.split())
 rows = []
 for line in open(results):
@@ -231,8 +239,9 @@ for line in open(results):
     rows.append((profile, int(c), r))
 out = ["## API load (wrk)\n",
        f"`kindling dev` on this machine ({cores} cores; PostgreSQL, API, two workers, edge and "
-       f"wrk with {threads} thread(s) all on it), {duration} s per run, two volumes backed up "
-       f"over and over throughout ({ok} backups completed, {failed} failed).\n",
+       f"wrk with {threads} thread(s) all on it), {duration} s per run, " +
+       (f"two volumes backed up over and over throughout ({ok} backups completed, {failed} "
+        f"failed).\n" if backups_on == "1" else "no backups running (--no-backups).\n"),
        "| profile | connections | requests/s | p50 ms | p99 ms | errors |",
        "|---|---:|---:|---:|---:|---:|"]
 for profile, c, r in rows:
@@ -259,8 +268,9 @@ for profile, c, r in rows:
     out.append(f"- its p99 {p99:.2f} ms (target <= 20 ms): {verdict(p99 <= 20)}")
     out.append(f"- errors {errors} (target 0): {verdict(errors == 0)}")
 out.append(f"- heartbeats healthy throughout: {'PASS' if healthy else 'MISS'}")
-out.append(f"- backups during the run: {ok} completed, {failed} failed: "
-           f"{'PASS' if ok > 0 and failed == 0 else 'MISS'}")
+if backups_on == "1":
+    out.append(f"- backups during the run: {ok} completed, {failed} failed: "
+               f"{'PASS' if ok > 0 and failed == 0 else 'MISS'}")
 print("\n".join(out))
 EOF
 cat "$out_file"
