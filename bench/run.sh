@@ -29,6 +29,8 @@
 #             the canary guest on the runtime detected here (build/bench/vm_bench,
 #             guest from build/guest); alone, with a small image for the floors:
 #             bench/run.sh --tools vm --size-gib 0.25 --data-gib 0.1
+#             api: the API load benchmark alone (bench/api_load.sh, wrk against
+#             a private kindling dev; its table goes to DIR/api_load.md)
 # --vm-runs   boots in the microVM section (default 3)
 # --s3        also back up and restore with kindling against the S3 test server
 #             (tests/s3/server.js, needs node and tests/s3/node_modules)
@@ -52,7 +54,7 @@ keep=0
 warm=0
 kindling_level=""
 
-usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --size-gib) size_gib="$2"; shift 2 ;;
@@ -75,6 +77,12 @@ done
 
 has_tool() { [[ ",$tools," == *",$1,"* ]]; }
 die() { echo "bench: $*" >&2; exit 1; }
+
+# The API load benchmark needs no image: it runs on its own.
+if [[ "$tools" == api ]]; then
+  exec "$here/api_load.sh" --kindling "$kindling" --out "$out_dir/api_load.md"
+fi
+has_tool api && die "--tools api runs alone (bench/api_load.sh); leave it out of the list"
 
 # ---------------------------------------------------------------------------
 # Preconditions

@@ -19,6 +19,8 @@ packages=(
   # promtool (tests/api/metrics_test.cc checks /metrics with it); Debian 12
   # ships it only inside the prometheus package (its server is turned off below).
   prometheus
+  # bench/api_load.sh: HTTP load against the API.
+  wrk
   # The canary guest (guest/build-image.sh) and its VMs (src/runtime): QEMU,
   # busybox-static for the initramfs, kmod (depmod, modprobe) to order the
   # kernel modules, xz for the kernel's payload, binutils to strip the canary.

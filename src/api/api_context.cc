@@ -143,7 +143,8 @@ ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServer
       master_key(key),
       options(std::move(opts)),
       volumes(database, key),
-      deployments(database) {}
+      deployments(database),
+      auth_cache(options.auth_cache_ttl, options.auth_cache_entries, options.clock) {}
 
 void ApiContext::WriteError(httplib::Response& res, int status, std::string_view code,
                             std::string_view message) {
@@ -162,11 +163,14 @@ ControlResult<db::Principal> ApiContext::Authenticate(const httplib::Request& re
                   "the Authorization header must be \"Bearer <api key>\"");
   }
   const std::string secret = header.substr(kBearer.size());
+  if (auto cached = auth_cache.Find(secret)) return std::move(*cached);
+  const std::uint64_t generation = auth_cache.generation();
   auto principal = db.Transact([&](db::Tx& tx) { return db::AuthenticateApiKey(tx, secret); });
   if (!principal) return std::unexpected(control::FromError(principal.error()));
   if (!*principal) {
     return Refuse(401, control::kCodeUnauthorized, "invalid or revoked API key");
   }
+  auth_cache.Remember(secret, **principal, generation);
   return std::move(**principal);
 }
 

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "api/api_server.h"
+#include "api/auth_cache.h"
 #include "common/ids.h"
 #include "control/control_error.h"
 #include "control/deployment_service.h"
@@ -176,7 +177,7 @@ class ApiContext {
   static void InstallRequestLog(httplib::Server& server);
 
   // The caller of a request with `Authorization: Bearer <api key>`; 401
-  // otherwise.
+  // otherwise. Answered from auth_cache when the key was looked up recently.
   ControlResult<db::Principal> Authenticate(const httplib::Request& req);
 
   // Wraps a route: authentication (unless `authenticate` is false),
@@ -193,6 +194,7 @@ class ApiContext {
   const ApiServerOptions options;
   control::VolumeService volumes;
   control::DeploymentService deployments;
+  AuthCache auth_cache;  // Forget() a key revoked through this process
   httplib::Server server;
 };
 

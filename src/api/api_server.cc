@@ -1,11 +1,20 @@
 #include "api/api_server.h"
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <mutex>
 #include <thread>
 
 #include "api/api_context.h"
+#include "api/connection_threads.h"
 
 namespace kindling::api {
+namespace {
+
+constexpr int kListenBacklog = 1024;  // capped by net.core.somaxconn
+
+}  // namespace
 
 struct ApiServer::Impl {
   Impl(db::Database& database, const crypto::Key& key, ApiServerOptions opts)
@@ -15,6 +24,7 @@ struct ApiServer::Impl {
   std::thread thread;
   std::mutex mu;
   int bound_port = -1;
+  socket_t listen_socket = INVALID_SOCKET;
   bool started = false;
 
   void Routes() {
@@ -62,7 +72,23 @@ struct ApiServer::Impl {
 
 ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerOptions options)
     : impl_(std::make_unique<Impl>(db, master_key, std::move(options))) {
-  impl_->api.server.set_payload_max_length(impl_->api.options.max_body_bytes);
+  const ApiServerOptions& opts = impl_->api.options;
+  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t keep =
+      opts.worker_threads > 0 ? opts.worker_threads : std::max<std::size_t>(8, 4 * cores);
+  const std::size_t max = std::max(keep, opts.max_worker_threads);
+  impl_->api.server.new_task_queue = [keep, max] { return new ConnectionThreads(keep, max); };
+  // httplib's default also sets SO_REUSEPORT, with which a second process
+  // could bind the same port and silently take part of the connections.
+  impl_->api.server.set_socket_options([impl = impl_.get()](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    impl->listen_socket = sock;  // the last one offered is the one bound
+  });
+  impl_->api.server.set_tcp_nodelay(true);
+  impl_->api.server.set_keep_alive_timeout(std::max<time_t>(opts.keep_alive_timeout.count(), 1));
+  impl_->api.server.set_keep_alive_max_count(std::max<std::size_t>(opts.keep_alive_max_count, 1));
+  impl_->api.server.set_payload_max_length(opts.max_body_bytes);
   impl_->api.server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413) {
@@ -101,6 +127,11 @@ Status ApiServer::Start() {
       return IoError("cannot listen on " + impl_->api.options.listen_address + ":" +
                      std::to_string(impl_->api.options.port));
     }
+    // httplib listens with a backlog of 5: a burst of connections (64
+    // clients starting at once) overflowed it, and the dropped handshakes
+    // came back after the client's retransmission, seconds later. Listening
+    // again on the bound socket only raises the backlog.
+    if (impl_->listen_socket != INVALID_SOCKET) ::listen(impl_->listen_socket, kListenBacklog);
     impl_->bound_port = port;
     impl_->started = true;
     impl_->thread = std::thread([impl = impl_.get()] { impl->api.server.listen_after_bind(); });

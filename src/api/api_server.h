@@ -1,8 +1,9 @@
 // ApiServer: the HTTP API (cpp-httplib) over the control layer.
 //
 // Every route but GET /healthz authenticates a Bearer API key (looked up by
-// hash) and authorises the caller (platform admin, or owner/admin/member of
-// the project's organisation, as in the reference route table). Failures are
+// hash; the answer cached for a few seconds, see ApiServerOptions) and
+// authorises the caller (platform admin, or owner/admin/member of the
+// project's organisation, as in the reference route table). Failures are
 // `{"error": "...", "code": "..."}`: 401 unauthorized, 403 forbidden, 404
 // not_found (also for projects of organisations the caller is not in, so
 // their existence is not revealed), 400 validation_error (malformed JSON,
@@ -21,11 +22,19 @@
 // scheduling process on the database host stored (control/
 // control_plane_health.h), so any API process answers them.
 //
+// Sockets are TCP_NODELAY: httplib writes headers and body separately, and
+// with Nagle's algorithm the body waited for the client's delayed ACK
+// (~40 ms per request on a keep-alive connection). The listen backlog is
+// raised from httplib's 5, which a burst of new connections overflowed.
+//
 // Thread-safety: Start/Stop from one owner thread; requests are served
-// concurrently by httplib's thread pool and share only thread-safe state.
+// concurrently on a thread per connection (ApiServerOptions) and share only
+// thread-safe state.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -40,6 +49,23 @@ struct ApiServerOptions {
   int port = 0;  // 0 picks a free port; port() reports it after Start()
   bool metrics_public = false;
   std::size_t max_body_bytes = 1u << 20;
+  // Connections served at once: httplib serves a connection, keep-alive
+  // included, on one thread until it closes (api/connection_threads.h).
+  // `worker_threads` are kept (0: max(8, 4 x cores)); more are started up
+  // to `max_worker_threads`, beyond which connections wait for a thread.
+  std::size_t worker_threads = 0;
+  std::size_t max_worker_threads = 256;
+  // An idle keep-alive connection is closed after this long (so it holds its
+  // thread no longer), and any connection after this many requests.
+  std::chrono::seconds keep_alive_timeout{5};
+  std::size_t keep_alive_max_count = 1000;
+  // Authenticated API keys are remembered this long (0: every request asks
+  // the database), at most `auth_cache_entries` of them (api/auth_cache.h):
+  // a key revoked through another API process keeps working here until then.
+  std::chrono::milliseconds auth_cache_ttl{10'000};
+  std::size_t auth_cache_entries = 4096;
+  // The auth cache's clock; empty: steady_clock::now (tests inject theirs).
+  std::function<std::chrono::steady_clock::time_point()> clock{};
 };
 
 class ApiServer {

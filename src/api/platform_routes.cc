@@ -529,6 +529,7 @@ void AddAccountRoutes(ApiContext& api) {
       R"(/api/api-keys/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
         API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "API key"));
         API_RETURN_IF_ERROR(control::RevokeApiKey(api.db, call.actor, call.principal.user.id, id));
+        api.auth_cache.Forget(id);
         return Reply{204, json()};
       }));
 }
