@@ -63,7 +63,8 @@ package=$(apt-cache depends linux-image-amd64 2>/dev/null |
   sed -n 's/^ *Depends: \(linux-image-6\.1\.[0-9][0-9.]*-[0-9][0-9]*-amd64\)$/\1/p' | head -n 1)
 newest_cached() {
   local pattern="$1"
-  ls -1 "$cache"/$pattern 2>/dev/null | sort -V | tail -n 1
+  # No match is an empty answer, not a failure (set -e, pipefail).
+  { ls -1 "$cache"/$pattern 2>/dev/null || true; } | sort -V | tail -n 1
 }
 deb=""
 if [[ -n "$package" ]]; then
