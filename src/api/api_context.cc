@@ -209,7 +209,8 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
 ControlResult<db::Project> ApiContext::AccessProject(const Call& call, std::size_t index,
                                                      bool need_admin) {
   API_ASSIGN_OR_RETURN(std::string project_id, call.PathId(index, "project"));
-  auto project = db.Transact([&](db::Tx& tx) { return db::GetProject(tx, project_id); });
+  auto project =
+      db.Transact([&](db::Tx& tx) { return db::GetProject(tx, project_id); }, db::kAutocommitRead);
   if (!project) {
     if (project.error().is_not_found()) {
       return Refuse(404, control::kCodeNotFound, "project " + project_id + " does not exist");

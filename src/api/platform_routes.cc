@@ -290,18 +290,21 @@ void AddMetaRoutes(ApiContext& api) {
 
 void AddServerRoutes(ApiContext& api) {
   api.server.Get("/api/servers", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-    auto listed = api.db.Transact([&](db::Tx& tx) -> Result<json> {
-      std::map<std::string, json> rows;  // by hostname+id, deduplicated
-      for (const auto& membership : call.principal.memberships) {
-        KINDLING_ASSIGN_OR_RETURN(
-            auto servers,
-            db::ListServers(tx, db::ServerFilter{.organization_id = membership.organization_id}));
-        for (const auto& s : servers) rows[s.hostname + "\n" + s.id] = ServerJson(s);
-      }
-      json out = json::array();
-      for (auto& [key, row] : rows) out.push_back(std::move(row));
-      return out;
-    });
+    auto listed = api.db.Transact(
+        [&](db::Tx& tx) -> Result<json> {
+          std::map<std::string, json> rows;  // by hostname+id, deduplicated
+          for (const auto& membership : call.principal.memberships) {
+            KINDLING_ASSIGN_OR_RETURN(
+                auto servers,
+                db::ListServers(tx,
+                                db::ServerFilter{.organization_id = membership.organization_id}));
+            for (const auto& s : servers) rows[s.hostname + "\n" + s.id] = ServerJson(s);
+          }
+          json out = json::array();
+          for (auto& [key, row] : rows) out.push_back(std::move(row));
+          return out;
+        },
+        db::kAutocommitRead);
     if (!listed) return std::unexpected(control::FromError(listed.error()));
     return Reply{200, std::move(*listed)};
   }));

@@ -56,14 +56,16 @@ ControlError FromError(const Error& error);
 // Runs `fn(tx, refusal)` in one transaction. `fn` refuses a request by
 // setting `refusal` and returning any error: the transaction rolls back (so
 // nothing, not even the audit event, is written) and the refusal is returned.
-// `fn` returns Result<T>.
+// `fn` returns Result<T>. `options` as for db::Database::Transact.
 template <typename T, typename F>
-ControlResult<T> TransactChecked(db::Database& db, F&& fn) {
+ControlResult<T> TransactChecked(db::Database& db, F&& fn, const db::TxOptions& options = {}) {
   std::optional<ControlError> refusal;
-  auto result = db.Transact([&](db::Tx& tx) -> Result<T> {
-    refusal.reset();  // Transact may run fn again after a retryable failure
-    return fn(tx, refusal);
-  });
+  auto result = db.Transact(
+      [&](db::Tx& tx) -> Result<T> {
+        refusal.reset();  // Transact may run fn again after a retryable failure
+        return fn(tx, refusal);
+      },
+      options);
   if (refusal) return std::unexpected(std::move(*refusal));
   if (!result) return std::unexpected(FromError(result.error()));
   return std::move(*result);

@@ -169,7 +169,8 @@ Result<std::vector<db::EligibleWorker>> VolumeService::EligibleWorkers(db::Tx& t
 
 ControlResult<VolumeView> VolumeService::GetVolume(const std::string& project_id) {
   return TransactChecked<VolumeView>(
-      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<VolumeView> {
+      db_,
+      [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<VolumeView> {
         KINDLING_ASSIGN_OR_RETURN(auto volume, db::FindProjectVolume(tx, project_id));
         if (!volume) {
           refusal = ControlError{404, kCodeNotFound, "the project has no volume"};
@@ -181,7 +182,8 @@ ControlResult<VolumeView> VolumeService::GetVolume(const std::string& project_id
         KINDLING_ASSIGN_OR_RETURN(view.last_successful_backup_at,
                                   db::LastSuccessfulBackupAt(tx, view.volume.id));
         return view;
-      });
+      },
+      db::kAutocommitRead);  // read committed: each read its own snapshot either way
 }
 
 ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,

@@ -96,10 +96,12 @@ struct Outcome {
   bool broken = false;
 };
 
-template <pqxx::isolation_level kLevel, pqxx::readwrite_policy kWrite>
+// `Work`: a pqxx::transaction (BEGIN ... COMMIT) or pqxx::nontransaction
+// (each statement commits on its own; commit() sends nothing).
+template <typename Work>
 Outcome RunOnce(pqxx::connection& conn, const std::function<Status(Tx&)>& fn) {
   Outcome outcome;
-  std::optional<pqxx::transaction<kLevel, kWrite>> work;
+  std::optional<Work> work;
   try {
     work.emplace(conn);
   } catch (...) {
@@ -238,7 +240,7 @@ Result<bool> CreateDatabaseIfMissing(const std::string& maintenance_dsn, const s
     pqxx::connection conn(maintenance_dsn);
     pqxx::quiet_errorhandler quiet(conn);
     pqxx::nontransaction work(conn);
-    if (!work.exec_params("SELECT 1 FROM pg_database WHERE datname = $1", name).empty())
+    if (!internal::Exec(work, "SELECT 1 FROM pg_database WHERE datname = $1", name).empty())
       return false;
     // CREATE DATABASE takes no parameters: quote the name as an identifier.
     work.exec("CREATE DATABASE " + work.quote_name(name) + " TEMPLATE template0 ENCODING 'UTF8'");
@@ -395,19 +397,25 @@ Status Database::RunTransaction(const TxOptions& options, const std::function<St
     pqxx::connection& c = *conn.state().conn;
     Outcome outcome;
     const bool ro = options.read_only;
-    switch (options.isolation) {
-      case Isolation::kReadCommitted:
-        outcome = ro ? RunOnce<pqxx::read_committed, pqxx::read_only>(c, fn)
-                     : RunOnce<pqxx::read_committed, pqxx::read_write>(c, fn);
-        break;
-      case Isolation::kRepeatableRead:
-        outcome = ro ? RunOnce<pqxx::repeatable_read, pqxx::read_only>(c, fn)
-                     : RunOnce<pqxx::repeatable_read, pqxx::read_write>(c, fn);
-        break;
-      case Isolation::kSerializable:
-        outcome = ro ? RunOnce<pqxx::serializable, pqxx::read_only>(c, fn)
-                     : RunOnce<pqxx::serializable, pqxx::read_write>(c, fn);
-        break;
+    using pqxx::read_committed, pqxx::repeatable_read, pqxx::serializable;
+    using pqxx::read_only, pqxx::read_write;
+    if (options.autocommit && ro && options.isolation == Isolation::kReadCommitted) {
+      outcome = RunOnce<pqxx::nontransaction>(c, fn);
+    } else {
+      switch (options.isolation) {
+        case Isolation::kReadCommitted:
+          outcome = ro ? RunOnce<pqxx::transaction<read_committed, read_only>>(c, fn)
+                       : RunOnce<pqxx::transaction<read_committed, read_write>>(c, fn);
+          break;
+        case Isolation::kRepeatableRead:
+          outcome = ro ? RunOnce<pqxx::transaction<repeatable_read, read_only>>(c, fn)
+                       : RunOnce<pqxx::transaction<repeatable_read, read_write>>(c, fn);
+          break;
+        case Isolation::kSerializable:
+          outcome = ro ? RunOnce<pqxx::transaction<serializable, read_only>>(c, fn)
+                       : RunOnce<pqxx::transaction<serializable, read_write>>(c, fn);
+          break;
+      }
     }
     if (outcome.broken) conn.Discard();
     if (outcome.status || !outcome.retryable || attempt >= attempts) return outcome.status;
@@ -423,7 +431,7 @@ Status Database::Ping() {
           return {};
         });
       },
-      TxOptions{.read_only = true, .max_attempts = 1});
+      TxOptions{.read_only = true, .autocommit = true, .max_attempts = 1});
 }
 
 }  // namespace kindling::db

@@ -199,6 +199,48 @@ TEST_F(DatabaseTest, ReadOnlyTransactionRejectsWrites) {
   EXPECT_EQ(status.error().kind(), ErrorKind::kInternal);
 }
 
+// Two statements' transaction_timestamp(): equal in one transaction,
+// different when each statement commits on its own.
+Result<bool> StatementsShareATransaction(Database& db, const TxOptions& options) {
+  return db.Transact(
+      [](Tx& tx) -> Result<bool> {
+        KINDLING_ASSIGN_OR_RETURN(
+            long long first,
+            Count(tx, "SELECT (extract(epoch FROM now()) * 1000000)::bigint FROM pg_sleep(0.01)"));
+        KINDLING_ASSIGN_OR_RETURN(
+            long long second, Count(tx, "SELECT (extract(epoch FROM now()) * 1000000)::bigint"));
+        return first == second;
+      },
+      options);
+}
+
+TEST_F(DatabaseTest, AutocommitReadsRunEachStatementOnItsOwn) {
+  auto autocommit = StatementsShareATransaction(db(), kAutocommitRead);
+  ASSERT_TRUE(autocommit) << autocommit.error().message();
+  EXPECT_FALSE(*autocommit);
+  auto in_one = StatementsShareATransaction(db(), TxOptions{.read_only = true});
+  ASSERT_TRUE(in_one) << in_one.error().message();
+  EXPECT_TRUE(*in_one);
+  // Outside its contract (a write, or another isolation) it is a transaction.
+  auto writable = StatementsShareATransaction(db(), TxOptions{.autocommit = true});
+  ASSERT_TRUE(writable);
+  EXPECT_TRUE(*writable);
+  auto repeatable = StatementsShareATransaction(
+      db(),
+      TxOptions{.isolation = Isolation::kRepeatableRead, .read_only = true, .autocommit = true});
+  ASSERT_TRUE(repeatable);
+  EXPECT_TRUE(*repeatable);
+}
+
+TEST_F(DatabaseTest, AutocommitReadReportsAFailedStatement) {
+  auto status = db().Transact([](Tx& tx) { return Exec(tx, "SELECT * FROM no_such_table"); },
+                              kAutocommitRead);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(
+      db().Transact([](Tx& tx) { return Count(tx, "SELECT 41 + 1"); }, kAutocommitRead).value_or(0),
+      42);
+}
+
 TEST_F(DatabaseTest, UniqueViolationHasACleanMessage) {
   ASSERT_OK(db().Transact(
       [](Tx& tx) { return CreateUser(tx, NewUser{.email = "Ops@Example.com", .name = "Ops"}); }));
