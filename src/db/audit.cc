@@ -13,7 +13,8 @@ Result<std::string> InsertAuditEvent(Tx& tx, const AuditEventInput& e) {
   if (e.action.empty()) return InvalidArgument("audit event without action");
   return internal::Run(
       tx, "insert audit event", [&](pqxx::transaction_base& w) -> Result<std::string> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             "INSERT INTO cluster_audit_events (user_id, action, resource_type, resource_id, "
             "details, "
             "  request_ip, user_agent) "
@@ -31,7 +32,8 @@ Result<std::vector<AuditEvent>> ListAuditEvents(Tx& tx, const AuditFilter& f) {
   const int limit = std::clamp(f.limit, 1, kMaxAuditListLimit);
   return internal::Run(
       tx, "list audit events", [&](pqxx::transaction_base& w) -> Result<std::vector<AuditEvent>> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             "SELECT id, user_id, action, resource_type, resource_id, details::text, request_ip, "
             "  user_agent, created_at FROM cluster_audit_events "
             "WHERE ($1::text IS NULL OR action = $1) "

@@ -43,7 +43,8 @@ pqxx::binarystring SecretHash(const std::string& secret) {
 }
 
 std::vector<Membership> ReadMemberships(pqxx::transaction_base& w, const std::string& user_id) {
-  const pqxx::result rows = w.exec_params(
+  const pqxx::result rows = internal::Exec(
+      w,
       "SELECT m.organization_id, o.name, m.user_id, m.role, m.created_at "
       "FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id "
       "WHERE m.user_id = $1::uuid ORDER BY o.name, o.id",
@@ -62,7 +63,8 @@ Result<CreatedApiKey> InsertApiKey(pqxx::transaction_base& w, const std::string&
   crypto::RandomBytes(random.data(), random.size());
   CreatedApiKey created;
   created.secret = kApiKeyPrefix + HexEncode(random);
-  const pqxx::row row = w.exec_params1(
+  const pqxx::row row = internal::Exec1(
+      w,
       std::string("INSERT INTO api_keys (user_id, name, key_prefix, key_hash) "
                   "VALUES ($1::uuid, $2, $3, $4) RETURNING ") +
           kKeyColumns,
@@ -82,7 +84,8 @@ std::optional<OrgRole> Principal::RoleIn(const std::string& organization_id) con
 
 Result<User> CreateUser(Tx& tx, const NewUser& user) {
   return internal::Run(tx, "create user", [&](pqxx::transaction_base& w) -> Result<User> {
-    const pqxx::row row = w.exec_params1(
+    const pqxx::row row = internal::Exec1(
+        w,
         std::string("INSERT INTO users (email, name, is_platform_admin) VALUES ($1, $2, $3) "
                     "RETURNING ") +
             kUserColumns,
@@ -93,8 +96,8 @@ Result<User> CreateUser(Tx& tx, const NewUser& user) {
 
 Result<User> GetUser(Tx& tx, const std::string& user_id) {
   return internal::Run(tx, "get user", [&](pqxx::transaction_base& w) -> Result<User> {
-    const pqxx::result rows = w.exec_params(
-        std::string("SELECT ") + kUserColumns + " FROM users WHERE id = $1::uuid", user_id);
+    const pqxx::result rows = internal::Exec(
+        w, std::string("SELECT ") + kUserColumns + " FROM users WHERE id = $1::uuid", user_id);
     if (rows.empty()) return NotFound("user " + user_id + " not found");
     return UserFromRow(rows[0]);
   });
@@ -103,8 +106,8 @@ Result<User> GetUser(Tx& tx, const std::string& user_id) {
 Result<std::optional<User>> FindUserByEmail(Tx& tx, const std::string& email) {
   return internal::Run(
       tx, "find user", [&](pqxx::transaction_base& w) -> Result<std::optional<User>> {
-        const pqxx::result rows = w.exec_params(
-            std::string("SELECT ") + kUserColumns + " FROM users WHERE lower(email) = lower($1)",
+        const pqxx::result rows = internal::Exec(
+            w, std::string("SELECT ") + kUserColumns + " FROM users WHERE lower(email) = lower($1)",
             email);
         if (rows.empty()) return std::optional<User>();
         return std::optional<User>(UserFromRow(rows[0]));
@@ -114,10 +117,11 @@ Result<std::optional<User>> FindUserByEmail(Tx& tx, const std::string& email) {
 Result<User> SetPlatformAdmin(Tx& tx, const std::string& user_id, bool is_admin) {
   return internal::Run(tx, "set platform admin", [&](pqxx::transaction_base& w) -> Result<User> {
     const pqxx::result rows =
-        w.exec_params(std::string("UPDATE users SET is_platform_admin = $2, updated_at = now() "
-                                  "WHERE id = $1::uuid RETURNING ") +
-                          kUserColumns,
-                      user_id, is_admin);
+        internal::Exec(w,
+                       std::string("UPDATE users SET is_platform_admin = $2, updated_at = now() "
+                                   "WHERE id = $1::uuid RETURNING ") +
+                           kUserColumns,
+                       user_id, is_admin);
     if (rows.empty()) return NotFound("user " + user_id + " not found");
     return UserFromRow(rows[0]);
   });
@@ -126,8 +130,8 @@ Result<User> SetPlatformAdmin(Tx& tx, const std::string& user_id, bool is_admin)
 Result<Organization> CreateOrganization(Tx& tx, const std::string& name) {
   return internal::Run(
       tx, "create organization", [&](pqxx::transaction_base& w) -> Result<Organization> {
-        return OrgFromRow(w.exec_params1(
-            std::string("INSERT INTO organizations (name) VALUES ($1) RETURNING ") + kOrgColumns,
+        return OrgFromRow(internal::Exec1(
+            w, std::string("INSERT INTO organizations (name) VALUES ($1) RETURNING ") + kOrgColumns,
             name));
       });
 }
@@ -135,8 +139,8 @@ Result<Organization> CreateOrganization(Tx& tx, const std::string& name) {
 Result<Organization> GetOrganization(Tx& tx, const std::string& organization_id) {
   return internal::Run(
       tx, "get organization", [&](pqxx::transaction_base& w) -> Result<Organization> {
-        const pqxx::result rows = w.exec_params(
-            std::string("SELECT ") + kOrgColumns + " FROM organizations WHERE id = $1::uuid",
+        const pqxx::result rows = internal::Exec(
+            w, std::string("SELECT ") + kOrgColumns + " FROM organizations WHERE id = $1::uuid",
             organization_id);
         if (rows.empty()) return NotFound("organization " + organization_id + " not found");
         return OrgFromRow(rows[0]);
@@ -146,12 +150,12 @@ Result<Organization> GetOrganization(Tx& tx, const std::string& organization_id)
 Status SetMembership(Tx& tx, const std::string& organization_id, const std::string& user_id,
                      OrgRole role) {
   return internal::Run(tx, "set membership", [&](pqxx::transaction_base& w) -> Status {
-    w.exec_params(
-        "INSERT INTO organization_memberships (organization_id, user_id, role) "
-        "VALUES ($1::uuid, $2::uuid, $3) "
-        "ON CONFLICT (organization_id, user_id) DO UPDATE SET role = EXCLUDED.role, "
-        "  updated_at = now()",
-        organization_id, user_id, std::string(Name(role)));
+    internal::Exec(w,
+                   "INSERT INTO organization_memberships (organization_id, user_id, role) "
+                   "VALUES ($1::uuid, $2::uuid, $3) "
+                   "ON CONFLICT (organization_id, user_id) DO UPDATE SET role = EXCLUDED.role, "
+                   "  updated_at = now()",
+                   organization_id, user_id, std::string(Name(role)));
     return {};
   });
 }
@@ -159,10 +163,11 @@ Status SetMembership(Tx& tx, const std::string& organization_id, const std::stri
 Result<bool> RemoveMembership(Tx& tx, const std::string& organization_id,
                               const std::string& user_id) {
   return internal::Run(tx, "remove membership", [&](pqxx::transaction_base& w) -> Result<bool> {
-    return !w.exec_params(
-                 "DELETE FROM organization_memberships "
-                 "WHERE organization_id = $1::uuid AND user_id = $2::uuid RETURNING user_id",
-                 organization_id, user_id)
+    return !internal::Exec(
+                w,
+                "DELETE FROM organization_memberships "
+                "WHERE organization_id = $1::uuid AND user_id = $2::uuid RETURNING user_id",
+                organization_id, user_id)
                 .empty();
   });
 }
@@ -185,10 +190,11 @@ Result<std::vector<ApiKey>> ListApiKeys(Tx& tx, const std::string& user_id) {
   return internal::Run(
       tx, "list API keys", [&](pqxx::transaction_base& w) -> Result<std::vector<ApiKey>> {
         std::vector<ApiKey> keys;
-        for (const auto& r : w.exec_params(std::string("SELECT ") + kKeyColumns +
-                                               " FROM api_keys WHERE user_id = $1::uuid "
-                                               "ORDER BY created_at DESC, id",
-                                           user_id))
+        for (const auto& r : internal::Exec(w,
+                                            std::string("SELECT ") + kKeyColumns +
+                                                " FROM api_keys WHERE user_id = $1::uuid "
+                                                "ORDER BY created_at DESC, id",
+                                            user_id))
           keys.push_back(KeyFromRow(r));
         return keys;
       });
@@ -196,8 +202,8 @@ Result<std::vector<ApiKey>> ListApiKeys(Tx& tx, const std::string& user_id) {
 
 Result<ApiKey> GetApiKey(Tx& tx, const std::string& key_id) {
   return internal::Run(tx, "get API key", [&](pqxx::transaction_base& w) -> Result<ApiKey> {
-    const pqxx::result rows = w.exec_params(
-        std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE id = $1::uuid", key_id);
+    const pqxx::result rows = internal::Exec(
+        w, std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE id = $1::uuid", key_id);
     if (rows.empty()) return NotFound("API key " + key_id + " not found");
     return KeyFromRow(rows[0]);
   });
@@ -205,7 +211,8 @@ Result<ApiKey> GetApiKey(Tx& tx, const std::string& key_id) {
 
 Result<bool> RevokeApiKey(Tx& tx, const std::string& key_id) {
   return internal::Run(tx, "revoke API key", [&](pqxx::transaction_base& w) -> Result<bool> {
-    const pqxx::result rows = w.exec_params(
+    const pqxx::result rows = internal::Exec(
+        w,
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1::uuid "
         "RETURNING revoked_at = now()",
         key_id);
@@ -219,22 +226,23 @@ Result<std::optional<Principal>> AuthenticateApiKey(Tx& tx, const std::string& s
   return internal::Run(
       tx, "authenticate", [&](pqxx::transaction_base& w) -> Result<std::optional<Principal>> {
         const pqxx::result rows =
-            w.exec_params(std::string("SELECT ") + kKeyColumns +
-                              " FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-                          SecretHash(secret));
+            internal::Exec(w,
+                           std::string("SELECT ") + kKeyColumns +
+                               " FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                           SecretHash(secret));
         if (rows.empty()) return std::optional<Principal>();
         Principal p;
         p.api_key = KeyFromRow(rows[0]);
-        p.user = UserFromRow(w.exec_params1(
-            std::string("SELECT ") + kUserColumns + " FROM users WHERE id = $1::uuid",
+        p.user = UserFromRow(internal::Exec1(
+            w, std::string("SELECT ") + kUserColumns + " FROM users WHERE id = $1::uuid",
             p.api_key.user_id));
         p.memberships = ReadMemberships(w, p.user.id);
         // A write per request would turn every read into one; a minute's
         // precision is what "last used" needs.
-        w.exec_params(
-            "UPDATE api_keys SET last_used_at = now() WHERE id = $1::uuid "
-            "AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')",
-            p.api_key.id);
+        internal::Exec(w,
+                       "UPDATE api_keys SET last_used_at = now() WHERE id = $1::uuid "
+                       "AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')",
+                       p.api_key.id);
         return std::optional<Principal>(std::move(p));
       });
 }
@@ -243,29 +251,31 @@ Result<Bootstrap> BootstrapPlatformAdmin(Tx& tx, const std::string& email, const
                                          const std::string& organization_name) {
   return internal::Run(
       tx, "bootstrap platform admin", [&](pqxx::transaction_base& w) -> Result<Bootstrap> {
-        w.exec_params("SELECT pg_advisory_xact_lock($1)", kBootstrapLockKey);
+        internal::Exec(w, "SELECT pg_advisory_xact_lock($1)", kBootstrapLockKey);
         if (!w.exec("SELECT 1 FROM users WHERE is_platform_admin LIMIT 1").empty())
           return MakeError(ErrorKind::kAlreadyExists, "a platform admin already exists");
         Bootstrap b;
-        const pqxx::result existing = w.exec_params(
+        const pqxx::result existing = internal::Exec(
+            w,
             std::string("UPDATE users SET is_platform_admin = true, updated_at = now() "
                         "WHERE lower(email) = lower($1) RETURNING ") +
                 kUserColumns,
             email);
         b.user = existing.empty()
-                     ? UserFromRow(w.exec_params1(
+                     ? UserFromRow(internal::Exec1(
+                           w,
                            std::string("INSERT INTO users (email, name, is_platform_admin) "
                                        "VALUES ($1, $2, true) RETURNING ") +
                                kUserColumns,
                            email, name))
                      : UserFromRow(existing[0]);
-        b.organization = OrgFromRow(w.exec_params1(
-            std::string("INSERT INTO organizations (name) VALUES ($1) RETURNING ") + kOrgColumns,
+        b.organization = OrgFromRow(internal::Exec1(
+            w, std::string("INSERT INTO organizations (name) VALUES ($1) RETURNING ") + kOrgColumns,
             organization_name));
-        w.exec_params(
-            "INSERT INTO organization_memberships (organization_id, user_id, role) "
-            "VALUES ($1::uuid, $2::uuid, 'owner')",
-            b.organization.id, b.user.id);
+        internal::Exec(w,
+                       "INSERT INTO organization_memberships (organization_id, user_id, role) "
+                       "VALUES ($1::uuid, $2::uuid, 'owner')",
+                       b.organization.id, b.user.id);
         KINDLING_ASSIGN_OR_RETURN(b.api_key, InsertApiKey(w, b.user.id, "bootstrap"));
         return b;
       });

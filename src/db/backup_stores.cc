@@ -34,7 +34,8 @@ Status PutBackupStore(Tx& tx, const crypto::Key& key, const BackupStoreRecord& r
   };
 
   return internal::Run(tx, "record backup store", [&](pqxx::transaction_base& w) -> Status {
-    w.exec_params(
+    internal::Exec(
+        w,
         "INSERT INTO volume_backup_stores (storage_url, s3_bucket, s3_region, s3_endpoint, "
         "  s3_prefix, local_directory, s3_access_key_id, s3_secret_access_key) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7::bytea, $8::bytea) "
@@ -58,29 +59,30 @@ Result<std::optional<BackupStoreRecord>> GetBackupStore(Tx& tx, const crypto::Ke
   };
   KINDLING_ASSIGN_OR_RETURN(
       std::optional<Sealed> row,
-      internal::Run(tx, "get backup store",
-                    [&](pqxx::transaction_base& w) -> Result<std::optional<Sealed>> {
-                      const pqxx::result rows = w.exec_params(
-                          "SELECT storage_url, s3_bucket, s3_region, s3_endpoint, s3_prefix, "
-                          "  local_directory, s3_access_key_id, s3_secret_access_key, "
-                          "  created_at, updated_at "
-                          "FROM volume_backup_stores WHERE storage_url = $1",
-                          storage_url);
-                      if (rows.empty()) return std::optional<Sealed>();
-                      const pqxx::row& r = rows[0];
-                      Sealed s;
-                      s.record = BackupStoreRecord{.storage_url = Text(r[0]),
-                                                   .s3_bucket = Text(r[1]),
-                                                   .s3_region = Text(r[2]),
-                                                   .s3_endpoint = Text(r[3]),
-                                                   .s3_prefix = Text(r[4]),
-                                                   .local_directory = Text(r[5]),
-                                                   .created_at = Time(r[8]),
-                                                   .updated_at = Time(r[9])};
-                      if (!r[6].is_null()) s.access = internal::Bytes(r[6]);
-                      if (!r[7].is_null()) s.secret = internal::Bytes(r[7]);
-                      return std::optional<Sealed>(std::move(s));
-                    }));
+      internal::Run(
+          tx, "get backup store", [&](pqxx::transaction_base& w) -> Result<std::optional<Sealed>> {
+            const pqxx::result rows =
+                internal::Exec(w,
+                               "SELECT storage_url, s3_bucket, s3_region, s3_endpoint, s3_prefix, "
+                               "  local_directory, s3_access_key_id, s3_secret_access_key, "
+                               "  created_at, updated_at "
+                               "FROM volume_backup_stores WHERE storage_url = $1",
+                               storage_url);
+            if (rows.empty()) return std::optional<Sealed>();
+            const pqxx::row& r = rows[0];
+            Sealed s;
+            s.record = BackupStoreRecord{.storage_url = Text(r[0]),
+                                         .s3_bucket = Text(r[1]),
+                                         .s3_region = Text(r[2]),
+                                         .s3_endpoint = Text(r[3]),
+                                         .s3_prefix = Text(r[4]),
+                                         .local_directory = Text(r[5]),
+                                         .created_at = Time(r[8]),
+                                         .updated_at = Time(r[9])};
+            if (!r[6].is_null()) s.access = internal::Bytes(r[6]);
+            if (!r[7].is_null()) s.secret = internal::Bytes(r[7]);
+            return std::optional<Sealed>(std::move(s));
+          }));
   if (!row) return std::optional<BackupStoreRecord>();
   const std::pair<std::optional<std::string>*, std::pair<std::string_view, std::string*>> fields[] =
       {{&row->access, {"s3_access_key_id", &row->record.s3_access_key_id}},

@@ -40,15 +40,16 @@ Backup BackupFromRow(const pqxx::row& r) {
 template <typename... Args>
 Result<Backup> Transition(pqxx::transaction_base& w, const std::string& backup_id,
                           std::string_view from_sql, std::string_view set_sql, Args&&... args) {
-  const pqxx::result current = w.exec_params(
-      "SELECT status FROM project_volume_backups WHERE id = $1::uuid FOR UPDATE", backup_id);
+  const pqxx::result current = internal::Exec(
+      w, "SELECT status FROM project_volume_backups WHERE id = $1::uuid FOR UPDATE", backup_id);
   if (current.empty()) return NotFound("backup " + backup_id + " not found");
   const std::string status = Text(current[0][0]);
   const pqxx::result rows =
-      w.exec_params("UPDATE project_volume_backups SET " + std::string(set_sql) +
-                        ", updated_at = now() WHERE id = $1::uuid AND status IN (" +
-                        std::string(from_sql) + ") RETURNING " + kBackupColumns,
-                    backup_id, std::forward<Args>(args)...);
+      internal::Exec(w,
+                     "UPDATE project_volume_backups SET " + std::string(set_sql) +
+                         ", updated_at = now() WHERE id = $1::uuid AND status IN (" +
+                         std::string(from_sql) + ") RETURNING " + kBackupColumns,
+                     backup_id, std::forward<Args>(args)...);
   if (rows.empty()) return InvalidArgument("backup " + backup_id + " is already " + status);
   return BackupFromRow(rows[0]);
 }
@@ -57,7 +58,8 @@ Result<Backup> Transition(pqxx::transaction_base& w, const std::string& backup_i
 
 Result<Backup> CreateBackup(Tx& tx, const NewBackup& b) {
   return internal::Run(tx, "create backup", [&](pqxx::transaction_base& w) -> Result<Backup> {
-    return BackupFromRow(w.exec_params1(
+    return BackupFromRow(internal::Exec1(
+        w,
         std::string("INSERT INTO project_volume_backups (id, project_volume_id, kind, metadata) "
                     "VALUES ($1::uuid, $2::uuid, $3, $4::jsonb) RETURNING ") +
             kBackupColumns,
@@ -67,9 +69,10 @@ Result<Backup> CreateBackup(Tx& tx, const NewBackup& b) {
 
 Result<Backup> GetBackup(Tx& tx, const std::string& backup_id) {
   return internal::Run(tx, "get backup", [&](pqxx::transaction_base& w) -> Result<Backup> {
-    const pqxx::result rows = w.exec_params(std::string("SELECT ") + kBackupColumns +
-                                                " FROM project_volume_backups WHERE id = $1::uuid",
-                                            backup_id);
+    const pqxx::result rows = internal::Exec(w,
+                                             std::string("SELECT ") + kBackupColumns +
+                                                 " FROM project_volume_backups WHERE id = $1::uuid",
+                                             backup_id);
     if (rows.empty()) return NotFound("backup " + backup_id + " not found");
     return BackupFromRow(rows[0]);
   });
@@ -79,11 +82,12 @@ Result<std::vector<Backup>> ListBackups(Tx& tx, const std::string& volume_id, in
   return internal::Run(
       tx, "list backups", [&](pqxx::transaction_base& w) -> Result<std::vector<Backup>> {
         std::vector<Backup> out;
-        for (const auto& r : w.exec_params(std::string("SELECT ") + kBackupColumns +
-                                               " FROM project_volume_backups "
-                                               "WHERE project_volume_id = $1::uuid "
-                                               "ORDER BY created_at DESC, id DESC LIMIT $2",
-                                           volume_id, std::max(limit, 1)))
+        for (const auto& r : internal::Exec(w,
+                                            std::string("SELECT ") + kBackupColumns +
+                                                " FROM project_volume_backups "
+                                                "WHERE project_volume_id = $1::uuid "
+                                                "ORDER BY created_at DESC, id DESC LIMIT $2",
+                                            volume_id, std::max(limit, 1)))
           out.push_back(BackupFromRow(r));
         return out;
       });
@@ -103,12 +107,13 @@ Result<std::vector<ProjectBackup>> ListProjectBackups(Tx& tx, const std::string&
           columns += (columns.empty() ? "b." : ", b.") + std::string(column);
         }
         for (const auto& r :
-             w.exec_params("SELECT " + columns +
-                               ", v.deleted_at IS NOT NULL FROM project_volume_backups b "
-                               "JOIN project_volumes v ON v.id = b.project_volume_id "
-                               "WHERE v.project_id = $1::uuid "
-                               "ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
-                           project_id, std::max(limit, 1)))
+             internal::Exec(w,
+                            "SELECT " + columns +
+                                ", v.deleted_at IS NOT NULL FROM project_volume_backups b "
+                                "JOIN project_volumes v ON v.id = b.project_volume_id "
+                                "WHERE v.project_id = $1::uuid "
+                                "ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
+                            project_id, std::max(limit, 1)))
           out.push_back(ProjectBackup{BackupFromRow(r), r[15].as<bool>()});
         return out;
       });
@@ -118,12 +123,13 @@ Result<std::vector<Backup>> ListStoreBackups(Tx& tx, const std::string& storage_
   return internal::Run(
       tx, "list store backups", [&](pqxx::transaction_base& w) -> Result<std::vector<Backup>> {
         std::vector<Backup> out;
-        for (const auto& r : w.exec_params(std::string("SELECT ") + kBackupColumns +
-                                               " FROM project_volume_backups "
-                                               "WHERE storage_url = $1 "
-                                               "  AND status IN ('succeeded', 'damaged') "
-                                               "ORDER BY created_at, id",
-                                           storage_url))
+        for (const auto& r : internal::Exec(w,
+                                            std::string("SELECT ") + kBackupColumns +
+                                                " FROM project_volume_backups "
+                                                "WHERE storage_url = $1 "
+                                                "  AND status IN ('succeeded', 'damaged') "
+                                                "ORDER BY created_at, id",
+                                            storage_url))
           out.push_back(BackupFromRow(r));
         return out;
       });
@@ -173,7 +179,8 @@ Result<std::vector<Backup>> ListRetentionCandidates(Tx& tx, const std::string& v
       tx, "list retention candidates",
       [&](pqxx::transaction_base& w) -> Result<std::vector<Backup>> {
         std::vector<Backup> out;
-        for (const auto& r : w.exec_params(
+        for (const auto& r : internal::Exec(
+                 w,
                  std::string("SELECT ") + kBackupColumns +
                      " FROM (SELECT *, row_number() OVER ("
                      "    ORDER BY completed_at DESC NULLS LAST, created_at DESC, id DESC) AS rank "
@@ -191,27 +198,28 @@ Result<std::vector<Backup>> ListRetentionCandidates(Tx& tx, const std::string& v
 
 Result<bool> DeleteBackup(Tx& tx, const std::string& backup_id) {
   return internal::Run(tx, "delete backup", [&](pqxx::transaction_base& w) -> Result<bool> {
-    return !w.exec_params("DELETE FROM project_volume_backups WHERE id = $1::uuid RETURNING id",
-                          backup_id)
+    return !internal::Exec(w, "DELETE FROM project_volume_backups WHERE id = $1::uuid RETURNING id",
+                           backup_id)
                 .empty();
   });
 }
 
 Result<bool> ImportBackup(Tx& tx, const ImportedBackup& b) {
   return internal::Run(tx, "import backup", [&](pqxx::transaction_base& w) -> Result<bool> {
-    if (w.exec_params("SELECT 1 FROM project_volumes WHERE id = $1::uuid", b.volume_id).empty())
+    if (internal::Exec(w, "SELECT 1 FROM project_volumes WHERE id = $1::uuid", b.volume_id).empty())
       return NotFound("volume " + b.volume_id + " not found");
-    return !w.exec_params(
-                 "INSERT INTO project_volume_backups (id, project_volume_id, kind, status, "
-                 "  storage_url, storage_key, size_bytes, metadata, started_at, completed_at, "
-                 "  created_at, updated_at) "
-                 "VALUES ($1::uuid, $2::uuid, $3, 'succeeded', $4, $5, $6, $7::jsonb, "
-                 "  $8::timestamptz - $9::bigint * interval '1 millisecond', $8::timestamptz, "
-                 "  $8::timestamptz, now()) "
-                 "ON CONFLICT (id) DO NOTHING RETURNING id",
-                 b.id, b.volume_id, std::string(Name(b.kind)), b.storage_url, b.storage_key,
-                 b.size_bytes, b.metadata_json, FormatTimestamp(b.created_at),
-                 static_cast<long long>(b.duration.count()))
+    return !internal::Exec(
+                w,
+                "INSERT INTO project_volume_backups (id, project_volume_id, kind, status, "
+                "  storage_url, storage_key, size_bytes, metadata, started_at, completed_at, "
+                "  created_at, updated_at) "
+                "VALUES ($1::uuid, $2::uuid, $3, 'succeeded', $4, $5, $6, $7::jsonb, "
+                "  $8::timestamptz - $9::bigint * interval '1 millisecond', $8::timestamptz, "
+                "  $8::timestamptz, now()) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                b.id, b.volume_id, std::string(Name(b.kind)), b.storage_url, b.storage_key,
+                b.size_bytes, b.metadata_json, FormatTimestamp(b.created_at),
+                static_cast<long long>(b.duration.count()))
                 .empty();
   });
 }
@@ -240,8 +248,8 @@ Result<std::map<std::string, BackupStatus>> FindBackupStatuses(
           if (IsUuid(id)) uuids.push_back(id);
         std::map<std::string, BackupStatus> out;
         if (uuids.empty()) return out;
-        for (const auto& r : w.exec_params(
-                 "SELECT id, status FROM project_volume_backups WHERE id = ANY($1::uuid[])",
+        for (const auto& r : internal::Exec(
+                 w, "SELECT id, status FROM project_volume_backups WHERE id = ANY($1::uuid[])",
                  internal::PgTextArray(uuids)))
           out.emplace(Text(r[0]), internal::Enum<BackupStatus>(r[1]));
         return out;
@@ -263,7 +271,8 @@ Result<std::vector<std::string>> ListBackupStorageUrls(Tx& tx) {
 Result<std::optional<Timestamp>> LastSuccessfulBackupAt(Tx& tx, const std::string& volume_id) {
   return internal::Run(tx, "last successful backup",
                        [&](pqxx::transaction_base& w) -> Result<std::optional<Timestamp>> {
-                         const pqxx::row r = w.exec_params1(
+                         const pqxx::row r = internal::Exec1(
+                             w,
                              "SELECT max(completed_at) FROM project_volume_backups "
                              "WHERE project_volume_id = $1::uuid AND status = 'succeeded'",
                              volume_id);

@@ -41,18 +41,18 @@ bool ArchiverStatus::failing() const {
 Result<bool> WalArchivedThrough(Tx& tx, std::string_view wal) {
   if (!IsWalFileName(wal))
     return InvalidArgument("'" + std::string(wal) + "' is not the name of a WAL file");
-  return internal::Run(tx, "read pg_wal/archive_status",
-                       [&](pqxx::transaction_base& w) -> Result<bool> {
-                         // Names are TTTTTTTTLLLLLLLLSSSSSSSS in hex (timeline, log, segment),
-                         // upper case: later files sort later, and a history file
-                         // (TTTTTTTT.history) before every segment of its timeline. A backup
-                         // label (<segment>.<offset>.backup) sorts with its segment.
-                         const pqxx::row row = w.exec_params1(
-                             "SELECT count(*) FROM pg_ls_archive_statusdir() "
-                             "WHERE name LIKE '%.ready' AND left(name, 24) <= $1",
-                             std::string(wal));
-                         return row[0].as<std::int64_t>() == 0;
-                       });
+  return internal::Run(
+      tx, "read pg_wal/archive_status", [&](pqxx::transaction_base& w) -> Result<bool> {
+        // Names are TTTTTTTTLLLLLLLLSSSSSSSS in hex (timeline, log, segment),
+        // upper case: later files sort later, and a history file
+        // (TTTTTTTT.history) before every segment of its timeline. A backup
+        // label (<segment>.<offset>.backup) sorts with its segment.
+        const pqxx::row row = internal::Exec1(w,
+                                              "SELECT count(*) FROM pg_ls_archive_statusdir() "
+                                              "WHERE name LIKE '%.ready' AND left(name, 24) <= $1",
+                                              std::string(wal));
+        return row[0].as<std::int64_t>() == 0;
+      });
 }
 
 Result<ArchiverStatus> GetArchiverStatus(Tx& tx) {
@@ -78,7 +78,7 @@ Result<std::string> ShowSetting(Tx& tx, std::string_view name) {
   const std::string setting(name);
   return internal::Run(
       tx, "show " + setting, [&](pqxx::transaction_base& w) -> Result<std::string> {
-        const pqxx::row row = w.exec_params1("SELECT current_setting($1, true)", setting);
+        const pqxx::row row = internal::Exec1(w, "SELECT current_setting($1, true)", setting);
         if (row[0].is_null()) return NotFound("PostgreSQL has no setting " + setting);
         return Text(row[0]);
       });
@@ -102,7 +102,8 @@ Result<std::vector<ClientSession>> ListSessions(Tx& tx, const std::vector<std::s
   return internal::Run(
       tx, "list sessions", [&](pqxx::transaction_base& w) -> Result<std::vector<ClientSession>> {
         std::vector<ClientSession> sessions;
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             "SELECT pid, application_name, coalesce(host(client_addr), 'local'), backend_start "
             "FROM pg_stat_activity "
             "WHERE pid <> pg_backend_pid() AND application_name = ANY($1::text[]) "
@@ -120,10 +121,11 @@ Result<std::vector<std::string>> ListReplicationSlots(Tx& tx, std::string_view p
   return internal::Run(tx, "list replication slots",
                        [&](pqxx::transaction_base& w) -> Result<std::vector<std::string>> {
                          std::vector<std::string> slots;
-                         const pqxx::result rows = w.exec_params(
-                             "SELECT slot_name FROM pg_replication_slots "
-                             "WHERE starts_with(slot_name, $1) ORDER BY slot_name",
-                             like);
+                         const pqxx::result rows =
+                             internal::Exec(w,
+                                            "SELECT slot_name FROM pg_replication_slots "
+                                            "WHERE starts_with(slot_name, $1) ORDER BY slot_name",
+                                            like);
                          for (const auto& row : rows) slots.push_back(Text(row[0]));
                          return slots;
                        });
@@ -133,9 +135,9 @@ Status DropReplicationSlot(Tx& tx, const std::string& name) {
   return internal::Run(
       tx, "drop replication slot " + name, [&](pqxx::transaction_base& w) -> Status {
         const pqxx::result found =
-            w.exec_params("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", name);
+            internal::Exec(w, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", name);
         if (found.empty()) return NotFound("no replication slot " + name);
-        w.exec_params("SELECT pg_drop_replication_slot($1)", name);
+        internal::Exec(w, "SELECT pg_drop_replication_slot($1)", name);
         return OkStatus();
       });
 }
@@ -147,7 +149,7 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> CountMainTableRows(Tx&
         std::vector<std::pair<std::string, std::int64_t>> counts;
         for (const std::string_view table : kMainTables) {
           const std::string name(table);
-          if (w.exec_params1("SELECT to_regclass($1) IS NOT NULL", name)[0].as<bool>()) {
+          if (internal::Exec1(w, "SELECT to_regclass($1) IS NOT NULL", name)[0].as<bool>()) {
             const auto count =
                 w.exec1("SELECT count(*) FROM " + w.quote_name(name))[0].as<std::int64_t>();
             counts.emplace_back(name, count);

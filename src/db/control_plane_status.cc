@@ -12,16 +12,16 @@ Status PutControlPlaneBackupStatus(Tx& tx, const ControlPlaneBackupStatusInput& 
   return internal::Run(
       tx, "put control-plane backup status", [&](pqxx::transaction_base& w) -> Status {
         const pqxx::row object =
-            w.exec_params1("SELECT jsonb_typeof($1::jsonb) = 'object'", in.report_json);
+            internal::Exec1(w, "SELECT jsonb_typeof($1::jsonb) = 'object'", in.report_json);
         if (!object[0].as<bool>()) return InvalidArgument("the report is not a JSON object");
-        w.exec_params(
-            "INSERT INTO control_plane_backup_status "
-            "  (stanza, ok, report, checked_at, server_id, hostname) "
-            "VALUES ($1, $2, $3::jsonb, now(), $4, $5) "
-            "ON CONFLICT (stanza) DO UPDATE SET ok = EXCLUDED.ok, "
-            "  report = EXCLUDED.report, checked_at = EXCLUDED.checked_at, "
-            "  server_id = EXCLUDED.server_id, hostname = EXCLUDED.hostname",
-            in.stanza, in.ok, in.report_json, in.server_id, in.hostname);
+        internal::Exec(w,
+                       "INSERT INTO control_plane_backup_status "
+                       "  (stanza, ok, report, checked_at, server_id, hostname) "
+                       "VALUES ($1, $2, $3::jsonb, now(), $4, $5) "
+                       "ON CONFLICT (stanza) DO UPDATE SET ok = EXCLUDED.ok, "
+                       "  report = EXCLUDED.report, checked_at = EXCLUDED.checked_at, "
+                       "  server_id = EXCLUDED.server_id, hostname = EXCLUDED.hostname",
+                       in.stanza, in.ok, in.report_json, in.server_id, in.hostname);
         return OkStatus();
       });
 }

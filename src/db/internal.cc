@@ -1,8 +1,20 @@
 #include "db/internal.h"
 
+#include <cstdio>
+#include <functional>
 #include <stdexcept>
 
 namespace kindling::db::internal {
+
+std::string PreparedName(pqxx::transaction_base& work, const std::string& sql) {
+  char name[24];
+  std::snprintf(name, sizeof name, "k%016zx", std::hash<std::string>{}(sql));
+  // Defines it the first time (PostgreSQL prepares it at its first
+  // execution); the same name and text again is a no-op. Two texts with one
+  // 64-bit hash would throw (kInternal), not run the wrong statement.
+  work.conn().prepare(name, sql);
+  return name;
+}
 
 std::string Text(const pqxx::field& f) {
   if (f.is_null()) throw std::runtime_error(std::string("unexpected NULL in column ") + f.name());
@@ -80,7 +92,7 @@ std::optional<std::string> OptTimeParam(const std::optional<Timestamp>& t) {
 }
 
 void Notify(pqxx::transaction_base& work, std::string_view channel, std::string_view payload) {
-  work.exec_params("SELECT pg_notify($1, $2)", std::string(channel), std::string(payload));
+  internal::Exec(work, "SELECT pg_notify($1, $2)", std::string(channel), std::string(payload));
 }
 
 }  // namespace kindling::db::internal

@@ -56,6 +56,27 @@ auto Run(Tx& tx, std::string_view what, F&& body)
   }
 }
 
+// Runs `sql` (parameters $1..$n bound to `args`, as exec_params) as a
+// prepared statement of the pooled connection: PostgreSQL parses and plans
+// it on its first use there, and later runs skip both (most of a short
+// query's cost). The name is derived from the text, so every text must be
+// fixed SQL: values go in parameters, never into the text (each distinct
+// text stays prepared for the connection's life). The 1/0 variants check
+// the row count like exec_params1/exec_params0.
+std::string PreparedName(pqxx::transaction_base& work, const std::string& sql);
+template <typename... Args>
+pqxx::result Exec(pqxx::transaction_base& work, const std::string& sql, Args&&... args) {
+  return work.exec_prepared(PreparedName(work, sql), std::forward<Args>(args)...);
+}
+template <typename... Args>
+pqxx::row Exec1(pqxx::transaction_base& work, const std::string& sql, Args&&... args) {
+  return work.exec_prepared1(PreparedName(work, sql), std::forward<Args>(args)...);
+}
+template <typename... Args>
+pqxx::result Exec0(pqxx::transaction_base& work, const std::string& sql, Args&&... args) {
+  return work.exec_prepared0(PreparedName(work, sql), std::forward<Args>(args)...);
+}
+
 // Field readers. They throw (libpqxx or std::runtime_error) on unexpected
 // values; Run turns that into kInternal.
 std::string Text(const pqxx::field& f);

@@ -422,13 +422,14 @@ Result<bool> Apply(Database& db, const Migration& m) {
     const std::string context =
         "migration " + std::to_string(m.version) + " (" + std::string(m.name) + ")";
     return internal::Run(tx, context, [&m](pqxx::transaction_base& w) -> Result<bool> {
-      w.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
+      internal::Exec(w, "SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
       w.exec(std::string(kCreateMigrationsTable));
-      if (!w.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", m.version).empty())
+      if (!internal::Exec(w, "SELECT 1 FROM schema_migrations WHERE version = $1", m.version)
+               .empty())
         return false;
       w.exec(std::string(m.sql));
-      w.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
-                    std::string(m.name));
+      internal::Exec(w, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                     std::string(m.name));
       return true;
     });
   });

@@ -138,7 +138,8 @@ Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req)
   KINDLING_ASSIGN_OR_RETURN(
       queued.operation,
       internal::Run(tx, "queue operation", [&](pqxx::transaction_base& w) -> Result<Operation> {
-        const pqxx::row row = w.exec_params1(
+        const pqxx::row row = internal::Exec1(
+            w,
             std::string("INSERT INTO project_volume_operations (id, project_volume_id, kind, "
                         "  server_id, request_metadata) "
                         "VALUES ($1::uuid, $2::uuid, $3, $4::uuid, "
@@ -158,9 +159,10 @@ Result<QueuedOperation> QueueOperation(Tx& tx, const QueueOperationRequest& req)
 Result<Operation> GetOperation(Tx& tx, const std::string& operation_id) {
   return internal::Run(tx, "get operation", [&](pqxx::transaction_base& w) -> Result<Operation> {
     const pqxx::result rows =
-        w.exec_params(std::string("SELECT ") + kOperationColumns +
-                          " FROM project_volume_operations WHERE id = $1::uuid",
-                      operation_id);
+        internal::Exec(w,
+                       std::string("SELECT ") + kOperationColumns +
+                           " FROM project_volume_operations WHERE id = $1::uuid",
+                       operation_id);
     if (rows.empty()) return NotFound("operation " + operation_id + " not found");
     return OperationFromRow(rows[0]);
   });
@@ -170,7 +172,8 @@ Result<std::optional<Operation>> FindActiveOperation(Tx& tx, const std::string& 
   return internal::Run(
       tx, "find active operation",
       [&](pqxx::transaction_base& w) -> Result<std::optional<Operation>> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             std::string("SELECT ") + kOperationColumns +
                 " FROM project_volume_operations "
                 "WHERE project_volume_id = $1::uuid AND status IN ('pending', 'running')",
@@ -183,7 +186,8 @@ Result<std::optional<Operation>> FindActiveOperation(Tx& tx, const std::string& 
 Result<std::optional<Operation>> FindActiveAdoption(Tx& tx, const std::string& quarantine_id) {
   return internal::Run(tx, "find active adoption",
                        [&](pqxx::transaction_base& w) -> Result<std::optional<Operation>> {
-                         const pqxx::result rows = w.exec_params(
+                         const pqxx::result rows = internal::Exec(
+                             w,
                              std::string("SELECT ") + kOperationColumns +
                                  " FROM project_volume_operations "
                                  "WHERE kind = 'adopt' AND status IN ('pending', 'running') "
@@ -199,10 +203,11 @@ Result<std::vector<Operation>> ListVolumeOperations(Tx& tx, const std::string& v
   return internal::Run(
       tx, "list operations", [&](pqxx::transaction_base& w) -> Result<std::vector<Operation>> {
         return OperationsFromResult(
-            w.exec_params(std::string("SELECT ") + kOperationColumns +
-                              " FROM project_volume_operations WHERE project_volume_id = $1::uuid "
-                              "ORDER BY created_at DESC, id DESC LIMIT $2",
-                          volume_id, std::max(limit, 1)));
+            internal::Exec(w,
+                           std::string("SELECT ") + kOperationColumns +
+                               " FROM project_volume_operations WHERE project_volume_id = $1::uuid "
+                               "ORDER BY created_at DESC, id DESC LIMIT $2",
+                           volume_id, std::max(limit, 1)));
       });
 }
 
@@ -211,7 +216,8 @@ Result<std::optional<Operation>> ClaimNextOperation(Tx& tx, const std::string& s
                                                     std::chrono::milliseconds lease_duration) {
   return internal::Run(
       tx, "claim operation", [&](pqxx::transaction_base& w) -> Result<std::optional<Operation>> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             std::string("WITH next AS ("
                         "  SELECT id FROM project_volume_operations "
                         "  WHERE status = 'pending' AND server_id = $1::uuid "
@@ -226,7 +232,8 @@ Result<std::optional<Operation>> ClaimNextOperation(Tx& tx, const std::string& s
             server_id, lease_owner, static_cast<long long>(lease_duration.count()));
         if (rows.empty()) return std::optional<Operation>();
         Operation op = OperationFromRow(rows[0]);
-        w.exec_params(
+        internal::Exec(
+            w,
             std::string("UPDATE project_volume_backups b SET status = 'running', "
                         "  started_at = COALESCE(b.started_at, now()), updated_at = now() "
                         "FROM project_volume_operations o "
@@ -242,7 +249,8 @@ Result<std::optional<Operation>> ClaimNextOperation(Tx& tx, const std::string& s
 Status RenewLease(Tx& tx, const std::string& operation_id, const std::string& lease_owner,
                   std::chrono::milliseconds lease_duration) {
   return internal::Run(tx, "renew lease", [&](pqxx::transaction_base& w) -> Status {
-    const pqxx::result rows = w.exec_params(
+    const pqxx::result rows = internal::Exec(
+        w,
         "UPDATE project_volume_operations "
         "SET lease_expires_at = now() + $3::bigint * interval '1 millisecond', updated_at = now() "
         "WHERE id = $1::uuid AND status = 'running' AND lease_owner = $2::uuid RETURNING id",
@@ -255,7 +263,8 @@ Status RenewLease(Tx& tx, const std::string& operation_id, const std::string& le
 Status UpdateProgress(Tx& tx, const std::string& operation_id, const std::string& lease_owner,
                       const std::string& progress_json) {
   return internal::Run(tx, "update progress", [&](pqxx::transaction_base& w) -> Status {
-    const pqxx::result rows = w.exec_params(
+    const pqxx::result rows = internal::Exec(
+        w,
         "UPDATE project_volume_operations SET progress = $3::jsonb, updated_at = now() "
         "WHERE id = $1::uuid AND status = 'running' AND lease_owner = $2::uuid RETURNING id",
         operation_id, lease_owner, progress_json);
@@ -267,7 +276,8 @@ Status UpdateProgress(Tx& tx, const std::string& operation_id, const std::string
 Status MergeOperationRequest(Tx& tx, const std::string& operation_id,
                              const std::string& lease_owner, const std::string& json_object) {
   return internal::Run(tx, "record on the operation", [&](pqxx::transaction_base& w) -> Status {
-    const pqxx::result rows = w.exec_params(
+    const pqxx::result rows = internal::Exec(
+        w,
         "UPDATE project_volume_operations SET request_metadata = request_metadata || $3::jsonb, "
         "  updated_at = now() "
         "WHERE id = $1::uuid AND status = 'running' AND lease_owner = $2::uuid RETURNING id",
@@ -281,14 +291,15 @@ Status MergeFinishedOperationResult(Tx& tx, const std::string& operation_id,
                                     const std::string& json_object) {
   return internal::Run(
       tx, "add to the operation's result", [&](pqxx::transaction_base& w) -> Status {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             "UPDATE project_volume_operations SET result_metadata = result_metadata || $2::jsonb, "
             "  updated_at = now() "
             "WHERE id = $1::uuid AND status IN ('succeeded', 'failed') RETURNING id",
             operation_id, json_object);
         if (!rows.empty()) return {};
-        const pqxx::result current = w.exec_params(
-            "SELECT status FROM project_volume_operations WHERE id = $1::uuid", operation_id);
+        const pqxx::result current = internal::Exec(
+            w, "SELECT status FROM project_volume_operations WHERE id = $1::uuid", operation_id);
         if (current.empty()) return NotFound("operation " + operation_id + " not found");
         return InvalidArgument("operation " + operation_id + " is still " + Text(current[0][0]));
       });
@@ -299,7 +310,8 @@ Result<Operation> CompleteOperation(Tx& tx, const std::string& operation_id,
                                     const std::string& result_metadata_json) {
   return internal::Run(
       tx, "complete operation", [&](pqxx::transaction_base& w) -> Result<Operation> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             std::string("UPDATE project_volume_operations SET status = 'succeeded', "
                         "  result_metadata = result_metadata || $3::jsonb, error = NULL, "
                         "  completed_at = now(), lease_owner = NULL, lease_expires_at = NULL, "
@@ -317,7 +329,8 @@ Result<Operation> FailOperation(Tx& tx, const std::string& operation_id,
                                 const std::optional<std::string>& lease_owner,
                                 const std::string& error) {
   return internal::Run(tx, "fail operation", [&](pqxx::transaction_base& w) -> Result<Operation> {
-    const pqxx::result rows = w.exec_params(
+    const pqxx::result rows = internal::Exec(
+        w,
         std::string("UPDATE project_volume_operations SET status = 'failed', error = $3, "
                     "  failed_at = now(), lease_owner = NULL, lease_expires_at = NULL, "
                     "  updated_at = now() "
@@ -328,20 +341,21 @@ Result<Operation> FailOperation(Tx& tx, const std::string& operation_id,
         operation_id, lease_owner, error);
     if (rows.empty()) {
       if (lease_owner) return std::unexpected(LeaseLost(operation_id).error());
-      const pqxx::result current = w.exec_params(
-          "SELECT status FROM project_volume_operations WHERE id = $1::uuid", operation_id);
+      const pqxx::result current = internal::Exec(
+          w, "SELECT status FROM project_volume_operations WHERE id = $1::uuid", operation_id);
       if (current.empty()) return NotFound("operation " + operation_id + " not found");
       return InvalidArgument("operation " + operation_id + " is already " + Text(current[0][0]));
     }
     Operation op = OperationFromRow(rows[0]);
-    w.exec_params(std::string("UPDATE project_volume_backups b SET status = 'failed', "
-                              "  error = $2, failed_at = now(), updated_at = now() "
-                              "FROM project_volume_operations o "
-                              "WHERE o.id = $1::uuid AND ") +
-                      kCreatesBackupSql +
-                      " AND b.id::text = o.request_metadata->>'backup_id' "
-                      "  AND b.status IN ('pending', 'running')",
-                  op.id, error);
+    internal::Exec(w,
+                   std::string("UPDATE project_volume_backups b SET status = 'failed', "
+                               "  error = $2, failed_at = now(), updated_at = now() "
+                               "FROM project_volume_operations o "
+                               "WHERE o.id = $1::uuid AND ") +
+                       kCreatesBackupSql +
+                       " AND b.id::text = o.request_metadata->>'backup_id' "
+                       "  AND b.status IN ('pending', 'running')",
+                   op.id, error);
     return op;
   });
 }
@@ -351,7 +365,8 @@ Result<Operation> RequeueOperation(Tx& tx, const std::string& operation_id,
                                    const std::optional<std::string>& new_target_server_id) {
   return internal::Run(
       tx, "requeue operation", [&](pqxx::transaction_base& w) -> Result<Operation> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             std::string("UPDATE project_volume_operations SET status = 'pending', "
                         "  server_id = COALESCE($2::uuid, server_id), lease_owner = NULL, "
                         "  lease_expires_at = NULL, updated_at = now(), "
@@ -362,21 +377,22 @@ Result<Operation> RequeueOperation(Tx& tx, const std::string& operation_id,
                 kOperationColumns,
             operation_id, new_server_id, new_target_server_id);
         if (rows.empty()) {
-          const pqxx::result current = w.exec_params(
-              "SELECT status FROM project_volume_operations WHERE id = $1::uuid", operation_id);
+          const pqxx::result current = internal::Exec(
+              w, "SELECT status FROM project_volume_operations WHERE id = $1::uuid", operation_id);
           if (current.empty()) return NotFound("operation " + operation_id + " not found");
           return InvalidArgument("operation " + operation_id + " is already " +
                                  Text(current[0][0]));
         }
         Operation op = OperationFromRow(rows[0]);
-        w.exec_params(std::string("UPDATE project_volume_backups b SET status = 'pending', "
-                                  "  updated_at = now() "
-                                  "FROM project_volume_operations o "
-                                  "WHERE o.id = $1::uuid AND ") +
-                          kCreatesBackupSql +
-                          " AND b.id::text = o.request_metadata->>'backup_id' "
-                          "  AND b.status = 'running'",
-                      op.id);
+        internal::Exec(w,
+                       std::string("UPDATE project_volume_backups b SET status = 'pending', "
+                                   "  updated_at = now() "
+                                   "FROM project_volume_operations o "
+                                   "WHERE o.id = $1::uuid AND ") +
+                           kCreatesBackupSql +
+                           " AND b.id::text = o.request_metadata->>'backup_id' "
+                           "  AND b.status = 'running'",
+                       op.id);
         internal::Notify(w, kOperationsChannel, NotifyPayload(op));
         return op;
       });
@@ -386,11 +402,12 @@ Result<std::vector<Operation>> ListExpiredLeases(Tx& tx, int limit) {
   return internal::Run(
       tx, "list expired leases", [&](pqxx::transaction_base& w) -> Result<std::vector<Operation>> {
         return OperationsFromResult(
-            w.exec_params(std::string("SELECT ") + kOperationColumns +
-                              " FROM project_volume_operations "
-                              "WHERE status = 'running' AND lease_expires_at < now() "
-                              "ORDER BY lease_expires_at, id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                          std::max(limit, 1)));
+            internal::Exec(w,
+                           std::string("SELECT ") + kOperationColumns +
+                               " FROM project_volume_operations "
+                               "WHERE status = 'running' AND lease_expires_at < now() "
+                               "ORDER BY lease_expires_at, id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                           std::max(limit, 1)));
       });
 }
 
@@ -399,7 +416,8 @@ Result<std::vector<Operation>> ListStuckPendingOperations(Tx& tx, std::chrono::s
   return internal::Run(
       tx, "list stuck operations",
       [&](pqxx::transaction_base& w) -> Result<std::vector<Operation>> {
-        return OperationsFromResult(w.exec_params(
+        return OperationsFromResult(internal::Exec(
+            w,
             std::string("SELECT ") + kOperationColumnsO +
                 " FROM project_volume_operations o "
                 "LEFT JOIN servers s ON s.id = o.server_id "

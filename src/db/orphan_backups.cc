@@ -37,7 +37,8 @@ Result<RecordedOrphan> RecordOrphanBackup(Tx& tx, const OrphanBackup& o) {
   return internal::Run(
       tx, "record orphan backup", [&](pqxx::transaction_base& w) -> Result<RecordedOrphan> {
         // xmax = 0 only on a row this statement inserted.
-        const pqxx::row r = w.exec_params1(
+        const pqxx::row r = internal::Exec1(
+            w,
             std::string("INSERT INTO orphan_volume_backups (backup_id, volume_id, storage_url, "
                         "  storage_key, size_bytes, image_sha256, chunk_size, backup_created_at) "
                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz) "
@@ -54,10 +55,11 @@ Result<OrphanBackup> GetOrphanBackup(Tx& tx, const std::string& backup_id, bool 
   return internal::Run(tx, "get orphan backup",
                        [&](pqxx::transaction_base& w) -> Result<OrphanBackup> {
                          const pqxx::result rows =
-                             w.exec_params(std::string("SELECT ") + kOrphanColumns +
-                                               " FROM orphan_volume_backups WHERE backup_id = $1" +
-                                               (for_update ? " FOR UPDATE" : ""),
-                                           backup_id);
+                             internal::Exec(w,
+                                            std::string("SELECT ") + kOrphanColumns +
+                                                " FROM orphan_volume_backups WHERE backup_id = $1" +
+                                                (for_update ? " FOR UPDATE" : ""),
+                                            backup_id);
                          if (rows.empty())
                            return NotFound("orphan backup " + backup_id + " not found");
                          return OrphanFromRow(rows[0]);
@@ -69,11 +71,12 @@ Result<std::vector<OrphanBackup>> ListOrphanBackups(Tx& tx, bool include_assigne
       tx, "list orphan backups",
       [&](pqxx::transaction_base& w) -> Result<std::vector<OrphanBackup>> {
         std::vector<OrphanBackup> out;
-        for (const auto& r : w.exec_params(std::string("SELECT ") + kOrphanColumns +
-                                               " FROM orphan_volume_backups "
-                                               "WHERE $1 OR assigned_at IS NULL "
-                                               "ORDER BY backup_created_at DESC, backup_id DESC",
-                                           include_assigned))
+        for (const auto& r : internal::Exec(w,
+                                            std::string("SELECT ") + kOrphanColumns +
+                                                " FROM orphan_volume_backups "
+                                                "WHERE $1 OR assigned_at IS NULL "
+                                                "ORDER BY backup_created_at DESC, backup_id DESC",
+                                            include_assigned))
           out.push_back(OrphanFromRow(r));
         return out;
       });
@@ -83,14 +86,15 @@ Result<OrphanBackup> MarkOrphanAssigned(Tx& tx, const std::string& backup_id,
                                         const std::string& project_id) {
   return internal::Run(
       tx, "assign orphan backup", [&](pqxx::transaction_base& w) -> Result<OrphanBackup> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             std::string("UPDATE orphan_volume_backups SET assigned_project_id = $2::uuid, "
                         "  assigned_at = now() "
                         "WHERE backup_id = $1 AND assigned_at IS NULL RETURNING ") +
                 kOrphanColumns,
             backup_id, project_id);
         if (!rows.empty()) return OrphanFromRow(rows[0]);
-        if (w.exec_params("SELECT 1 FROM orphan_volume_backups WHERE backup_id = $1", backup_id)
+        if (internal::Exec(w, "SELECT 1 FROM orphan_volume_backups WHERE backup_id = $1", backup_id)
                 .empty())
           return NotFound("orphan backup " + backup_id + " not found");
         return InvalidArgument("orphan backup " + backup_id + " is already assigned");

@@ -18,7 +18,8 @@ Project ProjectFromRow(const pqxx::row& r) {
 
 Result<Project> CreateProject(Tx& tx, const std::string& organization_id, const std::string& name) {
   return internal::Run(tx, "create project", [&](pqxx::transaction_base& w) -> Result<Project> {
-    return ProjectFromRow(w.exec_params1(
+    return ProjectFromRow(internal::Exec1(
+        w,
         std::string("INSERT INTO projects (organization_id, name) VALUES ($1::uuid, $2) "
                     "RETURNING ") +
             kProjectColumns,
@@ -28,8 +29,8 @@ Result<Project> CreateProject(Tx& tx, const std::string& organization_id, const 
 
 Result<Project> GetProject(Tx& tx, const std::string& project_id) {
   return internal::Run(tx, "get project", [&](pqxx::transaction_base& w) -> Result<Project> {
-    const pqxx::result rows = w.exec_params(
-        std::string("SELECT ") + kProjectColumns + " FROM projects WHERE id = $1::uuid",
+    const pqxx::result rows = internal::Exec(
+        w, std::string("SELECT ") + kProjectColumns + " FROM projects WHERE id = $1::uuid",
         project_id);
     if (rows.empty()) return NotFound("project " + project_id + " not found");
     return ProjectFromRow(rows[0]);
@@ -40,7 +41,8 @@ Result<std::vector<Project>> ListProjects(Tx& tx, const ProjectFilter& filter) {
   return internal::Run(
       tx, "list projects", [&](pqxx::transaction_base& w) -> Result<std::vector<Project>> {
         std::vector<Project> projects;
-        for (const auto& r : w.exec_params(
+        for (const auto& r : internal::Exec(
+                 w,
                  std::string("SELECT ") + kProjectColumns +
                      " FROM projects p "
                      "WHERE ($1::uuid IS NULL OR organization_id = $1::uuid) "
@@ -55,7 +57,8 @@ Result<std::vector<Project>> ListProjects(Tx& tx, const ProjectFilter& filter) {
 
 Status DeleteProject(Tx& tx, const std::string& project_id) {
   return internal::Run(tx, "delete project", [&](pqxx::transaction_base& w) -> Status {
-    if (w.exec_params("DELETE FROM projects WHERE id = $1::uuid RETURNING id", project_id).empty())
+    if (internal::Exec(w, "DELETE FROM projects WHERE id = $1::uuid RETURNING id", project_id)
+            .empty())
       return NotFound("project " + project_id + " not found");
     return {};
   });

@@ -41,7 +41,8 @@ QuarantineEntry EntryFromRow(const pqxx::row& r) {
 Result<QuarantineEntry> UpsertQuarantineEntry(Tx& tx, const QuarantineEntry& e) {
   return internal::Run(
       tx, "record quarantined image", [&](pqxx::transaction_base& w) -> Result<QuarantineEntry> {
-        return EntryFromRow(w.exec_params1(
+        return EntryFromRow(internal::Exec1(
+            w,
             std::string(
                 "INSERT INTO volume_image_quarantine (id, server_id, project_volume_id, reason, "
                 "  detail, path, size_bytes, allocated_bytes, image_mtime, image_sha256, "
@@ -68,17 +69,17 @@ Result<QuarantineEntry> UpsertQuarantineEntry(Tx& tx, const QuarantineEntry& e) 
 }
 
 Result<QuarantineEntry> GetQuarantineEntry(Tx& tx, const std::string& id, bool for_update) {
-  return internal::Run(tx, "get quarantined image",
-                       [&](pqxx::transaction_base& w) -> Result<QuarantineEntry> {
-                         const pqxx::result rows =
-                             w.exec_params(std::string("SELECT ") + kColumns +
-                                               " FROM volume_image_quarantine WHERE id = $1::uuid" +
-                                               (for_update ? " FOR UPDATE" : ""),
-                                           id);
-                         if (rows.empty())
-                           return NotFound("quarantined image " + id + " not found");
-                         return EntryFromRow(rows[0]);
-                       });
+  return internal::Run(
+      tx, "get quarantined image", [&](pqxx::transaction_base& w) -> Result<QuarantineEntry> {
+        const pqxx::result rows =
+            internal::Exec(w,
+                           std::string("SELECT ") + kColumns +
+                               " FROM volume_image_quarantine WHERE id = $1::uuid" +
+                               (for_update ? " FOR UPDATE" : ""),
+                           id);
+        if (rows.empty()) return NotFound("quarantined image " + id + " not found");
+        return EntryFromRow(rows[0]);
+      });
 }
 
 Result<std::vector<QuarantineEntry>> ListQuarantine(Tx& tx, const QuarantineFilter& f) {
@@ -87,17 +88,18 @@ Result<std::vector<QuarantineEntry>> ListQuarantine(Tx& tx, const QuarantineFilt
       [&](pqxx::transaction_base& w) -> Result<std::vector<QuarantineEntry>> {
         std::vector<QuarantineEntry> out;
         for (const auto& r :
-             w.exec_params(std::string("SELECT ") + kColumns +
-                               " FROM volume_image_quarantine q "
-                               "WHERE ($1::uuid IS NULL OR q.server_id = $1::uuid) "
-                               "  AND ($2::uuid IS NULL OR q.project_volume_id = $2::uuid) "
-                               "  AND ($3::uuid IS NULL OR q.project_volume_id IN "
-                               "    (SELECT id FROM project_volumes WHERE project_id = $3::uuid)) "
-                               "  AND ($4::text IS NULL OR q.status = $4) "
-                               "ORDER BY q.quarantined_at DESC, q.id",
-                           f.server_id, f.project_volume_id, f.project_id,
-                           f.status ? std::optional<std::string>(std::string(Name(*f.status)))
-                                    : std::nullopt))
+             internal::Exec(w,
+                            std::string("SELECT ") + kColumns +
+                                " FROM volume_image_quarantine q "
+                                "WHERE ($1::uuid IS NULL OR q.server_id = $1::uuid) "
+                                "  AND ($2::uuid IS NULL OR q.project_volume_id = $2::uuid) "
+                                "  AND ($3::uuid IS NULL OR q.project_volume_id IN "
+                                "    (SELECT id FROM project_volumes WHERE project_id = $3::uuid)) "
+                                "  AND ($4::text IS NULL OR q.status = $4) "
+                                "ORDER BY q.quarantined_at DESC, q.id",
+                            f.server_id, f.project_volume_id, f.project_id,
+                            f.status ? std::optional<std::string>(std::string(Name(*f.status)))
+                                     : std::nullopt))
           out.push_back(EntryFromRow(r));
         return out;
       });
@@ -107,7 +109,8 @@ Result<QuarantineEntry> ResolveQuarantineEntry(Tx& tx, const std::string& id,
                                                QuarantineStatus status) {
   return internal::Run(
       tx, "resolve quarantined image", [&](pqxx::transaction_base& w) -> Result<QuarantineEntry> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             std::string("UPDATE volume_image_quarantine SET status = $2, resolved_at = now(), "
                         "  updated_at = now() WHERE id = $1::uuid AND status = 'held' "
                         "RETURNING ") +
@@ -121,7 +124,8 @@ Result<QuarantineEntry> ResolveQuarantineEntry(Tx& tx, const std::string& id,
 Result<QuarantineEntry> RequestQuarantinePurge(Tx& tx, const std::string& id) {
   return internal::Run(
       tx, "purge quarantined image", [&](pqxx::transaction_base& w) -> Result<QuarantineEntry> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             std::string("UPDATE volume_image_quarantine SET purge_after = now(), "
                         "  updated_at = now() WHERE id = $1::uuid AND status = 'held' "
                         "RETURNING ") +

@@ -61,10 +61,11 @@ void AttachComponents(pqxx::transaction_base& w, std::vector<Server>& servers) {
     by_id[s.id] = &s;
   }
   const pqxx::result rows =
-      w.exec_params(std::string("SELECT ") + kComponentColumns +
-                        " FROM server_component_statuses WHERE server_id = ANY($1::uuid[]) "
-                        "ORDER BY server_id, component",
-                    internal::PgTextArray(ids));
+      internal::Exec(w,
+                     std::string("SELECT ") + kComponentColumns +
+                         " FROM server_component_statuses WHERE server_id = ANY($1::uuid[]) "
+                         "ORDER BY server_id, component",
+                     internal::PgTextArray(ids));
   for (const auto& row : rows) {
     ComponentStatus c = ComponentFromRow(row);
     by_id.at(c.server_id)->components.push_back(std::move(c));
@@ -72,8 +73,8 @@ void AttachComponents(pqxx::transaction_base& w, std::vector<Server>& servers) {
 }
 
 Result<Server> ReadServer(pqxx::transaction_base& w, const std::string& server_id) {
-  const pqxx::result rows = w.exec_params(
-      std::string("SELECT ") + kServerColumns + " FROM servers WHERE id = $1::uuid", server_id);
+  const pqxx::result rows = internal::Exec(
+      w, std::string("SELECT ") + kServerColumns + " FROM servers WHERE id = $1::uuid", server_id);
   if (rows.empty()) return NotFound("server " + server_id + " not found");
   std::vector<Server> one{ServerFromRow(rows[0])};
   AttachComponents(w, one);
@@ -92,7 +93,8 @@ std::string_view HeartbeatHealth(const Server& server, std::chrono::seconds stal
 
 Result<Server> RegisterServer(Tx& tx, const ServerRegistration& reg) {
   return internal::Run(tx, "register server", [&](pqxx::transaction_base& w) -> Result<Server> {
-    w.exec_params(
+    internal::Exec(
+        w,
         "INSERT INTO servers (id, hostname, internal_ip, enabled_components, last_heartbeat_at) "
         "VALUES ($1::uuid, $2, $3, $4::text[], now()) "
         "ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, "
@@ -106,11 +108,12 @@ Result<Server> RegisterServer(Tx& tx, const ServerRegistration& reg) {
 
 Result<Server> Heartbeat(Tx& tx, const std::string& server_id) {
   return internal::Run(tx, "heartbeat", [&](pqxx::transaction_base& w) -> Result<Server> {
-    const pqxx::result rows = w.exec_params(
-        "UPDATE servers SET last_heartbeat_at = now(), updated_at = now(), "
-        "  status = CASE WHEN status = 'dead' THEN 'active' ELSE status END "
-        "WHERE id = $1::uuid RETURNING id",
-        server_id);
+    const pqxx::result rows =
+        internal::Exec(w,
+                       "UPDATE servers SET last_heartbeat_at = now(), updated_at = now(), "
+                       "  status = CASE WHEN status = 'dead' THEN 'active' ELSE status END "
+                       "WHERE id = $1::uuid RETURNING id",
+                       server_id);
     if (rows.empty()) return NotFound("server " + server_id + " is not registered");
     return ReadServer(w, server_id);
   });
@@ -119,7 +122,8 @@ Result<Server> Heartbeat(Tx& tx, const std::string& server_id) {
 Status UpsertComponentStatus(Tx& tx, const ComponentStatusUpdate& u) {
   return internal::Run(tx, "update component status", [&](pqxx::transaction_base& w) -> Status {
     const bool healthy = u.status == ComponentHealth::kHealthy;
-    w.exec_params(
+    internal::Exec(
+        w,
         "INSERT INTO server_component_statuses AS c (server_id, component, status, observed_at, "
         "  last_success_at, last_error_at, last_error_message, metadata) "
         "VALUES ($1::uuid, $2, $3, now(), CASE WHEN $4 THEN now() END, "
@@ -138,7 +142,8 @@ Status UpsertComponentStatus(Tx& tx, const ComponentStatusUpdate& u) {
 Result<std::vector<std::string>> MarkSilentServersDead(Tx& tx, std::chrono::seconds silent_for) {
   return internal::Run(tx, "mark silent servers dead",
                        [&](pqxx::transaction_base& w) -> Result<std::vector<std::string>> {
-                         const pqxx::result rows = w.exec_params(
+                         const pqxx::result rows = internal::Exec(
+                             w,
                              "UPDATE servers SET status = 'dead', updated_at = now() "
                              "WHERE status = 'active' AND (last_heartbeat_at IS NULL OR "
                              "  last_heartbeat_at < now() - $1::bigint * interval '1 second') "
@@ -154,12 +159,12 @@ Result<ServerStatusChange> SetServerStatus(Tx& tx, const std::string& server_id,
                                            ServerStatus status) {
   return internal::Run(
       tx, "set server status", [&](pqxx::transaction_base& w) -> Result<ServerStatusChange> {
-        const pqxx::result before =
-            w.exec_params("SELECT status FROM servers WHERE id = $1::uuid FOR UPDATE", server_id);
+        const pqxx::result before = internal::Exec(
+            w, "SELECT status FROM servers WHERE id = $1::uuid FOR UPDATE", server_id);
         if (before.empty()) return NotFound("server " + server_id + " not found");
         const ServerStatus previous = internal::Enum<ServerStatus>(before[0][0]);
-        w.exec_params("UPDATE servers SET status = $2, updated_at = now() WHERE id = $1::uuid",
-                      server_id, std::string(Name(status)));
+        internal::Exec(w, "UPDATE servers SET status = $2, updated_at = now() WHERE id = $1::uuid",
+                       server_id, std::string(Name(status)));
         KINDLING_ASSIGN_OR_RETURN(Server server, ReadServer(w, server_id));
         return ServerStatusChange{previous, std::move(server)};
       });
@@ -175,14 +180,15 @@ Result<std::vector<Server>> ListServers(Tx& tx, const ServerFilter& filter) {
   return internal::Run(
       tx, "list servers", [&](pqxx::transaction_base& w) -> Result<std::vector<Server>> {
         const pqxx::result rows =
-            w.exec_params(std::string("SELECT ") + kServerColumns +
-                              " FROM servers WHERE $1::uuid IS NULL OR id IN ("
-                              "  SELECT v.server_id FROM project_volumes v "
-                              "  JOIN projects p ON p.id = v.project_id "
-                              "  WHERE p.organization_id = $1::uuid AND v.deleted_at IS NULL "
-                              "    AND v.server_id IS NOT NULL) "
-                              "ORDER BY hostname, id",
-                          filter.organization_id);
+            internal::Exec(w,
+                           std::string("SELECT ") + kServerColumns +
+                               " FROM servers WHERE $1::uuid IS NULL OR id IN ("
+                               "  SELECT v.server_id FROM project_volumes v "
+                               "  JOIN projects p ON p.id = v.project_id "
+                               "  WHERE p.organization_id = $1::uuid AND v.deleted_at IS NULL "
+                               "    AND v.server_id IS NOT NULL) "
+                               "ORDER BY hostname, id",
+                           filter.organization_id);
         std::vector<Server> servers;
         for (const auto& row : rows) servers.push_back(ServerFromRow(row));
         AttachComponents(w, servers);
@@ -194,7 +200,8 @@ Result<std::vector<EligibleWorker>> ListEligibleWorkers(Tx& tx, const WorkerElig
   return internal::Run(
       tx, "list eligible workers",
       [&](pqxx::transaction_base& w) -> Result<std::vector<EligibleWorker>> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             "SELECT s.id, s.hostname, c.metadata->>'runtime', "
             "  ((SELECT count(*) FROM project_volumes v "
             "     WHERE v.server_id = s.id AND v.deleted_at IS NULL) + "

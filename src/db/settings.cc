@@ -17,8 +17,8 @@ constexpr std::string_view kSecretAad = "";
 Result<std::optional<std::string>> GetSetting(Tx& tx, const std::string& key) {
   return internal::Run(tx, "get setting " + key,
                        [&](pqxx::transaction_base& w) -> Result<std::optional<std::string>> {
-                         const pqxx::result rows = w.exec_params(
-                             "SELECT value FROM cluster_settings WHERE key = $1", key);
+                         const pqxx::result rows = internal::Exec(
+                             w, "SELECT value FROM cluster_settings WHERE key = $1", key);
                          if (rows.empty()) return std::optional<std::string>();
                          return std::optional<std::string>(Text(rows[0][0]));
                        });
@@ -40,12 +40,13 @@ Result<std::map<std::string, Setting>> ListSettings(Tx& tx) {
 Result<bool> PutSetting(Tx& tx, const std::string& key, const std::string& value) {
   if (key.empty()) return InvalidArgument("empty setting key");
   return internal::Run(tx, "put setting " + key, [&](pqxx::transaction_base& w) -> Result<bool> {
-    const pqxx::result rows = w.exec_params(
-        "INSERT INTO cluster_settings AS s (key, value) VALUES ($1, $2) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now() "
-        "  WHERE s.value IS DISTINCT FROM EXCLUDED.value "
-        "RETURNING key",
-        key, value);
+    const pqxx::result rows =
+        internal::Exec(w,
+                       "INSERT INTO cluster_settings AS s (key, value) VALUES ($1, $2) "
+                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now() "
+                       "  WHERE s.value IS DISTINCT FROM EXCLUDED.value "
+                       "RETURNING key",
+                       key, value);
     if (rows.empty()) return false;
     internal::Notify(w, kConfigChannel, "cluster_settings:" + key);
     return true;
@@ -55,7 +56,7 @@ Result<bool> PutSetting(Tx& tx, const std::string& key, const std::string& value
 Result<bool> DeleteSetting(Tx& tx, const std::string& key) {
   return internal::Run(tx, "delete setting " + key, [&](pqxx::transaction_base& w) -> Result<bool> {
     const pqxx::result rows =
-        w.exec_params("DELETE FROM cluster_settings WHERE key = $1 RETURNING key", key);
+        internal::Exec(w, "DELETE FROM cluster_settings WHERE key = $1 RETURNING key", key);
     if (rows.empty()) return false;
     internal::Notify(w, kConfigChannel, "cluster_settings:" + key);
     return true;
@@ -69,7 +70,8 @@ Result<bool> PutSecret(Tx& tx, const crypto::Key& master_key, const std::string&
   crypto::SealAppend(master_key, plaintext, kSecretAad, sealed);
   return internal::Run(tx, "put secret " + key, [&](pqxx::transaction_base& w) -> Result<bool> {
     // xmax <> 0 tells an update (the row existed) from an insert.
-    const pqxx::row row = w.exec_params1(
+    const pqxx::row row = internal::Exec1(
+        w,
         "INSERT INTO cluster_secrets AS s (key, ciphertext) VALUES ($1, $2) "
         "ON CONFLICT (key) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = now() "
         "RETURNING (xmax <> 0)",
@@ -85,8 +87,8 @@ Result<std::optional<std::string>> GetSecret(Tx& tx, const crypto::Key& master_k
       std::optional<std::string> sealed,
       internal::Run(tx, "get secret " + key,
                     [&](pqxx::transaction_base& w) -> Result<std::optional<std::string>> {
-                      const pqxx::result rows = w.exec_params(
-                          "SELECT ciphertext FROM cluster_secrets WHERE key = $1", key);
+                      const pqxx::result rows = internal::Exec(
+                          w, "SELECT ciphertext FROM cluster_secrets WHERE key = $1", key);
                       if (rows.empty()) return std::optional<std::string>();
                       return std::optional<std::string>(internal::Bytes(rows[0][0]));
                     }));
@@ -114,7 +116,7 @@ Result<std::vector<SecretInfo>> ListSecrets(Tx& tx) {
 Result<bool> DeleteSecret(Tx& tx, const std::string& key) {
   return internal::Run(tx, "delete secret " + key, [&](pqxx::transaction_base& w) -> Result<bool> {
     const pqxx::result rows =
-        w.exec_params("DELETE FROM cluster_secrets WHERE key = $1 RETURNING key", key);
+        internal::Exec(w, "DELETE FROM cluster_secrets WHERE key = $1 RETURNING key", key);
     if (rows.empty()) return false;
     internal::Notify(w, kConfigChannel, "cluster_secrets:" + key);
     return true;

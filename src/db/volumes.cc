@@ -40,10 +40,11 @@ Volume VolumeFromRow(const pqxx::row& r) {
 
 Result<Volume> ReadVolume(pqxx::transaction_base& w, const std::string& volume_id,
                           bool for_update) {
-  const pqxx::result rows = w.exec_params(std::string("SELECT ") + kVolumeColumns +
-                                              " FROM project_volumes WHERE id = $1::uuid" +
-                                              (for_update ? " FOR UPDATE" : ""),
-                                          volume_id);
+  const pqxx::result rows = internal::Exec(w,
+                                           std::string("SELECT ") + kVolumeColumns +
+                                               " FROM project_volumes WHERE id = $1::uuid" +
+                                               (for_update ? " FOR UPDATE" : ""),
+                                           volume_id);
   if (rows.empty()) return NotFound("volume " + volume_id + " not found");
   return VolumeFromRow(rows[0]);
 }
@@ -58,7 +59,8 @@ std::optional<std::string> OptName(const std::optional<E>& value) {
 
 Result<Volume> CreateVolume(Tx& tx, const NewVolume& v) {
   return internal::Run(tx, "create volume", [&](pqxx::transaction_base& w) -> Result<Volume> {
-    return VolumeFromRow(w.exec_params1(
+    return VolumeFromRow(internal::Exec1(
+        w,
         std::string("INSERT INTO project_volumes (project_id, server_id, mount_path, size_gb, "
                     "  backup_schedule, backup_retention_count, pre_delete_backup_enabled, status) "
                     "VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8) RETURNING ") +
@@ -78,7 +80,8 @@ Result<std::optional<Volume>> FindProjectVolume(Tx& tx, const std::string& proje
                                                 bool for_update) {
   return internal::Run(
       tx, "find project volume", [&](pqxx::transaction_base& w) -> Result<std::optional<Volume>> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             std::string("SELECT ") + kVolumeColumns +
                 " FROM project_volumes WHERE project_id = $1::uuid AND deleted_at IS NULL" +
                 (for_update ? " FOR UPDATE" : ""),
@@ -98,7 +101,8 @@ Result<Volume> UpdateVolumeSettings(Tx& tx, const std::string& volume_id,
           return InvalidArgument("size_gb can only grow (volume has " +
                                  std::to_string(current.size_gb) + " GB)");
         }
-        return VolumeFromRow(w.exec_params1(
+        return VolumeFromRow(internal::Exec1(
+            w,
             std::string(
                 "UPDATE project_volumes SET "
                 "  mount_path = COALESCE($2, mount_path), "
@@ -123,7 +127,8 @@ Result<Volume> UpdateVolumeState(Tx& tx, const std::string& volume_id, const Vol
     }
     // $n flags say whether to touch a nullable column, since NULL is a
     // value to write there.
-    return VolumeFromRow(w.exec_params1(
+    return VolumeFromRow(internal::Exec1(
+        w,
         std::string("UPDATE project_volumes SET "
                     "  status = COALESCE($2, status), "
                     "  health = COALESCE($3, health), "
@@ -142,7 +147,8 @@ Result<Volume> UpdateVolumeState(Tx& tx, const std::string& volume_id, const Vol
 
 Result<Volume> MarkVolumeDeleted(Tx& tx, const std::string& volume_id) {
   return internal::Run(tx, "delete volume", [&](pqxx::transaction_base& w) -> Result<Volume> {
-    const pqxx::result rows = w.exec_params(
+    const pqxx::result rows = internal::Exec(
+        w,
         std::string("UPDATE project_volumes SET deleted_at = now(), updated_at = now() "
                     "WHERE id = $1::uuid AND deleted_at IS NULL RETURNING ") +
             kVolumeColumns,
@@ -156,9 +162,10 @@ Result<Volume> CreatePlaceholderVolume(Tx& tx, const std::string& id, const std:
                                        int size_gb) {
   return internal::Run(
       tx, "create placeholder volume", [&](pqxx::transaction_base& w) -> Result<Volume> {
-        if (!w.exec_params("SELECT 1 FROM project_volumes WHERE id = $1::uuid", id).empty())
+        if (!internal::Exec(w, "SELECT 1 FROM project_volumes WHERE id = $1::uuid", id).empty())
           return MakeError(ErrorKind::kAlreadyExists, "volume " + id + " exists");
-        return VolumeFromRow(w.exec_params1(
+        return VolumeFromRow(internal::Exec1(
+            w,
             std::string("INSERT INTO project_volumes (id, project_id, server_id, size_gb, status, "
                         "  health, deleted_at) "
                         "VALUES ($1::uuid, $2::uuid, NULL, $3, 'detached', 'unknown', now()) "
@@ -172,13 +179,14 @@ Result<std::vector<Volume>> ListVolumes(Tx& tx, const VolumeFilter& f) {
   return internal::Run(
       tx, "list volumes", [&](pqxx::transaction_base& w) -> Result<std::vector<Volume>> {
         std::vector<Volume> volumes;
-        for (const auto& r : w.exec_params(std::string("SELECT ") + kVolumeColumns +
-                                               " FROM project_volumes "
-                                               "WHERE ($1::uuid IS NULL OR server_id = $1::uuid) "
-                                               "  AND ($2::uuid IS NULL OR project_id = $2::uuid) "
-                                               "  AND ($3 OR deleted_at IS NULL) "
-                                               "ORDER BY created_at, id",
-                                           f.server_id, f.project_id, f.include_deleted))
+        for (const auto& r : internal::Exec(w,
+                                            std::string("SELECT ") + kVolumeColumns +
+                                                " FROM project_volumes "
+                                                "WHERE ($1::uuid IS NULL OR server_id = $1::uuid) "
+                                                "  AND ($2::uuid IS NULL OR project_id = $2::uuid) "
+                                                "  AND ($3 OR deleted_at IS NULL) "
+                                                "ORDER BY created_at, id",
+                                            f.server_id, f.project_id, f.include_deleted))
           volumes.push_back(VolumeFromRow(r));
         return volumes;
       });

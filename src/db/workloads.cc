@@ -99,10 +99,11 @@ void Announce(pqxx::transaction_base& w, const std::string& server_id, std::stri
 // Every server with a live instance of the deployment hears of a change to
 // it; with none, the edge still must ("-" for no server).
 void AnnounceDeployment(pqxx::transaction_base& w, const std::string& deployment_id) {
-  const pqxx::result servers = w.exec_params(
-      "SELECT DISTINCT server_id FROM deployment_instances WHERE deployment_id = "
-      "$1::uuid AND status IN ('pending', 'starting', 'running', 'stopping')",
-      deployment_id);
+  const pqxx::result servers =
+      internal::Exec(w,
+                     "SELECT DISTINCT server_id FROM deployment_instances WHERE deployment_id = "
+                     "$1::uuid AND status IN ('pending', 'starting', 'running', 'stopping')",
+                     deployment_id);
   if (servers.empty()) Announce(w, "-", "deployment", deployment_id);
   for (const auto& row : servers) Announce(w, Text(row[0]), "deployment", deployment_id);
 }
@@ -113,7 +114,8 @@ Result<DeploymentCreated> CreateDeployment(Tx& tx, const NewDeployment& d) {
   return internal::Run(
       tx, "create deployment", [&](pqxx::transaction_base& w) -> Result<DeploymentCreated> {
         DeploymentCreated created;
-        const pqxx::result current = w.exec_params(
+        const pqxx::result current = internal::Exec(
+            w,
             Sql("UPDATE deployments SET superseded_at = now(), desired_state = 'stopped', "
                 "updated_at = now() WHERE project_id = $1::uuid AND service = $2 AND "
                 "superseded_at IS NULL RETURNING ",
@@ -123,7 +125,8 @@ Result<DeploymentCreated> CreateDeployment(Tx& tx, const NewDeployment& d) {
           created.superseded = DeploymentFromRow(current[0]);
           AnnounceDeployment(w, created.superseded->id);
         }
-        created.deployment = DeploymentFromRow(w.exec_params1(
+        created.deployment = DeploymentFromRow(internal::Exec1(
+            w,
             Sql("INSERT INTO deployments (project_id, service, image, memory_mib, vcpus, "
                 "boot_timeout_seconds, stop_timeout_seconds, created_by) VALUES ($1::uuid, $2, $3, "
                 "$4, $5, $6, $7, $8::uuid) RETURNING ",
@@ -137,10 +140,11 @@ Result<DeploymentCreated> CreateDeployment(Tx& tx, const NewDeployment& d) {
 Result<Deployment> GetDeployment(Tx& tx, const std::string& id, bool for_update) {
   return internal::Run(tx, "get deployment", [&](pqxx::transaction_base& w) -> Result<Deployment> {
     const pqxx::result rows =
-        w.exec_params(Sql("SELECT ", kDeploymentColumns,
-                          for_update ? " FROM deployments WHERE id = $1::uuid FOR UPDATE"
-                                     : " FROM deployments WHERE id = $1::uuid"),
-                      id);
+        internal::Exec(w,
+                       Sql("SELECT ", kDeploymentColumns,
+                           for_update ? " FROM deployments WHERE id = $1::uuid FOR UPDATE"
+                                      : " FROM deployments WHERE id = $1::uuid"),
+                       id);
     if (rows.empty()) return NotFound("deployment " + id + " not found");
     return DeploymentFromRow(rows[0]);
   });
@@ -151,7 +155,8 @@ Result<std::optional<Deployment>> FindCurrentDeployment(Tx& tx, const std::strin
                                                         bool for_update) {
   return internal::Run(
       tx, "find deployment", [&](pqxx::transaction_base& w) -> Result<std::optional<Deployment>> {
-        const pqxx::result rows = w.exec_params(
+        const pqxx::result rows = internal::Exec(
+            w,
             Sql("SELECT ", kDeploymentColumns,
                 std::string(" FROM deployments WHERE project_id = $1::uuid AND service = $2 AND "
                             "superseded_at IS NULL") +
@@ -166,7 +171,8 @@ Result<std::vector<Deployment>> ListDeployments(Tx& tx, const std::string& proje
   return internal::Run(
       tx, "list deployments", [&](pqxx::transaction_base& w) -> Result<std::vector<Deployment>> {
         std::vector<Deployment> out;
-        for (const auto& row : w.exec_params(
+        for (const auto& row : internal::Exec(
+                 w,
                  Sql("SELECT ", kDeploymentColumns,
                      " FROM deployments WHERE project_id = $1::uuid ORDER BY created_at DESC, id"),
                  project_id))
@@ -178,14 +184,15 @@ Result<std::vector<Deployment>> ListDeployments(Tx& tx, const std::string& proje
 Result<Deployment> UpdateDeployment(Tx& tx, const std::string& id, const DeploymentUpdate& u) {
   return internal::Run(
       tx, "update deployment", [&](pqxx::transaction_base& w) -> Result<Deployment> {
-        const pqxx::result rows =
-            w.exec_params(Sql("UPDATE deployments SET desired_state = COALESCE($2, desired_state), "
-                              "status = COALESCE($3, status), "
-                              "error = CASE WHEN $4 THEN $5 ELSE error END, updated_at = now() "
-                              "WHERE id = $1::uuid RETURNING ",
-                              kDeploymentColumns),
-                          id, OptName(u.desired_state), OptName(u.status), u.error.has_value(),
-                          u.error.value_or(std::nullopt));
+        const pqxx::result rows = internal::Exec(
+            w,
+            Sql("UPDATE deployments SET desired_state = COALESCE($2, desired_state), "
+                "status = COALESCE($3, status), "
+                "error = CASE WHEN $4 THEN $5 ELSE error END, updated_at = now() "
+                "WHERE id = $1::uuid RETURNING ",
+                kDeploymentColumns),
+            id, OptName(u.desired_state), OptName(u.status), u.error.has_value(),
+            u.error.value_or(std::nullopt));
         if (rows.empty()) return NotFound("deployment " + id + " not found");
         AnnounceDeployment(w, id);
         return DeploymentFromRow(rows[0]);
@@ -195,7 +202,8 @@ Result<Deployment> UpdateDeployment(Tx& tx, const std::string& id, const Deploym
 Result<Instance> CreateInstance(Tx& tx, const std::string& deployment_id,
                                 const std::string& server_id) {
   return internal::Run(tx, "create instance", [&](pqxx::transaction_base& w) -> Result<Instance> {
-    Instance instance = InstanceFromRow(w.exec_params1(
+    Instance instance = InstanceFromRow(internal::Exec1(
+        w,
         Sql("INSERT INTO deployment_instances (deployment_id, server_id) VALUES ($1::uuid, "
             "$2::uuid) RETURNING ",
             kInstanceColumns),
@@ -208,10 +216,11 @@ Result<Instance> CreateInstance(Tx& tx, const std::string& deployment_id,
 Result<Instance> GetInstance(Tx& tx, const std::string& id, bool for_update) {
   return internal::Run(tx, "get instance", [&](pqxx::transaction_base& w) -> Result<Instance> {
     const pqxx::result rows =
-        w.exec_params(Sql("SELECT ", kInstanceColumns,
-                          for_update ? " FROM deployment_instances WHERE id = $1::uuid FOR UPDATE"
-                                     : " FROM deployment_instances WHERE id = $1::uuid"),
-                      id);
+        internal::Exec(w,
+                       Sql("SELECT ", kInstanceColumns,
+                           for_update ? " FROM deployment_instances WHERE id = $1::uuid FOR UPDATE"
+                                      : " FROM deployment_instances WHERE id = $1::uuid"),
+                       id);
     if (rows.empty()) return NotFound("instance " + id + " not found");
     return InstanceFromRow(rows[0]);
   });
@@ -221,7 +230,8 @@ Result<std::vector<Instance>> ListInstances(Tx& tx, const InstanceFilter& f) {
   return internal::Run(
       tx, "list instances", [&](pqxx::transaction_base& w) -> Result<std::vector<Instance>> {
         std::vector<Instance> out;
-        for (const auto& row : w.exec_params(
+        for (const auto& row : internal::Exec(
+                 w,
                  Sql("SELECT ", kInstanceColumns,
                      " FROM deployment_instances WHERE ($1::uuid IS NULL OR deployment_id = "
                      "$1::uuid) AND ($2::uuid IS NULL OR server_id = $2::uuid) AND (NOT $3 OR "
@@ -235,7 +245,8 @@ Result<std::vector<Instance>> ListInstances(Tx& tx, const InstanceFilter& f) {
 
 Result<Instance> UpdateInstance(Tx& tx, const std::string& id, const InstanceUpdate& u) {
   return internal::Run(tx, "update instance", [&](pqxx::transaction_base& w) -> Result<Instance> {
-    const pqxx::result rows = w.exec_params(
+    const pqxx::result rows = internal::Exec(
+        w,
         Sql("UPDATE deployment_instances SET status = COALESCE($2, status), "
             "vm_id = CASE WHEN $3 THEN $4::uuid ELSE vm_id END, "
             "address = CASE WHEN $5 THEN $6 ELSE address END, "
@@ -259,7 +270,8 @@ Result<Vm> CreateVm(Tx& tx, const NewVm& vm) {
   return internal::Run(tx, "create vm", [&](pqxx::transaction_base& w) -> Result<Vm> {
     if (vm.project_volume_id) {
       // The unique index is the guarantee; this names the holder.
-      const pqxx::result holder = w.exec_params(
+      const pqxx::result holder = internal::Exec(
+          w,
           "SELECT id, server_id, status FROM vms WHERE project_volume_id = $1::uuid AND status "
           "IN ('booting', 'running', 'stopping')",
           *vm.project_volume_id);
@@ -269,7 +281,8 @@ Result<Vm> CreateVm(Tx& tx, const NewVm& vm) {
                                                         " (" + Text(holder[0][2]) + ") on server " +
                                                         Text(holder[0][1]));
     }
-    return VmFromRow(w.exec_params1(
+    return VmFromRow(internal::Exec1(
+        w,
         Sql("INSERT INTO vms (server_id, purpose, project_volume_id, runtime, memory_mib, vcpus) "
             "VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6) RETURNING ",
             kVmColumns),
@@ -281,10 +294,11 @@ Result<Vm> CreateVm(Tx& tx, const NewVm& vm) {
 Result<Vm> GetVm(Tx& tx, const std::string& id, bool for_update) {
   return internal::Run(tx, "get vm", [&](pqxx::transaction_base& w) -> Result<Vm> {
     const pqxx::result rows =
-        w.exec_params(Sql("SELECT ", kVmColumns,
-                          for_update ? " FROM vms WHERE id = $1::uuid FOR UPDATE"
-                                     : " FROM vms WHERE id = $1::uuid"),
-                      id);
+        internal::Exec(w,
+                       Sql("SELECT ", kVmColumns,
+                           for_update ? " FROM vms WHERE id = $1::uuid FOR UPDATE"
+                                      : " FROM vms WHERE id = $1::uuid"),
+                       id);
     if (rows.empty()) return NotFound("VM " + id + " not found");
     return VmFromRow(rows[0]);
   });
@@ -294,13 +308,14 @@ Result<std::vector<Vm>> ListVms(Tx& tx, const VmFilter& f) {
   return internal::Run(tx, "list vms", [&](pqxx::transaction_base& w) -> Result<std::vector<Vm>> {
     std::vector<Vm> out;
     for (const auto& row :
-         w.exec_params(Sql("SELECT ", kVmColumns,
-                           " FROM vms WHERE ($1::uuid IS NULL OR server_id = $1::uuid) AND "
-                           "($2::uuid IS NULL OR project_volume_id = $2::uuid) AND (NOT $3 OR "
-                           "status IN ('booting', 'running', 'stopping')) AND (NOT $4 OR "
-                           "server_id IN (SELECT id FROM servers WHERE status = 'dead')) "
-                           "ORDER BY created_at, id"),
-                       f.server_id, f.project_volume_id, f.live_only, f.on_dead_servers))
+         internal::Exec(w,
+                        Sql("SELECT ", kVmColumns,
+                            " FROM vms WHERE ($1::uuid IS NULL OR server_id = $1::uuid) AND "
+                            "($2::uuid IS NULL OR project_volume_id = $2::uuid) AND (NOT $3 OR "
+                            "status IN ('booting', 'running', 'stopping')) AND (NOT $4 OR "
+                            "server_id IN (SELECT id FROM servers WHERE status = 'dead')) "
+                            "ORDER BY created_at, id"),
+                        f.server_id, f.project_volume_id, f.live_only, f.on_dead_servers))
       out.push_back(VmFromRow(row));
     return out;
   });
@@ -308,7 +323,8 @@ Result<std::vector<Vm>> ListVms(Tx& tx, const VmFilter& f) {
 
 Result<Vm> UpdateVm(Tx& tx, const std::string& id, const VmUpdate& u) {
   return internal::Run(tx, "update vm", [&](pqxx::transaction_base& w) -> Result<Vm> {
-    const pqxx::result rows = w.exec_params(
+    const pqxx::result rows = internal::Exec(
+        w,
         Sql("UPDATE vms SET status = COALESCE($2, status), "
             "exit_reason = COALESCE($3, exit_reason), "
             "error = CASE WHEN $4 THEN $5 ELSE error END, "
@@ -347,7 +363,8 @@ Result<EndedVm> EndLostVm(Tx& tx, const LostVm& lost) {
       std::optional<std::string> instance_id,
       internal::Run(tx, "find instance of vm",
                     [&](pqxx::transaction_base& w) -> Result<std::optional<std::string>> {
-                      const pqxx::result rows = w.exec_params(
+                      const pqxx::result rows = internal::Exec(
+                          w,
                           "SELECT id FROM deployment_instances WHERE vm_id = $1::uuid AND status "
                           "IN ('starting', 'running', 'stopping') ORDER BY created_at, id "
                           "FOR UPDATE",
