@@ -284,6 +284,9 @@ void Worker::ListenLoop() {
 }
 
 void Worker::ExecutorLoop() {
+  if (auto lowered = SetThisThreadPriority(options_.operation_priority); !lowered) {
+    spdlog::warn("worker: operations run at normal priority: {}", lowered.error().message());
+  }
   std::uint64_t seen = 0;
   for (;;) {
     {

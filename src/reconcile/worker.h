@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/thread_priority.h"
 #include "db/database.h"
 #include "db/operations.h"
 #include "reconcile/busy_volumes.h"
@@ -85,6 +86,12 @@ struct WorkerOptions {
   std::chrono::milliseconds progress_interval{500};
   int max_concurrent_operations = 2;
   int engine_threads = 0;  // 0: the engine's default
+  // Executor threads (and the engine threads they start) run at this
+  // priority, so backups and restores take the CPU and disk left over by
+  // the API, heartbeats and the listener of the same host. When it cannot
+  // be set (a priority above the process's, without the privilege), each
+  // executor logs a warning and runs at the priority it has.
+  ThreadPriority operation_priority{.nice = 10, .io_level = 7};
   // LISTEN for wake-ups and config changes (off: sweeps only).
   bool listen = true;
   std::string mkfs_tool = "mkfs.ext4";
