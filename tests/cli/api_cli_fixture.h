@@ -166,8 +166,4 @@ class ApiCliTest : public db::DbTest {
 
 // True when the S3 test server (s3rver) is installed; tests that need it skip
 // without it.
-inline bool S3ServerInstalled() {
-  return fs::exists(fs::path(KINDLING_SOURCE_DIR) / "tests/s3/node_modules/@20minutes/s3rver");
-}
-
 }  // namespace kindling::clitest

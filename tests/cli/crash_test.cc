@@ -192,43 +192,75 @@ TEST_F(CliCrashTest, SigkillDuringRestoreLeavesDestinationUntouchedSlow) {
   EXPECT_TRUE(TempFilesUnder(dir_.path()).empty());
 }
 
-TEST_F(CliCrashTest, SigintCancelsBackupWithExit130) {
-  auto child =
-      Start({"backup", "create"}, {"--volume-id", "vol", "--image", image_.string(), "--backup-id",
-                                   "interrupted", "--quiet", "--threads", "1"});
-  // Wait until the backup is under way (the store has a first chunk), then interrupt.
+// Signals `child`, once `under_way()` says it is working, with `signal`
+// while it is stopped (SIGSTOP, then the signal, then SIGCONT), so that it
+// sees the signal with work left. Returns how it ended.
+template <typename UnderWay>
+RunResult InterruptUnderWay(Child& child, UnderWay under_way, int signal) {
   const auto deadline = Clock::now() + std::chrono::seconds(60);
-  while (StoreObjects(store_dir_, "chunks").empty() && child->Running() &&
-         Clock::now() < deadline) {
+  while (!under_way() && child.Running() && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  child->Signal(SIGINT);
-  const auto result = child->Wait();
-  if (result.exit_code == 0) GTEST_SKIP() << "the backup finished before SIGINT arrived";
+  child.Signal(SIGSTOP);
+  child.Signal(signal);
+  child.Signal(SIGCONT);
+  return child.Wait();
+}
+
+// A cancellation test must see a cancellation: when the command finished
+// before the signal arrived (it had no work left), it runs again, and three
+// runs that all finish fail the test instead of passing it unchecked.
+constexpr int kInterruptAttempts = 3;
+
+TEST_F(CliCrashTest, SigintCancelsBackupWithExit130) {
+  RunResult result;
+  for (int attempt = 1; attempt <= kInterruptAttempts; ++attempt) {
+    const std::string id = "interrupted-" + std::to_string(attempt);
+    auto child = Start({"backup", "create"}, {"--volume-id", "vol", "--image", image_.string(),
+                                              "--backup-id", id, "--quiet", "--threads", "1"});
+    // Under way: the store has a first chunk.
+    result = InterruptUnderWay(
+        *child, [&] { return !StoreObjects(store_dir_, "chunks").empty(); }, SIGINT);
+    if (result.exit_code != 0) break;
+    std::printf("[          ] attempt %d: the backup finished before SIGINT\n", attempt);
+  }
+  ASSERT_NE(result.exit_code, 0) << "no backup of " << kInterruptAttempts
+                                 << " was interrupted: SIGINT does not cancel a backup";
   EXPECT_EQ(result.exit_code, 130) << result.Describe();
   EXPECT_NE(result.err.find("cancel"), std::string::npos) << result.Describe();
-  EXPECT_FALSE(fs::exists(store_dir_ / "project-volumes/vol/backups/interrupted.manifest"));
-  EXPECT_EQ(List()["backups"].size(), 0u);
+  // Nothing committed by the interrupted run (earlier runs that finished
+  // committed their own ids).
+  const auto listed = List()["backups"];
+  for (const auto& backup : listed) {
+    EXPECT_EQ(backup["image_sha256"], Digest(image_));
+  }
+  const std::size_t finished = listed.size();
+  const std::string interrupted_id = "interrupted-" + std::to_string(finished + 1);
+  EXPECT_FALSE(
+      fs::exists(store_dir_ / ("project-volumes/vol/backups/" + interrupted_id + ".manifest")));
 
   // The same backup id can be used again.
-  const auto again = Create("vol", image_, {"--backup-id", "interrupted"});
+  const auto again = Create("vol", image_, {"--backup-id", interrupted_id});
   EXPECT_EQ(again["image_sha256"], Digest(image_));
 }
 
 TEST_F(CliCrashTest, SigtermCancelsRestoreWithExit130) {
   Create("vol", image_, {"--backup-id", "b"});
   const fs::path dest = Path("dest.img");
-  auto child = Start({"backup", "restore"}, {"--backup", "b", "--to", dest.string(), "--progress",
-                                             "json", "--threads", "1"});
-  // Wait for the first progress line: the restore is under way.
-  const auto deadline = Clock::now() + std::chrono::seconds(60);
-  while (child->StderrSoFar().find("\"progress\"") == std::string::npos && child->Running() &&
-         Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  RunResult result;
+  for (int attempt = 1; attempt <= kInterruptAttempts; ++attempt) {
+    fs::remove(dest);
+    auto child = Start({"backup", "restore"}, {"--backup", "b", "--to", dest.string(), "--progress",
+                                               "json", "--threads", "1"});
+    // Under way: the first progress line.
+    result = InterruptUnderWay(
+        *child, [&] { return child->StderrSoFar().find("\"progress\"") != std::string::npos; },
+        SIGTERM);
+    if (result.exit_code != 0) break;
+    std::printf("[          ] attempt %d: the restore finished before SIGTERM\n", attempt);
   }
-  child->Signal(SIGTERM);
-  const auto result = child->Wait();
-  if (result.exit_code == 0) GTEST_SKIP() << "the restore finished before SIGTERM arrived";
+  ASSERT_NE(result.exit_code, 0) << "no restore of " << kInterruptAttempts
+                                 << " was interrupted: SIGTERM does not cancel a restore";
   EXPECT_EQ(result.exit_code, 130) << result.Describe();
   EXPECT_FALSE(fs::exists(dest));
   EXPECT_TRUE(TempFilesUnder(dir_.path()).empty());

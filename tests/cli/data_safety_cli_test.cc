@@ -21,6 +21,7 @@
 #include "api_cli_fixture.h"
 #include "db/servers.h"
 #include "testutil/fake_http_server.h"
+#include "testutil/require.h"
 #include "testutil/s3_test_server.h"
 
 namespace kindling::clitest {
@@ -95,7 +96,7 @@ std::vector<std::string> Cells(const std::string& line) {
 }
 
 TEST_F(DataSafetyCliTest, StoreSwitchLocalToS3AndBackKeepsEveryBackupRestorable) {
-  if (!S3ServerInstalled()) GTEST_SKIP() << "tests/s3/node_modules is missing";
+  KINDLING_REQUIRE_S3_TEST_SERVER();
   testutil::S3TestServer s3(testutil::S3TestServerOptions{
       .access_key_id = "AKIAKINDLINGSWITCH1", .secret_access_key = "kdl-switch-secret-Hq4uP9"});
   const std::string secret = s3.options().secret_access_key;

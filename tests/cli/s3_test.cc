@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli_harness.h"
+#include "testutil/require.h"
 #include "testutil/s3_test_server.h"
 
 namespace kindling::clitest {
@@ -14,16 +15,10 @@ namespace {
 constexpr std::uint64_t kChunk = 65536;
 constexpr char kSecret[] = "sEcReT-never-printed-4711";
 
-bool S3ServerInstalled() {
-  return fs::exists(fs::path(KINDLING_SOURCE_DIR) / "tests/s3/node_modules/@20minutes/s3rver");
-}
-
 class S3CliTest : public CliTest {
  protected:
   void StartServer(double fault_rate) {
-    if (!S3ServerInstalled()) {
-      GTEST_SKIP() << "tests/s3/node_modules is missing: run scripts/install-deps.sh";
-    }
+    KINDLING_REQUIRE_S3_TEST_SERVER();
     testutil::S3TestServerOptions options;
     options.secret_access_key = kSecret;
     options.fault_rate = fault_rate;

@@ -15,6 +15,7 @@
 
 #include "common/subprocess.h"
 #include "pgbackup/config.h"
+#include "testutil/require.h"
 #include "testutil/s3_test_server.h"
 #include "testutil/temp_dir.h"
 
@@ -27,12 +28,8 @@ using ::testing::HasSubstr;
 class PgBackRestS3Test : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(fs::path(KINDLING_SOURCE_DIR) / "tests/s3/node_modules/@20minutes/s3rver")) {
-      GTEST_SKIP() << "tests/s3/node_modules is missing (run scripts/install-deps.sh)";
-    }
-    if (!fs::exists(kDefaultBinary)) {
-      GTEST_SKIP() << "pgBackRest is not installed";
-    }
+    KINDLING_REQUIRE_S3_TEST_SERVER();
+    KINDLING_REQUIRE(fs::exists(kDefaultBinary), "pgBackRest");
     if (::geteuid() == 0) {
       auto user = LookUpSystemUser("postgres");
       ASSERT_TRUE(user) << user.error().message();

@@ -30,6 +30,7 @@
 #include "dev_process.h"
 #include "drill_util.h"
 #include "point_in_time_drill.h"
+#include "testutil/require.h"
 #include "testutil/s3_test_server.h"
 #include "testutil/temp_dir.h"
 
@@ -49,10 +50,6 @@ constexpr char kSecret[] = "s3-drill-secret-5d2e9b7c1a3f4e60";
 constexpr char kVolumeBucket[] = "kindling-volumes";
 constexpr char kVolumeKeyId[] = "AKIAS3DRILLVOLUMES01";
 constexpr char kVolumeSecret[] = "s3-drill-volume-secret-0c8e41f2b7a9";
-
-bool S3ServerAvailable() {
-  return fs::exists(fs::path(KINDLING_SOURCE_DIR) / "tests/s3/node_modules/@20minutes/s3rver");
-}
 
 class ControlPlaneS3DrillTest : public ControlPlaneDrillTest {
  protected:
@@ -78,9 +75,7 @@ class ControlPlaneS3DrillTest : public ControlPlaneDrillTest {
 };
 
 TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) {
-  if (!S3ServerAvailable()) {
-    GTEST_SKIP() << "tests/s3/node_modules is missing (run scripts/install-deps.sh)";
-  }
+  KINDLING_REQUIRE_S3_TEST_SERVER();
   testutil::S3TestServerOptions s3_options;
   s3_options.bucket = kBucket;
   s3_options.access_key_id = kKeyId;
@@ -167,9 +162,7 @@ TEST_F(ControlPlaneS3DrillTest, PointInTimeRestoreFromAnHttpsS3RepositoryDrill) 
 // archiving, `check` names the failure and `backup` fails, both in bounded
 // time, and kindling dev stops promptly.
 TEST_F(ControlPlaneS3DrillTest, StoppedS3RepositoryNeverStallsTheControlPlaneDrill) {
-  if (!S3ServerAvailable()) {
-    GTEST_SKIP() << "tests/s3/node_modules is missing (run scripts/install-deps.sh)";
-  }
+  KINDLING_REQUIRE_S3_TEST_SERVER();
   const auto test_start = Clock::now();
   testutil::S3TestServerOptions s3_options;
   s3_options.bucket = kBucket;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "storage/retrying_store.h"
+#include "testutil/require.h"
 #include "testutil/s3_test_server.h"
 
 namespace kindling::storage {
@@ -25,15 +26,7 @@ using testutil::S3TestServerOptions;
 
 // The one reason to skip: the npm packages of tests/s3 were never installed.
 // (CI installs them, so there the S3 tests always run.)
-bool S3ServerAvailable() {
-  return std::filesystem::exists(std::filesystem::path(KINDLING_SOURCE_DIR) /
-                                 "tests/s3/node_modules/@20minutes/s3rver");
-}
-
-#define SKIP_WITHOUT_S3_SERVER()                                                          \
-  if (!S3ServerAvailable())                                                               \
-  GTEST_SKIP() << "tests/s3/node_modules is missing (run scripts/install-deps.sh or npm " \
-                  "ci in tests/s3); skipping the S3 server tests"
+#define SKIP_WITHOUT_S3_SERVER() KINDLING_REQUIRE_S3_TEST_SERVER()
 
 S3Config ConfigFor(const S3TestServer& server) {
   S3Config config;

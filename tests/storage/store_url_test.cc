@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "testutil/require.h"
 #include "testutil/s3_test_server.h"
 #include "testutil/temp_dir.h"
 
@@ -71,9 +72,7 @@ TEST(OpenStoreTest, BadUrlOrMissingCredentialsAreInvalidArgument) {
 }
 
 TEST(OpenStoreTest, S3UrlAppliesThePrefix) {
-  if (!std::filesystem::exists(std::filesystem::path(KINDLING_SOURCE_DIR) /
-                               "tests/s3/node_modules/@20minutes/s3rver"))
-    GTEST_SKIP() << "tests/s3/node_modules is missing (run scripts/install-deps.sh)";
+  KINDLING_REQUIRE_S3_TEST_SERVER();
   testutil::S3TestServer server;
   StoreOptions options;
   options.s3_endpoint = server.endpoint();
