@@ -196,6 +196,16 @@ Error MapCurrentException(std::string_view what, bool* retryable, bool* broken) 
     const std::string primary = PrimaryMessage(e.what());
     // 08: connection exception; 53: insufficient resources; 57P0x: server
     // shutting down; 57014: statement timeout/cancel; 55P03: lock timeout.
+    // A prepared statement (internal::Exec) the schema changed under
+    // ("cached plan must not change result type", after another process's
+    // migration) or that vanished: its connection's statements go with the
+    // connection, and the transaction runs again on a fresh one.
+    if ((state == "0A000" && primary.find("cached plan") != std::string::npos) ||
+        state == "26000") {
+      *retryable = true;
+      *broken = true;
+      return Error(ErrorKind::kTransient, context + ": " + primary);
+    }
     if (state.starts_with("08") || state.starts_with("57P0")) {
       *retryable = true;
       *broken = true;

@@ -241,6 +241,31 @@ TEST_F(DatabaseTest, AutocommitReadReportsAFailedStatement) {
       42);
 }
 
+// Statements are prepared per pooled connection; a schema change by another
+// process (a migration during a rolling upgrade) must not break them.
+TEST_F(DatabaseTest, PreparedStatementsSurviveASchemaChange) {
+  ASSERT_OK(db().Transact([](Tx& tx) { return Exec(tx, "CREATE TABLE t (v int)"); }));
+  ASSERT_OK(db().Transact([](Tx& tx) { return Exec(tx, "INSERT INTO t VALUES (7)"); }));
+  auto read = [&] {
+    return db().Transact([](Tx& tx) -> Result<std::string> {
+      return internal::Run(tx, "read t", [](pqxx::transaction_base& w) -> Result<std::string> {
+        // The result's type changes with the column's: PostgreSQL refuses
+        // the old prepared statement rather than re-planning it.
+        const pqxx::row r =
+            internal::Exec1(w, "SELECT v, pg_typeof(v)::text FROM t WHERE v = $1", 7);
+        return r[0].as<std::string>() + ":" + r[1].as<std::string>();
+      });
+    });
+  };
+  auto before = read();
+  ASSERT_TRUE(before) << before.error().message();
+  EXPECT_EQ(*before, "7:integer");
+  Sql("ALTER TABLE t ALTER COLUMN v TYPE bigint");
+  auto after = read();
+  ASSERT_TRUE(after) << after.error().message();
+  EXPECT_EQ(*after, "7:bigint");
+}
+
 TEST_F(DatabaseTest, UniqueViolationHasACleanMessage) {
   ASSERT_OK(db().Transact(
       [](Tx& tx) { return CreateUser(tx, NewUser{.email = "Ops@Example.com", .name = "Ops"}); }));
