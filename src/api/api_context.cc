@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <stdexcept>
 #include <typeinfo>
 
 #include "common/hex.h"
@@ -227,6 +228,27 @@ ControlResult<db::Project> ApiContext::AccessProject(const Call& call, std::size
                   "this action needs the owner or admin role in the project's organisation");
   }
   return std::move(*project);
+}
+
+void ApiContext::Route(std::string_view method, const std::string& pattern, Handler handler,
+                       Access access) {
+  RawRoute(method, pattern, Wrap(std::move(handler), access == Access::kAuthenticated), access);
+}
+
+void ApiContext::RawRoute(std::string_view method, const std::string& pattern,
+                          httplib::Server::Handler handler, Access access) {
+  if (method == "GET") {
+    server.Get(pattern, std::move(handler));
+  } else if (method == "POST") {
+    server.Post(pattern, std::move(handler));
+  } else if (method == "PUT") {
+    server.Put(pattern, std::move(handler));
+  } else if (method == "DELETE") {
+    server.Delete(pattern, std::move(handler));
+  } else {
+    throw std::logic_error("unsupported method " + std::string(method));
+  }
+  routes_.push_back(ApiRoute{.method = std::string(method), .pattern = pattern, .access = access});
 }
 
 }  // namespace kindling::api

@@ -184,6 +184,20 @@ class ApiContext {
   // exceptions, error and reply encoding.
   httplib::Server::Handler Wrap(Handler handler, bool authenticate = true);
 
+  using Access = RouteAccess;
+  // Adds a route: `method` ("GET", "POST", "PUT" or "DELETE") on the path
+  // regex `pattern`, `handler` wrapped as by Wrap (authenticated unless
+  // kPublic), and records it in routes(), the list the tests hold every
+  // route to (401 without a key, 404 across organisations).
+  void Route(std::string_view method, const std::string& pattern, Handler handler,
+             Access access = Access::kAuthenticated);
+  // The same for a handler that answers on its own (GET /metrics), with the
+  // access it enforces.
+  void RawRoute(std::string_view method, const std::string& pattern,
+                httplib::Server::Handler handler, Access access);
+  // Every route added, in order. Complete once the server is constructed.
+  const std::vector<ApiRoute>& routes() const { return routes_; }
+
   // The project in path match `index`, if the caller may see it (404
   // otherwise, so its existence is not revealed); 403 when they may see but
   // not change it and `need_admin`.
@@ -196,6 +210,9 @@ class ApiContext {
   control::DeploymentService deployments;
   AuthCache auth_cache;  // Forget() a key revoked through this process
   httplib::Server server;
+
+ private:
+  std::vector<ApiRoute> routes_;
 };
 
 // Route families (each in its own file).

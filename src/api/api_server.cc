@@ -28,35 +28,38 @@ struct ApiServer::Impl {
   bool started = false;
 
   void Routes() {
-    api.server.Get("/healthz", api.Wrap(
-                                   [this](Call&) -> ControlResult<Reply> {
-                                     if (auto ping = api.db.Ping(); !ping) {
-                                       return Refuse(503, control::kCodeUnavailable,
-                                                     "database unreachable");
-                                     }
-                                     return Reply{200, json{{"status", "ok"}}};
-                                   },
-                                   /*authenticate=*/false));
-    api.server.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!api.options.metrics_public) {
-        auto principal = api.Authenticate(req);
-        if (!principal) {
-          ApiContext::Fail(req, res, principal.error());
-          return;
-        }
-        if (!principal->user.is_platform_admin) {
-          ApiContext::WriteError(res, 403, control::kCodeForbidden,
-                                 "metrics need a platform admin");
-          return;
-        }
-      }
-      auto text = Metrics(api.db);
-      if (!text) {
-        ApiContext::Fail(req, res, text.error());
-        return;
-      }
-      res.set_content(*text, "text/plain; version=0.0.4");
-    });
+    api.Route(
+        "GET", "/healthz",
+        [this](Call&) -> ControlResult<Reply> {
+          if (auto ping = api.db.Ping(); !ping) {
+            return Refuse(503, control::kCodeUnavailable, "database unreachable");
+          }
+          return Reply{200, json{{"status", "ok"}}};
+        },
+        RouteAccess::kPublic);
+    api.RawRoute(
+        "GET", "/metrics",
+        [this](const httplib::Request& req, httplib::Response& res) {
+          if (!api.options.metrics_public) {
+            auto principal = api.Authenticate(req);
+            if (!principal) {
+              ApiContext::Fail(req, res, principal.error());
+              return;
+            }
+            if (!principal->user.is_platform_admin) {
+              ApiContext::WriteError(res, 403, control::kCodeForbidden,
+                                     "metrics need a platform admin");
+              return;
+            }
+          }
+          auto text = Metrics(api.db);
+          if (!text) {
+            ApiContext::Fail(req, res, text.error());
+            return;
+          }
+          res.set_content(*text, "text/plain; version=0.0.4");
+        },
+        api.options.metrics_public ? RouteAccess::kPublic : RouteAccess::kAuthenticated);
     AddMetaRoutes(api);
     AddServerRoutes(api);
     AddHealthRoutes(api);
@@ -112,6 +115,8 @@ ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerO
 }
 
 ApiServer::~ApiServer() { Stop(); }
+
+const std::vector<ApiRoute>& ApiServer::routes() const { return impl_->api.routes(); }
 
 Status ApiServer::Start() {
   std::lock_guard lock(impl_->mu);

@@ -34,9 +34,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 #include "crypto/aead.h"
@@ -68,6 +70,17 @@ struct ApiServerOptions {
   std::function<std::chrono::steady_clock::time_point()> clock{};
 };
 
+// Who may call a route: kAuthenticated needs a valid API key (401
+// without); kPublic answers anyone (GET /healthz, and GET /metrics with
+// metrics_public).
+enum class RouteAccess : std::uint8_t { kAuthenticated, kPublic };
+
+struct ApiRoute {
+  std::string method;   // GET, POST, PUT, DELETE
+  std::string pattern;  // httplib's path regex, e.g. /api/projects/([^/]+)
+  RouteAccess access = RouteAccess::kAuthenticated;
+};
+
 class ApiServer {
  public:
   // REQUIRES: `db` outlives the server.
@@ -83,6 +96,8 @@ class ApiServer {
   void Stop();
   // The bound port (valid after Start()).
   int port() const;
+  // Every route the server answers (api_context.h: ApiContext::Route).
+  const std::vector<ApiRoute>& routes() const;
 
  private:
   struct Impl;

@@ -6,7 +6,7 @@ namespace kindling::api {
 
 void AddDeploymentRoutes(ApiContext& api) {
   const std::string project = R"(/api/projects/([^/]+))";
-  api.server.Post(project + "/deploy", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  api.Route("POST", project + "/deploy", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto p, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(auto body,
                          Body::Parse(call.req, {"image", "service", "memory_mib", "vcpus",
@@ -23,26 +23,26 @@ void AddDeploymentRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(request.stop_timeout_seconds, body.Int("stop_timeout_seconds"));
     API_ASSIGN_OR_RETURN(auto view, api.deployments.Deploy(call.actor, p.id, request));
     return Reply{202, DeploymentJson(view)};
-  }));
-  api.server.Get(project + "/deployments", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", project + "/deployments", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto p, api.AccessProject(call, 1, false));
     API_ASSIGN_OR_RETURN(auto views, api.deployments.List(p.id));
     nlohmann::json out = nlohmann::json::array();
     for (const auto& view : views) out.push_back(DeploymentJson(view));
     return Reply{200, out};
-  }));
+  });
   for (const bool start : {false, true}) {
-    api.server.Post(project + (start ? "/start" : "/stop"),
-                    api.Wrap([&api, start](Call& call) -> ControlResult<Reply> {
-                      API_ASSIGN_OR_RETURN(auto p, api.AccessProject(call, 1, true));
-                      API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"service"}));
-                      API_ASSIGN_OR_RETURN(auto service, body.String("service"));
-                      const std::string name = service.value_or("web");
-                      API_ASSIGN_OR_RETURN(auto view,
-                                           start ? api.deployments.Start(call.actor, p.id, name)
-                                                 : api.deployments.Stop(call.actor, p.id, name));
-                      return Reply{202, DeploymentJson(view)};
-                    }));
+    api.Route("POST", project + (start ? "/start" : "/stop"),
+              [&api, start](Call& call) -> ControlResult<Reply> {
+                API_ASSIGN_OR_RETURN(auto p, api.AccessProject(call, 1, true));
+                API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"service"}));
+                API_ASSIGN_OR_RETURN(auto service, body.String("service"));
+                const std::string name = service.value_or("web");
+                API_ASSIGN_OR_RETURN(auto view, start
+                                                    ? api.deployments.Start(call.actor, p.id, name)
+                                                    : api.deployments.Stop(call.actor, p.id, name));
+                return Reply{202, DeploymentJson(view)};
+              });
   }
 }
 

@@ -218,7 +218,7 @@ ControlResult<std::string> Metrics(db::Database& db) {
 }
 
 void AddHealthRoutes(ApiContext& api) {
-  api.server.Get("/api/platform/health", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  api.Route("GET", "/api/platform/health", [&api](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     if (!call.req.params.empty())
       return Invalid("unknown query parameter \"" + call.req.params.begin()->first + "\"");
@@ -252,7 +252,7 @@ void AddHealthRoutes(ApiContext& api) {
     return Reply{200, json{{"ok", health.healthy() && servers_json["ok"].get<bool>()},
                            {"control_plane_backup", backup},
                            {"servers", servers_json}}};
-  }));
+  });
 }
 
 void AddMetaRoutes(ApiContext& api) {
@@ -265,12 +265,12 @@ void AddMetaRoutes(ApiContext& api) {
                 {"public_base_url_configured", values.contains("public_base_url")},
                 {"service_base_domain", get("service_base_domain")}};
   };
-  api.server.Get("/api/meta", api.Wrap([&api, meta_json](Call& call) -> ControlResult<Reply> {
+  api.Route("GET", "/api/meta", [&api, meta_json](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     API_ASSIGN_OR_RETURN(auto values, control::GetMetaSettings(api.db));
     return Reply{200, meta_json(values)};
-  }));
-  api.server.Put("/api/meta", api.Wrap([&api, meta_json](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("PUT", "/api/meta", [&api, meta_json](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     API_ASSIGN_OR_RETURN(auto body,
                          Body::Parse(call.req, {"public_base_url", "service_base_domain"}));
@@ -285,11 +285,11 @@ void AddMetaRoutes(ApiContext& api) {
     }
     API_ASSIGN_OR_RETURN(auto after, control::UpdateMetaSettings(api.db, call.actor, values));
     return Reply{200, meta_json(after)};
-  }));
+  });
 }
 
 void AddServerRoutes(ApiContext& api) {
-  api.server.Get("/api/servers", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  api.Route("GET", "/api/servers", [&api](Call& call) -> ControlResult<Reply> {
     auto listed = api.db.Transact(
         [&](db::Tx& tx) -> Result<json> {
           std::map<std::string, json> rows;  // by hostname+id, deduplicated
@@ -307,37 +307,37 @@ void AddServerRoutes(ApiContext& api) {
         db::kAutocommitRead);
     if (!listed) return std::unexpected(control::FromError(listed.error()));
     return Reply{200, std::move(*listed)};
-  }));
-  api.server.Get("/api/platform/servers", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", "/api/platform/servers", [&api](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     auto servers = api.db.Transact([&](db::Tx& tx) { return db::ListServers(tx); });
     if (!servers) return std::unexpected(control::FromError(servers.error()));
     json out = json::array();
     for (const auto& s : *servers) out.push_back(ServerJson(s));
     return Reply{200, out};
-  }));
+  });
   for (auto [suffix, status] : {std::pair{"drain", db::ServerStatus::kDraining},
                                 std::pair{"activate", db::ServerStatus::kActive}}) {
-    api.server.Post(std::string(R"(/api/servers/([^/]+)/)") + suffix,
-                    api.Wrap([&api, status](Call& call) -> ControlResult<Reply> {
-                      API_RETURN_IF_ERROR(RequireAdmin(call));
-                      API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "server"));
-                      API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
-                      API_ASSIGN_OR_RETURN(
-                          auto s, control::SetServerStatus(api.db, call.actor, id, status));
-                      return Reply{200, ServerJson(s)};
-                    }));
+    api.Route("POST", std::string(R"(/api/servers/([^/]+)/)") + suffix,
+              [&api, status](Call& call) -> ControlResult<Reply> {
+                API_RETURN_IF_ERROR(RequireAdmin(call));
+                API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "server"));
+                API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
+                API_ASSIGN_OR_RETURN(auto s,
+                                     control::SetServerStatus(api.db, call.actor, id, status));
+                return Reply{200, ServerJson(s)};
+              });
   }
 }
 
 void AddSettingsRoutes(ApiContext& api) {
   const std::string path = "/api/platform/volume-backup-settings";
-  api.server.Get(path, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  api.Route("GET", path, [&api](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     API_ASSIGN_OR_RETURN(auto settings, control::GetBackupSettings(api.db, api.master_key));
     return Reply{200, BackupSettingsJson(settings)};
-  }));
-  api.server.Put(path, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("PUT", path, [&api](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, kBackupSettingsFields));
     API_ASSIGN_OR_RETURN(auto update, ParseBackupSettings(body));
@@ -357,8 +357,8 @@ void AddSettingsRoutes(ApiContext& api) {
     }
     out["store"] = store;
     return Reply{200, out};
-  }));
-  api.server.Post(path + "/test", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("POST", path + "/test", [&api](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, kBackupSettingsFields));
     API_ASSIGN_OR_RETURN(auto update, ParseBackupSettings(body));
@@ -372,8 +372,8 @@ void AddSettingsRoutes(ApiContext& api) {
       out["error"] = probe.error().message();
     }
     return Reply{200, out};
-  }));
-  api.server.Get("/api/platform/audit-events", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", "/api/platform/audit-events", [&api](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     db::AuditFilter filter;
     for (const auto& [name, value] : call.req.params) {
@@ -415,11 +415,11 @@ void AddSettingsRoutes(ApiContext& api) {
                          {"created_at", FormatTime(e.created_at)}});
     }
     return Reply{200, out};
-  }));
+  });
 }
 
 void AddQuarantineRoutes(ApiContext& api) {
-  api.server.Get("/api/platform/quarantine", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  api.Route("GET", "/api/platform/quarantine", [&api](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     db::QuarantineFilter filter;
     for (const auto& [name, value] : call.req.params) {
@@ -437,80 +437,77 @@ void AddQuarantineRoutes(ApiContext& api) {
     json out = json::array();
     for (const auto& e : entries) out.push_back(QuarantineJson(e));
     return Reply{200, out};
-  }));
-  api.server.Delete(
-      R"(/api/platform/quarantine/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-        API_RETURN_IF_ERROR(RequireAdmin(call));
-        API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "quarantine"));
-        API_ASSIGN_OR_RETURN(auto entry,
-                             control::RequestImagePurge(api.db, call.actor, id, std::nullopt));
-        return Reply{200, QuarantineJson(entry)};
-      }));
-  api.server.Get(
-      "/api/platform/volume-backup-stores", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-        API_RETURN_IF_ERROR(RequireAdmin(call));
-        auto stores = api.db.Transact([&](db::Tx& tx) { return db::ListBackupStores(tx); });
-        if (!stores) return std::unexpected(control::FromError(stores.error()));
-        json out = json::array();
-        for (const auto& s : *stores) {
-          out.push_back({{"storage_url", s.storage_url},
-                         {"created_at", FormatTime(s.created_at)},
-                         {"updated_at", FormatTime(s.updated_at)}});
-        }
-        return Reply{200, out};
-      }));
+  });
+  api.Route("DELETE", R"(/api/platform/quarantine/([^/]+))",
+            [&api](Call& call) -> ControlResult<Reply> {
+              API_RETURN_IF_ERROR(RequireAdmin(call));
+              API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "quarantine"));
+              API_ASSIGN_OR_RETURN(
+                  auto entry, control::RequestImagePurge(api.db, call.actor, id, std::nullopt));
+              return Reply{200, QuarantineJson(entry)};
+            });
+  api.Route("GET", "/api/platform/volume-backup-stores",
+            [&api](Call& call) -> ControlResult<Reply> {
+              API_RETURN_IF_ERROR(RequireAdmin(call));
+              auto stores = api.db.Transact([&](db::Tx& tx) { return db::ListBackupStores(tx); });
+              if (!stores) return std::unexpected(control::FromError(stores.error()));
+              json out = json::array();
+              for (const auto& s : *stores) {
+                out.push_back({{"storage_url", s.storage_url},
+                               {"created_at", FormatTime(s.created_at)},
+                               {"updated_at", FormatTime(s.updated_at)}});
+              }
+              return Reply{200, out};
+            });
 }
 
 void AddBackupRescanRoutes(ApiContext& api) {
-  api.server.Post(
-      "/api/platform/backups/rescan", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-        API_RETURN_IF_ERROR(RequireAdmin(call));
-        API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
-        API_ASSIGN_OR_RETURN(auto report,
-                             control::RescanBackupStores(api.db, api.master_key, call.actor));
-        return Reply{200, RescanJson(report)};
-      }));
-  api.server.Get(
-      "/api/platform/backups/orphans", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-        API_RETURN_IF_ERROR(RequireAdmin(call));
-        bool include_assigned = false;
-        for (const auto& [name, value] : call.req.params) {
-          if (name != "include_assigned")
-            return Invalid("unknown query parameter \"" + name + "\"");
-          if (value != "true" && value != "false")
-            return Invalid("include_assigned must be true or false");
-          include_assigned = value == "true";
-        }
-        API_ASSIGN_OR_RETURN(auto orphans, control::ListOrphanBackups(api.db, include_assigned));
-        json out = json::array();
-        for (const auto& o : orphans) out.push_back(OrphanJson(o));
-        return Reply{200, out};
-      }));
+  api.Route("POST", "/api/platform/backups/rescan", [&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
+    API_ASSIGN_OR_RETURN(auto report,
+                         control::RescanBackupStores(api.db, api.master_key, call.actor));
+    return Reply{200, RescanJson(report)};
+  });
+  api.Route("GET", "/api/platform/backups/orphans", [&api](Call& call) -> ControlResult<Reply> {
+    API_RETURN_IF_ERROR(RequireAdmin(call));
+    bool include_assigned = false;
+    for (const auto& [name, value] : call.req.params) {
+      if (name != "include_assigned") return Invalid("unknown query parameter \"" + name + "\"");
+      if (value != "true" && value != "false")
+        return Invalid("include_assigned must be true or false");
+      include_assigned = value == "true";
+    }
+    API_ASSIGN_OR_RETURN(auto orphans, control::ListOrphanBackups(api.db, include_assigned));
+    json out = json::array();
+    for (const auto& o : orphans) out.push_back(OrphanJson(o));
+    return Reply{200, out};
+  });
   // The id is any backup id a store may hold (the engine's CLI accepts more
   // than UUIDs), so that the answer can explain what to do with the others.
-  api.server.Post(R"(/api/platform/backups/([A-Za-z0-9._-]{1,128})/assign)",
-                  api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-                    API_RETURN_IF_ERROR(RequireAdmin(call));
-                    const std::string backup_id = call.req.matches[1];
-                    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"project_id"}));
-                    API_ASSIGN_OR_RETURN(auto project_id, body.Uuid("project_id"));
-                    if (!project_id) return Invalid("project_id is required");
-                    API_ASSIGN_OR_RETURN(auto assigned, control::AssignOrphanBackup(
-                                                            api.db, api.master_key, call.actor,
-                                                            backup_id, *project_id));
-                    json backup = BackupJson(assigned.backup);
-                    backup["project_id"] = *project_id;
-                    backup["volume_deleted"] = assigned.volume.deleted_at.has_value();
-                    return Reply{200, json{{"backup", backup},
-                                           {"orphan", OrphanJson(assigned.orphan)},
-                                           {"volume_id", assigned.volume.id},
-                                           {"project_id", *project_id},
-                                           {"volume_created", assigned.volume_created}}};
-                  }));
+  api.Route("POST", R"(/api/platform/backups/([A-Za-z0-9._-]{1,128})/assign)",
+            [&api](Call& call) -> ControlResult<Reply> {
+              API_RETURN_IF_ERROR(RequireAdmin(call));
+              const std::string backup_id = call.req.matches[1];
+              API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"project_id"}));
+              API_ASSIGN_OR_RETURN(auto project_id, body.Uuid("project_id"));
+              if (!project_id) return Invalid("project_id is required");
+              API_ASSIGN_OR_RETURN(auto assigned,
+                                   control::AssignOrphanBackup(api.db, api.master_key, call.actor,
+                                                               backup_id, *project_id));
+              json backup = BackupJson(assigned.backup);
+              backup["project_id"] = *project_id;
+              backup["volume_deleted"] = assigned.volume.deleted_at.has_value();
+              return Reply{200, json{{"backup", backup},
+                                     {"orphan", OrphanJson(assigned.orphan)},
+                                     {"volume_id", assigned.volume.id},
+                                     {"project_id", *project_id},
+                                     {"volume_created", assigned.volume_created}}};
+            });
 }
 
 void AddAccountRoutes(ApiContext& api) {
-  api.server.Post("/api/api-keys", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  api.Route("POST", "/api/api-keys", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"name"}));
     API_ASSIGN_OR_RETURN(auto name, body.String("name"));
     if (!name || name->empty()) return Invalid("name is required");
@@ -519,22 +516,21 @@ void AddAccountRoutes(ApiContext& api) {
     json out = ApiKeyJson(created.key);
     out["secret"] = created.secret;  // shown once
     return Reply{201, out};
-  }));
-  api.server.Get("/api/api-keys", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", "/api/api-keys", [&api](Call& call) -> ControlResult<Reply> {
     auto keys =
         api.db.Transact([&](db::Tx& tx) { return db::ListApiKeys(tx, call.principal.user.id); });
     if (!keys) return std::unexpected(control::FromError(keys.error()));
     json out = json::array();
     for (const auto& k : *keys) out.push_back(ApiKeyJson(k));
     return Reply{200, out};
-  }));
-  api.server.Delete(
-      R"(/api/api-keys/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-        API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "API key"));
-        API_RETURN_IF_ERROR(control::RevokeApiKey(api.db, call.actor, call.principal.user.id, id));
-        api.auth_cache.Forget(id);
-        return Reply{204, json()};
-      }));
+  });
+  api.Route("DELETE", R"(/api/api-keys/([^/]+))", [&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "API key"));
+    API_RETURN_IF_ERROR(control::RevokeApiKey(api.db, call.actor, call.principal.user.id, id));
+    api.auth_cache.Forget(id);
+    return Reply{204, json()};
+  });
 }
 
 }  // namespace kindling::api

@@ -19,7 +19,7 @@ ControlResult<control::WorkloadFlags> WorkloadFlagsOf(const Body& body) {
 }  // namespace
 
 void AddProjectRoutes(ApiContext& api) {
-  api.server.Post("/api/projects", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  api.Route("POST", "/api/projects", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"name", "organization_id"}));
     API_ASSIGN_OR_RETURN(auto name, body.String("name"));
     if (!name || name->empty()) return Invalid("name is required");
@@ -56,8 +56,8 @@ void AddProjectRoutes(ApiContext& api) {
     });
     if (!project) return std::unexpected(control::FromError(project.error()));
     return Reply{201, ProjectJson(*project)};
-  }));
-  api.server.Get("/api/projects", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", "/api/projects", [&api](Call& call) -> ControlResult<Reply> {
     db::ProjectFilter filter;
     if (!call.IsAdmin()) filter.member_user_id = call.principal.user.id;
     auto projects = api.db.Transact([&](db::Tx& tx) { return db::ListProjects(tx, filter); });
@@ -65,24 +65,23 @@ void AddProjectRoutes(ApiContext& api) {
     json out = json::array();
     for (const auto& p : *projects) out.push_back(ProjectJson(p));
     return Reply{200, out};
-  }));
-  api.server.Get(R"(/api/projects/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", R"(/api/projects/([^/]+))", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
     return Reply{200, ProjectJson(project)};
-  }));
-  api.server.Get(R"(/api/projects/([^/]+)/backups)",
-                 api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-                   API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
-                   API_ASSIGN_OR_RETURN(auto backups, api.volumes.ListProjectBackups(project.id));
-                   json out = json::array();
-                   for (const auto& b : backups) {
-                     json row = BackupJson(b.backup);
-                     row["volume_deleted"] = b.volume_deleted;
-                     out.push_back(std::move(row));
-                   }
-                   return Reply{200, out};
-                 }));
-  api.server.Get(R"(/api/operations/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", R"(/api/projects/([^/]+)/backups)", [&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
+    API_ASSIGN_OR_RETURN(auto backups, api.volumes.ListProjectBackups(project.id));
+    json out = json::array();
+    for (const auto& b : backups) {
+      json row = BackupJson(b.backup);
+      row["volume_deleted"] = b.volume_deleted;
+      out.push_back(std::move(row));
+    }
+    return Reply{200, out};
+  });
+  api.Route("GET", R"(/api/operations/([^/]+))", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "operation"));
     struct Found {
       db::Operation op;
@@ -106,17 +105,17 @@ void AddProjectRoutes(ApiContext& api) {
     json out = OperationJson(found->op);
     out["project_id"] = found->project.id;
     return Reply{200, out};
-  }));
+  });
 }
 
 void AddVolumeRoutes(ApiContext& api) {
   const std::string volume = R"(/api/projects/([^/]+)/volume)";
-  api.server.Get(volume, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  api.Route("GET", volume, [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
     API_ASSIGN_OR_RETURN(auto view, api.volumes.GetVolume(project.id));
     return Reply{200, VolumeJson(view)};
-  }));
-  api.server.Put(volume, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("PUT", volume, [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(
         auto body, Body::Parse(call.req, {"mount_path", "size_gb", "backup_schedule",
@@ -142,28 +141,28 @@ void AddVolumeRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(update.pre_delete_backup_enabled, body.Bool("pre_delete_backup_enabled"));
     API_ASSIGN_OR_RETURN(auto view, api.volumes.PutVolume(call.actor, project.id, update));
     return Reply{200, VolumeJson(view)};
-  }));
-  api.server.Delete(volume, api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("DELETE", volume, [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(auto outcome, api.volumes.DeleteVolume(call.actor, project.id));
     if (outcome.operation) return Reply{202, OperationJson(*outcome.operation)};
     return Reply{204, json()};
-  }));
-  api.server.Get(volume + "/backups", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", volume + "/backups", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
     API_ASSIGN_OR_RETURN(auto backups, api.volumes.ListBackups(project.id));
     json out = json::array();
     for (const auto& b : backups) out.push_back(BackupJson(b));
     return Reply{200, out};
-  }));
-  api.server.Post(volume + "/backups", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("POST", volume + "/backups", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"stop_workload", "validate"}));
     API_ASSIGN_OR_RETURN(auto flags, WorkloadFlagsOf(body));
     API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueBackup(call.actor, project.id, flags));
     return Reply{202, OperationJson(op)};
-  }));
-  api.server.Post(volume + "/restore", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("POST", volume + "/restore", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"backup_id", "target_server_id",
                                                            "stop_workload", "validate"}));
@@ -173,8 +172,8 @@ void AddVolumeRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(
         auto op, api.volumes.QueueRestore(call.actor, project.id, backup_id, target, flags));
     return Reply{202, OperationJson(op)};
-  }));
-  api.server.Post(volume + "/move", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("POST", volume + "/move", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(auto body,
                          Body::Parse(call.req, {"target_server_id", "stop_workload", "validate"}));
@@ -182,22 +181,22 @@ void AddVolumeRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto flags, WorkloadFlagsOf(body));
     API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueMove(call.actor, project.id, target, flags));
     return Reply{202, OperationJson(op)};
-  }));
-  api.server.Post(volume + "/repair", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("POST", volume + "/repair", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
     API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueRepair(call.actor, project.id));
     return Reply{202, OperationJson(op)};
-  }));
-  api.server.Post(
-      volume + R"(/backups/([^/]+)/verify)", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route(
+      "POST", volume + R"(/backups/([^/]+)/verify)", [&api](Call& call) -> ControlResult<Reply> {
         API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
         API_ASSIGN_OR_RETURN(std::string backup_id, call.PathId(2, "backup"));
         API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
         API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueVerify(call.actor, project.id, backup_id));
         return Reply{202, OperationJson(op)};
-      }));
-  api.server.Post(volume + "/adopt-image", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+      });
+  api.Route("POST", volume + "/adopt-image", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"quarantine_id"}));
     API_ASSIGN_OR_RETURN(auto quarantine_id, body.Uuid("quarantine_id"));
@@ -205,23 +204,23 @@ void AddVolumeRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(
         auto op, api.volumes.QueueAdopt(call.actor, project.id, *quarantine_id, call.IsAdmin()));
     return Reply{202, OperationJson(op)};
-  }));
-  api.server.Get(volume + "/quarantine", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
+  });
+  api.Route("GET", volume + "/quarantine", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
     API_ASSIGN_OR_RETURN(auto entries, control::ListQuarantinedImages(
                                            api.db, db::QuarantineFilter{.project_id = project.id}));
     json out = json::array();
     for (const auto& e : entries) out.push_back(QuarantineJson(e));
     return Reply{200, out};
-  }));
-  api.server.Delete(
-      volume + R"(/quarantine/([^/]+))", api.Wrap([&api](Call& call) -> ControlResult<Reply> {
-        API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
-        API_ASSIGN_OR_RETURN(std::string id, call.PathId(2, "quarantine"));
-        API_ASSIGN_OR_RETURN(auto entry,
-                             control::RequestImagePurge(api.db, call.actor, id, project.id));
-        return Reply{200, QuarantineJson(entry)};
-      }));
+  });
+  api.Route("DELETE", volume + R"(/quarantine/([^/]+))",
+            [&api](Call& call) -> ControlResult<Reply> {
+              API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+              API_ASSIGN_OR_RETURN(std::string id, call.PathId(2, "quarantine"));
+              API_ASSIGN_OR_RETURN(auto entry,
+                                   control::RequestImagePurge(api.db, call.actor, id, project.id));
+              return Reply{200, QuarantineJson(entry)};
+            });
 }
 
 }  // namespace kindling::api
