@@ -138,13 +138,15 @@ void ApiContext::InstallRequestLog(httplib::Server& server) {
   });
 }
 
-ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts)
+ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts,
+                       httplib::Server& http_server)
     : db(database),
       master_key(key),
       options(std::move(opts)),
       volumes(database, key),
       deployments(database),
-      auth_cache(options.auth_cache_ttl, options.auth_cache_entries, options.clock) {}
+      auth_cache(options.auth_cache_ttl, options.auth_cache_entries, options.clock),
+      server(http_server) {}
 
 void ApiContext::WriteError(httplib::Response& res, int status, std::string_view code,
                             std::string_view message) {

@@ -163,8 +163,10 @@ class ApiContext {
  public:
   using Handler = std::function<ControlResult<Reply>(Call&)>;
 
-  // REQUIRES: `db` outlives the context.
-  ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts);
+  // REQUIRES: `db` and `http_server` (an httplib::Server, or an SSLServer
+  // for TLS) outlive the context.
+  ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts,
+             httplib::Server& http_server);
 
   static void WriteError(httplib::Response& res, int status, std::string_view code,
                          std::string_view message);
@@ -195,7 +197,7 @@ class ApiContext {
   control::VolumeService volumes;
   control::DeploymentService deployments;
   AuthCache auth_cache;  // Forget() a key revoked through this process
-  httplib::Server server;
+  httplib::Server& server;
 };
 
 // Route families (each in its own file).

@@ -71,7 +71,8 @@ ApiClient::ApiClient(std::string base_url, ApiClientOptions options)
       http_(std::make_unique<http::HttpClient>(
           http::HttpClientOptions{.max_connections = 2,
                                   .connect_timeout_ms = options_.connect_timeout_ms,
-                                  .request_timeout_ms = options_.request_timeout_ms})) {}
+                                  .request_timeout_ms = options_.request_timeout_ms,
+                                  .ca_file = options_.ca_file})) {}
 
 ApiClient::~ApiClient() = default;
 
@@ -122,8 +123,16 @@ Result<json> ApiClient::Call(std::string_view method, std::string_view path, con
   }
   auto response = http_->Send(request, what);
   if (!response) {
-    return MakeError(response.error().kind(), Scrub("cannot reach the API at " + base_url_ + " (" +
-                                                    response.error().message() + ")"));
+    std::string message =
+        "cannot reach the API at " + base_url_ + " (" + response.error().message() + ")";
+    if (response.error().kind() == ErrorKind::kPermissionDenied) {
+      message += options_.ca_file.empty()
+                     ? "; if the API's certificate is signed by a private CA, pass its "
+                       "certificate with --ca-file or KINDLING_CA_FILE"
+                     : "; the certificate is not signed by a CA in " + options_.ca_file +
+                           " or does not name this host";
+    }
+    return MakeError(response.error().kind(), Scrub(std::move(message)));
   }
   if (response->status < 200 || response->status > 299) {
     const Error error = ErrorFromAnswer(response->status, response->body, what);

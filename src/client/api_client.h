@@ -9,7 +9,10 @@
 //     kNotFound, 409 kFailedPrecondition, 408/429/502/503/504 kTransient,
 //     anything else kInternal.
 //   - no answer (refused connection, DNS, timeout): "cannot reach the API at
-//     <url> (...)", kTransient for what may pass, kInternal otherwise.
+//     <url> (...)", kTransient for what may pass, kInternal otherwise; an
+//     https:// API whose certificate is not trusted (by the system CA store,
+//     or `ca_file` when given): kPermissionDenied, "... TLS certificate
+//     verification failed: ...", with a hint to pass --ca-file.
 //   - bad input caught before sending (ids that are not UUIDs): kInvalidArgument.
 // The API key is sent only in the Authorization header: it never appears in
 // an error message (server text is scrubbed of keys of 8 characters or more)
@@ -41,6 +44,8 @@ struct ApiClientOptions {
   long connect_timeout_ms = 5'000;
   long request_timeout_ms = 60'000;
   std::string user_agent = "kindling-cli";
+  // PEM CA certificates to verify an https:// API with; empty: the system store.
+  std::string ca_file{};
 };
 
 // PUT /api/projects/{id}/volume fields; unset ones are not sent.

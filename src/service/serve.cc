@@ -1,5 +1,7 @@
 #include "service/serve.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -160,6 +162,33 @@ Result<ListenAddress> ParseListenAddress(const std::string& listen) {
   if (out.port < 0 || out.port > 65535)
     return InvalidArgument("--listen has a bad port: '" + listen + "'");
   return out;
+}
+
+bool IsLoopbackHost(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost") return true;
+  const std::string text(host);
+  in_addr v4{};
+  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
+Status CheckApiTransport(const ListenAddress& listen, const std::string& tls_cert_file,
+                         const std::string& tls_key_file, bool insecure_http) {
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return InvalidArgument("--tls-cert and --tls-key go together: give both, or neither");
+  }
+  if (!tls_cert_file.empty() || insecure_http || IsLoopbackHost(listen.host)) return OkStatus();
+  return InvalidArgument(
+      "refusing to serve the API over plain HTTP on " + listen.host + ":" +
+      std::to_string(listen.port) +
+      ", where API keys and the S3 secret would cross the network in clear: give --tls-cert "
+      "FILE and --tls-key FILE (KINDLING_TLS_CERT, KINDLING_TLS_KEY), listen on a loopback "
+      "address behind a TLS proxy, or pass --insecure-http to accept the risk");
 }
 
 std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag) {
