@@ -164,7 +164,7 @@ Result<OpenedBackupStore> OpenBackupStore(const BackupStoreSettings& settings,
 namespace {
 
 crypto::Key HistoryKey(const crypto::Key& master_key) {
-  return crypto::DeriveKey(master_key, "volume backup store secrets");
+  return crypto::DeriveKey(master_key, crypto::kBackupStoreHistoryPurpose);
 }
 
 }  // namespace
