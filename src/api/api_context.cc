@@ -7,13 +7,13 @@
 
 #include "common/hex.h"
 #include "common/log_fields.h"
+#include "common/scrub.h"
 
 namespace kindling::api {
 namespace {
 
 constexpr std::size_t kMaxLoggedText = 2000;
 constexpr std::size_t kMaxLoggedPath = 256;
-constexpr std::size_t kMinScrubbedSecret = 8;
 
 // What the access log needs across httplib's hooks of one request, which
 // all run on the thread serving that connection.
@@ -76,11 +76,7 @@ std::string NewRequestId() {
 
 std::string ScrubForLog(std::string_view text, std::string_view secret) {
   std::string out = db::RedactDsn(text);
-  if (secret.size() >= kMinScrubbedSecret) {
-    for (auto at = out.find(secret); at != std::string::npos; at = out.find(secret, at)) {
-      out.replace(at, secret.size(), "[api key]");
-    }
-  }
+  out = ScrubSecrets(out, {secret}, "[api key]");
   if (out.size() > kMaxLoggedText) {
     out.resize(kMaxLoggedText);
     out += "...";

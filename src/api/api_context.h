@@ -58,8 +58,9 @@ bool IsSaneRequestId(std::string_view id);
 // A fresh request id: 128 bits of OpenSSL's CSPRNG, hex.
 std::string NewRequestId();
 // `text` fit for a log line: DSN passwords masked (db::RedactDsn), every
-// occurrence of `secret` (the caller's API key; ignored when shorter than 8
-// characters) replaced, cut at 2000 characters. Quoting is LogField's.
+// occurrence of `secret` (the caller's API key) replaced by "[api key]"
+// (common/scrub.h: ignored when shorter than kMinScrubbedSecretSize), cut at
+// 2000 characters. Quoting is LogField's.
 std::string ScrubForLog(std::string_view text, std::string_view secret);
 // The cause of an exception, for the log: what() for most, only the id of
 // nlohmann-json's (they may quote the request body).

@@ -7,14 +7,13 @@
 #include "client/http_text.h"
 #include "common/hex.h"
 #include "common/ids.h"
+#include "common/scrub.h"
 #include "http/http_client.h"
 
 namespace kindling::client {
 namespace {
 
 using nlohmann::json;
-
-constexpr std::size_t kMinScrubbedKey = 8;
 
 ErrorKind KindForStatus(long status) {
   switch (status) {
@@ -91,14 +90,8 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(ApiClientOptions options) {
   }
 }
 
-std::string ApiClient::Scrub(std::string text) const {
-  // Shorter "keys" are typos, not secrets; replacing them would garble the text.
-  const std::string& key = options_.api_key;
-  if (key.size() < kMinScrubbedKey) return text;
-  for (auto at = text.find(key); at != std::string::npos; at = text.find(key, at)) {
-    text.replace(at, key.size(), "[api key]");
-  }
-  return text;
+std::string ApiClient::Scrub(std::string_view text) const {
+  return ScrubSecrets(text, {options_.api_key}, "[api key]");
 }
 
 Result<json> ApiClient::Call(std::string_view method, std::string_view path, const Query& query,

@@ -15,7 +15,7 @@
 //     verification failed: ...", with a hint to pass --ca-file.
 //   - bad input caught before sending (ids that are not UUIDs): kInvalidArgument.
 // The API key is sent only in the Authorization header: it never appears in
-// an error message (server text is scrubbed of keys of 8 characters or more)
+// an error message (server text is scrubbed of it, common/scrub.h)
 // or a log line.
 //
 // Thread-safe: calls may run concurrently (they share a small handle pool).
@@ -243,8 +243,8 @@ class ApiClient {
 
   [[nodiscard]] Result<nlohmann::json> Call(std::string_view method, std::string_view path,
                                             const Query& query, const nlohmann::json* body);
-  // The text with every occurrence of the API key replaced.
-  std::string Scrub(std::string text) const;
+  // The text with every occurrence of the API key replaced (common/scrub.h).
+  std::string Scrub(std::string_view text) const;
 
   std::string base_url_;
   ApiClientOptions options_;

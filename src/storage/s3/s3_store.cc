@@ -8,6 +8,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/scrub.h"
 #include "crypto/sha256.h"
 #include "http/http_client.h"
 #include "storage/s3/s3_xml.h"
@@ -66,17 +67,6 @@ Result<std::pair<std::string, std::string>> ParseEndpoint(std::string_view endpo
       return InvalidArgument("S3 endpoint has a bad port: " + Shown(endpoint));
   }
   return std::pair{std::string(scheme) + std::string(rest), std::string(rest)};
-}
-
-// Replaces every occurrence of `secret` in `text`: defence in depth, since no
-// message is built from the secret, but a server may echo what it was sent.
-void Redact(std::string& text, const std::string& secret) {
-  static constexpr std::string_view kMark = "[redacted]";
-  if (secret.empty()) return;
-  // Searching on after each mark: a one-letter secret may occur in the mark.
-  for (std::size_t at = text.find(secret); at != std::string::npos;
-       at = text.find(secret, at + kMark.size()))
-    text.replace(at, secret.size(), kMark);
 }
 
 }  // namespace
@@ -166,11 +156,11 @@ struct S3Store::Impl {
     return Error(ErrorKind::kInternal, what + ": unexpected answer (" + detail + ")");
   }
 
-  Error Scrub(Error error) const {
-    std::string message = error.message();
-    Redact(message, config.secret_access_key);
-    Redact(message, config.session_token);
-    return Error(error.kind(), std::move(message));
+  // Defence in depth: no message is built from the credentials, but a
+  // server may echo what it was sent.
+  Error Scrub(const Error& error) const {
+    return Error(error.kind(),
+                 ScrubSecrets(error.message(), {config.secret_access_key, config.session_token}));
   }
 
   Status PutMultipart(std::string_view key, std::string_view data);
