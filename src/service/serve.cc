@@ -14,6 +14,7 @@
 
 #include "common/files.h"
 #include "common/ids.h"
+#include "common/secret.h"
 #include "control/backup_rescan.h"
 #include "control/backup_store.h"
 #include "crypto/key_file.h"
@@ -275,7 +276,8 @@ Status Serve(const ServeOptions& options) {
       options.master_key_file.empty() ? options.state_dir / "master.key" : options.master_key_file;
   KINDLING_ASSIGN_OR_RETURN(ControlPlaneParts control_plane, ControlPlaneFromConfig(options));
   KINDLING_ASSIGN_OR_RETURN(const std::string server_id, LoadOrCreateServerId(server_id_file));
-  KINDLING_ASSIGN_OR_RETURN(const crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
+  KINDLING_ASSIGN_OR_RETURN(crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
+  const WipeOnExit wipe_master_key(master_key);  // not left in freed stack memory
 
   KINDLING_ASSIGN_OR_RETURN(std::unique_ptr<db::Database> database, OpenDatabase(dsn));
   KINDLING_ASSIGN_OR_RETURN(db::MigrationReport migrated, db::RunMigrations(*database));

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "common/scrub.h"
+#include "common/secret.h"
 #include "crypto/sha256.h"
 #include "http/http_client.h"
 #include "storage/s3/s3_xml.h"
@@ -76,6 +77,12 @@ struct S3Store::Impl {
   std::string base_url;  // "http://127.0.0.1:9000", no trailing '/'
   std::string host;      // the Host header: "127.0.0.1:9000"
   http::HttpClient http;
+
+  // The credentials do not outlive the store in freed memory.
+  ~Impl() {
+    WipeString(config.secret_access_key);
+    WipeString(config.session_token);
+  }
 
   Impl(S3Config c, std::string url, std::string host_header)
       : config(std::move(c)),
