@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <mutex>
 #include <thread>
 
@@ -78,6 +80,7 @@ struct ApiServer::Impl {
   std::unique_ptr<httplib::Server> http_server;
   ApiContext api;
   std::thread thread;
+  std::atomic<bool> thread_done{false};  // listen_after_bind returned
   std::mutex mu;
   int bound_port = -1;
   socket_t listen_socket = INVALID_SOCKET;
@@ -194,7 +197,11 @@ Status ApiServer::Start() {
     if (impl_->listen_socket != INVALID_SOCKET) ::listen(impl_->listen_socket, kListenBacklog);
     impl_->bound_port = port;
     impl_->started = true;
-    impl_->thread = std::thread([impl = impl_.get()] { impl->api.server.listen_after_bind(); });
+    impl_->thread_done = false;
+    impl_->thread = std::thread([impl = impl_.get()] {
+      impl->api.server.listen_after_bind();
+      impl->thread_done = true;
+    });
   } catch (const std::exception& e) {
     return IoError(std::string("cannot start the API server: ") + e.what());
   }
@@ -204,7 +211,16 @@ Status ApiServer::Start() {
 void ApiServer::Stop() {
   std::lock_guard lock(impl_->mu);
   if (!impl_->started) return;
-  impl_->api.server.stop();
+  // httplib's stop() does nothing until the thread is in its accept loop: a
+  // Stop() right after Start() (a SIGTERM as the process comes up) would
+  // otherwise join a thread that never stops.
+  while (!impl_->thread_done) {
+    if (impl_->api.server.is_running()) {
+      impl_->api.server.stop();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   if (impl_->thread.joinable()) impl_->thread.join();
   impl_->started = false;
 }

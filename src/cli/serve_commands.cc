@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -164,9 +165,13 @@ int RunServe(const ServeFlags& flags) {
   }
   auto listen = service::ParseListenAddress(flags.listen);
   if (!listen) return ReportError(listen.error());
+  // Only a process that runs the API serves it (a worker-only host may share
+  // the API hosts' environment).
+  const bool serves_api = std::find(options.components.begin(), options.components.end(), "api") !=
+                          options.components.end();
   if (auto transport =
           service::CheckApiTransport(*listen, flags.tls_cert, flags.tls_key, flags.insecure_http);
-      !transport) {
+      serves_api && !transport) {
     return ReportError(transport.error());
   }
   const bool metrics_public = flags.metrics_public;

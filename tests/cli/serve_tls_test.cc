@@ -75,6 +75,13 @@ TEST_F(ServeTlsTest, PlainHttpOnNonLoopbackIsRefused) {
   EXPECT_NE(env.exit_code, 0);
   EXPECT_NE(env.err.find("refusing to serve the API over plain HTTP"), std::string::npos)
       << env.err;
+  // A process without the API component does not serve it: no refusal (it
+  // then fails later, on the DSN file that does not exist).
+  const RunResult worker = RunKindling({"serve", "--components", "worker", "--listen", "0.0.0.0:0",
+                                        "--dsn-file", (dir_.path() / "missing.dsn").string(),
+                                        "--state-dir", (dir_.path() / "state").string()});
+  EXPECT_NE(worker.exit_code, 0);
+  EXPECT_EQ(worker.err.find("refusing to serve the API"), std::string::npos) << worker.err;
   // Only one of the TLS files.
   std::vector<std::string> args = Serve("0.0.0.0:0");
   args.insert(args.end(), {"--tls-cert", (dir_.path() / "cert.pem").string()});
