@@ -8,13 +8,13 @@
 
 #include "common/hex.h"
 #include "common/log_fields.h"
+#include "common/scrub.h"
 
 namespace kindling::api {
 namespace {
 
 constexpr std::size_t kMaxLoggedText = 2000;
 constexpr std::size_t kMaxLoggedPath = 256;
-constexpr std::size_t kMinScrubbedSecret = 8;
 
 // What the access log needs across httplib's hooks of one request, which
 // all run on the thread serving that connection.
@@ -77,11 +77,7 @@ std::string NewRequestId() {
 
 std::string ScrubForLog(std::string_view text, std::string_view secret) {
   std::string out = db::RedactDsn(text);
-  if (secret.size() >= kMinScrubbedSecret) {
-    for (auto at = out.find(secret); at != std::string::npos; at = out.find(secret, at)) {
-      out.replace(at, secret.size(), "[api key]");
-    }
-  }
+  out = ScrubSecrets(out, {secret}, "[api key]");
   if (out.size() > kMaxLoggedText) {
     out.resize(kMaxLoggedText);
     out += "...";
@@ -139,13 +135,15 @@ void ApiContext::InstallRequestLog(httplib::Server& server) {
   });
 }
 
-ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts)
+ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts,
+                       httplib::Server& http_server)
     : db(database),
       master_key(key),
       options(std::move(opts)),
       volumes(database, key),
       deployments(database),
-      auth_cache(options.auth_cache_ttl, options.auth_cache_entries, options.clock) {}
+      auth_cache(options.auth_cache_ttl, options.auth_cache_entries, options.clock),
+      server(http_server) {}
 
 void ApiContext::WriteError(httplib::Response& res, int status, std::string_view code,
                             std::string_view message) {

@@ -58,8 +58,9 @@ bool IsSaneRequestId(std::string_view id);
 // A fresh request id: 128 bits of OpenSSL's CSPRNG, hex.
 std::string NewRequestId();
 // `text` fit for a log line: DSN passwords masked (db::RedactDsn), every
-// occurrence of `secret` (the caller's API key; ignored when shorter than 8
-// characters) replaced, cut at 2000 characters. Quoting is LogField's.
+// occurrence of `secret` (the caller's API key) replaced by "[api key]"
+// (common/scrub.h: ignored when shorter than kMinScrubbedSecretSize), cut at
+// 2000 characters. Quoting is LogField's.
 std::string ScrubForLog(std::string_view text, std::string_view secret);
 // The cause of an exception, for the log: what() for most, only the id of
 // nlohmann-json's (they may quote the request body).
@@ -163,8 +164,10 @@ class ApiContext {
  public:
   using Handler = std::function<ControlResult<Reply>(Call&)>;
 
-  // REQUIRES: `db` outlives the context.
-  ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts);
+  // REQUIRES: `db` and `http_server` (an httplib::Server, or an SSLServer
+  // for TLS) outlive the context.
+  ApiContext(db::Database& database, const crypto::Key& key, ApiServerOptions opts,
+             httplib::Server& http_server);
 
   static void WriteError(httplib::Response& res, int status, std::string_view code,
                          std::string_view message);
@@ -209,7 +212,7 @@ class ApiContext {
   control::VolumeService volumes;
   control::DeploymentService deployments;
   AuthCache auth_cache;  // Forget() a key revoked through this process
-  httplib::Server server;
+  httplib::Server& server;
 
  private:
   std::vector<ApiRoute> routes_;

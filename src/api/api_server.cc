@@ -1,8 +1,13 @@
 #include "api/api_server.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <mutex>
 #include <thread>
 
@@ -14,14 +19,68 @@ namespace {
 
 constexpr int kListenBacklog = 1024;  // capped by net.core.somaxconn
 
+// The reason OpenSSL's last call failed (its queue is per thread), cleared.
+std::string OpenSslError() {
+  const unsigned long code = ERR_peek_last_error();
+  char text[256] = {};
+  if (code != 0) ERR_error_string_n(code, text, sizeof text);
+  ERR_clear_error();
+  return code != 0 ? text : "unknown error";
+}
+
+// Loads the certificate chain and key into `ctx`; false with `error` set
+// when they cannot be used.
+bool SetUpTls(SSL_CTX& ctx, const ApiServerOptions& options, std::string& error) {
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    error = "TLS needs both a certificate file and a key file";
+    return false;
+  }
+  SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_use_certificate_chain_file(&ctx, options.tls_cert_file.c_str()) != 1) {
+    error = "cannot load the TLS certificate " + options.tls_cert_file + ": " + OpenSslError();
+    return false;
+  }
+  if (SSL_CTX_use_PrivateKey_file(&ctx, options.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL compares the key with the certificate as it loads it.
+    const bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+    error = (mismatch ? "the TLS key " + options.tls_key_file +
+                            " is not the key of the certificate " + options.tls_cert_file
+                      : "cannot load the TLS key " + options.tls_key_file) +
+            ": " + OpenSslError();
+    return false;
+  }
+  if (SSL_CTX_check_private_key(&ctx) != 1) {
+    error = "the TLS key " + options.tls_key_file + " is not the key of the certificate " +
+            options.tls_cert_file + ": " + OpenSslError();
+    return false;
+  }
+  return true;
+}
+
+// An SSLServer when the options ask for TLS (its is_valid() false, with
+// `tls_error` set, when the files cannot be used), else a plain Server.
+std::unique_ptr<httplib::Server> MakeHttpServer(const ApiServerOptions& options,
+                                                std::string& tls_error) {
+  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) {
+    return std::make_unique<httplib::Server>();
+  }
+  return std::make_unique<httplib::SSLServer>(
+      [&options, &tls_error](SSL_CTX& ctx) { return SetUpTls(ctx, options, tls_error); });
+}
+
 }  // namespace
 
 struct ApiServer::Impl {
   Impl(db::Database& database, const crypto::Key& key, ApiServerOptions opts)
-      : api(database, key, std::move(opts)) {}
+      : http_server(MakeHttpServer(opts, tls_error)),
+        api(database, key, std::move(opts), *http_server) {}
 
+  std::string tls_error;  // why the TLS server is not valid
+  std::unique_ptr<httplib::Server> http_server;
   ApiContext api;
   std::thread thread;
+  std::atomic<bool> thread_done{false};  // listen_after_bind returned
   std::mutex mu;
   int bound_port = -1;
   socket_t listen_socket = INVALID_SOCKET;
@@ -121,6 +180,10 @@ const std::vector<ApiRoute>& ApiServer::routes() const { return impl_->api.route
 Status ApiServer::Start() {
   std::lock_guard lock(impl_->mu);
   if (impl_->started) return InvalidArgument("API server already started");
+  if (!impl_->http_server->is_valid()) {
+    return InvalidArgument(impl_->tls_error.empty() ? "cannot set up TLS for the API server"
+                                                    : impl_->tls_error);
+  }
   try {
     int port = impl_->api.options.port;
     if (port == 0) {
@@ -139,7 +202,11 @@ Status ApiServer::Start() {
     if (impl_->listen_socket != INVALID_SOCKET) ::listen(impl_->listen_socket, kListenBacklog);
     impl_->bound_port = port;
     impl_->started = true;
-    impl_->thread = std::thread([impl = impl_.get()] { impl->api.server.listen_after_bind(); });
+    impl_->thread_done = false;
+    impl_->thread = std::thread([impl = impl_.get()] {
+      impl->api.server.listen_after_bind();
+      impl->thread_done = true;
+    });
   } catch (const std::exception& e) {
     return IoError(std::string("cannot start the API server: ") + e.what());
   }
@@ -149,7 +216,16 @@ Status ApiServer::Start() {
 void ApiServer::Stop() {
   std::lock_guard lock(impl_->mu);
   if (!impl_->started) return;
-  impl_->api.server.stop();
+  // httplib's stop() does nothing until the thread is in its accept loop: a
+  // Stop() right after Start() (a SIGTERM as the process comes up) would
+  // otherwise join a thread that never stops.
+  while (!impl_->thread_done) {
+    if (impl_->api.server.is_running()) {
+      impl_->api.server.stop();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   if (impl_->thread.joinable()) impl_->thread.join();
   impl_->started = false;
 }

@@ -22,6 +22,11 @@
 // scheduling process on the database host stored (control/
 // control_plane_health.h), so any API process answers them.
 //
+// With tls_cert_file and tls_key_file the API is served over TLS (httplib's
+// SSLServer on OpenSSL; TLS 1.2 at least, the handshake bounded by httplib's
+// read timeout); the connection threads, socket options and backlog below
+// are the same for both.
+//
 // Sockets are TCP_NODELAY: httplib writes headers and body separately, and
 // with Nagle's algorithm the body waited for the client's delayed ACK
 // (~40 ms per request on a keep-alive connection). The listen backlog is
@@ -50,6 +55,10 @@ struct ApiServerOptions {
   std::string listen_address = "127.0.0.1";
   int port = 0;  // 0 picks a free port; port() reports it after Start()
   bool metrics_public = false;
+  // HTTPS: the certificate chain (PEM, the server's certificate first) and
+  // its private key (PEM, unencrypted). Both empty: plain HTTP.
+  std::string tls_cert_file{};
+  std::string tls_key_file{};
   std::size_t max_body_bytes = 1u << 20;
   // Connections served at once: httplib serves a connection, keep-alive
   // included, on one thread until it closes (api/connection_threads.h).
@@ -90,7 +99,9 @@ class ApiServer {
   ApiServer& operator=(const ApiServer&) = delete;
 
   // Binds and starts serving on a background thread. kIo when the address
-  // cannot be bound; kInvalidArgument when already started.
+  // cannot be bound; kInvalidArgument when already started, or when the TLS
+  // certificate or key cannot be loaded (only one given, unreadable, not
+  // PEM, or not a pair).
   [[nodiscard]] Status Start();
   // Stops accepting, finishes in-flight requests, joins. Idempotent.
   void Stop();

@@ -54,6 +54,7 @@ constexpr char kApiExitCodesFooter[] =
 struct ConnectionFlags {
   std::string url = kDefaultUrl;
   std::string api_key;
+  std::string ca_file;  // empty: the system CA store
   bool json = false;
 };
 
@@ -182,6 +183,7 @@ Result<std::unique_ptr<client::ApiClient>> Connect(const ConnectionFlags& flags)
   client::ApiClientOptions options;
   options.base_url = flags.url;
   options.api_key = flags.api_key;
+  options.ca_file = flags.ca_file;
   options.user_agent = std::string("kindling-cli/") + KINDLING_VERSION;
   return client::ApiClient::Create(std::move(options));
 }
@@ -660,6 +662,7 @@ int RunValidate(const ApiFlags& flags) {
   inputs.canary_project_id = edge.canary_project;
   inputs.volume_project_id = edge.volume_project;
   inputs.edge_url = edge.edge_url;
+  inputs.edge_ca_file = flags.connection.ca_file;
   inputs.redeploy = edge.redeploy;
   inputs.canary_timeout = std::chrono::seconds(edge.canary_timeout_seconds);
   inputs.cancelled = [] { return CancelRequested(); };
@@ -783,6 +786,13 @@ CLI::App* Leaf(CLI::App& parent, const std::string& name, const std::string& des
       ->envname("KINDLING_API_KEY")
       ->required()
       ->type_name("KEY");
+  command
+      ->add_option("--ca-file", connection.ca_file,
+                   "PEM file of the CA certificates to verify an https:// API (and edge) with, "
+                   "instead of the system's")
+      ->envname("KINDLING_CA_FILE")
+      ->check(CLI::ExistingFile)
+      ->type_name("PATH");
   command->add_flag("--json", connection.json,
                     "Print the API's answer as one JSON document on the last line of stdout");
   return command;

@@ -7,8 +7,10 @@
 // servers, audit events, API keys, and `admin backups` (rescan the stores,
 // orphan backups and their assignment).
 //
-// Every command takes --url (KINDLING_URL), --api-key (KINDLING_API_KEY) and
-// --json (the API's answer as one JSON document on the last line of stdout).
+// Every command takes --url (KINDLING_URL), --api-key (KINDLING_API_KEY),
+// --ca-file (KINDLING_CA_FILE: the CA certificates an https:// API is
+// verified with instead of the system store) and --json (the API's answer as
+// one JSON document on the last line of stdout).
 // Exit codes: 0 ok, 1 failed or refused, 2 usage or validation_error, 3 a
 // followed verify found problems, 130 interrupted.
 #pragma once

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -47,6 +48,9 @@ struct ServeFlags {
   std::string server_id_file;
   std::string master_key_file;
   std::string listen = "127.0.0.1:8080";
+  std::string tls_cert;
+  std::string tls_key;
+  bool insecure_http = false;
   std::string edge_listen = "127.0.0.1:8000";
   std::string hostname;
   std::string internal_ip = "127.0.0.1";
@@ -161,14 +165,25 @@ int RunServe(const ServeFlags& flags) {
   }
   auto listen = service::ParseListenAddress(flags.listen);
   if (!listen) return ReportError(listen.error());
+  // Only a process that runs the API serves it (a worker-only host may share
+  // the API hosts' environment).
+  const bool serves_api = std::find(options.components.begin(), options.components.end(), "api") !=
+                          options.components.end();
+  if (auto transport =
+          service::CheckApiTransport(*listen, flags.tls_cert, flags.tls_key, flags.insecure_http);
+      serves_api && !transport) {
+    return ReportError(transport.error());
+  }
   const bool metrics_public = flags.metrics_public;
   options.api_factory =
-      [listen = *listen, metrics_public](
+      [listen = *listen, metrics_public, tls_cert = flags.tls_cert, tls_key = flags.tls_key](
           const service::ServeContext& context) -> Result<std::unique_ptr<service::Component>> {
     api::ApiServerOptions api_options;
     api_options.listen_address = listen.host;
     api_options.port = listen.port;
     api_options.metrics_public = metrics_public;
+    api_options.tls_cert_file = tls_cert;
+    api_options.tls_key_file = tls_key;
     return std::make_unique<ApiComponent>(context.db, context.master_key, api_options);
   };
   options.on_ready = [](const service::ServeContext& context) {
@@ -271,9 +286,28 @@ void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& 
                    "Cluster master key (default: STATE_DIR/master.key)")
       ->envname("KINDLING_MASTER_KEY_FILE")
       ->type_name("PATH");
-  serve->add_option("--listen", serve_flags->listen, "API address (default 127.0.0.1:8080)")
+  serve
+      ->add_option("--listen", serve_flags->listen,
+                   "API address (default 127.0.0.1:8080); an address other than loopback needs "
+                   "--tls-cert/--tls-key or --insecure-http")
       ->envname("KINDLING_LISTEN")
       ->type_name("ADDR:PORT");
+  serve
+      ->add_option("--tls-cert", serve_flags->tls_cert,
+                   "Serve the API over HTTPS with this certificate chain (PEM, the server's "
+                   "certificate first); needs --tls-key")
+      ->envname("KINDLING_TLS_CERT")
+      ->type_name("FILE");
+  serve
+      ->add_option("--tls-key", serve_flags->tls_key,
+                   "The private key of --tls-cert (PEM, unencrypted; keep it mode 0600)")
+      ->envname("KINDLING_TLS_KEY")
+      ->type_name("FILE");
+  serve
+      ->add_flag("--insecure-http", serve_flags->insecure_http,
+                 "Allow plain HTTP on an address other than loopback (API keys and the S3 "
+                 "secret then cross the network in clear; for a trusted network only)")
+      ->envname("KINDLING_INSECURE_HTTP");
   serve
       ->add_option("--edge-listen", serve_flags->edge_listen,
                    "Edge address, with the edge component (default 127.0.0.1:8000; port 0 picks "
@@ -356,7 +390,8 @@ void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& 
       ->envname("KINDLING_DEV_STATE_DIR")
       ->type_name("DIR");
   dev->add_option("--listen", dev_flags->listen,
-                  "API address (default 127.0.0.1:8080; port 0 picks a free one)")
+                  "API address, loopback only, plain HTTP (default 127.0.0.1:8080; port 0 picks "
+                  "a free one)")
       ->type_name("ADDR:PORT");
   dev->add_option("--edge-listen", dev_flags->edge_listen,
                   "Edge address (default 127.0.0.1:8000; port 0 picks a free one)")

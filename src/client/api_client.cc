@@ -7,14 +7,13 @@
 #include "client/http_text.h"
 #include "common/hex.h"
 #include "common/ids.h"
+#include "common/scrub.h"
 #include "http/http_client.h"
 
 namespace kindling::client {
 namespace {
 
 using nlohmann::json;
-
-constexpr std::size_t kMinScrubbedKey = 8;
 
 ErrorKind KindForStatus(long status) {
   switch (status) {
@@ -71,7 +70,8 @@ ApiClient::ApiClient(std::string base_url, ApiClientOptions options)
       http_(std::make_unique<http::HttpClient>(
           http::HttpClientOptions{.max_connections = 2,
                                   .connect_timeout_ms = options_.connect_timeout_ms,
-                                  .request_timeout_ms = options_.request_timeout_ms})) {}
+                                  .request_timeout_ms = options_.request_timeout_ms,
+                                  .ca_file = options_.ca_file})) {}
 
 ApiClient::~ApiClient() = default;
 
@@ -90,14 +90,8 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(ApiClientOptions options) {
   }
 }
 
-std::string ApiClient::Scrub(std::string text) const {
-  // Shorter "keys" are typos, not secrets; replacing them would garble the text.
-  const std::string& key = options_.api_key;
-  if (key.size() < kMinScrubbedKey) return text;
-  for (auto at = text.find(key); at != std::string::npos; at = text.find(key, at)) {
-    text.replace(at, key.size(), "[api key]");
-  }
-  return text;
+std::string ApiClient::Scrub(std::string_view text) const {
+  return ScrubSecrets(text, {options_.api_key}, "[api key]");
 }
 
 Result<json> ApiClient::Call(std::string_view method, std::string_view path, const Query& query,
@@ -122,8 +116,16 @@ Result<json> ApiClient::Call(std::string_view method, std::string_view path, con
   }
   auto response = http_->Send(request, what);
   if (!response) {
-    return MakeError(response.error().kind(), Scrub("cannot reach the API at " + base_url_ + " (" +
-                                                    response.error().message() + ")"));
+    std::string message =
+        "cannot reach the API at " + base_url_ + " (" + response.error().message() + ")";
+    if (response.error().kind() == ErrorKind::kPermissionDenied) {
+      message += options_.ca_file.empty()
+                     ? "; if the API's certificate is signed by a private CA, pass its "
+                       "certificate with --ca-file or KINDLING_CA_FILE"
+                     : "; the certificate is not signed by a CA in " + options_.ca_file +
+                           " or does not name this host";
+    }
+    return MakeError(response.error().kind(), Scrub(std::move(message)));
   }
   if (response->status < 200 || response->status > 299) {
     const Error error = ErrorFromAnswer(response->status, response->body, what);

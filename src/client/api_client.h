@@ -9,10 +9,13 @@
 //     kNotFound, 409 kFailedPrecondition, 408/429/502/503/504 kTransient,
 //     anything else kInternal.
 //   - no answer (refused connection, DNS, timeout): "cannot reach the API at
-//     <url> (...)", kTransient for what may pass, kInternal otherwise.
+//     <url> (...)", kTransient for what may pass, kInternal otherwise; an
+//     https:// API whose certificate is not trusted (by the system CA store,
+//     or `ca_file` when given): kPermissionDenied, "... TLS certificate
+//     verification failed: ...", with a hint to pass --ca-file.
 //   - bad input caught before sending (ids that are not UUIDs): kInvalidArgument.
 // The API key is sent only in the Authorization header: it never appears in
-// an error message (server text is scrubbed of keys of 8 characters or more)
+// an error message (server text is scrubbed of it, common/scrub.h)
 // or a log line.
 //
 // Thread-safe: calls may run concurrently (they share a small handle pool).
@@ -41,6 +44,8 @@ struct ApiClientOptions {
   long connect_timeout_ms = 5'000;
   long request_timeout_ms = 60'000;
   std::string user_agent = "kindling-cli";
+  // PEM CA certificates to verify an https:// API with; empty: the system store.
+  std::string ca_file{};
 };
 
 // PUT /api/projects/{id}/volume fields; unset ones are not sent.
@@ -238,8 +243,8 @@ class ApiClient {
 
   [[nodiscard]] Result<nlohmann::json> Call(std::string_view method, std::string_view path,
                                             const Query& query, const nlohmann::json* body);
-  // The text with every occurrence of the API key replaced.
-  std::string Scrub(std::string text) const;
+  // The text with every occurrence of the API key replaced (common/scrub.h).
+  std::string Scrub(std::string_view text) const;
 
   std::string base_url_;
   ApiClientOptions options_;

@@ -170,8 +170,9 @@ Result<std::unique_ptr<EdgeClient>> ConnectEdge(const ValidationInputs& inputs,
                            ": give --edge-url URL or set KINDLING_EDGE_URL (`kindling dev` prints "
                            "it)");
   }
-  return EdgeClient::Create(
-      EdgeClientOptions{.base_url = inputs.edge_url, .user_agent = "kindling-validate"});
+  return EdgeClient::Create(EdgeClientOptions{.base_url = inputs.edge_url,
+                                              .user_agent = "kindling-validate",
+                                              .ca_file = inputs.edge_ca_file});
 }
 
 // The project's current deployment of the web service: the newest one not

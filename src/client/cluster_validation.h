@@ -99,6 +99,8 @@ struct ValidationInputs {
   std::string volume_project_id{};
   // The edge to go through, http(s)://host[:port]; needed by both steps.
   std::string edge_url{};
+  // PEM CA certificates to verify an https:// edge with; empty: the system store.
+  std::string edge_ca_file{};
   // Deploy the canary even when it runs.
   bool redeploy = false;
   // Each edge step's time limit: deploy, run and answer within it.

@@ -13,7 +13,8 @@ EdgeClient::EdgeClient(std::string base_url, EdgeClientOptions options)
       http_(std::make_unique<http::HttpClient>(
           http::HttpClientOptions{.max_connections = 2,
                                   .connect_timeout_ms = options_.connect_timeout_ms,
-                                  .request_timeout_ms = options_.request_timeout_ms})) {}
+                                  .request_timeout_ms = options_.request_timeout_ms,
+                                  .ca_file = options_.ca_file})) {}
 
 EdgeClient::~EdgeClient() = default;
 

@@ -28,6 +28,8 @@ struct EdgeClientOptions {
   long connect_timeout_ms = 5'000;
   long request_timeout_ms = 10'000;
   std::string user_agent = "kindling-cli";
+  // PEM CA certificates to verify an https:// edge with; empty: the system store.
+  std::string ca_file{};
 };
 
 struct EdgeAnswer {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/ids.h"
+#include "common/scrub.h"
 #include "crypto/kdf.h"
 #include "db/backup_stores.h"
 #include "db/notifications.h"
@@ -26,15 +27,8 @@ std::string TrimSlashes(std::string_view text) {
 
 // Error messages from the store may quote request details; credentials must
 // never leave this layer, so any occurrence is masked.
-std::string Scrub(std::string message, const BackupStoreSettings& settings) {
-  for (const std::string* secret : {&settings.s3_secret_access_key, &settings.s3_access_key_id}) {
-    if (secret->size() < 3) continue;
-    for (auto pos = message.find(*secret); pos != std::string::npos;
-         pos = message.find(*secret, pos)) {
-      message.replace(pos, secret->size(), "***");
-    }
-  }
-  return message;
+std::string Scrub(std::string_view message, const BackupStoreSettings& settings) {
+  return ScrubSecrets(message, {settings.s3_secret_access_key, settings.s3_access_key_id}, "***");
 }
 
 Error ScrubbedError(const Error& error, const BackupStoreSettings& settings,
@@ -164,7 +158,7 @@ Result<OpenedBackupStore> OpenBackupStore(const BackupStoreSettings& settings,
 namespace {
 
 crypto::Key HistoryKey(const crypto::Key& master_key) {
-  return crypto::DeriveKey(master_key, "volume backup store secrets");
+  return crypto::DeriveKey(master_key, crypto::kBackupStoreHistoryPurpose);
 }
 
 }  // namespace

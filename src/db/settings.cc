@@ -1,5 +1,6 @@
 #include "db/settings.h"
 
+#include "crypto/kdf.h"
 #include "db/internal.h"
 
 namespace kindling::db {
@@ -8,9 +9,36 @@ namespace {
 using internal::Text;
 using internal::Time;
 
-// Empty associated data: a reference database's secrets (sealed without
-// any) keep opening after a migration to this project.
-constexpr std::string_view kSecretAad = "";
+// Format 2 (see the header): "kdl" 0x02 || nonce || ciphertext || tag, under
+// the cluster-secrets subkey, the associated data binding the marker and the
+// secret's name. A legacy row (the reference's: nonce || ciphertext || tag
+// under the raw master key, no associated data) starts with the marker only
+// when its random nonce does (2^-32): such a row fails to open as format 2
+// and then opens as legacy, so the marker never makes a row unreadable.
+constexpr std::string_view kFormat2Marker{"kdl\x02", 4};
+
+std::string Format2Aad(const std::string& key) { return std::string(kFormat2Marker) + key; }
+
+std::string SealSecret(const crypto::Key& master_key, const std::string& key,
+                       const std::string& plaintext) {
+  const crypto::Key subkey = crypto::DeriveKey(master_key, crypto::kClusterSecretsPurpose);
+  std::string sealed(kFormat2Marker);
+  crypto::SealAppend(subkey, plaintext, Format2Aad(key), sealed);
+  return sealed;
+}
+
+// The plaintext of a row in either format; false when it opens in neither
+// (another master key, another row's ciphertext, an altered byte).
+bool OpenSecret(const crypto::Key& master_key, const std::string& key, std::string_view sealed,
+                std::string& plaintext) {
+  if (sealed.starts_with(kFormat2Marker)) {
+    const crypto::Key subkey = crypto::DeriveKey(master_key, crypto::kClusterSecretsPurpose);
+    if (crypto::Open(subkey, sealed.substr(kFormat2Marker.size()), Format2Aad(key), plaintext)) {
+      return true;
+    }
+  }
+  return static_cast<bool>(crypto::Open(master_key, sealed, /*aad=*/"", plaintext));
+}
 
 }  // namespace
 
@@ -66,8 +94,7 @@ Result<bool> DeleteSetting(Tx& tx, const std::string& key) {
 Result<bool> PutSecret(Tx& tx, const crypto::Key& master_key, const std::string& key,
                        const std::string& plaintext) {
   if (key.empty()) return InvalidArgument("empty secret key");
-  std::string sealed;
-  crypto::SealAppend(master_key, plaintext, kSecretAad, sealed);
+  const std::string sealed = SealSecret(master_key, key, plaintext);
   return internal::Run(tx, "put secret " + key, [&](pqxx::transaction_base& w) -> Result<bool> {
     // xmax <> 0 tells an update (the row existed) from an insert.
     const pqxx::row row = internal::Exec1(
@@ -94,11 +121,11 @@ Result<std::optional<std::string>> GetSecret(Tx& tx, const crypto::Key& master_k
                     }));
   if (!sealed) return std::optional<std::string>();
   std::string plaintext;
-  if (!crypto::Open(master_key, *sealed, kSecretAad, plaintext)) {
+  if (!OpenSecret(master_key, key, *sealed, plaintext)) {
     return MakeError(ErrorKind::kWrongKey,
                      "cluster secret " + key +
                          " does not open with this master key (wrong master key file, or the "
-                         "row was altered)");
+                         "row was altered or holds another secret's ciphertext)");
   }
   return std::optional<std::string>(std::move(plaintext));
 }

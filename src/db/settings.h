@@ -1,9 +1,16 @@
 // cluster_settings and cluster_secrets: cluster-wide configuration.
 //
-// Secrets are sealed with the cluster master key (AES-256-GCM,
-// nonce || ciphertext || tag, as the reference stores them) before they reach
-// the database; only GetSecret ever returns a value, and a wrong master key
-// is reported as such instead of as garbage. Every write announces itself
+// Secrets are sealed (AES-256-GCM) before they reach the database; only
+// GetSecret ever returns a value, and a wrong master key is reported as such
+// instead of as garbage. Two formats of cluster_secrets.ciphertext:
+//   - format 2, written by PutSecret: "kdl" 0x02 || nonce || ciphertext ||
+//     tag under the subkey DeriveKey(master key, kClusterSecretsPurpose),
+//     the associated data binding the secret's name, so one row's
+//     ciphertext copied into another row does not open;
+//   - legacy, the reference's: nonce || ciphertext || tag under the raw
+//     master key with no associated data. Still read (a reference database,
+//     or a row inserted by hand as its runbook does) and replaced by format
+//     2 on the secret's next PutSecret. Every write announces itself
 // with pg_notify('kindling_config', "<table>:<key>") in the same transaction,
 // so listeners reload only after it commits; payloads never carry values.
 #pragma once

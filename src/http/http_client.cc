@@ -198,6 +198,9 @@ Result<HttpResponse> HttpClient::Send(const HttpRequest& request, std::string_vi
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, options_.connect_timeout_ms);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, options_.request_timeout_ms);
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &OnHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &exchange);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &OnBody);
@@ -223,6 +226,11 @@ Result<HttpResponse> HttpClient::Send(const HttpRequest& request, std::string_vi
   if (code != CURLE_OK) {
     std::string message = std::string(what) + ": " + curl_easy_strerror(code);
     if (error_buffer[0] != '\0') message += std::string(" (") + error_buffer + ")";
+    if (code == CURLE_PEER_FAILED_VERIFICATION) {
+      return MakeError(ErrorKind::kPermissionDenied,
+                       std::string(what) + ": TLS certificate verification failed: " +
+                           (error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(code)));
+    }
     if (IsTransient(code)) return TransientError(std::move(message));
     return InternalError(std::move(message));
   }

@@ -3,10 +3,15 @@
 // request and up to `max_connections` callers transfer in parallel. Shared by
 // the S3 store and the API client (client/); knows nothing about either.
 //
+// https:// servers are verified (certificate chain and host name) against the
+// system CA store, or only against `ca_file` when one is given.
+//
 // Thread-safe. A caller that finds every handle busy waits for one.
 // Errors: only transport failures are errors (kTransient for timeouts, resets,
-// refused connections, truncated bodies; kInternal for the rest). Any HTTP
-// status, 5xx included, is a successful exchange for the caller to interpret.
+// refused connections, truncated bodies; kPermissionDenied when the server's
+// TLS certificate is not trusted, "TLS certificate verification failed: ...";
+// kInternal for the rest). Any HTTP status, 5xx included, is a successful
+// exchange for the caller to interpret.
 #pragma once
 
 #include <condition_variable>
@@ -46,6 +51,9 @@ struct HttpClientOptions {
   std::size_t max_connections = 16;
   long connect_timeout_ms = 10'000;
   long request_timeout_ms = 300'000;
+  // PEM file of the CA certificates that https:// servers are verified with;
+  // empty: the system store.
+  std::string ca_file{};
 };
 
 class HttpClient {

@@ -15,8 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::string_view kPassphrasePurpose = "control-plane backup repository";
-
 bool SafePathCharacter(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) ||
          std::string_view("/._+:@,=-").find(c) != std::string_view::npos;
@@ -92,7 +90,7 @@ bool AllDigits(std::string_view text) {
 }  // namespace
 
 std::string RepositoryPassphrase(const crypto::Key& master_key) {
-  const crypto::Key derived = crypto::DeriveKey(master_key, kPassphrasePurpose);
+  const crypto::Key derived = crypto::DeriveKey(master_key, crypto::kControlPlaneBackupPurpose);
   return HexEncode(crypto::KeyBytes(derived));
 }
 

@@ -5,6 +5,7 @@
 
 #include "common/bytes.h"
 #include "common/hex.h"
+#include "crypto/kdf.h"
 #include "crypto/sha256.h"
 #include "repo/envelope.h"
 #include "repo/layout.h"
@@ -18,6 +19,15 @@ constexpr std::uint32_t kConfigPayloadVersion = 1;
 std::string Fingerprint(const crypto::Key& key) {
   auto mac = crypto::HmacSha256(crypto::KeyBytes(key), "kindling key file fingerprint v1");
   return std::string(crypto::DigestBytes(mac).substr(0, kFingerprintSize));
+}
+
+// What seals the config object: a subkey of the key file's key (which, for
+// a store the control plane made, is the cluster master key, also used for
+// other purposes). Configs written before the subkey are sealed with the key
+// file's key itself; the stored fingerprint tells which (it is the
+// fingerprint of the key that sealed).
+crypto::Key ConfigKey(const crypto::Key& key_file_key) {
+  return crypto::DeriveKey(key_file_key, crypto::kStoreConfigPurpose);
 }
 
 std::string Context(std::string_view fingerprint) {
@@ -48,11 +58,12 @@ Result<DataKeys> InitStoreKeys(storage::ObjectStore& store, const crypto::Key& k
   w.Raw(crypto::KeyBytes(keys.data_key));
   w.U32(default_chunk_size);
 
-  const std::string fingerprint = Fingerprint(key_file_key);
+  const crypto::Key config_key = ConfigKey(key_file_key);
+  const std::string fingerprint = Fingerprint(config_key);
   std::string object;
   EnvelopeHeader header{ObjectType::kConfig, kFormatVersion, Codec::kNone,
                         static_cast<std::uint32_t>(payload.size())};
-  SealEnvelope(key_file_key, header, payload, Context(fingerprint), object);
+  SealEnvelope(config_key, header, payload, Context(fingerprint), object);
   object.insert(kEnvelopeHeaderSize, fingerprint);
   std::fill(payload.begin(), payload.end(), '\0');
   KINDLING_RETURN_IF_ERROR(store.Put(kConfigKey, object));
@@ -70,12 +81,18 @@ Result<DataKeys> OpenStoreKeys(storage::ObjectStore& store, const crypto::Key& k
   if (object->size() < kEnvelopeHeaderSize + kFingerprintSize)
     return Corruption("store config object is truncated: " + std::string(kConfigKey));
   const std::string stored_fingerprint = object->substr(kEnvelopeHeaderSize, kFingerprintSize);
-  if (stored_fingerprint != Fingerprint(key_file_key))
-    return MakeError(ErrorKind::kWrongKey, "wrong key file: it does not unlock the store " + store.Describe());
+  crypto::Key sealing_key = ConfigKey(key_file_key);
+  if (stored_fingerprint != Fingerprint(sealing_key)) {
+    if (stored_fingerprint != Fingerprint(key_file_key))
+      return MakeError(ErrorKind::kWrongKey,
+                       "wrong key file: it does not unlock the store " + store.Describe());
+    sealing_key = key_file_key;  // a config written before the subkey
+  }
   std::string sealed = object->substr(0, kEnvelopeHeaderSize) + object->substr(kEnvelopeHeaderSize + kFingerprintSize);
 
   std::string payload;
-  auto opened = OpenEnvelope(key_file_key, sealed, ObjectType::kConfig, Context(stored_fingerprint), payload);
+  auto opened =
+      OpenEnvelope(sealing_key, sealed, ObjectType::kConfig, Context(stored_fingerprint), payload);
   if (!opened) return std::unexpected(opened.error().WithContext("store config object " + std::string(kConfigKey)));
 
   ByteReader r(payload);

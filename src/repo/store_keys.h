@@ -1,10 +1,15 @@
 // The store's data keys and how the operator's key file unlocks them.
 //
 // `store init` draws two random 32-byte keys (one keys chunk ids, one encrypts
-// every object) and stores them at kConfigKey sealed with the key file's key.
-// The config object is: envelope(type config) whose associated data also binds
-// an 8-byte fingerprint of the key file's key, stored in clear after the
+// every object) and stores them at kConfigKey sealed with the config key,
+// DeriveKey(key file's key, kStoreConfigPurpose): the key file of a store the
+// control plane made is the cluster master key, which has other uses. The
+// config object is: envelope(type config) whose associated data also binds
+// an 8-byte fingerprint of the sealing key, stored in clear after the
 // envelope header, so a wrong key file is told apart from a damaged object.
+// Configs written before the config key (sealed with the key file's key
+// itself, and its fingerprint) still open; nothing rewrites them (the data
+// keys they hold are the store's and do not change).
 #pragma once
 
 #include <cstdint>

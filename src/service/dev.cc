@@ -336,6 +336,13 @@ Status RunDev(const DevOptions& options) {
   if (options.workers < 1 || options.workers > 16)
     return InvalidArgument("--workers must be 1..16");
   KINDLING_ASSIGN_OR_RETURN(ListenAddress api_address, ParseListenAddress(options.listen));
+  // The dev API is plain HTTP with a printed admin key: this machine only.
+  if (!IsLoopbackHost(api_address.host)) {
+    return InvalidArgument(
+        "kindling dev serves its API over plain HTTP on loopback only; --listen " + options.listen +
+        " is not a loopback address (use kindling serve "
+        "with --tls-cert/--tls-key to serve a network)");
+  }
   if (api_address.port == 0) {
     KINDLING_ASSIGN_OR_RETURN(api_address.port, FreePort(api_address));
   }

@@ -1,5 +1,7 @@
 #include "service/serve.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 
 #include "common/files.h"
 #include "common/ids.h"
+#include "common/secret.h"
 #include "control/backup_rescan.h"
 #include "control/backup_store.h"
 #include "crypto/key_file.h"
@@ -162,6 +165,33 @@ Result<ListenAddress> ParseListenAddress(const std::string& listen) {
   return out;
 }
 
+bool IsLoopbackHost(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost") return true;
+  const std::string text(host);
+  in_addr v4{};
+  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
+Status CheckApiTransport(const ListenAddress& listen, const std::string& tls_cert_file,
+                         const std::string& tls_key_file, bool insecure_http) {
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return InvalidArgument("--tls-cert and --tls-key go together: give both, or neither");
+  }
+  if (!tls_cert_file.empty() || insecure_http || IsLoopbackHost(listen.host)) return OkStatus();
+  return InvalidArgument(
+      "refusing to serve the API over plain HTTP on " + listen.host + ":" +
+      std::to_string(listen.port) +
+      ", where API keys and the S3 secret would cross the network in clear: give --tls-cert "
+      "FILE and --tls-key FILE (KINDLING_TLS_CERT, KINDLING_TLS_KEY), listen on a loopback "
+      "address behind a TLS proxy, or pass --insecure-http to accept the risk");
+}
+
 std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv(kDsnFileEnv); env != nullptr && *env != '\0') return env;
@@ -246,7 +276,8 @@ Status Serve(const ServeOptions& options) {
       options.master_key_file.empty() ? options.state_dir / "master.key" : options.master_key_file;
   KINDLING_ASSIGN_OR_RETURN(ControlPlaneParts control_plane, ControlPlaneFromConfig(options));
   KINDLING_ASSIGN_OR_RETURN(const std::string server_id, LoadOrCreateServerId(server_id_file));
-  KINDLING_ASSIGN_OR_RETURN(const crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
+  KINDLING_ASSIGN_OR_RETURN(crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
+  const WipeOnExit wipe_master_key(master_key);  // not left in freed stack memory
 
   KINDLING_ASSIGN_OR_RETURN(std::unique_ptr<db::Database> database, OpenDatabase(dsn));
   KINDLING_ASSIGN_OR_RETURN(db::MigrationReport migrated, db::RunMigrations(*database));

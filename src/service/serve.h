@@ -34,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -144,6 +145,18 @@ struct ListenAddress {
 // kInvalidArgument (naming the value) unless `listen` is HOST:PORT with a
 // port in 0..65535.
 [[nodiscard]] Result<ListenAddress> ParseListenAddress(const std::string& listen);
+
+// True for a host only this machine can reach: "localhost", 127.0.0.0/8 and
+// ::1 (bracketed or not). False for anything else, 0.0.0.0 and :: included.
+bool IsLoopbackHost(std::string_view host);
+
+// Whether the API may listen on `listen` as asked: over TLS always; over
+// plain HTTP on a loopback address, or anywhere with `insecure_http` (API
+// keys and the S3 secret would cross the network in clear). kInvalidArgument
+// saying so otherwise, and when only one of the TLS files is given.
+[[nodiscard]] Status CheckApiTransport(const ListenAddress& listen,
+                                       const std::string& tls_cert_file,
+                                       const std::string& tls_key_file, bool insecure_http);
 
 // `flag` when set, else $KINDLING_DSN_FILE when set, else kDefaultDsnFile.
 std::filesystem::path ResolveDsnFile(const std::filesystem::path& flag);

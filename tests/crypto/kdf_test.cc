@@ -35,5 +35,22 @@ TEST(KdfTest, PurposesAndRootsGiveDifferentKeys) {
   EXPECT_EQ(DeriveKey(root, "a"), DeriveKey(root, "a"));
 }
 
+TEST(KdfTest, MasterKeyPurposesGiveDistinctSubkeys) {
+  const Key root = RandomKey();
+  const std::string_view purposes[] = {kClusterSecretsPurpose, kBackupStoreHistoryPurpose,
+                                       kControlPlaneBackupPurpose, kStoreConfigPurpose};
+  for (std::size_t i = 0; i < std::size(purposes); ++i) {
+    EXPECT_NE(DeriveKey(root, purposes[i]), root) << purposes[i];
+    for (std::size_t j = i + 1; j < std::size(purposes); ++j) {
+      EXPECT_NE(purposes[i], purposes[j]);
+      EXPECT_NE(DeriveKey(root, purposes[i]), DeriveKey(root, purposes[j]))
+          << purposes[i] << " / " << purposes[j];
+    }
+  }
+  // Labels whose keys sealed persisted data before the list existed.
+  EXPECT_EQ(kBackupStoreHistoryPurpose, "volume backup store secrets");
+  EXPECT_EQ(kControlPlaneBackupPurpose, "control-plane backup repository");
+}
+
 }  // namespace
 }  // namespace kindling::crypto

@@ -1,15 +1,55 @@
 #include "db/settings.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
+#include <memory>
+
+#include "common/hex.h"
+#include "crypto/kdf.h"
 #include "db/notifications.h"
 #include "db_test_util.h"
 
 namespace kindling::db {
 namespace {
 
+// The reference's format, written independently of crypto/: nonce ||
+// AES-256-GCM(raw master key, no associated data) || tag, with `nonce` chosen.
+std::string LegacySeal(const crypto::Key& key, const std::string& nonce,
+                       const std::string& plaintext) {
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      EVP_CIPHER_CTX_free);
+  std::string out = nonce;
+  out.resize(nonce.size() + plaintext.size() + crypto::kTagSize);
+  auto* body = reinterpret_cast<unsigned char*>(out.data() + nonce.size());
+  int len = 0;
+  EXPECT_EQ(nonce.size(), crypto::kNonceSize);
+  EXPECT_EQ(EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(),
+                               reinterpret_cast<const unsigned char*>(nonce.data())),
+            1);
+  EXPECT_EQ(EVP_EncryptUpdate(ctx.get(), body, &len,
+                              reinterpret_cast<const unsigned char*>(plaintext.data()),
+                              static_cast<int>(plaintext.size())),
+            1);
+  EXPECT_EQ(EVP_EncryptFinal_ex(ctx.get(), body + len, &len), 1);
+  EXPECT_EQ(EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(crypto::kTagSize),
+                                body + plaintext.size()),
+            1);
+  return out;
+}
+
 class SettingsTest : public DbTest {
  protected:
+  void InsertRaw(const std::string& key, const std::string& ciphertext) {
+    Sql("INSERT INTO cluster_secrets (key, ciphertext) VALUES ('" + key + "', decode('" +
+        HexEncode(ciphertext) + "', 'hex'))");
+  }
+  std::string RawCiphertext(const std::string& key) {
+    return pqxx::binarystring(
+               Sql("SELECT ciphertext FROM cluster_secrets WHERE key = '" + key + "'")[0][0])
+        .str();
+  }
+
   crypto::Key master_ = crypto::RandomKey();
 };
 
@@ -57,13 +97,22 @@ TEST_F(SettingsTest, SecretsAreStoredEncrypted) {
   const pqxx::result raw = Sql("SELECT ciphertext FROM cluster_secrets");
   ASSERT_EQ(raw.size(), 1u);
   const std::string sealed = pqxx::binarystring(raw[0][0]).str();
-  EXPECT_EQ(sealed.size(), plaintext.size() + crypto::kSealOverhead);
+  EXPECT_EQ(sealed.size(), 4 + plaintext.size() + crypto::kSealOverhead);
   EXPECT_EQ(sealed.find(plaintext), std::string::npos);
   EXPECT_EQ(sealed.find("wJalrXUtnFEMI"), std::string::npos);
-  // The format is nonce || ciphertext || tag: crypto::Open reads it directly.
+  // Format 2: "kdl" 0x02 || nonce || ciphertext || tag under the
+  // cluster-secrets subkey, the marker and the name authenticated; not the
+  // raw master key, and not without the name.
+  ASSERT_EQ(sealed.substr(0, 4), std::string("kdl\x02", 4));
+  const crypto::Key subkey = crypto::DeriveKey(master_, crypto::kClusterSecretsPurpose);
   std::string opened;
-  ASSERT_TRUE(crypto::Open(master_, sealed, "", opened));
+  ASSERT_TRUE(crypto::Open(subkey, sealed.substr(4),
+                           std::string("kdl\x02", 4) + "volume_backup_s3_secret_access_key",
+                           opened));
   EXPECT_EQ(opened, plaintext);
+  EXPECT_FALSE(crypto::Open(subkey, sealed.substr(4), "", opened));
+  EXPECT_FALSE(crypto::Open(master_, sealed.substr(4), "", opened));
+  EXPECT_FALSE(crypto::Open(master_, sealed, "", opened));
 
   ASSERT_OK_AND_ASSIGN(std::optional<std::string> value, db().Transact([&](Tx& tx) {
     return GetSecret(tx, master_, "volume_backup_s3_secret_access_key");
@@ -84,6 +133,70 @@ TEST_F(SettingsTest, SecretsOpenOnlyWithTheirMasterKey) {
       "1)");
   EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) { return GetSecret(tx, master_, "k"); }),
                     ErrorKind::kWrongKey);
+}
+
+TEST_F(SettingsTest, SwappedCiphertextsDoNotOpen) {
+  ASSERT_OK(db().Transact([&](Tx& tx) -> Status {
+    KINDLING_RETURN_IF_ERROR(PutSecret(tx, master_, "volume_backup_s3_access_key_id", "AKIA"));
+    KINDLING_RETURN_IF_ERROR(
+        PutSecret(tx, master_, "volume_backup_s3_secret_access_key", "the-secret"));
+    return {};
+  }));
+  const std::string id = RawCiphertext("volume_backup_s3_access_key_id");
+  const std::string secret = RawCiphertext("volume_backup_s3_secret_access_key");
+  Sql("UPDATE cluster_secrets SET ciphertext = decode('" + HexEncode(secret) +
+      "', 'hex') WHERE key = 'volume_backup_s3_access_key_id'");
+  Sql("UPDATE cluster_secrets SET ciphertext = decode('" + HexEncode(id) +
+      "', 'hex') WHERE key = 'volume_backup_s3_secret_access_key'");
+  for (const char* key : {"volume_backup_s3_access_key_id", "volume_backup_s3_secret_access_key"}) {
+    auto got = db().Transact([&](Tx& tx) { return GetSecret(tx, master_, key); });
+    ASSERT_FALSE(got) << key << " opened as " << got->value_or("nothing");
+    EXPECT_EQ(got.error().kind(), ErrorKind::kWrongKey);
+  }
+}
+
+TEST_F(SettingsTest, LegacyRowIsReadAndRewrittenOnChange) {
+  std::string nonce(crypto::kNonceSize, '\0');
+  crypto::RandomBytes(nonce.data(), nonce.size());
+  nonce[0] = 'x';  // not the format-2 marker
+  const std::string legacy = LegacySeal(master_, nonce, "old-value");
+  InsertRaw("volume_backup_s3_secret_access_key", legacy);
+
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> value, db().Transact([&](Tx& tx) {
+    return GetSecret(tx, master_, "volume_backup_s3_secret_access_key");
+  }));
+  EXPECT_EQ(value, "old-value");
+  EXPECT_EQ(RawCiphertext("volume_backup_s3_secret_access_key"),
+            legacy);  // reading rewrites nothing
+  // Another key does not open it.
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) {
+    return GetSecret(tx, crypto::RandomKey(), "volume_backup_s3_secret_access_key");
+  }),
+                    ErrorKind::kWrongKey);
+
+  ASSERT_OK_AND_ASSIGN(bool rotated, db().Transact([&](Tx& tx) {
+    return PutSecret(tx, master_, "volume_backup_s3_secret_access_key", "new-value");
+  }));
+  EXPECT_TRUE(rotated);
+  const std::string rewritten = RawCiphertext("volume_backup_s3_secret_access_key");
+  EXPECT_EQ(rewritten.substr(0, 4), std::string("kdl\x02", 4));
+  std::string opened;
+  EXPECT_FALSE(crypto::Open(master_, rewritten, "", opened));  // no longer the legacy format
+  ASSERT_OK_AND_ASSIGN(value, db().Transact([&](Tx& tx) {
+    return GetSecret(tx, master_, "volume_backup_s3_secret_access_key");
+  }));
+  EXPECT_EQ(value, "new-value");
+}
+
+TEST_F(SettingsTest, LegacyRowWhoseNonceLooksLikeTheMarkerIsRead) {
+  // A legacy nonce is random: 1 in 2^32 starts with the format-2 marker.
+  std::string nonce(crypto::kNonceSize, '\0');
+  crypto::RandomBytes(nonce.data(), nonce.size());
+  nonce.replace(0, 4, std::string("kdl\x02", 4));
+  InsertRaw("k", LegacySeal(master_, nonce, "legacy"));
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> value,
+                       db().Transact([&](Tx& tx) { return GetSecret(tx, master_, "k"); }));
+  EXPECT_EQ(value, "legacy");
 }
 
 TEST_F(SettingsTest, RotationReEncryptsAndListingShowsNoValues) {

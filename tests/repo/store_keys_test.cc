@@ -4,6 +4,10 @@
 
 #include <memory>
 
+#include "common/bytes.h"
+#include "crypto/kdf.h"
+#include "crypto/sha256.h"
+#include "repo/envelope.h"
 #include "repo/layout.h"
 #include "storage/local_store.h"
 #include "testutil/temp_dir.h"
@@ -45,6 +49,62 @@ TEST_F(StoreKeysTest, InitThenOpenGivesTheSameKeys) {
   EXPECT_EQ(opened->chunk_id_key, created->chunk_id_key);
   EXPECT_EQ(opened->data_key, created->data_key);
   EXPECT_EQ(opened->default_chunk_size, 1u << 20);
+}
+
+// A config sealed with the key file's key itself (its fingerprint in clear),
+// as stores initialised before the config subkey have it, written here the
+// way that code did.
+std::string LegacyConfigObject(const crypto::Key& key_file_key, const DataKeys& keys) {
+  std::string payload;
+  ByteWriter w(payload);
+  w.U32(1);
+  w.ShortString(keys.store_id);
+  w.Raw(crypto::KeyBytes(keys.chunk_id_key));
+  w.Raw(crypto::KeyBytes(keys.data_key));
+  w.U32(keys.default_chunk_size);
+  const std::string fingerprint(
+      crypto::DigestBytes(
+          crypto::HmacSha256(crypto::KeyBytes(key_file_key), "kindling key file fingerprint v1"))
+          .substr(0, 8));
+  std::string object;
+  SealEnvelope(key_file_key,
+               EnvelopeHeader{ObjectType::kConfig, kFormatVersion, Codec::kNone,
+                              static_cast<std::uint32_t>(payload.size())},
+               payload, "config:" + fingerprint, object);
+  object.insert(kEnvelopeHeaderSize, fingerprint);
+  return object;
+}
+
+TEST_F(StoreKeysTest, ConfigIsSealedWithASubkeyOfTheKeyFile) {
+  auto created = InitStoreKeys(*store_, key_, 1u << 20);
+  ASSERT_TRUE(created);
+  const std::string object = *store_->Get(kConfigKey);
+  const std::string fingerprint = object.substr(kEnvelopeHeaderSize, 8);
+  const std::string sealed =
+      object.substr(0, kEnvelopeHeaderSize) + object.substr(kEnvelopeHeaderSize + 8);
+  std::string payload;
+  EXPECT_TRUE(OpenEnvelope(crypto::DeriveKey(key_, crypto::kStoreConfigPurpose), sealed,
+                           ObjectType::kConfig, "config:" + fingerprint, payload));
+  EXPECT_FALSE(OpenEnvelope(key_, sealed, ObjectType::kConfig, "config:" + fingerprint, payload));
+}
+
+TEST_F(StoreKeysTest, ConfigSealedWithTheKeyFileItselfStillOpens) {
+  DataKeys keys;
+  keys.store_id = std::string(32, 'a');
+  keys.chunk_id_key = crypto::RandomKey();
+  keys.data_key = crypto::RandomKey();
+  keys.default_chunk_size = 1u << 20;
+  ASSERT_TRUE(store_->Put(kConfigKey, LegacyConfigObject(key_, keys)));
+  auto opened = OpenStoreKeys(*store_, key_);
+  ASSERT_TRUE(opened) << opened.error().message();
+  EXPECT_EQ(opened->store_id, keys.store_id);
+  EXPECT_EQ(opened->chunk_id_key, keys.chunk_id_key);
+  EXPECT_EQ(opened->data_key, keys.data_key);
+  EXPECT_EQ(opened->default_chunk_size, 1u << 20);
+  // Another key file still does not.
+  auto wrong = OpenStoreKeys(*store_, crypto::RandomKey());
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().kind(), ErrorKind::kWrongKey);
 }
 
 TEST_F(StoreKeysTest, ConfigObjectDoesNotContainKeysInClear) {

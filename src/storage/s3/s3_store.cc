@@ -8,6 +8,8 @@
 #include <thread>
 #include <utility>
 
+#include "common/scrub.h"
+#include "common/secret.h"
 #include "crypto/sha256.h"
 #include "http/http_client.h"
 #include "storage/s3/s3_xml.h"
@@ -68,17 +70,6 @@ Result<std::pair<std::string, std::string>> ParseEndpoint(std::string_view endpo
   return std::pair{std::string(scheme) + std::string(rest), std::string(rest)};
 }
 
-// Replaces every occurrence of `secret` in `text`: defence in depth, since no
-// message is built from the secret, but a server may echo what it was sent.
-void Redact(std::string& text, const std::string& secret) {
-  static constexpr std::string_view kMark = "[redacted]";
-  if (secret.empty()) return;
-  // Searching on after each mark: a one-letter secret may occur in the mark.
-  for (std::size_t at = text.find(secret); at != std::string::npos;
-       at = text.find(secret, at + kMark.size()))
-    text.replace(at, secret.size(), kMark);
-}
-
 }  // namespace
 
 struct S3Store::Impl {
@@ -86,6 +77,12 @@ struct S3Store::Impl {
   std::string base_url;  // "http://127.0.0.1:9000", no trailing '/'
   std::string host;      // the Host header: "127.0.0.1:9000"
   http::HttpClient http;
+
+  // The credentials do not outlive the store in freed memory.
+  ~Impl() {
+    WipeString(config.secret_access_key);
+    WipeString(config.session_token);
+  }
 
   Impl(S3Config c, std::string url, std::string host_header)
       : config(std::move(c)),
@@ -166,11 +163,11 @@ struct S3Store::Impl {
     return Error(ErrorKind::kInternal, what + ": unexpected answer (" + detail + ")");
   }
 
-  Error Scrub(Error error) const {
-    std::string message = error.message();
-    Redact(message, config.secret_access_key);
-    Redact(message, config.session_token);
-    return Error(error.kind(), std::move(message));
+  // Defence in depth: no message is built from the credentials, but a
+  // server may echo what it was sent.
+  Error Scrub(const Error& error) const {
+    return Error(error.kind(),
+                 ScrubSecrets(error.message(), {config.secret_access_key, config.session_token}));
   }
 
   Status PutMultipart(std::string_view key, std::string_view data);
