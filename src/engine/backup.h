@@ -41,17 +41,27 @@ struct BackupOptions {
   int threads = 0;  // 0: a default from the core count
   ProgressFn progress;
   const CancelFlag* cancel = nullptr;
+  // The most chunks the image may have; 0: what a manifest can hold
+  // (repo::kMaxManifestChunks). Checked before the backup reads anything.
+  std::uint64_t max_chunks = 0;
   // When not null, receives on success the chunks that were recorded damaged
   // and that this backup stored again (distinct, sorted); cleared at the start.
   std::vector<repo::ChunkId>* healed = nullptr;
 };
 
-// Returns the committed manifest. kInvalidArgument for bad options, kCancelled,
+// Returns the committed manifest. kInvalidArgument for bad options (an image
+// of more chunks than `max_chunks` included, before any work), kCancelled,
 // kIo when the image changed while it was read, or the store's/file's error
 // (failing to list the damage records included).
 [[nodiscard]] Result<repo::Manifest> CreateBackup(const Repository& repository,
                                                   const BackupOptions& options);
 
 int DefaultThreads();
+
+// The smallest valid chunk size (a multiple of 4096, at least
+// repo::kMinChunkSize) that cuts `image_size` bytes into at most `max_chunks`
+// chunks (0: repo::kMaxManifestChunks). May exceed repo::kMaxChunkSize for
+// images no chunk size fits.
+std::uint64_t MinChunkSizeFor(std::uint64_t image_size, std::uint64_t max_chunks = 0);
 
 }  // namespace kindling::engine

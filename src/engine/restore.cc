@@ -217,7 +217,7 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     });
     workers.Join();
     if (error.failed()) return std::unexpected(error.Take());
-    digest = image_digest.Finish();
+    KINDLING_ASSIGN_OR_RETURN(digest, image_digest.Finish());
     ticker.Finish();
   }
 

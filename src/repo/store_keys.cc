@@ -15,8 +15,10 @@ namespace {
 constexpr std::size_t kFingerprintSize = 8;
 constexpr std::uint32_t kConfigPayloadVersion = 1;
 
-std::string Fingerprint(const crypto::Key& key) {
-  auto mac = crypto::HmacSha256(crypto::KeyBytes(key), "kindling key file fingerprint v1");
+Result<std::string> Fingerprint(const crypto::Key& key) {
+  KINDLING_ASSIGN_OR_RETURN(
+      const crypto::Digest mac,
+      crypto::TryHmacSha256(crypto::KeyBytes(key), "kindling key file fingerprint v1"));
   return std::string(crypto::DigestBytes(mac).substr(0, kFingerprintSize));
 }
 
@@ -29,7 +31,9 @@ std::string Context(std::string_view fingerprint) {
 Result<DataKeys> InitStoreKeys(storage::ObjectStore& store, const crypto::Key& key_file_key,
                                std::uint32_t default_chunk_size) {
   auto existing = store.Head(kConfigKey);
-  if (existing) return MakeError(ErrorKind::kAlreadyExists, "store is already initialised: " + store.Describe());
+  if (existing)
+    return MakeError(ErrorKind::kAlreadyExists,
+                     "store is already initialised: " + store.Describe());
   if (!existing.error().is_not_found()) return std::unexpected(existing.error());
 
   DataKeys keys;
@@ -48,14 +52,24 @@ Result<DataKeys> InitStoreKeys(storage::ObjectStore& store, const crypto::Key& k
   w.Raw(crypto::KeyBytes(keys.data_key));
   w.U32(default_chunk_size);
 
-  const std::string fingerprint = Fingerprint(key_file_key);
+  KINDLING_ASSIGN_OR_RETURN(const std::string fingerprint, Fingerprint(key_file_key));
   std::string object;
   EnvelopeHeader header{ObjectType::kConfig, kFormatVersion, Codec::kNone,
                         static_cast<std::uint32_t>(payload.size())};
   SealEnvelope(key_file_key, header, payload, Context(fingerprint), object);
   object.insert(kEnvelopeHeaderSize, fingerprint);
   std::fill(payload.begin(), payload.end(), '\0');
-  KINDLING_RETURN_IF_ERROR(store.Put(kConfigKey, object));
+  // Never replaces a config: the data keys in it may already seal objects.
+  auto created = store.PutIfAbsent(kConfigKey, object);
+  if (!created && created.error().kind() == ErrorKind::kAlreadyExists) {
+    // Ours, when an earlier attempt stored it and only its answer was lost
+    // (the nonce makes the sealed bytes unique to this call).
+    auto stored = store.Get(kConfigKey);
+    if (stored && *stored == object) return keys;
+    return MakeError(ErrorKind::kAlreadyExists,
+                     "store is already initialised: " + store.Describe());
+  }
+  KINDLING_RETURN_IF_ERROR(created);
   return keys;
 }
 
@@ -70,13 +84,19 @@ Result<DataKeys> OpenStoreKeys(storage::ObjectStore& store, const crypto::Key& k
   if (object->size() < kEnvelopeHeaderSize + kFingerprintSize)
     return Corruption("store config object is truncated: " + std::string(kConfigKey));
   const std::string stored_fingerprint = object->substr(kEnvelopeHeaderSize, kFingerprintSize);
-  if (stored_fingerprint != Fingerprint(key_file_key))
-    return MakeError(ErrorKind::kWrongKey, "wrong key file: it does not unlock the store " + store.Describe());
-  std::string sealed = object->substr(0, kEnvelopeHeaderSize) + object->substr(kEnvelopeHeaderSize + kFingerprintSize);
+  KINDLING_ASSIGN_OR_RETURN(const std::string fingerprint, Fingerprint(key_file_key));
+  if (stored_fingerprint != fingerprint)
+    return MakeError(ErrorKind::kWrongKey,
+                     "wrong key file: it does not unlock the store " + store.Describe());
+  std::string sealed = object->substr(0, kEnvelopeHeaderSize) +
+                       object->substr(kEnvelopeHeaderSize + kFingerprintSize);
 
   std::string payload;
-  auto opened = OpenEnvelope(key_file_key, sealed, ObjectType::kConfig, Context(stored_fingerprint), payload);
-  if (!opened) return std::unexpected(opened.error().WithContext("store config object " + std::string(kConfigKey)));
+  auto opened =
+      OpenEnvelope(key_file_key, sealed, ObjectType::kConfig, Context(stored_fingerprint), payload);
+  if (!opened)
+    return std::unexpected(
+        opened.error().WithContext("store config object " + std::string(kConfigKey)));
 
   ByteReader r(payload);
   DataKeys keys;
@@ -85,7 +105,8 @@ Result<DataKeys> OpenStoreKeys(storage::ObjectStore& store, const crypto::Key& k
   auto chunk_key = r.Raw(crypto::kKeySize);
   auto data_key = r.Raw(crypto::kKeySize);
   auto chunk_size = r.U32();
-  if (!version || *version != kConfigPayloadVersion || !store_id || !chunk_key || !data_key || !chunk_size)
+  if (!version || *version != kConfigPayloadVersion || !store_id || !chunk_key || !data_key ||
+      !chunk_size)
     return Corruption("store config object has an unexpected layout");
   keys.store_id = std::string(*store_id);
   std::memcpy(keys.chunk_id_key.data(), chunk_key->data(), crypto::kKeySize);
