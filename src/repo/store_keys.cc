@@ -28,6 +28,26 @@ std::string Context(std::string_view fingerprint) {
 
 }  // namespace
 
+Result<std::string> EncodeStoreConfig(const DataKeys& keys, const crypto::Key& key_file_key) {
+  if (keys.store_id.size() > 0xffff) return InvalidArgument("store id too long");
+  std::string payload;
+  ByteWriter w(payload);
+  w.U32(kConfigPayloadVersion);
+  w.ShortString(keys.store_id);
+  w.Raw(crypto::KeyBytes(keys.chunk_id_key));
+  w.Raw(crypto::KeyBytes(keys.data_key));
+  w.U32(keys.default_chunk_size);
+
+  KINDLING_ASSIGN_OR_RETURN(const std::string fingerprint, Fingerprint(key_file_key));
+  std::string object;
+  EnvelopeHeader header{ObjectType::kConfig, kFormatVersion, Codec::kNone,
+                        static_cast<std::uint32_t>(payload.size())};
+  SealEnvelope(key_file_key, header, payload, Context(fingerprint), object);
+  object.insert(kEnvelopeHeaderSize, fingerprint);
+  std::fill(payload.begin(), payload.end(), '\0');
+  return object;
+}
+
 Result<DataKeys> InitStoreKeys(storage::ObjectStore& store, const crypto::Key& key_file_key,
                                std::uint32_t default_chunk_size) {
   auto existing = store.Head(kConfigKey);
@@ -43,22 +63,7 @@ Result<DataKeys> InitStoreKeys(storage::ObjectStore& store, const crypto::Key& k
   keys.chunk_id_key = crypto::RandomKey();
   keys.data_key = crypto::RandomKey();
   keys.default_chunk_size = default_chunk_size;
-
-  std::string payload;
-  ByteWriter w(payload);
-  w.U32(kConfigPayloadVersion);
-  w.ShortString(keys.store_id);
-  w.Raw(crypto::KeyBytes(keys.chunk_id_key));
-  w.Raw(crypto::KeyBytes(keys.data_key));
-  w.U32(default_chunk_size);
-
-  KINDLING_ASSIGN_OR_RETURN(const std::string fingerprint, Fingerprint(key_file_key));
-  std::string object;
-  EnvelopeHeader header{ObjectType::kConfig, kFormatVersion, Codec::kNone,
-                        static_cast<std::uint32_t>(payload.size())};
-  SealEnvelope(key_file_key, header, payload, Context(fingerprint), object);
-  object.insert(kEnvelopeHeaderSize, fingerprint);
-  std::fill(payload.begin(), payload.end(), '\0');
+  KINDLING_ASSIGN_OR_RETURN(const std::string object, EncodeStoreConfig(keys, key_file_key));
   // Never replaces a config: the data keys in it may already seal objects.
   auto created = store.PutIfAbsent(kConfigKey, object);
   if (!created && created.error().kind() == ErrorKind::kAlreadyExists) {

@@ -31,6 +31,11 @@ struct DataKeys {
                                              const crypto::Key& key_file_key,
                                              std::uint32_t default_chunk_size);
 
+// The config object for `keys`, sealed with `key_file_key` (InitStoreKeys
+// draws the keys; tests and golden samples give fixed ones).
+[[nodiscard]] Result<std::string> EncodeStoreConfig(const DataKeys& keys,
+                                                    const crypto::Key& key_file_key);
+
 // Reads and unlocks the config object. kNotFound when the store has none
 // ("not initialised"), kWrongKey when the key file is not this store's,
 // kCorruption when the object was altered.
