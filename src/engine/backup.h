@@ -5,8 +5,14 @@
 // identified by keyed hash, compressed, encrypted and uploaded unless the store
 // already has them: chunks named by the volume's earlier manifests are known
 // to exist; any other chunk is checked with one HEAD before upload (no listing
-// of the bucket). Work runs on `threads` workers; memory is bounded by about
-// 3 * threads * chunk_size whatever the image size.
+// of the bucket). Work runs on `threads` workers. Memory: about
+// 3 * threads * chunk_size of buffers (a chunk, its compressed form, its
+// object), plus bookkeeping that grows with the number of chunks: some 100
+// bytes per chunk of the image (the manifest's table, the chunk digests) and
+// per distinct chunk the volume's earlier backups reference (the ids known
+// to be stored): about 0.5 GiB for 16 TiB at 4 MiB chunks. The image's chunk
+// count is checked against what a manifest holds before any work
+// (BackupOptions::max_chunks).
 //
 // Healing: a chunk recorded damaged (engine/damage.h) when the backup starts
 // is trusted neither from earlier manifests nor from a HEAD: it is uploaded

@@ -14,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/aligned_buffer.h"
 #include "common/files.h"
 #include "engine/backup.h"
 #include "engine/chunk_id_hash.h"
