@@ -45,7 +45,7 @@ int RunStoreInit(const StoreInitFlags& flags, const CommonFlags& common) {
     // key file: say so, rather than only that this key does not unlock it.
     if (!repository && repository.error().kind() == ErrorKind::kWrongKey)
       return FailCommand(
-          Error(ErrorKind::kWrongKey, "store " + (*store)->Describe() +
+          Error(ErrorKind::kWrongKey, "wrong key file: the store " + (*store)->Describe() +
                                           " is already initialised with another key file; " +
                                           flags.store.key_file + " does not unlock it"));
   }
