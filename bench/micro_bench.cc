@@ -58,7 +58,7 @@ void BM_ChunkEncode(benchmark::State& state) {
   const std::string plain = Data(state.range(1) != 0, static_cast<std::size_t>(state.range(0)));
   std::string object;
   for (auto _ : state) {
-    const repo::ChunkId id = codec.Id(plain);
+    const repo::ChunkId id = *codec.Id(plain);
     codec.Encode(plain, id, object);
     benchmark::DoNotOptimize(object.data());
   }
@@ -78,7 +78,7 @@ void BM_ChunkDecode(benchmark::State& state) {
   const auto keys = Keys();
   repo::ChunkCodec codec(keys, 1);
   const std::string plain = Data(state.range(1) != 0, static_cast<std::size_t>(state.range(0)));
-  const repo::ChunkId id = codec.Id(plain);
+  const repo::ChunkId id = *codec.Id(plain);
   std::string object;
   codec.Encode(plain, id, object);
   std::string out;
@@ -99,7 +99,7 @@ void BM_ChunkId(benchmark::State& state) {
   const auto keys = Keys();
   repo::ChunkCodec codec(keys, 1);
   const std::string plain = RandomBytes(static_cast<std::size_t>(state.range(0)));
-  for (auto _ : state) benchmark::DoNotOptimize(codec.Id(plain));
+  for (auto _ : state) benchmark::DoNotOptimize(*codec.Id(plain));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
 }
 BENCHMARK(BM_ChunkId)->Arg(4 << 20)->Unit(benchmark::kMillisecond);
@@ -115,7 +115,7 @@ void BM_Sha256UpdateZeros(benchmark::State& state) {
   for (auto _ : state) {
     crypto::Sha256 h;
     h.UpdateZeros(static_cast<std::uint64_t>(state.range(0)));
-    benchmark::DoNotOptimize(h.Finish());
+    benchmark::DoNotOptimize(*h.Finish());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
 }

@@ -28,6 +28,9 @@ int RunStoreInit(const StoreInitFlags& flags, const CommonFlags& common) {
   if (!key && key.error().is_not_found()) {
     key = crypto::CreateKeyFile(flags.store.key_file);
     key_created = key.has_value();
+    // A racing init created it first: use that key (it is never replaced).
+    if (!key && key.error().kind() == ErrorKind::kAlreadyExists)
+      key = crypto::LoadKeyFile(flags.store.key_file);
   }
   if (!key) return ReportError(key.error().WithContext("key file " + flags.store.key_file));
 
@@ -38,6 +41,13 @@ int RunStoreInit(const StoreInitFlags& flags, const CommonFlags& common) {
     // Idempotent: an initialised store that this key unlocks is success.
     initialised_now = false;
     repository = engine::Repository::Open(**store, *key);
+    // Initialised already (perhaps by an init that won a race) with another
+    // key file: say so, rather than only that this key does not unlock it.
+    if (!repository && repository.error().kind() == ErrorKind::kWrongKey)
+      return FailCommand(
+          Error(ErrorKind::kWrongKey, "wrong key file: the store " + (*store)->Describe() +
+                                          " is already initialised with another key file; " +
+                                          flags.store.key_file + " does not unlock it"));
   }
   if (!repository) return FailCommand(ExplainUnlockError(repository.error(), flags.store, **store));
 

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "common/aligned_buffer.h"
 
@@ -113,7 +114,27 @@ Result<std::size_t> ReadContent(int fd, const std::filesystem::path& path, std::
 
 }  // namespace
 
-Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data, unsigned mode) {
+namespace {
+
+// Moves `temp` to `path` without replacing anything there.
+Status MoveNoReplace(const std::filesystem::path& temp, const std::filesystem::path& path) {
+  if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0)
+    return OkStatus();
+  int e = errno;
+  if (e == EINVAL || e == ENOSYS) {
+    // No RENAME_NOREPLACE here: link() fails with EEXIST just the same.
+    if (::link(temp.c_str(), path.c_str()) == 0) {
+      ::unlink(temp.c_str());
+      return OkStatus();
+    }
+    e = errno;
+  }
+  if (e == EEXIST) return MakeError(ErrorKind::kAlreadyExists, path.string() + " already exists");
+  return ErrnoError("rename to " + path.string() + " from " + temp.string(), e);
+}
+
+Status WriteFileImpl(const std::filesystem::path& path, std::string_view data, unsigned mode,
+                     bool replace) {
   const auto temp = TempSiblingPath(path);
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (!fd.valid()) return ErrnoError("create " + temp.string(), errno);
@@ -127,9 +148,52 @@ Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
   }
   if (::fsync(fd.get()) != 0) return fail("fsync", errno);
   if (::close(fd.Release()) != 0) return fail("close", errno);
-  if (::rename(temp.c_str(), path.c_str()) != 0)
-    return fail("rename to " + path.string() + " from", errno);
+  if (replace) {
+    if (::rename(temp.c_str(), path.c_str()) != 0)
+      return fail("rename to " + path.string() + " from", errno);
+  } else if (auto moved = MoveNoReplace(temp, path); !moved) {
+    ::unlink(temp.c_str());
+    return moved;
+  }
   return FsyncDirectory(path.parent_path());
+}
+
+}  // namespace
+
+Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data, unsigned mode) {
+  return WriteFileImpl(path, data, mode, /*replace=*/true);
+}
+
+Status WriteFileNoReplace(const std::filesystem::path& path, std::string_view data, unsigned mode) {
+  return WriteFileImpl(path, data, mode, /*replace=*/false);
+}
+
+Result<int> CreateDirectoriesDurably(const std::filesystem::path& dir) {
+  // The missing levels, deepest first.
+  std::vector<std::filesystem::path> missing;
+  struct stat st {};
+  for (std::filesystem::path p = dir; !p.empty(); p = p.parent_path()) {
+    if (::stat(p.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) return IoError("not a directory: " + p.string());
+      break;
+    }
+    if (errno != ENOENT) return ErrnoError("stat " + p.string(), errno);
+    missing.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  int created = 0;
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (::mkdir(it->c_str(), 0755) == 0) {
+      ++created;
+      KINDLING_RETURN_IF_ERROR(FsyncDirectory(*it));
+    } else if (errno != EEXIST) {
+      return ErrnoError("create directory " + it->string(), errno);
+    }
+    // Also when a racing creator won: its fsync of the parent may not have
+    // happened yet, and our file must not depend on it.
+    KINDLING_RETURN_IF_ERROR(FsyncDirectory(it->parent_path()));
+  }
+  return created;
 }
 
 Result<std::string> ReadFile(const std::filesystem::path& path) {

@@ -41,6 +41,20 @@ class UniqueFd {
 [[nodiscard]] Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
                                      unsigned mode = 0644);
 
+// As WriteFileAtomic, but never replaces: the temp file is moved into place
+// with renameat2(RENAME_NOREPLACE) (link() + unlink() where the filesystem
+// lacks it), so of racing creators exactly one wins and the others get
+// kAlreadyExists; the winner's content is never touched.
+[[nodiscard]] Status WriteFileNoReplace(const std::filesystem::path& path, std::string_view data,
+                                        unsigned mode = 0644);
+
+// Creates `dir` and its missing parents, fsyncing each directory it creates
+// and the directory that holds it, so the new names survive a crash (a file
+// fsynced inside a directory whose own entry was lost is lost too). Returns
+// how many directories it created; a directory a racing creator made first
+// counts as existing (its parent is fsynced all the same).
+[[nodiscard]] Result<int> CreateDirectoriesDurably(const std::filesystem::path& dir);
+
 // Reads a whole file. kNotFound when it does not exist. Files of 1 MiB or
 // more are read with O_DIRECT where the filesystem has it.
 [[nodiscard]] Result<std::string> ReadFile(const std::filesystem::path& path);

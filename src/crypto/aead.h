@@ -1,7 +1,9 @@
 // AES-256-GCM authenticated encryption (OpenSSL) and secure random bytes.
 //
 // Sealed format: nonce (12 bytes, random) || ciphertext || tag (16 bytes).
-// The functions are thread-safe.
+// The functions are thread-safe. Any length is accepted: OpenSSL's EVP_*Update
+// take int lengths, so data and associated data are fed in pieces of at most
+// INT_MAX bytes.
 #pragma once
 
 #include <array>
@@ -30,13 +32,21 @@ Key RandomKey();
 
 // Appends nonce||ciphertext||tag of `plaintext` to `out`; `aad` is authenticated
 // but not encrypted.
-void SealAppend(const Key& key, std::string_view plaintext, std::string_view aad,
-                std::string& out);
+void SealAppend(const Key& key, std::string_view plaintext, std::string_view aad, std::string& out);
 
 // Decrypts `sealed` (as produced by SealAppend) into `out` (replacing its
 // content). kCorruption when authentication fails: wrong key, wrong aad or any
 // altered byte.
 [[nodiscard]] Status Open(const Key& key, std::string_view sealed, std::string_view aad,
                           std::string& out);
+
+namespace internal {
+// SealAppend / Open feeding OpenSSL at most `piece` bytes per call (the public
+// functions use INT_MAX); tests use small pieces. REQUIRES: 0 < piece <= INT_MAX.
+void SealAppendInPieces(const Key& key, std::string_view plaintext, std::string_view aad,
+                        std::string& out, std::size_t piece);
+[[nodiscard]] Status OpenInPieces(const Key& key, std::string_view sealed, std::string_view aad,
+                                  std::string& out, std::size_t piece);
+}  // namespace internal
 
 }  // namespace kindling::crypto

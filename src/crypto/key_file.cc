@@ -39,8 +39,13 @@ Result<Key> CreateKeyFile(const std::filesystem::path& path) {
     return MakeError(ErrorKind::kAlreadyExists, "key file already exists: " + path.string());
   Key key = RandomKey();
   std::string text = HexEncode(KeyBytes(key)) + "\n";
-  KINDLING_RETURN_IF_ERROR(WriteFileAtomic(path, text, 0600));
+  // The check above is for the message; WriteFileNoReplace is what makes a
+  // racing creator fail rather than replace the winner's key.
+  auto written = WriteFileNoReplace(path, text, 0600);
   std::fill(text.begin(), text.end(), '\0');
+  if (!written && written.error().kind() == ErrorKind::kAlreadyExists)
+    return MakeError(ErrorKind::kAlreadyExists, "key file already exists: " + path.string());
+  KINDLING_RETURN_IF_ERROR(written);
   return key;
 }
 

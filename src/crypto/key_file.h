@@ -14,7 +14,8 @@ namespace kindling::crypto {
 [[nodiscard]] Result<Key> LoadKeyFile(const std::filesystem::path& path);
 
 // Creates a new random key file atomically with mode 0600. kAlreadyExists when
-// the path exists (a key is never overwritten).
+// the path exists (a key is never overwritten, also not by a racing creator:
+// the file is moved into place with RENAME_NOREPLACE).
 [[nodiscard]] Result<Key> CreateKeyFile(const std::filesystem::path& path);
 
 }  // namespace kindling::crypto

@@ -160,6 +160,14 @@ Status ValidateOptions(const BackupOptions& o, std::uint32_t chunk_size) {
 
 }  // namespace
 
+std::uint64_t MinChunkSizeFor(std::uint64_t image_size, std::uint64_t max_chunks) {
+  if (max_chunks == 0) max_chunks = repo::kMaxManifestChunks;
+  const std::uint64_t at_least = (image_size + max_chunks - 1) / max_chunks;
+  const std::uint64_t aligned =
+      std::max<std::uint64_t>((at_least + 4095) / 4096 * 4096, repo::kMinChunkSize);
+  return aligned;
+}
+
 int DefaultThreads() {
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   return static_cast<int>(std::clamp(cores * 2, 4u, 16u));
@@ -185,6 +193,15 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
 
   KINDLING_ASSIGN_OR_RETURN(ImageFile image, OpenImage(o.image));
   m.image_size = image.size;
+  // Checked before any work: past the manifest format's limit, the backup
+  // could read and upload the whole image and then fail to commit.
+  const std::uint64_t max_chunks = o.max_chunks != 0 ? o.max_chunks : repo::kMaxManifestChunks;
+  if (const std::uint64_t count = repo::ChunkCount(m.image_size, chunk_size); count > max_chunks)
+    return InvalidArgument("image " + o.image.string() + " of " + std::to_string(m.image_size) +
+                           " bytes is " + std::to_string(count) + " chunks of " +
+                           std::to_string(chunk_size) + " bytes, more than a manifest holds (" +
+                           std::to_string(max_chunks) + "); use a chunk size of at least " +
+                           std::to_string(MinChunkSizeFor(m.image_size, max_chunks)) + " bytes");
   const std::size_t chunk_count = repo::ChunkCount(m.image_size, chunk_size);
   m.chunks.resize(chunk_count);
 
@@ -245,9 +262,11 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
 
   auto upload = [&](repo::ChunkCodec& codec, std::string& object, std::size_t index,
                     std::string_view plain) -> Status {
-    const crypto::Digest plain_sha256 = crypto::Sha256Of(plain);
+    // Hashing fails closed (crypto/sha256.h): a failure fails the backup
+    // rather than name every chunk by the same made-up id.
+    KINDLING_ASSIGN_OR_RETURN(const crypto::Digest plain_sha256, crypto::TrySha256Of(plain));
     image_digest.SetChunk(index, plain_sha256);
-    const ChunkId id = codec.IdOf(plain_sha256);
+    KINDLING_ASSIGN_OR_RETURN(const ChunkId id, codec.IdOf(plain_sha256));
     ChunkRef& ref = m.chunks[index];
     ref.is_hole = false;
     ref.id = id;
@@ -323,7 +342,7 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
     });
     workers.Join();
     if (error.failed()) return std::unexpected(error.Take());
-    m.image_digest = image_digest.Finish();
+    KINDLING_ASSIGN_OR_RETURN(m.image_digest, image_digest.Finish());
     ticker.Finish();
   }
 
@@ -355,7 +374,8 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
       if (!got) return std::unexpected(got.error().WithContext("read image " + o.image.string()));
       bytes_read.fetch_add(*got, std::memory_order_relaxed);
       const std::string_view plain(buffer.data(), length);
-      if (codec.Id(plain) != ref.id)
+      KINDLING_ASSIGN_OR_RETURN(const ChunkId again, codec.Id(plain));
+      if (again != ref.id)
         return MakeError(
             ErrorKind::kIo,
             "image " + o.image.string() + " changed during backup (the chunk at offset " +
@@ -404,7 +424,9 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
     o.progress(p);
   }
   // The commit point: everything the manifest names is stored.
-  KINDLING_RETURN_IF_ERROR(store.Put(manifest_key, repo::EncodeManifest(repository.keys(), m)));
+  KINDLING_ASSIGN_OR_RETURN(const std::string manifest_object,
+                            repo::EncodeManifest(repository.keys(), m));
+  KINDLING_RETURN_IF_ERROR(store.Put(manifest_key, manifest_object));
   if (o.healed != nullptr) *o.healed = heals.Sorted();
   return m;
 }

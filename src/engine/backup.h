@@ -5,8 +5,14 @@
 // identified by keyed hash, compressed, encrypted and uploaded unless the store
 // already has them: chunks named by the volume's earlier manifests are known
 // to exist; any other chunk is checked with one HEAD before upload (no listing
-// of the bucket). Work runs on `threads` workers; memory is bounded by about
-// 3 * threads * chunk_size whatever the image size.
+// of the bucket). Work runs on `threads` workers. Memory: about
+// 3 * threads * chunk_size of buffers (a chunk, its compressed form, its
+// object), plus bookkeeping that grows with the number of chunks: some 100
+// bytes per chunk of the image (the manifest's table, the chunk digests) and
+// per distinct chunk the volume's earlier backups reference (the ids known
+// to be stored): about 0.5 GiB for 16 TiB at 4 MiB chunks. The image's chunk
+// count is checked against what a manifest holds before any work
+// (BackupOptions::max_chunks).
 //
 // Healing: a chunk recorded damaged (engine/damage.h) when the backup starts
 // is trusted neither from earlier manifests nor from a HEAD: it is uploaded
@@ -41,17 +47,27 @@ struct BackupOptions {
   int threads = 0;  // 0: a default from the core count
   ProgressFn progress;
   const CancelFlag* cancel = nullptr;
+  // The most chunks the image may have; 0: what a manifest can hold
+  // (repo::kMaxManifestChunks). Checked before the backup reads anything.
+  std::uint64_t max_chunks = 0;
   // When not null, receives on success the chunks that were recorded damaged
   // and that this backup stored again (distinct, sorted); cleared at the start.
   std::vector<repo::ChunkId>* healed = nullptr;
 };
 
-// Returns the committed manifest. kInvalidArgument for bad options, kCancelled,
+// Returns the committed manifest. kInvalidArgument for bad options (an image
+// of more chunks than `max_chunks` included, before any work), kCancelled,
 // kIo when the image changed while it was read, or the store's/file's error
 // (failing to list the damage records included).
 [[nodiscard]] Result<repo::Manifest> CreateBackup(const Repository& repository,
                                                   const BackupOptions& options);
 
 int DefaultThreads();
+
+// The smallest valid chunk size (a multiple of 4096, at least
+// repo::kMinChunkSize) that cuts `image_size` bytes into at most `max_chunks`
+// chunks (0: repo::kMaxManifestChunks). May exceed repo::kMaxChunkSize for
+// images no chunk size fits.
+std::uint64_t MinChunkSizeFor(std::uint64_t image_size, std::uint64_t max_chunks = 0);
 
 }  // namespace kindling::engine

@@ -69,7 +69,12 @@ Result<crypto::Digest> DigestImageFile(const std::filesystem::path& path, std::u
           error.Set(got.error().WithContext("read image " + path.string()));
           break;
         }
-        digest.SetChunk(i, crypto::Sha256Of(std::string_view(buffer.data(), length)));
+        auto sha = crypto::TrySha256Of(std::string_view(buffer.data(), length));
+        if (!sha) {
+          error.Set(sha.error());
+          break;
+        }
+        digest.SetChunk(i, *sha);
       }
     });
     workers.Join();

@@ -14,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/aligned_buffer.h"
 #include "common/files.h"
 #include "engine/backup.h"
 #include "engine/chunk_id_hash.h"
@@ -217,7 +218,7 @@ Result<RestoreResult> RestoreBackup(const Repository& repository, const Manifest
     });
     workers.Join();
     if (error.failed()) return std::unexpected(error.Take());
-    digest = image_digest.Finish();
+    KINDLING_ASSIGN_OR_RETURN(digest, image_digest.Finish());
     ticker.Finish();
   }
 

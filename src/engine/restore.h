@@ -6,8 +6,10 @@
 // 4 KiB blocks inside data chunks (the temp file is new, so they read as zeros
 // without being written). The image digest (repo/image_digest.h) is assembled
 // from the decoded chunks' SHA-256, which the id check computes anyway, in
-// whatever order the chunks arrive: no pass of its own, and memory is one
-// chunk buffer per worker whatever the image size. Chunks are written with
+// whatever order the chunks arrive: no pass of its own. Memory: about three
+// chunk-sized buffers per worker (the fetched object, its opened form, the
+// plaintext), plus some 150 bytes per chunk of the image (the manifest's
+// table, the fetch plan, the chunk digests). Chunks are written with
 // O_DIRECT where the filesystem allows it, otherwise writeback starts as they
 // are written, so the final fsync is short.
 //

@@ -127,7 +127,8 @@ Result<VerifyReport> VerifyBackup(const Repository& repository, const repo::Mani
         image_digest.SetChunk(i, chunk_sha256[by_id.at(m.chunks[i].id)]);
     }
     report.image_digest_checked = true;
-    report.image_digest_matches = image_digest.Finish() == m.image_digest;
+    KINDLING_ASSIGN_OR_RETURN(const crypto::Digest digest, image_digest.Finish());
+    report.image_digest_matches = digest == m.image_digest;
   }
   report.bytes_checked = counters.bytes_transferred.load();
   std::sort(report.problems.begin(), report.problems.end(),

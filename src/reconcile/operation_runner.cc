@@ -621,7 +621,8 @@ Status OperationRunner::ExecuteRepair(RunningOperation& run, const db::Operation
                                       const db::Volume& volume) {
   run.SetPhase("fsck");
   KINDLING_ASSIGN_OR_RETURN(std::filesystem::path tool, FindTool(options_.e2fsck_tool));
-  auto checked = CheckAndRepairImage(ImageOf(volume.id), tool);
+  auto checked = CheckAndRepairImage(ImageOf(volume.id), tool,
+                                     ToolLimits{.timeout = kE2fsckTimeout, .cancel = &run.cancel});
   if (!checked && checked.error().is_not_found()) run.health = db::VolumeHealth::kMissing;
   if (!checked) return std::unexpected(checked.error());
   if (checked->exit_code != 0 && checked->exit_code != 1) {

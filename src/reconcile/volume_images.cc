@@ -1,7 +1,6 @@
 #include "reconcile/volume_images.h"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,8 +10,7 @@
 #include <system_error>
 
 #include "common/files.h"
-
-extern char** environ;
+#include "common/subprocess.h"
 
 namespace kindling::reconcile {
 namespace {
@@ -57,47 +55,29 @@ Result<std::filesystem::path> FindTool(const std::string& name) {
   return NotFound("tool " + name + " not found (is e2fsprogs installed?)");
 }
 
-Result<CommandResult> RunCommand(const std::vector<std::string>& argv) {
+Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const ToolLimits& limits) {
   if (argv.empty()) return InvalidArgument("empty command");
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
-  UniqueFd read_end(pipe_fds[0]);
-  UniqueFd write_end(pipe_fds[1]);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
-  std::vector<char*> args;
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  const int err = ::posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  write_end = UniqueFd();
-  if (err != 0) return ErrnoError("run " + argv[0], err);
-
+  CommandOptions options;
+  options.args = argv;
+  options.timeout = limits.timeout;
+  options.cancel = limits.cancel;
+  options.max_output = kMaxCommandOutput;
+  KINDLING_ASSIGN_OR_RETURN(kindling::CommandResult ran, SystemCommandRunner().Run(options));
+  const std::string name = std::filesystem::path(argv[0]).filename().string();
+  if (ran.cancelled) return Cancelled(name + " was stopped: the operation was cancelled");
+  if (ran.timed_out)
+    return IoError(name + " " + DescribeExit(ran, options) +
+                   "; it was stopped with its process group");
   CommandResult result;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t n = ::read(read_end.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (result.output.size() < kMaxCommandOutput)
-      result.output.append(buffer, std::min<std::size_t>(static_cast<std::size_t>(n),
-                                                         kMaxCommandOutput - result.output.size()));
-  }
-  int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0) {
-    if (errno != EINTR) return ErrnoError("wait for " + argv[0], errno);
-  }
-  result.exit_code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+  result.exit_code = ran.exit_status > 128 ? -1 : ran.exit_status;
+  result.output = std::move(ran.output);
+  result.output.append(ran.errors);
+  if (result.output.size() > kMaxCommandOutput) result.output.resize(kMaxCommandOutput);
   return result;
 }
 
 Status CreateImage(const std::filesystem::path& path, int size_gb,
-                   const std::filesystem::path& mkfs_tool) {
+                   const std::filesystem::path& mkfs_tool, const ToolLimits& limits) {
   if (size_gb < 1) return InvalidArgument("volume size must be at least 1 GiB");
   std::error_code ec;
   if (std::filesystem::exists(path, ec))
@@ -117,7 +97,8 @@ Status CreateImage(const std::filesystem::path& path, int size_gb,
   }
   // nodiscard: discarding a fresh sparse file would only punch holes that are
   // already there, and is slow on some filesystems.
-  auto mkfs = RunCommand({mkfs_tool.string(), "-q", "-F", "-E", "nodiscard", temp.string()});
+  auto mkfs =
+      RunCommand({mkfs_tool.string(), "-q", "-F", "-E", "nodiscard", temp.string()}, limits);
   if (!mkfs || mkfs->exit_code != 0) {
     ::unlink(temp.c_str());
     if (!mkfs) return std::unexpected(mkfs.error());
@@ -133,10 +114,11 @@ Status CreateImage(const std::filesystem::path& path, int size_gb,
 }
 
 Result<CommandResult> CheckAndRepairImage(const std::filesystem::path& path,
-                                          const std::filesystem::path& e2fsck_tool) {
+                                          const std::filesystem::path& e2fsck_tool,
+                                          const ToolLimits& limits) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return NotFound("image " + path.string() + " is missing");
-  return RunCommand({e2fsck_tool.string(), "-f", "-y", path.string()});
+  return RunCommand({e2fsck_tool.string(), "-f", "-y", path.string()}, limits);
 }
 
 Result<std::vector<std::string>> ListImageVolumeIds(const std::filesystem::path& volumes_dir) {

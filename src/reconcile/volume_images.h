@@ -7,6 +7,8 @@
 // volume's image is touched by one operation at a time.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -32,21 +34,38 @@ struct CommandResult {
   std::string output;  // stdout and stderr, truncated to a few KiB
 };
 
-// Runs `argv` (argv[0] a path) without a shell and waits for it. An error
-// only when it could not be started; a non-zero exit is a CommandResult.
-[[nodiscard]] Result<CommandResult> RunCommand(const std::vector<std::string>& argv);
+// How long a tool may run, and a flag that stops it early. A tool stopped
+// either way goes with its whole process group (SIGTERM, SIGKILL 2 s later;
+// common/subprocess.h), so a hung e2fsck cannot hold an operation forever.
+struct ToolLimits {
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};  // zero: none
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+// e2fsck on a large, damaged filesystem can take hours; not forever.
+inline constexpr std::chrono::hours kE2fsckTimeout{6};
+
+// Runs `argv` (argv[0] an absolute path) without a shell and waits for it,
+// within `limits`. An error when it could not be started, kIo when it ran
+// past its timeout, kCancelled when `limits.cancel` stopped it; a non-zero
+// exit is a CommandResult.
+[[nodiscard]] Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
+                                               const ToolLimits& limits = {});
 
 // Creates a sparse image of `size_gb` GiB with an empty ext4 filesystem,
 // atomically: a temp sibling is formatted, then renamed onto `path`, so a
 // crash never leaves a half-formatted image under its final name.
 // kAlreadyExists when `path` exists. REQUIRES: size_gb >= 1.
 [[nodiscard]] Status CreateImage(const std::filesystem::path& path, int size_gb,
-                                 const std::filesystem::path& mkfs_tool);
+                                 const std::filesystem::path& mkfs_tool,
+                                 const ToolLimits& limits = {});
 
 // `e2fsck -f -y image`: the exit code says what happened (0 clean, 1 errors
 // corrected, 2 corrected but reboot wanted, 4+ uncorrected or failed).
 [[nodiscard]] Result<CommandResult> CheckAndRepairImage(const std::filesystem::path& path,
-                                                        const std::filesystem::path& e2fsck_tool);
+                                                        const std::filesystem::path& e2fsck_tool,
+                                                        const ToolLimits& limits = ToolLimits{
+                                                            .timeout = kE2fsckTimeout});
 
 // Volume ids of the images in `volumes_dir` (names "<id>.img"), sorted.
 [[nodiscard]] Result<std::vector<std::string>> ListImageVolumeIds(

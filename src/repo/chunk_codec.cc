@@ -25,9 +25,14 @@ ChunkCodec::ChunkCodec(const DataKeys& keys, int zstd_level)
 
 ChunkCodec::~ChunkCodec() = default;
 
-ChunkId ChunkCodec::IdOf(const crypto::Digest& plain_sha256) const {
-  return crypto::HmacSha256(crypto::KeyBytes(keys_.chunk_id_key),
-                            crypto::DigestBytes(plain_sha256));
+Result<ChunkId> ChunkCodec::Id(std::string_view plaintext) const {
+  KINDLING_ASSIGN_OR_RETURN(const crypto::Digest sha, crypto::TrySha256Of(plaintext));
+  return IdOf(sha);
+}
+
+Result<ChunkId> ChunkCodec::IdOf(const crypto::Digest& plain_sha256) const {
+  return crypto::TryHmacSha256(crypto::KeyBytes(keys_.chunk_id_key),
+                               crypto::DigestBytes(plain_sha256));
 }
 
 namespace {
@@ -67,8 +72,9 @@ Result<EnvelopeHeader> ChunkCodec::Open(std::string_view object, const ChunkId& 
 
 Status ChunkCodec::CheckId(std::string_view plaintext, const ChunkId& id,
                            crypto::Digest* plain_sha256) const {
-  const crypto::Digest sha = crypto::Sha256Of(plaintext);
-  if (IdOf(sha) != id) return CorruptChunk(id, "content does not match its id");
+  KINDLING_ASSIGN_OR_RETURN(const crypto::Digest sha, crypto::TrySha256Of(plaintext));
+  KINDLING_ASSIGN_OR_RETURN(const ChunkId actual, IdOf(sha));
+  if (actual != id) return CorruptChunk(id, "content does not match its id");
   if (plain_sha256 != nullptr) *plain_sha256 = sha;
   return OkStatus();
 }

@@ -35,9 +35,10 @@ class ChunkCodec {
   ChunkCodec(const ChunkCodec&) = delete;
   ChunkCodec& operator=(const ChunkCodec&) = delete;
 
-  ChunkId Id(std::string_view plaintext) const { return IdOf(crypto::Sha256Of(plaintext)); }
+  // kInternal when hashing fails (crypto/sha256.h): never a made-up id.
+  [[nodiscard]] Result<ChunkId> Id(std::string_view plaintext) const;
   // The id of a chunk whose plaintext has SHA-256 `plain_sha256`.
-  ChunkId IdOf(const crypto::Digest& plain_sha256) const;
+  [[nodiscard]] Result<ChunkId> IdOf(const crypto::Digest& plain_sha256) const;
 
   // Replaces `object` with the stored form of `plaintext`.
   // REQUIRES: plaintext.size() <= kMaxChunkSize; id == Id(plaintext).

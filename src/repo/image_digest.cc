@@ -10,7 +10,7 @@ namespace {
 constexpr std::string_view kDomain{"kindling image digest v1\0", 25};
 }  // namespace
 
-crypto::Digest ZeroBytesSha256(std::uint64_t length) {
+Result<crypto::Digest> ZeroBytesSha256(std::uint64_t length) {
   crypto::Sha256 sha;
   sha.UpdateZeros(length);
   return sha.Finish();
@@ -20,9 +20,15 @@ ImageDigest::ImageDigest(std::uint64_t image_size, std::uint32_t chunk_size)
     : image_size_(image_size),
       chunk_size_(chunk_size),
       chunks_(static_cast<std::size_t>((image_size + chunk_size - 1) / chunk_size)) {
-  if (image_size_ >= chunk_size_) zero_full_ = ZeroBytesSha256(chunk_size_);
-  if (const std::uint64_t tail = image_size_ % chunk_size_; tail != 0)
-    zero_tail_ = ZeroBytesSha256(tail);
+  auto zeros = [&](std::uint64_t length, crypto::Digest& into) {
+    auto digest = ZeroBytesSha256(length);
+    if (digest)
+      into = *digest;
+    else
+      zeros_ok_ = std::unexpected(digest.error());
+  };
+  if (image_size_ >= chunk_size_) zeros(chunk_size_, zero_full_);
+  if (const std::uint64_t tail = image_size_ % chunk_size_; tail != 0) zeros(tail, zero_tail_);
 }
 
 std::uint64_t ImageDigest::ChunkLength(std::size_t index) const {
@@ -34,7 +40,8 @@ void ImageDigest::SetZeroChunk(std::size_t index) {
   chunks_[index] = ChunkLength(index) == chunk_size_ ? zero_full_ : zero_tail_;
 }
 
-crypto::Digest ImageDigest::Finish() const {
+Result<crypto::Digest> ImageDigest::Finish() const {
+  KINDLING_RETURN_IF_ERROR(zeros_ok_);
   std::string header;
   ByteWriter w(header);
   w.Raw(kDomain);

@@ -39,18 +39,21 @@ class ImageDigest {
   // Records chunk `index` as all zeros (a hole). Same contract as SetChunk.
   void SetZeroChunk(std::size_t index);
 
-  // The digest. REQUIRES: every chunk recorded, and no concurrent Set*.
-  crypto::Digest Finish() const;
+  // The digest; kInternal when hashing failed (here or for the zero chunks'
+  // digests in the constructor). REQUIRES: every chunk recorded, and no
+  // concurrent Set*.
+  [[nodiscard]] Result<crypto::Digest> Finish() const;
 
  private:
   std::uint64_t image_size_;
   std::uint32_t chunk_size_;
+  Status zeros_ok_;             // hashing the zero chunks below succeeded
   crypto::Digest zero_full_{};  // SHA-256 of chunk_size zero bytes
   crypto::Digest zero_tail_{};  // SHA-256 of the shorter last chunk's zeros
   std::vector<crypto::Digest> chunks_;
 };
 
-// SHA-256 of `length` zero bytes.
-crypto::Digest ZeroBytesSha256(std::uint64_t length);
+// SHA-256 of `length` zero bytes; kInternal when hashing fails.
+[[nodiscard]] Result<crypto::Digest> ZeroBytesSha256(std::uint64_t length);
 
 }  // namespace kindling::repo

@@ -8,8 +8,10 @@
 //
 // Concurrency: any number of backups, restores and verifies may run at once on
 // one store, from any number of hosts. Chunks are content-addressed and written
-// whole (Put is atomic), so two backups writing the same chunk write the same
-// bytes. A backup writes its manifest only after every chunk it references is
+// whole (Put is atomic), so two backups writing the same chunk id write
+// objects that decode to the same plaintext (not the same bytes: the nonce is
+// random and the compression level may differ), and whichever Put lands last
+// is as good as the other. A backup writes its manifest only after every chunk it references is
 // stored, so a reader that finds a manifest finds its chunks. Deleting chunks
 // (garbage collection) must not run concurrently with a backup that may rely on
 // them; until a gc with a grace period exists, chunks are never deleted.

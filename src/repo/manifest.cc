@@ -15,8 +15,6 @@ namespace {
 constexpr std::uint32_t kManifestPayloadVersion = 2;
 constexpr std::uint8_t kKindHole = 0;
 constexpr std::uint8_t kKindData = 1;
-// A manifest for a 16 TiB image at the smallest chunk size stays below this.
-constexpr std::uint64_t kMaxManifestPayload = 1ull << 31;
 
 std::string Context(std::string_view volume_id, std::string_view backup_id) {
   return "manifest:" + ManifestKey(volume_id, backup_id);
@@ -33,9 +31,23 @@ std::uint64_t Manifest::ChunkLength(std::size_t index) const {
   return std::min<std::uint64_t>(chunk_size, image_size - offset);
 }
 
-std::string EncodeManifest(const DataKeys& keys, const Manifest& m) {
+Result<std::string> EncodeManifest(const DataKeys& keys, const Manifest& m,
+                                   std::uint64_t max_payload) {
+  if (m.volume_id.size() > 0xffff || m.backup_id.size() > 0xffff)
+    return InvalidArgument("manifest ids longer than 65535 bytes");
+  // The payload's size is known before writing it: refuse rather than build
+  // (or truncate) a manifest no decoder accepts.
+  std::uint64_t data_chunks = 0;
+  for (const ChunkRef& c : m.chunks) data_chunks += c.is_hole ? 0 : 1;
+  const std::uint64_t payload_size = 4 + 2 + m.volume_id.size() + 2 + m.backup_id.size() + 8 + 4 +
+                                     8 + 32 + 8 * 8 + 8 + m.chunks.size() + data_chunks * (32 + 4);
+  if (payload_size > max_payload || payload_size > kMaxManifestPayload)
+    return InvalidArgument("manifest of backup " + m.backup_id + " would be " +
+                           std::to_string(payload_size) + " bytes, over the format's limit of " +
+                           std::to_string(max_payload) + " (" + std::to_string(m.chunks.size()) +
+                           " chunks); use a larger chunk size");
   std::string payload;
-  payload.reserve(128 + m.chunks.size() * 37);
+  payload.reserve(static_cast<std::size_t>(payload_size));
   ByteWriter w(payload);
   w.U32(kManifestPayloadVersion);
   w.ShortString(m.volume_id);
@@ -56,13 +68,17 @@ std::string EncodeManifest(const DataKeys& keys, const Manifest& m) {
       w.U32(c.stored_size);
     }
   }
+  if (payload.size() != payload_size)
+    return InternalError("manifest payload is " + std::to_string(payload.size()) +
+                         " bytes, expected " + std::to_string(payload_size));
   std::string compressed(ZSTD_compressBound(payload.size()), '\0');
   const std::size_t n =
       ZSTD_compress(compressed.data(), compressed.size(), payload.data(), payload.size(), 3);
-  compressed.resize(ZSTD_isError(n) ? 0 : n);
+  if (ZSTD_isError(n))
+    return InternalError(std::string("manifest compression failed: ") + ZSTD_getErrorName(n));
+  compressed.resize(n);
   std::string object;
-  // Manifests above 4 GiB of payload cannot be described by the u32 header
-  // field; the payload bound above keeps them far below.
+  // payload.size() <= kMaxManifestPayload < 2^32: the u32 header field holds it.
   EnvelopeHeader header{ObjectType::kManifest, kFormatVersion, Codec::kZstd,
                         static_cast<std::uint32_t>(payload.size())};
   SealEnvelope(keys.data_key, header, compressed, Context(m.volume_id, m.backup_id), object);

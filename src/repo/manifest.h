@@ -62,8 +62,31 @@ struct Manifest {
 
 std::uint64_t ChunkCount(std::uint64_t image_size, std::uint32_t chunk_size);
 
-// The stored object for `manifest`.
-std::string EncodeManifest(const DataKeys& keys, const Manifest& manifest);
+// Limits of the format. The payload's size is a u32 in the envelope header;
+// manifests are kept to 2 GiB of payload (decoders refuse more, bounding
+// their memory on corrupt input), which with the longest ids and a data
+// chunk per entry (37 bytes) holds kMaxManifestChunks chunks: about 58 M, so
+// a 16 TiB image needs chunks of about 300 KiB or more.
+inline constexpr std::uint64_t kMaxManifestPayload = 1ull << 31;
+inline constexpr std::uint64_t kMaxManifestFixedPart =
+    4 + 2 * (2 + 65535) + 8 + 4 + 8 + 32 + 8 * 8 + 8;
+inline constexpr std::uint64_t kManifestBytesPerChunk = 1 + 32 + 4;
+// The most chunks a manifest may have when its payload is bounded by
+// `max_payload` bytes.
+constexpr std::uint64_t MaxManifestChunks(std::uint64_t max_payload = kMaxManifestPayload) {
+  return max_payload <= kMaxManifestFixedPart
+             ? 0
+             : (max_payload - kMaxManifestFixedPart) / kManifestBytesPerChunk;
+}
+inline constexpr std::uint64_t kMaxManifestChunks = MaxManifestChunks();
+
+// The stored object for `manifest`. kInvalidArgument when the payload would
+// exceed `max_payload` bytes (too many chunks: a larger chunk size is needed)
+// or an id exceeds 65535 bytes; kInternal when compression fails. Never
+// truncates a field. `max_payload` is a parameter for tests.
+// REQUIRES: max_payload <= kMaxManifestPayload.
+[[nodiscard]] Result<std::string> EncodeManifest(const DataKeys& keys, const Manifest& manifest,
+                                                 std::uint64_t max_payload = kMaxManifestPayload);
 
 // Parses a stored manifest read from ManifestKey(volume_id, backup_id).
 // kCorruption (naming the key) on any inconsistency.

@@ -28,10 +28,18 @@ struct DataKeys {
   std::uint32_t default_chunk_size = 4u << 20;
 };
 
-// Creates the config object. kAlreadyExists when the store is initialised.
+// Creates the config object with ObjectStore::PutIfAbsent, so a config is
+// never replaced: kAlreadyExists when the store is initialised, also when
+// another init wins a race (atomically on a local store and on S3 services
+// that honour If-None-Match; see storage::S3Store::PutIfAbsent).
 [[nodiscard]] Result<DataKeys> InitStoreKeys(storage::ObjectStore& store,
                                              const crypto::Key& key_file_key,
                                              std::uint32_t default_chunk_size);
+
+// The config object for `keys`, sealed with `key_file_key` (InitStoreKeys
+// draws the keys; tests and golden samples give fixed ones).
+[[nodiscard]] Result<std::string> EncodeStoreConfig(const DataKeys& keys,
+                                                    const crypto::Key& key_file_key);
 
 // Reads and unlocks the config object. kNotFound when the store has none
 // ("not initialised"), kWrongKey when the key file is not this store's,

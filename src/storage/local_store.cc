@@ -32,8 +32,8 @@ bool IsValidObjectKey(std::string_view key) {
 
 Result<std::unique_ptr<LocalStore>> LocalStore::Open(const fs::path& root) {
   std::error_code ec;
-  fs::create_directories(root, ec);
-  if (ec) return IoError("create store directory " + root.string() + ": " + ec.message());
+  if (auto created = CreateDirectoriesDurably(root); !created)
+    return std::unexpected(created.error().WithContext("create store directory"));
   if (!fs::is_directory(root, ec)) return InvalidArgument("not a directory: " + root.string());
   return std::unique_ptr<LocalStore>(new LocalStore(fs::absolute(root)));
 }
@@ -45,16 +45,24 @@ Result<fs::path> LocalStore::PathFor(std::string_view key) const {
 
 Status LocalStore::Put(std::string_view key, std::string_view data) {
   KINDLING_ASSIGN_OR_RETURN(fs::path path, PathFor(key));
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  if (ec) return IoError("create directory " + path.parent_path().string() + ": " + ec.message());
+  KINDLING_RETURN_IF_ERROR(CreateDirectoriesDurably(path.parent_path()));
   return WriteFileAtomic(path, data);
+}
+
+Status LocalStore::PutIfAbsent(std::string_view key, std::string_view data) {
+  KINDLING_ASSIGN_OR_RETURN(fs::path path, PathFor(key));
+  KINDLING_RETURN_IF_ERROR(CreateDirectoriesDurably(path.parent_path()));
+  auto written = WriteFileNoReplace(path, data);
+  if (!written && written.error().kind() == ErrorKind::kAlreadyExists)
+    return MakeError(ErrorKind::kAlreadyExists, "object already exists: " + std::string(key));
+  return written;
 }
 
 Result<std::string> LocalStore::Get(std::string_view key) {
   KINDLING_ASSIGN_OR_RETURN(fs::path path, PathFor(key));
   auto data = ReadFile(path);
-  if (!data && data.error().is_not_found()) return NotFound("object not found: " + std::string(key));
+  if (!data && data.error().is_not_found())
+    return NotFound("object not found: " + std::string(key));
   return data;
 }
 
@@ -62,7 +70,8 @@ Result<std::uint64_t> LocalStore::Head(std::string_view key) {
   KINDLING_ASSIGN_OR_RETURN(fs::path path, PathFor(key));
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return NotFound("object not found: " + std::string(key));
+    if (errno == ENOENT || errno == ENOTDIR)
+      return NotFound("object not found: " + std::string(key));
     return ErrnoError("stat " + path.string(), errno);
   }
   return static_cast<std::uint64_t>(st.st_size);
@@ -70,13 +79,15 @@ Result<std::uint64_t> LocalStore::Head(std::string_view key) {
 
 Status LocalStore::Delete(std::string_view key) {
   KINDLING_ASSIGN_OR_RETURN(fs::path path, PathFor(key));
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError("delete " + path.string(), errno);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return ErrnoError("delete " + path.string(), errno);
   return OkStatus();
 }
 
 Result<std::vector<ObjectInfo>> LocalStore::List(std::string_view prefix) {
   // Walk only the deepest directory the prefix names, not the whole store.
-  std::string_view dir_part = prefix.substr(0, prefix.rfind('/') == std::string_view::npos ? 0 : prefix.rfind('/'));
+  std::string_view dir_part =
+      prefix.substr(0, prefix.rfind('/') == std::string_view::npos ? 0 : prefix.rfind('/'));
   fs::path start = dir_part.empty() ? root_ : root_ / fs::path(dir_part);
   std::vector<ObjectInfo> out;
   std::error_code ec;
@@ -92,7 +103,8 @@ Result<std::vector<ObjectInfo>> LocalStore::List(std::string_view prefix) {
     if (key.compare(0, prefix.size(), prefix) != 0) continue;
     out.push_back({std::move(key), static_cast<std::uint64_t>(it->file_size(ec))});
   }
-  std::sort(out.begin(), out.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
+  std::sort(out.begin(), out.end(),
+            [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
   return out;
 }
 

@@ -1,7 +1,11 @@
 // LocalStore: an ObjectStore in a local directory (the embedded default).
 // Each object is a file at <root>/<key>; Put writes a temp file beside it,
 // fsyncs, renames and fsyncs the directory, so a crash never leaves a partial
-// object under its final name. Temp files (".*.tmp-*") are never listed.
+// object under its final name. Directories a Put creates are fsynced, and so
+// is the directory holding each, so a stored object survives a crash however
+// new its directory. PutIfAbsent moves the temp file with RENAME_NOREPLACE:
+// of racing creators exactly one wins. Temp files (".*.tmp-*") are never
+// listed.
 #pragma once
 
 #include <filesystem>
@@ -17,6 +21,7 @@ class LocalStore final : public ObjectStore {
   [[nodiscard]] static Result<std::unique_ptr<LocalStore>> Open(const std::filesystem::path& root);
 
   Status Put(std::string_view key, std::string_view data) override;
+  Status PutIfAbsent(std::string_view key, std::string_view data) override;
   Result<std::string> Get(std::string_view key) override;
   Result<std::uint64_t> Head(std::string_view key) override;
   Status Delete(std::string_view key) override;

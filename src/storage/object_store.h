@@ -3,7 +3,8 @@
 // Contract for every implementation:
 // - Thread-safe: any number of threads may call any method concurrently.
 // - Put is atomic: a reader sees either no object or the whole object, never a
-//   prefix. Put overwrites.
+//   prefix. Put overwrites; PutIfAbsent never does (objects that must not be
+//   replaced, such as the store config).
 // - Get/Head/Delete on a missing key: kNotFound from Get/Head, success from Delete.
 // - Errors that a retry may fix (5xx, 429, timeouts, resets) are kTransient;
 //   credentials rejected are kPermissionDenied. Wrappers (retry, metrics, fault
@@ -32,6 +33,11 @@ class ObjectStore {
   virtual ~ObjectStore() = default;
 
   [[nodiscard]] virtual Status Put(std::string_view key, std::string_view data) = 0;
+  // As Put, but kAlreadyExists when an object has `key` already; then the
+  // existing object is untouched. Of racing callers at most one succeeds
+  // where the backend decides atomically (a local directory; S3 services
+  // that honour If-None-Match on PUT), see each implementation.
+  [[nodiscard]] virtual Status PutIfAbsent(std::string_view key, std::string_view data) = 0;
   [[nodiscard]] virtual Result<std::string> Get(std::string_view key) = 0;
   // Size of the object; kNotFound when absent.
   [[nodiscard]] virtual Result<std::uint64_t> Head(std::string_view key) = 0;
@@ -48,6 +54,9 @@ class ObjectStoreWrapper : public ObjectStore {
   explicit ObjectStoreWrapper(ObjectStore& base) : base_(base) {}
 
   Status Put(std::string_view key, std::string_view data) override { return base_.Put(key, data); }
+  Status PutIfAbsent(std::string_view key, std::string_view data) override {
+    return base_.PutIfAbsent(key, data);
+  }
   Result<std::string> Get(std::string_view key) override { return base_.Get(key); }
   Result<std::uint64_t> Head(std::string_view key) override { return base_.Head(key); }
   Status Delete(std::string_view key) override { return base_.Delete(key); }

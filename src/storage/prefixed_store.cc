@@ -10,6 +10,10 @@ std::string PrefixedStore::Full(std::string_view key) const { return prefix_ + s
 Status PrefixedStore::Put(std::string_view key, std::string_view data) {
   return base().Put(Full(key), data);
 }
+
+Status PrefixedStore::PutIfAbsent(std::string_view key, std::string_view data) {
+  return base().PutIfAbsent(Full(key), data);
+}
 Result<std::string> PrefixedStore::Get(std::string_view key) { return base().Get(Full(key)); }
 Result<std::uint64_t> PrefixedStore::Head(std::string_view key) { return base().Head(Full(key)); }
 Status PrefixedStore::Delete(std::string_view key) { return base().Delete(Full(key)); }

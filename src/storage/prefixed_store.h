@@ -14,6 +14,7 @@ class PrefixedStore final : public ObjectStoreWrapper {
   PrefixedStore(ObjectStore& base, std::string prefix);
 
   Status Put(std::string_view key, std::string_view data) override;
+  Status PutIfAbsent(std::string_view key, std::string_view data) override;
   Result<std::string> Get(std::string_view key) override;
   Result<std::uint64_t> Head(std::string_view key) override;
   Status Delete(std::string_view key) override;

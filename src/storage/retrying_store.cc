@@ -14,8 +14,8 @@ RetryingStore::RetryingStore(ObjectStore& base, RetryPolicy policy, SleepFn slee
 std::chrono::milliseconds RetryingStore::Backoff(int attempt) {
   // Full jitter: uniform in [0, min(max, initial * 2^attempt)].
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  const auto cap = std::min<long long>(policy_.max_backoff.count(),
-                                       policy_.initial_backoff.count() << std::min(attempt, 20));
+  const auto cap = std::min<long long>(policy_.max_backoff.count(), policy_.initial_backoff.count()
+                                                                        << std::min(attempt, 20));
   std::uniform_int_distribution<long long> dist(0, std::max<long long>(cap, 1));
   return std::chrono::milliseconds(dist(rng));
 }
@@ -36,6 +36,10 @@ auto RetryingStore::Retry(Fn&& fn) -> decltype(fn()) {
 
 Status RetryingStore::Put(std::string_view key, std::string_view data) {
   return Retry([&] { return base().Put(key, data); });
+}
+
+Status RetryingStore::PutIfAbsent(std::string_view key, std::string_view data) {
+  return Retry([&] { return base().PutIfAbsent(key, data); });
 }
 Result<std::string> RetryingStore::Get(std::string_view key) {
   return Retry([&] { return base().Get(key); });

@@ -24,6 +24,11 @@ class RetryingStore final : public ObjectStoreWrapper {
   RetryingStore(ObjectStore& base, RetryPolicy policy, SleepFn sleep = {});
 
   Status Put(std::string_view key, std::string_view data) override;
+  // Retried like Put. An attempt that stored the object but whose answer was
+  // lost makes the next attempt report kAlreadyExists: callers that must
+  // tell it from a racing creator compare the stored object with theirs
+  // (repo::InitStoreKeys does).
+  Status PutIfAbsent(std::string_view key, std::string_view data) override;
   Result<std::string> Get(std::string_view key) override;
   Result<std::uint64_t> Head(std::string_view key) override;
   Status Delete(std::string_view key) override;

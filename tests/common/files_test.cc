@@ -6,8 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "common/aligned_buffer.h"
 #include "testutil/sparse_image.h"
@@ -465,6 +468,58 @@ TEST_F(FilesTest, DirectIoReadsThePartlyCachedFileCorrectly) {
         << offset;
     ::posix_fadvise(fd.get(), 32 * 4096, 0, POSIX_FADV_DONTNEED);
   }
+}
+
+// Racing creators of one file: exactly one wins, the others get
+// kAlreadyExists, the winner's content stays, no temp file is left.
+TEST_F(FilesTest, WriteFileNoReplaceHasOneWinnerAmongRacers) {
+  const auto path = dir_ / "key";
+  constexpr int kRacers = 8;
+  std::vector<Status> results(kRacers);
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRacers; ++i)
+    threads.emplace_back([&, i] {
+      while (!go.load()) std::this_thread::yield();
+      results[i] = WriteFileNoReplace(path, "racer " + std::to_string(i), 0600);
+    });
+  go = true;
+  for (auto& t : threads) t.join();
+  int winner = -1;
+  for (int i = 0; i < kRacers; ++i) {
+    if (results[i]) {
+      EXPECT_EQ(winner, -1) << "two winners";
+      winner = i;
+    } else {
+      EXPECT_EQ(results[i].error().kind(), ErrorKind::kAlreadyExists)
+          << results[i].error().message();
+    }
+  }
+  ASSERT_NE(winner, -1);
+  EXPECT_EQ(*ReadFile(path), "racer " + std::to_string(winner));
+  EXPECT_THAT(testutil::ListDir(dir_.path()), ElementsAre("key"));
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(FilesTest, CreateDirectoriesDurablyCreatesEachMissingLevelOnce) {
+  const auto deep = dir_ / "a" / "b" / "c";
+  auto created = CreateDirectoriesDurably(deep);
+  ASSERT_TRUE(created) << created.error().message();
+  EXPECT_EQ(*created, 3);
+  EXPECT_TRUE(std::filesystem::is_directory(deep));
+  auto again = CreateDirectoriesDurably(deep);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, 0);
+  auto sibling = CreateDirectoriesDurably(dir_ / "a" / "d");
+  ASSERT_TRUE(sibling);
+  EXPECT_EQ(*sibling, 1);
+
+  testutil::WriteFile(dir_ / "file", "x");
+  auto under_file = CreateDirectoriesDurably(dir_ / "file" / "sub");
+  ASSERT_FALSE(under_file);
+  EXPECT_EQ(under_file.error().kind(), ErrorKind::kIo);
 }
 
 }  // namespace

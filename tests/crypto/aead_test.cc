@@ -113,5 +113,30 @@ TEST_F(AeadTest, RandomKeysDiffer) {
   EXPECT_EQ(KeyBytes(key_)[0], '\x42');
 }
 
+// OpenSSL's EVP_*Update take int lengths: longer data and associated data
+// are fed in pieces. Small pieces here stand for INT_MAX, so that the loop is
+// exercised without gigabytes of memory; either side may cut differently.
+TEST_F(AeadTest, DataAndAadFedInPiecesRoundTrip) {
+  std::string plaintext(1000, '\0');
+  for (std::size_t i = 0; i < plaintext.size(); ++i) plaintext[i] = static_cast<char>(i * 7);
+  const std::string aad(37, 'a');
+  for (std::size_t piece : {1u, 7u, 16u, 999u, 1000u, 4096u}) {
+    std::string sealed;
+    internal::SealAppendInPieces(key_, plaintext, aad, sealed, piece);
+    ASSERT_EQ(sealed.size(), plaintext.size() + kSealOverhead);
+    std::string opened;
+    ASSERT_TRUE(Open(key_, sealed, aad, opened)) << piece;
+    EXPECT_EQ(opened, plaintext) << piece;
+
+    std::string whole;
+    SealAppend(key_, plaintext, aad, whole);
+    ASSERT_TRUE(internal::OpenInPieces(key_, whole, aad, opened, piece)) << piece;
+    EXPECT_EQ(opened, plaintext) << piece;
+    whole[kNonceSize + 500] ^= 1;
+    EXPECT_FALSE(internal::OpenInPieces(key_, whole, aad, opened, piece)) << piece;
+    EXPECT_FALSE(internal::OpenInPieces(key_, sealed, aad.substr(1), opened, piece)) << piece;
+  }
+}
+
 }  // namespace
 }  // namespace kindling::crypto

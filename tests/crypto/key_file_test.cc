@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "common/hex.h"
 #include "testutil/temp_dir.h"
@@ -101,6 +105,36 @@ TEST_F(KeyFileTest, ErrorMessageDoesNotLeakContent) {
   auto key = LoadKeyFile(dir_ / "bad");
   ASSERT_FALSE(key);
   EXPECT_EQ(key.error().message().find(almost), std::string::npos);
+}
+
+// Racing creators of one key file: one key is written and returned, the
+// others get kAlreadyExists; the file holds the winner's key.
+TEST_F(KeyFileTest, RacingCreatorsHaveOneWinner) {
+  const auto path = dir_ / "store.key";
+  constexpr int kRacers = 8;
+  std::vector<std::optional<Result<Key>>> results(kRacers);
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRacers; ++i)
+    threads.emplace_back([&, i] {
+      while (!go.load()) std::this_thread::yield();
+      results[i] = CreateKeyFile(path);
+    });
+  go = true;
+  for (auto& t : threads) t.join();
+  std::optional<Key> winner;
+  for (const auto& r : results) {
+    if (*r) {
+      EXPECT_FALSE(winner) << "two creators succeeded";
+      winner = **r;
+    } else {
+      EXPECT_EQ(r->error().kind(), ErrorKind::kAlreadyExists);
+    }
+  }
+  ASSERT_TRUE(winner);
+  auto loaded = LoadKeyFile(path);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(*loaded, *winner);
 }
 
 }  // namespace

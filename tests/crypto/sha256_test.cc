@@ -31,12 +31,12 @@ TEST_F(Sha256Test, IncrementalEqualsOneShot) {
     pos += step;
   }
   h.Update(std::string_view(data).substr(pos));
-  EXPECT_EQ(h.Finish(), Sha256Of(data));
+  EXPECT_EQ(*h.Finish(), Sha256Of(data));
 }
 
 TEST_F(Sha256Test, EmptyIncremental) {
   Sha256 h;
-  EXPECT_EQ(DigestHex(h.Finish()),
+  EXPECT_EQ(DigestHex(*h.Finish()),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
@@ -47,7 +47,7 @@ TEST_F(Sha256Test, UpdateZerosEqualsHashingAZeroBuffer) {
     h.UpdateZeros(count);
     h.Update("suffix");
     const std::string expected = "prefix" + std::string(count, '\0') + "suffix";
-    EXPECT_EQ(h.Finish(), Sha256Of(expected)) << count;
+    EXPECT_EQ(*h.Finish(), Sha256Of(expected)) << count;
   }
 }
 
@@ -72,6 +72,33 @@ TEST_F(Sha256Test, HmacRfc4231) {
 TEST_F(Sha256Test, HmacDependsOnKey) {
   EXPECT_NE(HmacSha256("key-a", "data"), HmacSha256("key-b", "data"));
   EXPECT_NE(HmacSha256("key-a", "data"), Sha256Of("data"));
+}
+
+// Hashing fails closed: a failed step is remembered and Finish reports it,
+// never a digest (an all-zero chunk id would merge every chunk into one).
+TEST_F(Sha256Test, MisuseFailsClosed) {
+  Sha256 h;
+  h.Update("abc");
+  auto first = h.Finish();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, Sha256Of("abc"));
+  auto again = h.Finish();
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind(), ErrorKind::kInternal);
+
+  Sha256 updated_late;
+  ASSERT_TRUE(updated_late.Finish());
+  updated_late.Update("more");
+  EXPECT_FALSE(updated_late.Finish());
+}
+
+TEST_F(Sha256Test, CheckedFunctionsMatchTheOthers) {
+  auto sha = TrySha256Of("abc");
+  ASSERT_TRUE(sha);
+  EXPECT_EQ(*sha, Sha256Of("abc"));
+  auto mac = TryHmacSha256("Jefe", "what do ya want for nothing?");
+  ASSERT_TRUE(mac);
+  EXPECT_EQ(*mac, HmacSha256("Jefe", "what do ya want for nothing?"));
 }
 
 }  // namespace

@@ -516,5 +516,47 @@ TEST_F(BackupTest, DefaultThreadsIsReasonable) {
   EXPECT_LE(DefaultThreads(), 256);
 }
 
+// The chunk-count bound is checked before the backup reads or stores
+// anything: an image past what a manifest holds fails at once with a clear
+// error naming the chunk size that would do. A small injected bound stands
+// for the format's ~58 M chunks.
+TEST_F(BackupTest, ImageOfTooManyChunksFailsBeforeAnyWork) {
+  const auto image =
+      MakeImage("ten.img", 10 * std::uint64_t{kChunk}, {{0, 10 * kChunk, Fill::kRandom}});
+  BackupOptions o = Options(image);
+  o.max_chunks = 9;
+  auto m = CreateBackup(repository(), o);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(m.error().message(), HasSubstr("more than a manifest holds (9)"));
+  EXPECT_THAT(m.error().message(),
+              HasSubstr("chunk size of at least " +
+                        std::to_string(MinChunkSizeFor(10 * std::uint64_t{kChunk}, 9))));
+  auto chunks = local_->List("chunks/");
+  ASSERT_TRUE(chunks);
+  EXPECT_TRUE(chunks->empty());
+  auto manifests = local_->List(repo::kVolumesPrefix);
+  ASSERT_TRUE(manifests);
+  EXPECT_TRUE(manifests->empty());
+
+  o.max_chunks = 10;
+  auto fits = CreateBackup(repository(), o);
+  ASSERT_TRUE(fits) << fits.error().message();
+  EXPECT_EQ(fits->chunks.size(), 10u);
+}
+
+TEST(BackupLimitsTest, MinChunkSizeFor) {
+  EXPECT_EQ(MinChunkSizeFor(0, 10), repo::kMinChunkSize);
+  EXPECT_EQ(MinChunkSizeFor(100ull << 20, 10), 10ull << 20);
+  EXPECT_EQ(MinChunkSizeFor((100ull << 20) + 1, 10), (10ull << 20) + 4096);
+  // 16 TiB fits the format's limit with chunks of about 300 KiB.
+  const std::uint64_t for_16_tib = MinChunkSizeFor(16ull << 40);
+  EXPECT_LT(for_16_tib, 512u << 10);
+  EXPECT_LE(repo::ChunkCount(16ull << 40, static_cast<std::uint32_t>(for_16_tib)),
+            repo::kMaxManifestChunks);
+  EXPECT_GT(repo::ChunkCount(16ull << 40, static_cast<std::uint32_t>(for_16_tib - 4096)),
+            repo::kMaxManifestChunks);
+}
+
 }  // namespace
 }  // namespace kindling::engine

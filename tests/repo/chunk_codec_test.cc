@@ -29,7 +29,7 @@ class ChunkCodecTest : public ::testing::Test {
 
   std::string Encode(std::string_view plaintext) {
     std::string object;
-    codec_.Encode(plaintext, codec_.Id(plaintext), object);
+    codec_.Encode(plaintext, *codec_.Id(plaintext), object);
     return object;
   }
 
@@ -56,31 +56,31 @@ class ChunkCodecTest : public ::testing::Test {
 TEST_F(ChunkCodecTest, IdIsKeyedOverThePlaintextsSha256AndDecodeReturnsIt) {
   const std::string plain = testutil::RandomData(100000, 3);
   const crypto::Digest sha = crypto::Sha256Of(plain);
-  EXPECT_EQ(codec_.Id(plain), codec_.IdOf(sha));
-  EXPECT_NE(codec_.Id(plain), sha);  // keyed: not the bare hash
+  EXPECT_EQ(*codec_.Id(plain), *codec_.IdOf(sha));
+  EXPECT_NE(*codec_.Id(plain), sha);  // keyed: not the bare hash
   const std::string object = Encode(plain);
   std::string decoded;
   crypto::Digest got{};
-  ASSERT_TRUE(codec_.Decode(object, codec_.Id(plain), decoded, &got));
+  ASSERT_TRUE(codec_.Decode(object, *codec_.Id(plain), decoded, &got));
   EXPECT_EQ(got, sha);
   std::vector<char> out(plain.size());
   crypto::Digest got_into{};
-  auto n = codec_.DecodeInto(object, codec_.Id(plain), std::span<char>(out), &got_into);
+  auto n = codec_.DecodeInto(object, *codec_.Id(plain), std::span<char>(out), &got_into);
   ASSERT_TRUE(n);
   EXPECT_EQ(got_into, sha);
 }
 
 TEST_F(ChunkCodecTest, IdIsKeyedHmacOfThePlaintextsSha256) {
   const std::string data = "some chunk";
-  EXPECT_EQ(codec_.Id(data), crypto::HmacSha256(crypto::KeyBytes(keys_.chunk_id_key),
-                                                crypto::DigestBytes(crypto::Sha256Of(data))));
-  EXPECT_NE(codec_.Id(data), crypto::Sha256Of(data));
-  EXPECT_NE(codec_.Id(data), codec_.Id("some chunK"));
+  EXPECT_EQ(*codec_.Id(data), crypto::HmacSha256(crypto::KeyBytes(keys_.chunk_id_key),
+                                                 crypto::DigestBytes(crypto::Sha256Of(data))));
+  EXPECT_NE(*codec_.Id(data), crypto::Sha256Of(data));
+  EXPECT_NE(*codec_.Id(data), *codec_.Id("some chunK"));
 }
 
 TEST_F(ChunkCodecTest, CompressibleRoundTrip) {
   const std::string text = testutil::TextData(kMinChunkSize, 5);
-  const ChunkId id = codec_.Id(text);
+  const ChunkId id = *codec_.Id(text);
   std::string object;
   codec_.Encode(text, id, object);
   EXPECT_LT(object.size(), text.size() / 2);
@@ -95,7 +95,7 @@ TEST_F(ChunkCodecTest, CompressibleRoundTrip) {
 
 TEST_F(ChunkCodecTest, IncompressibleStoredUncompressed) {
   const std::string random = testutil::RandomData(kMinChunkSize, 6);
-  const ChunkId id = codec_.Id(random);
+  const ChunkId id = *codec_.Id(random);
   std::string object;
   codec_.Encode(random, id, object);
   EXPECT_EQ(object.size(), kEnvelopeHeaderSize + random.size() + crypto::kSealOverhead);
@@ -112,7 +112,7 @@ TEST_F(ChunkCodecTest, ZeroChunkCompressesToAlmostNothing) {
   const std::string object = Encode(zeros);
   EXPECT_LT(object.size(), 64u * 1024);
   std::string plaintext;
-  ASSERT_TRUE(codec_.Decode(object, codec_.Id(zeros), plaintext));
+  ASSERT_TRUE(codec_.Decode(object, *codec_.Id(zeros), plaintext));
   EXPECT_EQ(plaintext, zeros);
 }
 
@@ -121,7 +121,7 @@ TEST_F(ChunkCodecTest, OddSizesRoundTrip) {
                            std::size_t{kMinChunkSize + 1}, std::size_t{3u << 20}}) {
     for (testutil::Fill fill : {testutil::Fill::kRandom, testutil::Fill::kText}) {
       const std::string data = testutil::FillData(fill, size, size);
-      const ChunkId id = codec_.Id(data);
+      const ChunkId id = *codec_.Id(data);
       std::string object;
       codec_.Encode(data, id, object);
       std::string plaintext;
@@ -139,18 +139,18 @@ TEST_F(ChunkCodecTest, CodecIsReusableAcrossCalls) {
   const std::string big_object = Encode(big);
   const std::string small_object = Encode(small);
   std::string plaintext;
-  ASSERT_TRUE(codec_.Decode(big_object, codec_.Id(big), plaintext));
+  ASSERT_TRUE(codec_.Decode(big_object, *codec_.Id(big), plaintext));
   EXPECT_EQ(plaintext, big);
-  ASSERT_TRUE(codec_.Decode(small_object, codec_.Id(small), plaintext));
+  ASSERT_TRUE(codec_.Decode(small_object, *codec_.Id(small), plaintext));
   EXPECT_EQ(plaintext, small);
-  ASSERT_TRUE(codec_.Decode(big_object, codec_.Id(big), plaintext));
+  ASSERT_TRUE(codec_.Decode(big_object, *codec_.Id(big), plaintext));
   EXPECT_EQ(plaintext, big);
 }
 
 TEST_F(ChunkCodecTest, DecodeIntoRoundTripsCompressedAndStoredChunks) {
   for (testutil::Fill fill : {testutil::Fill::kText, testutil::Fill::kRandom}) {
     const std::string data = testutil::FillData(fill, kMinChunkSize - 3, 21);
-    const ChunkId id = codec_.Id(data);
+    const ChunkId id = *codec_.Id(data);
     auto n = codec_.DecodeInto(Encode(data), id, out_);
     ASSERT_TRUE(n) << n.error().message();
     ASSERT_EQ(*n, data.size());
@@ -161,7 +161,7 @@ TEST_F(ChunkCodecTest, DecodeIntoRoundTripsCompressedAndStoredChunks) {
 TEST_F(ChunkCodecTest, DecodeIntoTooSmallBufferIsCorruption) {
   for (testutil::Fill fill : {testutil::Fill::kText, testutil::Fill::kRandom}) {
     const std::string data = testutil::FillData(fill, 10000, 22);
-    const ChunkId id = codec_.Id(data);
+    const ChunkId id = *codec_.Id(data);
     const std::string object = Encode(data);
     auto n = codec_.DecodeInto(object, id, std::span<char>(out_.data(), data.size() - 1));
     ASSERT_FALSE(n);
@@ -183,7 +183,7 @@ TEST_F(ChunkCodecTest, ObjectsAreEncrypted) {
 TEST_F(ChunkCodecTest, TamperedByteIsCorruption) {
   for (testutil::Fill fill : {testutil::Fill::kRandom, testutil::Fill::kText}) {
     const std::string data = testutil::FillData(fill, kMinChunkSize, 9);
-    const ChunkId id = codec_.Id(data);
+    const ChunkId id = *codec_.Id(data);
     std::string object;
     codec_.Encode(data, id, object);
     const std::size_t nonce = kEnvelopeHeaderSize;
@@ -210,7 +210,7 @@ TEST_F(ChunkCodecTest, TamperedByteIsCorruption) {
 
 TEST_F(ChunkCodecTest, TruncatedOrExtendedIsCorruption) {
   const std::string data = testutil::RandomData(5000, 3);
-  const ChunkId id = codec_.Id(data);
+  const ChunkId id = *codec_.Id(data);
   const std::string object = Encode(data);
   ExpectCorrupt("", id, "empty");
   ExpectCorrupt(std::string_view(object).substr(0, kEnvelopeHeaderSize), id, "header only");
@@ -222,7 +222,7 @@ TEST_F(ChunkCodecTest, WrongIdIsCorruption) {
   const std::string a = testutil::RandomData(4096, 1);
   const std::string b = testutil::RandomData(4096, 2);
   // An object stored under another chunk's key.
-  ExpectCorrupt(Encode(a), codec_.Id(b), "object of chunk a read as chunk b");
+  ExpectCorrupt(Encode(a), *codec_.Id(b), "object of chunk a read as chunk b");
   ChunkId zero{};
   ExpectCorrupt(Encode(a), zero, "all-zero id");
 }
@@ -234,7 +234,7 @@ TEST_F(ChunkCodecTest, OtherStoreKeysAreCorruption) {
   other.chunk_id_key = keys_.chunk_id_key;  // same id, different data key
   ChunkCodec other_codec(other, 1);
   std::string plaintext;
-  auto st = other_codec.Decode(object, codec_.Id(data), plaintext);
+  auto st = other_codec.Decode(object, *codec_.Id(data), plaintext);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().kind(), ErrorKind::kCorruption);
 }
@@ -243,7 +243,7 @@ TEST_F(ChunkCodecTest, ObjectWithMatchingAuthButWrongContentIsCorruption) {
   // A sealed object whose content does not hash to its id (e.g. written by a
   // buggy client holding the keys) is still refused by the id check.
   const std::string data = "the real content";
-  const ChunkId id = codec_.Id(data);
+  const ChunkId id = *codec_.Id(data);
   std::string forged;
   SealEnvelope(keys_.data_key, EnvelopeHeader{ObjectType::kChunk, kFormatVersion, Codec::kNone, 16},
                "not the content!", crypto::DigestBytes(id), forged);

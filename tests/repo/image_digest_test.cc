@@ -37,7 +37,7 @@ crypto::Digest ByBuilder(const std::string& image, std::uint32_t chunk_size) {
     else
       digest.SetChunk(i, crypto::Sha256Of(chunk));
   }
-  return digest.Finish();
+  return *digest.Finish();
 }
 
 TEST(ImageDigestTest, MatchesItsDefinitionForEverySizeShape) {
@@ -72,9 +72,9 @@ TEST(ImageDigestTest, DependsOnSizeChunkSizeOrderAndContent) {
 }
 
 TEST(ImageDigestTest, ZeroBytesSha256) {
-  EXPECT_EQ(crypto::DigestHex(ZeroBytesSha256(0)),
+  EXPECT_EQ(crypto::DigestHex(*ZeroBytesSha256(0)),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(ZeroBytesSha256(100000), crypto::Sha256Of(std::string(100000, '\0')));
+  EXPECT_EQ(*ZeroBytesSha256(100000), crypto::Sha256Of(std::string(100000, '\0')));
 }
 
 }  // namespace

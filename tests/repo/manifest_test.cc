@@ -104,7 +104,7 @@ TEST_F(ManifestTest, RoundTripWithHolesAndData) {
                              std::uint64_t{kMinChunkSize}, std::uint64_t{kMinChunkSize + 1},
                              std::uint64_t{37} * kMinChunkSize + 12345}) {
     const Manifest m = Sample(size, kMinChunkSize);
-    auto decoded = Decode(EncodeManifest(keys_, m), m);
+    auto decoded = Decode(*EncodeManifest(keys_, m), m);
     ASSERT_TRUE(decoded) << size << ": " << decoded.error().message();
     ExpectEqual(*decoded, m);
   }
@@ -118,7 +118,7 @@ TEST_F(ManifestTest, LargeChunkSizeAndSparseImage) {
   m.chunks[1000].is_hole = false;
   m.chunks[1000].id = crypto::Sha256Of("x");
   m.chunks[1000].stored_size = 77;
-  const std::string object = EncodeManifest(keys_, m);
+  const std::string object = *EncodeManifest(keys_, m);
   EXPECT_LT(object.size(), 4096u);
   auto decoded = Decode(object, m);
   ASSERT_TRUE(decoded) << decoded.error().message();
@@ -127,7 +127,7 @@ TEST_F(ManifestTest, LargeChunkSizeAndSparseImage) {
 
 TEST_F(ManifestTest, ObjectIsAManifestEnvelope) {
   const Manifest m = Sample(kMinChunkSize * 3, kMinChunkSize);
-  const std::string object = EncodeManifest(keys_, m);
+  const std::string object = *EncodeManifest(keys_, m);
   auto header = ParseEnvelopeHeader(object, ObjectType::kManifest);
   ASSERT_TRUE(header) << header.error().message();
   EXPECT_EQ(object.find("vol-1"), std::string::npos);
@@ -135,7 +135,7 @@ TEST_F(ManifestTest, ObjectIsAManifestEnvelope) {
 
 TEST_F(ManifestTest, TamperedByteIsCorruptionNamingTheKey) {
   const Manifest m = Sample(kMinChunkSize * 10 + 5, kMinChunkSize);
-  const std::string object = EncodeManifest(keys_, m);
+  const std::string object = *EncodeManifest(keys_, m);
   for (std::size_t i = 0; i < object.size(); ++i) {
     std::string tampered = object;
     tampered[i] = static_cast<char>(tampered[i] ^ 0x04);
@@ -145,14 +145,14 @@ TEST_F(ManifestTest, TamperedByteIsCorruptionNamingTheKey) {
 
 TEST_F(ManifestTest, TruncatedIsCorruption) {
   const Manifest m = Sample(kMinChunkSize * 4, kMinChunkSize);
-  const std::string object = EncodeManifest(keys_, m);
+  const std::string object = *EncodeManifest(keys_, m);
   for (std::size_t len : {std::size_t{0}, std::size_t{12}, object.size() / 2, object.size() - 1})
     ExpectCorrupt(Decode(std::string_view(object).substr(0, len), m), m, std::to_string(len));
 }
 
 TEST_F(ManifestTest, DecodingUnderAnotherNameIsCorruption) {
   const Manifest m = Sample(kMinChunkSize * 4, kMinChunkSize);
-  const std::string object = EncodeManifest(keys_, m);
+  const std::string object = *EncodeManifest(keys_, m);
   Manifest other_volume = m;
   other_volume.volume_id = "vol-2";
   ExpectCorrupt(Decode(object, other_volume), other_volume, "other volume");
@@ -163,7 +163,7 @@ TEST_F(ManifestTest, DecodingUnderAnotherNameIsCorruption) {
 
 TEST_F(ManifestTest, OtherStoreKeysAreCorruption) {
   const Manifest m = Sample(kMinChunkSize * 4, kMinChunkSize);
-  const std::string object = EncodeManifest(keys_, m);
+  const std::string object = *EncodeManifest(keys_, m);
   const DataKeys other = MakeKeys();
   auto r = DecodeManifest(other, object, m.volume_id, m.backup_id);
   ASSERT_FALSE(r);
@@ -175,18 +175,18 @@ TEST_F(ManifestTest, InconsistentContentIsCorruption) {
   // produce) are refused too.
   Manifest bad_count = Sample(kMinChunkSize * 4, kMinChunkSize);
   bad_count.chunks.pop_back();
-  ExpectCorrupt(Decode(EncodeManifest(keys_, bad_count), bad_count), bad_count, "chunk count");
+  ExpectCorrupt(Decode(*EncodeManifest(keys_, bad_count), bad_count), bad_count, "chunk count");
 
   Manifest small_chunks = Sample(kMinChunkSize * 4, kMinChunkSize);
   small_chunks.chunk_size = kMinChunkSize / 2;
   small_chunks.chunks.resize(ChunkCount(small_chunks.image_size, small_chunks.chunk_size));
-  ExpectCorrupt(Decode(EncodeManifest(keys_, small_chunks), small_chunks), small_chunks,
+  ExpectCorrupt(Decode(*EncodeManifest(keys_, small_chunks), small_chunks), small_chunks,
                 "chunk size below minimum");
 
   Manifest huge_chunks = Sample(kMinChunkSize * 4, kMinChunkSize);
   huge_chunks.chunk_size = kMaxChunkSize * 2;
   huge_chunks.chunks.resize(ChunkCount(huge_chunks.image_size, huge_chunks.chunk_size));
-  ExpectCorrupt(Decode(EncodeManifest(keys_, huge_chunks), huge_chunks), huge_chunks,
+  ExpectCorrupt(Decode(*EncodeManifest(keys_, huge_chunks), huge_chunks), huge_chunks,
                 "chunk size above maximum");
 }
 
@@ -197,7 +197,7 @@ TEST_F(ManifestTest, EarlierPayloadVersionIsRefusedByName) {
   const std::string context = "manifest:" + ManifestKey(m.volume_id, m.backup_id);
   std::string body;
   auto header =
-      OpenEnvelope(keys_.data_key, EncodeManifest(keys_, m), ObjectType::kManifest, context, body);
+      OpenEnvelope(keys_.data_key, *EncodeManifest(keys_, m), ObjectType::kManifest, context, body);
   ASSERT_TRUE(header) << header.error().message();
   std::string payload(header->plain_size, '\0');
   ASSERT_EQ(ZSTD_decompress(payload.data(), payload.size(), body.data(), body.size()),
@@ -213,6 +213,49 @@ TEST_F(ManifestTest, EarlierPayloadVersionIsRefusedByName) {
   ASSERT_FALSE(decoded);
   EXPECT_EQ(decoded.error().kind(), ErrorKind::kCorruption);
   EXPECT_THAT(decoded.error().message(), HasSubstr("payload version 1 is not supported"));
+}
+
+// The payload bound is exact for the worst case (longest ids, every chunk
+// data): a manifest of MaxManifestChunks(limit) chunks encodes within
+// `limit`, one more chunk is refused with an error, never truncated. A small
+// injected limit stands for the real 2 GiB.
+TEST_F(ManifestTest, EncoderRefusesManifestsOverTheLimit) {
+  constexpr std::uint64_t kLimit = kMaxManifestFixedPart + 100 * kManifestBytesPerChunk;
+  ASSERT_EQ(MaxManifestChunks(kLimit), 100u);
+  Manifest m;
+  m.volume_id = std::string(65535, 'v');
+  m.backup_id = std::string(65535, 'b');
+  m.chunk_size = kMinChunkSize;
+  m.image_size = 100ull * kMinChunkSize;
+  m.chunks.resize(100);
+  for (ChunkRef& c : m.chunks) c.is_hole = false;
+  auto fits = EncodeManifest(keys_, m, kLimit);
+  ASSERT_TRUE(fits) << fits.error().message();
+
+  m.image_size += 1;
+  m.chunks.emplace_back();
+  m.chunks.back().is_hole = false;
+  auto over = EncodeManifest(keys_, m, kLimit);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(over.error().message(), HasSubstr("use a larger chunk size"));
+}
+
+TEST_F(ManifestTest, LimitsMatchTheFormat) {
+  // About 58 M chunks: 16 TiB at 512 KiB chunks, and the payload's size fits
+  // the envelope header's u32.
+  EXPECT_GT(kMaxManifestChunks, 58'000'000u);
+  EXPECT_LT(kMaxManifestChunks, 58'100'000u);
+  EXPECT_LE(ChunkCount(16ull << 40, 512u << 10), kMaxManifestChunks);
+  EXPECT_LT(kMaxManifestPayload, 1ull << 32);
+}
+
+TEST_F(ManifestTest, EncoderRefusesIdsItCannotRecord) {
+  Manifest m = Sample(10 * kMinChunkSize, kMinChunkSize);
+  m.backup_id = std::string(65536, 'b');
+  auto encoded = EncodeManifest(keys_, m);
+  ASSERT_FALSE(encoded);
+  EXPECT_EQ(encoded.error().kind(), ErrorKind::kInvalidArgument);
 }
 
 }  // namespace

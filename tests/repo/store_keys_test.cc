@@ -1,8 +1,13 @@
 #include "repo/store_keys.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
 
 #include "common/bytes.h"
 #include "crypto/kdf.h"
@@ -200,6 +205,67 @@ TEST_F(StoreKeysTest, TwoStoresHaveIndependentKeys) {
   EXPECT_NE(a->store_id, b->store_id);
   EXPECT_NE(a->data_key, b->data_key);
   EXPECT_NE(a->chunk_id_key, b->chunk_id_key);
+}
+
+// A store whose HEAD never finds anything: every racing init passes the
+// early check, so the config's create-only write alone must decide.
+class BlindHeadStore final : public storage::ObjectStoreWrapper {
+ public:
+  using ObjectStoreWrapper::ObjectStoreWrapper;
+  Result<std::uint64_t> Head(std::string_view key) override {
+    return NotFound("pretend " + std::string(key) + " is missing");
+  }
+};
+
+TEST_F(StoreKeysTest, RacingInitsHaveOneWinnerWhoseKeyOpensTheStore) {
+  BlindHeadStore blind(*store_);
+  constexpr int kRacers = 8;
+  std::vector<crypto::Key> keys(kRacers);
+  for (auto& k : keys) k = crypto::RandomKey();
+  std::vector<std::optional<Result<DataKeys>>> results(kRacers);
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRacers; ++i)
+    threads.emplace_back([&, i] {
+      while (!go.load()) std::this_thread::yield();
+      results[i] = InitStoreKeys(blind, keys[i], 4u << 20);
+    });
+  go = true;
+  for (auto& t : threads) t.join();
+  int winner = -1;
+  for (int i = 0; i < kRacers; ++i) {
+    if (*results[i]) {
+      EXPECT_EQ(winner, -1) << "two inits succeeded";
+      winner = i;
+    } else {
+      EXPECT_EQ(results[i]->error().kind(), ErrorKind::kAlreadyExists);
+      EXPECT_THAT(results[i]->error().message(), ::testing::HasSubstr("already initialised"));
+    }
+  }
+  ASSERT_NE(winner, -1);
+  auto opened = OpenStoreKeys(*store_, keys[winner]);
+  ASSERT_TRUE(opened) << opened.error().message();
+  EXPECT_EQ(opened->data_key, (*results[winner])->data_key);
+  EXPECT_EQ(opened->chunk_id_key, (*results[winner])->chunk_id_key);
+}
+
+// An init whose config write succeeded but whose answer was lost, retried:
+// the config found is its own, so it succeeds rather than report a rival.
+TEST_F(StoreKeysTest, InitRetriedAfterALostAnswerSucceeds) {
+  class LostAnswerStore final : public storage::ObjectStoreWrapper {
+   public:
+    using ObjectStoreWrapper::ObjectStoreWrapper;
+    Status PutIfAbsent(std::string_view key, std::string_view data) override {
+      KINDLING_RETURN_IF_ERROR(base().PutIfAbsent(key, data));
+      return base().PutIfAbsent(key, data);  // the retry of a lost answer
+    }
+  };
+  LostAnswerStore store(*store_);
+  auto created = InitStoreKeys(store, key_, 4u << 20);
+  ASSERT_TRUE(created) << created.error().message();
+  auto opened = OpenStoreKeys(*store_, key_);
+  ASSERT_TRUE(opened);
+  EXPECT_EQ(opened->data_key, created->data_key);
 }
 
 }  // namespace

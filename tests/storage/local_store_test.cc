@@ -137,5 +137,49 @@ TEST(LocalStoreOpenTest, CreatesTheRootAndRejectsAFile) {
   ASSERT_FALSE(on_file);
 }
 
+TEST_F(LocalStoreTest, PutIfAbsentNeverReplaces) {
+  ASSERT_TRUE(store_->PutIfAbsent("kindling-store/config", "first"));
+  auto again = store_->PutIfAbsent("kindling-store/config", "second");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind(), ErrorKind::kAlreadyExists);
+  EXPECT_EQ(*store_->Get("kindling-store/config"), "first");
+  EXPECT_EQ(Keys(*store_->List("")), std::vector<std::string>{"kindling-store/config"});
+}
+
+TEST_F(LocalStoreTest, PutIfAbsentHasOneWinnerAmongRacers) {
+  constexpr int kRacers = 8;
+  std::vector<Status> results(kRacers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRacers; ++i)
+    threads.emplace_back(
+        [&, i] { results[i] = store_->PutIfAbsent("deep/new/dir/object", std::to_string(i)); });
+  for (auto& t : threads) t.join();
+  int wins = 0;
+  std::string winner;
+  for (int i = 0; i < kRacers; ++i) {
+    if (results[i]) {
+      ++wins;
+      winner = std::to_string(i);
+    } else {
+      EXPECT_EQ(results[i].error().kind(), ErrorKind::kAlreadyExists);
+    }
+  }
+  EXPECT_EQ(wins, 1);
+  EXPECT_EQ(*store_->Get("deep/new/dir/object"), winner);
+}
+
+// Put creates (and fsyncs) every missing directory level of a key; racing
+// Puts into the same new directories all succeed.
+TEST_F(LocalStoreTest, PutCreatesNewDirectoriesForRacingWriters) {
+  std::vector<std::thread> threads;
+  std::vector<Status> results(8);
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back(
+        [&, i] { results[i] = store_->Put("chunks/ab/new/obj" + std::to_string(i), "x"); });
+  for (auto& t : threads) t.join();
+  for (const Status& r : results) EXPECT_TRUE(r) << r.error().message();
+  EXPECT_EQ(store_->List("chunks/")->size(), 8u);
+}
+
 }  // namespace
 }  // namespace kindling::storage

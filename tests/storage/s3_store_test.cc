@@ -284,6 +284,17 @@ TEST_F(S3StoreTest, DescribeNamesBucketAndEndpointOnly) {
   EXPECT_EQ(store_->Describe().find("my-secret"), std::string::npos);
 }
 
+// s3rver ignores If-None-Match on PUT, so the HEAD before the conditional
+// PUT is what refuses here; services that honour the header refuse at the
+// PUT itself (412, mapped to kAlreadyExists).
+TEST_F(S3StoreTest, PutIfAbsentNeverReplaces) {
+  ASSERT_TRUE(store_->PutIfAbsent("kindling-store/config", "first"));
+  auto again = store_->PutIfAbsent("kindling-store/config", "second");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind(), ErrorKind::kAlreadyExists) << again.error().message();
+  EXPECT_EQ(*store_->Get("kindling-store/config"), "first");
+}
+
 TEST(S3StoreOpenTest, RejectsMalformedConfig) {
   S3Config good;
   good.bucket = "bucket";

@@ -8,7 +8,8 @@ void FaultInjectingStore::SetRule(Rule rule) {
 }
 
 void FaultInjectingStore::FailMatching(StoreOp op, std::string needle, ErrorKind kind) {
-  SetRule([op, needle = std::move(needle), kind](StoreOp o, std::string_view key) -> std::optional<Error> {
+  SetRule([op, needle = std::move(needle), kind](StoreOp o,
+                                                 std::string_view key) -> std::optional<Error> {
     if (o == op && key.find(needle) != std::string_view::npos)
       return Error(kind, "injected fault on " + std::string(key));
     return std::nullopt;
@@ -30,6 +31,11 @@ std::optional<Error> FaultInjectingStore::Check(StoreOp op, std::string_view key
 Status FaultInjectingStore::Put(std::string_view key, std::string_view data) {
   if (auto e = Check(StoreOp::kPut, key)) return std::unexpected(*e);
   return base().Put(key, data);
+}
+
+Status FaultInjectingStore::PutIfAbsent(std::string_view key, std::string_view data) {
+  if (auto e = Check(StoreOp::kPut, key)) return std::unexpected(*e);
+  return base().PutIfAbsent(key, data);
 }
 Result<std::string> FaultInjectingStore::Get(std::string_view key) {
   if (auto e = Check(StoreOp::kGet, key)) return std::unexpected(*e);

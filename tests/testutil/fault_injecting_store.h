@@ -27,6 +27,8 @@ class FaultInjectingStore final : public storage::ObjectStoreWrapper {
   int calls(StoreOp op) const { return calls_[static_cast<int>(op)].load(); }
 
   Status Put(std::string_view key, std::string_view data) override;
+  // Faults as for kPut.
+  Status PutIfAbsent(std::string_view key, std::string_view data) override;
   Result<std::string> Get(std::string_view key) override;
   Result<std::uint64_t> Head(std::string_view key) override;
   Status Delete(std::string_view key) override;

@@ -96,8 +96,10 @@ struct S3Store::Impl {
   // Sends one signed request for `key` (or for the bucket when `key` is empty)
   // and returns the response when its status is 2xx; other statuses become
   // errors by MapHttpError.
+  // `extra_headers` ("Name: value") are sent unsigned.
   Result<HttpResponse> Call(std::string_view method, std::string_view key, sigv4::Params query,
-                            std::string_view body = {}) {
+                            std::string_view body = {},
+                            const std::vector<std::string>& extra_headers = {}) {
     const std::string what = "S3 " + std::string(method) + " " + config.bucket +
                              (key.empty() ? "" : "/" + std::string(key));
     sigv4::Request request;
@@ -128,6 +130,8 @@ struct S3Store::Impl {
                                                  now, config.region, "s3"));
     if (method == "PUT" || method == "POST")
       http_request.headers.push_back("Content-Type: application/octet-stream");
+    http_request.headers.insert(http_request.headers.end(), extra_headers.begin(),
+                                extra_headers.end());
     http_request.body = body;
 
     auto response = http.Send(http_request, what);
@@ -160,6 +164,11 @@ struct S3Store::Impl {
         body.code == "SlowDown")
       return Error(ErrorKind::kTransient, what + ": " + detail);
     if (status == 400) return Error(ErrorKind::kInvalidArgument, what + ": " + detail);
+    // A conditional write lost: If-None-Match found an object (412), or
+    // another conditional write of the key was in flight (409).
+    if (status == 412 || (status == 409 && body.code == "ConditionalRequestConflict"))
+      return Error(ErrorKind::kAlreadyExists,
+                   what + ": the object already exists (" + detail + ")");
     return Error(ErrorKind::kInternal, what + ": unexpected answer (" + detail + ")");
   }
 
@@ -278,6 +287,27 @@ Status S3Store::Put(std::string_view key, std::string_view data) {
   return Guard("S3 PUT", [&]() -> Status {
     if (data.size() > impl_->config.multipart_threshold) return impl_->PutMultipart(key, data);
     KINDLING_RETURN_IF_ERROR(impl_->Call("PUT", key, {}, data));
+    return OkStatus();
+  });
+}
+
+Status S3Store::PutIfAbsent(std::string_view key, std::string_view data) {
+  KINDLING_RETURN_IF_ERROR(CheckKey(key));
+  return Guard("S3 PUT", [&]() -> Status {
+    if (data.size() > impl_->config.multipart_threshold)
+      return InvalidArgument("S3 conditional PUT " + std::string(key) + ": " +
+                             std::to_string(data.size()) + " bytes is over the single-PUT size");
+    // Services that ignore If-None-Match on PUT (s3rver, older MinIO and
+    // Ceph) would overwrite: the HEAD turns away every creator but one that
+    // races within the HEAD-to-PUT window. Where the header is honoured
+    // (AWS S3 since 2024, recent MinIO), the PUT itself decides.
+    auto head = impl_->Call("HEAD", key, {});
+    if (head)
+      return MakeError(ErrorKind::kAlreadyExists, "S3 PUT " + impl_->config.bucket + "/" +
+                                                      std::string(key) +
+                                                      ": the object already exists");
+    if (!head.error().is_not_found()) return std::unexpected(head.error());
+    KINDLING_RETURN_IF_ERROR(impl_->Call("PUT", key, {}, data, {"If-None-Match: *"}));
     return OkStatus();
   });
 }

@@ -41,6 +41,11 @@ class S3Store final : public ObjectStore {
   ~S3Store() override;
 
   Status Put(std::string_view key, std::string_view data) override;
+  // A HEAD, then a PUT with If-None-Match: * (412 is kAlreadyExists). Atomic
+  // on services that honour the header; on those that ignore it (the s3rver
+  // test server), two creators racing between HEAD and PUT both succeed and
+  // the later body wins. Objects above multipart_threshold are refused.
+  Status PutIfAbsent(std::string_view key, std::string_view data) override;
   Result<std::string> Get(std::string_view key) override;
   Result<std::uint64_t> Head(std::string_view key) override;
   Status Delete(std::string_view key) override;
