@@ -47,7 +47,8 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                  .quarantine_grace = options_.quarantine_grace,
                                  .quarantine_retention = options_.quarantine_retention,
                                  .digest_chunk_size = [&stores] { return StoreChunkSize(stores); },
-                                 .now = options_.now}),
+                                 .now = options_.now,
+                                 .before_image_action = options_.before_image_action}),
       validator_(options_.vmm == nullptr
                      ? nullptr
                      : std::make_unique<ImageValidator>(

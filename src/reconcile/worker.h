@@ -111,6 +111,8 @@ struct WorkerOptions {
   // Null: no workloads. REQUIRES: outlives the worker.
   vmm::Vmm* vmm = nullptr;
   GuestImageCatalogue images{};
+  // Test seam: ImageReconcilerOptions::before_image_action.
+  std::function<void(std::string_view action, const std::string& id)> before_image_action{};
 };
 
 class Worker {
