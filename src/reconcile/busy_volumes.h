@@ -27,7 +27,7 @@ class BusyVolumes {
     std::lock_guard lock(mu_);
     ++holders_[volume_id];
   }
-  // The volumes busy right now (a worker's claim skips their operations).
+  // The volumes busy right now.
   std::vector<std::string> List() const {
     std::lock_guard lock(mu_);
     std::vector<std::string> out;

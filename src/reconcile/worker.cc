@@ -323,12 +323,14 @@ Result<bool> Worker::RunNextOperation() {
   }
   // A fencing token for this claim alone: an execution of ours that outlived
   // its lease (a database stall) holds another one, so none of its writes
-  // can land on this claim's row. Volumes still busy here are skipped: the
-  // operation the sweep re-queued from under such an execution waits until
-  // it has wound down, so one process never runs two operations (or two
-  // attempts of one) on a volume at once.
+  // can land on this claim's row. Volumes an execution of ours still works
+  // on are skipped: the operation the sweep re-queued from under such an
+  // execution waits until it has wound down, so one process never runs two
+  // operations (or two attempts of one) on a volume at once. (Not every
+  // busy volume: a VM holding its volume or a reconciler pass must not keep
+  // an operation, e.g. one that stops that VM first, from being claimed.)
   const std::string lease_owner = NewUuidV4();
-  const std::vector<std::string> busy = busy_.List();
+  const std::vector<std::string> busy = executing_.List();
   KINDLING_ASSIGN_OR_RETURN(std::optional<db::Operation> claimed, db_.Transact([&](db::Tx& tx) {
     return db::ClaimNextOperation(tx, options_.server_id, lease_owner, options_.lease_duration,
                                   busy);
@@ -339,6 +341,7 @@ Result<bool> Worker::RunNextOperation() {
 }
 
 void Worker::Execute(const db::Operation& op, const std::string& lease_owner) {
+  executing_.Mark(op.project_volume_id);
   busy_.Mark(op.project_volume_id);
   RunningOperation run(db_, op.id, lease_owner,
                        KeeperTiming{.lease_duration = options_.lease_duration,
@@ -373,6 +376,7 @@ void Worker::Execute(const db::Operation& op, const std::string& lease_owner) {
     running_.erase(&run);
   }
   busy_.Release(op.project_volume_id);
+  executing_.Release(op.project_volume_id);
   // With the volume idle here, a workload stopped for the operation can
   // start again (on this server or the volume's new one).
   if (operation_workloads_ && !stop.abandoned && !lease_lost)

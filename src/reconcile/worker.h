@@ -10,8 +10,8 @@
 //     the schema keeps one in-flight operation per volume; a lease (owner =
 //     a fencing token drawn for that one claim) is renewed while working
 //     (RunningOperation), and an execution whose lease was taken over stops
-//     and leaves the row alone. A claim skips operations on volumes this
-//     process is still busy with (BusyVolumes), so an operation re-queued
+//     and leaves the row alone. A claim skips operations on volumes an
+//     execution of this process still works on, so an operation re-queued
 //     from under an execution that outlived its lease (a database stall) is
 //     not run again here until that execution has wound down.
 //   - images: <state_dir>/volumes/<volume_id>.img (see image_reconciler.h
@@ -166,6 +166,9 @@ class Worker {
   WorkerOptions options_;
   const std::string instance_id_;
   BusyVolumes busy_;
+  // The volumes of the operations this process is executing (a subset of
+  // busy_'s marks), which its claims skip.
+  BusyVolumes executing_;
   ImageQuarantine quarantine_;
   ImageReconciler reconciler_;
   std::unique_ptr<ImageValidator> validator_;  // with options_.vmm
