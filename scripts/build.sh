@@ -5,7 +5,8 @@
 #
 # Environment: BUILD_DIR (default build), BUILD_TYPE (default RelWithDebInfo:
 # optimised, with line tables), JOBS (default: the core count), CCACHE_DIR,
-# KINDLING_CCACHE=0 to build without ccache.
+# KINDLING_CCACHE=0 to build without ccache, TARGETS (space-separated) to
+# build only those targets.
 # The binary is $BUILD_DIR/src/exe/kindling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,4 +32,6 @@ if command -v ccache >/dev/null 2>&1 && [ "${KINDLING_CCACHE:-1}" != 0 ]; then
 fi
 
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" "${launcher[@]}" "$@"
-cmake --build "$build_dir" --parallel "$jobs"
+targets=()
+for target in ${TARGETS:-}; do targets+=(--target "$target"); done
+cmake --build "$build_dir" --parallel "$jobs" "${targets[@]}"

@@ -15,6 +15,12 @@
 #
 # Environment: JOBS (default: the core count), SKIP_ASAN=1 to run only build/,
 # BUILD_DIR / ASAN_BUILD_DIR to use other build directories.
+#
+# KINDLING_TSAN=1 (off by default) also builds build-tsan/ (ThreadSanitizer,
+# -DKINDLING_SANITIZE=thread; TSAN_BUILD_DIR to use another directory) with
+# only the engine, db and reconcile test binaries, the layers where threads
+# meet, and runs those binaries (tests named *Slow* or *Drill* left out, as
+# under ASan). See tests/tsan.supp for what is suppressed and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +28,8 @@ jobs="${JOBS:-$(nproc)}"
 export JOBS="$jobs"
 build_dir="${BUILD_DIR:-build}"
 asan_build_dir="${ASAN_BUILD_DIR:-build-asan}"
+tsan_build_dir="${TSAN_BUILD_DIR:-build-tsan}"
+tsan_targets="engine_tests db_tests reconcile_tests"
 
 scripts/install-deps.sh
 
@@ -30,6 +38,11 @@ BUILD_DIR="$build_dir" scripts/build.sh
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   echo "==> $asan_build_dir/ (ASan + UBSan)"
   BUILD_DIR="$asan_build_dir" scripts/build.sh -DKINDLING_SANITIZE=ON -DKINDLING_BUILD_BENCH=OFF
+fi
+if [ "${KINDLING_TSAN:-0}" = 1 ]; then
+  echo "==> $tsan_build_dir/ (TSan: $tsan_targets)"
+  BUILD_DIR="$tsan_build_dir" TARGETS="$tsan_targets" scripts/build.sh \
+    -DKINDLING_SANITIZE=thread -DKINDLING_BUILD_BENCH=OFF
 fi
 
 # Sanitizers: fail on the first report, with a stack trace; children (the CLI
@@ -50,6 +63,19 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
           --exclude-regex 'Slow|Drill'); then
     status=1
   fi
+fi
+
+if [ "${KINDLING_TSAN:-0}" = 1 ]; then
+  echo "==> $tsan_build_dir/ test binaries (TSan, without *Slow* and *Drill* tests)"
+  # The binaries, not ctest: only these targets were built, and one process
+  # per binary is much faster under TSan than one per test.
+  for target in $tsan_targets; do
+    if ! TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp}" \
+        "$tsan_build_dir/tests/$target" --gtest_filter='-*Slow*:*Drill*' --gtest_brief=1; then
+      echo "==> TSan: $target failed" >&2
+      status=1
+    fi
+  done
 fi
 
 # The failures again, at the end where a truncated log still shows them:

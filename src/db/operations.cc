@@ -211,9 +211,9 @@ Result<std::vector<Operation>> ListVolumeOperations(Tx& tx, const std::string& v
       });
 }
 
-Result<std::optional<Operation>> ClaimNextOperation(Tx& tx, const std::string& server_id,
-                                                    const std::string& lease_owner,
-                                                    std::chrono::milliseconds lease_duration) {
+Result<std::optional<Operation>> ClaimNextOperation(
+    Tx& tx, const std::string& server_id, const std::string& lease_owner,
+    std::chrono::milliseconds lease_duration, const std::vector<std::string>& skip_volume_ids) {
   return internal::Run(
       tx, "claim operation", [&](pqxx::transaction_base& w) -> Result<std::optional<Operation>> {
         const pqxx::result rows = internal::Exec(
@@ -221,6 +221,7 @@ Result<std::optional<Operation>> ClaimNextOperation(Tx& tx, const std::string& s
             std::string("WITH next AS ("
                         "  SELECT id FROM project_volume_operations "
                         "  WHERE status = 'pending' AND server_id = $1::uuid "
+                        "    AND NOT (project_volume_id = ANY($4::uuid[])) "
                         "  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
                         "UPDATE project_volume_operations o SET status = 'running', "
                         "  lease_owner = $2::uuid, "
@@ -229,7 +230,8 @@ Result<std::optional<Operation>> ClaimNextOperation(Tx& tx, const std::string& s
                         "  updated_at = now() "
                         "FROM next WHERE o.id = next.id RETURNING ") +
                 kOperationColumnsO,
-            server_id, lease_owner, static_cast<long long>(lease_duration.count()));
+            server_id, lease_owner, static_cast<long long>(lease_duration.count()),
+            internal::PgTextArray(skip_volume_ids));
         if (rows.empty()) return std::optional<Operation>();
         Operation op = OperationFromRow(rows[0]);
         internal::Exec(

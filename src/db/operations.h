@@ -5,18 +5,23 @@
 // the caller's transaction, and announces it with
 // pg_notify('kindling_operations', "<server_id>:<operation_id>"). A worker
 // claims its oldest pending operation with SELECT ... FOR UPDATE SKIP LOCKED
-// (two workers never get the same row) and holds a lease (lease_owner = its
-// process instance id, lease_expires_at) that it renews while working. The
-// leader's sweep finds expired leases and stuck pending operations and
-// requeues them (on another eligible server) or fails them.
+// (two workers never get the same row) and holds a lease (lease_owner, a
+// fencing token the worker draws at random for that one claim, and
+// lease_expires_at) that it renews while working. The leader's sweep finds
+// expired leases and stuck pending operations and requeues them (on another
+// eligible server) or fails them.
 //
 // A partial unique index keeps at most one pending/running operation per
 // volume, so a volume never has two operations in flight.
 //
-// Lease-checked calls (RenewLease, UpdateProgress, CompleteOperation and
-// FailOperation with an owner) return kCancelled when the lease is lost: the
-// operation is no longer running under that owner (the sweep took it over).
-// The worker must then stop and leave the row alone.
+// Lease-checked calls (RenewLease, UpdateProgress, MergeOperationRequest,
+// CompleteOperation and FailOperation with an owner) return kCancelled when
+// the lease is lost: the operation is no longer running under that claim's
+// token (the sweep took it over, maybe re-queued it and it was claimed again,
+// even by the same process). The execution holding the stale token must then
+// stop and leave the row alone. Tokens are per claim, not per process, so an
+// execution that outlived its lease (a database stall longer than the lease)
+// can never write over the claim that replaced it.
 #pragma once
 
 #include <chrono>
@@ -112,13 +117,16 @@ struct QueuedOperation {
                                                                   const std::string& volume_id,
                                                                   int limit = 50);
 
-// Claims `server_id`'s oldest pending operation: running, lease_owner =
-// `lease_owner`, lease for `lease_duration`, attempts + 1, started_at set
-// once; a backup it creates goes running too. nullopt when there is none
-// (or all are being claimed by others right now).
+// Claims `server_id`'s oldest pending operation whose volume is not in
+// `skip_volume_ids` (the volumes the claiming process is still busy with):
+// running, lease_owner = `lease_owner` (a UUID new for this claim: the
+// fencing token every later lease-checked call passes), lease for
+// `lease_duration`, attempts + 1, started_at set once; a backup it creates
+// goes running too. nullopt when there is none (or all are being claimed by
+// others right now).
 [[nodiscard]] Result<std::optional<Operation>> ClaimNextOperation(
     Tx& tx, const std::string& server_id, const std::string& lease_owner,
-    std::chrono::milliseconds lease_duration);
+    std::chrono::milliseconds lease_duration, const std::vector<std::string>& skip_volume_ids = {});
 
 // Extends the lease to now + `lease_duration`. kCancelled when lost.
 [[nodiscard]] Status RenewLease(Tx& tx, const std::string& operation_id,

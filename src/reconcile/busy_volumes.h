@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace kindling::reconcile {
 
@@ -26,6 +27,14 @@ class BusyVolumes {
     std::lock_guard lock(mu_);
     ++holders_[volume_id];
   }
+  // The volumes busy right now.
+  std::vector<std::string> List() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    out.reserve(holders_.size());
+    for (const auto& [volume_id, count] : holders_) out.push_back(volume_id);
+    return out;
+  }
   void Release(const std::string& volume_id) {
     std::lock_guard lock(mu_);
     auto it = holders_.find(volume_id);
@@ -33,7 +42,7 @@ class BusyVolumes {
   }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<std::string, int> holders_;  // guarded by mu_; count > 0
 };
 

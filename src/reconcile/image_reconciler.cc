@@ -244,19 +244,31 @@ Status ImageReconciler::PurgeExpired() {
     if (!row.purge_after || *row.purge_after > now) continue;
     BusyScope busy(busy_, QuarantineBusyKey(row.id));
     if (!busy.acquired()) continue;
-    if (auto purged = quarantine_.Purge(row.id); !purged) {
-      spdlog::warn("worker: purge quarantined image {}: {}", row.id, purged.error().message());
-      continue;
-    }
-    auto recorded = db_.Transact([&](db::Tx& tx) -> Status {
-      auto resolved = db::ResolveQuarantineEntry(tx, row.id, db::QuarantineStatus::kPurged);
-      if (!resolved) return std::unexpected(resolved.error());
-      KINDLING_RETURN_IF_ERROR(AuditImage(tx, "volume.image.purged", *resolved));
-      return RefreshImageConflict(tx, row.project_volume_id);
-    });
+    if (options_.before_image_action) options_.before_image_action("purge", row.id);
+    // The listing is older than the busy section: decided again on the row
+    // as it is now (an operator may have kept the entry, an adoption taken
+    // it), locked until the purge is recorded. Not retried: the image is
+    // gone once deleted.
+    bool purged = false;
+    auto recorded = db_.Transact(
+        [&](db::Tx& tx) -> Status {
+          KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry fresh,
+                                    db::GetQuarantineEntry(tx, row.id, /*for_update=*/true));
+          if (fresh.status != db::QuarantineStatus::kHeld || !fresh.purge_after ||
+              *fresh.purge_after > now)
+            return OkStatus();
+          KINDLING_RETURN_IF_ERROR(quarantine_.Purge(row.id));
+          purged = true;
+          auto resolved = db::ResolveQuarantineEntry(tx, row.id, db::QuarantineStatus::kPurged);
+          if (!resolved) return std::unexpected(resolved.error());
+          KINDLING_RETURN_IF_ERROR(AuditImage(tx, "volume.image.purged", *resolved));
+          return RefreshImageConflict(tx, row.project_volume_id);
+        },
+        db::TxOptions{.max_attempts = 1});
     if (!recorded) {
-      spdlog::warn("worker: record purge of {}: {}", row.id, recorded.error().message());
-    } else {
+      spdlog::warn("worker: purge quarantined image {}{}: {}", row.id,
+                   purged ? " (deleted, not recorded)" : "", recorded.error().message());
+    } else if (purged) {
       spdlog::info("worker: purged quarantined image {} of volume {} ({})", row.id,
                    row.project_volume_id, db::Name(row.reason));
     }
@@ -392,6 +404,7 @@ Result<std::optional<QuarantinedImage>> ImageReconciler::QuarantineIfNotPinned(
     const std::string& volume_id) {
   BusyScope busy(busy_, volume_id);
   if (!busy.acquired()) return std::optional<QuarantinedImage>();
+  if (options_.before_image_action) options_.before_image_action("quarantine", volume_id);
   const fs::path image = ImagePath(options_.state_dir, volume_id);
   auto changed = ImageChangedAt(image);
   if (!changed) {
@@ -400,56 +413,56 @@ Result<std::optional<QuarantinedImage>> ImageReconciler::QuarantineIfNotPinned(
   }
   const auto now = options_.now();
 
-  // Taken at most once even if the transaction is retried: the move is not
-  // part of what a retry may repeat.
+  // One attempt: a retry could read a changed row and decide that the image
+  // stays after it moved. The next pass decides again.
   std::optional<QuarantinedImage> taken;
-  auto decided = db_.Transact([&](db::Tx& tx) -> Result<std::optional<QuarantinedImage>> {
-    auto volume = db::GetVolume(tx, volume_id, /*for_update=*/true);
-    if (!volume && !volume.error().is_not_found()) return std::unexpected(volume.error());
-    db::QuarantineReason reason = db::QuarantineReason::kConflict;
-    std::string detail;
-    std::optional<SysClock::time_point> purge_after;
-    if (!volume) {
-      reason = db::QuarantineReason::kUnknownVolume;
-      detail = "the database does not know volume " + volume_id;
-    } else if (volume->deleted_at) {
-      reason = db::QuarantineReason::kDeleted;
-      detail = "the volume was deleted at " + FormatUtc(*volume->deleted_at);
-      purge_after = now + options_.quarantine_retention;
-    } else {
-      if (volume->server_id == options_.server_id || db::IsTransitional(volume->status))
-        return std::optional<QuarantinedImage>();
-      KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, volume_id));
-      if (active) return std::optional<QuarantinedImage>();
-      const std::string pinned = volume->server_id.value_or("no server");
-      KINDLING_ASSIGN_OR_RETURN(auto relocation,
-                                ExplainLeftover(tx, *volume, options_.server_id, *changed));
-      if (relocation) {
-        reason = db::QuarantineReason::kReplaced;
-        detail = std::string(db::Name(relocation->kind)) + " " + relocation->id +
-                 " moved the volume to server " + pinned;
-        purge_after = now + options_.quarantine_grace;
-      } else {
-        detail = "the database pins the volume to " +
-                 (volume->server_id ? "server " + pinned : pinned) +
-                 " and records no restore, move or adoption that took it away from server " +
-                 options_.server_id + " after this image was last written";
-      }
-    }
-    if (!taken) {
-      KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry,
-                                quarantine_.Take(image, volume_id, reason, detail, purge_after));
-      taken = std::move(entry);
-    }
-    KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry row,
-                              db::UpsertQuarantineEntry(tx, ToRow(*taken, options_.server_id)));
-    KINDLING_RETURN_IF_ERROR(AuditImage(
-        tx, "volume.image.quarantined", row,
-        {{"path", row.path},
-         {"mtime", row.image_mtime ? json(FormatUtc(*row.image_mtime)) : json(nullptr)}}));
-    if (IsHeldProblem(row)) KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume_id));
-    return taken;
-  });
+  auto decided = db_.Transact(
+      [&](db::Tx& tx) -> Result<std::optional<QuarantinedImage>> {
+        auto volume = db::GetVolume(tx, volume_id, /*for_update=*/true);
+        if (!volume && !volume.error().is_not_found()) return std::unexpected(volume.error());
+        db::QuarantineReason reason = db::QuarantineReason::kConflict;
+        std::string detail;
+        std::optional<SysClock::time_point> purge_after;
+        if (!volume) {
+          reason = db::QuarantineReason::kUnknownVolume;
+          detail = "the database does not know volume " + volume_id;
+        } else if (volume->deleted_at) {
+          reason = db::QuarantineReason::kDeleted;
+          detail = "the volume was deleted at " + FormatUtc(*volume->deleted_at);
+          purge_after = now + options_.quarantine_retention;
+        } else {
+          if (volume->server_id == options_.server_id || db::IsTransitional(volume->status))
+            return std::optional<QuarantinedImage>();
+          KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, volume_id));
+          if (active) return std::optional<QuarantinedImage>();
+          const std::string pinned = volume->server_id.value_or("no server");
+          KINDLING_ASSIGN_OR_RETURN(auto relocation,
+                                    ExplainLeftover(tx, *volume, options_.server_id, *changed));
+          if (relocation) {
+            reason = db::QuarantineReason::kReplaced;
+            detail = std::string(db::Name(relocation->kind)) + " " + relocation->id +
+                     " moved the volume to server " + pinned;
+            purge_after = now + options_.quarantine_grace;
+          } else {
+            detail = "the database pins the volume to " +
+                     (volume->server_id ? "server " + pinned : pinned) +
+                     " and records no restore, move or adoption that took it away from server " +
+                     options_.server_id + " after this image was last written";
+          }
+        }
+        KINDLING_ASSIGN_OR_RETURN(QuarantinedImage entry,
+                                  quarantine_.Take(image, volume_id, reason, detail, purge_after));
+        taken = std::move(entry);
+        KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry row,
+                                  db::UpsertQuarantineEntry(tx, ToRow(*taken, options_.server_id)));
+        KINDLING_RETURN_IF_ERROR(AuditImage(
+            tx, "volume.image.quarantined", row,
+            {{"path", row.path},
+             {"mtime", row.image_mtime ? json(FormatUtc(*row.image_mtime)) : json(nullptr)}}));
+        if (IsHeldProblem(row)) KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume_id));
+        return taken;
+      },
+      db::TxOptions{.max_attempts = 1});
   // Moved but not recorded: the next pass's mirror records it.
   if (!decided && taken) return taken;
   return decided;

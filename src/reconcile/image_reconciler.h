@@ -16,16 +16,21 @@
 //                       older snapshot, rows rewritten by hand): held until an
 //                       operator adopts or purges it;
 //       unknown_volume  the database does not know the volume: held.
-//     The decision and the move happen while the volume's row is locked
-//     (SELECT ... FOR UPDATE), so they act on what the database says at that
-//     moment, not on an earlier read. A conflict is made visible on the
+//     The decision and the move happen inside the volume's busy section
+//     (BusyScope) and while the volume's row is locked (SELECT ... FOR
+//     UPDATE), so they act on what the database says at that moment, not on
+//     the earlier read that picked the image: when the row changed in
+//     between (pinned here again, an operation in flight), the image stays.
+//     That transaction is not retried: a retry could decide otherwise after
+//     the image moved; the next pass decides again instead. A conflict is made visible on the
 //     volume (health degraded unless worse, last_error naming every server's
 //     held image with its size, mtime and image digest), in a warning log
 //     line and an audit event (volume.image.quarantined).
 //   - The quarantine directory is mirrored into volume_image_quarantine (rows
 //     re-created after a database restore), image digests are computed for
 //     new entries, and entries past their purge time are deleted
-//     (volume.image.purged).
+//     (volume.image.purged), again decided in the entry's busy section on
+//     the row read locked at that moment (still held, still due).
 //
 // Thread-safety: RunOnce may run concurrently with the worker's operations
 // (BusyVolumes keeps them off each other's volumes and entries) but not with
@@ -39,6 +44,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "db/database.h"
@@ -64,6 +70,11 @@ struct ImageReconcilerOptions {
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
   };
+  // Test seam: called with ("quarantine", volume id) once a first read said
+  // that volume's image should go, and with ("purge", entry id) once the
+  // listing said that entry is due, each time in the busy section and right
+  // before the decision is made again on a fresh, locked read of the row.
+  std::function<void(std::string_view action, const std::string& id)> before_image_action{};
 };
 
 // BusyVolumes key of a quarantine entry (an adoption holds it).

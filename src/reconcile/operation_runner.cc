@@ -150,9 +150,10 @@ Result<std::optional<QuarantinedImage>> OperationRunner::QuarantineReplaced(
   return std::optional<QuarantinedImage>(std::move(entry));
 }
 
-Status OperationRunner::CompletePinnedHere(db::Tx& tx, const db::Operation& op,
-                                           const std::string& volume_id, const json& result) {
-  auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
+Status OperationRunner::CompletePinnedHere(db::Tx& tx, const RunningOperation& run,
+                                           const db::Operation& op, const std::string& volume_id,
+                                           const json& result) {
+  auto done = db::CompleteOperation(tx, op.id, run.lease_owner(), result.dump());
   if (!done) return std::unexpected(done.error());
   auto settled =
       db::UpdateVolumeState(tx, volume_id,
@@ -234,7 +235,7 @@ Status OperationRunner::CompleteBackup(RunningOperation& run, const db::Operatio
   if (delete_volume) result["volume_deleted"] = true;
   run.StopKeeper();
   return db_.Transact([&](db::Tx& tx) -> Status {
-    auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
+    auto done = db::CompleteOperation(tx, op.id, run.lease_owner(), result.dump());
     if (!done) return std::unexpected(done.error());
     auto settled = db::UpdateVolumeState(
         tx, op.project_volume_id,
@@ -267,7 +268,7 @@ void OperationRunner::RecordOutcome(RunningOperation& run, const db::Operation& 
   if (stop.abandoned || run.lease_lost) {
     spdlog::warn("worker: dropped {} ({})", op.id, stop.abandoned ? "abandoned" : "lease lost");
   } else if (!outcome && outcome.error().kind() == ErrorKind::kCancelled && stop.stopping) {
-    HandBack(op);
+    HandBack(run, op);
   } else if (!outcome) {
     spdlog::error("worker: {} {} failed: {}", db::Name(op.kind), op.id, outcome.error().message());
     if (auto failed = FailAndRelease(run, op, outcome.error()); !failed)
@@ -325,8 +326,7 @@ Result<std::string> OperationRunner::ExecuteBackupPhase(RunningOperation& run,
   Status recorded = db_.Transact([&](db::Tx& tx) -> Status {
     // Holding the lease is checked first so a taken-over attempt never
     // writes the row.
-    KINDLING_RETURN_IF_ERROR(
-        db::RenewLease(tx, op.id, options_.lease_owner, options_.lease_duration));
+    KINDLING_RETURN_IF_ERROR(db::RenewLease(tx, op.id, run.lease_owner(), options_.lease_duration));
     auto marked = db::MarkBackupSucceeded(
         tx, *op.backup_id,
         db::BackupSuccess{.storage_url = store.url,
@@ -403,8 +403,7 @@ std::string OperationRunner::ApplyRetention(const db::Volume& volume, const Stor
 Status OperationRunner::HandMoveToTarget(RunningOperation& run, const db::Operation& op) {
   run.StopKeeper();
   return db_.Transact([&](db::Tx& tx) -> Status {
-    KINDLING_RETURN_IF_ERROR(
-        db::RenewLease(tx, op.id, options_.lease_owner, options_.lease_duration));
+    KINDLING_RETURN_IF_ERROR(db::RenewLease(tx, op.id, run.lease_owner(), options_.lease_duration));
     auto requeued = db::RequeueOperation(tx, op.id, *op.target_server_id);
     if (!requeued) return std::unexpected(requeued.error());
     return OkStatus();
@@ -490,7 +489,7 @@ Status OperationRunner::ExecuteRestorePhase(RunningOperation& run, const db::Ope
   // its old server (and this image is a leftover the reconciler quarantines)
   // or here, never both.
   return db_.Transact([&](db::Tx& tx) -> Status {
-    KINDLING_RETURN_IF_ERROR(CompletePinnedHere(tx, op, volume.id, result));
+    KINDLING_RETURN_IF_ERROR(CompletePinnedHere(tx, run, op, volume.id, result));
     if (replaced) KINDLING_RETURN_IF_ERROR(RecordTaken(tx, *replaced, options_.server_id, op));
     // Images of the volume still held (here or elsewhere) stay visible.
     KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume.id));
@@ -553,7 +552,7 @@ Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation&
       {"replaced_image_quarantine_id", replaced ? json(replaced->id) : json(nullptr)}};
   run.StopKeeper();
   Status done = db_.Transact([&](db::Tx& tx) -> Status {
-    KINDLING_RETURN_IF_ERROR(CompletePinnedHere(tx, op, volume.id, result));
+    KINDLING_RETURN_IF_ERROR(CompletePinnedHere(tx, run, op, volume.id, result));
     // The row may be missing (a database restored from before the entry):
     // record it, then mark it adopted.
     KINDLING_RETURN_IF_ERROR(db::UpsertQuarantineEntry(tx, ToRow(entry, options_.server_id)));
@@ -609,7 +608,7 @@ Status OperationRunner::ExecuteVerify(RunningOperation& run, const db::Operation
                        {"server_id", options_.server_id}};
   run.StopKeeper();
   return db_.Transact([&](db::Tx& tx) -> Status {
-    auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
+    auto done = db::CompleteOperation(tx, op.id, run.lease_owner(), result.dump());
     if (!done) return std::unexpected(done.error());
     return Audit(
         tx, op, "succeeded",
@@ -634,7 +633,7 @@ Status OperationRunner::ExecuteRepair(RunningOperation& run, const db::Operation
                        {"repaired", checked->exit_code == 1}};
   run.StopKeeper();
   return db_.Transact([&](db::Tx& tx) -> Status {
-    auto done = db::CompleteOperation(tx, op.id, options_.lease_owner, result.dump());
+    auto done = db::CompleteOperation(tx, op.id, run.lease_owner(), result.dump());
     if (!done) return std::unexpected(done.error());
     auto settled = db::UpdateVolumeState(
         tx, volume.id,
@@ -652,7 +651,7 @@ Status OperationRunner::FailAndRelease(RunningOperation& run, const db::Operatio
                                        const Error& error) {
   if (error.kind() == ErrorKind::kCancelled) return OkStatus();  // lease lost mid-commit
   return db_.Transact([&](db::Tx& tx) -> Status {
-    auto failed = db::FailOperation(tx, op.id, options_.lease_owner, error.message());
+    auto failed = db::FailOperation(tx, op.id, run.lease_owner(), error.message());
     if (!failed) {
       // kCancelled: the sweep took it over; not ours to record.
       if (failed.error().kind() == ErrorKind::kCancelled) return OkStatus();
@@ -674,10 +673,9 @@ Status OperationRunner::FailAndRelease(RunningOperation& run, const db::Operatio
   });
 }
 
-void OperationRunner::HandBack(const db::Operation& op) {
+void OperationRunner::HandBack(const RunningOperation& run, const db::Operation& op) {
   auto handed = db_.Transact([&](db::Tx& tx) -> Status {
-    KINDLING_RETURN_IF_ERROR(
-        db::RenewLease(tx, op.id, options_.lease_owner, options_.lease_duration));
+    KINDLING_RETURN_IF_ERROR(db::RenewLease(tx, op.id, run.lease_owner(), options_.lease_duration));
     auto requeued = db::RequeueOperation(tx, op.id);
     if (!requeued) return std::unexpected(requeued.error());
     return OkStatus();

@@ -30,8 +30,10 @@
 // Success paths complete the operation in the transaction that also settles
 // the volume (images still held in conflict stay named in last_error, see
 // RefreshImageConflict) and writes the audit event; failures are recorded by
-// RecordOutcome. Every write first checks that this process still holds the
-// lease, so a taken-over attempt never writes a row.
+// RecordOutcome. Every write first checks that this attempt still holds the
+// lease (the claim's token, RunningOperation::lease_owner), so a taken-over
+// attempt never writes a row, not even when its own process claimed the
+// operation again.
 //
 // Thread-safety: thread-safe; one call per claimed operation.
 #pragma once
@@ -56,7 +58,6 @@ namespace kindling::reconcile {
 
 struct OperationRunnerOptions {
   std::string server_id;            // REQUIRED
-  std::string lease_owner;          // REQUIRED: the worker's instance id
   std::filesystem::path state_dir;  // REQUIRED: volumes/ lives here
   std::chrono::milliseconds lease_duration{15'000};
   int engine_threads = 0;  // 0: the engine's default
@@ -122,8 +123,8 @@ class OperationRunner {
   // In the transaction that ends a restore or adoption: completes `op` with
   // `result` and pins the volume here, detached and healthy, its last_error
   // cleared.
-  [[nodiscard]] Status CompletePinnedHere(db::Tx& tx, const db::Operation& op,
-                                          const std::string& volume_id,
+  [[nodiscard]] Status CompletePinnedHere(db::Tx& tx, const RunningOperation& run,
+                                          const db::Operation& op, const std::string& volume_id,
                                           const nlohmann::json& result);
   // After a failed restore or adoption: gives `replaced` (what
   // QuarantineReplaced took) back as the volume's image, so the volume keeps
@@ -135,7 +136,7 @@ class OperationRunner {
   [[nodiscard]] Status HandMoveToTarget(RunningOperation& run, const db::Operation& op);
   [[nodiscard]] Status FailAndRelease(RunningOperation& run, const db::Operation& op,
                                       const Error& error);
-  void HandBack(const db::Operation& op);
+  void HandBack(const RunningOperation& run, const db::Operation& op);
   // Deletes succeeded backups beyond the volume's retention count: objects
   // first, then rows. Never fails: problems come back as JSON for the result.
   std::string ApplyRetention(const db::Volume& volume, const StoreHandle& store);

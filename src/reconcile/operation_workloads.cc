@@ -47,7 +47,7 @@ OperationWorkloads::OperationWorkloads(db::Database& db, WorkloadReconciler& rec
                                        OperationWorkloadsOptions options)
     : db_(db), reconciler_(reconciler), options_(std::move(options)) {}
 
-Status OperationWorkloads::BeforeOperation(db::Operation& op) {
+Status OperationWorkloads::BeforeOperation(db::Operation& op, const std::string& lease_owner) {
   if (!StopsWorkloads(op.kind)) return OkStatus();
   const WorkloadRequest request = WorkloadRequest::Parse(op.request_metadata_json);
   if (!request.stop_workload) return OkStatus();
@@ -79,7 +79,7 @@ Status OperationWorkloads::BeforeOperation(db::Operation& op) {
         {"elapsed_ms", stop.elapsed.count()},
         {"instance_id", stop.instance_id ? json(*stop.instance_id) : json(nullptr)}}}};
   KINDLING_RETURN_IF_ERROR(db_.Transact([&](db::Tx& tx) {
-    return db::MergeOperationRequest(tx, op.id, options_.lease_owner, record.dump());
+    return db::MergeOperationRequest(tx, op.id, lease_owner, record.dump());
   }));
   metadata.update(record);
   op.request_metadata_json = metadata.dump();

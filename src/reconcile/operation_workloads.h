@@ -48,7 +48,6 @@ struct WorkloadRequest {
 };
 
 struct OperationWorkloadsOptions {
-  std::string lease_owner{};  // REQUIRED: the worker's instance id
   // When the deployment does not say (stop_timeout_seconds 0).
   std::chrono::milliseconds default_stop_timeout{30'000};
   // Added to the deployment's boot timeout while waiting for the restart.
@@ -65,7 +64,8 @@ class OperationWorkloads {
   // See above. No-op unless the operation asks stop_workload, is a backup,
   // restore or move, and a VM of this worker holds its volume. Errors: the
   // database (the operation then fails rather than run under a workload).
-  [[nodiscard]] Status BeforeOperation(db::Operation& op);
+  // `lease_owner` is the claim's fencing token (RunningOperation).
+  [[nodiscard]] Status BeforeOperation(db::Operation& op, const std::string& lease_owner);
 
   // See above. Never fails: problems are logged and written to the result.
   void AfterOperation(const std::string& operation_id);

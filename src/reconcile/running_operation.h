@@ -3,9 +3,12 @@
 // operation row, so the engine's progress callback never waits on the
 // database, and it carries the cancellation flag the engine polls.
 //
-// A renewal that finds the lease taken over (kCancelled: the leader's sweep
-// re-queued the operation) sets lease_lost and cancel: the worker then stops
-// and leaves the row alone.
+// `lease_owner` is the fencing token of this one claim (db/operations.h):
+// every write this execution makes to the operation row passes it, so once
+// the lease was taken over none of them lands, even when the same process
+// has claimed the operation again. A renewal that finds the lease taken
+// over (kCancelled: the leader's sweep re-queued the operation) sets
+// lease_lost and cancel: the worker then stops and leaves the row alone.
 //
 // Thread-safety: SetProgress/SetPhase from any thread; Start/StopKeeper from
 // the executing thread.
@@ -41,6 +44,8 @@ class RunningOperation {
   RunningOperation& operator=(const RunningOperation&) = delete;
 
   const std::string& operation_id() const { return operation_id_; }
+  // The claim's fencing token (lease_owner on the row while it is ours).
+  const std::string& lease_owner() const { return lease_owner_; }
 
   // Starts the keeper thread.
   void StartKeeper();

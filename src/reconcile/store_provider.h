@@ -9,10 +9,13 @@
 // with); the next Get() opens the store again with the current settings.
 #pragma once
 
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/result.h"
@@ -44,6 +47,14 @@ class BackupStoreProvider {
 
 // Opens stores lazily with `open` (the current one) and `open_url` (one by
 // its url) and caches them until Invalidate().
+//
+// Opening a store may take long (the database, then S3 with retries), so it
+// happens outside the lock: other stores, cached handles and Invalidate()
+// (the NOTIFY listener) never wait for it. Concurrent requests for the same
+// store share one open (and its error; errors are not cached). An open that
+// began before an Invalidate() still answers the requests that were waiting
+// for it, but is not cached: the next request opens the store again with the
+// settings as they are now.
 class CachingStoreProvider final : public BackupStoreProvider {
  public:
   using OpenFn = std::function<Result<std::shared_ptr<const StoreHandle>>()>;
@@ -52,35 +63,65 @@ class CachingStoreProvider final : public BackupStoreProvider {
       : open_(std::move(open)), open_url_(std::move(open_url)) {}
 
   Result<std::shared_ptr<const StoreHandle>> Get() override {
-    std::lock_guard lock(mu_);
-    if (!current_) {
-      auto opened = open_();
-      if (!opened) return std::unexpected(opened.error());
-      current_ = std::move(*opened);
-    }
-    return current_;
+    return Fetch(kCurrentKey, [this] { return open_(); });
   }
   Result<std::shared_ptr<const StoreHandle>> GetForUrl(const std::string& storage_url) override {
-    std::lock_guard lock(mu_);
-    if (current_ && current_->url == storage_url) return current_;
-    if (auto it = by_url_.find(storage_url); it != by_url_.end()) return it->second;
-    auto opened = open_url_(storage_url);
-    if (!opened) return std::unexpected(opened.error());
-    by_url_[storage_url] = *opened;
-    return std::move(*opened);
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = cached_.find(kCurrentKey);
+          it != cached_.end() && it->second->url == storage_url)
+        return it->second;
+    }
+    return Fetch(kUrlKeyPrefix + storage_url, [&] { return open_url_(storage_url); });
   }
   void Invalidate() override {
     std::lock_guard lock(mu_);
-    current_.reset();
-    by_url_.clear();
+    ++generation_;
+    cached_.clear();
   }
 
  private:
+  using Opened = Result<std::shared_ptr<const StoreHandle>>;
+  // One open in progress; the requests that arrived meanwhile wait for it.
+  struct Flight {
+    std::uint64_t generation = 0;  // generation_ when it began
+    std::optional<Opened> result;  // set when done; guarded by mu_
+  };
+  static constexpr char kCurrentKey[] = "current";
+  static constexpr char kUrlKeyPrefix[] = "url:";
+
+  template <typename Open>
+  Opened Fetch(const std::string& key, Open&& open) {
+    std::unique_lock lock(mu_);
+    if (auto it = cached_.find(key); it != cached_.end()) return it->second;
+    if (auto it = flights_.find(key);
+        it != flights_.end() && it->second->generation == generation_) {
+      const std::shared_ptr<Flight> flight = it->second;
+      done_.wait(lock, [&] { return flight->result.has_value(); });
+      return *flight->result;
+    }
+    auto flight = std::make_shared<Flight>();
+    flight->generation = generation_;
+    flights_[key] = flight;
+    lock.unlock();
+    Opened opened = open();
+    lock.lock();
+    flight->result = opened;
+    if (auto it = flights_.find(key); it != flights_.end() && it->second == flight)
+      flights_.erase(it);
+    if (opened && flight->generation == generation_) cached_[key] = *opened;
+    done_.notify_all();
+    return opened;
+  }
+
   OpenFn open_;
   OpenUrlFn open_url_;
   std::mutex mu_;
-  std::shared_ptr<const StoreHandle> current_;                        // guarded by mu_
-  std::map<std::string, std::shared_ptr<const StoreHandle>> by_url_;  // guarded by mu_
+  std::condition_variable done_;
+  std::uint64_t generation_ = 0;  // guarded by mu_; bumped by Invalidate
+  // By key: kCurrentKey, or kUrlKeyPrefix + url.
+  std::map<std::string, std::shared_ptr<const StoreHandle>> cached_;  // guarded by mu_
+  std::map<std::string, std::shared_ptr<Flight>> flights_;            // guarded by mu_
 };
 
 }  // namespace kindling::reconcile

@@ -47,7 +47,8 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                  .quarantine_grace = options_.quarantine_grace,
                                  .quarantine_retention = options_.quarantine_retention,
                                  .digest_chunk_size = [&stores] { return StoreChunkSize(stores); },
-                                 .now = options_.now}),
+                                 .now = options_.now,
+                                 .before_image_action = options_.before_image_action}),
       validator_(options_.vmm == nullptr
                      ? nullptr
                      : std::make_unique<ImageValidator>(
@@ -56,7 +57,6 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                                  .images = options_.images})),
       runner_(db, stores, busy_, quarantine_,
               OperationRunnerOptions{.server_id = options_.server_id,
-                                     .lease_owner = instance_id_,
                                      .state_dir = options_.state_dir,
                                      .lease_duration = options_.lease_duration,
                                      .engine_threads = options_.engine_threads,
@@ -74,8 +74,8 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                   .images = options_.images,
                                   .busy = &busy_,
                                   .wake = [this] { Wake(); }});
-    operation_workloads_ = std::make_unique<OperationWorkloads>(
-        db, *workloads_, OperationWorkloadsOptions{.lease_owner = instance_id_});
+    operation_workloads_ =
+        std::make_unique<OperationWorkloads>(db, *workloads_, OperationWorkloadsOptions{});
   }
 }
 
@@ -324,20 +324,32 @@ Result<bool> Worker::RunNextOperation() {
     std::lock_guard lock(mu_);
     if (stopping_) return false;
   }
+  // A fencing token for this claim alone: an execution of ours that outlived
+  // its lease (a database stall) holds another one, so none of its writes
+  // can land on this claim's row. Volumes an execution of ours still works
+  // on are skipped: the operation the sweep re-queued from under such an
+  // execution waits until it has wound down, so one process never runs two
+  // operations (or two attempts of one) on a volume at once. (Not every
+  // busy volume: a VM holding its volume or a reconciler pass must not keep
+  // an operation, e.g. one that stops that VM first, from being claimed.)
+  const std::string lease_owner = NewUuidV4();
+  const std::vector<std::string> busy = executing_.List();
   KINDLING_ASSIGN_OR_RETURN(std::optional<db::Operation> claimed, db_.Transact([&](db::Tx& tx) {
-    return db::ClaimNextOperation(tx, options_.server_id, instance_id_, options_.lease_duration);
+    return db::ClaimNextOperation(tx, options_.server_id, lease_owner, options_.lease_duration,
+                                  busy);
   }));
   if (!claimed) return false;
-  Execute(*claimed);
+  Execute(*claimed, lease_owner);
   return true;
 }
 
-void Worker::Execute(const db::Operation& op) {
-  RunningOperation run(db_, op.id, instance_id_,
+void Worker::Execute(const db::Operation& op, const std::string& lease_owner) {
+  executing_.Mark(op.project_volume_id);
+  busy_.Mark(op.project_volume_id);
+  RunningOperation run(db_, op.id, lease_owner,
                        KeeperTiming{.lease_duration = options_.lease_duration,
                                     .lease_renew_interval = options_.lease_renew_interval,
                                     .progress_interval = options_.progress_interval});
-  busy_.Mark(op.project_volume_id);
   {
     std::lock_guard lock(mu_);
     running_.insert(&run);
@@ -348,7 +360,7 @@ void Worker::Execute(const db::Operation& op) {
                op.project_volume_id, op.attempts);
   db::Operation attempt = op;
   Status outcome = OkStatus();
-  if (operation_workloads_) outcome = operation_workloads_->BeforeOperation(attempt);
+  if (operation_workloads_) outcome = operation_workloads_->BeforeOperation(attempt, lease_owner);
   if (outcome) outcome = runner_.Execute(run, attempt);
   run.StopKeeper();
   StopState stop;
@@ -357,14 +369,21 @@ void Worker::Execute(const db::Operation& op) {
     stop = StopState{.stopping = stopping_, .abandoned = abandoned_};
   }
   runner_.RecordOutcome(run, attempt, outcome, stop);
+  // Taken over (the sweep re-queued it, maybe to this very process): the
+  // attempt holding the lease now does what follows the operation.
+  const bool lease_lost =
+      run.lease_lost ||
+      (!outcome && outcome.error().kind() == ErrorKind::kCancelled && !stop.stopping);
   {
     std::lock_guard lock(mu_);
     running_.erase(&run);
   }
   busy_.Release(op.project_volume_id);
+  executing_.Release(op.project_volume_id);
   // With the volume idle here, a workload stopped for the operation can
   // start again (on this server or the volume's new one).
-  if (operation_workloads_ && !stop.abandoned) operation_workloads_->AfterOperation(op.id);
+  if (operation_workloads_ && !stop.abandoned && !lease_lost)
+    operation_workloads_->AfterOperation(op.id);
 }
 
 }  // namespace kindling::reconcile

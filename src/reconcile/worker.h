@@ -8,8 +8,12 @@
 //   - operations: woken by NOTIFY kindling_operations within a second, plus a
 //     periodic sweep; claimed with FOR UPDATE SKIP LOCKED (db::ClaimNextOperation);
 //     the schema keeps one in-flight operation per volume; a lease (owner =
-//     this instance's id) is renewed while working (RunningOperation), and a
-//     worker whose lease was taken over stops and leaves the row alone.
+//     a fencing token drawn for that one claim) is renewed while working
+//     (RunningOperation), and an execution whose lease was taken over stops
+//     and leaves the row alone. A claim skips operations on volumes an
+//     execution of this process still works on, so an operation re-queued
+//     from under an execution that outlived its lease (a database stall) is
+//     not run again here until that execution has wound down.
 //   - images: <state_dir>/volumes/<volume_id>.img (see image_reconciler.h
 //     and operation_runner.h for what happens to them).
 //
@@ -114,6 +118,8 @@ struct WorkerOptions {
   // Null: no workloads. REQUIRES: outlives the worker.
   vmm::Vmm* vmm = nullptr;
   GuestImageCatalogue images{};
+  // Test seam: ImageReconcilerOptions::before_image_action.
+  std::function<void(std::string_view action, const std::string& id)> before_image_action{};
 };
 
 class Worker {
@@ -145,7 +151,8 @@ class Worker {
   void Wake();
 
   const std::string& server_id() const { return options_.server_id; }
-  // The lease owner written into claimed operations (new per process start).
+  // This process's id (new per start), reported in the worker component's
+  // metadata. Leases are owned by per-claim tokens, not by it.
   const std::string& instance_id() const { return instance_id_; }
   std::filesystem::path ImageOf(const std::string& volume_id) const;
   ImageQuarantine& quarantine() { return quarantine_; }
@@ -159,13 +166,16 @@ class Worker {
   void StopThreads();
   // Executes `op` and records the outcome unless the lease was lost or the
   // worker stopped.
-  void Execute(const db::Operation& op);
+  void Execute(const db::Operation& op, const std::string& lease_owner);
 
   db::Database& db_;
   BackupStoreProvider& stores_;
   WorkerOptions options_;
   const std::string instance_id_;
   BusyVolumes busy_;
+  // The volumes of the operations this process is executing (a subset of
+  // busy_'s marks), which its claims skip.
+  BusyVolumes executing_;
   ImageQuarantine quarantine_;
   ImageReconciler reconciler_;
   std::unique_ptr<ImageValidator> validator_;  // with options_.vmm

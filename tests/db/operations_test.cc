@@ -309,6 +309,90 @@ TEST_F(OperationsTest, LeasesRenewExpireAndAreLost) {
   EXPECT_EQ(retried->started_at, op->started_at);  // set once
 }
 
+// The same server (even the same process) claiming an operation again after
+// its lease was taken over: the first claim's token is stale, so whatever
+// the first execution still tries to write is refused, and the second
+// claim's writes land.
+TEST_F(OperationsTest, AStaleClaimCannotWriteAfterAReclaimBySameServer) {
+  ASSERT_OK_AND_ASSIGN(QueuedOperation queued, QueueBackup(volume_.id));
+  const std::string first = NewUuidV4();
+  ASSERT_OK_AND_ASSIGN(std::optional<Operation> op, Claim(server_, first));
+  ASSERT_TRUE(op);
+  EXPECT_EQ(op->lease_owner, first);
+  ASSERT_OK(db().Transact([&](Tx& tx) { return RequeueOperation(tx, op->id); }));
+  const std::string second = NewUuidV4();
+  ASSERT_OK_AND_ASSIGN(std::optional<Operation> again, Claim(server_, second));
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->id, op->id);
+  EXPECT_EQ(again->status, OperationStatus::kRunning);
+  EXPECT_EQ(again->attempts, 2);
+
+  // The first claim: every lease-checked write is refused.
+  EXPECT_ERROR_KIND(
+      db().Transact([&](Tx& tx) { return RenewLease(tx, op->id, first, milliseconds(60'000)); }),
+      ErrorKind::kCancelled);
+  EXPECT_ERROR_KIND(
+      db().Transact([&](Tx& tx) { return UpdateProgress(tx, op->id, first, R"({"phase":"x"})"); }),
+      ErrorKind::kCancelled);
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) {
+    return MergeOperationRequest(tx, op->id, first, R"({"stale":true})");
+  }),
+                    ErrorKind::kCancelled);
+  EXPECT_ERROR_KIND(
+      db().Transact([&](Tx& tx) { return CompleteOperation(tx, op->id, first, R"({"by":1})"); }),
+      ErrorKind::kCancelled);
+  EXPECT_ERROR_KIND(
+      db().Transact([&](Tx& tx) { return FailOperation(tx, op->id, first, "stale"); }),
+      ErrorKind::kCancelled);
+  Operation current = Must([&](Tx& tx) { return GetOperation(tx, op->id); }).value();
+  EXPECT_EQ(current.status, OperationStatus::kRunning);
+  EXPECT_EQ(current.lease_owner, second);
+  EXPECT_EQ(current.request_metadata_json.find("stale"), std::string::npos);
+  EXPECT_EQ(current.progress_json, "{}");
+  EXPECT_EQ(GetB(queued.backup->id).status, BackupStatus::kRunning);
+
+  // The second claim holds it.
+  ASSERT_OK(
+      db().Transact([&](Tx& tx) { return RenewLease(tx, op->id, second, milliseconds(60'000)); }));
+  ASSERT_OK(db().Transact(
+      [&](Tx& tx) { return UpdateProgress(tx, op->id, second, R"({"phase":"upload"})"); }));
+  ASSERT_OK(db().Transact(
+      [&](Tx& tx) { return MergeOperationRequest(tx, op->id, second, R"({"fresh":true})"); }));
+  ASSERT_OK_AND_ASSIGN(Operation done, db().Transact([&](Tx& tx) {
+    return CompleteOperation(tx, op->id, second, R"({"by":2})");
+  }));
+  EXPECT_EQ(done.status, OperationStatus::kSucceeded);
+  EXPECT_NE(done.request_metadata_json.find("fresh"), std::string::npos);
+  EXPECT_NE(done.result_metadata_json.find("\"by\": 2"), std::string::npos)
+      << done.result_metadata_json;
+  // And after the end, neither claim can write.
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) { return CompleteOperation(tx, op->id, first); }),
+                    ErrorKind::kCancelled);
+  EXPECT_ERROR_KIND(
+      db().Transact([&](Tx& tx) { return RenewLease(tx, op->id, second, milliseconds(60'000)); }),
+      ErrorKind::kCancelled);
+}
+
+TEST_F(OperationsTest, AClaimSkipsTheVolumesItIsToldAreBusy) {
+  const Volume other = MakeVolume(MakeProject(org_, "api"), server_);
+  ASSERT_OK_AND_ASSIGN(QueuedOperation older, QueueBackup(volume_.id));
+  ASSERT_OK_AND_ASSIGN(QueuedOperation newer, QueueBackup(other.id));
+  // The oldest operation's volume is busy: the next one is claimed.
+  ASSERT_OK_AND_ASSIGN(std::optional<Operation> got, db().Transact([&](Tx& tx) {
+    return ClaimNextOperation(tx, server_, NewUuidV4(), milliseconds(30'000), {volume_.id});
+  }));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->id, newer.operation.id);
+  // Nothing left on idle volumes.
+  ASSERT_OK_AND_ASSIGN(std::optional<Operation> none, db().Transact([&](Tx& tx) {
+    return ClaimNextOperation(tx, server_, NewUuidV4(), milliseconds(30'000), {volume_.id});
+  }));
+  EXPECT_FALSE(none);
+  ASSERT_OK_AND_ASSIGN(std::optional<Operation> rest, Claim(server_, NewUuidV4()));
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->id, older.operation.id);
+}
+
 TEST_F(OperationsTest, ASweepWaitsForAConcurrentRenewal) {
   ASSERT_OK(QueueBackup(volume_.id));
   ASSERT_OK_AND_ASSIGN(std::optional<Operation> op, Claim(server_, owner_, milliseconds(1)));

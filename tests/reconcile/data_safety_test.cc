@@ -935,6 +935,87 @@ TEST_F(DataSafetyTest, RestoreBackOntoAnExplainedLeftoverKeepsItForTheGrace) {
   EXPECT_FALSE(after.last_error.has_value()) << *after.last_error;
 }
 
+// The reconciler picks an image to move away on one read of the row and acts
+// in the volume's (or entry's) busy section on a fresh, locked read: a row
+// that changed in between leaves the image where it is.
+TEST_F(DataSafetyTest, AnImageStaysWhenItsRowChangesBetweenDecisionAndAction) {
+  Worker& a = AddSteppedWorker(Options("a"));
+  std::function<void(std::string_view, const std::string&)> hook;
+  WorkerOptions b_options = Options("b");
+  b_options.before_image_action = [&](std::string_view action, const std::string& id) {
+    if (hook) hook(action, id);
+  };
+  Worker& b = AddSteppedWorker(std::move(b_options));
+  const db::Volume volume = MakePinnedVolume(a.server_id());
+  WriteData(CreateImage(a, volume), 3);
+  const fs::path stray = b.ImageOf(volume.id);
+  testutil::MakeSparseFile(stray, 1ull << 30, {{.offset = 64u << 20, .length = 3u << 20}}, 9);
+  const std::string on_b = Digest(stray);
+
+  // Pinned to A when B looked, pinned to B (a restore, an operator) when B
+  // is about to move it: B's image is the volume's now and stays.
+  int calls = 0;
+  hook = [&](std::string_view action, const std::string& id) {
+    if (action != "quarantine" || id != volume.id) return;
+    ++calls;
+    Sql("UPDATE project_volumes SET server_id = '" + b.server_id() + "' WHERE id = '" + id + "'");
+  };
+  Reconcile(b);
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(fs::exists(stray));
+  EXPECT_EQ(Digest(stray), on_b);
+  EXPECT_TRUE(EntriesOf(b, volume.id).empty());
+  EXPECT_TRUE(AuditDetails("volume.image.quarantined", volume.id).empty());
+
+  // Same with an operation queued on the volume meanwhile.
+  Sql("UPDATE project_volumes SET server_id = '" + a.server_id() + "' WHERE id = '" + volume.id +
+      "'");
+  std::string queued;
+  hook = [&](std::string_view action, const std::string& id) {
+    if (action != "quarantine" || id != volume.id || !queued.empty()) return;
+    queued = QueueBackup(GetVolume(volume.id)).operation.id;
+  };
+  Reconcile(b);
+  EXPECT_FALSE(queued.empty());
+  ASSERT_TRUE(fs::exists(stray));
+  EXPECT_TRUE(EntriesOf(b, volume.id).empty());
+  StepToSuccess(a, queued);
+
+  // Unchanged, it goes (held: nothing explains it).
+  hook = nullptr;
+  Reconcile(b);
+  EXPECT_FALSE(fs::exists(stray));
+  auto entries = EntriesOf(b, volume.id);
+  ASSERT_EQ(entries.size(), 1u);
+  const QuarantinedImage held = entries[0];
+  EXPECT_EQ(held.reason, db::QuarantineReason::kConflict);
+
+  // A purge requested, then withdrawn (purge_after cleared) after the
+  // listing but before the entry's busy section: the image stays held.
+  ASSERT_TRUE(Must([&](db::Tx& tx) { return db::RequestQuarantinePurge(tx, held.id); }));
+  AdvanceClock(seconds(60));  // the workers' clock past the database's now()
+  calls = 0;
+  hook = [&](std::string_view action, const std::string& id) {
+    if (action != "purge" || id != held.id) return;
+    ++calls;
+    Sql("UPDATE volume_image_quarantine SET purge_after = NULL WHERE id = '" + id + "'");
+  };
+  Reconcile(b);
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(fs::exists(held.image));
+  EXPECT_EQ(Digest(held.image), on_b);
+  EXPECT_EQ(Row(held.id)->status, db::QuarantineStatus::kHeld);
+  EXPECT_FALSE(AuditedEntry("volume.image.purged", volume.id, held.id));
+
+  // Requested again and left alone, it is purged.
+  hook = nullptr;
+  ASSERT_TRUE(Must([&](db::Tx& tx) { return db::RequestQuarantinePurge(tx, held.id); }));
+  AdvanceClock(seconds(60));
+  Reconcile(b);
+  EXPECT_FALSE(fs::exists(held.image));
+  EXPECT_EQ(Row(held.id)->status, db::QuarantineStatus::kPurged);
+}
+
 TEST_F(DataSafetyTest, ImageOfAVolumeTheDatabaseDoesNotKnowIsHeld) {
   Worker& a = AddSteppedWorker(Options("a"));
   const std::string unknown = NewUuidV4();
