@@ -9,7 +9,12 @@
 // their existence is not revealed), 400 validation_error (malformed JSON,
 // unknown fields, wrong field types, bad UUIDs), 413 payload_too_large for
 // bodies over max_body_bytes, and the 409 codes of control/volume_service.h
-// and control/deployment_service.h.
+// and control/deployment_service.h. routes() lists every route with its
+// access (tests/api/route_access_test.cc holds each to the rules above).
+// Requests read through autocommit statements where one snapshot is not
+// needed, and every statement is prepared per database connection
+// (db/database.h, db/internal.h): the round trips and planning are most of
+// an authenticated GET's cost.
 // Exceptions of httplib and nlohmann-json stop here. Every answer carries
 // X-Request-Id; 5xx answers are logged with their cause and answered
 // generically, and every request gets an access log line (api_context.h).
