@@ -620,8 +620,12 @@ Status OperationRunner::ExecuteRepair(RunningOperation& run, const db::Operation
                                       const db::Volume& volume) {
   run.SetPhase("fsck");
   KINDLING_ASSIGN_OR_RETURN(std::filesystem::path tool, FindTool(options_.e2fsck_tool));
-  auto checked = CheckAndRepairImage(ImageOf(volume.id), tool,
-                                     ToolLimits{.timeout = kE2fsckTimeout, .cancel = &run.cancel});
+  // No cancel: a started e2fsck -y runs to its end (or its timeout), as
+  // killing it mid-write could leave the filesystem worse than it found it;
+  // a lost lease cannot start a second one meanwhile (the claim skips the
+  // volumes this process is executing).
+  auto checked =
+      CheckAndRepairImage(ImageOf(volume.id), tool, ToolLimits{.timeout = kE2fsckTimeout});
   if (!checked && checked.error().is_not_found()) run.health = db::VolumeHealth::kMissing;
   if (!checked) return std::unexpected(checked.error());
   if (checked->exit_code != 0 && checked->exit_code != 1) {
