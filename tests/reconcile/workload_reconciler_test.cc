@@ -266,8 +266,11 @@ TEST_F(WorkloadReconcilerTest, ANewDeploymentStartsOnceTheSupersededOneStopped) 
   EXPECT_EQ(GetVm(old_after.vm_id).exit_reason, db::VmExit::kPowerdown);
   EXPECT_EQ(GetDeployment(first.id).status, db::WorkloadStatus::kStopped);
   EXPECT_EQ(GetVm(fresh.vm_id).memory_mib, 256);
-  // The old VM ended before the new one started on the volume.
-  EXPECT_LE(*GetVm(old_after.vm_id).stopped_at, GetVm(fresh.vm_id).started_at);
+  // The old VM ended before the new one ran on the volume. (Its started_at
+  // is the row's insert, stamped with the inserting transaction's start,
+  // which may precede the stop's; ready_at is written after the boot.)
+  ASSERT_TRUE(GetVm(fresh.vm_id).ready_at);
+  EXPECT_LE(*GetVm(old_after.vm_id).stopped_at, *GetVm(fresh.vm_id).ready_at);
   EXPECT_EQ(GetVolume(project.volume.id).attached_vm_id, fresh.vm_id);
   EXPECT_EQ(Instances(second.id).size(), 1u);
 }
