@@ -360,43 +360,73 @@ Result<std::unique_ptr<internal::ConnectionState>> Database::Connect() {
 }
 
 Result<PooledConnection> Database::Acquire() {
-  {
-    std::unique_lock lock(mu_);
-    const bool ready = released_.wait_for(lock, options_.acquire_timeout, [this] {
-      return !idle_.empty() || open_ < options_.max_connections;
-    });
-    if (!ready) {
+  std::unique_lock lock(mu_);
+  // Callers queue in arrival order once the pool is exhausted: a returned
+  // connection goes to the oldest waiter, not to whichever thread locks the
+  // mutex first, so that no caller waits for many others' turns.
+  if (waiters_.empty() && !idle_.empty()) {
+    auto state = std::move(idle_.back());
+    idle_.pop_back();
+    return PooledConnection(this, std::move(state));
+  }
+  if (waiters_.empty() && open_ < options_.max_connections) {
+    ++open_;  // reserve the slot; connect outside the lock
+  } else {
+    Waiter me;
+    waiters_.push_back(&me);
+    const bool served = me.ready.wait_for(lock, options_.acquire_timeout,
+                                          [&me] { return me.given || me.may_open; });
+    if (!served) {
+      std::erase(waiters_, &me);
       return TransientError("no free PostgreSQL connection within " +
                             std::to_string(options_.acquire_timeout.count()) + " ms (pool of " +
                             std::to_string(options_.max_connections) + ")");
     }
-    if (!idle_.empty()) {
-      auto state = std::move(idle_.back());
-      idle_.pop_back();
-      return PooledConnection(this, std::move(state));
-    }
-    ++open_;  // reserve the slot; connect outside the lock
+    if (me.given) return PooledConnection(this, std::move(me.given));
+    // A connection was closed and its slot handed to us (open_ still counts it).
   }
+  lock.unlock();
   auto state = Connect();
   if (!state) {
-    std::lock_guard lock(mu_);
-    --open_;
-    released_.notify_one();
+    lock.lock();
+    FreeSlot();
     return std::unexpected(std::move(state).error());
   }
   return PooledConnection(this, std::move(*state));
+}
+
+std::size_t Database::waiting() const {
+  std::lock_guard lock(mu_);
+  return waiters_.size();
+}
+
+void Database::FreeSlot() {
+  if (waiters_.empty()) {
+    --open_;
+    return;
+  }
+  Waiter* next = waiters_.front();
+  waiters_.pop_front();
+  next->may_open = true;
+  next->ready.notify_one();  // under mu_: the waiter cannot return (and go) before this
 }
 
 void Database::Release(std::unique_ptr<internal::ConnectionState> state, bool discard) {
   const bool reusable = !discard && state->conn != nullptr && state->conn->is_open();
   if (!reusable) state.reset();  // closes outside the lock
   std::lock_guard lock(mu_);
-  if (reusable) {
-    idle_.push_back(std::move(state));
-  } else {
-    --open_;
+  if (!reusable) {
+    FreeSlot();
+    return;
   }
-  released_.notify_one();
+  if (waiters_.empty()) {
+    idle_.push_back(std::move(state));
+    return;
+  }
+  Waiter* next = waiters_.front();
+  waiters_.pop_front();
+  next->given = std::move(state);
+  next->ready.notify_one();  // under mu_, as in FreeSlot
 }
 
 Status Database::RunTransaction(const TxOptions& options, const std::function<Status(Tx&)>& fn) {

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -142,7 +143,7 @@ class Database {
 
   // A connection from the pool, opening one when none is idle and fewer than
   // max_connections are open; waits up to acquire_timeout otherwise
-  // (kTransient).
+  // (kTransient). Waiting callers are served in arrival order.
   [[nodiscard]] Result<PooledConnection> Acquire();
 
   // Runs `fn(Tx&)` in a transaction and commits when it returns a value;
@@ -162,6 +163,8 @@ class Database {
   [[nodiscard]] Status Ping();
 
   const DatabaseOptions& options() const { return options_; }
+  // Callers of Acquire() waiting for a connection now.
+  std::size_t waiting() const;
 
  private:
   friend class PooledConnection;
@@ -169,14 +172,26 @@ class Database {
 
   [[nodiscard]] Result<std::unique_ptr<internal::ConnectionState>> Connect();
   void Release(std::unique_ptr<internal::ConnectionState> state, bool discard);
+  // A connection slot is free (one closed or failed to open): it goes to the
+  // oldest waiter, which opens a connection, or back to the pool. REQUIRES:
+  // mu_ held.
+  void FreeSlot();
   [[nodiscard]] Status RunTransaction(const TxOptions& options,
                                       const std::function<Status(Tx&)>& fn);
 
   const DatabaseOptions options_;
-  std::mutex mu_;
-  std::condition_variable released_;
+  // A caller of Acquire() waiting for its turn; Release/FreeSlot serve the
+  // oldest one by setting one of its fields (under mu_) and removing it.
+  struct Waiter {
+    std::condition_variable ready;
+    std::unique_ptr<internal::ConnectionState> given{};  // a connection handed over
+    bool may_open = false;                               // a slot handed over
+  };
+
+  mutable std::mutex mu_;
   std::vector<std::unique_ptr<internal::ConnectionState>> idle_;  // guarded by mu_
-  std::size_t open_ = 0;                                          // guarded by mu_
+  std::size_t open_ = 0;         // connections open or being opened; guarded by mu_
+  std::deque<Waiter*> waiters_;  // oldest first; guarded by mu_
 };
 
 template <typename F>

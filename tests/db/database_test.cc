@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -315,6 +317,41 @@ TEST_F(DatabaseTest, LostConnectionBeforeCommitIsRetried) {
   });
   ASSERT_TRUE(value) << value.error().message();
   EXPECT_EQ(*value, 2);
+}
+
+// A returned connection goes to the oldest waiter, never to a caller that
+// arrives later (here: the thread that returned it and asks again at once).
+TEST_F(DatabaseTest, AReturnedConnectionGoesToTheOldestWaiter) {
+  DatabaseOptions options = Options();
+  options.max_connections = 1;
+  auto pool = Database::Open(options);
+  ASSERT_TRUE(pool);
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto take = [&](const std::string& name) {
+    auto conn = (*pool)->Acquire();
+    std::lock_guard lock(mu);
+    order.push_back(conn ? name : name + " failed");
+  };
+  auto wait_for_waiters = [&](std::size_t n) {
+    for (int i = 0; i < 10'000 && (*pool)->waiting() < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ((*pool)->waiting(), n);
+  };
+  std::vector<std::thread> threads;
+  {
+    auto held = (*pool)->Acquire();
+    ASSERT_TRUE(held);
+    threads.emplace_back(take, "first");
+    wait_for_waiters(1);
+    threads.emplace_back(take, "second");
+    wait_for_waiters(2);
+  }
+  take("latecomer");
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(order, (std::vector<std::string>{"first", "second", "latecomer"}));
+  EXPECT_EQ((*pool)->waiting(), 0u);
 }
 
 TEST_F(DatabaseTest, PoolNeverExceedsMaxConnections) {
