@@ -184,7 +184,7 @@ int RunServe(const ServeFlags& flags) {
     api_options.metrics_public = metrics_public;
     api_options.tls_cert_file = tls_cert;
     api_options.tls_key_file = tls_key;
-    return std::make_unique<ApiComponent>(context.db, context.master_key, api_options);
+    return std::make_unique<ApiComponent>(context.api_db, context.master_key, api_options);
   };
   options.on_ready = [](const service::ServeContext& context) {
     spdlog::info("kindling serve ready: server {}", context.server_id);

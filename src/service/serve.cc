@@ -44,11 +44,13 @@ std::string Trim(std::string text) {
 }
 
 // A starting process may come up before its database: wait for it a while.
-Result<std::unique_ptr<db::Database>> OpenDatabase(const std::string& dsn) {
+Result<std::unique_ptr<db::Database>> OpenDatabase(const std::string& dsn,
+                                                   std::size_t max_connections,
+                                                   std::string application_name) {
   db::DatabaseOptions options;
   options.dsn = dsn;
-  options.max_connections = 16;
-  options.application_name = "kindling serve";
+  options.max_connections = max_connections;
+  options.application_name = std::move(application_name);
   for (int attempt = 1;; ++attempt) {
     auto opened = db::Database::Open(options);
     if (opened || !opened.error().retryable() || attempt >= 30) return opened;
@@ -279,7 +281,8 @@ Status Serve(const ServeOptions& options) {
   KINDLING_ASSIGN_OR_RETURN(crypto::Key master_key, LoadOrCreateMasterKey(master_key_file));
   const WipeOnExit wipe_master_key(master_key);  // not left in freed stack memory
 
-  KINDLING_ASSIGN_OR_RETURN(std::unique_ptr<db::Database> database, OpenDatabase(dsn));
+  KINDLING_ASSIGN_OR_RETURN(std::unique_ptr<db::Database> database,
+                            OpenDatabase(dsn, 16, "kindling serve"));
   KINDLING_ASSIGN_OR_RETURN(db::MigrationReport migrated, db::RunMigrations(*database));
   spdlog::info("database {}: schema version {} ({} applied now)", db::RedactDsn(dsn),
                migrated.schema_version, migrated.applied);
@@ -291,7 +294,15 @@ Status Serve(const ServeOptions& options) {
 
   std::unique_ptr<reconcile::BackupStoreProvider> stores =
       MakeClusterStoreProvider(*database, master_key);
-  const ServeContext context{*database, master_key, server_id, dsn, *stores, options};
+  std::unique_ptr<db::Database> api_database;
+  if (Has(options.components, "api")) {
+    KINDLING_ASSIGN_OR_RETURN(
+        api_database, OpenDatabase(dsn, std::max<std::size_t>(options.api_db_connections, 1),
+                                   "kindling serve api"));
+  }
+  const ServeContext context{
+      *database, api_database ? *api_database : *database, master_key, server_id, dsn, *stores,
+      options};
 
   std::unique_ptr<reconcile::Leader> leader;
   std::unique_ptr<vmm::Vmm> vmm;  // outlives the worker (declared before it)

@@ -30,6 +30,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -66,6 +67,10 @@ struct ServeOptions;
 // stopped.
 struct ServeContext {
   db::Database& db;
+  // The API's own connection pool (ServeOptions::api_db_connections), so
+  // that a burst of requests never makes heartbeats, leases or operations
+  // wait for a connection.
+  db::Database& api_db;
   const crypto::Key& master_key;
   const std::string& server_id;
   const std::string& dsn;
@@ -96,6 +101,10 @@ struct ServeOptions {
   // deployments pinned to it and reports that runtime instead of `runtime`.
   std::filesystem::path guest_dir;
   std::string listen = "127.0.0.1:8080";  // for the API component
+  // PostgreSQL connections of the API component (its own pool; the
+  // reconcilers, the edge and the scheduler share another of 16). Requests
+  // beyond it wait their turn, oldest first.
+  std::size_t api_db_connections = 8;
   // For the edge component (service/edge_component.h): the reverse proxy
   // to the projects' running workloads.
   std::string edge_listen = "127.0.0.1:8000";
