@@ -216,16 +216,22 @@ ControlResult<db::Project> ApiContext::AccessProject(const Call& call, std::size
     }
     return std::unexpected(control::FromError(project.error()));
   }
-  if (call.IsAdmin()) return std::move(*project);
-  auto role = call.principal.RoleIn(project->organization_id);
+  API_RETURN_IF_ERROR(CheckProjectAccess(call, *project, need_admin));
+  return std::move(*project);
+}
+
+ControlResult<void> ApiContext::CheckProjectAccess(const Call& call, const db::Project& project,
+                                                   bool need_admin) {
+  if (call.IsAdmin()) return {};
+  auto role = call.principal.RoleIn(project.organization_id);
   if (!role) {
-    return Refuse(404, control::kCodeNotFound, "project " + project_id + " does not exist");
+    return Refuse(404, control::kCodeNotFound, "project " + project.id + " does not exist");
   }
   if (need_admin && *role == db::OrgRole::kMember) {
     return Refuse(403, control::kCodeForbidden,
                   "this action needs the owner or admin role in the project's organisation");
   }
-  return std::move(*project);
+  return {};
 }
 
 void ApiContext::Route(std::string_view method, const std::string& pattern, Handler handler,

@@ -205,6 +205,9 @@ class ApiContext {
   // otherwise, so its existence is not revealed); 403 when they may see but
   // not change it and `need_admin`.
   ControlResult<db::Project> AccessProject(const Call& call, std::size_t index, bool need_admin);
+  // The same decision for a project the route has read itself.
+  static ControlResult<void> CheckProjectAccess(const Call& call, const db::Project& project,
+                                                bool need_admin);
 
   db::Database& db;
   const crypto::Key master_key;

@@ -167,23 +167,23 @@ Result<std::vector<db::EligibleWorker>> VolumeService::EligibleWorkers(db::Tx& t
   return workers;
 }
 
-ControlResult<VolumeView> VolumeService::GetVolume(const std::string& project_id) {
-  return TransactChecked<VolumeView>(
-      db_,
-      [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<VolumeView> {
-        KINDLING_ASSIGN_OR_RETURN(auto volume, db::FindProjectVolume(tx, project_id));
-        if (!volume) {
-          refusal = ControlError{404, kCodeNotFound, "the project has no volume"};
-          return Refused();
-        }
-        VolumeView view{.volume = std::move(*volume)};
-        KINDLING_ASSIGN_OR_RETURN(view.current_operation,
-                                  db::FindActiveOperation(tx, view.volume.id));
-        KINDLING_ASSIGN_OR_RETURN(view.last_successful_backup_at,
-                                  db::LastSuccessfulBackupAt(tx, view.volume.id));
-        return view;
-      },
-      db::kAutocommitRead);  // read committed: each read its own snapshot either way
+ControlResult<ProjectVolumeView> VolumeService::GetProjectVolume(const std::string& project_id) {
+  auto found = db_.Transact([&](db::Tx& tx) { return db::GetProjectVolume(tx, project_id); },
+                            db::kAutocommitRead);
+  if (!found) {
+    if (found.error().is_not_found()) {
+      return std::unexpected(
+          ControlError{404, kCodeNotFound, "project " + project_id + " does not exist"});
+    }
+    return std::unexpected(FromError(found.error()));
+  }
+  ProjectVolumeView view{.project = std::move(found->project)};
+  if (found->volume) {
+    view.volume = VolumeView{.volume = std::move(*found->volume),
+                             .current_operation = std::move(found->active_operation),
+                             .last_successful_backup_at = found->last_successful_backup_at};
+  }
+  return view;
 }
 
 ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,

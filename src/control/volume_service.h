@@ -85,6 +85,11 @@ struct VolumeView {
   std::optional<db::Timestamp> last_successful_backup_at{};
 };
 
+struct ProjectVolumeView {
+  db::Project project{};
+  std::optional<VolumeView> volume{};
+};
+
 struct DeleteVolumeOutcome {
   // Set when a pre-delete backup was queued (202); unset when deleted (204).
   std::optional<db::Operation> operation{};
@@ -103,7 +108,10 @@ class VolumeService {
   // Eligible workers in the order they would be chosen.
   [[nodiscard]] Result<std::vector<db::EligibleWorker>> EligibleWorkers(db::Tx& tx) const;
 
-  [[nodiscard]] ControlResult<VolumeView> GetVolume(const std::string& project_id);
+  // The project and its live volume (unset when it has none), read in one
+  // database round trip; 404 when the project does not exist. The caller
+  // checks access to the project before it tells whether a volume exists.
+  [[nodiscard]] ControlResult<ProjectVolumeView> GetProjectVolume(const std::string& project_id);
   // Creates the volume (pinned to the least loaded eligible worker, status
   // detached, health unknown; audited volume.create) or updates its settings
   // (audited volume.update with details.changed). `created` reports which.

@@ -2,21 +2,17 @@
 
 #include "common/ids.h"
 #include "db/internal.h"
+#include "db/rows.h"
 
 namespace kindling::db {
 namespace {
 
+using internal::kOperationColumns;
+using internal::OperationFromRow;
 using internal::OptText;
 using internal::OptTime;
 using internal::Text;
 using internal::Time;
-
-constexpr char kOperationColumns[] =
-    "id, project_volume_id, kind, status, server_id, request_metadata::text, "
-    "result_metadata::text, error, started_at, completed_at, failed_at, created_at, updated_at, "
-    "lease_owner, lease_expires_at, attempts, progress::text, request_metadata->>'backup_id', "
-    "request_metadata->>'target_server_id', "
-    "COALESCE((request_metadata->>'target_requested')::boolean, false)";
 
 // The same columns qualified with the table alias `o`, for joins and
 // UPDATE ... FROM.
@@ -26,31 +22,6 @@ constexpr char kOperationColumnsO[] =
     "o.updated_at, o.lease_owner, o.lease_expires_at, o.attempts, o.progress::text, "
     "o.request_metadata->>'backup_id', o.request_metadata->>'target_server_id', "
     "COALESCE((o.request_metadata->>'target_requested')::boolean, false)";
-
-Operation OperationFromRow(const pqxx::row& r) {
-  Operation o;
-  o.id = Text(r[0]);
-  o.project_volume_id = Text(r[1]);
-  o.kind = internal::Enum<OperationKind>(r[2]);
-  o.status = internal::Enum<OperationStatus>(r[3]);
-  o.server_id = OptText(r[4]);
-  o.request_metadata_json = Text(r[5]);
-  o.result_metadata_json = Text(r[6]);
-  o.error = OptText(r[7]);
-  o.started_at = OptTime(r[8]);
-  o.completed_at = OptTime(r[9]);
-  o.failed_at = OptTime(r[10]);
-  o.created_at = Time(r[11]);
-  o.updated_at = Time(r[12]);
-  o.lease_owner = OptText(r[13]);
-  o.lease_expires_at = OptTime(r[14]);
-  o.attempts = r[15].as<int>();
-  o.progress_json = Text(r[16]);
-  o.backup_id = OptText(r[17]);
-  o.target_server_id = OptText(r[18]);
-  o.target_requested = r[19].as<bool>();
-  return o;
-}
 
 std::vector<Operation> OperationsFromResult(const pqxx::result& rows) {
   std::vector<Operation> out;
@@ -180,6 +151,45 @@ Result<std::optional<Operation>> FindActiveOperation(Tx& tx, const std::string& 
             volume_id);
         if (rows.empty()) return std::optional<Operation>();
         return std::optional<Operation>(OperationFromRow(rows[0]));
+      });
+}
+
+Result<ProjectVolume> GetProjectVolume(Tx& tx, const std::string& project_id) {
+  using internal::kProjectColumnCount, internal::kVolumeColumnCount;
+  using internal::kProjectColumns, internal::kVolumeColumns, internal::ProjectFromRow;
+  using internal::VolumeFromRow;
+  return internal::Run(
+      tx, "get project volume", [&](pqxx::transaction_base& w) -> Result<ProjectVolume> {
+        // Each part is a subquery with its own column list, so that the
+        // decoders read their usual columns from a slice of the row.
+        const pqxx::result rows = internal::Exec(
+            w,
+            std::string("SELECT p.*, v.*, o.*, b.last FROM (SELECT ") + kProjectColumns +
+                " FROM projects WHERE id = $1::uuid) p "
+                "LEFT JOIN LATERAL (SELECT " +
+                kVolumeColumns +
+                " FROM project_volumes WHERE project_id = p.id AND deleted_at IS NULL LIMIT 1) v "
+                "ON true "
+                "LEFT JOIN LATERAL (SELECT " +
+                kOperationColumns +
+                " FROM project_volume_operations WHERE project_volume_id = v.id "
+                "AND status IN ('pending', 'running') LIMIT 1) o ON true "
+                "LEFT JOIN LATERAL (SELECT max(completed_at) AS last FROM project_volume_backups "
+                "WHERE project_volume_id = v.id AND status = 'succeeded') b ON true",
+            project_id);
+        if (rows.empty()) return NotFound("project " + project_id + " not found");
+        const pqxx::row& r = rows[0];
+        constexpr int kVolumeAt = kProjectColumnCount;
+        constexpr int kOperationAt = kVolumeAt + kVolumeColumnCount;
+        constexpr int kLastAt = kOperationAt + internal::kOperationColumnCount;
+        ProjectVolume out{.project = ProjectFromRow(r.slice(0, kVolumeAt))};
+        if (r[kVolumeAt].is_null()) return out;
+        out.volume = VolumeFromRow(r.slice(kVolumeAt, kOperationAt));
+        if (!r[kOperationAt].is_null()) {
+          out.active_operation = OperationFromRow(r.slice(kOperationAt, kLastAt));
+        }
+        out.last_successful_backup_at = OptTime(r[kLastAt]);
+        return out;
       });
 }
 
@@ -453,4 +463,32 @@ Result<std::vector<OperationCount>> CountOperations(Tx& tx) {
       });
 }
 
+namespace internal {
+
+Operation OperationFromRow(const pqxx::row& r) {
+  Operation o;
+  o.id = Text(r[0]);
+  o.project_volume_id = Text(r[1]);
+  o.kind = internal::Enum<OperationKind>(r[2]);
+  o.status = internal::Enum<OperationStatus>(r[3]);
+  o.server_id = OptText(r[4]);
+  o.request_metadata_json = Text(r[5]);
+  o.result_metadata_json = Text(r[6]);
+  o.error = OptText(r[7]);
+  o.started_at = OptTime(r[8]);
+  o.completed_at = OptTime(r[9]);
+  o.failed_at = OptTime(r[10]);
+  o.created_at = Time(r[11]);
+  o.updated_at = Time(r[12]);
+  o.lease_owner = OptText(r[13]);
+  o.lease_expires_at = OptTime(r[14]);
+  o.attempts = r[15].as<int>();
+  o.progress_json = Text(r[16]);
+  o.backup_id = OptText(r[17]);
+  o.target_server_id = OptText(r[18]);
+  o.target_requested = r[19].as<bool>();
+  return o;
+}
+
+}  // namespace internal
 }  // namespace kindling::db

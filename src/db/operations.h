@@ -32,6 +32,7 @@
 #include "common/result.h"
 #include "db/backups.h"
 #include "db/database.h"
+#include "db/projects.h"
 #include "db/types.h"
 #include "db/volumes.h"
 
@@ -106,6 +107,18 @@ struct QueuedOperation {
 // current_operation).
 [[nodiscard]] Result<std::optional<Operation>> FindActiveOperation(Tx& tx,
                                                                    const std::string& volume_id);
+
+// A project with its live volume, that volume's pending or running operation
+// and the completion time of its newest successful backup, read by one
+// statement (the API's GET /api/projects/{id}/volume).
+struct ProjectVolume {
+  Project project{};
+  std::optional<Volume> volume{};               // nullopt: the project has no live volume
+  std::optional<Operation> active_operation{};  // only with a volume
+  std::optional<Timestamp> last_successful_backup_at{};
+};
+// kNotFound when the project does not exist.
+[[nodiscard]] Result<ProjectVolume> GetProjectVolume(Tx& tx, const std::string& project_id);
 
 // The pending or running adoption of quarantined image `quarantine_id`
 // (request_metadata.quarantine_id), if any.

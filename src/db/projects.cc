@@ -1,20 +1,12 @@
 #include "db/projects.h"
 
 #include "db/internal.h"
+#include "db/rows.h"
 
 namespace kindling::db {
-namespace {
 
-using internal::Text;
-using internal::Time;
-
-constexpr char kProjectColumns[] = "id, organization_id, name, created_at, updated_at";
-
-Project ProjectFromRow(const pqxx::row& r) {
-  return Project{Text(r[0]), Text(r[1]), Text(r[2]), Time(r[3]), Time(r[4])};
-}
-
-}  // namespace
+using internal::kProjectColumns;
+using internal::ProjectFromRow;
 
 Result<Project> CreateProject(Tx& tx, const std::string& organization_id, const std::string& name) {
   return internal::Run(tx, "create project", [&](pqxx::transaction_base& w) -> Result<Project> {
@@ -64,4 +56,11 @@ Status DeleteProject(Tx& tx, const std::string& project_id) {
   });
 }
 
+namespace internal {
+
+Project ProjectFromRow(const pqxx::row& r) {
+  return Project{Text(r[0]), Text(r[1]), Text(r[2]), Time(r[3]), Time(r[4])};
+}
+
+}  // namespace internal
 }  // namespace kindling::db

@@ -3,40 +3,18 @@
 #include <algorithm>
 
 #include "db/internal.h"
+#include "db/rows.h"
 
 namespace kindling::db {
 namespace {
+
+using internal::kVolumeColumns;
+using internal::VolumeFromRow;
 
 using internal::OptText;
 using internal::OptTime;
 using internal::Text;
 using internal::Time;
-
-constexpr char kVolumeColumns[] =
-    "id, project_id, server_id, attached_vm_id, mount_path, size_gb, filesystem, status, health, "
-    "backup_schedule, backup_retention_count, pre_delete_backup_enabled, last_error, deleted_at, "
-    "created_at, updated_at";
-
-Volume VolumeFromRow(const pqxx::row& r) {
-  Volume v;
-  v.id = Text(r[0]);
-  v.project_id = Text(r[1]);
-  v.server_id = OptText(r[2]);
-  v.attached_vm_id = OptText(r[3]);
-  v.mount_path = Text(r[4]);
-  v.size_gb = r[5].as<int>();
-  v.filesystem = Text(r[6]);
-  v.status = internal::Enum<VolumeStatus>(r[7]);
-  v.health = internal::Enum<VolumeHealth>(r[8]);
-  v.backup_schedule = internal::Enum<BackupSchedule>(r[9]);
-  v.backup_retention_count = r[10].as<int>();
-  v.pre_delete_backup_enabled = r[11].as<bool>();
-  v.last_error = OptText(r[12]);
-  v.deleted_at = OptTime(r[13]);
-  v.created_at = Time(r[14]);
-  v.updated_at = Time(r[15]);
-  return v;
-}
 
 Result<Volume> ReadVolume(pqxx::transaction_base& w, const std::string& volume_id,
                           bool for_update) {
@@ -192,4 +170,28 @@ Result<std::vector<Volume>> ListVolumes(Tx& tx, const VolumeFilter& f) {
       });
 }
 
+namespace internal {
+
+Volume VolumeFromRow(const pqxx::row& r) {
+  Volume v;
+  v.id = Text(r[0]);
+  v.project_id = Text(r[1]);
+  v.server_id = OptText(r[2]);
+  v.attached_vm_id = OptText(r[3]);
+  v.mount_path = Text(r[4]);
+  v.size_gb = r[5].as<int>();
+  v.filesystem = Text(r[6]);
+  v.status = internal::Enum<VolumeStatus>(r[7]);
+  v.health = internal::Enum<VolumeHealth>(r[8]);
+  v.backup_schedule = internal::Enum<BackupSchedule>(r[9]);
+  v.backup_retention_count = r[10].as<int>();
+  v.pre_delete_backup_enabled = r[11].as<bool>();
+  v.last_error = OptText(r[12]);
+  v.deleted_at = OptTime(r[13]);
+  v.created_at = Time(r[14]);
+  v.updated_at = Time(r[15]);
+  return v;
+}
+
+}  // namespace internal
 }  // namespace kindling::db

@@ -463,6 +463,72 @@ TEST_F(OperationsTest, CompletionRecordsResultsAndProgress) {
   ASSERT_OK(QueueBackup(volume_.id));
 }
 
+// GetProjectVolume reads in one statement what GetProject,
+// FindProjectVolume, FindActiveOperation and LastSuccessfulBackupAt read.
+TEST_F(OperationsTest, GetProjectVolumeReadsWhatItsPartsRead) {
+  auto read = [&](const std::string& project_id) {
+    return db().Transact([&](Tx& tx) { return GetProjectVolume(tx, project_id); }, kAutocommitRead);
+  };
+  EXPECT_ERROR_KIND(read(NewUuidV4()), ErrorKind::kNotFound);
+
+  const std::string bare = MakeProject(org_, "bare");
+  ASSERT_OK_AND_ASSIGN(ProjectVolume without, read(bare));
+  EXPECT_EQ(without.project.id, bare);
+  EXPECT_EQ(without.project.organization_id, org_);
+  EXPECT_EQ(without.project.name, "bare");
+  EXPECT_FALSE(without.volume);
+  EXPECT_FALSE(without.active_operation);
+  EXPECT_FALSE(without.last_successful_backup_at);
+
+  ASSERT_OK_AND_ASSIGN(ProjectVolume idle, read(volume_.project_id));
+  EXPECT_EQ(idle.project.id, volume_.project_id);
+  ASSERT_TRUE(idle.volume);
+  EXPECT_EQ(idle.volume->id, volume_.id);
+  EXPECT_EQ(idle.volume->server_id, server_);
+  EXPECT_EQ(idle.volume->updated_at, volume_.updated_at);
+  EXPECT_FALSE(idle.active_operation);
+  EXPECT_FALSE(idle.last_successful_backup_at);
+
+  // One succeeded backup, then a second one running.
+  ASSERT_OK(QueueBackup(volume_.id));
+  ASSERT_OK_AND_ASSIGN(std::optional<Operation> first, Claim(server_, owner_));
+  ASSERT_OK(db().Transact([&](Tx& tx) -> Status {
+    KINDLING_ASSIGN_OR_RETURN(Operation done, CompleteOperation(tx, first->id, owner_, "{}"));
+    KINDLING_RETURN_IF_ERROR(MarkBackupSucceeded(
+        tx, *done.backup_id,
+        BackupSuccess{.storage_url = "file:///srv/b", .storage_key = "manifests/a"}));
+    KINDLING_RETURN_IF_ERROR(
+        UpdateVolumeState(tx, volume_.id, VolumeStateUpdate{.status = VolumeStatus::kDetached}));
+    return {};
+  }));
+  ASSERT_OK_AND_ASSIGN(QueuedOperation second, QueueBackup(volume_.id));
+  ASSERT_OK(Claim(server_, owner_));
+  ASSERT_OK(db().Transact([&](Tx& tx) {
+    return UpdateProgress(tx, second.operation.id, owner_, R"({"phase":"upload"})");
+  }));
+
+  ASSERT_OK_AND_ASSIGN(ProjectVolume busy, read(volume_.project_id));
+  ASSERT_TRUE(busy.volume);
+  const Volume volume = GetVol(volume_.id);
+  EXPECT_EQ(busy.volume->status, volume.status);
+  EXPECT_EQ(busy.volume->updated_at, volume.updated_at);
+  ASSERT_TRUE(busy.active_operation);
+  ASSERT_OK_AND_ASSIGN(
+      Operation op, db().Transact([&](Tx& tx) { return GetOperation(tx, second.operation.id); }));
+  EXPECT_EQ(busy.active_operation->id, op.id);
+  EXPECT_EQ(busy.active_operation->status, OperationStatus::kRunning);
+  EXPECT_EQ(busy.active_operation->backup_id, op.backup_id);
+  EXPECT_EQ(busy.active_operation->lease_owner, op.lease_owner);
+  EXPECT_EQ(busy.active_operation->progress_json, op.progress_json);
+  EXPECT_EQ(busy.active_operation->target_requested, op.target_requested);
+  EXPECT_EQ(busy.active_operation->updated_at, op.updated_at);
+  ASSERT_OK_AND_ASSIGN(std::optional<Timestamp> last, db().Transact([&](Tx& tx) {
+    return LastSuccessfulBackupAt(tx, volume_.id);
+  }));
+  ASSERT_TRUE(last);
+  EXPECT_EQ(busy.last_successful_backup_at, last);
+}
+
 TEST_F(OperationsTest, FailureFailsTheBackupItCreated) {
   ASSERT_OK_AND_ASSIGN(QueuedOperation queued, QueueBackup(volume_.id));
   ASSERT_OK_AND_ASSIGN(std::optional<Operation> op, Claim(server_, owner_));
