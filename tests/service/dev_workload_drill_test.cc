@@ -65,6 +65,21 @@ class DevWorkloadDrillTest : public DevDrillTest {
     return {res->status, res->body};
   }
 
+  // The JSON answer of `path` once `host` answers it with 200 through the
+  // edge (which learns of a started instance within seconds, not at once);
+  // a failure showing the last answer otherwise.
+  json EdgeJson(const std::string& host, const std::string& path, seconds timeout = seconds(30)) {
+    std::pair<int, std::string> answer = Edge("GET", host, path);
+    for (const auto deadline = Clock::now() + timeout;
+         answer.first != 200 && Clock::now() < deadline; answer = Edge("GET", host, path)) {
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    EXPECT_EQ(answer.first, 200) << path << ": " << answer.second;
+    json parsed = json::parse(answer.second, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(parsed.is_discarded()) << path << ": " << answer.second;
+    return parsed;
+  }
+
   // The operation once it finished and its workload came back (or did not:
   // the last answer after `timeout`).
   json WaitForWorkloadBack(const std::string& id, seconds timeout = seconds(120)) {
@@ -122,7 +137,7 @@ TEST_F(DevWorkloadDrillTest, DeployThroughTheEdgeStopStartAndAKilledWorkerDrill)
     const auto [status, body] = Edge("POST", host, "/records", "record " + std::to_string(i));
     EXPECT_EQ(status, 201) << body;
   }
-  EXPECT_EQ(json::parse(Edge("GET", host, "/records/verify").second),
+  EXPECT_EQ(EdgeJson(host, "/records/verify"),
             (json{{"records", 3}, {"intact", 3}, {"damaged", json::array()}}));
   EXPECT_EQ(Edge("GET", "web-nothing.apps.test", "/healthz").first, 404);
 
@@ -141,7 +156,7 @@ TEST_F(DevWorkloadDrillTest, DeployThroughTheEdgeStopStartAndAKilledWorkerDrill)
   Call("POST", "/api/projects/" + project + "/start", json::object());
   deployment = WaitDeployment(project, running);
   ASSERT_EQ(deployment.value("status", ""), "running") << deployment.dump();
-  EXPECT_EQ(json::parse(Edge("GET", host, "/records/verify").second)["intact"], 3);
+  EXPECT_EQ(EdgeJson(host, "/records/verify")["intact"], 3);
 
   // The worker holding the workload is killed: its successor (dev restarts
   // it) records the VM lost, ends the VMM it left behind and starts the
@@ -164,7 +179,7 @@ TEST_F(DevWorkloadDrillTest, DeployThroughTheEdgeStopStartAndAKilledWorkerDrill)
   ASSERT_EQ(deployment.value("status", ""), "running") << deployment.dump();
   const auto back_after = std::chrono::duration_cast<milliseconds>(Clock::now() - kill_at);
   EXPECT_LT(back_after, seconds(60));
-  EXPECT_EQ(json::parse(Edge("GET", host, "/records/verify").second)["intact"], 3);
+  EXPECT_EQ(EdgeJson(host, "/records/verify")["intact"], 3);
   EXPECT_EQ(Strings(Unquoted(dev_->value("KINDLING_DSN")),
                     "SELECT exit_reason FROM vms v JOIN deployment_instances i ON i.vm_id = v.id "
                     "WHERE i.id = '" +
@@ -240,7 +255,7 @@ TEST_F(DevWorkloadDrillTest, BackupAndValidatedRestoreOntoTheOtherWorkerDrill) {
   // Written after the backup: not in what is restored.
   for (int i = 1; i <= 3; ++i)
     ASSERT_EQ(Edge("POST", host, "/records", "later " + std::to_string(i)).first, 201);
-  EXPECT_EQ(json::parse(Edge("GET", host, "/records/verify").second)["records"], kFirst + 3);
+  EXPECT_EQ(EdgeJson(host, "/records/verify")["records"], kFirst + 3);
 
   op = Call("POST", "/api/projects/" + project + "/volume/restore",
             {{"backup_id", first_backup},
@@ -332,7 +347,7 @@ TEST_F(DevWorkloadDrillTest, DevCanaryAnswersThroughTheEdgeDrill) {
   line = shown();
   EXPECT_NE(line.find("answered 200"), std::string::npos) << line;
   EXPECT_EQ(ProjectNames(), std::set<std::string>{"canary"});
-  EXPECT_EQ(json::parse(Edge("GET", "web-canary", "/records/verify").second)["records"], 1);
+  EXPECT_EQ(EdgeJson("web-canary", "/records/verify")["records"], 1);
   ASSERT_TRUE(dev_->Terminate(seconds(90)).has_value());
 }
 
