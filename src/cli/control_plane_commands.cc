@@ -277,7 +277,13 @@ Status EnsureRunning(Target& target) {
 void Finish(Target& target, pgbackup::ControlPlaneBackup* backups) {
   if (!target.started_server) return;
   // What this command wrote reaches the repository before the stop.
-  if (backups != nullptr) (void)backups->ArchiveCurrentWal(std::chrono::seconds(10));
+  if (backups != nullptr) {
+    if (auto archived = backups->ArchiveCurrentWal(std::chrono::seconds(10)); !archived)
+      std::fprintf(stderr,
+                   "kindling: warning: archiving the current WAL before stopping PostgreSQL: %s "
+                   "(it is archived once PostgreSQL runs again)\n",
+                   archived.error().message().c_str());
+  }
   if (auto stopped = target.server->Stop(); !stopped)
     std::fprintf(stderr, "kindling: warning: stopping PostgreSQL: %s\n",
                  stopped.error().message().c_str());

@@ -2,6 +2,13 @@
 //
 // An Error carries a kind that callers branch on (retry logic reads retryable(),
 // never message text) and a human-readable message that never contains secrets.
+//
+// Result<T> and Status (= Result<void>) are std::expected<T, Error> under a
+// [[nodiscard]] class, so the compiler rejects a call whose result is dropped,
+// including calls through virtual functions and std::function (g++ ignores
+// [[nodiscard]] on virtual declarations, never on the returned type). A result
+// that is right to ignore (best-effort cleanup) goes through IgnoreError with
+// the reason.
 #pragma once
 
 #include <cstdint>
@@ -46,9 +53,33 @@ class [[nodiscard]] Error {
   std::string message_;
 };
 
+// std::expected<T, E> that must not be dropped. Everything std::expected
+// offers works unchanged (construction from a value or std::unexpected,
+// conversion to and from std::expected, comparison with a value); ControlResult (control/)
+// uses it with its own error type.
+template <typename T, typename E>
+class [[nodiscard]] MustUse : public std::expected<T, E> {
+ public:
+  using Base = std::expected<T, E>;
+  using Base::Base;
+  using Base::operator=;
+
+  constexpr MustUse() = default;
+  // Implicit, like the conversion the other way: code that builds a plain
+  // std::expected can return it as a MustUse.
+  constexpr MustUse(const Base& base) : Base(base) {}
+  constexpr MustUse(Base&& base) : Base(std::move(base)) {}
+};
+
 template <typename T>
-using Result = std::expected<T, Error>;
-using Status = std::expected<void, Error>;
+using Result = MustUse<T, Error>;
+using Status = Result<void>;
+
+// Drops a result on purpose. `why` says why ignoring its error is right
+// there (best-effort cleanup whose failure changes nothing); it documents
+// the call site and is not used otherwise.
+template <typename T, typename E>
+constexpr void IgnoreError(const MustUse<T, E>& /*result*/, std::string_view /*why*/) {}
 
 inline std::unexpected<Error> MakeError(ErrorKind kind, std::string message) {
   return std::unexpected<Error>(Error(kind, std::move(message)));

@@ -240,7 +240,8 @@ Status ProbeBackupStore(const BackupStoreSettings& settings) {
     return std::unexpected(ScrubbedError(got.error(), settings, "read probe object"));
   }
   if (*got != payload) {
-    (void)store->Delete(key);
+    IgnoreError(store->Delete(key),
+                "the mismatch is the error to report; a probe object left behind is harmless");
     return Corruption("read probe object: content differs from what was written");
   }
   if (auto deleted = store->Delete(key); !deleted) {

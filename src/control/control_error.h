@@ -38,8 +38,9 @@ struct ControlError {
   std::string internal{};
 };
 
+// [[nodiscard]] like Result<T> (common/result.h).
 template <typename T>
-using ControlResult = std::expected<T, ControlError>;
+using ControlResult = MustUse<T, ControlError>;
 
 inline std::unexpected<ControlError> Refuse(int http_status, std::string code,
                                             std::string message) {

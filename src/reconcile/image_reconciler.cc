@@ -208,7 +208,11 @@ Status ImageReconciler::SyncQuarantine() {
       // Given back to a volume; once the database says so, only the entry's
       // description is left to remove.
       auto row = db_.Transact([&](db::Tx& tx) { return db::GetQuarantineEntry(tx, entry.id); });
-      if (row && row->status == db::QuarantineStatus::kAdopted) (void)quarantine_.Purge(entry.id);
+      if (row && row->status == db::QuarantineStatus::kAdopted) {
+        if (auto purged = quarantine_.Purge(entry.id); !purged)
+          spdlog::warn("worker: remove adopted quarantine entry {}: {}", entry.id,
+                       purged.error().message());
+      }
       continue;
     }
     if (entry.image_sha256.empty()) RecordDigest(entry);

@@ -169,7 +169,11 @@ void OperationRunner::PutBack(const std::optional<QuarantinedImage>& replaced,
                               const std::string& volume_id, const std::string& operation_id) {
   if (!replaced) return;
   if (Status back = quarantine_.GiveBack(replaced->id, volume_id, ImageOf(volume_id)); back) {
-    (void)quarantine_.Purge(replaced->id);
+    if (auto purged = quarantine_.Purge(replaced->id); !purged)
+      spdlog::warn(
+          "worker: remove quarantine entry {} given back to volume {} (the quarantine "
+          "sync retries): {}",
+          replaced->id, volume_id, purged.error().message());
   } else {
     spdlog::error(
         "worker: operation {} failed and the previous image of volume {} stays in "
@@ -572,7 +576,11 @@ Status OperationRunner::ExecuteAdopt(RunningOperation& run, const db::Operation&
                   {"replaced_image_quarantine_id", replaced ? json(replaced->id) : json(nullptr)}});
   });
   // Only the entry's description is left once the database says adopted.
-  if (done) (void)quarantine_.Purge(entry_id);
+  if (done) {
+    if (auto purged = quarantine_.Purge(entry_id); !purged)
+      spdlog::warn("worker: remove adopted quarantine entry {} (the quarantine sync retries): {}",
+                   entry_id, purged.error().message());
+  }
   return done;
 }
 

@@ -83,8 +83,10 @@ void RunningOperation::KeeperLoop() {
   std::string last = std::exchange(progress_json_, std::string());
   lock.unlock();
   if (!last.empty() && !lease_lost) {
-    (void)db_.Transact(
+    auto reported = db_.Transact(
         [&](db::Tx& tx) { return db::UpdateProgress(tx, operation_id_, lease_owner_, last); });
+    if (!reported)
+      spdlog::warn("worker: last progress of {}: {}", operation_id_, reported.error().message());
   }
 }
 

@@ -81,7 +81,8 @@ class QemuInstance final : public VmInstance {
     }
     // The press fails only when QEMU is going away by itself, which the
     // wait below sees; a QEMU that runs on regardless is killed.
-    (void)qmp_.Execute("system_powerdown", nullptr, std::min(timeout, milliseconds(5000)));
+    IgnoreError(qmp_.Execute("system_powerdown", nullptr, std::min(timeout, milliseconds(5000))),
+                "QEMU going away or ignoring the press is what the wait below handles");
     if (auto status = process_.WaitFor(std::max(timeout - Since(start), milliseconds(0)))) {
       return StopResult{
           .outcome = StopOutcome::kPoweredOff, .exit = Finish(*status), .elapsed = Since(start)};

@@ -65,6 +65,11 @@ class DbTest : public ::testing::Test {
     EXPECT_TRUE(result.has_value()) << result.error().message();
     return result;
   }
+  // Must for a step whose value the test does not need.
+  template <typename F>
+  void MustRun(F&& fn) {
+    IgnoreError(Must(std::forward<F>(fn)), "Must has failed the test already on error");
+  }
 
   // Raw SQL through a separate connection, for setting up states the API
   // does not offer (backdated heartbeats) and for looking at raw columns.

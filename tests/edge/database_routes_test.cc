@@ -18,7 +18,8 @@ TEST_F(DatabaseRoutesTest, ARoutePerCurrentDeploymentWithItsRunningInstance) {
   const std::string shop = MakeProject(org, "Shop Front");
   const std::string blog = MakeProject(org, "blog");
   const std::string server = MakeServer("w1");
-  Must([&](db::Tx& tx) { return db::PutSetting(tx, "service_base_domain", "Apps.Example.com"); });
+  MustRun(
+      [&](db::Tx& tx) { return db::PutSetting(tx, "service_base_domain", "Apps.Example.com"); });
   DatabaseRouteSource source(db());
   ASSERT_OK_AND_ASSIGN(auto routes, source.Load());
   EXPECT_TRUE(routes.empty());
@@ -55,7 +56,7 @@ TEST_F(DatabaseRoutesTest, ARoutePerCurrentDeploymentWithItsRunningInstance) {
   EXPECT_EQ(routes[1].backends[1], (Backend{.instance_id = second, .host = "::1", .port = 4101}));
 
   // Stopped on request: still known, nothing to route to.
-  Must([&](db::Tx& tx) {
+  MustRun([&](db::Tx& tx) {
     return db::UpdateDeployment(tx, shop_deployment,
                                 db::DeploymentUpdate{.desired_state = db::DesiredState::kStopped});
   });

@@ -233,7 +233,8 @@ Status S3Store::Impl::PutMultipart(std::string_view key, std::string_view data) 
   if (!status) {
     // Best effort: an upload left behind only costs storage until the
     // bucket's lifecycle rule for incomplete uploads removes it.
-    (void)Call("DELETE", key, {{"uploadId", upload_id}});
+    IgnoreError(Call("DELETE", key, {{"uploadId", upload_id}}),
+                "the lifecycle rule removes an upload the abort missed");
   }
   return status;
 }
