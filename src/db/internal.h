@@ -1,5 +1,5 @@
 // libpqxx glue shared by the db/ implementation files. Not for other layers:
-// it is the only header that includes libpqxx.
+// with db/rows.h, it is the only header that includes libpqxx.
 #pragma once
 
 #include <memory>

@@ -227,11 +227,13 @@ TEST_F(VolumeServiceTest, VerifyQueuesOnTheVolumesServerAndLeavesItsStatus) {
   EXPECT_EQ(op->project_volume_id, volume.id);
   EXPECT_EQ(op->server_id, w2);
   EXPECT_EQ(op->backup_id, backup->id);
-  auto view = service_->GetVolume(project_);
-  ASSERT_TRUE(view);
-  EXPECT_EQ(view->volume.status, volume.status);
-  ASSERT_TRUE(view->current_operation);
-  EXPECT_EQ(view->current_operation->id, op->id);
+  auto found = service_->GetProjectVolume(project_);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->project.id, project_);
+  ASSERT_TRUE(found->volume);
+  EXPECT_EQ(found->volume->volume.status, volume.status);
+  ASSERT_TRUE(found->volume->current_operation);
+  EXPECT_EQ(found->volume->current_operation->id, op->id);
 }
 
 TEST_F(VolumeServiceTest, MoveGoesToAnotherWorker) {
@@ -363,9 +365,12 @@ TEST_F(VolumeServiceTest, DeleteWithAndWithoutPreDeleteBackup) {
   auto deleted = service_->DeleteVolume(Actor{}, project_);
   ASSERT_TRUE(deleted) << deleted.error().message;
   EXPECT_FALSE(deleted->operation);
-  auto gone = service_->GetVolume(project_);
-  ASSERT_FALSE(gone);
-  EXPECT_EQ(gone.error().http_status, 404);
+  auto gone = service_->GetProjectVolume(project_);
+  ASSERT_TRUE(gone);  // the project is still there, without a volume
+  EXPECT_FALSE(gone->volume);
+  auto unknown_project = service_->GetProjectVolume(NewUuidV4());
+  ASSERT_FALSE(unknown_project);
+  EXPECT_EQ(unknown_project.error().http_status, 404);
 
   ConfigureStore();
   auto view = service_->PutVolume(Actor{}, project_,
@@ -374,9 +379,10 @@ TEST_F(VolumeServiceTest, DeleteWithAndWithoutPreDeleteBackup) {
   auto queued = service_->DeleteVolume(Actor{}, project_);
   ASSERT_TRUE(queued) << queued.error().message;
   ASSERT_TRUE(queued->operation);
-  auto after = service_->GetVolume(project_);
+  auto after = service_->GetProjectVolume(project_);
   ASSERT_TRUE(after);
-  EXPECT_EQ(after->volume.status, db::VolumeStatus::kDeleting);
+  ASSERT_TRUE(after->volume);
+  EXPECT_EQ(after->volume->volume.status, db::VolumeStatus::kDeleting);
   auto again = service_->DeleteVolume(Actor{}, project_);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, kCodeVolumeBusy);
