@@ -95,7 +95,7 @@ struct WorkerOptions {
   // the API, heartbeats and the listener of the same host. When it cannot
   // be set (a priority above the process's, without the privilege), each
   // executor logs a warning and runs at the priority it has.
-  ThreadPriority operation_priority{.nice = 10, .io_level = 7};
+  ThreadPriority operation_priority{.nice = 19, .io_level = 7};
   // LISTEN for wake-ups and config changes (off: sweeps only).
   bool listen = true;
   std::string mkfs_tool = "mkfs.ext4";
