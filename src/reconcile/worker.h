@@ -90,9 +90,10 @@ struct WorkerOptions {
   std::chrono::milliseconds progress_interval{500};
   int max_concurrent_operations = 2;
   int engine_threads = 0;  // 0: the engine's default
-  // Executor threads (and the engine threads they start) run at this
-  // priority, so backups and restores take the CPU and disk left over by
-  // the API, heartbeats and the listener of the same host. When it cannot
+  // Executor threads (and the engine and lease-keeper threads they start)
+  // run at this priority, so backups and restores take the CPU and disk
+  // left over by the API, heartbeats and the listener of the same host. When
+  // it cannot
   // be set (a priority above the process's, without the privilege), each
   // executor logs a warning and runs at the priority it has.
   ThreadPriority operation_priority{.nice = 19, .io_level = 7};
