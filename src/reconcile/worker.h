@@ -93,9 +93,8 @@ struct WorkerOptions {
   // Executor threads (and the engine and lease-keeper threads they start)
   // run at this priority, so backups and restores take the CPU and disk
   // left over by the API, heartbeats and the listener of the same host. When
-  // it cannot
-  // be set (a priority above the process's, without the privilege), each
-  // executor logs a warning and runs at the priority it has.
+  // it cannot be set (a priority above the process's, without the
+  // privilege), each executor logs a warning and runs at the priority it has.
   ThreadPriority operation_priority{.nice = 19, .io_level = 7};
   // LISTEN for wake-ups and config changes (off: sweeps only).
   bool listen = true;
