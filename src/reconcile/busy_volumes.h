@@ -8,6 +8,8 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace kindling::reconcile {
@@ -44,6 +46,41 @@ class BusyVolumes {
  private:
   mutable std::mutex mu_;
   std::map<std::string, int> holders_;  // guarded by mu_; count > 0
+};
+
+// ExecutingVolumes: the volumes of the operations one worker process is
+// executing, and the gate its claims pass. Claim() reads the set, lets the
+// caller claim an operation on a volume outside it and marks the claimed
+// volume, all under one lock held by one claim at a time. Without the gate a
+// claim could decide on a set read before another claim's mark: read, be
+// delayed (a stall between worker and database, a starved thread), and take
+// the operation the sweep re-queued from under that other execution, running
+// two executions on one volume at once.
+//
+// Thread-safety: thread-safe. A claim holds the gate for its database round
+// trip; other claims of the process wait for it (they would wait on the same
+// database). Release() does not take the gate: a claim deciding on a set
+// that still names a released volume only skips it until its next claim.
+class ExecutingVolumes {
+ public:
+  // Calls `claim(executing)` under the gate, with the volumes executing now.
+  // `claim` returns Result<std::optional<T>>; when it holds a T, the volume
+  // `volume_of(t)` is marked executing before the gate opens, and the caller
+  // releases it with Release() when the execution ends.
+  template <typename ClaimFn, typename VolumeOf>
+  auto Claim(ClaimFn&& claim, VolumeOf&& volume_of)
+      -> std::invoke_result_t<ClaimFn, const std::vector<std::string>&> {
+    std::lock_guard gate(gate_mu_);
+    auto claimed = std::forward<ClaimFn>(claim)(volumes_.List());
+    if (claimed && *claimed) volumes_.Mark(std::forward<VolumeOf>(volume_of)(**claimed));
+    return claimed;
+  }
+  void Release(const std::string& volume_id) { volumes_.Release(volume_id); }
+  std::vector<std::string> List() const { return volumes_.List(); }
+
+ private:
+  std::mutex gate_mu_;  // held by one claim at a time
+  BusyVolumes volumes_;
 };
 
 // Marks a volume busy for a scope when it was idle; `acquired()` says whether

@@ -329,22 +329,28 @@ Result<bool> Worker::RunNextOperation() {
   // can land on this claim's row. Volumes an execution of ours still works
   // on are skipped: the operation the sweep re-queued from under such an
   // execution waits until it has wound down, so one process never runs two
-  // operations (or two attempts of one) on a volume at once. (Not every
-  // busy volume: a VM holding its volume or a reconciler pass must not keep
-  // an operation, e.g. one that stops that VM first, from being claimed.)
+  // operations (or two attempts of one) on a volume at once. The skip list
+  // is read, used and extended under executing_'s gate, so it is never older
+  // than another claim's mark. (Not every busy volume: a VM holding its
+  // volume or a reconciler pass must not keep an operation, e.g. one that
+  // stops that VM first, from being claimed.)
   const std::string lease_owner = NewUuidV4();
-  const std::vector<std::string> busy = executing_.List();
-  KINDLING_ASSIGN_OR_RETURN(std::optional<db::Operation> claimed, db_.Transact([&](db::Tx& tx) {
-    return db::ClaimNextOperation(tx, options_.server_id, lease_owner, options_.lease_duration,
-                                  busy);
-  }));
+  KINDLING_ASSIGN_OR_RETURN(std::optional<db::Operation> claimed,
+                            executing_.Claim(
+                                [&](const std::vector<std::string>& executing) {
+                                  return db_.Transact([&](db::Tx& tx) {
+                                    return db::ClaimNextOperation(
+                                        tx, options_.server_id, lease_owner,
+                                        options_.lease_duration, executing);
+                                  });
+                                },
+                                [](const db::Operation& op) { return op.project_volume_id; }));
   if (!claimed) return false;
   Execute(*claimed, lease_owner);
   return true;
 }
 
 void Worker::Execute(const db::Operation& op, const std::string& lease_owner) {
-  executing_.Mark(op.project_volume_id);
   busy_.Mark(op.project_volume_id);
   RunningOperation run(db_, op.id, lease_owner,
                        KeeperTiming{.lease_duration = options_.lease_duration,

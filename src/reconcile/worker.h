@@ -165,7 +165,8 @@ class Worker {
   void WorkloadLoop();
   void StopThreads();
   // Executes `op` and records the outcome unless the lease was lost or the
-  // worker stopped.
+  // worker stopped. REQUIRES: the claim marked op's volume in executing_;
+  // Execute releases it.
   void Execute(const db::Operation& op, const std::string& lease_owner);
 
   db::Database& db_;
@@ -174,8 +175,8 @@ class Worker {
   const std::string instance_id_;
   BusyVolumes busy_;
   // The volumes of the operations this process is executing (a subset of
-  // busy_'s marks), which its claims skip.
-  BusyVolumes executing_;
+  // busy_'s marks), which its claims skip; claims pass its gate.
+  ExecutingVolumes executing_;
   ImageQuarantine quarantine_;
   ImageReconciler reconciler_;
   std::unique_ptr<ImageValidator> validator_;  // with options_.vmm
