@@ -105,6 +105,8 @@ Status Worker::Start() {
     stopping_ = false;
     abandoned_ = false;
   }
+  // From this (controlling) thread: at its priority, not the operations'.
+  keeper_.Start();
   threads_.emplace_back([this] { HeartbeatLoop(); });
   threads_.emplace_back([this] { ReconcileLoop(); });
   if (options_.listen) threads_.emplace_back([this] { ListenLoop(); });
@@ -139,6 +141,7 @@ void Worker::StopThreads() {
   wake_.notify_all();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  keeper_.Stop();  // after the executors: they have taken their operations back
 }
 
 void Worker::Wake() {
@@ -352,7 +355,7 @@ Result<bool> Worker::RunNextOperation() {
 
 void Worker::Execute(const db::Operation& op, const std::string& lease_owner) {
   busy_.Mark(op.project_volume_id);
-  RunningOperation run(db_, op.id, lease_owner,
+  RunningOperation run(db_, keeper_, op.id, lease_owner,
                        KeeperTiming{.lease_duration = options_.lease_duration,
                                     .lease_renew_interval = options_.lease_renew_interval,
                                     .progress_interval = options_.progress_interval});

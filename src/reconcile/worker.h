@@ -90,9 +90,10 @@ struct WorkerOptions {
   std::chrono::milliseconds progress_interval{500};
   int max_concurrent_operations = 2;
   int engine_threads = 0;  // 0: the engine's default
-  // Executor threads (and the engine and lease-keeper threads they start)
-  // run at this priority, so backups and restores take the CPU and disk
-  // left over by the API, heartbeats and the listener of the same host. When
+  // Executor threads (and the engine threads and tools they start) run at
+  // this priority, so backups and restores take the CPU and disk left over
+  // by the API, heartbeats and the listener of the same host; their leases
+  // are kept by a thread at the priority of the one that called Start. When
   // it cannot be set (a priority above the process's, without the
   // privilege), each executor logs a warning and runs at the priority it has.
   ThreadPriority operation_priority{.nice = 19, .io_level = 7};
@@ -177,6 +178,9 @@ class Worker {
   // The volumes of the operations this process is executing (a subset of
   // busy_'s marks), which its claims skip; claims pass its gate.
   ExecutingVolumes executing_;
+  // Renews the leases of the running operations, at the priority of the
+  // thread that called Start (not the operations').
+  LeaseKeeper keeper_;
   ImageQuarantine quarantine_;
   ImageReconciler reconciler_;
   std::unique_ptr<ImageValidator> validator_;  // with options_.vmm
