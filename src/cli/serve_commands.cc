@@ -60,6 +60,9 @@ struct ServeFlags {
   std::int64_t quarantine_grace_seconds = 3600;
   std::int64_t quarantine_retention_seconds = 7 * 24 * 3600;
   std::int64_t leader_start_grace_seconds = 120;
+  int api_db_connections = 8;
+  int max_operations = 2;
+  int operation_nice = 19;
   std::string pgbackrest_config;
   std::string pg_user = "postgres";
   ControlPlaneScheduleFlags control_plane;
@@ -156,6 +159,12 @@ int RunServe(const ServeFlags& flags) {
   options.quarantine_grace = std::chrono::seconds(flags.quarantine_grace_seconds);
   options.quarantine_retention = std::chrono::seconds(flags.quarantine_retention_seconds);
   options.leader_start_grace = std::chrono::seconds(flags.leader_start_grace_seconds);
+  options.api_db_connections = static_cast<std::size_t>(flags.api_db_connections);
+  options.max_concurrent_operations = flags.max_operations;
+  // Lowered operations also take the disk last; at nice 0 they run as the
+  // rest of the process does.
+  options.operation_priority =
+      ThreadPriority{.nice = flags.operation_nice, .io_level = flags.operation_nice > 0 ? 7 : -1};
   options.pgbackrest_config = flags.pgbackrest_config;
   options.pg_user = flags.pg_user;
   options.control_plane = flags.control_plane.Options();
@@ -351,6 +360,28 @@ void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& 
       ->transform(DurationUnits())
       ->check(CLI::NonNegativeNumber)
       ->type_name("DURATION");
+  serve
+      ->add_option("--api-db-connections", serve_flags->api_db_connections,
+                   "PostgreSQL connections of the API's own pool (default 8); requests beyond "
+                   "them wait their turn, oldest first")
+      ->envname("KINDLING_API_DB_CONNECTIONS")
+      ->check(CLI::Range(1, 256))
+      ->type_name("N");
+  serve
+      ->add_option("--max-operations", serve_flags->max_operations,
+                   "Volume operations (backups, restores, moves, repairs) a worker runs at once "
+                   "(default 2)")
+      ->envname("KINDLING_MAX_OPERATIONS")
+      ->check(CLI::Range(1, 64))
+      ->type_name("N");
+  serve
+      ->add_option("--operation-nice", serve_flags->operation_nice,
+                   "Nice value of a worker's volume operations, 0-19 (default 19, with the "
+                   "lowest best-effort I/O priority above 0): they take the CPU and disk the "
+                   "API and heartbeats leave; their leases are kept at the process's priority")
+      ->envname("KINDLING_OPERATION_NICE")
+      ->check(CLI::Range(0, 19))
+      ->type_name("N");
   serve
       ->add_option("--pgbackrest-config", serve_flags->pgbackrest_config,
                    std::string("This host's pgBackRest configuration: schedule control-plane "

@@ -113,8 +113,9 @@ Status Worker::Start() {
   for (int i = 0; i < std::max(1, options_.max_concurrent_operations); ++i)
     threads_.emplace_back([this] { ExecutorLoop(); });
   if (workloads_) threads_.emplace_back([this] { WorkloadLoop(); });
-  spdlog::info("worker {} started (instance {}, state {})", options_.server_id, instance_id_,
-               options_.state_dir.string());
+  spdlog::info("worker {} started (instance {}, state {}, up to {} operation(s) at nice {})",
+               options_.server_id, instance_id_, options_.state_dir.string(),
+               std::max(1, options_.max_concurrent_operations), options_.operation_priority.nice);
   return OkStatus();
 }
 

@@ -331,6 +331,8 @@ Status Serve(const ServeOptions& options) {
       w.sweep_interval = options.sweep_interval;
       w.quarantine_grace = options.quarantine_grace;
       w.quarantine_retention = options.quarantine_retention;
+      w.max_concurrent_operations = options.max_concurrent_operations;
+      w.operation_priority = options.operation_priority;
       if (!options.guest_dir.empty()) {
         KINDLING_ASSIGN_OR_RETURN(w.images, reconcile::CanaryCatalogue(options.guest_dir));
         KINDLING_ASSIGN_OR_RETURN(vmm::RuntimeDetection detection,

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/thread_priority.h"
 #include "crypto/aead.h"
 #include "db/database.h"
 #include "reconcile/store_provider.h"
@@ -105,6 +106,10 @@ struct ServeOptions {
   // reconcilers, the edge and the scheduler share another of 16). Requests
   // beyond it wait their turn, oldest first.
   std::size_t api_db_connections = 8;
+  // Worker: operations (backups, restores, ...) run at once, and the
+  // priority they run at (reconcile::WorkerOptions).
+  int max_concurrent_operations = 2;
+  ThreadPriority operation_priority{.nice = 19, .io_level = 7};
   // For the edge component (service/edge_component.h): the reverse proxy
   // to the projects' running workloads.
   std::string edge_listen = "127.0.0.1:8000";

@@ -132,6 +132,8 @@ class Child {
   void Signal(int signo) {
     if (pid_ > 0) ::kill(pid_, signo);
   }
+  // The process id until Wait reaped it.
+  pid_t pid() const { return pid_; }
   // True while the process has not exited (does not reap it).
   bool Running() {
     siginfo_t info{};

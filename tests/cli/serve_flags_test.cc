@@ -1,0 +1,105 @@
+// `kindling serve`'s capacity and priority flags, through the binary:
+// --max-operations, --operation-nice and --api-db-connections (and their
+// environment variables) are checked before anything starts, and a worker
+// runs that many executors at that nice value.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "cli/cli_harness.h"
+#include "cli/exit_codes.h"
+#include "testutil/postgres_server.h"
+
+namespace kindling::clitest {
+namespace {
+
+// The nice values of the threads of process `pid` (field 19 of
+// /proc/<pid>/task/*/stat).
+std::vector<int> ThreadNiceValues(pid_t pid) {
+  std::vector<int> values;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat;
+    std::getline(in, stat);
+    const std::size_t close = stat.rfind(')');  // the name may hold spaces
+    if (close == std::string::npos || close + 2 > stat.size()) continue;
+    std::istringstream fields(stat.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && fields >> field; ++i) {
+      if (i == 19) values.push_back(std::stoi(field));
+    }
+  }
+  return values;
+}
+
+class ServeFlagsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dsn_file_ = dir_.path() / "postgres.dsn";
+    std::ofstream(dsn_file_) << database_.dsn() << "\n";
+  }
+
+  std::vector<std::string> Serve(const std::string& components) const {
+    return {"serve",
+            "--components",
+            components,
+            "--dsn-file",
+            dsn_file_.string(),
+            "--state-dir",
+            (dir_.path() / "state").string(),
+            "--hostname",
+            "flags-test"};
+  }
+
+  testutil::TempDir dir_;
+  testutil::TestDatabase database_;
+  fs::path dsn_file_;
+};
+
+TEST_F(ServeFlagsTest, OutOfRangeValuesAreRefusedBeforeAnythingStarts) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--max-operations", "0"},  {"--max-operations", "65"},    {"--operation-nice", "-1"},
+      {"--operation-nice", "20"}, {"--api-db-connections", "0"}, {"--api-db-connections", "many"}};
+  for (const auto& [flag, value] : bad) {
+    std::vector<std::string> args = Serve("api,worker");
+    args.insert(args.end(), {flag, value});
+    const RunResult result = RunKindling(args);
+    EXPECT_EQ(result.exit_code, cli::kExitUsage) << flag << " " << value << ": " << result.err;
+    EXPECT_NE(result.err.find(flag), std::string::npos) << result.err;
+    EXPECT_EQ(result.err.find("started"), std::string::npos) << result.err;
+  }
+  const RunResult env = RunKindling(Serve("worker"), {{"KINDLING_OPERATION_NICE", "25"}});
+  EXPECT_EQ(env.exit_code, cli::kExitUsage) << env.err;
+  EXPECT_NE(env.err.find("--operation-nice"), std::string::npos) << env.err;
+}
+
+TEST_F(ServeFlagsTest, AWorkerRunsThatManyExecutorsAtThatNiceValue) {
+  std::vector<std::string> args = Serve("worker");
+  args.insert(args.end(), {"--max-operations", "3"});
+  Child child(args, {{"KINDLING_OPERATION_NICE", "7"}});
+  constexpr std::string_view kStarted = "up to 3 operation(s) at nice 7";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int at_seven = 0;
+  while (std::chrono::steady_clock::now() < deadline && child.Running()) {
+    if (child.StderrSoFar().find(kStarted) != std::string::npos) {
+      at_seven = static_cast<int>(std::ranges::count(ThreadNiceValues(child.pid()), 7));
+      if (at_seven == 3) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(child.StderrSoFar().find(kStarted), std::string::npos) << child.StderrSoFar();
+  // The three executors, and no other thread (the lease keeper among them).
+  EXPECT_EQ(at_seven, 3);
+  child.Signal(SIGTERM);
+  const RunResult result = child.Wait(std::chrono::seconds(60));
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+}  // namespace
+}  // namespace kindling::clitest
