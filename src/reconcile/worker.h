@@ -8,12 +8,13 @@
 //   - operations: woken by NOTIFY kindling_operations within a second, plus a
 //     periodic sweep; claimed with FOR UPDATE SKIP LOCKED (db::ClaimNextOperation);
 //     the schema keeps one in-flight operation per volume; a lease (owner =
-//     a fencing token drawn for that one claim) is renewed while working
-//     (RunningOperation), and an execution whose lease was taken over stops
-//     and leaves the row alone. A claim skips operations on volumes an
-//     execution of this process still works on, so an operation re-queued
-//     from under an execution that outlived its lease (a database stall) is
-//     not run again here until that execution has wound down.
+//     a fencing token drawn for that one claim) is renewed while working by
+//     the worker's keeper thread (RunningOperation, LeaseKeeper), and an
+//     execution whose lease was taken over stops and leaves the row alone. A
+//     claim skips operations on volumes an execution of this process still
+//     works on (claims pass one gate, ExecutingVolumes), so an operation
+//     re-queued from under an execution that outlived its lease (a database
+//     stall) is not run again here until that execution has wound down.
 //   - images: <state_dir>/volumes/<volume_id>.img (see image_reconciler.h
 //     and operation_runner.h for what happens to them).
 //
