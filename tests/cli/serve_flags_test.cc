@@ -4,39 +4,19 @@
 // runs that many executors at that nice value.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 
 #include "cli/cli_harness.h"
 #include "cli/exit_codes.h"
 #include "testutil/postgres_server.h"
+#include "testutil/thread_nice.h"
 
 namespace kindling::clitest {
 namespace {
-
-// The nice values of the threads of process `pid` (field 19 of
-// /proc/<pid>/task/*/stat).
-std::vector<int> ThreadNiceValues(pid_t pid) {
-  std::vector<int> values;
-  std::error_code ec;
-  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::ifstream in(task.path() / "stat");
-    std::string stat;
-    std::getline(in, stat);
-    const std::size_t close = stat.rfind(')');  // the name may hold spaces
-    if (close == std::string::npos || close + 2 > stat.size()) continue;
-    std::istringstream fields(stat.substr(close + 2));
-    std::string field;
-    for (int i = 3; i <= 19 && fields >> field; ++i) {
-      if (i == 19) values.push_back(std::stoi(field));
-    }
-  }
-  return values;
-}
 
 class ServeFlagsTest : public ::testing::Test {
  protected:
@@ -88,7 +68,7 @@ TEST_F(ServeFlagsTest, AWorkerRunsThatManyExecutorsAtThatNiceValue) {
   int at_seven = 0;
   while (std::chrono::steady_clock::now() < deadline && child.Running()) {
     if (child.StderrSoFar().find(kStarted) != std::string::npos) {
-      at_seven = static_cast<int>(std::ranges::count(ThreadNiceValues(child.pid()), 7));
+      at_seven = static_cast<int>(std::ranges::count(testutil::ThreadNiceValues(child.pid()), 7));
       if (at_seven == 3) break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -1,36 +1,18 @@
 #include "reconcile/running_operation.h"
 
-#include <filesystem>
-#include <fstream>
+#include <unistd.h>
+
+#include <algorithm>
 #include <future>
-#include <sstream>
 
 #include "common/thread_priority.h"
 #include "reconcile_test_base.h"
+#include "testutil/thread_nice.h"
 
 namespace kindling::reconcile {
 namespace {
 
 using std::chrono::milliseconds;
-
-// The nice values of this process's threads (field 19 of /proc/self/task/*/stat).
-std::vector<int> ThreadNiceValues() {
-  std::vector<int> values;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream in(task.path() / "stat");
-    std::string stat;
-    std::getline(in, stat);
-    const std::size_t close = stat.rfind(')');  // the name may hold spaces
-    if (close == std::string::npos) continue;
-    std::istringstream fields(stat.substr(close + 2));
-    std::string field;
-    // After ")": state is field 3; nice is field 19.
-    for (int i = 3; i <= 19 && fields >> field; ++i) {
-      if (i == 19) values.push_back(std::stoi(field));
-    }
-  }
-  return values;
-}
 
 class RunningOperationTest : public ReconcileTest {
  protected:
@@ -63,7 +45,8 @@ TEST_F(RunningOperationTest, TheKeeperRenewsAtItsOwnPriorityNotTheOperations) {
   ASSERT_FALSE(op.id.empty());
   const auto first_expiry = GetOperation(op.id).lease_expires_at;
   ASSERT_TRUE(first_expiry);
-  const int before_at_19 = static_cast<int>(std::ranges::count(ThreadNiceValues(), 19));
+  const int before_at_19 =
+      static_cast<int>(std::ranges::count(testutil::ThreadNiceValues(::getpid()), 19));
 
   LeaseKeeper keeper;
   keeper.Start();  // from the test's thread, at its priority
@@ -82,7 +65,7 @@ TEST_F(RunningOperationTest, TheKeeperRenewsAtItsOwnPriorityNotTheOperations) {
   });
   started.get_future().wait();
   // Only the executing thread was lowered: the keeper did not inherit it.
-  EXPECT_EQ(std::ranges::count(ThreadNiceValues(), 19), before_at_19 + 1);
+  EXPECT_EQ(std::ranges::count(testutil::ThreadNiceValues(::getpid()), 19), before_at_19 + 1);
   EXPECT_TRUE(WaitFor([&] {
     return GetOperation(op.id).progress_json.find("fsck") != std::string::npos;
   })) << "progress never written";
@@ -93,7 +76,8 @@ TEST_F(RunningOperationTest, TheKeeperRenewsAtItsOwnPriorityNotTheOperations) {
   let_finish.set_value();
   executor.join();
   const db::Operation after = GetOperation(op.id);
-  EXPECT_NE(after.progress_json.find("\"bytes_done\": 7"), std::string::npos) << after.progress_json;
+  EXPECT_NE(after.progress_json.find("\"bytes_done\": 7"), std::string::npos)
+      << after.progress_json;
   EXPECT_EQ(after.status, db::OperationStatus::kRunning);
   EXPECT_EQ(after.lease_owner, owner);
 }
