@@ -182,7 +182,7 @@ bool Given(const CLI::Option* option) { return option != nullptr && option->coun
 Result<std::unique_ptr<client::ApiClient>> Connect(const ConnectionFlags& flags) {
   client::ApiClientOptions options;
   options.base_url = flags.url;
-  options.api_key = flags.api_key;
+  options.api_key = Secret::FromView(flags.api_key);
   options.ca_file = flags.ca_file;
   options.user_agent = std::string("kindling-cli/") + KINDLING_VERSION;
   return client::ApiClient::Create(std::move(options));

@@ -44,8 +44,8 @@ Result<std::string> CanaryProject(client::ApiClient& api) {
 }  // namespace
 
 void ShowDevCanary(const service::DevEndpoints& endpoints) {
-  auto api = client::ApiClient::Create(
-      client::ApiClientOptions{.base_url = endpoints.url, .api_key = endpoints.api_key});
+  auto api = client::ApiClient::Create(client::ApiClientOptions{
+      .base_url = endpoints.url, .api_key = Secret::FromView(endpoints.api_key)});
   if (!api) {
     std::fprintf(stderr, "canary: not shown: %s\n", api.error().message().c_str());
     return;

@@ -80,7 +80,7 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(ApiClientOptions options) {
   if (options.api_key.empty()) {
     return InvalidArgument("no API key: pass --api-key or set KINDLING_API_KEY");
   }
-  if (!IsHeaderSafe(options.api_key)) {
+  if (!IsHeaderSafe(options.api_key.Reveal())) {
     return InvalidArgument("the API key holds spaces or control characters");
   }
   try {
@@ -91,7 +91,7 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(ApiClientOptions options) {
 }
 
 std::string ApiClient::Scrub(std::string_view text) const {
-  return ScrubSecrets(text, {options_.api_key}, "[api key]");
+  return ScrubSecrets(text, {options_.api_key.Reveal()}, "[api key]");
 }
 
 Result<json> ApiClient::Call(std::string_view method, std::string_view path, const Query& query,
@@ -106,8 +106,8 @@ Result<json> ApiClient::Call(std::string_view method, std::string_view path, con
   http::HttpRequest request;
   request.method = std::string(method);
   request.url = base_url_ + target;
-  request.headers = {"Authorization: Bearer " + options_.api_key, "Accept: application/json",
-                     "User-Agent: " + options_.user_agent};
+  request.headers = {"Authorization: Bearer " + std::string(options_.api_key.Reveal()),
+                     "Accept: application/json", "User-Agent: " + options_.user_agent};
   if (body != nullptr) {
     payload = body->is_null() ? std::string("{}")
                               : body->dump(-1, ' ', false, json::error_handler_t::replace);
@@ -115,6 +115,7 @@ Result<json> ApiClient::Call(std::string_view method, std::string_view path, con
     request.body = payload;
   }
   auto response = http_->Send(request, what);
+  WipeString(request.headers.front());  // the key's copy in the header
   if (!response) {
     std::string message =
         "cannot reach the API at " + base_url_ + " (" + response.error().message() + ")";

@@ -16,7 +16,8 @@
 //   - bad input caught before sending (ids that are not UUIDs): kInvalidArgument.
 // The API key is sent only in the Authorization header: it never appears in
 // an error message (server text is scrubbed of it, common/scrub.h)
-// or a log line.
+// or a log line. The client holds it as a Secret (wiped with the client) and
+// wipes each request's header copy once the request is done.
 //
 // Thread-safe: calls may run concurrently (they share a small handle pool).
 #pragma once
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/secret.h"
 
 namespace kindling::http {
 class HttpClient;
@@ -40,7 +42,7 @@ namespace kindling::client {
 struct ApiClientOptions {
   // scheme://host[:port][/path prefix]; http or https; a trailing '/' is ignored.
   std::string base_url = "http://127.0.0.1:8080";
-  std::string api_key{};  // REQUIRED
+  Secret api_key{};  // REQUIRED; wiped with the client
   long connect_timeout_ms = 5'000;
   long request_timeout_ms = 60'000;
   std::string user_agent = "kindling-cli";

@@ -27,7 +27,8 @@ using nlohmann::json;
 constexpr char kKey[] = "kdl_0123456789abcdef0123456789abcdef";
 
 std::unique_ptr<ApiClient> MakeClient(const std::string& url, const std::string& key = kKey) {
-  auto client = ApiClient::Create(ApiClientOptions{.base_url = url, .api_key = key});
+  auto client =
+      ApiClient::Create(ApiClientOptions{.base_url = url, .api_key = Secret::FromView(key)});
   EXPECT_TRUE(client) << client.error().message();
   return client ? std::move(*client) : nullptr;
 }
@@ -309,17 +310,20 @@ TEST(ApiClientWorkloadTest, CallsSendWhatTheRoutesTake) {
 
 TEST(ApiClientCreateTest, RefusesBadUrlsAndKeys) {
   for (const std::string url : {"", "ftp://host", "127.0.0.1:8080", "http://", "http:///x"}) {
-    auto client = ApiClient::Create(ApiClientOptions{.base_url = url, .api_key = kKey});
+    auto client =
+        ApiClient::Create(ApiClientOptions{.base_url = url, .api_key = Secret::FromView(kKey)});
     ASSERT_FALSE(client) << url;
     EXPECT_EQ(client.error().kind(), ErrorKind::kInvalidArgument);
   }
   for (const std::string key : {"", "two words", "line\nbreak"}) {
-    auto client = ApiClient::Create(ApiClientOptions{.base_url = "http://h", .api_key = key});
+    auto client = ApiClient::Create(
+        ApiClientOptions{.base_url = "http://h", .api_key = Secret::FromView(key)});
     ASSERT_FALSE(client);
     EXPECT_EQ(client.error().kind(), ErrorKind::kInvalidArgument);
   }
   const std::string secret = "kdl_but with a space";
-  auto client = ApiClient::Create(ApiClientOptions{.base_url = "http://h", .api_key = secret});
+  auto client = ApiClient::Create(
+      ApiClientOptions{.base_url = "http://h", .api_key = Secret::FromView(secret)});
   ASSERT_FALSE(client);
   EXPECT_EQ(client.error().message().find(secret), std::string::npos);
 }

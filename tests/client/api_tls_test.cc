@@ -42,7 +42,7 @@ class ApiTlsTest : public db::DbTest {
   std::unique_ptr<ApiClient> Client(const std::string& scheme, const std::string& ca_file) {
     auto client = ApiClient::Create(
         ApiClientOptions{.base_url = scheme + "://localhost:" + std::to_string(server_->port()),
-                         .api_key = admin_key_,
+                         .api_key = Secret::FromView(admin_key_),
                          .connect_timeout_ms = 5'000,
                          .request_timeout_ms = 20'000,
                          .ca_file = ca_file});

@@ -70,8 +70,8 @@ class CanaryValidationTest : public ::testing::Test {
                 res.set_content(body, body.starts_with("<") ? "text/html" : "application/json");
               });
     edge_.Start();
-    auto client = ApiClient::Create(
-        ApiClientOptions{.base_url = api_.url(), .api_key = "kdl_test_key_0123456789"});
+    auto client = ApiClient::Create(ApiClientOptions{
+        .base_url = api_.url(), .api_key = Secret::FromView("kdl_test_key_0123456789")});
     ASSERT_TRUE(client) << client.error().message();
     client_ = std::move(*client);
   }

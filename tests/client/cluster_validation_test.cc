@@ -33,8 +33,9 @@ class ClusterValidationTest : public db::DbTest {
   }
 
   std::unique_ptr<ApiClient> Client(const std::string& key) {
-    auto client = ApiClient::Create(ApiClientOptions{
-        .base_url = "http://127.0.0.1:" + std::to_string(server_->port()), .api_key = key});
+    auto client = ApiClient::Create(
+        ApiClientOptions{.base_url = "http://127.0.0.1:" + std::to_string(server_->port()),
+                         .api_key = Secret::FromView(key)});
     EXPECT_TRUE(client) << client.error().message();
     return client ? std::move(*client) : nullptr;
   }

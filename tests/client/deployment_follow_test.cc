@@ -39,8 +39,8 @@ class DeploymentFollowTest : public ::testing::Test {
                   testutil::FakeHttpServer::Json(res, status, body.dump());
                 });
     server_.Start();
-    auto client = ApiClient::Create(
-        ApiClientOptions{.base_url = server_.url(), .api_key = "kdl_test_key_0123456789"});
+    auto client = ApiClient::Create(ApiClientOptions{
+        .base_url = server_.url(), .api_key = Secret::FromView("kdl_test_key_0123456789")});
     ASSERT_TRUE(client) << client.error().message();
     client_ = std::move(*client);
   }
