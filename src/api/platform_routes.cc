@@ -24,6 +24,7 @@ namespace kindling::api {
 namespace {
 
 std::string_view SetOrNot(const std::string& secret) { return secret.empty() ? "not set" : "set"; }
+std::string_view SetOrNot(const Secret& secret) { return secret.empty() ? "not set" : "set"; }
 
 json BackupSettingsJson(const control::BackupStoreSettings& s) {
   const std::string missing = s.MissingReason();
@@ -47,8 +48,7 @@ ControlResult<control::BackupSettingsUpdate> ParseBackupSettings(const Body& bod
                   {"s3_endpoint", &control::BackupSettingsUpdate::s3_endpoint},
                   {"s3_prefix", &control::BackupSettingsUpdate::s3_prefix},
                   {"local_directory", &control::BackupSettingsUpdate::local_directory},
-                  {"s3_access_key_id", &control::BackupSettingsUpdate::s3_access_key_id},
-                  {"s3_secret_access_key", &control::BackupSettingsUpdate::s3_secret_access_key}};
+                  {"s3_access_key_id", &control::BackupSettingsUpdate::s3_access_key_id}};
   for (const auto& [name, member] : fields) {
     // null clears a setting; a string sets it.
     if (body.IsNull(name)) {
@@ -56,6 +56,13 @@ ControlResult<control::BackupSettingsUpdate> ParseBackupSettings(const Body& bod
       continue;
     }
     API_ASSIGN_OR_RETURN(update.*member, body.String(name));
+  }
+  // The same for the secret, whose copy moves into a Secret.
+  if (body.IsNull("s3_secret_access_key")) {
+    update.s3_secret_access_key = Secret();
+  } else {
+    API_ASSIGN_OR_RETURN(std::optional<std::string> secret, body.String("s3_secret_access_key"));
+    if (secret) update.s3_secret_access_key = Secret(std::move(*secret));
   }
   return update;
 }
@@ -341,8 +348,8 @@ void AddSettingsRoutes(ApiContext& api) {
     API_RETURN_IF_ERROR(RequireAdmin(call));
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, kBackupSettingsFields));
     API_ASSIGN_OR_RETURN(auto update, ParseBackupSettings(body));
-    API_ASSIGN_OR_RETURN(auto settings,
-                         control::UpdateBackupSettings(api.db, api.master_key, call.actor, update));
+    API_ASSIGN_OR_RETURN(auto settings, control::UpdateBackupSettings(
+                                            api.db, api.master_key, call.actor, std::move(update)));
     json out = BackupSettingsJson(settings);
     // Create the store's keys now, under the cluster-wide lock, so
     // workers only ever open an initialised store.
@@ -363,7 +370,8 @@ void AddSettingsRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, kBackupSettingsFields));
     API_ASSIGN_OR_RETURN(auto update, ParseBackupSettings(body));
     API_ASSIGN_OR_RETURN(auto saved, control::GetBackupSettings(api.db, api.master_key));
-    API_ASSIGN_OR_RETURN(auto settings, control::MergeBackupSettings(std::move(saved), update));
+    API_ASSIGN_OR_RETURN(auto settings,
+                         control::MergeBackupSettings(std::move(saved), std::move(update)));
     json out = {{"ok", true}, {"step", nullptr}, {"error", nullptr}};
     out["storage_url"] = settings.Url();
     if (auto probe = control::ProbeBackupStore(settings); !probe) {

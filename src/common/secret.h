@@ -39,8 +39,10 @@ class WipeOnExit {
 class Secret {
  public:
   Secret() = default;
-  // Takes `value`'s buffer; pass an rvalue so that no copy is left behind.
-  explicit Secret(std::string&& value) : value_(std::move(value)) {}
+  // Takes `value`'s buffer; pass an rvalue so that no copy is left behind. A
+  // short value lives in the string object itself (no heap buffer to take):
+  // that copy is wiped.
+  explicit Secret(std::string&& value) : value_(std::move(value)) { WipeString(value); }
   // Copies `value` (the caller keeps, and wipes, its own).
   static Secret FromView(std::string_view value) { return Secret(std::string(value)); }
   ~Secret() { WipeString(value_); }

@@ -1,7 +1,8 @@
 #include "control/admin_service.h"
 
+#include <array>
 #include <nlohmann/json.hpp>
-#include <span>
+#include <string_view>
 #include <utility>
 
 #include "db/settings.h"
@@ -26,12 +27,16 @@ constexpr PlainField kPlainFields[] = {
      &BackupStoreSettings::local_directory},
 };
 
-constexpr PlainField kSecretFields[] = {
-    {kSecretS3AccessKeyId, &BackupSettingsUpdate::s3_access_key_id,
-     &BackupStoreSettings::s3_access_key_id},
-    {kSecretS3SecretAccessKey, &BackupSettingsUpdate::s3_secret_access_key,
-     &BackupStoreSettings::s3_secret_access_key},
-};
+// The secrets an update sets (a value) or clears (an empty value); nullopt for
+// those it leaves alone. The views point into `update`.
+std::array<std::pair<const char*, std::optional<std::string_view>>, 2> SecretChanges(
+    const BackupSettingsUpdate& update) {
+  std::optional<std::string_view> access_key_id;
+  if (update.s3_access_key_id) access_key_id = *update.s3_access_key_id;
+  std::optional<std::string_view> secret_access_key;
+  if (update.s3_secret_access_key) secret_access_key = update.s3_secret_access_key->Reveal();
+  return {{{kSecretS3AccessKeyId, access_key_id}, {kSecretS3SecretAccessKey, secret_access_key}}};
+}
 
 Result<std::map<std::string, std::string>> ReadMeta(db::Tx& tx) {
   std::map<std::string, std::string> out;
@@ -106,16 +111,16 @@ ControlResult<BackupSettingsUpdate> ExclusiveStoreSelection(BackupSettingsUpdate
 }
 
 ControlResult<BackupStoreSettings> MergeBackupSettings(BackupStoreSettings base,
-                                                       const BackupSettingsUpdate& requested) {
-  auto selected = ExclusiveStoreSelection(requested);
+                                                       BackupSettingsUpdate requested) {
+  auto selected = ExclusiveStoreSelection(std::move(requested));
   if (!selected) return std::unexpected(selected.error());
-  const BackupSettingsUpdate& update = *selected;
-  for (const auto& fields :
-       {std::span<const PlainField>(kPlainFields), std::span<const PlainField>(kSecretFields)}) {
-    for (const PlainField& field : fields) {
-      if (update.*field.update) base.*field.settings = *(update.*field.update);
-    }
+  BackupSettingsUpdate& update = *selected;
+  for (const PlainField& field : kPlainFields) {
+    if (update.*field.update) base.*field.settings = *(update.*field.update);
   }
+  if (update.s3_access_key_id) base.s3_access_key_id = *update.s3_access_key_id;
+  if (update.s3_secret_access_key)
+    base.s3_secret_access_key = std::move(*update.s3_secret_access_key);
   return base;
 }
 
@@ -129,8 +134,8 @@ ControlResult<BackupStoreSettings> GetBackupSettings(db::Database& db,
 ControlResult<BackupStoreSettings> UpdateBackupSettings(db::Database& db,
                                                         const crypto::Key& master_key,
                                                         const Actor& actor,
-                                                        const BackupSettingsUpdate& requested) {
-  auto selected = ExclusiveStoreSelection(requested);
+                                                        BackupSettingsUpdate requested) {
+  auto selected = ExclusiveStoreSelection(std::move(requested));
   if (!selected) return std::unexpected(selected.error());
   const BackupSettingsUpdate& update = *selected;
   if (update.local_directory && !update.local_directory->empty() &&
@@ -154,17 +159,15 @@ ControlResult<BackupStoreSettings> UpdateBackupSettings(db::Database& db,
         json secrets_set = json::array();
         json secrets_cleared = json::array();
         json secrets_rotated = json::array();
-        for (const PlainField& field : kSecretFields) {
-          const auto& value = update.*field.update;
+        for (const auto& [key, value] : SecretChanges(update)) {
           if (!value) continue;
           if (value->empty()) {
-            KINDLING_ASSIGN_OR_RETURN(bool deleted, db::DeleteSecret(tx, field.key));
-            if (deleted) secrets_cleared.push_back(field.key);
+            KINDLING_ASSIGN_OR_RETURN(bool deleted, db::DeleteSecret(tx, key));
+            if (deleted) secrets_cleared.push_back(key);
           } else {
-            KINDLING_ASSIGN_OR_RETURN(bool rotated,
-                                      db::PutSecret(tx, master_key, field.key, *value));
-            secrets_set.push_back(field.key);
-            if (rotated) secrets_rotated.push_back(field.key);
+            KINDLING_ASSIGN_OR_RETURN(bool rotated, db::PutSecret(tx, master_key, key, *value));
+            secrets_set.push_back(key);
+            if (rotated) secrets_rotated.push_back(key);
           }
         }
         json secret_names = secrets_set;

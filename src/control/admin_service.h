@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/secret.h"
 #include "control/backup_store.h"
 #include "control/control_error.h"
 #include "control/volume_service.h"
@@ -37,7 +38,8 @@ inline constexpr const char* kMetaSettings[] = {"public_base_url", "service_base
     db::Database& db, const Actor& actor, const std::map<std::string, std::string>& values);
 
 // A change to the backup settings: unset fields are kept; an empty string
-// clears a setting or secret.
+// (or an empty Secret) clears a setting or secret. Move-only: it may hold the
+// new secret access key.
 struct BackupSettingsUpdate {
   std::optional<std::string> s3_bucket{};
   std::optional<std::string> s3_region{};
@@ -45,7 +47,7 @@ struct BackupSettingsUpdate {
   std::optional<std::string> s3_prefix{};
   std::optional<std::string> local_directory{};
   std::optional<std::string> s3_access_key_id{};
-  std::optional<std::string> s3_secret_access_key{};
+  std::optional<Secret> s3_secret_access_key{};
 };
 
 // The fields that select a store are mutually exclusive: a non-empty
@@ -56,10 +58,11 @@ struct BackupSettingsUpdate {
     BackupSettingsUpdate update);
 
 // What UpdateBackupSettings would save: `base` (the saved settings) with
-// `update` applied after ExclusiveStoreSelection. For POST .../test, which
-// tests exactly the settings its body describes.
-[[nodiscard]] ControlResult<BackupStoreSettings> MergeBackupSettings(
-    BackupStoreSettings base, const BackupSettingsUpdate& update);
+// `update` applied after ExclusiveStoreSelection (its secret moves into the
+// result). For POST .../test, which tests exactly the settings its body
+// describes.
+[[nodiscard]] ControlResult<BackupStoreSettings> MergeBackupSettings(BackupStoreSettings base,
+                                                                     BackupSettingsUpdate update);
 
 [[nodiscard]] ControlResult<BackupStoreSettings> GetBackupSettings(db::Database& db,
                                                                    const crypto::Key& master_key);
@@ -69,9 +72,10 @@ struct BackupSettingsUpdate {
 // records usable settings in the store history (RecordBackupStore). Returns
 // the settings afterwards. The caller initialises the store afterwards
 // (OpenBackupStore), outside the transaction.
-[[nodiscard]] ControlResult<BackupStoreSettings> UpdateBackupSettings(
-    db::Database& db, const crypto::Key& master_key, const Actor& actor,
-    const BackupSettingsUpdate& update);
+[[nodiscard]] ControlResult<BackupStoreSettings> UpdateBackupSettings(db::Database& db,
+                                                                      const crypto::Key& master_key,
+                                                                      const Actor& actor,
+                                                                      BackupSettingsUpdate update);
 
 // api_key.create: the result's secret is the only copy.
 [[nodiscard]] ControlResult<db::CreatedApiKey> CreateApiKey(db::Database& db, const Actor& actor,

@@ -28,7 +28,8 @@ std::string TrimSlashes(std::string_view text) {
 // Error messages from the store may quote request details; credentials must
 // never leave this layer, so any occurrence is masked.
 std::string Scrub(std::string_view message, const BackupStoreSettings& settings) {
-  return ScrubSecrets(message, {settings.s3_secret_access_key, settings.s3_access_key_id}, "***");
+  return ScrubSecrets(message, {settings.s3_secret_access_key.Reveal(), settings.s3_access_key_id},
+                      "***");
 }
 
 Error ScrubbedError(const Error& error, const BackupStoreSettings& settings,
@@ -41,7 +42,7 @@ storage::StoreOptions OptionsFor(const BackupStoreSettings& settings, bool quick
   options.s3_endpoint = settings.s3_endpoint;
   options.s3_region = settings.s3_region;
   options.access_key_id = settings.s3_access_key_id;
-  options.secret_access_key = settings.s3_secret_access_key;
+  options.secret_access_key = settings.s3_secret_access_key.Clone();
   if (quick) {
     // A probe answers an operator waiting on an HTTP request: fail fast.
     options.retry.max_attempts = 2;
@@ -113,14 +114,11 @@ Result<BackupStoreSettings> LoadBackupStoreSettings(db::Tx& tx, const crypto::Ke
     KINDLING_ASSIGN_OR_RETURN(auto value, db::GetSetting(tx, key));
     if (value) *field = std::move(*value);
   }
-  const std::pair<const char*, std::string*> secrets[] = {
-      {kSecretS3AccessKeyId, &settings.s3_access_key_id},
-      {kSecretS3SecretAccessKey, &settings.s3_secret_access_key},
-  };
-  for (const auto& [key, field] : secrets) {
-    KINDLING_ASSIGN_OR_RETURN(auto value, db::GetSecret(tx, master_key, key));
-    if (value) *field = std::move(*value);
-  }
+  KINDLING_ASSIGN_OR_RETURN(auto access_key_id,
+                            db::GetSecret(tx, master_key, kSecretS3AccessKeyId));
+  if (access_key_id) settings.s3_access_key_id = std::move(*access_key_id);
+  KINDLING_ASSIGN_OR_RETURN(auto secret, db::GetSecret(tx, master_key, kSecretS3SecretAccessKey));
+  if (secret) settings.s3_secret_access_key = Secret(std::move(*secret));
   return settings;
 }
 
@@ -171,14 +169,15 @@ Status RecordBackupStore(db::Tx& tx, const crypto::Key& master_key,
   const bool s3 = !settings.s3_bucket.empty();
   return db::PutBackupStore(
       tx, HistoryKey(master_key),
-      db::BackupStoreRecord{.storage_url = settings.Url(),
-                            .s3_bucket = settings.s3_bucket,
-                            .s3_region = s3 ? settings.s3_region : "",
-                            .s3_endpoint = s3 ? settings.s3_endpoint : "",
-                            .s3_prefix = s3 ? settings.s3_prefix : "",
-                            .local_directory = s3 ? "" : settings.local_directory,
-                            .s3_access_key_id = s3 ? settings.s3_access_key_id : "",
-                            .s3_secret_access_key = s3 ? settings.s3_secret_access_key : ""});
+      db::BackupStoreRecord{
+          .storage_url = settings.Url(),
+          .s3_bucket = settings.s3_bucket,
+          .s3_region = s3 ? settings.s3_region : "",
+          .s3_endpoint = s3 ? settings.s3_endpoint : "",
+          .s3_prefix = s3 ? settings.s3_prefix : "",
+          .local_directory = s3 ? "" : settings.local_directory,
+          .s3_access_key_id = s3 ? settings.s3_access_key_id : "",
+          .s3_secret_access_key = s3 ? settings.s3_secret_access_key.Clone() : Secret()});
 }
 
 Result<std::optional<BackupStoreSettings>> LoadRecordedBackupStore(db::Tx& tx,
@@ -194,7 +193,7 @@ Result<std::optional<BackupStoreSettings>> LoadRecordedBackupStore(db::Tx& tx,
                           .s3_prefix = record->s3_prefix,
                           .local_directory = record->local_directory,
                           .s3_access_key_id = record->s3_access_key_id,
-                          .s3_secret_access_key = record->s3_secret_access_key});
+                          .s3_secret_access_key = std::move(record->s3_secret_access_key)});
 }
 
 Result<OpenedBackupStore> OpenCurrentBackupStore(db::Database& db, const crypto::Key& master_key) {

@@ -8,6 +8,9 @@
 // the master key can read every backup, and a restored database plus the
 // master key is all disaster recovery needs.
 //
+// BackupStoreSettings holds the secret access key as a Secret, so settings are
+// moved, not copied; the store opened from them takes its own copy.
+//
 // Thread-safety: free functions; OpenedBackupStore is thread-safe to use.
 #pragma once
 
@@ -16,6 +19,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "common/secret.h"
 #include "crypto/aead.h"
 #include "db/database.h"
 #include "engine/repository.h"
@@ -36,9 +40,9 @@ struct BackupStoreSettings {
   std::string s3_region{};
   std::string s3_endpoint{};
   std::string s3_prefix{};
-  std::string local_directory{};       // absolute path; used when no bucket is set
-  std::string s3_access_key_id{};      // secret: never logged, returned or audited
-  std::string s3_secret_access_key{};  // secret: never logged, returned or audited
+  std::string local_directory{};   // absolute path; used when no bucket is set
+  std::string s3_access_key_id{};  // secret: never logged, returned or audited
+  Secret s3_secret_access_key{};   // secret: never logged, returned or audited
 
   // Empty when usable; otherwise why not (e.g. "volume_backup_s3_bucket is not
   // set"), for the backup_store_unavailable error.

@@ -14,7 +14,7 @@ std::string Aad(const std::string& url, std::string_view field) {
 }
 
 std::optional<std::string> Seal(const crypto::Key& key, const std::string& url,
-                                std::string_view field, const std::string& plaintext) {
+                                std::string_view field, std::string_view plaintext) {
   if (plaintext.empty()) return std::nullopt;
   std::string sealed;
   crypto::SealAppend(key, plaintext, Aad(url, field), sealed);
@@ -26,7 +26,8 @@ std::optional<std::string> Seal(const crypto::Key& key, const std::string& url,
 Status PutBackupStore(Tx& tx, const crypto::Key& key, const BackupStoreRecord& r) {
   if (r.storage_url.empty()) return InvalidArgument("a backup store needs its storage_url");
   const auto access = Seal(key, r.storage_url, "s3_access_key_id", r.s3_access_key_id);
-  const auto secret = Seal(key, r.storage_url, "s3_secret_access_key", r.s3_secret_access_key);
+  const auto secret =
+      Seal(key, r.storage_url, "s3_secret_access_key", r.s3_secret_access_key.Reveal());
   // bytea in its hex input form.
   auto bytea = [](const std::optional<std::string>& v) -> std::optional<std::string> {
     if (!v) return std::nullopt;
@@ -84,17 +85,22 @@ Result<std::optional<BackupStoreRecord>> GetBackupStore(Tx& tx, const crypto::Ke
             return std::optional<Sealed>(std::move(s));
           }));
   if (!row) return std::optional<BackupStoreRecord>();
-  const std::pair<std::optional<std::string>*, std::pair<std::string_view, std::string*>> fields[] =
-      {{&row->access, {"s3_access_key_id", &row->record.s3_access_key_id}},
-       {&row->secret, {"s3_secret_access_key", &row->record.s3_secret_access_key}}};
-  for (const auto& [sealed, target] : fields) {
-    if (!*sealed) continue;
-    if (!crypto::Open(key, **sealed, Aad(storage_url, target.first), *target.second)) {
-      return MakeError(ErrorKind::kWrongKey, "the " + std::string(target.first) +
+  // Opens a sealed field into `plaintext` (left empty when there is none).
+  auto open = [&](const std::optional<std::string>& sealed, std::string_view field,
+                  std::string& plaintext) -> Status {
+    if (!sealed) return OkStatus();
+    if (!crypto::Open(key, *sealed, Aad(storage_url, field), plaintext)) {
+      WipeString(plaintext);
+      return MakeError(ErrorKind::kWrongKey, "the " + std::string(field) +
                                                  " recorded for backup store " + storage_url +
                                                  " does not open with this master key");
     }
-  }
+    return OkStatus();
+  };
+  KINDLING_RETURN_IF_ERROR(open(row->access, "s3_access_key_id", row->record.s3_access_key_id));
+  std::string secret;
+  KINDLING_RETURN_IF_ERROR(open(row->secret, "s3_secret_access_key", secret));
+  row->record.s3_secret_access_key = Secret(std::move(secret));  // no copy stays behind
   return std::optional<BackupStoreRecord>(std::move(row->record));
 }
 

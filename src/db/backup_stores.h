@@ -4,7 +4,9 @@
 // (AES-256-GCM) with `key` and the url and field name as associated data, so
 // a sealed value never opens for another store or field. Rows are kept after
 // the settings move to another store: older backups are read from their own
-// store.
+// store. The opened secret access key is held as a Secret (a record is
+// move-only); its only other plaintext copies, while sealing and opening, are
+// wiped.
 #pragma once
 
 #include <optional>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/secret.h"
 #include "crypto/aead.h"
 #include "db/database.h"
 #include "db/types.h"
@@ -25,8 +28,8 @@ struct BackupStoreRecord {
   std::string s3_endpoint{};
   std::string s3_prefix{};
   std::string local_directory{};
-  std::string s3_access_key_id{};      // secret
-  std::string s3_secret_access_key{};  // secret
+  std::string s3_access_key_id{};  // secret
+  Secret s3_secret_access_key{};   // secret
   Timestamp created_at{};
   Timestamp updated_at{};
 };

@@ -1,5 +1,6 @@
 #include "db/settings.h"
 
+#include "common/secret.h"
 #include "crypto/kdf.h"
 #include "db/internal.h"
 
@@ -20,7 +21,7 @@ constexpr std::string_view kFormat2Marker{"kdl\x02", 4};
 std::string Format2Aad(const std::string& key) { return std::string(kFormat2Marker) + key; }
 
 std::string SealSecret(const crypto::Key& master_key, const std::string& key,
-                       const std::string& plaintext) {
+                       std::string_view plaintext) {
   const crypto::Key subkey = crypto::DeriveKey(master_key, crypto::kClusterSecretsPurpose);
   std::string sealed(kFormat2Marker);
   crypto::SealAppend(subkey, plaintext, Format2Aad(key), sealed);
@@ -92,7 +93,7 @@ Result<bool> DeleteSetting(Tx& tx, const std::string& key) {
 }
 
 Result<bool> PutSecret(Tx& tx, const crypto::Key& master_key, const std::string& key,
-                       const std::string& plaintext) {
+                       std::string_view plaintext) {
   if (key.empty()) return InvalidArgument("empty secret key");
   const std::string sealed = SealSecret(master_key, key, plaintext);
   return internal::Run(tx, "put secret " + key, [&](pqxx::transaction_base& w) -> Result<bool> {
@@ -122,6 +123,7 @@ Result<std::optional<std::string>> GetSecret(Tx& tx, const crypto::Key& master_k
   if (!sealed) return std::optional<std::string>();
   std::string plaintext;
   if (!OpenSecret(master_key, key, *sealed, plaintext)) {
+    WipeString(plaintext);  // what a failed open may have left in the buffer
     return MakeError(ErrorKind::kWrongKey,
                      "cluster secret " + key +
                          " does not open with this master key (wrong master key file, or the "

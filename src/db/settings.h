@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -54,7 +55,7 @@ struct SecretInfo {
 // time, so re-putting the same value still rotates the ciphertext). Returns
 // true when the key was already set (a rotation), false for a new secret.
 [[nodiscard]] Result<bool> PutSecret(Tx& tx, const crypto::Key& master_key, const std::string& key,
-                                     const std::string& plaintext);
+                                     std::string_view plaintext);
 // nullopt when not set; kWrongKey when the ciphertext does not open with
 // `master_key` (a different key, or an altered row).
 [[nodiscard]] Result<std::optional<std::string>> GetSecret(Tx& tx, const crypto::Key& master_key,

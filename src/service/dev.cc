@@ -143,8 +143,8 @@ Status EnsureBackupStore(db::Database& database, const crypto::Key& master_key,
   if (ec) return IoError("create " + directory.string() + ": " + ec.message());
   control::BackupSettingsUpdate update;
   update.local_directory = directory.string();
-  auto updated = control::UpdateBackupSettings(database, master_key,
-                                               control::Actor{.user_id = admin_user_id}, update);
+  auto updated = control::UpdateBackupSettings(
+      database, master_key, control::Actor{.user_id = admin_user_id}, std::move(update));
   if (!updated) return InternalError("saving backup settings: " + updated.error().message);
   KINDLING_ASSIGN_OR_RETURN(control::OpenedBackupStore opened,
                             control::OpenBackupStore(*updated, master_key, &database));

@@ -21,6 +21,13 @@ void FillIfEmpty(std::string& field, std::initializer_list<const char*> names) {
   }
 }
 
+void FillIfEmpty(Secret& field, std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    if (!field.empty()) return;
+    if (const char* value = std::getenv(name)) field = Secret::FromView(value);
+  }
+}
+
 // Owns a chain of stores (base first) and forwards to the outermost one.
 class StoreChain final : public ObjectStoreWrapper {
  public:
@@ -78,7 +85,7 @@ Result<std::unique_ptr<ObjectStore>> OpenStore(std::string_view url, const Store
   config.endpoint = options.s3_endpoint;
   if (!options.s3_region.empty()) config.region = options.s3_region;
   config.access_key_id = options.access_key_id;
-  config.secret_access_key = options.secret_access_key;
+  config.secret_access_key = options.secret_access_key.Clone();  // the store's own copy
   config.session_token = options.session_token;
   config.max_connections = options.max_connections;
   KINDLING_ASSIGN_OR_RETURN(auto s3, S3Store::Open(std::move(config)));

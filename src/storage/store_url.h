@@ -4,12 +4,15 @@
 //                                   StoreOptions, which FromEnvironment fills
 //                                   from the usual AWS_* variables)
 // The returned store retries transient failures and applies the prefix.
+// StoreOptions holds the secret access key as a Secret (move-only); the S3
+// store opened from it takes its own copy.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "common/secret.h"
 #include "storage/object_store.h"
 #include "storage/retrying_store.h"
 #include "storage/s3/s3_store.h"
@@ -20,7 +23,7 @@ struct StoreOptions {
   std::string s3_endpoint;  // AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3
   std::string s3_region;    // AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
   std::string access_key_id;
-  std::string secret_access_key;
+  Secret secret_access_key;
   std::string session_token;
   std::size_t max_connections = 16;
   RetryPolicy retry;
@@ -41,6 +44,6 @@ struct StoreUrl {
 
 // Opens the store a URL names. Does not contact the service.
 [[nodiscard]] Result<std::unique_ptr<ObjectStore>> OpenStore(std::string_view url,
-                                                            const StoreOptions& options);
+                                                             const StoreOptions& options);
 
 }  // namespace kindling::storage

@@ -134,7 +134,7 @@ TEST_F(ApiCommandsTest, SecretsNeverPrinted) {
   EXPECT_EQ(saved["store"]["ready"], true) << saved.dump();
   auto stored = control::GetBackupSettings(db(), master_key_);
   ASSERT_TRUE(stored);
-  EXPECT_EQ(stored->s3_secret_access_key, secret);
+  EXPECT_EQ(stored->s3_secret_access_key.Reveal(), secret);
   RunResult shown = Kindling({"settings", "backup", "show"});
   EXPECT_EQ(shown.exit_code, 0) << shown.Describe();
   EXPECT_NE(shown.out.find("s3 secret access key  set"), std::string::npos) << shown.out;
@@ -151,7 +151,7 @@ TEST_F(ApiCommandsTest, SecretsNeverPrinted) {
   EXPECT_EQ(replaced["s3_secret_access_key"], "set");
   stored = control::GetBackupSettings(db(), master_key_);
   ASSERT_TRUE(stored);
-  EXPECT_EQ(stored->s3_secret_access_key, wrong);
+  EXPECT_EQ(stored->s3_secret_access_key.Reveal(), wrong);
   RunResult failed_probe = Fails({"settings", "backup", "test"}, 1, "probe failed at step write");
   EXPECT_NE(failed_probe.out.find("failed at step write"), std::string::npos) << failed_probe.out;
 

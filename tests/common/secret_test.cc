@@ -85,5 +85,16 @@ TEST(SecretTest, TakesTheBufferOfAnRvalue) {
   EXPECT_EQ(secret.Reveal().data(), data);  // no copy left behind
 }
 
+TEST(SecretTest, WipesTheShortValueItMovedFrom) {
+  // A short value lives in the string object (SSO): moving it copies the
+  // bytes, so the source is wiped too.
+  std::string value = "short-secret";
+  Secret secret(std::move(value));
+  EXPECT_EQ(secret.Reveal(), "short-secret");
+  // NOLINTNEXTLINE(bugprone-use-after-move): wiped, empty
+  EXPECT_TRUE(value.empty());
+  EXPECT_TRUE(AllZero(value.data(), value.capacity()));
+}
+
 }  // namespace
 }  // namespace kindling

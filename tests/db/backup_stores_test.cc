@@ -20,7 +20,7 @@ class BackupStoresTest : public DbTest {
                              .s3_endpoint = "https://minio.internal:9000",
                              .s3_prefix = "prefix",
                              .s3_access_key_id = "AKIAEXAMPLE",
-                             .s3_secret_access_key = "very-secret-value"};
+                             .s3_secret_access_key = Secret::FromView("very-secret-value")};
   }
 
   Result<std::optional<BackupStoreRecord>> Get(const crypto::Key& key, const std::string& url) {
@@ -41,7 +41,7 @@ TEST_F(BackupStoresTest, RoundTripWithSecretsSealed) {
   EXPECT_EQ(got->s3_prefix, "prefix");
   EXPECT_EQ(got->local_directory, "");
   EXPECT_EQ(got->s3_access_key_id, "AKIAEXAMPLE");
-  EXPECT_EQ(got->s3_secret_access_key, "very-secret-value");
+  EXPECT_EQ(got->s3_secret_access_key.Reveal(), "very-secret-value");
   EXPECT_NE(got->created_at, Timestamp{});
 
   // The columns hold no plaintext.
@@ -61,7 +61,7 @@ TEST_F(BackupStoresTest, PutReplacesAndListLeavesSecretsOut) {
   ASSERT_OK(db().Transact([&](Tx& tx) { return PutBackupStore(tx, key_, S3Record(kS3Url)); }));
   BackupStoreRecord changed = S3Record(kS3Url);
   changed.s3_region = "us-east-1";
-  changed.s3_secret_access_key = "rotated";
+  changed.s3_secret_access_key = Secret::FromView("rotated");
   changed.s3_access_key_id = "";  // cleared
   ASSERT_OK(db().Transact([&](Tx& tx) { return PutBackupStore(tx, key_, changed); }));
   ASSERT_OK(db().Transact([&](Tx& tx) {
@@ -71,12 +71,12 @@ TEST_F(BackupStoresTest, PutReplacesAndListLeavesSecretsOut) {
   ASSERT_OK_AND_ASSIGN(std::optional<BackupStoreRecord> got, Get(key_, kS3Url));
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->s3_region, "us-east-1");
-  EXPECT_EQ(got->s3_secret_access_key, "rotated");
+  EXPECT_EQ(got->s3_secret_access_key.Reveal(), "rotated");
   EXPECT_EQ(got->s3_access_key_id, "");
   ASSERT_OK_AND_ASSIGN(std::optional<BackupStoreRecord> local, Get(key_, kLocalUrl));
   ASSERT_TRUE(local.has_value());
   EXPECT_EQ(local->local_directory, "/srv/backups");
-  EXPECT_EQ(local->s3_secret_access_key, "");
+  EXPECT_TRUE(local->s3_secret_access_key.empty());
 
   ASSERT_OK_AND_ASSIGN(std::vector<BackupStoreRecord> all,
                        db().Transact([&](Tx& tx) { return ListBackupStores(tx); }));
@@ -85,7 +85,7 @@ TEST_F(BackupStoresTest, PutReplacesAndListLeavesSecretsOut) {
   EXPECT_EQ(all[1].storage_url, kS3Url);
   for (const BackupStoreRecord& r : all) {
     EXPECT_EQ(r.s3_access_key_id, "") << r.storage_url;
-    EXPECT_EQ(r.s3_secret_access_key, "") << r.storage_url;
+    EXPECT_TRUE(r.s3_secret_access_key.empty()) << r.storage_url;
   }
   EXPECT_EQ(all[1].s3_bucket, "bucket");
 
@@ -107,7 +107,7 @@ TEST_F(BackupStoresTest, AnotherKeyIsTheWrongKey) {
 TEST_F(BackupStoresTest, SealedValuesOpenOnlyForTheirOwnStoreAndField) {
   ASSERT_OK(db().Transact([&](Tx& tx) { return PutBackupStore(tx, key_, S3Record(kS3Url)); }));
   BackupStoreRecord other = S3Record(kOtherS3Url);
-  other.s3_secret_access_key = "other-secret";
+  other.s3_secret_access_key = Secret::FromView("other-secret");
   ASSERT_OK(db().Transact([&](Tx& tx) { return PutBackupStore(tx, key_, other); }));
 
   // The first store's sealed secret copied onto the second store's row.

@@ -12,6 +12,8 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "storage/retrying_store.h"
@@ -33,7 +35,7 @@ S3Config ConfigFor(const S3TestServer& server) {
   config.bucket = server.options().bucket;
   config.endpoint = server.endpoint();
   config.access_key_id = server.options().access_key_id;
-  config.secret_access_key = server.options().secret_access_key;
+  config.secret_access_key = Secret::FromView(server.options().secret_access_key);
   config.connect_timeout_ms = 5'000;
   config.request_timeout_ms = 60'000;
   return config;
@@ -186,8 +188,8 @@ TEST_F(S3StoreTest, ListPaginatesPastOneThousandKeys) {
 
 TEST_F(S3StoreTest, WrongSecretIsPermissionDeniedAndNeverShown) {
   S3Config config = ConfigFor(*server_);
-  config.secret_access_key = "wrong-secret-Zq8v";
-  auto store = OpenOrDie(config);
+  config.secret_access_key = Secret::FromView("wrong-secret-Zq8v");
+  auto store = OpenOrDie(std::move(config));
 
   auto put = store->Put("key", "data");
   ASSERT_FALSE(put);
@@ -210,7 +212,7 @@ TEST_F(S3StoreTest, WrongSecretIsPermissionDeniedAndNeverShown) {
 TEST_F(S3StoreTest, UnknownAccessKeyIsPermissionDenied) {
   S3Config config = ConfigFor(*server_);
   config.access_key_id = "NOSUCHKEY";
-  auto store = OpenOrDie(config);
+  auto store = OpenOrDie(std::move(config));
   auto get = store->Get("key");
   ASSERT_FALSE(get);
   EXPECT_EQ(get.error().kind(), ErrorKind::kPermissionDenied) << get.error().message();
@@ -220,7 +222,7 @@ TEST_F(S3StoreTest, UnknownAccessKeyIsPermissionDenied) {
 TEST_F(S3StoreTest, MissingBucketIsAConfigurationError) {
   S3Config config = ConfigFor(*server_);
   config.bucket = "no-such-bucket";
-  auto store = OpenOrDie(config);
+  auto store = OpenOrDie(std::move(config));
   auto get = store->Get("key");
   ASSERT_FALSE(get);
   EXPECT_EQ(get.error().kind(), ErrorKind::kInvalidArgument) << get.error().message();
@@ -231,7 +233,7 @@ TEST_F(S3StoreTest, MultipartUploadRoundTripsBitIdentical) {
   S3Config config = ConfigFor(*server_);
   config.multipart_threshold = 6u << 20;
   config.multipart_part_size = 5u << 20;
-  auto store = OpenOrDie(config);
+  auto store = OpenOrDie(std::move(config));
   const std::string data = RandomBytes((13u << 20) + 12345, 42);
 
   ASSERT_TRUE(store->Put("big/object", data));
@@ -254,7 +256,7 @@ TEST_F(S3StoreTest, MultipartUploadRoundTripsBitIdentical) {
 TEST_F(S3StoreTest, ConcurrentPutsFromEightThreads) {
   S3Config config = ConfigFor(*server_);
   config.max_connections = 4;  // fewer handles than threads: callers wait for one
-  auto store = OpenOrDie(config);
+  auto store = OpenOrDie(std::move(config));
   constexpr int kThreads = 8;
   constexpr int kPerThread = 20;
   std::atomic<int> failures{0};
@@ -300,8 +302,8 @@ TEST(S3StoreOpenTest, RejectsMalformedConfig) {
   good.bucket = "bucket";
   good.endpoint = "http://127.0.0.1:9000";
   good.access_key_id = "id";
-  good.secret_access_key = "super-secret-value";
-  ASSERT_TRUE(S3Store::Open(good));
+  good.secret_access_key = Secret::FromView("super-secret-value");
+  ASSERT_TRUE(S3Store::Open(good.Clone()));
 
   auto expect_invalid = [](S3Config config) {
     auto store = S3Store::Open(std::move(config));
@@ -309,27 +311,75 @@ TEST(S3StoreOpenTest, RejectsMalformedConfig) {
     EXPECT_EQ(store.error().kind(), ErrorKind::kInvalidArgument);
     EXPECT_EQ(store.error().message().find("super-secret-value"), std::string::npos);
   };
-  S3Config c = good;
+  S3Config c = good.Clone();
   c.bucket = "";
-  expect_invalid(c);
-  c = good;
+  expect_invalid(std::move(c));
+  c = good.Clone();
   c.bucket = "a/b";
-  expect_invalid(c);
-  c = good;
-  c.secret_access_key = "";
-  expect_invalid(c);
-  c = good;
+  expect_invalid(std::move(c));
+  c = good.Clone();
+  c.secret_access_key = Secret();
+  expect_invalid(std::move(c));
+  c = good.Clone();
   c.access_key_id = "";
-  expect_invalid(c);
+  expect_invalid(std::move(c));
   for (const char* endpoint : {"ftp://host", "127.0.0.1:9000", "http://", "http://host/path",
                                "http://user:super-secret-value@host", "http://host:port"}) {
-    c = good;
+    c = good.Clone();
     c.endpoint = endpoint;
-    expect_invalid(c);
+    expect_invalid(std::move(c));
   }
-  c = good;
+  c = good.Clone();
   c.multipart_part_size = 0;
-  expect_invalid(c);
+  expect_invalid(std::move(c));
+}
+
+// The secret access key is a Secret: a config moves (leaving an empty secret
+// behind) and copies only through Clone().
+static_assert(!std::is_copy_constructible_v<S3Config>);
+static_assert(!std::is_copy_assignable_v<S3Config>);
+static_assert(std::is_nothrow_move_constructible_v<S3Config>);
+
+TEST(S3ConfigTest, MovedFromConfigHoldsAnEmptySecret) {
+  S3Config config;
+  config.access_key_id = "AKIDEXAMPLE";
+  config.secret_access_key = Secret::FromView("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+  S3Config moved = std::move(config);
+  EXPECT_EQ(moved.secret_access_key.Reveal(), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+  EXPECT_TRUE(config.secret_access_key.empty());  // NOLINT(bugprone-use-after-move)
+
+  S3Config assigned;
+  assigned = std::move(moved);
+  EXPECT_EQ(assigned.secret_access_key.Reveal(), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+  EXPECT_TRUE(moved.secret_access_key.empty());  // NOLINT(bugprone-use-after-move)
+}
+
+TEST(S3ConfigTest, CloneCopiesEveryField) {
+  S3Config config;
+  config.bucket = "bucket";
+  config.region = "eu-west-1";
+  config.endpoint = "http://127.0.0.1:9000";
+  config.access_key_id = "AKIDEXAMPLE";
+  config.secret_access_key = Secret::FromView("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+  config.session_token = "token";
+  config.max_connections = 3;
+  config.multipart_threshold = 7;
+  config.multipart_part_size = 5;
+  config.connect_timeout_ms = 11;
+  config.request_timeout_ms = 13;
+  const S3Config copy = config.Clone();
+  EXPECT_EQ(copy.bucket, "bucket");
+  EXPECT_EQ(copy.region, "eu-west-1");
+  EXPECT_EQ(copy.endpoint, "http://127.0.0.1:9000");
+  EXPECT_EQ(copy.access_key_id, "AKIDEXAMPLE");
+  EXPECT_EQ(copy.secret_access_key, config.secret_access_key);
+  EXPECT_NE(copy.secret_access_key.Reveal().data(), config.secret_access_key.Reveal().data());
+  EXPECT_EQ(copy.session_token, "token");
+  EXPECT_EQ(copy.max_connections, 3u);
+  EXPECT_EQ(copy.multipart_threshold, 7u);
+  EXPECT_EQ(copy.multipart_part_size, 5u);
+  EXPECT_EQ(copy.connect_timeout_ms, 11);
+  EXPECT_EQ(copy.request_timeout_ms, 13);
 }
 
 TEST(S3StoreOpenTest, DefaultEndpointIsAwsForTheRegion) {
@@ -337,8 +387,8 @@ TEST(S3StoreOpenTest, DefaultEndpointIsAwsForTheRegion) {
   config.bucket = "my-bucket";
   config.region = "eu-west-1";
   config.access_key_id = "id";
-  config.secret_access_key = "secret";
-  auto store = S3Store::Open(config);
+  config.secret_access_key = Secret::FromView("secret");
+  auto store = S3Store::Open(std::move(config));
   ASSERT_TRUE(store);
   EXPECT_EQ((*store)->Describe(), "s3://my-bucket (https://s3.eu-west-1.amazonaws.com)");
 }
@@ -348,9 +398,9 @@ TEST(S3StoreOpenTest, UnreachableEndpointIsTransient) {
   config.bucket = "bucket";
   config.endpoint = "http://127.0.0.1:1";  // nothing listens on port 1
   config.access_key_id = "id";
-  config.secret_access_key = "secret";
+  config.secret_access_key = Secret::FromView("secret");
   config.connect_timeout_ms = 2'000;
-  auto store = S3Store::Open(config);
+  auto store = S3Store::Open(std::move(config));
   ASSERT_TRUE(store);
   auto get = (*store)->Get("key");
   ASSERT_FALSE(get);
@@ -366,7 +416,7 @@ TEST(S3StoreFaultTest, RetryingStoreRidesOutInjectedFaults) {
   S3Config config = ConfigFor(server);
   config.multipart_threshold = 6u << 20;
   config.multipart_part_size = 5u << 20;
-  auto s3 = OpenOrDie(config);
+  auto s3 = OpenOrDie(std::move(config));
   RetryPolicy policy;
   policy.max_attempts = 12;
   policy.initial_backoff = std::chrono::milliseconds(1);

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "crypto/sha256.h"
@@ -135,7 +137,8 @@ TEST_P(SigV4GoldenTest, MatchesPublishedVector) {
   EXPECT_EQ(StringToSign(*time, context["region"], context["service"], canonical),
             ReadText(base.string() + ".sts"));
 
-  const Credentials credentials{context["access_key_id"], context["secret_access_key"]};
+  const Credentials credentials{context["access_key_id"],
+                                Secret::FromView(context["secret_access_key"])};
   const std::string authorization =
       Authorization(parsed.request, credentials, *time, context["region"], context["service"]);
   const std::string expected = ReadText(base.string() + ".authz");
@@ -144,7 +147,7 @@ TEST_P(SigV4GoldenTest, MatchesPublishedVector) {
   } else {
     EXPECT_EQ(authorization, expected);
   }
-  EXPECT_EQ(authorization.find(credentials.secret_access_key), std::string::npos);
+  EXPECT_EQ(authorization.find(credentials.secret_access_key.Reveal()), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Published, SigV4GoldenTest, ::testing::ValuesIn(ListVectors()),
@@ -203,13 +206,37 @@ TEST(SigV4Test, SignatureDependsOnSecretAndPayload) {
                   {},
                   {{"host", "h"}, {"x-amz-date", "20130524T000000Z"}},
                   std::string(kEmptyPayloadSha256)};
-  const std::string a = Authorization(request, {"id", "secret-a"}, time, "us-east-1", "s3");
-  const std::string b = Authorization(request, {"id", "secret-b"}, time, "us-east-1", "s3");
+  const Credentials secret_a{"id", Secret::FromView("secret-a")};
+  const Credentials secret_b{"id", Secret::FromView("secret-b")};
+  const std::string a = Authorization(request, secret_a, time, "us-east-1", "s3");
+  const std::string b = Authorization(request, secret_b, time, "us-east-1", "s3");
   request.payload_sha256 = crypto::DigestHex(crypto::Sha256Of("x"));
-  const std::string c = Authorization(request, {"id", "secret-a"}, time, "us-east-1", "s3");
+  const std::string c = Authorization(request, secret_a, time, "us-east-1", "s3");
   EXPECT_NE(a, b);
   EXPECT_NE(a, c);
   EXPECT_EQ(a.find("secret-a"), std::string::npos);
+}
+
+// The secret is held as a Secret: credentials move but never copy, and
+// signing leaves them as they were.
+static_assert(!std::is_copy_constructible_v<Credentials>);
+static_assert(!std::is_copy_assignable_v<Credentials>);
+static_assert(std::is_nothrow_move_constructible_v<Credentials>);
+
+TEST(SigV4Test, MovedCredentialsSignTheSame) {
+  const auto time = *ParseAmzDate("20130524T000000Z");
+  const Request request{"GET",
+                        "/bucket/key",
+                        {},
+                        {{"host", "h"}, {"x-amz-date", "20130524T000000Z"}},
+                        std::string(kEmptyPayloadSha256)};
+  Credentials original{"AKIDEXAMPLE", Secret::FromView("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")};
+  const std::string before = Authorization(request, original, time, "us-east-1", "s3");
+  EXPECT_EQ(original.secret_access_key.Reveal(), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+
+  const Credentials moved = std::move(original);
+  EXPECT_TRUE(original.secret_access_key.empty());  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(Authorization(request, moved, time, "us-east-1", "s3"), before);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <utility>
 
 #include "testutil/require.h"
 #include "testutil/s3_test_server.h"
@@ -77,8 +78,10 @@ TEST(OpenStoreTest, S3UrlAppliesThePrefix) {
   StoreOptions options;
   options.s3_endpoint = server.endpoint();
   options.access_key_id = server.options().access_key_id;
-  options.secret_access_key = server.options().secret_access_key;
+  options.secret_access_key = Secret::FromView(server.options().secret_access_key);
   auto store = OpenStore("s3://bucket/backups/host-1", options);
+  // The store took its own copy: the options keep theirs.
+  EXPECT_EQ(options.secret_access_key.Reveal(), server.options().secret_access_key);
   ASSERT_TRUE(store) << store.error().message();
   ASSERT_TRUE((*store)->Put("chunks/x", "payload"));
   EXPECT_EQ((*store)->Get("chunks/x").value_or(""), "payload");
@@ -92,11 +95,11 @@ TEST(OpenStoreTest, S3UrlAppliesThePrefix) {
   config.bucket = "bucket";
   config.endpoint = server.endpoint();
   config.access_key_id = options.access_key_id;
-  config.secret_access_key = options.secret_access_key;
-  auto root = S3Store::Open(config);
+  config.secret_access_key = options.secret_access_key.Clone();
+  auto root = S3Store::Open(std::move(config));
   ASSERT_TRUE(root);
   EXPECT_EQ((*root)->Get("backups/host-1/chunks/x").value_or(""), "payload");
-  EXPECT_EQ((*store)->Describe().find(options.secret_access_key), std::string::npos);
+  EXPECT_EQ((*store)->Describe().find(options.secret_access_key.Reveal()), std::string::npos);
 }
 
 TEST(StoreOptionsTest, FillFromEnvironmentFillsOnlyEmptyFields) {
@@ -112,11 +115,21 @@ TEST(StoreOptionsTest, FillFromEnvironmentFillsOnlyEmptyFields) {
   EXPECT_EQ(options.s3_endpoint, "http://s3-specific:9000");
   EXPECT_EQ(options.s3_region, "eu-central-1");
   EXPECT_EQ(options.access_key_id, "EXPLICIT");
-  EXPECT_EQ(options.secret_access_key, "env-secret");
+  EXPECT_EQ(options.secret_access_key.Reveal(), "env-secret");
   EXPECT_EQ(options.session_token, "env-token");
+
+  StoreOptions explicit_secret;
+  explicit_secret.secret_access_key = Secret::FromView("explicit-secret");
+  explicit_secret.FillFromEnvironment();
+  EXPECT_EQ(explicit_secret.secret_access_key.Reveal(), "explicit-secret");
+  EXPECT_EQ(explicit_secret.access_key_id, "ENVKEY");
   for (const char* name : {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
                            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
     ::unsetenv(name);
+
+  StoreOptions unset;
+  unset.FillFromEnvironment();
+  EXPECT_TRUE(unset.secret_access_key.empty());
 }
 
 }  // namespace

@@ -73,19 +73,21 @@ Result<std::pair<std::string, std::string>> ParseEndpoint(std::string_view endpo
 }  // namespace
 
 struct S3Store::Impl {
+  // The signing credentials, built once: the secret is moved out of the
+  // config (whose secret_access_key is then empty) rather than copied.
+  sigv4::Credentials credentials;
   S3Config config;
   std::string base_url;  // "http://127.0.0.1:9000", no trailing '/'
   std::string host;      // the Host header: "127.0.0.1:9000"
   http::HttpClient http;
 
-  // The credentials do not outlive the store in freed memory.
-  ~Impl() {
-    WipeString(config.secret_access_key);
-    WipeString(config.session_token);
-  }
+  // The credentials do not outlive the store in freed memory (the Secret
+  // wipes itself).
+  ~Impl() { WipeString(config.session_token); }
 
   Impl(S3Config c, std::string url, std::string host_header)
-      : config(std::move(c)),
+      : credentials{c.access_key_id, std::move(c.secret_access_key)},
+        config(std::move(c)),
         base_url(std::move(url)),
         host(std::move(host_header)),
         http(http::HttpClientOptions{config.max_connections, config.connect_timeout_ms,
@@ -125,9 +127,7 @@ struct S3Store::Impl {
     for (const auto& [name, value] : request.headers)
       http_request.headers.push_back(name + ": " + value);
     http_request.headers.push_back(
-        "Authorization: " + sigv4::Authorization(request,
-                                                 {config.access_key_id, config.secret_access_key},
-                                                 now, config.region, "s3"));
+        "Authorization: " + sigv4::Authorization(request, credentials, now, config.region, "s3"));
     if (method == "PUT" || method == "POST")
       http_request.headers.push_back("Content-Type: application/octet-stream");
     http_request.headers.insert(http_request.headers.end(), extra_headers.begin(),
@@ -176,7 +176,8 @@ struct S3Store::Impl {
   // server may echo what it was sent.
   Error Scrub(const Error& error) const {
     return Error(error.kind(),
-                 ScrubSecrets(error.message(), {config.secret_access_key, config.session_token}));
+                 ScrubSecrets(error.message(),
+                              {credentials.secret_access_key.Reveal(), config.session_token}));
   }
 
   Status PutMultipart(std::string_view key, std::string_view data);
@@ -237,6 +238,22 @@ Status S3Store::Impl::PutMultipart(std::string_view key, std::string_view data) 
                 "the lifecycle rule removes an upload the abort missed");
   }
   return status;
+}
+
+S3Config S3Config::Clone() const {
+  S3Config copy;
+  copy.bucket = bucket;
+  copy.region = region;
+  copy.endpoint = endpoint;
+  copy.access_key_id = access_key_id;
+  copy.secret_access_key = secret_access_key.Clone();
+  copy.session_token = session_token;
+  copy.max_connections = max_connections;
+  copy.multipart_threshold = multipart_threshold;
+  copy.multipart_part_size = multipart_part_size;
+  copy.connect_timeout_ms = connect_timeout_ms;
+  copy.request_timeout_ms = request_timeout_ms;
+  return copy;
 }
 
 S3Store::S3Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -7,30 +7,39 @@
 // (multipart) buffer; objects above `multipart_threshold` go up in parts.
 // Errors: 5xx, 429, timeouts and connection resets are kTransient (the caller's
 // RetryingStore retries them); 403 is kPermissionDenied; 404 is kNotFound.
+// The secret access key is a Secret (wiped with the config, and with the store
+// that took it over), revealed only to sign requests and to mask it out of
+// error messages.
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <string>
 
+#include "common/secret.h"
 #include "storage/object_store.h"
 
 namespace kindling::storage {
 
+// Move-only because of the secret key: Clone() makes an explicit copy. A
+// moved-from config holds an empty secret.
 struct S3Config {
   std::string bucket;
   std::string region = "us-east-1";
   // "http(s)://host[:port]" for path-style access to a compatible service;
   // empty means AWS itself: https://s3.<region>.amazonaws.com, path-style.
   std::string endpoint;
-  std::string access_key_id;
-  std::string secret_access_key;
+  std::string access_key_id;  // not secret: S3 sends it with every request
+  Secret secret_access_key;   // wiped with the config; the store keeps its own
   std::string session_token;  // optional (AWS_SESSION_TOKEN)
   std::size_t max_connections = 16;
   std::size_t multipart_threshold = 64u << 20;
   std::size_t multipart_part_size = 16u << 20;  // >= 5 MiB except in tests
   long connect_timeout_ms = 10'000;
   long request_timeout_ms = 300'000;
+
+  // A copy of every field, the secret included (keep it in step with them).
+  S3Config Clone() const;
 };
 
 class S3Store final : public ObjectStore {

@@ -165,8 +165,14 @@ std::string Authorization(const Request& request, const Credentials& credentials
                           std::string_view region, std::string_view service) {
   const std::string string_to_sign = StringToSign(time, region, service, CanonicalRequest(request));
   // The signing key is derived from the secret and the scope; both the key and
-  // the secret stay in this function's locals.
-  auto key = crypto::HmacSha256("AWS4" + credentials.secret_access_key, Date(time));
+  // the secret's copy stay in this function's locals and are wiped here.
+  std::string seed;
+  seed.reserve(4 + credentials.secret_access_key.size());  // one buffer: no stale copy
+  seed += "AWS4";
+  seed += credentials.secret_access_key.Reveal();
+  crypto::Digest key = crypto::HmacSha256(seed, Date(time));
+  WipeString(seed);
+  const WipeOnExit wipe_key(key);
   key = crypto::HmacSha256(crypto::DigestBytes(key), region);
   key = crypto::HmacSha256(crypto::DigestBytes(key), service);
   key = crypto::HmacSha256(crypto::DigestBytes(key), "aws4_request");

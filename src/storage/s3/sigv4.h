@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/secret.h"
+
 namespace kindling::storage::sigv4 {
 
 // Hex SHA-256 of an empty payload.
@@ -40,9 +42,11 @@ struct Request {
   std::string payload_sha256;
 };
 
+// Move-only: the secret is wiped when the credentials go. Here only
+// Authorization reveals it, to derive the signing key.
 struct Credentials {
-  std::string access_key_id;
-  std::string secret_access_key;
+  std::string access_key_id;  // not secret: it is sent in every Authorization header
+  Secret secret_access_key;
 };
 
 // "20150830T123600Z" for a time point (UTC), the form of x-amz-date.
@@ -75,6 +79,8 @@ std::string StringToSign(std::chrono::sys_seconds time, std::string_view region,
 
 // The value of the Authorization header:
 // "AWS4-HMAC-SHA256 Credential=<id>/<scope>, SignedHeaders=<...>, Signature=<hex>".
+// Its copy of the secret ("AWS4" + secret) and the signing key derived from it
+// are wiped before it returns.
 // REQUIRES: `time` equals the request's x-amz-date header.
 std::string Authorization(const Request& request, const Credentials& credentials,
                           std::chrono::sys_seconds time, std::string_view region,
