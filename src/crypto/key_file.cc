@@ -2,35 +2,49 @@
 
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "common/files.h"
 #include "common/hex.h"
+#include "common/secret.h"
 
 namespace kindling::crypto {
 
 Result<Key> LoadKeyFile(const std::filesystem::path& path) {
-  auto content = ReadFile(path);
-  if (!content) {
-    if (content.error().is_not_found()) return NotFound("key file not found: " + path.string());
-    return std::unexpected(content.error());
+  auto read = ReadFile(path);
+  if (!read) {
+    if (read.error().is_not_found()) return NotFound("key file not found: " + path.string());
+    return std::unexpected(read.error());
   }
-  std::string raw;
-  if (content->size() == kKeySize) {
-    raw = *content;
-  } else {
-    std::string text = *content;
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
-      text.pop_back();
-    auto decoded = HexDecode(text);
-    if (!decoded || decoded->size() != kKeySize)
-      return InvalidArgument("not a key file (want 64 hex characters): " + path.string());
-    raw = *decoded;
-  }
+  // The file's text and its decoded bytes are key material: held as Secrets,
+  // they are wiped on every return path.
+  const Secret content(std::move(*read));
   Key key{};
-  std::memcpy(key.data(), raw.data(), kKeySize);
+  if (content.size() == kKeySize) {
+    std::memcpy(key.data(), content.Reveal().data(), kKeySize);
+    return key;
+  }
+  std::string_view text = content.Reveal();
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+    text.remove_suffix(1);
+  std::optional<std::string> decoded = HexDecode(text);
+  const Secret raw(decoded ? std::move(*decoded) : std::string());
+  if (!decoded || raw.size() != kKeySize)
+    return InvalidArgument("not a key file (want 64 hex characters): " + path.string());
+  std::memcpy(key.data(), raw.Reveal().data(), kKeySize);
   return key;
+}
+
+Secret KeyFileText(const Key& key) {
+  const Secret hex(HexEncode(KeyBytes(key)));
+  std::string text;
+  text.reserve(hex.size() + 1);  // one buffer: no stale copy
+  text += hex.Reveal();
+  text += '\n';
+  return Secret(std::move(text));
 }
 
 Result<Key> CreateKeyFile(const std::filesystem::path& path) {
@@ -38,11 +52,9 @@ Result<Key> CreateKeyFile(const std::filesystem::path& path) {
   if (std::filesystem::exists(path, ec))
     return MakeError(ErrorKind::kAlreadyExists, "key file already exists: " + path.string());
   Key key = RandomKey();
-  std::string text = HexEncode(KeyBytes(key)) + "\n";
   // The check above is for the message; WriteFileNoReplace is what makes a
   // racing creator fail rather than replace the winner's key.
-  auto written = WriteFileNoReplace(path, text, 0600);
-  std::fill(text.begin(), text.end(), '\0');
+  auto written = WriteFileNoReplace(path, KeyFileText(key).Reveal(), 0600);
   if (!written && written.error().kind() == ErrorKind::kAlreadyExists)
     return MakeError(ErrorKind::kAlreadyExists, "key file already exists: " + path.string());
   KINDLING_RETURN_IF_ERROR(written);

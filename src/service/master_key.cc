@@ -6,7 +6,7 @@
 #include <system_error>
 
 #include "common/files.h"
-#include "common/hex.h"
+#include "common/secret.h"
 #include "crypto/key_file.h"
 #include "crypto/sha256.h"
 #include "db/audit.h"
@@ -17,8 +17,6 @@ namespace kindling::service {
 namespace {
 
 using nlohmann::json;
-
-std::string KeyFileText(const crypto::Key& key) { return HexEncode(crypto::KeyBytes(key)) + "\n"; }
 
 // kWrongKey when the cluster recorded another key's check value.
 Result<bool> CheckAgainstCluster(db::Database* db, const crypto::Key& key,
@@ -57,8 +55,9 @@ std::string NowRfc3339() {
 }  // namespace
 
 std::string MasterKeyCheckValue(const crypto::Key& key) {
-  const std::string bytes(crypto::KeyBytes(key));
-  return crypto::DigestHex(crypto::HmacSha256(bytes, "kindling master key check v1")).substr(0, 32);
+  return crypto::DigestHex(
+             crypto::HmacSha256(crypto::KeyBytes(key), "kindling master key check v1"))
+      .substr(0, 32);
 }
 
 Result<std::optional<std::string>> RecordedMasterKeyCheck(db::Database& db) {
@@ -116,7 +115,8 @@ Result<MasterKeyCopy> ExportMasterKey(const std::filesystem::path& key_file,
                        out.string() + " exists and does not hold this key; --force replaces it");
     }
   }
-  if (!copy.unchanged) KINDLING_RETURN_IF_ERROR(WriteFileAtomic(out, KeyFileText(*key), 0600));
+  if (!copy.unchanged)
+    KINDLING_RETURN_IF_ERROR(WriteFileAtomic(out, crypto::KeyFileText(*key).Reveal(), 0600));
   if (db != nullptr) {
     KINDLING_RETURN_IF_ERROR(db->Transact([&](db::Tx& tx) -> Status {
       auto put = db::PutSetting(tx, kMasterKeyExportedAtSetting, NowRfc3339());
@@ -159,15 +159,16 @@ Result<MasterKeyCopy> ImportMasterKey(const std::filesystem::path& from,
                                .count();
       std::filesystem::path kept = key_file;
       kept += ".replaced-" + std::to_string(seconds);
-      KINDLING_ASSIGN_OR_RETURN(std::string old, ReadFile(key_file));
-      KINDLING_RETURN_IF_ERROR(WriteFileAtomic(kept, old, 0600));
+      KINDLING_ASSIGN_OR_RETURN(std::string old_text, ReadFile(key_file));
+      const Secret old(std::move(old_text));  // key material: wiped on every path
+      KINDLING_RETURN_IF_ERROR(WriteFileAtomic(kept, old.Reveal(), 0600));
       copy.replaced_key_kept_at = kept;
     }
   }
   if (!copy.unchanged) {
     std::filesystem::create_directories(key_file.parent_path(), ec);
     if (ec) return IoError("create " + key_file.parent_path().string() + ": " + ec.message());
-    KINDLING_RETURN_IF_ERROR(WriteFileAtomic(key_file, KeyFileText(*key), 0600));
+    KINDLING_RETURN_IF_ERROR(WriteFileAtomic(key_file, crypto::KeyFileText(*key).Reveal(), 0600));
   }
   if (db != nullptr) {
     KINDLING_RETURN_IF_ERROR(

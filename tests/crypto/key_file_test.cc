@@ -34,6 +34,14 @@ TEST_F(KeyFileTest, CreateWritesHexWithMode0600) {
   EXPECT_EQ(*loaded, *key);
 }
 
+TEST_F(KeyFileTest, KeyFileTextIsHexAndANewline) {
+  Key key{};
+  for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::uint8_t>(0xf0 + i % 16);
+  const Secret text = KeyFileText(key);
+  EXPECT_EQ(text.Reveal(), HexEncode(KeyBytes(key)) + "\n");
+  EXPECT_EQ(text.size(), 65u);
+}
+
 TEST_F(KeyFileTest, CreateDrawsFreshKeys) {
   auto a = CreateKeyFile(dir_ / "a.key");
   auto b = CreateKeyFile(dir_ / "b.key");
