@@ -4,7 +4,7 @@
 #
 #   bench/api_load.sh [--duration 5] [--connections "1 8 64"] [--threads 1]
 #                     [--data-mib 256] [--no-backups] [--kindling PATH] [--out FILE]
-#                     [--keep]
+#                     [--keep] [--cgroups]
 #
 # Starts `kindling dev` (its own PostgreSQL, the API, two workers, the edge;
 # no VM runtime) on a temporary state directory, creates three projects with
@@ -26,13 +26,18 @@
 # sched_autogroup setting: with autogroups (the default where no CPU cgroup
 # holds the processes) each PostgreSQL backend weighs as much as the whole
 # kindling process, and the p99 under backups is markedly worse than with
-# them off (or with the services in CPU cgroups, as systemd does).
+# them off (and worse again with --cgroups; README, bench/api_load.sh).
 #
 # --threads  wrk threads (default 1: on a small machine wrk's own CPU is taken
 #            from the server under test; one thread drives 64 connections)
 # --no-backups  no backups during the run (the API and PostgreSQL alone, to
 #            tell the API's own cost from the backups' share of the CPU)
 # --keep     keep the state directory (logs in <state>/logs)
+# --cgroups  run kindling, PostgreSQL and the clients (wrk, the CLI, the data
+#            writers) each in a CPU cgroup of its own with equal weights, as
+#            systemd runs services (kindling.service, postgresql.service, a
+#            login session); the kernel applies autogroups only outside CPU
+#            cgroups. Needs root and the cpu controller (cgroup v1 or v2).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,8 +51,9 @@ kindling="$root/build/src/exe/kindling"
 out_file="$root/bench/out/api_load.md"
 keep=0
 backups_on=1
+use_cgroups=0
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
@@ -58,6 +64,7 @@ while [[ $# -gt 0 ]]; do
     --out) out_file="$2"; shift 2 ;;
     --no-backups) backups_on=0; shift ;;
     --keep) keep=1; shift ;;
+    --cgroups) use_cgroups=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -76,6 +83,46 @@ work="$state/bench"
 mkdir -p "$work"
 dev_pid=""
 loop_pids=()
+
+# CPU cgroups (--cgroups): one directory per service under a parent of this
+# run's own, in the cpu controller's hierarchy (v1: /sys/fs/cgroup/cpu; v2:
+# /sys/fs/cgroup with cpu enabled for children).
+cg_root=""
+cg_parent=""
+cgroup_setup() {
+  if [[ -f /sys/fs/cgroup/cpu/cgroup.procs ]]; then
+    cg_root=/sys/fs/cgroup/cpu
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    cg_root=/sys/fs/cgroup
+  else
+    die "--cgroups: no cpu controller under /sys/fs/cgroup"
+  fi
+  cg_parent="$cg_root/kindling-api-load.$$"
+  mkdir "$cg_parent" || die "--cgroups: cannot create $cg_parent (root is needed)"
+  if [[ $cg_root == /sys/fs/cgroup ]]; then
+    echo +cpu >"$cg_root/cgroup.subtree_control" 2>/dev/null || true
+    echo +cpu >"$cg_parent/cgroup.subtree_control" || die "--cgroups: cannot enable cpu in $cg_parent"
+  fi
+  mkdir "$cg_parent/kindling" "$cg_parent/postgresql" "$cg_parent/client"
+}
+cgroup_move() {  # group pid...
+  local group="$1" pid
+  shift
+  for pid in "$@"; do echo "$pid" >"$cg_parent/$group/cgroup.procs" 2>/dev/null || true; done
+}
+cgroup_teardown() {
+  [[ -n "$cg_parent" && -d "$cg_parent" ]] || return 0
+  echo $$ >"$cg_root/cgroup.procs" 2>/dev/null || true
+  local group pid
+  for group in client postgresql kindling; do
+    # Whatever outlived the run (nothing, normally) goes back to the root.
+    while read -r pid; do echo "$pid" >"$cg_root/cgroup.procs" 2>/dev/null || true; done \
+      <"$cg_parent/$group/cgroup.procs"
+    rmdir "$cg_parent/$group" 2>/dev/null || note "--cgroups: $cg_parent/$group not removed"
+  done
+  rmdir "$cg_parent" 2>/dev/null || note "--cgroups: $cg_parent not removed"
+}
+
 cleanup() {
   local rc=$?
   touch "$work/stop" 2>/dev/null || true
@@ -84,6 +131,7 @@ cleanup() {
     kill -TERM "$dev_pid" 2>/dev/null || true
     wait "$dev_pid" 2>/dev/null || true
   fi
+  cgroup_teardown
   if [[ $keep == 0 ]]; then rm -rf "$state"; else note "state kept in $state"; fi
   [[ $rc == 0 ]] || note "api_load: failed (exit $rc)"
 }
@@ -93,8 +141,18 @@ trap 'exit 130' INT TERM
 json() { python3 -c "import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print($1)"; }
 
 # ---------------------------------------------------------------------------
+if [[ $use_cgroups == 1 ]]; then
+  cgroup_setup
+  # This shell and everything it starts from now on (wrk, the CLI, the data
+  # writers) are the clients; kindling dev is started in its own group.
+  cgroup_move client $$
+fi
 note "starting kindling dev in $state"
-"$kindling" dev --state-dir "$state" --listen 127.0.0.1:0 --edge-listen 127.0.0.1:0 \
+in_group=()
+if [[ $use_cgroups == 1 ]]; then
+  in_group=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg_parent/kindling")
+fi
+"${in_group[@]}" "$kindling" dev --state-dir "$state" --listen 127.0.0.1:0 --edge-listen 127.0.0.1:0 \
   --guest-dir none >"$work/dev.out" 2>"$work/dev.err" &
 dev_pid=$!
 for _ in $(seq 600); do
@@ -103,6 +161,18 @@ for _ in $(seq 600); do
   sleep 0.2
 done
 [[ -s "$state/dev.env" ]] || die "kindling dev not ready after 120 s; see $work/dev.err"
+if [[ $use_cgroups == 1 ]]; then
+  # kindling dev started PostgreSQL as its child: the postmaster and the
+  # backends it has forked move to their own group; later backends are forked
+  # there.
+  postmaster=$(head -1 "$state/postgres/data/postmaster.pid" 2>/dev/null) ||
+    die "--cgroups: no postmaster.pid under $state/postgres/data"
+  cgroup_move postgresql "$postmaster"
+  mapfile -t backends < <(pgrep -P "$postmaster")
+  cgroup_move postgresql "${backends[@]}"
+  note "cgroups: kindling $(wc -l <"$cg_parent/kindling/cgroup.procs"), postgresql" \
+    "$(wc -l <"$cg_parent/postgresql/cgroup.procs") processes under $cg_parent"
+fi
 set -a
 # shellcheck disable=SC1091
 source "$state/dev.env"
@@ -240,9 +310,9 @@ backups=$({ cat "$work"/backups.* 2>/dev/null || true; } | awk '{ok += $1; bad +
 mkdir -p "$(dirname "$out_file")"
 autogroup=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo unknown)
 python3 - "$results" "$hb_log" "$backups" "$duration" "$threads" "$(nproc)" "$backups_on" \
-  "$autogroup" >"$out_file" <<'EOF'
+  "$autogroup" "$use_cgroups" >"$out_file" <<'EOF'
 import json, sys
-results, hb_log, backups, duration, threads, cores, backups_on, autogroup = sys.argv[1:]
+results, hb_log, backups, duration, threads, cores, backups_on, autogroup, cgroups = sys.argv[1:]
 ok, failed = (int(x) for x in backups.split())
 rows = []
 for line in open(results):
@@ -255,7 +325,10 @@ out = ["## API load (wrk)\n",
        (f"two volumes backed up over and over throughout ({ok} backups completed, {failed} "
         f"failed).\n" if backups_on == "1" else "no backups running (--no-backups).\n") +
        f"Scheduler: kernel.sched_autogroup_enabled = {autogroup} (1: the kernel shares the CPU "
-       f"between sessions first, and every PostgreSQL backend is a session of its own).\n",
+       f"between sessions first, and every PostgreSQL backend is a session of its own)" +
+       ("; kindling, PostgreSQL and the clients each in a CPU cgroup of its own, equal "
+        "weights (--cgroups; autogroups do not apply inside them).\n" if cgroups == "1" else
+        "; no CPU cgroups.\n"),
        "| profile | connections | requests/s | p50 ms | p99 ms | errors |",
        "|---|---:|---:|---:|---:|---:|"]
 for profile, c, r in rows:
