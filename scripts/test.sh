@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test, as CI does:
 #   1. installs the dependencies (scripts/install-deps.sh),
-#   2. builds build/ (optimised) and build-asan/ (AddressSanitizer +
-#      UndefinedBehaviorSanitizer, -DKINDLING_SANITIZE=ON),
-#   3. runs ctest in both, printing the output of failing tests.
+#   2. builds build/ (optimised), build-asan/ (AddressSanitizer +
+#      UndefinedBehaviorSanitizer, -DKINDLING_SANITIZE=ON) and build-tsan/
+#      (ThreadSanitizer, the engine, db and reconcile tests only),
+#   3. runs ctest in the first two and the TSan test binaries, printing the
+#      output of failing tests.
 # The sanitizer run leaves out the tests named *Slow* (the SIGKILL loops of
 # tests/cli, which only repeat under ASan what the first run checked) and
 # *Drill* (the control-plane restore drills of tests/service, which drive
@@ -16,8 +18,8 @@
 # Environment: JOBS (default: the core count), SKIP_ASAN=1 to run only build/,
 # BUILD_DIR / ASAN_BUILD_DIR to use other build directories.
 #
-# KINDLING_TSAN=1 (off by default) also builds build-tsan/ (ThreadSanitizer,
-# -DKINDLING_SANITIZE=thread; TSAN_BUILD_DIR to use another directory) with
+# The ThreadSanitizer step (KINDLING_TSAN=0 skips it) builds build-tsan/
+# (-DKINDLING_SANITIZE=thread; TSAN_BUILD_DIR to use another directory) with
 # only the engine, db and reconcile test binaries, the layers where threads
 # meet, and runs those binaries (tests whose names end in Slow or Drill left
 # out, as under ASan; a name that only contains the word, such as
@@ -41,7 +43,7 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
   echo "==> $asan_build_dir/ (ASan + UBSan)"
   BUILD_DIR="$asan_build_dir" scripts/build.sh -DKINDLING_SANITIZE=ON -DKINDLING_BUILD_BENCH=OFF
 fi
-if [ "${KINDLING_TSAN:-0}" = 1 ]; then
+if [ "${KINDLING_TSAN:-1}" = 1 ]; then
   echo "==> $tsan_build_dir/ (TSan: $tsan_targets)"
   BUILD_DIR="$tsan_build_dir" TARGETS="$tsan_targets" scripts/build.sh \
     -DKINDLING_SANITIZE=thread -DKINDLING_BUILD_BENCH=OFF
@@ -69,7 +71,7 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
   fi
 fi
 
-if [ "${KINDLING_TSAN:-0}" = 1 ]; then
+if [ "${KINDLING_TSAN:-1}" = 1 ]; then
   echo "==> $tsan_build_dir/ test binaries (TSan, without *Slow and *Drill tests)"
   # The binaries, not ctest: only these targets were built, and one process
   # per binary is much faster under TSan than one per test.
