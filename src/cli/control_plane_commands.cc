@@ -16,6 +16,7 @@
 #include "cli/exit_codes.h"
 #include "cli/output.h"
 #include "common/files.h"
+#include "common/secret.h"
 #include "common/subprocess.h"
 #include "crypto/key_file.h"
 #include "db/database.h"
@@ -139,10 +140,11 @@ Result<std::optional<pgbackup::Repository>> RepositoryFromFlags(const ControlPla
   // The secret never comes from a flag value (it would show in ps).
   if (!flags.s3_key_secret_file.empty()) {
     KINDLING_ASSIGN_OR_RETURN(std::string secret, ReadFile(flags.s3_key_secret_file));
-    s3.key_secret = Trimmed(secret);
+    s3.key_secret = Secret(Trimmed(secret));
+    WipeString(secret);
   }
-  if (s3.key_secret.empty()) s3.key_secret = Getenv("PGBACKREST_REPO1_S3_KEY_SECRET");
-  if (s3.key_secret.empty()) s3.key_secret = Getenv("AWS_SECRET_ACCESS_KEY");
+  if (s3.key_secret.empty()) s3.key_secret = Secret(Getenv("PGBACKREST_REPO1_S3_KEY_SECRET"));
+  if (s3.key_secret.empty()) s3.key_secret = Secret(Getenv("AWS_SECRET_ACCESS_KEY"));
   if (s3.key_secret.empty())
     return InvalidArgument(
         "the S3 secret key comes from PGBACKREST_REPO1_S3_KEY_SECRET, AWS_SECRET_ACCESS_KEY or "
@@ -166,7 +168,10 @@ Result<pgbackup::ClusterConfig> ReadConfig(const fs::path& path, bool dev) {
                : ": run `kindling admin control-plane configure` first"));
     return std::unexpected(text.error());
   }
-  return pgbackup::ParseConfig(*text, path);
+  // The text holds the repository's secrets: wiped once parsed.
+  auto config = pgbackup::ParseConfig(*text, path);
+  WipeString(*text);
+  return config;
 }
 
 Result<crypto::Key> LoadMasterKey(const ControlPlaneFlags& flags, const fs::path& fallback) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -70,6 +71,24 @@ class Secret {
 
  private:
   std::string value_;
+};
+
+// SharedSecret: a Secret in a value that is copied whole (a configuration
+// handed to several components). Copies share one immutable buffer, wiped
+// when the last of them goes, so copying makes no new plaintext; like
+// Secret, the value is reachable only through Reveal().
+class SharedSecret {
+ public:
+  SharedSecret() = default;
+  // Takes the Secret over (implicit: `config.key = Secret(...)` reads well).
+  SharedSecret(Secret&& secret)  // NOLINT(google-explicit-constructor)
+      : value_(secret.empty() ? nullptr : std::make_shared<const Secret>(std::move(secret))) {}
+
+  std::string_view Reveal() const { return value_ ? value_->Reveal() : std::string_view(); }
+  bool empty() const { return !value_ || value_->empty(); }
+
+ private:
+  std::shared_ptr<const Secret> value_;
 };
 
 }  // namespace kindling

@@ -5,7 +5,6 @@
 #include <charconv>
 #include <cstdio>
 #include <map>
-#include <sstream>
 
 #include "common/hex.h"
 #include "crypto/kdf.h"
@@ -89,9 +88,10 @@ bool AllDigits(std::string_view text) {
 
 }  // namespace
 
-std::string RepositoryPassphrase(const crypto::Key& master_key) {
-  const crypto::Key derived = crypto::DeriveKey(master_key, crypto::kControlPlaneBackupPurpose);
-  return HexEncode(crypto::KeyBytes(derived));
+Secret RepositoryPassphrase(const crypto::Key& master_key) {
+  crypto::Key derived = crypto::DeriveKey(master_key, crypto::kControlPlaneBackupPurpose);
+  const WipeOnExit wipe(derived);
+  return Secret(HexEncode(crypto::KeyBytes(derived)));
 }
 
 Status Validate(const ClusterConfig& config) {
@@ -124,15 +124,16 @@ Status Validate(const ClusterConfig& config) {
           {"the endpoint", s3.endpoint},
           {"the region", s3.region},
           {"the access key", s3.key},
-          {"the secret key", s3.key_secret}})
+          {"the secret key", s3.key_secret.Reveal()}})
       KINDLING_RETURN_IF_ERROR(CheckValue(what, value));
     KINDLING_RETURN_IF_ERROR(ParseEndpoint(s3.endpoint));
     if (s3.uri_style != "host" && s3.uri_style != "path")
       return InvalidArgument("the S3 URI style is host or path, got " + s3.uri_style);
     KINDLING_RETURN_IF_ERROR(CheckPath("the CA file", s3.ca_file, /*required=*/false));
   }
-  if (config.cipher_passphrase.size() < 32 ||
-      config.cipher_passphrase.find_first_not_of("0123456789abcdef") != std::string::npos)
+  const std::string_view passphrase = config.cipher_passphrase.Reveal();
+  if (passphrase.size() < 32 ||
+      passphrase.find_first_not_of("0123456789abcdef") != std::string::npos)
     return InvalidArgument("the repository passphrase must be RepositoryPassphrase()'s hex");
   KINDLING_RETURN_IF_ERROR(CheckValue("archive-push-queue-max", config.archive_push_queue_max));
   if (config.process_max < 1) return InvalidArgument("process-max must be at least 1");
@@ -142,72 +143,90 @@ Status Validate(const ClusterConfig& config) {
   return OkStatus();
 }
 
-std::string RenderConfig(const ClusterConfig& config) {
+Secret RenderConfig(const ClusterConfig& config) {
   const Repository& repo = config.repository;
-  std::ostringstream out;
-  out << "# Written by `kindling admin control-plane configure` (mode 0640, owned by the\n"
-         "# PostgreSQL user): run it again rather than editing this file. PostgreSQL's\n"
-         "# side (wal_level, archive_mode, archive_command, archive_timeout) is in the\n"
-         "# data directory's postgresql.auto.conf. This file is not in any backup: the\n"
-         "# repository passphrase is derived from the cluster master key.\n"
-         "[global]\n";
+  // Built in one string (no stream buffer left behind holding the secrets),
+  // reserved up front for the longest file (eight paths of PATH_MAX) so that
+  // growing it leaves no freed copies either.
+  std::string out;
+  out.reserve(64 * 1024);
+  auto line = [&out](std::string_view key, std::string_view value) {
+    out.append(key).append("=").append(value).append("\n");
+  };
+  out +=
+      "# Written by `kindling admin control-plane configure` (mode 0640, owned by the\n"
+      "# PostgreSQL user): run it again rather than editing this file. PostgreSQL's\n"
+      "# side (wal_level, archive_mode, archive_command, archive_timeout) is in the\n"
+      "# data directory's postgresql.auto.conf. This file is not in any backup: the\n"
+      "# repository passphrase is derived from the cluster master key.\n"
+      "[global]\n";
   if (repo.s3) {
     const S3Repository& s3 = *repo.s3;
     const Endpoint endpoint = *ParseEndpoint(s3.endpoint);
-    out << "repo1-type=s3\n"
-        << "repo1-s3-bucket=" << s3.bucket << "\n"
-        << "repo1-s3-endpoint=" << endpoint.host << "\n"
-        << "repo1-s3-region=" << s3.region << "\n"
-        << "repo1-s3-key=" << s3.key << "\n"
-        << "repo1-s3-key-secret=" << s3.key_secret << "\n"
-        << "repo1-s3-uri-style=" << s3.uri_style << "\n";
-    if (endpoint.port != 0) out << "repo1-storage-port=" << endpoint.port << "\n";
-    if (!s3.verify_tls) out << "repo1-storage-verify-tls=n\n";
-    if (!s3.ca_file.empty()) out << "repo1-storage-ca-file=" << s3.ca_file.string() << "\n";
+    line("repo1-type", "s3");
+    line("repo1-s3-bucket", s3.bucket);
+    line("repo1-s3-endpoint", endpoint.host);
+    line("repo1-s3-region", s3.region);
+    line("repo1-s3-key", s3.key);
+    line("repo1-s3-key-secret", s3.key_secret.Reveal());
+    line("repo1-s3-uri-style", s3.uri_style);
+    if (endpoint.port != 0) line("repo1-storage-port", std::to_string(endpoint.port));
+    if (!s3.verify_tls) line("repo1-storage-verify-tls", "n");
+    if (!s3.ca_file.empty()) line("repo1-storage-ca-file", s3.ca_file.string());
   }
-  out << "repo1-path=" << repo.path.string() << "\n"
-      << "repo1-retention-full=" << repo.retention_full << "\n"
-      << "repo1-cipher-type=aes-256-cbc\n"
-      << "repo1-cipher-pass=" << config.cipher_passphrase << "\n"
-      << "compress-type=zst\n"
-      << "process-max=" << config.process_max << "\n"
-      << "start-fast=y\n"
-      << "archive-async=y\n"
-      << "spool-path=" << config.spool_dir.string() << "\n"
-      << "archive-push-queue-max=" << config.archive_push_queue_max << "\n"
-      << "archive-timeout=" << Seconds(config.archive_timeout) << "\n"
-      << "io-timeout=" << Seconds(config.io_timeout) << "\n"
-      << "db-timeout=" << Seconds(config.db_timeout) << "\n"
-      << "protocol-timeout=" << Seconds(config.db_timeout + std::chrono::seconds(30)) << "\n"
-      << "lock-path=" << config.lock_dir.string() << "\n"
-      << "log-path=" << config.log_dir.string() << "\n"
-      << "log-level-console=warn\n"
-      << "log-level-file=info\n"
-      << "\n"
-      << "[" << config.stanza << "]\n"
-      << "pg1-path=" << config.data_dir.string() << "\n"
-      << "pg1-socket-path=" << config.socket_dir.string() << "\n"
-      << "pg1-port=" << config.port << "\n";
-  return out.str();
+  line("repo1-path", repo.path.string());
+  line("repo1-retention-full", std::to_string(repo.retention_full));
+  line("repo1-cipher-type", "aes-256-cbc");
+  line("repo1-cipher-pass", config.cipher_passphrase.Reveal());
+  line("compress-type", "zst");
+  line("process-max", std::to_string(config.process_max));
+  line("start-fast", "y");
+  line("archive-async", "y");
+  line("spool-path", config.spool_dir.string());
+  line("archive-push-queue-max", config.archive_push_queue_max);
+  line("archive-timeout", Seconds(config.archive_timeout));
+  line("io-timeout", Seconds(config.io_timeout));
+  line("db-timeout", Seconds(config.db_timeout));
+  line("protocol-timeout", Seconds(config.db_timeout + std::chrono::seconds(30)));
+  line("lock-path", config.lock_dir.string());
+  line("log-path", config.log_dir.string());
+  line("log-level-console", "warn");
+  line("log-level-file", "info");
+  out.append("\n[").append(config.stanza).append("]\n");
+  line("pg1-path", config.data_dir.string());
+  line("pg1-socket-path", config.socket_dir.string());
+  line("pg1-port", std::to_string(config.port));
+  return Secret(std::move(out));
 }
 
 Result<ClusterConfig> ParseConfig(std::string_view text, const fs::path& config_file) {
-  // section -> key -> value
-  std::map<std::string, std::map<std::string, std::string>> sections;
+  // section -> key -> value; the values (secrets among them) are wiped on
+  // every way out. Lines are views into `text`: no other copy is made.
+  using Sections = std::map<std::string, std::map<std::string, std::string>>;
+  Sections sections;
+  struct WipeValues {
+    Sections& sections;
+    ~WipeValues() {
+      for (auto& [name, values] : sections)
+        for (auto& [key, value] : values) WipeString(value);
+    }
+  } const wipe{sections};
   std::string section;
-  std::istringstream in{std::string(text)};
-  std::string line;
-  while (std::getline(in, line)) {
-    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+  while (!text.empty()) {
+    const std::size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back())))
+      line.remove_suffix(1);
     if (line.empty() || line[0] == '#') continue;
     if (line.front() == '[' && line.back() == ']') {
-      section = line.substr(1, line.size() - 2);
+      section = std::string(line.substr(1, line.size() - 2));
       sections[section];
       continue;
     }
     const auto eq = line.find('=');
-    if (eq == std::string::npos) continue;
-    sections[section][line.substr(0, eq)] = line.substr(eq + 1);
+    if (eq == std::string_view::npos) continue;
+    sections[section][std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
   }
   ClusterConfig config;
   config.config_file = config_file;
@@ -240,10 +259,10 @@ Result<ClusterConfig> ParseConfig(std::string_view text, const fs::path& config_
     s3.region = get("repo1-s3-region");
     s3.uri_style = get("repo1-s3-uri-style").empty() ? "host" : get("repo1-s3-uri-style");
     s3.key = get("repo1-s3-key");
-    s3.key_secret = get("repo1-s3-key-secret");
+    s3.key_secret = Secret(get("repo1-s3-key-secret"));
     s3.verify_tls = get("repo1-storage-verify-tls") != "n";
     s3.ca_file = get("repo1-storage-ca-file");
-    config.repository.s3 = s3;
+    config.repository.s3 = std::move(s3);
   }
   if (const std::string keep = get("repo1-retention-full"); AllDigits(keep))
     config.repository.retention_full = DigitsValue(keep);

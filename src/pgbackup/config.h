@@ -13,7 +13,11 @@
 // the data directory and is not in any backup: `configure` renders it again
 // from the master key and the repository flags.
 //
-// Everything here is pure: rendering and parsing, no I/O.
+// Everything here is pure: rendering and parsing, no I/O. The repository's
+// secrets (the passphrase, an S3 secret key) are held as SharedSecrets (the
+// configuration is copied to the components that use it), the rendered text
+// as a Secret; ParseConfig leaves no copy of them behind (its
+// caller wipes the text it read).
 #pragma once
 
 #include <chrono>
@@ -25,6 +29,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/secret.h"
 #include "crypto/aead.h"
 
 namespace kindling::pgbackup {
@@ -39,7 +44,7 @@ struct S3Repository {
   std::string endpoint;  // host, host:port or https://host[:port]
   std::string region;
   std::string key;                 // access key id
-  std::string key_secret;          // from the environment or a file, never a flag
+  SharedSecret key_secret;         // from the environment or a file, never a flag
   std::string uri_style = "host";  // host or path
   bool verify_tls = true;
   std::filesystem::path ca_file;  // empty: the system's
@@ -68,7 +73,7 @@ struct ClusterConfig {
   std::filesystem::path log_dir;
   std::filesystem::path lock_dir;
   Repository repository;
-  std::string cipher_passphrase;  // RepositoryPassphrase(master key)
+  SharedSecret cipher_passphrase;  // RepositoryPassphrase(master key)
   int process_max = 2;
   std::string archive_push_queue_max = "4GiB";
   // How long archive-push waits for the async archiver, and check/backup
@@ -84,7 +89,7 @@ struct ClusterConfig {
 // Hex of HKDF(master key, "control-plane backup repository"): the
 // repository's encryption passphrase. Lose the master key and the
 // repository cannot be read.
-std::string RepositoryPassphrase(const crypto::Key& master_key);
+Secret RepositoryPassphrase(const crypto::Key& master_key);
 
 // kInvalidArgument when a path is relative or holds characters that the
 // file format or archive_command's shell cannot carry (only
@@ -92,8 +97,9 @@ std::string RepositoryPassphrase(const crypto::Key& master_key);
 // break, or when the repository is missing.
 [[nodiscard]] Status Validate(const ClusterConfig& config);
 
-// The configuration file's text. REQUIRES: Validate(config) is ok.
-std::string RenderConfig(const ClusterConfig& config);
+// The configuration file's text (a Secret: it holds the passphrase and an S3
+// repository's secret key). REQUIRES: Validate(config) is ok.
+Secret RenderConfig(const ClusterConfig& config);
 
 // The parts of a rendered file the other commands need: pg1-*, the binary's
 // working directories and the repository (with an S3 repository's keys, so

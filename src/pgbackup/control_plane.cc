@@ -213,7 +213,8 @@ Status ControlPlaneBackup::WriteConfiguration() {
   if (ec)
     return IoError("create " + config.config_file.parent_path().string() + ": " + ec.message());
   // 0640 from the start: the file holds the repository passphrase.
-  KINDLING_RETURN_IF_ERROR(WriteFileAtomic(config.config_file, RenderConfig(config), 0640));
+  KINDLING_RETURN_IF_ERROR(
+      WriteFileAtomic(config.config_file, RenderConfig(config).Reveal(), 0640));
   return ChownToServerUser(config.config_file);
 }
 

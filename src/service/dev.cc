@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/files.h"
+#include "common/secret.h"
 #include "common/subprocess.h"
 #include "control/admin_service.h"
 #include "db/auth.h"
@@ -222,9 +223,10 @@ std::unique_ptr<pgbackup::ControlPlaneBackup> ConfigureBackups(const fs::path& s
   std::optional<pgbackup::Repository> repository;
   const fs::path config_file = state / "pgbackrest.conf";
   if (auto text = ReadFile(config_file); text) {
-    if (auto existing = pgbackup::ParseConfig(*text, config_file);
-        existing && !existing->repository.path.empty())
-      repository = existing->repository;
+    auto existing = pgbackup::ParseConfig(*text, config_file);
+    WipeString(*text);  // it holds the repository's secrets
+    if (existing && !existing->repository.path.empty())
+      repository = std::move(existing->repository);
   }
   auto setup = DevBackupSetup(state, master_key, port, repository);
   if (!setup) {

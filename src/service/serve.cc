@@ -113,7 +113,9 @@ Result<ControlPlaneParts> ControlPlaneFromConfig(const ServeOptions& options) {
     return std::unexpected(text.error().WithContext("--pgbackrest-config"));
   }
   ControlPlaneParts parts;
-  KINDLING_ASSIGN_OR_RETURN(parts.setup.config, pgbackup::ParseConfig(*text, path));
+  auto parsed = pgbackup::ParseConfig(*text, path);
+  WipeString(*text);  // it holds the repository's secrets
+  KINDLING_ASSIGN_OR_RETURN(parts.setup.config, std::move(parsed));
   if (::geteuid() == 0) {
     KINDLING_ASSIGN_OR_RETURN(RunAsUser user, LookUpSystemUser(options.pg_user));
     parts.setup.run_as = user;

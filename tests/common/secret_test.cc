@@ -96,5 +96,21 @@ TEST(SecretTest, WipesTheShortValueItMovedFrom) {
   EXPECT_TRUE(AllZero(value.data(), value.capacity()));
 }
 
+TEST(SecretTest, SharedSecretCopiesShareOneBuffer) {
+  const SharedSecret empty;
+  EXPECT_TRUE(empty.empty());
+  EXPECT_EQ(empty.Reveal(), "");
+  EXPECT_TRUE(SharedSecret(Secret()).empty());
+
+  SharedSecret first = Secret::FromView("a long enough secret value, on the heap");
+  const SharedSecret second = first;  // NOLINT(performance-unnecessary-copy-initialization)
+  EXPECT_EQ(second.Reveal(), "a long enough secret value, on the heap");
+  // The same bytes, not a copy of them.
+  EXPECT_EQ(first.Reveal().data(), second.Reveal().data());
+  first = SharedSecret();
+  EXPECT_TRUE(first.empty());
+  EXPECT_EQ(second.Reveal(), "a long enough secret value, on the heap");
+}
+
 }  // namespace
 }  // namespace kindling

@@ -45,7 +45,7 @@ TEST(PgBackupConfigTest, RendersTheLocalRepositoryConfiguration) {
       "repo1-retention-full=2\n"
       "repo1-cipher-type=aes-256-cbc\n"
       "repo1-cipher-pass=" +
-      config.cipher_passphrase +
+      std::string(config.cipher_passphrase.Reveal()) +
       "\n"
       "compress-type=zst\n"
       "process-max=2\n"
@@ -66,7 +66,7 @@ TEST(PgBackupConfigTest, RendersTheLocalRepositoryConfiguration) {
       "pg1-path=/var/tmp/kindling-dev/postgres/data\n"
       "pg1-socket-path=/var/tmp/kindling-dev/postgres\n"
       "pg1-port=5432\n";
-  EXPECT_EQ(RenderConfig(config), expected);
+  EXPECT_EQ(RenderConfig(config).Reveal(), expected);
 }
 
 TEST(PgBackupConfigTest, RendersAnS3Repository) {
@@ -76,12 +76,12 @@ TEST(PgBackupConfigTest, RendersAnS3Repository) {
                                       .endpoint = "https://s3.example.com:9000",
                                       .region = "eu-west-1",
                                       .key = "AKIAEXAMPLE",
-                                      .key_secret = "secret/value+1",
+                                      .key_secret = Secret::FromView("secret/value+1"),
                                       .uri_style = "path",
                                       .verify_tls = true,
                                       .ca_file = "/etc/ssl/certs/internal-ca.pem"};
   ASSERT_TRUE(Validate(config));
-  const std::string text = RenderConfig(config);
+  const std::string text(RenderConfig(config).Reveal());
   EXPECT_THAT(text, HasSubstr("repo1-type=s3\n"
                               "repo1-s3-bucket=kindling-pg\n"
                               "repo1-s3-endpoint=s3.example.com\n"
@@ -99,7 +99,7 @@ TEST(PgBackupConfigTest, RendersAnS3Repository) {
   config.repository.s3->endpoint = "http://s3.example.com";
   EXPECT_FALSE(Validate(config));
   config.repository.s3->endpoint = "s3.example.com";
-  config.repository.s3->key_secret.clear();
+  config.repository.s3->key_secret = Secret();
   EXPECT_FALSE(Validate(config));
 }
 
@@ -117,7 +117,7 @@ TEST(PgBackupConfigTest, ValidationRefusesWhatTheFileOrTheShellCannotCarry) {
   config.repository.path.clear();
   EXPECT_FALSE(Validate(config));
   config = DevLike();
-  config.cipher_passphrase = "short";
+  config.cipher_passphrase = Secret::FromView("short");
   EXPECT_FALSE(Validate(config));
   config = DevLike();
   config.archive_push_queue_max = "1GiB\nrepo1-path=/elsewhere";
@@ -127,7 +127,7 @@ TEST(PgBackupConfigTest, ValidationRefusesWhatTheFileOrTheShellCannotCarry) {
 TEST(PgBackupConfigTest, ParsesWhatItRenders) {
   ClusterConfig config = DevLike();
   config.port = 6543;
-  auto parsed = ParseConfig(RenderConfig(config), config.config_file);
+  auto parsed = ParseConfig(RenderConfig(config).Reveal(), config.config_file);
   ASSERT_TRUE(parsed) << parsed.error().message();
   EXPECT_EQ(parsed->stanza, "kindling");
   EXPECT_EQ(parsed->data_dir, config.data_dir);
@@ -147,23 +147,23 @@ TEST(PgBackupConfigTest, ParsesWhatItRenders) {
                                       .endpoint = "s3.example.com:9000",
                                       .region = "r",
                                       .key = "AKIA1",
-                                      .key_secret = "s3cr3t",
+                                      .key_secret = Secret::FromView("s3cr3t"),
                                       .uri_style = "path",
                                       .verify_tls = false,
                                       .ca_file = "/etc/ca.pem"};
-  auto s3 = ParseConfig(RenderConfig(config), config.config_file);
+  auto s3 = ParseConfig(RenderConfig(config).Reveal(), config.config_file);
   ASSERT_TRUE(s3) << s3.error().message();
   ASSERT_TRUE(s3->repository.s3);
   EXPECT_EQ(s3->repository.path, "/prod");
   EXPECT_EQ(s3->repository.s3->bucket, "b");
   EXPECT_EQ(s3->repository.s3->endpoint, "s3.example.com:9000");
   EXPECT_EQ(s3->repository.s3->key, "AKIA1");
-  EXPECT_EQ(s3->repository.s3->key_secret, "s3cr3t");
+  EXPECT_EQ(s3->repository.s3->key_secret.Reveal(), "s3cr3t");
   EXPECT_EQ(s3->repository.s3->uri_style, "path");
   EXPECT_FALSE(s3->repository.s3->verify_tls);
   EXPECT_EQ(s3->repository.s3->ca_file, "/etc/ca.pem");
   s3->cipher_passphrase = config.cipher_passphrase;
-  EXPECT_EQ(RenderConfig(*s3), RenderConfig(config));
+  EXPECT_EQ(RenderConfig(*s3).Reveal(), RenderConfig(config).Reveal());
 }
 
 TEST(PgBackupConfigTest, ArchiveCommandAndServerSettings) {
@@ -183,10 +183,11 @@ TEST(PgBackupConfigTest, ArchiveCommandAndServerSettings) {
 }
 
 TEST(PgBackupConfigTest, PassphraseIsDerivedFromTheMasterKey) {
-  const std::string a = RepositoryPassphrase(FixedKey(1));
+  const Secret passphrase = RepositoryPassphrase(FixedKey(1));
+  const std::string a(passphrase.Reveal());
   EXPECT_EQ(a.size(), 64u);
-  EXPECT_EQ(a, RepositoryPassphrase(FixedKey(1)));
-  EXPECT_NE(a, RepositoryPassphrase(FixedKey(2)));
+  EXPECT_EQ(a, RepositoryPassphrase(FixedKey(1)).Reveal());
+  EXPECT_NE(a, RepositoryPassphrase(FixedKey(2)).Reveal());
   // Not the master key itself.
   EXPECT_NE(a, std::string(64, '0') + "");
   EXPECT_EQ(a.find("0101010101010101"), std::string::npos);

@@ -56,21 +56,22 @@ class PgBackRestS3Test : public ::testing::Test {
     config.log_dir = dir_ / "log";
     config.lock_dir = dir_ / "lock";
     config.repository.path = "/control-plane";
-    config.repository.s3 = S3Repository{.bucket = server_->options().bucket,
-                                        .endpoint = server_->host_port(),
-                                        .region = "us-east-1",
-                                        .key = server_->options().access_key_id,
-                                        .key_secret = server_->options().secret_access_key,
-                                        .uri_style = "path",
-                                        .ca_file = server_->ca_file()};
-    config.cipher_passphrase = std::string(64, 'a');
+    config.repository.s3 =
+        S3Repository{.bucket = server_->options().bucket,
+                     .endpoint = server_->host_port(),
+                     .region = "us-east-1",
+                     .key = server_->options().access_key_id,
+                     .key_secret = Secret::FromView(server_->options().secret_access_key),
+                     .uri_style = "path",
+                     .ca_file = server_->ca_file()};
+    config.cipher_passphrase = Secret(std::string(64, 'a'));
     return config;
   }
 
   // `pgbackrest repo-ls` with the configuration `config` renders.
   CommandResult RepoLs(const ClusterConfig& config) {
     EXPECT_TRUE(Validate(config));
-    testutil::WriteFile(config.config_file, RenderConfig(config));
+    testutil::WriteFile(config.config_file, std::string(RenderConfig(config).Reveal()));
     ::chmod(config.config_file.c_str(), 0644);
     CommandOptions options;
     options.args = {kDefaultBinary, "--config=" + config.config_file.string(), "repo-ls"};
@@ -98,7 +99,7 @@ TEST_F(PgBackRestS3Test, ListsTheBucketOverHttpsWithTheTestCa) {
 
 TEST_F(PgBackRestS3Test, WrongSecretAndUnknownCaAreRefused) {
   ClusterConfig wrong_secret = Config();
-  wrong_secret.repository.s3->key_secret = "not-the-secret";
+  wrong_secret.repository.s3->key_secret = Secret::FromView("not-the-secret");
   const CommandResult refused = RepoLs(wrong_secret);
   EXPECT_NE(refused.exit_status, 0);
   EXPECT_THAT(refused.output + refused.errors, HasSubstr("403"));

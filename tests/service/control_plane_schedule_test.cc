@@ -244,7 +244,7 @@ TEST_F(ControlPlaneScheduleDrillTest, TakesDueBackupsStoresTheCheckAndRetriesFai
   EXPECT_EQ(report.value("check_every_seconds", 0), 300);
   EXPECT_EQ(report["checked_by"].value("process", ""), "test");
   // The passphrase never leaves the configuration file.
-  EXPECT_EQ(stored->report_json.find(setup_.config.cipher_passphrase), std::string::npos);
+  EXPECT_EQ(stored->report_json.find(setup_.config.cipher_passphrase.Reveal()), std::string::npos);
 
   // A minute later: nothing due, no check yet.
   Advance(minutes(1));
