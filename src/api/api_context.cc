@@ -9,6 +9,7 @@
 #include "common/hex.h"
 #include "common/log_fields.h"
 #include "common/scrub.h"
+#include "common/secret.h"
 
 namespace kindling::api {
 namespace {
@@ -33,10 +34,30 @@ std::string RequestId(httplib::Response& res) {
   return id;
 }
 
-std::string BearerSecret(const httplib::Request& req) {
-  const std::string header = req.get_header_value("Authorization");
+// The Authorization header's value as httplib holds it (no copy: it carries
+// the API key), empty when absent.
+std::string_view AuthorizationHeader(const httplib::Request& req) {
+  const auto it = req.headers.find("Authorization");
+  return it == req.headers.end() ? std::string_view() : std::string_view(it->second);
+}
+
+std::string_view BearerSecret(const httplib::Request& req) {
+  const std::string_view header = AuthorizationHeader(req);
   constexpr std::string_view kBearer = "Bearer ";
-  return header.starts_with(kBearer) ? header.substr(kBearer.size()) : std::string();
+  return header.starts_with(kBearer) ? header.substr(kBearer.size()) : std::string_view();
+}
+
+// Wipes what a request brought that may be secret once it is handled: the
+// body (backup settings carry the S3 secret key, key imports their keys) and
+// the API key in the Authorization header. httplib hands handlers a const
+// view of a request it owns and no longer reads.
+void WipeRequestSecrets(const httplib::Request& req) {
+  auto& request =
+      const_cast<httplib::Request&>(req);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+  WipeString(request.body);
+  for (auto [it, end] = request.headers.equal_range("Authorization"); it != end; ++it) {
+    WipeString(it->second);
+  }
 }
 
 // httplib keeps the query string out of req.path.
@@ -152,7 +173,7 @@ void ApiContext::WriteError(httplib::Response& res, int status, std::string_view
 }
 
 ControlResult<db::Principal> ApiContext::Authenticate(const httplib::Request& req) {
-  const std::string header = req.get_header_value("Authorization");
+  const std::string_view header = AuthorizationHeader(req);
   constexpr std::string_view kBearer = "Bearer ";
   if (header.empty()) {
     return Refuse(401, control::kCodeUnauthorized, "missing Authorization: Bearer <api key>");
@@ -161,7 +182,7 @@ ControlResult<db::Principal> ApiContext::Authenticate(const httplib::Request& re
     return Refuse(401, control::kCodeUnauthorized,
                   "the Authorization header must be \"Bearer <api key>\"");
   }
-  const std::string secret = header.substr(kBearer.size());
+  const std::string_view secret = header.substr(kBearer.size());
   if (auto cached = auth_cache.Find(secret)) return std::move(*cached);
   const std::uint64_t generation = auth_cache.generation();
   auto principal = db.Transact([&](db::Tx& tx) { return db::AuthenticateApiKey(tx, secret); });
@@ -176,6 +197,10 @@ ControlResult<db::Principal> ApiContext::Authenticate(const httplib::Request& re
 httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
   return [this, handler = std::move(handler), authenticate](const httplib::Request& req,
                                                             httplib::Response& res) {
+    struct WipeOnReturn {
+      const httplib::Request& req;
+      ~WipeOnReturn() { WipeRequestSecrets(req); }
+    } wipe{req};
     try {
       Call call{.req = req, .principal = {}, .actor = {}};
       if (authenticate) {

@@ -4,6 +4,10 @@
 // httplib server) and wraps handlers with authentication, error encoding and
 // exception containment.
 //
+// Secrets in requests: once a wrapped handler returns, the request's body
+// and its Authorization header (the API key) are wiped; a route reads a
+// secret field with Body::TakeSecret, which leaves no copy in the parsed body.
+//
 // A route returns ControlResult<Reply>: an error becomes
 // `{"error": "...", "code": "..."}` with its HTTP status; exceptions of
 // httplib and nlohmann-json stop in Wrap (500, never echoing the request).
@@ -36,6 +40,7 @@
 #include "api/api_server.h"
 #include "api/auth_cache.h"
 #include "common/ids.h"
+#include "common/secret.h"
 #include "control/control_error.h"
 #include "control/deployment_service.h"
 #include "control/volume_service.h"
@@ -102,6 +107,13 @@ class Body {
     if (!Has(name) || json_[name].is_null()) return std::nullopt;
     if (!json_[name].is_string()) return Invalid("field \"" + name + "\" must be a string");
     return json_[name].get<std::string>();
+  }
+  // The same, moved out of the parsed body into a Secret, so that no copy of
+  // it stays behind (the raw body is wiped by Wrap once handled).
+  ControlResult<std::optional<Secret>> TakeSecret(const std::string& name) {
+    if (!Has(name) || json_[name].is_null()) return std::nullopt;
+    if (!json_[name].is_string()) return Invalid("field \"" + name + "\" must be a string");
+    return Secret(std::move(json_[name].get_ref<std::string&>()));
   }
   ControlResult<std::optional<int>> Int(const std::string& name) const {
     if (!Has(name) || json_[name].is_null()) return std::nullopt;
@@ -184,7 +196,8 @@ class ApiContext {
   ControlResult<db::Principal> Authenticate(const httplib::Request& req);
 
   // Wraps a route: authentication (unless `authenticate` is false),
-  // exceptions, error and reply encoding.
+  // exceptions, error and reply encoding; wipes the request's body and API
+  // key once the handler returned.
   httplib::Server::Handler Wrap(Handler handler, bool authenticate = true);
 
   using Access = RouteAccess;

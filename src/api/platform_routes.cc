@@ -40,7 +40,7 @@ json BackupSettingsJson(const control::BackupStoreSettings& s) {
               {"storage_url", missing.empty() ? json(s.Url()) : json(nullptr)}};
 }
 
-ControlResult<control::BackupSettingsUpdate> ParseBackupSettings(const Body& body) {
+ControlResult<control::BackupSettingsUpdate> ParseBackupSettings(Body& body) {
   control::BackupSettingsUpdate update;
   const std::pair<const char*, std::optional<std::string> control::BackupSettingsUpdate::*>
       fields[] = {{"s3_bucket", &control::BackupSettingsUpdate::s3_bucket},
@@ -57,12 +57,11 @@ ControlResult<control::BackupSettingsUpdate> ParseBackupSettings(const Body& bod
     }
     API_ASSIGN_OR_RETURN(update.*member, body.String(name));
   }
-  // The same for the secret, whose copy moves into a Secret.
+  // The same for the secret, which moves out of the body into a Secret.
   if (body.IsNull("s3_secret_access_key")) {
     update.s3_secret_access_key = Secret();
   } else {
-    API_ASSIGN_OR_RETURN(std::optional<std::string> secret, body.String("s3_secret_access_key"));
-    if (secret) update.s3_secret_access_key = Secret(std::move(*secret));
+    API_ASSIGN_OR_RETURN(update.s3_secret_access_key, body.TakeSecret("s3_secret_access_key"));
   }
   return update;
 }
@@ -522,7 +521,7 @@ void AddAccountRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto created,
                          control::CreateApiKey(api.db, call.actor, call.principal.user.id, *name));
     json out = ApiKeyJson(created.key);
-    out["secret"] = created.secret;  // shown once
+    out["secret"] = created.secret.Reveal();  // shown once
     return Reply{201, out};
   });
   api.Route("GET", "/api/api-keys", [&api](Call& call) -> ControlResult<Reply> {

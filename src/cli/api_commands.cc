@@ -32,6 +32,7 @@
 #include "client/operation_follow.h"
 #include "common/files.h"
 #include "common/ids.h"
+#include "common/secret.h"
 #include "db/cluster_status.h"
 #include "db/database.h"
 #include "service/serve.h"
@@ -522,19 +523,22 @@ Result<json> StoreChanges(const StoreFlags& flags) {
   }
   if (bucket) changes["local_directory"] = nullptr;
   if (!flags.secret_file.empty()) {
-    auto text = ReadFile(flags.secret_file);
-    if (!text) {
+    auto read = ReadFile(flags.secret_file);
+    if (!read) {
       return std::unexpected(Error(ErrorKind::kInvalidArgument,
-                                   "--s3-secret-access-key-file: " + text.error().message()));
+                                   "--s3-secret-access-key-file: " + read.error().message()));
     }
-    while (!text->empty() && (text->back() == '\n' || text->back() == '\r' || text->back() == ' ' ||
-                              text->back() == '\t')) {
-      text->pop_back();
+    const Secret text(std::move(*read));
+    std::string_view secret = text.Reveal();
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r' ||
+                               secret.back() == ' ' || secret.back() == '\t')) {
+      secret.remove_suffix(1);
     }
-    if (text->empty()) {
+    if (secret.empty()) {
       return InvalidArgument("--s3-secret-access-key-file " + flags.secret_file + " is empty");
     }
-    changes["s3_secret_access_key"] = std::move(*text);
+    // The one copy outside `text`, wiped by WipeSecretChangeOnExit.
+    changes["s3_secret_access_key"] = std::string(secret);
   } else if (const char* env = std::getenv(kSecretEnv);
              sets_s3 && env != nullptr && *env != '\0' &&
              std::ranges::find(flags.clear, "s3-secret-access-key") == flags.clear.end()) {
@@ -553,9 +557,26 @@ Result<json> StoreChanges(const StoreFlags& flags) {
   return changes;
 }
 
+// Wipes the S3 secret in settings changes (StoreChanges) when the command
+// that sends them returns.
+class WipeSecretChangeOnExit {
+ public:
+  explicit WipeSecretChangeOnExit(json& changes) : changes_(changes) {}
+  ~WipeSecretChangeOnExit() {
+    const auto it = changes_.find("s3_secret_access_key");
+    if (it != changes_.end() && it->is_string()) WipeString(it->get_ref<std::string&>());
+  }
+  WipeSecretChangeOnExit(const WipeSecretChangeOnExit&) = delete;
+  WipeSecretChangeOnExit& operator=(const WipeSecretChangeOnExit&) = delete;
+
+ private:
+  json& changes_;
+};
+
 int RunSettingsSet(const ApiFlags& flags) {
   auto changes = StoreChanges(flags.store_set);
   if (!changes) return ReportError(changes.error());
+  const WipeSecretChangeOnExit wipe(*changes);
   if (changes->empty()) {
     return ReportError(InvalidArgument("nothing to change: give --local-directory, --s3-* flags, "
                                        "--s3-secret-access-key-file or --clear (see --help)")
@@ -578,6 +599,7 @@ int RunSettingsSet(const ApiFlags& flags) {
 int RunSettingsTest(const ApiFlags& flags) {
   auto overrides = StoreChanges(flags.store_test);
   if (!overrides) return ReportError(overrides.error());
+  const WipeSecretChangeOnExit wipe(*overrides);
   auto client = Connect(flags.connection);
   if (!client) return ReportError(client.error());
   auto probe = (*client)->TestBackupSettings(*overrides);

@@ -247,10 +247,13 @@ int RunBootstrap(const BootstrapFlags& flags) {
   });
   if (!made) return ReportError(made.error());
   if (flags.json) {
-    std::printf("{\"user_id\":\"%s\",\"organization_id\":\"%s\",\"api_key\":\"%s\"}\n",
-                made->user.id.c_str(), made->organization.id.c_str(), made->api_key.secret.c_str());
+    const std::string_view key = made->api_key.secret.Reveal();
+    std::printf("{\"user_id\":\"%s\",\"organization_id\":\"%s\",\"api_key\":\"%.*s\"}\n",
+                made->user.id.c_str(), made->organization.id.c_str(), static_cast<int>(key.size()),
+                key.data());
   } else {
-    std::printf("KINDLING_API_KEY=%s\n", made->api_key.secret.c_str());
+    const std::string_view key = made->api_key.secret.Reveal();
+    std::printf("KINDLING_API_KEY=%.*s\n", static_cast<int>(key.size()), key.data());
   }
   return kExitOk;
 }

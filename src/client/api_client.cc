@@ -116,6 +116,7 @@ Result<json> ApiClient::Call(std::string_view method, std::string_view path, con
   }
   auto response = http_->Send(request, what);
   WipeString(request.headers.front());  // the key's copy in the header
+  WipeString(payload);                  // it may carry a secret (backup settings)
   if (!response) {
     std::string message =
         "cannot reach the API at " + base_url_ + " (" + response.error().message() + ")";

@@ -37,7 +37,7 @@ ApiKey KeyFromRow(const pqxx::row& r) {
                 Time(r[4]), OptTime(r[5]), OptTime(r[6])};
 }
 
-pqxx::binarystring SecretHash(const std::string& secret) {
+pqxx::binarystring SecretHash(std::string_view secret) {
   const crypto::Digest digest = crypto::Sha256Of(secret);
   return pqxx::binarystring(digest.data(), digest.size());
 }
@@ -62,13 +62,15 @@ Result<CreatedApiKey> InsertApiKey(pqxx::transaction_base& w, const std::string&
   std::string random(kSecretBytes, '\0');
   crypto::RandomBytes(random.data(), random.size());
   CreatedApiKey created;
-  created.secret = kApiKeyPrefix + HexEncode(random);
+  created.secret = Secret(kApiKeyPrefix + HexEncode(random));
+  WipeString(random);
   const pqxx::row row = internal::Exec1(
       w,
       std::string("INSERT INTO api_keys (user_id, name, key_prefix, key_hash) "
                   "VALUES ($1::uuid, $2, $3, $4) RETURNING ") +
           kKeyColumns,
-      user_id, name, created.secret.substr(0, kDisplayPrefixLength), SecretHash(created.secret));
+      user_id, name, std::string(created.secret.Reveal().substr(0, kDisplayPrefixLength)),
+      SecretHash(created.secret.Reveal()));
   created.key = KeyFromRow(row);
   return created;
 }
@@ -221,7 +223,7 @@ Result<bool> RevokeApiKey(Tx& tx, const std::string& key_id) {
   });
 }
 
-Result<std::optional<Principal>> AuthenticateApiKey(Tx& tx, const std::string& secret) {
+Result<std::optional<Principal>> AuthenticateApiKey(Tx& tx, std::string_view secret) {
   if (!secret.starts_with(kApiKeyPrefix) || secret.size() > 256) return std::optional<Principal>();
   return internal::Run(
       tx, "authenticate", [&](pqxx::transaction_base& w) -> Result<std::optional<Principal>> {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/secret.h"
 #include "db/database.h"
 #include "db/types.h"
 
@@ -54,7 +55,7 @@ struct ApiKey {
 
 struct CreatedApiKey {
   ApiKey key{};
-  std::string secret{};  // shown to the user once; not stored
+  Secret secret{};  // shown to the user once; not stored
 };
 
 // Who is calling: the key's user, the key, and the user's memberships.
@@ -104,8 +105,7 @@ struct NewUser {
 // The principal for a presented secret; nullopt for unknown, malformed or
 // revoked keys (callers answer 401 without saying which). Touches
 // last_used_at at most once a minute per key.
-[[nodiscard]] Result<std::optional<Principal>> AuthenticateApiKey(Tx& tx,
-                                                                  const std::string& secret);
+[[nodiscard]] Result<std::optional<Principal>> AuthenticateApiKey(Tx& tx, std::string_view secret);
 
 struct Bootstrap {
   User user{};

@@ -118,7 +118,7 @@ Result<std::string> EnsureAdminKey(db::Database& database, const fs::path& key_f
         auto made = db::BootstrapPlatformAdmin(tx, email, "Dev admin", "default");
         if (made) {
           *admin_user_id = made->user.id;
-          return made->api_key;
+          return std::move(made->api_key);
         }
         if (made.error().kind() != ErrorKind::kAlreadyExists) return std::unexpected(made.error());
         KINDLING_ASSIGN_OR_RETURN(std::optional<db::User> user, db::FindUserByEmail(tx, email));
@@ -128,8 +128,13 @@ Result<std::string> EnsureAdminKey(db::Database& database, const fs::path& key_f
         *admin_user_id = user->id;
         return db::CreateApiKey(tx, user->id, "kindling dev");
       }));
-  KINDLING_RETURN_IF_ERROR(WriteFileAtomic(key_file, created.secret + "\n", 0600));
-  return created.secret;
+  // (kindling dev hands the key on as text: its clients and the shell
+  // assignments it prints need it.)
+  std::string text = std::string(created.secret.Reveal()) + "\n";
+  const Status written = WriteFileAtomic(key_file, text, 0600);
+  WipeString(text);
+  KINDLING_RETURN_IF_ERROR(written);
+  return std::string(created.secret.Reveal());
 }
 
 // A local-directory backup store under the state dir, unless the operator

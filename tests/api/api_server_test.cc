@@ -413,7 +413,7 @@ TEST_F(ApiServerTest, BackupsOutliveTheirVolumeAndRestoreIntoTheNextOne) {
         KINDLING_ASSIGN_OR_RETURN(auto user, db::CreateUser(tx, db::NewUser{.email = "o@x.com"}));
         KINDLING_RETURN_IF_ERROR(db::SetMembership(tx, org.id, user.id, db::OrgRole::kOwner));
         KINDLING_ASSIGN_OR_RETURN(auto key, db::CreateApiKey(tx, user.id, "k"));
-        return key.secret;
+        return std::string(key.secret.Reveal());
       }).value_or("");
   ExpectRefused("GET", "/api/projects/" + project + "/backups", outsider, "", 404, "not_found");
 

@@ -35,7 +35,7 @@ class ApiServerTest : public db::DbTest {
       return db::BootstrapPlatformAdmin(tx, "admin@example.com", "Admin", "acme");
     });
     ASSERT_TRUE(boot);
-    admin_key_ = boot->api_key.secret;
+    admin_key_ = std::string(boot->api_key.secret.Reveal());
     org_ = boot->organization.id;
     member_key_ = MakeUserKey("member@example.com", db::OrgRole::kMember);
     org_admin_key_ = MakeUserKey("orgadmin@example.com", db::OrgRole::kAdmin);
@@ -55,7 +55,7 @@ class ApiServerTest : public db::DbTest {
       KINDLING_RETURN_IF_ERROR(db::SetMembership(tx, org_, user.id, role));
       return db::CreateApiKey(tx, user.id, "test");
     });
-    return key ? key->secret : "";
+    return key ? std::string(key->secret.Reveal()) : "";
   }
 
   Response Send(const std::string& method, const std::string& path, const std::string& key,

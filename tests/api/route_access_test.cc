@@ -114,7 +114,7 @@ TEST_F(RouteAccessTest, AnotherOrganisationGets404OrNothingOnEveryRoute) {
                                   db::CreateUser(tx, db::NewUser{.email = "b@example.com"}));
         KINDLING_RETURN_IF_ERROR(db::SetMembership(tx, org.id, user.id, db::OrgRole::kOwner));
         KINDLING_ASSIGN_OR_RETURN(auto key, db::CreateApiKey(tx, user.id, "b"));
-        return key.secret;
+        return std::string(key.secret.Reveal());
       }).value_or("");
   ASSERT_FALSE(outsider.empty());
 

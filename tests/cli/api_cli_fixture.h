@@ -59,7 +59,7 @@ class ApiCliTest : public db::DbTest {
       return db::BootstrapPlatformAdmin(tx, "ops@example.com", "Ops", "acme");
     });
     ASSERT_TRUE(boot);
-    key_ = boot->api_key.secret;
+    key_ = std::string(boot->api_key.secret.Reveal());
     org_ = boot->organization.id;
     server_ = std::make_unique<api::ApiServer>(db(), master_key_);
     ASSERT_TRUE(server_->Start());

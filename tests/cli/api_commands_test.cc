@@ -205,12 +205,12 @@ TEST_F(ApiCommandsTest, WrongKeyUnreachableApiAndUsageErrors) {
     return db::CreateApiKey(tx, user.id, "dev");
   });
   ASSERT_TRUE(member);
-  const Env as_member = {{"KINDLING_API_KEY", member->secret}};
+  const Env as_member = {{"KINDLING_API_KEY", std::string(member->secret.Reveal())}};
   json visible = Ok({"project", "list"}, as_member);
   EXPECT_TRUE(HasId(visible, project_id));
   RunResult forbidden = Fails({"settings", "backup", "show"}, 1, "(forbidden)", as_member);
-  EXPECT_EQ(forbidden.err.find(member->secret), std::string::npos);
-  EXPECT_EQ(transcript_.find(member->secret), std::string::npos);
+  EXPECT_EQ(forbidden.err.find(std::string(member->secret.Reveal())), std::string::npos);
+  EXPECT_EQ(transcript_.find(std::string(member->secret.Reveal())), std::string::npos);
 }
 
 TEST_F(ApiCommandsTest, BusyVolumeAndInterruptedFollow) {

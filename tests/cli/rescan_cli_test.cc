@@ -151,7 +151,7 @@ TEST_F(RescanCliTest, OnlyPlatformAdminsRescan) {
     return db::CreateApiKey(tx, user.id, "dev");
   });
   ASSERT_TRUE(member);
-  const Env as_org_admin = {{"KINDLING_API_KEY", member->secret}};
+  const Env as_org_admin = {{"KINDLING_API_KEY", std::string(member->secret.Reveal())}};
   Fails({"admin", "backups", "rescan"}, 1, "(forbidden)", as_org_admin);
   Fails({"admin", "backups", "orphans"}, 1, "(forbidden)", as_org_admin);
   Fails({"admin", "backups", "assign", NewUuidV7(), "--project", NewUuidV4()}, 1, "(forbidden)",

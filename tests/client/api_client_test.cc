@@ -349,7 +349,7 @@ class ApiClientServerTest : public db::DbTest {
       return db::BootstrapPlatformAdmin(tx, "admin@example.com", "Admin", "acme");
     });
     ASSERT_TRUE(boot);
-    admin_key_ = boot->api_key.secret;
+    admin_key_ = std::string(boot->api_key.secret.Reveal());
     server_ = std::make_unique<api::ApiServer>(db(), master_key_);
     ASSERT_TRUE(server_->Start());
     url_ = "http://127.0.0.1:" + std::to_string(server_->port());

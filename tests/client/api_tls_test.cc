@@ -29,7 +29,7 @@ class ApiTlsTest : public db::DbTest {
       return db::BootstrapPlatformAdmin(tx, "admin@example.com", "Admin", "acme");
     });
     ASSERT_TRUE(boot);
-    admin_key_ = boot->api_key.secret;
+    admin_key_ = std::string(boot->api_key.secret.Reveal());
     tls_ = testutil::MakeLocalhostCertificate(dir_.path() / "tls", "kindling API test CA");
     api::ApiServerOptions options;
     options.tls_cert_file = tls_.cert.string();

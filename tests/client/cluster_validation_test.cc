@@ -27,7 +27,7 @@ class ClusterValidationTest : public db::DbTest {
       return db::BootstrapPlatformAdmin(tx, "ops@example.com", "Ops", "acme");
     });
     ASSERT_TRUE(boot);
-    admin_key_ = boot->api_key.secret;
+    admin_key_ = std::string(boot->api_key.secret.Reveal());
     server_ = std::make_unique<api::ApiServer>(db(), crypto::RandomKey());
     ASSERT_TRUE(server_->Start());
   }
@@ -132,7 +132,7 @@ TEST_F(ClusterValidationTest, AKeyThatIsNotAPlatformAdminsFailsTheFirstStep) {
       Must([&](db::Tx& tx) -> Result<std::string> {
         KINDLING_ASSIGN_OR_RETURN(auto user, db::CreateUser(tx, db::NewUser{.email = "m@x.com"}));
         KINDLING_ASSIGN_OR_RETURN(auto key, db::CreateApiKey(tx, user.id, "k"));
-        return key.secret;
+        return std::string(key.secret.Reveal());
       }).value_or("");
   auto client = Client(member_key);
   const ValidationReport report = ValidateCluster(*client, ValidationInputs{});

@@ -43,17 +43,18 @@ TEST_F(AuthTest, ApiKeySecretIsShownOnceAndStoredHashed) {
   const User user = MakeUser("a@example.com");
   ASSERT_OK_AND_ASSIGN(CreatedApiKey created,
                        db().Transact([&](Tx& tx) { return CreateApiKey(tx, user.id, "laptop"); }));
-  EXPECT_TRUE(created.secret.starts_with("kdl_"));
-  EXPECT_EQ(created.secret.size(), 4u + 64u);
-  EXPECT_EQ(created.key.key_prefix, created.secret.substr(0, 12));
+  EXPECT_TRUE(std::string(created.secret.Reveal()).starts_with("kdl_"));
+  EXPECT_EQ(std::string(created.secret.Reveal()).size(), 4u + 64u);
+  EXPECT_EQ(created.key.key_prefix, std::string(created.secret.Reveal()).substr(0, 12));
   EXPECT_EQ(created.key.name, "laptop");
 
   const pqxx::result raw = Sql("SELECT key_hash, key_prefix FROM api_keys");
   ASSERT_EQ(raw.size(), 1u);
   const std::string hash = pqxx::binarystring(raw[0][0]).str();
-  EXPECT_EQ(hash, std::string(crypto::DigestBytes(crypto::Sha256Of(created.secret))));
+  EXPECT_EQ(hash, std::string(
+                      crypto::DigestBytes(crypto::Sha256Of(std::string(created.secret.Reveal())))));
   const std::string dump = Sql("SELECT api_keys::text FROM api_keys")[0][0].as<std::string>();
-  EXPECT_EQ(dump.find(created.secret.substr(4)), std::string::npos);
+  EXPECT_EQ(dump.find(std::string(created.secret.Reveal()).substr(4)), std::string::npos);
 }
 
 TEST_F(AuthTest, AuthenticateReturnsUserAndMemberships) {
@@ -67,7 +68,7 @@ TEST_F(AuthTest, AuthenticateReturnsUserAndMemberships) {
   ASSERT_OK_AND_ASSIGN(CreatedApiKey created,
                        db().Transact([&](Tx& tx) { return CreateApiKey(tx, user.id, "k"); }));
 
-  const std::optional<Principal> principal = Authenticate(created.secret);
+  const std::optional<Principal> principal = Authenticate(std::string(created.secret.Reveal()));
   ASSERT_TRUE(principal);
   EXPECT_EQ(principal->user.id, user.id);
   EXPECT_EQ(principal->api_key.id, created.key.id);
@@ -80,7 +81,7 @@ TEST_F(AuthTest, AuthenticateReturnsUserAndMemberships) {
   // The role can change; last use is recorded.
   ASSERT_OK(
       db().Transact([&](Tx& tx) { return SetMembership(tx, beta, user.id, OrgRole::kOwner); }));
-  EXPECT_EQ(Authenticate(created.secret)->RoleIn(beta), OrgRole::kOwner);
+  EXPECT_EQ(Authenticate(std::string(created.secret.Reveal()))->RoleIn(beta), OrgRole::kOwner);
   ASSERT_OK_AND_ASSIGN(ApiKey key,
                        db().Transact([&](Tx& tx) { return GetApiKey(tx, created.key.id); }));
   EXPECT_TRUE(key.last_used_at.has_value());
@@ -91,15 +92,15 @@ TEST_F(AuthTest, WrongMalformedAndRevokedKeysAreRejected) {
   ASSERT_OK_AND_ASSIGN(CreatedApiKey created,
                        db().Transact([&](Tx& tx) { return CreateApiKey(tx, user.id, "k"); }));
   EXPECT_FALSE(Authenticate("kdl_" + std::string(64, '0')));
-  EXPECT_FALSE(Authenticate("Bearer " + created.secret));
+  EXPECT_FALSE(Authenticate("Bearer " + std::string(created.secret.Reveal())));
   EXPECT_FALSE(Authenticate(""));
-  EXPECT_FALSE(Authenticate(created.secret + "x"));
-  ASSERT_TRUE(Authenticate(created.secret));
+  EXPECT_FALSE(Authenticate(std::string(created.secret.Reveal()) + "x"));
+  ASSERT_TRUE(Authenticate(std::string(created.secret.Reveal())));
 
   ASSERT_OK_AND_ASSIGN(bool revoked,
                        db().Transact([&](Tx& tx) { return RevokeApiKey(tx, created.key.id); }));
   EXPECT_TRUE(revoked);
-  EXPECT_FALSE(Authenticate(created.secret));
+  EXPECT_FALSE(Authenticate(std::string(created.secret.Reveal())));
   ASSERT_OK_AND_ASSIGN(bool again,
                        db().Transact([&](Tx& tx) { return RevokeApiKey(tx, created.key.id); }));
   EXPECT_FALSE(again);
@@ -118,7 +119,8 @@ TEST_F(AuthTest, BootstrapCreatesTheFirstPlatformAdminOnce) {
   }));
   EXPECT_TRUE(first.user.is_platform_admin);
   EXPECT_EQ(first.organization.name, "default");
-  const std::optional<Principal> principal = Authenticate(first.api_key.secret);
+  const std::optional<Principal> principal =
+      Authenticate(std::string(first.api_key.secret.Reveal()));
   ASSERT_TRUE(principal);
   EXPECT_TRUE(principal->user.is_platform_admin);
   EXPECT_EQ(principal->RoleIn(first.organization.id), OrgRole::kOwner);
