@@ -31,6 +31,8 @@
 #             bench/run.sh --tools vm --size-gib 0.25 --data-gib 0.1
 #             api: the API load benchmark alone (bench/api_load.sh, wrk against
 #             a private kindling dev; its table goes to DIR/api_load.md)
+#             gc: garbage collection alone, over a synthetic store of a million
+#             live chunk ids (build/bench/gc_bench: time, peak RSS; DIR/gc.md)
 # --vm-runs   boots in the microVM section (default 3)
 # --s3        also back up and restore with kindling against the S3 test server
 #             (tests/s3/server.js, needs node and tests/s3/node_modules)
@@ -83,6 +85,15 @@ if [[ "$tools" == api ]]; then
   exec "$here/api_load.sh" --kindling "$kindling" --out "$out_dir/api_load.md"
 fi
 has_tool api && die "--tools api runs alone (bench/api_load.sh); leave it out of the list"
+# So does garbage collection over a synthetic store of a million chunk ids.
+if [[ "$tools" == gc ]]; then
+  gc_bench="$(dirname "$(dirname "$(dirname "$kindling")")")/bench/gc_bench"
+  [[ -x "$gc_bench" ]] || die "$gc_bench is not built (cmake --build build --target gc_bench)"
+  mkdir -p "$out_dir"
+  "$gc_bench" | tee "$out_dir/gc.md"
+  exit "${PIPESTATUS[0]}"
+fi
+has_tool gc && die "--tools gc runs alone (build/bench/gc_bench); leave it out of the list"
 
 # ---------------------------------------------------------------------------
 # Preconditions

@@ -13,6 +13,7 @@
 #include "cli/cancel.h"
 #include "cli/commands.h"
 #include "cli/control_plane_commands.h"
+#include "cli/duration_flags.h"
 #include "cli/exit_codes.h"
 #include "cli/flags.h"
 #include "cli/master_key_commands.h"
@@ -30,6 +31,7 @@ constexpr char kExitCodesFooter[] =
 struct AllFlags {
   CommonFlags common;
   StoreInitFlags store_init;
+  StoreGcFlags store_gc;
   BackupCreateFlags create;
   BackupListFlags list;
   BackupRestoreFlags restore;
@@ -115,6 +117,33 @@ int RunOrThrow(int argc, char** argv) {
       ->type_name("BYTES");
   AddCommonFlags(*init, flags.common);
   init->callback([&] { action = [&] { return RunStoreInit(flags.store_init, flags.common); }; });
+
+  CLI::App* gc = Leaf(*store, "gc",
+                      "Delete the chunks no backup references (and their damage records); safe "
+                      "while backups run, which it waits for before it deletes anything");
+  AddStoreFlags(*gc, flags.store_gc.store);
+  gc->add_option("--grace", flags.store_gc.grace_seconds,
+                 "Keep unreferenced chunks written less than this long ago, e.g. 1h, 2d "
+                 "(default 0: none kept)")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
+  gc->add_flag("--dry-run", flags.store_gc.dry_run,
+               "Report what would be deleted; delete nothing and take no lock");
+  gc->add_option("--max-wait", flags.store_gc.max_wait_seconds,
+                 "How long to wait for running backups to finish before giving up, deleting "
+                 "nothing more (default 6h; 0: no limit)")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
+  gc->add_option("--marker-stale-after", flags.store_gc.marker_stale_after_seconds,
+                 "A backup's marker or a collection's lock left unchanged this long belongs to a "
+                 "process that died: it is removed or taken over (default 10m; at least 1s)")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
+  AddCommonFlags(*gc, flags.common);
+  gc->callback([&] { action = [&] { return RunStoreGc(flags.store_gc, flags.common); }; });
 
   CLI::App* backup = app.add_subcommand("backup", "Create, list, restore and verify backups");
   backup->require_subcommand(1);

@@ -14,6 +14,7 @@
 namespace kindling::cli {
 
 int RunStoreInit(const StoreInitFlags& flags, const CommonFlags& common);
+int RunStoreGc(const StoreGcFlags& flags, const CommonFlags& common);
 int RunBackupCreate(const BackupCreateFlags& flags, const CommonFlags& common);
 int RunBackupList(const BackupListFlags& flags, const CommonFlags& common);
 int RunBackupRestore(const BackupRestoreFlags& flags, const CommonFlags& common);

@@ -35,6 +35,15 @@ struct StoreInitFlags {
   std::string chunk_size;  // empty: the engine's default
 };
 
+// Durations are whole seconds (CLI11 parses them with DurationUnits).
+struct StoreGcFlags {
+  StoreFlags store;
+  std::int64_t grace_seconds = 0;
+  bool dry_run = false;
+  std::int64_t max_wait_seconds = 6 * 3600;           // 0: no limit
+  std::int64_t marker_stale_after_seconds = 10 * 60;  // at least 1
+};
+
 struct BackupCreateFlags {
   StoreFlags store;
   std::string volume_id;

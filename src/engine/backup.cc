@@ -18,6 +18,7 @@
 #include "common/ids.h"
 #include "engine/chunk_id_hash.h"
 #include "engine/damage.h"
+#include "engine/gc.h"
 #include "engine/image_file.h"
 #include "engine/pipeline.h"
 #include "repo/chunk_codec.h"
@@ -125,20 +126,25 @@ class Heals {
   ChunkIdSet ids_;
 };
 
-// Earlier manifests of the volume seed the known set, except for the chunks
-// recorded damaged. A manifest that cannot be read is skipped: it only costs a
-// HEAD per chunk, and must not fail this backup.
+// The volume's newest manifest (by key: backup ids are time-ordered UUIDs)
+// that can be read seeds the known set, except for the chunks recorded
+// damaged. Older manifests add little (what changed since is uploaded or
+// found by a HEAD) and would cost a read each. A manifest that cannot be read
+// is passed over: it only costs a HEAD per chunk, and must not fail this
+// backup. Its chunks exist for as long as this backup holds its writer
+// marker (engine/gc.h): no sweep runs meanwhile.
 void LoadPreviousChunks(const Repository& repository, std::string_view volume_id,
                         const ChunkIdSet& damaged, KnownChunks& known) {
   auto objects = repository.store().List(repo::VolumeBackupsPrefix(volume_id));
   if (!objects) return;
-  for (const auto& object : *objects) {
-    auto name = repo::ParseManifestKey(object.key);
+  for (auto it = objects->rbegin(); it != objects->rend(); ++it) {
+    auto name = repo::ParseManifestKey(it->key);
     if (!name) continue;
     auto manifest = repository.LoadManifest(name->volume_id, name->backup_id);
     if (!manifest) continue;
     for (const ChunkRef& c : manifest->chunks)
       if (!c.is_hole && !damaged.contains(c.id)) known.Add(c.id, c.stored_size);
+    return;
   }
 }
 
@@ -206,6 +212,10 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   m.chunks.resize(chunk_count);
 
   if (o.healed != nullptr) o.healed->clear();
+  // Held from before this backup learns which chunks exist until its
+  // manifest is written: no garbage collection sweeps meanwhile.
+  KINDLING_ASSIGN_OR_RETURN(const std::unique_ptr<WriterMarker> marker,
+                            WriterMarker::Acquire(repository, m.backup_id, o.gc_timing, o.cancel));
   // A chunk recorded damaged is trusted neither from earlier manifests nor
   // from a HEAD: it is stored again, which repairs every backup that
   // references it. Without the records the backup cannot know what not to
@@ -423,9 +433,11 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
                chunk_count, chunk_count,  m.stats.bytes_uploaded};
     o.progress(p);
   }
-  // The commit point: everything the manifest names is stored.
+  // The commit point: everything the manifest names is stored (and, the
+  // marker still held, no sweep deleted what it reuses).
   KINDLING_ASSIGN_OR_RETURN(const std::string manifest_object,
                             repo::EncodeManifest(repository.keys(), m));
+  KINDLING_RETURN_IF_ERROR(marker->CheckHeld());
   KINDLING_RETURN_IF_ERROR(store.Put(manifest_key, manifest_object));
   if (o.healed != nullptr) *o.healed = heals.Sorted();
   return m;

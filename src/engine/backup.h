@@ -3,13 +3,13 @@
 // Reads the image in fixed-size chunks; holes (SEEK_DATA) and all-zero chunks
 // are recorded as holes and never hashed, compressed or stored. Data chunks are
 // identified by keyed hash, compressed, encrypted and uploaded unless the store
-// already has them: chunks named by the volume's earlier manifests are known
-// to exist; any other chunk is checked with one HEAD before upload (no listing
+// already has them: chunks named by the volume's newest manifest are known to
+// exist; any other chunk is checked with one HEAD before upload (no listing
 // of the bucket). Work runs on `threads` workers. Memory: about
 // 3 * threads * chunk_size of buffers (a chunk, its compressed form, its
 // object), plus bookkeeping that grows with the number of chunks: some 100
 // bytes per chunk of the image (the manifest's table, the chunk digests) and
-// per distinct chunk the volume's earlier backups reference (the ids known
+// per distinct chunk the volume's newest backup references (the ids known
 // to be stored): about 0.5 GiB for 16 TiB at 4 MiB chunks. The image's chunk
 // count is checked against what a manifest holds before any work
 // (BackupOptions::max_chunks).
@@ -24,6 +24,12 @@
 // never commits a reference to a chunk recorded damaged when it commits (but
 // for a record written between that last listing and the manifest's Put).
 //
+// Garbage collection: the backup holds a writer marker (engine/gc.h) from
+// before it reads the damage records and the newest manifest until its
+// manifest is written, so no sweep deletes a chunk it reuses; it waits while
+// a sweep runs, and does not commit when a collection took it for dead
+// (kFailedPrecondition).
+//
 // Crash safety: the manifest is written after every chunk it names is stored.
 // A crash or cancellation before that leaves only chunks (reused by the next
 // backup), never a manifest.
@@ -33,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/gc.h"
 #include "engine/progress.h"
 #include "engine/repository.h"
 
@@ -53,6 +60,8 @@ struct BackupOptions {
   // When not null, receives on success the chunks that were recorded damaged
   // and that this backup stored again (distinct, sorted); cleared at the start.
   std::vector<repo::ChunkId>* healed = nullptr;
+  // The writer marker's timing (engine/gc.h); tests shorten it.
+  GcTiming gc_timing;
 };
 
 // Returns the committed manifest. kInvalidArgument for bad options (an image

@@ -61,8 +61,8 @@ class Repository {
   // Finds a backup by id alone (any volume). kNotFound when none.
   [[nodiscard]] Result<repo::Manifest> FindBackup(std::string_view backup_id) const;
 
-  // Deletes a backup's manifest (its chunks stay for other backups; gc is
-  // separate). Idempotent.
+  // Deletes a backup's manifest (its chunks stay until a garbage collection,
+  // engine/gc.h, finds no other manifest referencing them). Idempotent.
   [[nodiscard]] Status DeleteBackup(std::string_view volume_id, std::string_view backup_id) const;
 
  private:

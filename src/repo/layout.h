@@ -12,9 +12,10 @@
 // objects that decode to the same plaintext (not the same bytes: the nonce is
 // random and the compression level may differ), and whichever Put lands last
 // is as good as the other. A backup writes its manifest only after every chunk it references is
-// stored, so a reader that finds a manifest finds its chunks. Deleting chunks
-// (garbage collection) must not run concurrently with a backup that may rely on
-// them; until a gc with a grace period exists, chunks are never deleted.
+// stored, so a reader that finds a manifest finds its chunks. Garbage
+// collection deletes chunks no manifest references; writer markers and a sweep
+// marker keep it from deleting a chunk a running backup relies on
+// (engine/gc.h, docs/store-format.md).
 //
 // Damage records (engine/damage.h) are written by restore and verify when a
 // chunk object is missing or corrupt, after fetching it once more, and deleted

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 
 #include "common/files.h"
 
@@ -101,7 +102,14 @@ Result<std::vector<ObjectInfo>> LocalStore::List(std::string_view prefix) {
     if (!name.empty() && name.front() == '.') continue;  // temp files in flight
     std::string key = fs::relative(it->path(), root_, ec).generic_string();
     if (key.compare(0, prefix.size(), prefix) != 0) continue;
-    out.push_back({std::move(key), static_cast<std::uint64_t>(it->file_size(ec))});
+    const auto size = static_cast<std::uint64_t>(it->file_size(ec));
+    const auto written = it->last_write_time(ec);
+    const std::int64_t modified_ms =
+        ec ? 0
+           : std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::file_clock::to_sys(written).time_since_epoch())
+                 .count();
+    out.push_back({std::move(key), size, modified_ms});
   }
   std::sort(out.begin(), out.end(),
             [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });

@@ -26,6 +26,9 @@ namespace kindling::storage {
 struct ObjectInfo {
   std::string key;
   std::uint64_t size = 0;
+  // When the object was last written (Unix ms, the store's clock); 0 when
+  // the backend does not say.
+  std::int64_t modified_unix_ms = 0;
 };
 
 class ObjectStore {

@@ -103,7 +103,8 @@ TEST_F(BackupTest, HolesAreNeitherReadNorStored) {
   EXPECT_EQ(m.stats.bytes_read, 11u * kChunk);
   EXPECT_EQ(m.stats.bytes_data, 10u * kChunk);
   EXPECT_EQ(StoredChunks(), 10u);
-  EXPECT_EQ(faults_->calls(StoreOp::kPut) - puts_before, 11) << "10 chunks + 1 manifest";
+  EXPECT_EQ(faults_->calls(StoreOp::kPut) - puts_before, 12)
+      << "10 chunks + 1 manifest + 1 writer marker (engine/gc.h)";
   EXPECT_EQ(crypto::DigestHex(m.image_digest), FileDigest(image, m.chunk_size));
 }
 
@@ -165,10 +166,10 @@ TEST_F(BackupTest, UnchangedImageUploadsNothing) {
   EXPECT_EQ(second.stats.chunks_data, first.stats.chunks_data);
   EXPECT_EQ(second.stats.bytes_referenced, first.stats.bytes_referenced);
   EXPECT_EQ(second.image_digest, first.image_digest);
-  EXPECT_EQ(faults_->calls(StoreOp::kPut) - puts, 1) << "only the manifest";
-  // Chunks named by the volume's earlier manifests need no HEAD (only the
-  // new manifest's key is checked).
-  EXPECT_LE(faults_->calls(StoreOp::kHead) - heads, 1);
+  EXPECT_EQ(faults_->calls(StoreOp::kPut) - puts, 2) << "only the manifest and the writer marker";
+  // Chunks named by the volume's newest manifest need no HEAD (only the new
+  // manifest's key is checked, and the writer marker before the commit).
+  EXPECT_LE(faults_->calls(StoreOp::kHead) - heads, 2);
   EXPECT_EQ(StoredManifests(), 2u);
 }
 
@@ -182,9 +183,10 @@ TEST_F(BackupTest, SecondVolumeWithSameContentUploadsNothing) {
   EXPECT_EQ(other.stats.chunks_uploaded, 0u);
   EXPECT_EQ(other.stats.bytes_uploaded, 0u);
   EXPECT_EQ(StoredChunks(), stored);
-  // At most one HEAD per distinct chunk (plus the manifest key).
+  // At most one HEAD per distinct chunk (plus the manifest key and the
+  // writer marker).
   EXPECT_LE(faults_->calls(StoreOp::kHead) - heads,
-            static_cast<int>(DistinctDataChunks(first)) + 1);
+            static_cast<int>(DistinctDataChunks(first)) + 2);
   EXPECT_EQ(other.stats.bytes_referenced, first.stats.bytes_referenced);
 }
 

@@ -1,6 +1,8 @@
 #include "storage/s3/s3_xml.h"
 
 #include <charconv>
+#include <cstdio>
+#include <ctime>
 #include <pugixml.hpp>
 #include <sstream>
 
@@ -21,6 +23,25 @@ ErrorBody ParseErrorBody(std::string_view xml) {
   return {error.child("Code").text().as_string(), error.child("Message").text().as_string()};
 }
 
+namespace {
+
+// "2026-12-03T07:00:00.000Z" (ListObjectsV2's LastModified) as Unix ms; 0
+// when malformed (the time is advisory: gc's grace).
+std::int64_t ParseIsoTimeMs(const char* text) {
+  std::tm tm{};
+  int millis = 0;
+  const int fields = std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon,
+                                 &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &millis);
+  if (fields < 6) return 0;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  const std::time_t seconds = ::timegm(&tm);
+  if (seconds < 0) return 0;
+  return static_cast<std::int64_t>(seconds) * 1000 + (fields == 7 ? millis : 0);
+}
+
+}  // namespace
+
 Result<ListPage> ParseListObjectsV2(std::string_view xml) {
   pugi::xml_document document;
   if (!Load(document, xml)) return InternalError("ListObjectsV2: response is not XML");
@@ -34,6 +55,7 @@ Result<ListPage> ParseListObjectsV2(std::string_view xml) {
     const auto [end, ec] = std::from_chars(size.data(), size.data() + size.size(), info.size);
     if (info.key.empty() || size.empty() || ec != std::errc() || end != size.data() + size.size())
       return InternalError("ListObjectsV2: malformed Contents entry");
+    info.modified_unix_ms = ParseIsoTimeMs(contents.child("LastModified").text().as_string());
     page.objects.push_back(std::move(info));
   }
   page.truncated = std::string_view(result.child("IsTruncated").text().as_string()) == "true";
