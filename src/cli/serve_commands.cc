@@ -59,6 +59,8 @@ struct ServeFlags {
   bool metrics_public = false;
   std::int64_t quarantine_grace_seconds = 3600;
   std::int64_t quarantine_retention_seconds = 7 * 24 * 3600;
+  std::int64_t store_gc_every_seconds = 24 * 3600;
+  std::int64_t store_gc_grace_seconds = 3600;
   std::int64_t leader_start_grace_seconds = 120;
   int api_db_connections = 8;
   int max_operations = 2;
@@ -158,6 +160,8 @@ int RunServe(const ServeFlags& flags) {
   options.edge_listen = flags.edge_listen;
   options.quarantine_grace = std::chrono::seconds(flags.quarantine_grace_seconds);
   options.quarantine_retention = std::chrono::seconds(flags.quarantine_retention_seconds);
+  options.store_gc_every = std::chrono::seconds(flags.store_gc_every_seconds);
+  options.store_gc_grace = std::chrono::seconds(flags.store_gc_grace_seconds);
   options.leader_start_grace = std::chrono::seconds(flags.leader_start_grace_seconds);
   options.api_db_connections = static_cast<std::size_t>(flags.api_db_connections);
   options.max_concurrent_operations = flags.max_operations;
@@ -351,6 +355,22 @@ void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& 
                    "How long a worker keeps the image of a deleted volume (default 7d); images "
                    "the database cannot explain are kept until an operator decides")
       ->envname("KINDLING_QUARANTINE_RETENTION")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
+  serve
+      ->add_option("--store-gc-every", serve_flags->store_gc_every_seconds,
+                   "How often the leader deletes the backup store's chunks that no backup "
+                   "references any more (default 1d; 0: never; safe while backups run)")
+      ->envname("KINDLING_STORE_GC_EVERY")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
+  serve
+      ->add_option("--store-gc-grace", serve_flags->store_gc_grace_seconds,
+                   "Unreferenced chunks written less than this long ago are kept by the "
+                   "scheduled collection (default 1h)")
+      ->envname("KINDLING_STORE_GC_GRACE")
       ->transform(DurationUnits())
       ->check(CLI::NonNegativeNumber)
       ->type_name("DURATION");

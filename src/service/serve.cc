@@ -28,6 +28,7 @@
 #include "service/master_key.h"
 #include "service/postgres_control.h"
 #include "service/stop_signals.h"
+#include "service/store_gc_loop.h"
 
 namespace kindling::service {
 namespace {
@@ -312,10 +313,12 @@ Status Serve(const ServeOptions& options) {
   std::unique_ptr<Component> api;
   std::unique_ptr<EdgeComponent> edge;
   std::unique_ptr<ControlPlaneScheduler> scheduler;
+  std::unique_ptr<StoreGcLoop> store_gc;
   auto stop_all = [&] {
     if (api) api->Stop();
     if (edge) edge->Stop();
     if (scheduler) scheduler->Stop();
+    if (store_gc) store_gc->Stop();
     if (worker) worker->Stop();
     if (leader) leader->Stop();
   };
@@ -361,6 +364,12 @@ Status Serve(const ServeOptions& options) {
       }
       leader = std::make_unique<reconcile::Leader>(*database, std::move(l));
       leader->Start();
+      control::StoreGcSchedule gc;
+      gc.every = options.store_gc_every;
+      gc.grace = options.store_gc_grace;
+      store_gc = std::make_unique<StoreGcLoop>(*database, master_key, std::move(gc),
+                                               [&leader] { return leader->is_leader(); });
+      store_gc->Start();
     }
     if (control_plane.server) {
       ControlPlaneScheduleOptions c = options.control_plane;

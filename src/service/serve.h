@@ -118,6 +118,11 @@ struct ServeOptions {
   // Worker quarantine (reconcile/image_reconciler.h).
   std::chrono::seconds quarantine_grace{3600};
   std::chrono::seconds quarantine_retention{7 * 24 * 3600};
+  // Scheduled garbage collection of the backup store, run by the leader
+  // (service/store_gc_loop.h, control/store_gc.h): how often (0: never) and
+  // the grace for chunks written recently.
+  std::chrono::seconds store_gc_every{24 * 3600};
+  std::chrono::seconds store_gc_grace{3600};
   bool run_leader = true;
   // The leader's start grace (reconcile/leader.h): no server is marked dead
   // and no operation failed for this long after a process starts leading, so
