@@ -129,7 +129,8 @@ json ControlPlaneBackupJson(const control::ControlPlaneHealth& health) {
 
 ControlResult<std::string> Metrics(db::Database& db) {
   // A constant number of queries per scrape, whatever the number of volumes:
-  // one aggregate over the operations, the servers, the control-plane check.
+  // one aggregate over the operations, one over the live volumes' newest
+  // backups, the servers, the control-plane check.
   // Everything computed from rows that may go away is a gauge.
   struct Totals {
     double duration_seconds = 0;
@@ -165,6 +166,24 @@ ControlResult<std::string> Metrics(db::Database& db) {
         for (const auto& [kind, t] : totals) {
           out += fmt::format("kindling_operation_succeeded_duration_seconds{{kind=\"{}\"}} {}\n",
                              kind, t.duration_seconds);
+        }
+        KINDLING_ASSIGN_OR_RETURN(const auto ages, db::ListVolumeBackupAges(tx));
+        out +=
+            "# HELP kindling_volume_last_backup_age_seconds Seconds since each live volume's "
+            "newest succeeded backup completed (since the volume was created when it has "
+            "none).\n";
+        out += "# TYPE kindling_volume_last_backup_age_seconds gauge\n";
+        for (const auto& a : ages) {
+          out += fmt::format(
+              "kindling_volume_last_backup_age_seconds{{volume_id=\"{}\",project_id=\"{}\"}} "
+              "{}\n",
+              a.volume_id, a.project_id, a.age_seconds);
+        }
+        out += "# HELP kindling_volume_backed_up 1 when the live volume has a succeeded backup.\n";
+        out += "# TYPE kindling_volume_backed_up gauge\n";
+        for (const auto& a : ages) {
+          out += fmt::format("kindling_volume_backed_up{{volume_id=\"{}\",project_id=\"{}\"}} {}\n",
+                             a.volume_id, a.project_id, a.has_backup ? 1 : 0);
         }
         out +=
             "# HELP kindling_server_heartbeat_age_seconds Seconds since each server's heartbeat.\n";

@@ -119,6 +119,30 @@ Result<std::vector<ProjectBackup>> ListProjectBackups(Tx& tx, const std::string&
       });
 }
 
+Result<std::vector<VolumeBackupAge>> ListVolumeBackupAges(Tx& tx) {
+  return internal::Run(
+      tx, "list volume backup ages",
+      [&](pqxx::transaction_base& w) -> Result<std::vector<VolumeBackupAge>> {
+        std::vector<VolumeBackupAge> out;
+        for (const auto& r : internal::Exec(
+                 w,
+                 "SELECT v.id, v.project_id, last.completed_at IS NOT NULL, "
+                 "  extract(epoch FROM now() - coalesce(last.completed_at, v.created_at))::float8 "
+                 "FROM project_volumes v "
+                 "LEFT JOIN (SELECT project_volume_id, max(completed_at) AS completed_at "
+                 "           FROM project_volume_backups WHERE status = 'succeeded' "
+                 "           GROUP BY project_volume_id) last "
+                 "  ON last.project_volume_id = v.id "
+                 "WHERE v.deleted_at IS NULL ORDER BY v.id")) {
+          out.push_back(VolumeBackupAge{.volume_id = Text(r[0]),
+                                        .project_id = Text(r[1]),
+                                        .has_backup = r[2].as<bool>(),
+                                        .age_seconds = r[3].as<double>()});
+        }
+        return out;
+      });
+}
+
 Result<std::vector<Backup>> ListStoreBackups(Tx& tx, const std::string& storage_url) {
   return internal::Run(
       tx, "list store backups", [&](pqxx::transaction_base& w) -> Result<std::vector<Backup>> {

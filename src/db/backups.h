@@ -69,6 +69,19 @@ struct ProjectBackup {
                                                                     const std::string& project_id,
                                                                     int limit = 500);
 
+// Per live volume, the age of its newest succeeded backup (damaged ones do not
+// count: they may not restore), for /metrics; one aggregate query.
+struct VolumeBackupAge {
+  std::string volume_id{};
+  std::string project_id{};
+  bool has_backup = false;
+  // Seconds since that backup completed; without one, since the volume was
+  // created, so that an alert on the age also fires for a volume never
+  // backed up.
+  double age_seconds = 0;
+};
+[[nodiscard]] Result<std::vector<VolumeBackupAge>> ListVolumeBackupAges(Tx& tx);
+
 // Succeeded or damaged backups recorded in the store at `storage_url`.
 [[nodiscard]] Result<std::vector<Backup>> ListStoreBackups(Tx& tx, const std::string& storage_url);
 

@@ -2,6 +2,7 @@
 // everything computed from rows, values aggregated over every volume.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -106,6 +107,49 @@ TEST_F(MetricsTest, OperationGaugesAggregateEveryVolume) {
   const auto at = text.find(duration);
   ASSERT_NE(at, std::string::npos) << text;
   EXPECT_NEAR(std::stod(text.substr(at + duration.size())), 40.0, 0.5);
+}
+
+// The value after `prefix` on its line of `text`; NaN when absent.
+double Sample(const std::string& text, const std::string& prefix) {
+  const auto at = text.find(prefix);
+  if (at == std::string::npos) return std::nan("");
+  return std::stod(text.substr(at + prefix.size()));
+}
+
+TEST_F(MetricsTest, VolumeBackupAgeIsPerLiveVolumeAndCountsOnlySucceededBackups) {
+  const std::string server = MakeServer("w1");
+  const db::Volume backed_up = MakeVolume(MakeProject(org_, "a"), server);
+  const db::Volume damaged_only = MakeVolume(MakeProject(org_, "b"), server);
+  const db::Volume deleted = MakeVolume(MakeProject(org_, "c"), server);
+  const auto quoted = [](const db::Volume& v) { return "'" + v.id + "'"; };
+  Sql("INSERT INTO project_volume_backups (project_volume_id, kind, status, completed_at) VALUES "
+      "(" +
+      quoted(backed_up) + ", 'scheduled', 'succeeded', now() - interval '2 hours'), (" +
+      quoted(backed_up) + ", 'scheduled', 'succeeded', now() - interval '5 hours'), (" +
+      quoted(backed_up) + ", 'scheduled', 'failed', now() - interval '1 minute')");
+  Sql("INSERT INTO project_volume_backups (project_volume_id, kind, status, completed_at) VALUES "
+      "(" +
+      quoted(damaged_only) + ", 'manual', 'succeeded', now() - interval '10 minutes')");
+  Sql("UPDATE project_volume_backups SET status = 'damaged' WHERE project_volume_id = " +
+      quoted(damaged_only));
+  Sql("UPDATE project_volumes SET created_at = now() - interval '3 days' WHERE id = " +
+      quoted(damaged_only));
+  Sql("UPDATE project_volumes SET deleted_at = now() WHERE id = " + quoted(deleted));
+
+  const std::string text = Scrape();
+  const auto labels = [](const db::Volume& v) {
+    return "{volume_id=\"" + v.id + "\",project_id=\"" + v.project_id + "\"} ";
+  };
+  EXPECT_NE(text.find("# TYPE kindling_volume_last_backup_age_seconds gauge\n"), std::string::npos);
+  EXPECT_NEAR(Sample(text, "kindling_volume_last_backup_age_seconds" + labels(backed_up)), 7200, 60)
+      << text;
+  EXPECT_EQ(Sample(text, "kindling_volume_backed_up" + labels(backed_up)), 1) << text;
+  // Only a damaged backup: not backed up, aged since the volume's creation.
+  EXPECT_NEAR(Sample(text, "kindling_volume_last_backup_age_seconds" + labels(damaged_only)),
+              3 * 86400, 60)
+      << text;
+  EXPECT_EQ(Sample(text, "kindling_volume_backed_up" + labels(damaged_only)), 0) << text;
+  EXPECT_EQ(text.find(deleted.id), std::string::npos) << "a deleted volume has no series";
 }
 
 }  // namespace
