@@ -114,25 +114,6 @@ engine::GcTiming GcTimingFor(std::chrono::seconds stale_after) {
   return timing;
 }
 
-nlohmann::json GcReportJson(const engine::GcReport& report, const std::string& store) {
-  return {
-      {"store", store},
-      {"manifests", report.manifests},
-      {"live_chunks", report.live_chunks},
-      {"chunks_examined", report.chunks_examined},
-      {"chunks_deleted", report.chunks_deleted},
-      {"bytes_deleted", report.bytes_deleted},
-      {"chunks_in_grace", report.chunks_in_grace},
-      {"bytes_in_grace", report.bytes_in_grace},
-      {"bytes_kept", report.bytes_kept},
-      {"damage_records_deleted", report.damage_records_deleted},
-      {"stale_writers_removed", report.stale_writers_removed},
-      {"took_over_stale_lock", report.took_over_stale_lock},
-      {"dry_run", report.dry_run},
-      {"duration_ms", report.duration_ms},
-  };
-}
-
 void PrintGcHuman(const engine::GcReport& r, const std::string& store) {
   const auto n = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
   const bool dry = r.dry_run;
@@ -192,7 +173,9 @@ int RunStoreGc(const StoreGcFlags& flags, const CommonFlags& common) {
   }
 
   if (common.json) {
-    PrintJsonLine(GcReportJson(*report, store));
+    nlohmann::json line = engine::GcReportJson(*report);
+    line["store"] = store;
+    PrintJsonLine(line);
   } else {
     PrintGcHuman(*report, store);
   }

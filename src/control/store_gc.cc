@@ -15,21 +15,6 @@ constexpr char kSucceeded[] = "backup_store.gc.succeeded";
 constexpr char kFailed[] = "backup_store.gc.failed";
 constexpr char kResourceType[] = "backup_store";
 
-json ReportJson(const engine::GcReport& r) {
-  return {{"manifests", r.manifests},
-          {"live_chunks", r.live_chunks},
-          {"chunks_examined", r.chunks_examined},
-          {"chunks_deleted", r.chunks_deleted},
-          {"bytes_deleted", r.bytes_deleted},
-          {"chunks_in_grace", r.chunks_in_grace},
-          {"bytes_in_grace", r.bytes_in_grace},
-          {"bytes_kept", r.bytes_kept},
-          {"damage_records_deleted", r.damage_records_deleted},
-          {"stale_writers_removed", r.stale_writers_removed},
-          {"took_over_stale_lock", r.took_over_stale_lock},
-          {"duration_ms", r.duration_ms}};
-}
-
 Status Audit(db::Database& db, const char* action, const std::string& url, json details) {
   details["storage_url"] = url;
   return db.Transact([&](db::Tx& tx) -> Status {
@@ -80,7 +65,7 @@ Result<std::optional<engine::GcReport>> CollectStoreGarbageIfDue(db::Database& d
     }
     return std::unexpected(report.error());
   }
-  KINDLING_RETURN_IF_ERROR(Audit(db, kSucceeded, url, ReportJson(*report)));
+  KINDLING_RETURN_IF_ERROR(Audit(db, kSucceeded, url, engine::GcReportJson(*report)));
   return std::optional<engine::GcReport>(*report);
 }
 

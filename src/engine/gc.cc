@@ -402,6 +402,22 @@ std::string WriterMarkerKey(std::string_view backup_id) {
   return std::string(kWriterMarkersPrefix) + std::string(backup_id);
 }
 
+json GcReportJson(const GcReport& r) {
+  return {{"manifests", r.manifests},
+          {"live_chunks", r.live_chunks},
+          {"chunks_examined", r.chunks_examined},
+          {"chunks_deleted", r.chunks_deleted},
+          {"bytes_deleted", r.bytes_deleted},
+          {"chunks_in_grace", r.chunks_in_grace},
+          {"bytes_in_grace", r.bytes_in_grace},
+          {"bytes_kept", r.bytes_kept},
+          {"damage_records_deleted", r.damage_records_deleted},
+          {"stale_writers_removed", r.stale_writers_removed},
+          {"took_over_stale_lock", r.took_over_stale_lock},
+          {"dry_run", r.dry_run},
+          {"duration_ms", r.duration_ms}};
+}
+
 Result<GcReport> CollectGarbage(const Repository& repository, const GcOptions& options) {
   Collector collector(repository, options);
   return collector.Run();

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,10 @@ struct GcReport {
   bool dry_run = false;
   std::uint64_t duration_ms = 0;
 };
+
+// Every field of `report` by its name (as `kindling store gc --json` prints
+// it and the audit trail records it).
+nlohmann::json GcReportJson(const GcReport& report);
 
 // Runs one collection. kAlreadyExists when another collection holds the
 // lock (it changed while watched: not stale); kFailedPrecondition when

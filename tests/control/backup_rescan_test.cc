@@ -15,6 +15,7 @@
 #include "db/backups.h"
 #include "db/db_test_util.h"
 #include "engine/backup.h"
+#include "local_store_fixture.h"
 #include "repo/layout.h"
 #include "storage/local_store.h"
 #include "testutil/sparse_image.h"
@@ -25,18 +26,11 @@ namespace {
 
 using nlohmann::json;
 
-class BackupRescanTest : public db::DbTest {
+class BackupRescanTest : public LocalStoreDbTest {
  protected:
   void SetUp() override {
-    DbTest::SetUp();
+    LocalStoreDbTest::SetUp();
     if (HasFatalFailure()) return;
-    store_dir_ = dir_.path() / "store";
-    auto saved = UpdateBackupSettings(db(), master_key_, Actor{},
-                                      BackupSettingsUpdate{.local_directory = store_dir_.string()});
-    ASSERT_TRUE(saved) << saved.error().message;
-    auto opened = OpenCurrentBackupStore(db(), master_key_);
-    ASSERT_TRUE(opened) << opened.error().message();
-    store_ = std::move(*opened);
     project_ = MakeProject(MakeOrganization());
     volume_ = MakeVolume(project_, MakeServer("w1"));
   }
@@ -79,10 +73,6 @@ class BackupRescanTest : public db::DbTest {
     return it == report.orphaned.end() ? nullptr : &*it;
   }
 
-  testutil::TempDir dir_;
-  crypto::Key master_key_ = crypto::RandomKey();
-  std::filesystem::path store_dir_;
-  OpenedBackupStore store_;
   std::string project_;
   db::Volume volume_;
 };

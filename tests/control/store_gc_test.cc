@@ -7,15 +7,8 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
-#include "control/admin_service.h"
-#include "control/backup_store.h"
-#include "crypto/aead.h"
 #include "db/audit.h"
-#include "db/db_test_util.h"
-#include "engine/backup.h"
-#include "storage/local_store.h"
-#include "testutil/sparse_image.h"
-#include "testutil/temp_dir.h"
+#include "local_store_fixture.h"
 
 namespace kindling::control {
 namespace {
@@ -23,37 +16,17 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-class StoreGcTest : public db::DbTest {
+class StoreGcTest : public LocalStoreDbTest {
  protected:
   void SetUp() override {
-    DbTest::SetUp();
-    if (HasFatalFailure()) return;
-    store_dir_ = dir_.path() / "store";
-    auto saved = UpdateBackupSettings(db(), master_key_, Actor{},
-                                      BackupSettingsUpdate{.local_directory = store_dir_.string()});
-    ASSERT_TRUE(saved) << saved.error().message;
-    auto opened = OpenCurrentBackupStore(db(), master_key_);
-    ASSERT_TRUE(opened) << opened.error().message();
-    store_ = std::move(*opened);
+    LocalStoreDbTest::SetUp();
     schedule_.grace = 0s;
     schedule_.timing.stale_after = 2s;
     schedule_.timing.refresh_every = 50ms;
     schedule_.timing.poll_every = 20ms;
   }
-
-  // A backup of a 4 MiB random image (seed: its content) under volume `vol`.
-  repo::Manifest EngineBackup(std::uint64_t seed) {
-    const auto image = dir_.path() / ("image-" + std::to_string(seed));
-    testutil::MakeSparseFile(image, 4u << 20, {{.offset = 0, .length = 4u << 20}}, seed);
-    engine::BackupOptions options;
-    options.volume_id = "vol";
-    options.image = image;
-    options.chunk_size = 256u << 10;
-    auto manifest = engine::CreateBackup(*store_.repository, options);
-    EXPECT_TRUE(manifest) << manifest.error().message();
-    return manifest ? *manifest : repo::Manifest{};
-  }
-  std::size_t StoredChunks() { return store_.store->List("chunks/")->size(); }
+  // A 4 MiB random image's backup under volume `vol` (16 chunks).
+  repo::Manifest EngineBackup(std::uint64_t seed) { return RandomBackup("vol", seed, 4u << 20); }
   std::vector<db::AuditEvent> Events(const std::string& action) {
     auto events = db().Transact(
         [&](db::Tx& tx) { return db::ListAuditEvents(tx, db::AuditFilter{.action = action}); });
@@ -61,10 +34,6 @@ class StoreGcTest : public db::DbTest {
     return events ? *events : std::vector<db::AuditEvent>{};
   }
 
-  testutil::TempDir dir_;
-  crypto::Key master_key_ = crypto::RandomKey();
-  std::filesystem::path store_dir_;
-  OpenedBackupStore store_;
   StoreGcSchedule schedule_;
 };
 

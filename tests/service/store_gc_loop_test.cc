@@ -8,48 +8,16 @@
 #include <chrono>
 #include <thread>
 
-#include "control/admin_service.h"
-#include "control/backup_store.h"
-#include "crypto/aead.h"
-#include "db/db_test_util.h"
-#include "engine/backup.h"
-#include "testutil/sparse_image.h"
-#include "testutil/temp_dir.h"
+#include "control/local_store_fixture.h"
 
 namespace kindling::service {
 namespace {
 
 using namespace std::chrono_literals;
 
-class StoreGcLoopTest : public db::DbTest {
+class StoreGcLoopTest : public control::LocalStoreDbTest {
  protected:
-  void SetUp() override {
-    DbTest::SetUp();
-    if (HasFatalFailure()) return;
-    auto saved = control::UpdateBackupSettings(
-        db(), master_key_, control::Actor{},
-        control::BackupSettingsUpdate{.local_directory = (dir_.path() / "store").string()});
-    ASSERT_TRUE(saved) << saved.error().message;
-    auto opened = control::OpenCurrentBackupStore(db(), master_key_);
-    ASSERT_TRUE(opened) << opened.error().message();
-    store_ = std::move(*opened);
-  }
-  std::string Backup(std::uint64_t seed) {
-    const auto image = dir_.path() / ("image-" + std::to_string(seed));
-    testutil::MakeSparseFile(image, 2u << 20, {{.offset = 0, .length = 2u << 20}}, seed);
-    engine::BackupOptions options;
-    options.volume_id = "vol";
-    options.image = image;
-    options.chunk_size = 256u << 10;
-    auto manifest = engine::CreateBackup(*store_.repository, options);
-    EXPECT_TRUE(manifest) << manifest.error().message();
-    return manifest ? manifest->backup_id : "";
-  }
-  std::size_t StoredChunks() { return store_.store->List("chunks/")->size(); }
-
-  testutil::TempDir dir_;
-  crypto::Key master_key_ = crypto::RandomKey();
-  control::OpenedBackupStore store_;
+  std::string Backup(std::uint64_t seed) { return RandomBackup("vol", seed, 2u << 20).backup_id; }
 };
 
 TEST_F(StoreGcLoopTest, CollectsOnlyWhileLeading) {
