@@ -17,7 +17,8 @@
 // The API key is sent only in the Authorization header: it never appears in
 // an error message (server text is scrubbed of it, common/scrub.h)
 // or a log line. The client holds it as a Secret (wiped with the client) and
-// wipes each request's header copy once the request is done.
+// wipes each request's header copy, and its serialised body (which may carry
+// a secret, as the backup settings do), once the request is done.
 //
 // Thread-safe: calls may run concurrently (they share a small handle pool).
 #pragma once

@@ -179,9 +179,11 @@ class Collector {
     lock_refresher_.reset();
     if (!options_.dry_run) {
       // Released on failure too: what was deleted was unreferenced, and the
-      // next collection starts over.
-      if (sweeping_) (void)store_.Delete(kGcSweepKey);
-      (void)store_.Delete(kGcLockKey);
+      // next collection starts over. Only while still this collection's: one
+      // that stalled past the stale time and was taken over must not remove
+      // its successor's markers.
+      if (sweeping_) ReleaseIfOurs(kGcSweepKey);
+      ReleaseIfOurs(kGcLockKey);
     }
     if (!result) return std::unexpected(result.error());
     report_.duration_ms = static_cast<std::uint64_t>(
@@ -192,6 +194,10 @@ class Collector {
  private:
   void Log(const std::string& line) const {
     if (options_.log) options_.log(line);
+  }
+  void ReleaseIfOurs(std::string_view key) {
+    auto content = store_.Get(key);
+    if (content && MarkerHolder(*content) == holder_) (void)store_.Delete(key);
   }
   Status CheckCancel() const {
     if (options_.cancel != nullptr && options_.cancel->load()) return Cancelled();

@@ -248,6 +248,28 @@ TEST_F(GcTest, ALiveCollectionIsNotJoinedAndADeadOnesLockIsTakenOver) {
   ExpectRestores(second, second_image);
 }
 
+TEST_F(GcTest, ACollectionTakenOverLeavesItsSuccessorsMarkersAlone) {
+  // Another collection's sweep marker replaces this one's mid-run (it took
+  // this one for dead): this one stops before its next shard and, releasing,
+  // leaves the successor's markers in place.
+  const auto first = BackupOrDie(Generation(0));
+  BackupOrDie(Generation(1));
+  ASSERT_TRUE(repository().DeleteBackup("vol-1", first.backup_id));
+  faults_->SetRule([this](StoreOp op, std::string_view key) -> std::optional<Error> {
+    if (op == StoreOp::kList && key == "chunks/80/") {
+      (void)local_->Put(std::string(kGcSweepKey), R"({"holder":"successor","seq":0})");
+      (void)local_->Put(std::string(kGcLockKey), R"({"holder":"successor","seq":0})");
+    }
+    return std::nullopt;
+  });
+  auto report = CollectGarbage(repository(), Options());
+  faults_->Clear();
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().kind(), ErrorKind::kFailedPrecondition) << report.error().message();
+  EXPECT_TRUE(local_->Head(std::string(kGcSweepKey))) << "the successor's sweep marker";
+  EXPECT_TRUE(local_->Head(std::string(kGcLockKey))) << "the successor's lock";
+}
+
 TEST_F(GcTest, ABackupWaitsWhileASweepRuns) {
   ASSERT_TRUE(local_->Put(std::string(kGcSweepKey), R"({"holder":"gc","seq":0})"));
   std::atomic<bool> stop{false};
