@@ -77,13 +77,42 @@ json VolumeJson(const control::VolumeView& view) {
               {"health", db::Name(v.health)},
               {"backup_policy", json{{"schedule", db::Name(v.backup_schedule)},
                                      {"retention_count", v.backup_retention_count},
-                                     {"pre_delete_backup_enabled", v.pre_delete_backup_enabled}}},
+                                     {"pre_delete_backup_enabled", v.pre_delete_backup_enabled},
+                                     {"keep_hourly", v.backup_keep.hourly},
+                                     {"keep_daily", v.backup_keep.daily},
+                                     {"keep_weekly", v.backup_keep.weekly},
+                                     {"keep_monthly", v.backup_keep.monthly},
+                                     {"keep_yearly", v.backup_keep.yearly}}},
               {"current_operation",
                view.current_operation ? OperationJson(*view.current_operation) : json(nullptr)},
               {"last_successful_backup_at", TimeOrNull(view.last_successful_backup_at)},
               {"last_error", StringOrNull(v.last_error)},
               {"created_at", FormatTime(v.created_at)},
               {"updated_at", FormatTime(v.updated_at)}};
+}
+
+json RetentionJson(const control::RetentionPreview& preview) {
+  const engine::RetentionPolicy policy = control::RetentionPolicyOf(preview.volume);
+  json backups = json::array();
+  int kept = 0;
+  for (const control::RetentionPlanEntry& e : preview.entries) {
+    kept += e.decision.keep ? 1 : 0;
+    backups.push_back(json{{"id", e.backup.id},
+                           {"kind", db::Name(e.backup.kind)},
+                           {"completed_at", TimeOrNull(e.backup.completed_at)},
+                           {"keep", e.decision.keep},
+                           {"reasons", e.decision.reasons}});
+  }
+  return json{{"volume_id", preview.volume.id},
+              {"policy", json{{"keep_last", policy.keep_last},
+                              {"keep_hourly", policy.keep_hourly},
+                              {"keep_daily", policy.keep_daily},
+                              {"keep_weekly", policy.keep_weekly},
+                              {"keep_monthly", policy.keep_monthly},
+                              {"keep_yearly", policy.keep_yearly}}},
+              {"kept", kept},
+              {"dropped", static_cast<int>(preview.entries.size()) - kept},
+              {"backups", backups}};
 }
 
 json BackupJson(const db::Backup& b) {

@@ -25,7 +25,13 @@ nlohmann::json TimeOrNull(const std::optional<db::Timestamp>& t);
 std::optional<db::Timestamp> ParseTime(std::string text);
 
 nlohmann::json OperationJson(const db::Operation& op);
+// backup_policy holds the reference's schedule, retention_count and
+// pre_delete_backup_enabled, plus keep_hourly..keep_yearly (control/retention.h).
 nlohmann::json VolumeJson(const control::VolumeView& view);
+// GET .../volume/retention: {"policy": {keep_last..keep_yearly}, "kept": n,
+// "dropped": n, "backups": [{"id", "kind", "completed_at", "keep", "reasons"}]}
+// newest first.
+nlohmann::json RetentionJson(const control::RetentionPreview& preview);
 // The reference's Backup JSON plus project_volume_id and `damage` (null
 // unless status is damaged: the damaged chunks and their image offsets).
 nlohmann::json BackupJson(const db::Backup& backup);

@@ -122,8 +122,11 @@ void AddVolumeRoutes(ApiContext& api) {
   api.Route("PUT", volume, [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(
-        auto body, Body::Parse(call.req, {"mount_path", "size_gb", "backup_schedule",
-                                          "backup_retention_count", "pre_delete_backup_enabled"}));
+        auto body,
+        Body::Parse(call.req,
+                    {"mount_path", "size_gb", "backup_schedule", "backup_retention_count",
+                     "pre_delete_backup_enabled", "backup_keep_hourly", "backup_keep_daily",
+                     "backup_keep_weekly", "backup_keep_monthly", "backup_keep_yearly"}));
     db::VolumeSettingsUpdate update;
     API_ASSIGN_OR_RETURN(update.mount_path, body.String("mount_path"));
     if (update.mount_path && (update.mount_path->empty() || update.mount_path->front() != '/')) {
@@ -143,6 +146,18 @@ void AddVolumeRoutes(ApiContext& api) {
       return Invalid("backup_retention_count must be >= 1");
     }
     API_ASSIGN_OR_RETURN(update.pre_delete_backup_enabled, body.Bool("pre_delete_backup_enabled"));
+    // The rest of the retention policy (control/retention.h); 0 turns a rule off.
+    for (const auto& [name, field] :
+         {std::pair{"backup_keep_hourly", &db::VolumeSettingsUpdate::backup_keep_hourly},
+          std::pair{"backup_keep_daily", &db::VolumeSettingsUpdate::backup_keep_daily},
+          std::pair{"backup_keep_weekly", &db::VolumeSettingsUpdate::backup_keep_weekly},
+          std::pair{"backup_keep_monthly", &db::VolumeSettingsUpdate::backup_keep_monthly},
+          std::pair{"backup_keep_yearly", &db::VolumeSettingsUpdate::backup_keep_yearly}}) {
+      API_ASSIGN_OR_RETURN(update.*field, body.Int(name));
+      if (update.*field && *(update.*field) > 100'000) {
+        return Invalid(std::string(name) + " must be between 0 and 100000");
+      }
+    }
     API_ASSIGN_OR_RETURN(auto view, api.volumes.PutVolume(call.actor, project.id, update));
     return Reply{200, VolumeJson(view)};
   });
@@ -151,6 +166,12 @@ void AddVolumeRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto outcome, api.volumes.DeleteVolume(call.actor, project.id));
     if (outcome.operation) return Reply{202, OperationJson(*outcome.operation)};
     return Reply{204, json()};
+  });
+  // The retention policy's dry run: what it keeps (and why) and drops now.
+  api.Route("GET", volume + "/retention", [&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));
+    API_ASSIGN_OR_RETURN(auto preview, api.volumes.PreviewRetention(project.id));
+    return Reply{200, RetentionJson(preview)};
   });
   api.Route("GET", volume + "/backups", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, false));

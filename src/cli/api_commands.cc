@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -150,6 +151,10 @@ struct ApiFlags {
   CLI::Option* retention_option = nullptr;
   bool pre_delete_backup = false;
   CLI::Option* pre_delete_backup_option = nullptr;
+  // hourly, daily, weekly, monthly, yearly (kKeepRules)
+  std::array<int, 5> keep{};
+  std::array<CLI::Option*, 5> keep_options{};
+  bool dry_run = true;  // volume retention: always a dry run
   // volume backup, restore, move
   client::WorkloadOptions workload;
   // settings backup set / test
@@ -1076,6 +1081,28 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
       "--pre-delete-backup,!--no-pre-delete-backup", f.pre_delete_backup,
       "Back the volume up before deleting it (kindling volume delete waits for that backup; a "
       "failed one keeps the volume); --no-pre-delete-backup turns it off");
+  static constexpr std::array<std::pair<const char*, std::optional<int> client::VolumeSettings::*>,
+                              5>
+      kKeepRules = {{{"hourly", &client::VolumeSettings::backup_keep_hourly},
+                     {"daily", &client::VolumeSettings::backup_keep_daily},
+                     {"weekly", &client::VolumeSettings::backup_keep_weekly},
+                     {"monthly", &client::VolumeSettings::backup_keep_monthly},
+                     {"yearly", &client::VolumeSettings::backup_keep_yearly}}};
+  for (std::size_t i = 0; i < kKeepRules.size(); ++i) {
+    const std::string rule = kKeepRules[i].first;
+    f.keep_options[i] =
+        volume_create
+            ->add_option("--keep-" + rule, f.keep[i],
+                         "Also keep the newest backup of each of the N newest " +
+                             std::string(rule == "daily"     ? "days"
+                                         : rule == "hourly"  ? "hours"
+                                         : rule == "weekly"  ? "weeks"
+                                         : rule == "monthly" ? "months"
+                                                             : "years") +
+                             " that have one (UTC; 0: off; `volume retention` previews)")
+            ->check(CLI::Range(0, 100000))
+            ->type_name("N");
+  }
   volume_create->callback(set(volume_create, [](const ApiFlags& x) {
     client::VolumeSettings settings;
     if (Given(x.size_gb_option)) settings.size_gb = x.size_gb;
@@ -1083,6 +1110,9 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
     if (Given(x.schedule_option)) settings.backup_schedule = x.schedule;
     if (Given(x.retention_option)) settings.backup_retention_count = x.retention;
     if (Given(x.pre_delete_backup_option)) settings.pre_delete_backup_enabled = x.pre_delete_backup;
+    for (std::size_t i = 0; i < kKeepRules.size(); ++i) {
+      if (Given(x.keep_options[i])) settings.*kKeepRules[i].second = x.keep[i];
+    }
     return RunCall(
         x.connection, [&](client::ApiClient& c) { return c.PutVolume(x.project, settings); },
         VolumeText);
@@ -1095,6 +1125,19 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   AddFollowFlags(*volume_backup, f.follow, true);
   volume_backup->callback(set(volume_backup, [](const ApiFlags& x) {
     return RunQueue(x, [&](client::ApiClient& c) { return c.QueueBackup(x.project, x.workload); });
+  }));
+
+  CLI::App* volume_retention =
+      Leaf(*volume, "retention",
+           "Show what the volume's retention policy keeps (and why) and drops now: what the worker "
+           "deletes after the next backup. Changes nothing (--dry-run is the only mode)",
+           f);
+  AddProjectFlag(*volume_retention, f);
+  volume_retention->add_flag("--dry-run", f.dry_run, "Only show (the default, and the only mode)");
+  volume_retention->callback(set(volume_retention, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.PreviewRetention(x.project); },
+        RetentionText);
   }));
 
   CLI::App* volume_backups = Leaf(*volume, "backups", "List the volume's backups, newest first", f);

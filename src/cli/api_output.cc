@@ -166,6 +166,11 @@ std::string VolumeText(const json& volume) {
   if (auto keep = Unsigned(Field(policy, "retention_count"))) {
     backups += ", keep " + std::to_string(*keep);
   }
+  for (const char* rule : {"hourly", "daily", "weekly", "monthly", "yearly"}) {
+    if (auto n = Unsigned(Field(policy, std::string("keep_") + rule)); n && *n > 0) {
+      backups += " + " + std::to_string(*n) + " " + rule;
+    }
+  }
   if (Field(policy, "pre_delete_backup_enabled").is_boolean()) {
     backups += ", backup before delete: " + Cell(policy, "pre_delete_backup_enabled");
   }
@@ -250,6 +255,34 @@ std::string BackupsText(const json& backups) {
                         {"store", [](const json& b) { return Cell(b, "storage_url"); }},
                         {"error", ErrorCell}})),
       backups);
+}
+
+std::string RetentionText(const json& preview) {
+  std::string out = "policy:";
+  const json& policy = Field(preview, "policy");
+  for (const char* rule :
+       {"keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"}) {
+    out += std::string(" ") + rule + "=" + Cell(policy, rule);
+  }
+  out += "\n";
+  const json& backups = Field(preview, "backups");
+  if (!backups.is_array() || backups.empty()) return out + "no backups\n";
+  out += FormatTable({"ID", "KIND", "COMPLETED", "ACTION", "REASONS"},
+                     Rows(backups, {"id", "kind"},
+                          {{"completed", [](const json& b) { return Cell(b, "completed_at"); }},
+                           {"action",
+                            [](const json& b) {
+                              return std::string(Field(b, "keep") == json(true) ? "keep" : "drop");
+                            }},
+                           {"reasons", [](const json& b) {
+                              std::string reasons;
+                              for (const json& r : Field(b, "reasons"))
+                                reasons += (reasons.empty() ? "" : ",") + r.get<std::string>();
+                              return reasons;
+                            }}}));
+  out += "kept " + Cell(preview, "kept") + ", would drop " + Cell(preview, "dropped") +
+         " (after the next backup)\n";
+  return out;
 }
 
 std::string ProjectBackupsText(const json& backups) {

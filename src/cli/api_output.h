@@ -39,6 +39,9 @@ std::string VolumeText(const nlohmann::json& volume);
 // A volume's backups; a damaged one gets a line per damaged chunk under its
 // row (problem, chunk id, the first image offsets).
 std::string BackupsText(const nlohmann::json& backups);
+// GET .../volume/retention: the policy, then each backup newest first with
+// keep/drop and the reasons.
+std::string RetentionText(const nlohmann::json& preview);
 // Backups of every volume of a project, with the volume and whether it is
 // deleted; damaged ones as in BackupsText.
 std::string ProjectBackupsText(const nlohmann::json& backups);

@@ -1,11 +1,16 @@
-// `kindling backup create|list|restore|verify`.
+// `kindling backup create|list|restore|verify|forget|delete`.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "cli/cancel.h"
@@ -18,6 +23,7 @@
 #include "engine/damage.h"
 #include "engine/image_file.h"
 #include "engine/restore.h"
+#include "engine/retention.h"
 #include "engine/verify.h"
 
 namespace kindling::cli {
@@ -285,6 +291,244 @@ int RunBackupVerify(const BackupVerifyFlags& flags, const CommonFlags& common) {
     return ReportError(Error(ErrorKind::kCorruption,
                              "verify found " + std::to_string(report->problems.size()) +
                                  " damaged or missing chunk(s) in backup " + manifest->backup_id));
+  }
+  return kExitOk;
+}
+
+namespace {
+
+// The policy of the --keep-* flags; none negative, and at least one set.
+Result<engine::RetentionPolicy> RetentionPolicyFrom(const BackupForgetFlags& flags) {
+  const std::pair<const char*, int> counts[] = {
+      {"--keep-last", flags.keep_last},       {"--keep-hourly", flags.keep_hourly},
+      {"--keep-daily", flags.keep_daily},     {"--keep-weekly", flags.keep_weekly},
+      {"--keep-monthly", flags.keep_monthly}, {"--keep-yearly", flags.keep_yearly},
+  };
+  for (const auto& [flag, count] : counts) {
+    if (count < 0)
+      return InvalidArgument(std::string(flag) + " must be 0 or more, got " +
+                             std::to_string(count));
+  }
+  engine::RetentionPolicy policy;
+  policy.keep_last = flags.keep_last;
+  policy.keep_hourly = flags.keep_hourly;
+  policy.keep_daily = flags.keep_daily;
+  policy.keep_weekly = flags.keep_weekly;
+  policy.keep_monthly = flags.keep_monthly;
+  policy.keep_yearly = flags.keep_yearly;
+  if (policy.empty())
+    return InvalidArgument(
+        "give at least one --keep-* rule (--keep-last, --keep-hourly, --keep-daily, "
+        "--keep-weekly, --keep-monthly, --keep-yearly): forget deletes every backup no rule "
+        "keeps");
+  return policy;
+}
+
+// "--keep-last 2 --keep-daily 7": the rules in force.
+std::string DescribePolicy(const engine::RetentionPolicy& policy) {
+  const std::pair<const char*, int> counts[] = {
+      {"--keep-last", policy.keep_last},       {"--keep-hourly", policy.keep_hourly},
+      {"--keep-daily", policy.keep_daily},     {"--keep-weekly", policy.keep_weekly},
+      {"--keep-monthly", policy.keep_monthly}, {"--keep-yearly", policy.keep_yearly},
+  };
+  std::string text;
+  for (const auto& [flag, count] : counts) {
+    if (count == 0) continue;
+    if (!text.empty()) text += ' ';
+    text += std::string(flag) + ' ' + std::to_string(count);
+  }
+  return text;
+}
+
+// One backup of `backup forget` and what became of it.
+struct ForgetEntry {
+  engine::RetentionDecision decision{};
+  bool deleted = false;  // the manifest is gone (never in a dry run)
+  std::string error{};   // non-empty: a dropped backup whose manifest is still there
+};
+
+nlohmann::json ForgetEntryJson(const ForgetEntry& entry) {
+  nlohmann::json out = {
+      {"backup_id", entry.decision.id},
+      {"created_at", FormatUnixMs(static_cast<std::uint64_t>(entry.decision.created_unix_ms))},
+      {"created_unix_ms", entry.decision.created_unix_ms},
+      {"reasons", entry.decision.reasons},
+  };
+  if (!entry.error.empty()) out["error"] = entry.error;
+  return out;
+}
+
+std::string JoinReasons(const std::vector<std::string>& reasons) {
+  std::string text;
+  for (const std::string& reason : reasons) {
+    if (!text.empty()) text += ", ";
+    text += reason;
+  }
+  return text.empty() ? "-" : text;
+}
+
+void PrintForgetHuman(const std::vector<ForgetEntry>& entries, const BackupForgetFlags& flags,
+                      const engine::RetentionPolicy& policy, const std::string& store) {
+  std::printf("volume %s in %s: %zu backup(s), policy %s%s\n", flags.volume_id.c_str(),
+              store.c_str(), entries.size(), DescribePolicy(policy).c_str(),
+              flags.dry_run ? " (dry run, nothing deleted)" : "");
+  if (entries.empty()) return;
+  std::printf("%-36s  %-24s  %-10s  %s\n", "BACKUP", "CREATED (UTC)", "ACTION", "REASONS");
+  std::size_t kept = 0;
+  std::size_t dropped = 0;
+  std::size_t failed = 0;
+  for (const ForgetEntry& entry : entries) {
+    const char* action = "keep";
+    if (entry.decision.keep) {
+      ++kept;
+    } else if (!entry.error.empty()) {
+      action = "FAILED";
+      ++failed;
+    } else {
+      action = flags.dry_run ? "would drop" : "drop";
+      ++dropped;
+    }
+    std::printf(
+        "%-36s  %-24s  %-10s  %s\n", entry.decision.id.c_str(),
+        FormatUnixMs(static_cast<std::uint64_t>(entry.decision.created_unix_ms)).c_str(), action,
+        entry.error.empty() ? JoinReasons(entry.decision.reasons).c_str() : entry.error.c_str());
+  }
+  if (flags.dry_run) {
+    std::printf("dry run: would keep %zu, drop %zu; nothing deleted\n", kept, dropped);
+  } else if (failed > 0) {
+    std::printf(
+        "kept %zu, dropped %zu, %zu could not be dropped; run `kindling store gc` to free "
+        "the chunks of the dropped ones\n",
+        kept, dropped, failed);
+  } else if (dropped > 0) {
+    std::printf("kept %zu, dropped %zu; run `kindling store gc` to free their chunks\n", kept,
+                dropped);
+  } else {
+    std::printf("kept %zu, dropped 0; nothing to delete\n", kept);
+  }
+}
+
+}  // namespace
+
+int RunBackupForget(const BackupForgetFlags& flags, const CommonFlags& common) {
+  if (auto st = ValidateId("--volume-id", flags.volume_id); !st) return ReportError(st.error());
+  auto policy = RetentionPolicyFrom(flags);
+  if (!policy) return ReportError(policy.error());
+
+  auto opened = OpenRepositoryFrom(flags.store);
+  if (!opened) return FailCommand(opened.error());
+  const std::string store = opened->store->Describe();
+  auto backups = opened->repository->ListBackups(std::string_view(flags.volume_id));
+  if (!backups) return FailCommand(backups.error());
+
+  std::vector<engine::RetentionItem> items;
+  items.reserve(backups->size());
+  for (const engine::BackupInfo& info : *backups) {
+    items.push_back(
+        {.id = info.backup_id, .created_unix_ms = static_cast<std::int64_t>(info.created_unix_ms)});
+  }
+  std::vector<ForgetEntry> entries;
+  for (engine::RetentionDecision& decision : engine::ApplyRetention(std::move(items), *policy))
+    entries.push_back({.decision = std::move(decision)});
+  spdlog::info("forget in volume {} of {} ({}){}", flags.volume_id, store, DescribePolicy(*policy),
+               flags.dry_run ? " (dry run)" : "");
+
+  // Oldest first, so that an interrupted run has dropped the oldest.
+  std::size_t failures = 0;
+  std::optional<Error> first_failure;
+  if (!flags.dry_run) {
+    for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+      if (it->decision.keep) continue;
+      if (CancelRequested()) {
+        it->error = "not deleted: cancelled";
+        ++failures;
+        continue;
+      }
+      auto deleted = opened->repository->DeleteBackup(flags.volume_id, it->decision.id);
+      if (deleted) {
+        it->deleted = true;
+        spdlog::info("deleted the manifest of backup {}", it->decision.id);
+        continue;
+      }
+      const Error error = deleted.error().WithContext(
+          "delete the manifest of backup " + it->decision.id + " of volume " + flags.volume_id);
+      std::fprintf(stderr, "kindling: error: %s\n", error.message().c_str());
+      std::fflush(stderr);
+      it->error = error.message();
+      ++failures;
+      if (!first_failure) first_failure = error;
+    }
+  }
+
+  if (common.json) {
+    nlohmann::json kept = nlohmann::json::array();
+    nlohmann::json dropped = nlohmann::json::array();
+    nlohmann::json failed = nlohmann::json::array();
+    for (const ForgetEntry& entry : entries) {
+      if (entry.decision.keep)
+        kept.push_back(ForgetEntryJson(entry));
+      else if (!entry.error.empty())
+        failed.push_back(ForgetEntryJson(entry));
+      else
+        dropped.push_back(ForgetEntryJson(entry));
+    }
+    PrintJsonLine({{"store", store},
+                   {"volume_id", flags.volume_id},
+                   {"dry_run", flags.dry_run},
+                   {"policy",
+                    {{"keep_last", policy->keep_last},
+                     {"keep_hourly", policy->keep_hourly},
+                     {"keep_daily", policy->keep_daily},
+                     {"keep_weekly", policy->keep_weekly},
+                     {"keep_monthly", policy->keep_monthly},
+                     {"keep_yearly", policy->keep_yearly}}},
+                   {"kept", std::move(kept)},
+                   {"dropped", std::move(dropped)},
+                   {"failed", std::move(failed)}});
+  } else {
+    PrintForgetHuman(entries, flags, *policy, store);
+  }
+  if (failures == 0) return kExitOk;
+  const std::string summary = "could not delete " + std::to_string(failures) +
+                              " of the manifests forget dropped in volume " + flags.volume_id;
+  if (!first_failure) return FailCommand(Error(ErrorKind::kCancelled, "cancelled: " + summary));
+  return FailCommand(
+      Error(first_failure->kind(), summary + " (the first: " + first_failure->message() + ")"));
+}
+
+int RunBackupDelete(const BackupDeleteFlags& flags, const CommonFlags& common) {
+  if (auto st = ValidateId("--backup", flags.backup_id); !st) return ReportError(st.error());
+  if (!flags.volume_id.empty()) {
+    if (auto st = ValidateId("--volume-id", flags.volume_id); !st) return ReportError(st.error());
+  }
+  auto opened = OpenRepositoryFrom(flags.store);
+  if (!opened) return FailCommand(opened.error());
+  const std::string store = opened->store->Describe();
+  auto manifest = flags.volume_id.empty()
+                      ? opened->repository->FindBackup(flags.backup_id)
+                      : opened->repository->LoadManifest(flags.volume_id, flags.backup_id);
+  if (!manifest && manifest.error().is_not_found()) {
+    std::string message = "no backup " + flags.backup_id;
+    if (!flags.volume_id.empty()) message += " of volume " + flags.volume_id;
+    return FailCommand(NotFound(message + " in " + store).error());
+  }
+  if (!manifest) return FailCommand(manifest.error());
+
+  auto deleted = opened->repository->DeleteBackup(manifest->volume_id, manifest->backup_id);
+  if (!deleted)
+    return FailCommand(deleted.error().WithContext("delete the manifest of backup " +
+                                                   manifest->backup_id + " of volume " +
+                                                   manifest->volume_id));
+  spdlog::info("deleted the manifest of backup {} of volume {} in {}", manifest->backup_id,
+               manifest->volume_id, store);
+  if (common.json) {
+    PrintJsonLine({{"store", store},
+                   {"backup_id", manifest->backup_id},
+                   {"volume_id", manifest->volume_id},
+                   {"deleted", true}});
+  } else {
+    std::printf("deleted backup %s of volume %s; run `kindling store gc` to free its chunks\n",
+                manifest->backup_id.c_str(), manifest->volume_id.c_str());
   }
   return kExitOk;
 }

@@ -36,6 +36,8 @@ struct AllFlags {
   BackupListFlags list;
   BackupRestoreFlags restore;
   BackupVerifyFlags verify;
+  BackupForgetFlags forget;
+  BackupDeleteFlags backup_delete;
   ImageDigestFlags image_digest;
   DemoFlags demo;
 };
@@ -145,7 +147,8 @@ int RunOrThrow(int argc, char** argv) {
   AddCommonFlags(*gc, flags.common);
   gc->callback([&] { action = [&] { return RunStoreGc(flags.store_gc, flags.common); }; });
 
-  CLI::App* backup = app.add_subcommand("backup", "Create, list, restore and verify backups");
+  CLI::App* backup =
+      app.add_subcommand("backup", "Create, list, restore, verify, forget and delete backups");
   backup->require_subcommand(1);
 
   CLI::App* create = Leaf(*backup, "create", "Back up a volume image");
@@ -214,6 +217,62 @@ int RunOrThrow(int argc, char** argv) {
       ->type_name("N");
   AddCommonFlags(*verify, flags.common);
   verify->callback([&] { action = [&] { return RunBackupVerify(flags.verify, flags.common); }; });
+
+  CLI::App* forget =
+      Leaf(*backup, "forget",
+           "Apply a retention policy to a volume's backups: delete the manifests of "
+           "those no --keep-* rule keeps (at least one rule is required). Rules "
+           "as restic's: each keeps the newest backup of each of its N newest "
+           "periods (UTC; weeks start on Monday); a backup any rule keeps stays. "
+           "Only manifests are deleted: `kindling store gc` frees the chunks no "
+           "remaining backup uses. The store does not know what the control plane "
+           "protects (pre-delete backups, a restore's source): for a cluster's "
+           "volumes set the policy on the volume instead (`kindling volume create --keep-*`)");
+  AddStoreFlags(*forget, flags.forget.store);
+  forget->add_option("--volume-id", flags.forget.volume_id, "The volume whose backups to thin out")
+      ->required()
+      ->type_name("ID");
+  forget->add_option("--keep-last", flags.forget.keep_last, "Keep the N newest backups")
+      ->type_name("N");
+  forget
+      ->add_option("--keep-hourly", flags.forget.keep_hourly,
+                   "Keep the newest backup of each of the N newest hours that have one")
+      ->type_name("N");
+  forget
+      ->add_option("--keep-daily", flags.forget.keep_daily,
+                   "Keep the newest backup of each of the N newest days (UTC) that have one")
+      ->type_name("N");
+  forget
+      ->add_option("--keep-weekly", flags.forget.keep_weekly,
+                   "Keep the newest backup of each of the N newest ISO weeks that have one")
+      ->type_name("N");
+  forget
+      ->add_option("--keep-monthly", flags.forget.keep_monthly,
+                   "Keep the newest backup of each of the N newest months that have one")
+      ->type_name("N");
+  forget
+      ->add_option("--keep-yearly", flags.forget.keep_yearly,
+                   "Keep the newest backup of each of the N newest years that have one")
+      ->type_name("N");
+  forget->add_flag("--dry-run", flags.forget.dry_run,
+                   "Report what would be kept and dropped; delete nothing");
+  AddCommonFlags(*forget, flags.common);
+  forget->callback([&] { action = [&] { return RunBackupForget(flags.forget, flags.common); }; });
+
+  CLI::App* backup_delete = Leaf(*backup, "delete",
+                                 "Delete one backup's manifest. Only the manifest is deleted: "
+                                 "`kindling store gc` frees the chunks no remaining backup uses");
+  AddStoreFlags(*backup_delete, flags.backup_delete.store);
+  backup_delete->add_option("--backup", flags.backup_delete.backup_id, "The backup id")
+      ->required()
+      ->type_name("ID");
+  backup_delete
+      ->add_option("--volume-id", flags.backup_delete.volume_id,
+                   "The backup's volume (optional; saves a search)")
+      ->type_name("ID");
+  AddCommonFlags(*backup_delete, flags.common);
+  backup_delete->callback(
+      [&] { action = [&] { return RunBackupDelete(flags.backup_delete, flags.common); }; });
 
   CLI::App* image = app.add_subcommand("image", "Work with volume image files");
   image->require_subcommand(1);

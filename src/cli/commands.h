@@ -19,6 +19,8 @@ int RunBackupCreate(const BackupCreateFlags& flags, const CommonFlags& common);
 int RunBackupList(const BackupListFlags& flags, const CommonFlags& common);
 int RunBackupRestore(const BackupRestoreFlags& flags, const CommonFlags& common);
 int RunBackupVerify(const BackupVerifyFlags& flags, const CommonFlags& common);
+int RunBackupForget(const BackupForgetFlags& flags, const CommonFlags& common);
+int RunBackupDelete(const BackupDeleteFlags& flags, const CommonFlags& common);
 int RunImageDigest(const ImageDigestFlags& flags, const CommonFlags& common);
 int RunDemo(const DemoFlags& flags, const CommonFlags& common);
 int RunVersion(const CommonFlags& common);

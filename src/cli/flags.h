@@ -74,6 +74,26 @@ struct BackupVerifyFlags {
   std::uint64_t seed = 0;
 };
 
+// Retention counts as given (validated by the command: none negative, at least
+// one set); 0 leaves a rule off.
+struct BackupForgetFlags {
+  StoreFlags store{};
+  std::string volume_id{};
+  int keep_last = 0;
+  int keep_hourly = 0;
+  int keep_daily = 0;
+  int keep_weekly = 0;
+  int keep_monthly = 0;
+  int keep_yearly = 0;
+  bool dry_run = false;
+};
+
+struct BackupDeleteFlags {
+  StoreFlags store{};
+  std::string backup_id{};
+  std::string volume_id{};  // optional: skips the search by backup id
+};
+
 struct ImageDigestFlags {
   std::string image;
   std::string chunk_size;  // empty: 4 MiB, the default chunk size

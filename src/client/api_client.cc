@@ -185,6 +185,13 @@ Result<json> ApiClient::PutVolume(const std::string& project_id, const VolumeSet
   if (settings.pre_delete_backup_enabled) {
     body["pre_delete_backup_enabled"] = *settings.pre_delete_backup_enabled;
   }
+  for (const auto& [name, value] : {std::pair{"backup_keep_hourly", settings.backup_keep_hourly},
+                                    std::pair{"backup_keep_daily", settings.backup_keep_daily},
+                                    std::pair{"backup_keep_weekly", settings.backup_keep_weekly},
+                                    std::pair{"backup_keep_monthly", settings.backup_keep_monthly},
+                                    std::pair{"backup_keep_yearly", settings.backup_keep_yearly}}) {
+    if (value) body[name] = *value;
+  }
   return Put("/api/projects/" + project_id + "/volume", body);
 }
 
@@ -201,6 +208,11 @@ Result<json> ApiClient::ListProjectBackups(const std::string& project_id) {
 Result<json> ApiClient::ListBackups(const std::string& project_id) {
   KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
   return Get("/api/projects/" + project_id + "/volume/backups");
+}
+
+Result<json> ApiClient::PreviewRetention(const std::string& project_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  return Get("/api/projects/" + project_id + "/volume/retention");
 }
 
 namespace {

@@ -58,6 +58,12 @@ struct VolumeSettings {
   std::optional<std::string> backup_schedule{};  // off | manual | daily | weekly
   std::optional<int> backup_retention_count{};
   std::optional<bool> pre_delete_backup_enabled{};
+  // The rest of the retention policy (backup_keep_hourly..backup_keep_yearly).
+  std::optional<int> backup_keep_hourly{};
+  std::optional<int> backup_keep_daily{};
+  std::optional<int> backup_keep_weekly{};
+  std::optional<int> backup_keep_monthly{};
+  std::optional<int> backup_keep_yearly{};
 };
 
 // Query parameters of GET /api/platform/quarantine; unset ones are not sent.
@@ -134,6 +140,8 @@ class ApiClient {
   [[nodiscard]] Result<nlohmann::json> DeleteVolume(const std::string& project_id);
   // The live volume's backups, newest first.
   [[nodiscard]] Result<nlohmann::json> ListBackups(const std::string& project_id);
+  // What the volume's retention policy keeps (and why) and drops now.
+  [[nodiscard]] Result<nlohmann::json> PreviewRetention(const std::string& project_id);
   // Backups of every volume the project has had (deleted ones included, each
   // with volume_deleted), newest first.
   [[nodiscard]] Result<nlohmann::json> ListProjectBackups(const std::string& project_id);

@@ -214,6 +214,11 @@ ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
           if (settings.pre_delete_backup_enabled) {
             request.pre_delete_backup_enabled = *settings.pre_delete_backup_enabled;
           }
+          request.backup_keep = db::BackupKeep{.hourly = settings.backup_keep_hourly.value_or(0),
+                                               .daily = settings.backup_keep_daily.value_or(0),
+                                               .weekly = settings.backup_keep_weekly.value_or(0),
+                                               .monthly = settings.backup_keep_monthly.value_or(0),
+                                               .yearly = settings.backup_keep_yearly.value_or(0)};
           // The pinned worker creates the image when it sees a volume without
           // one; until then the volume is detached with unknown health.
           request.status = db::VolumeStatus::kDetached;
@@ -240,6 +245,7 @@ ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
           if (before.pre_delete_backup_enabled != volume.pre_delete_backup_enabled) {
             changed.push_back("pre_delete_backup_enabled");
           }
+          if (before.backup_keep != volume.backup_keep) changed.push_back("backup_keep");
           KINDLING_RETURN_IF_ERROR(
               Audit(tx, actor, "volume.update", kResourceVolume, volume.id,
                     json{{"project_id", project_id}, {"changed", changed}}.dump()));
@@ -312,6 +318,21 @@ ControlResult<std::vector<db::Backup>> VolumeService::ListBackups(const std::str
           return Refused();
         }
         return db::ListBackups(tx, volume->id);
+      });
+}
+
+ControlResult<RetentionPreview> VolumeService::PreviewRetention(const std::string& project_id) {
+  return TransactChecked<RetentionPreview>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<RetentionPreview> {
+        KINDLING_ASSIGN_OR_RETURN(auto volume, db::FindProjectVolume(tx, project_id));
+        if (!volume) {
+          refusal = ControlError{404, kCodeNotFound, "the project has no volume"};
+          return Refused();
+        }
+        KINDLING_ASSIGN_OR_RETURN(auto inputs, db::ListRetentionInputs(tx, volume->id));
+        RetentionPreview preview{.volume = *volume, .entries = {}};
+        preview.entries = PlanRetention(preview.volume, std::move(inputs));
+        return preview;
       });
 }
 

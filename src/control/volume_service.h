@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "control/control_error.h"
+#include "control/retention.h"
 #include "crypto/aead.h"
 #include "db/backups.h"
 #include "db/database.h"
@@ -124,6 +125,10 @@ class VolumeService {
   // deletes after the backup).
   [[nodiscard]] ControlResult<DeleteVolumeOutcome> DeleteVolume(const Actor& actor,
                                                                 const std::string& project_id);
+  // What the live volume's retention policy keeps and drops now, newest
+  // first (control/retention.h: what the worker deletes after the next
+  // backup). 404 when the project has no volume.
+  [[nodiscard]] ControlResult<RetentionPreview> PreviewRetention(const std::string& project_id);
   // The live volume's backups, newest first.
   [[nodiscard]] ControlResult<std::vector<db::Backup>> ListBackups(const std::string& project_id);
   // Backups of every volume the project has had (deleted ones and their

@@ -197,25 +197,24 @@ Result<Backup> MarkBackupFailed(Tx& tx, const std::string& backup_id, const std:
   });
 }
 
-Result<std::vector<Backup>> ListRetentionCandidates(Tx& tx, const std::string& volume_id,
-                                                    int keep) {
+Result<std::vector<RetentionInput>> ListRetentionInputs(Tx& tx, const std::string& volume_id) {
   return internal::Run(
-      tx, "list retention candidates",
-      [&](pqxx::transaction_base& w) -> Result<std::vector<Backup>> {
-        std::vector<Backup> out;
-        for (const auto& r : internal::Exec(
-                 w,
-                 std::string("SELECT ") + kBackupColumns +
-                     " FROM (SELECT *, row_number() OVER ("
-                     "    ORDER BY completed_at DESC NULLS LAST, created_at DESC, id DESC) AS rank "
-                     "  FROM project_volume_backups "
-                     "  WHERE project_volume_id = $1::uuid AND status = 'succeeded') b "
-                     "WHERE rank > $2 AND NOT EXISTS (SELECT 1 FROM project_volume_operations o "
-                     "  WHERE o.status IN ('pending', 'running') "
-                     "    AND o.request_metadata->>'backup_id' = b.id::text) "
-                     "ORDER BY rank",
-                 volume_id, std::max(keep, 0)))
-          out.push_back(BackupFromRow(r));
+      tx, "list retention inputs",
+      [&](pqxx::transaction_base& w) -> Result<std::vector<RetentionInput>> {
+        std::vector<RetentionInput> out;
+        for (const auto& r :
+             internal::Exec(w,
+                            std::string("SELECT ") + kBackupColumns +
+                                ", EXISTS (SELECT 1 FROM project_volume_operations o "
+                                "  WHERE o.status IN ('pending', 'running') "
+                                "    AND o.request_metadata->>'backup_id' = b.id::text) "
+                                "FROM project_volume_backups b "
+                                "WHERE project_volume_id = $1::uuid AND status = 'succeeded' "
+                                "ORDER BY completed_at DESC NULLS LAST, created_at DESC, id DESC",
+                            volume_id)) {
+          out.push_back(RetentionInput{.backup = BackupFromRow(r.slice(0, r.size() - 1)),
+                                       .in_use = r[r.size() - 1].as<bool>()});
+        }
         return out;
       });
 }

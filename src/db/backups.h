@@ -112,12 +112,16 @@ struct BackupSuccess {
 [[nodiscard]] Result<Backup> MarkBackupFailed(Tx& tx, const std::string& backup_id,
                                               const std::string& error);
 
-// Succeeded backups beyond the newest `keep` (by completion), newest first,
-// leaving out any backup a pending or running operation refers to (a restore
-// in flight keeps its source). REQUIRES: keep >= 0.
-[[nodiscard]] Result<std::vector<Backup>> ListRetentionCandidates(Tx& tx,
-                                                                  const std::string& volume_id,
-                                                                  int keep);
+// The volume's succeeded backups, newest first (by completion), each with
+// whether a pending or running operation refers to it (a restore in flight
+// keeps its source): what a retention policy chooses from. Damaged and failed
+// backups are not listed; retention never deletes them.
+struct RetentionInput {
+  Backup backup{};
+  bool in_use = false;
+};
+[[nodiscard]] Result<std::vector<RetentionInput>> ListRetentionInputs(Tx& tx,
+                                                                      const std::string& volume_id);
 
 // Deletes the row (after its objects were removed). True when it existed.
 [[nodiscard]] Result<bool> DeleteBackup(Tx& tx, const std::string& backup_id);

@@ -383,12 +383,30 @@ CREATE INDEX deployment_instances_server_live_idx ON deployment_instances (serve
   WHERE status IN ('pending', 'starting', 'running', 'stopping');
 )sql";
 
-constexpr std::array<Migration, 5> kMigrations = {{
+// Retention rules beside the reference's backup_retention_count (which is
+// keep_last): the newest backup of each of the N newest hours, days, ISO
+// weeks, months and years that have one (engine/retention.h). 0: off.
+constexpr std::string_view kRetentionPolicySchema = R"sql(
+ALTER TABLE project_volumes
+  ADD COLUMN backup_keep_hourly integer NOT NULL DEFAULT 0
+    CHECK (backup_keep_hourly BETWEEN 0 AND 100000),
+  ADD COLUMN backup_keep_daily integer NOT NULL DEFAULT 0
+    CHECK (backup_keep_daily BETWEEN 0 AND 100000),
+  ADD COLUMN backup_keep_weekly integer NOT NULL DEFAULT 0
+    CHECK (backup_keep_weekly BETWEEN 0 AND 100000),
+  ADD COLUMN backup_keep_monthly integer NOT NULL DEFAULT 0
+    CHECK (backup_keep_monthly BETWEEN 0 AND 100000),
+  ADD COLUMN backup_keep_yearly integer NOT NULL DEFAULT 0
+    CHECK (backup_keep_yearly BETWEEN 0 AND 100000);
+)sql";
+
+constexpr std::array<Migration, 6> kMigrations = {{
     {1, "initial schema", kInitialSchema},
     {2, "data safety", kDataSafetySchema},
     {3, "backup rescan", kBackupRescanSchema},
     {4, "control-plane backup status", kControlPlaneBackupStatusSchema},
     {5, "workloads", kWorkloadsSchema},
+    {6, "retention policies", kRetentionPolicySchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

@@ -40,11 +40,16 @@ Result<Volume> CreateVolume(Tx& tx, const NewVolume& v) {
     return VolumeFromRow(internal::Exec1(
         w,
         std::string("INSERT INTO project_volumes (project_id, server_id, mount_path, size_gb, "
-                    "  backup_schedule, backup_retention_count, pre_delete_backup_enabled, status) "
-                    "VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8) RETURNING ") +
+                    "  backup_schedule, backup_retention_count, pre_delete_backup_enabled, status, "
+                    "  backup_keep_hourly, backup_keep_daily, backup_keep_weekly, "
+                    "  backup_keep_monthly, backup_keep_yearly) "
+                    "VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+                    "RETURNING ") +
             kVolumeColumns,
         v.project_id, v.server_id, v.mount_path, v.size_gb, std::string(Name(v.backup_schedule)),
-        v.backup_retention_count, v.pre_delete_backup_enabled, std::string(Name(v.status))));
+        v.backup_retention_count, v.pre_delete_backup_enabled, std::string(Name(v.status)),
+        v.backup_keep.hourly, v.backup_keep.daily, v.backup_keep.weekly, v.backup_keep.monthly,
+        v.backup_keep.yearly));
   });
 }
 
@@ -88,11 +93,18 @@ Result<Volume> UpdateVolumeSettings(Tx& tx, const std::string& volume_id,
                 "  backup_schedule = COALESCE($4, backup_schedule), "
                 "  backup_retention_count = COALESCE($5::int, backup_retention_count), "
                 "  pre_delete_backup_enabled = COALESCE($6::bool, pre_delete_backup_enabled), "
+                "  backup_keep_hourly = COALESCE($7::int, backup_keep_hourly), "
+                "  backup_keep_daily = COALESCE($8::int, backup_keep_daily), "
+                "  backup_keep_weekly = COALESCE($9::int, backup_keep_weekly), "
+                "  backup_keep_monthly = COALESCE($10::int, backup_keep_monthly), "
+                "  backup_keep_yearly = COALESCE($11::int, backup_keep_yearly), "
                 "  updated_at = now() "
                 "WHERE id = $1::uuid RETURNING ") +
                 kVolumeColumns,
             volume_id, u.mount_path, u.size_gb, OptName(u.backup_schedule),
-            u.backup_retention_count, u.pre_delete_backup_enabled));
+            u.backup_retention_count, u.pre_delete_backup_enabled, u.backup_keep_hourly,
+            u.backup_keep_daily, u.backup_keep_weekly, u.backup_keep_monthly,
+            u.backup_keep_yearly));
       });
 }
 
@@ -190,6 +202,11 @@ Volume VolumeFromRow(const pqxx::row& r) {
   v.deleted_at = OptTime(r[13]);
   v.created_at = Time(r[14]);
   v.updated_at = Time(r[15]);
+  v.backup_keep = BackupKeep{.hourly = r[16].as<int>(),
+                             .daily = r[17].as<int>(),
+                             .weekly = r[18].as<int>(),
+                             .monthly = r[19].as<int>(),
+                             .yearly = r[20].as<int>()};
   return v;
 }
 

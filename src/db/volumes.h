@@ -18,6 +18,17 @@
 
 namespace kindling::db {
 
+// Retention rules besides keep_last (backup_retention_count): how many
+// hours, days, ISO weeks, months and years keep their newest backup.
+struct BackupKeep {
+  int hourly = 0;
+  int daily = 0;
+  int weekly = 0;
+  int monthly = 0;
+  int yearly = 0;
+  friend bool operator==(const BackupKeep&, const BackupKeep&) = default;
+};
+
 struct Volume {
   std::string id{};
   std::string project_id{};
@@ -29,12 +40,14 @@ struct Volume {
   VolumeStatus status = VolumeStatus::kDetached;
   VolumeHealth health = VolumeHealth::kUnknown;
   BackupSchedule backup_schedule = BackupSchedule::kManual;
-  int backup_retention_count = 0;
+  int backup_retention_count = 0;  // the retention policy's keep_last
   bool pre_delete_backup_enabled = false;
   std::optional<std::string> last_error{};
   std::optional<Timestamp> deleted_at{};
   Timestamp created_at{};
   Timestamp updated_at{};
+  // The rest of the retention policy (engine/retention.h); 0: off.
+  BackupKeep backup_keep{};
 };
 
 // Defaults are the reference's column defaults.
@@ -47,6 +60,7 @@ struct NewVolume {
   int backup_retention_count = 7;
   bool pre_delete_backup_enabled = false;
   VolumeStatus status = VolumeStatus::kDetached;
+  BackupKeep backup_keep{};
 };
 
 // kInvalidArgument when the project already has a live volume, or for values
@@ -69,6 +83,11 @@ struct VolumeSettingsUpdate {
   std::optional<BackupSchedule> backup_schedule{};
   std::optional<int> backup_retention_count{};
   std::optional<bool> pre_delete_backup_enabled{};
+  std::optional<int> backup_keep_hourly{};
+  std::optional<int> backup_keep_daily{};
+  std::optional<int> backup_keep_weekly{};
+  std::optional<int> backup_keep_monthly{};
+  std::optional<int> backup_keep_yearly{};
 };
 
 // kInvalidArgument when size_gb would shrink or a value is out of range;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/files.h"
+#include "control/retention.h"
 #include "crypto/sha256.h"
 #include "db/audit.h"
 #include "db/backups.h"
@@ -366,13 +367,18 @@ Result<std::string> OperationRunner::ExecuteBackupPhase(RunningOperation& run,
 std::string OperationRunner::ApplyRetention(const db::Volume& volume, const StoreHandle& store) {
   json deleted = json::array();
   json errors = json::array();
-  auto candidates = db_.Transact([&](db::Tx& tx) {
-    return db::ListRetentionCandidates(tx, volume.id, std::max(volume.backup_retention_count, 0));
-  });
-  if (!candidates) {
-    errors.push_back(candidates.error().message());
+  std::size_t kept = 0;
+  auto inputs = db_.Transact([&](db::Tx& tx) { return db::ListRetentionInputs(tx, volume.id); });
+  if (!inputs) {
+    errors.push_back(inputs.error().message());
   } else {
-    for (const db::Backup& old : *candidates) {
+    for (const control::RetentionPlanEntry& entry :
+         control::PlanRetention(volume, std::move(*inputs))) {
+      if (entry.decision.keep) {
+        ++kept;
+        continue;
+      }
+      const db::Backup& old = entry.backup;
       // From the store the backup was written to: a manifest left behind in
       // an older store would come back with the next rescan.
       std::shared_ptr<const StoreHandle> own;
@@ -400,8 +406,7 @@ std::string OperationRunner::ApplyRetention(const db::Volume& volume, const Stor
       deleted.push_back(old.id);
     }
   }
-  return json{{"kept", volume.backup_retention_count}, {"deleted", deleted}, {"errors", errors}}
-      .dump();
+  return json{{"kept", kept}, {"deleted", deleted}, {"errors", errors}}.dump();
 }
 
 Status OperationRunner::HandMoveToTarget(RunningOperation& run, const db::Operation& op) {

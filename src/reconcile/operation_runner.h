@@ -5,7 +5,8 @@
 //     retry reuses uploaded chunks and never makes two manifests; a manifest
 //     already committed under that id (by an attempt that died before
 //     recording it, or after the snapshot a restored database came from) is
-//     recorded as it is, without the image; then retention.
+//     recorded as it is, without the image; then retention (the volume's
+//     policy, control/retention.h).
 //   - restore: staged in <state_dir>/restoring from the backup's own store,
 //     validated when the request asks `validate` (ImageValidator: the
 //     report goes to result.validation; a failed validation fails the
@@ -137,8 +138,9 @@ class OperationRunner {
   [[nodiscard]] Status FailAndRelease(RunningOperation& run, const db::Operation& op,
                                       const Error& error);
   void HandBack(const RunningOperation& run, const db::Operation& op);
-  // Deletes succeeded backups beyond the volume's retention count: objects
-  // first, then rows. Never fails: problems come back as JSON for the result.
+  // Deletes the succeeded backups the volume's retention policy drops
+  // (control/retention.h): objects first, then rows. Never fails: problems
+  // come back as JSON for the result ({kept, deleted, errors}).
   std::string ApplyRetention(const db::Volume& volume, const StoreHandle& store);
 
   std::filesystem::path ImageOf(const std::string& volume_id) const;

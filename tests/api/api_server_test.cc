@@ -201,6 +201,73 @@ TEST_F(ApiServerTest, DeleteVolume) {
             1);
 }
 
+TEST_F(ApiServerTest, RetentionPolicyIsSetShownAndPreviewed) {
+  MakeServer("w1");
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  ExpectRefused("GET", volume + "/retention", admin_key_, "", 404, "not_found");
+  Response created = Send("PUT", volume, org_admin_key_,
+                          R"({"backup_retention_count": 1, "backup_keep_daily": 2})");
+  ASSERT_EQ(created.status, 200) << created.raw;
+  EXPECT_EQ(created.body["backup_policy"]["keep_daily"], 2);
+  EXPECT_EQ(created.body["backup_policy"]["keep_weekly"], 0);
+  const std::string volume_id = created.body["id"];
+  ExpectRefused("PUT", volume, org_admin_key_, R"({"backup_keep_weekly": 100001})", 400,
+                "validation_error");
+  ExpectRefused("PUT", volume, org_admin_key_, R"({"backup_keep_weekly": -1})", 400,
+                "validation_error");
+  ExpectRefused("PUT", volume, member_key_, R"({"backup_keep_weekly": 1})", 403, "forbidden");
+  Response updated = Send("PUT", volume, org_admin_key_, R"({"backup_keep_weekly": 4})");
+  ASSERT_EQ(updated.status, 200) << updated.raw;
+  EXPECT_EQ(updated.body["backup_policy"]["keep_weekly"], 4);
+  EXPECT_EQ(updated.body["backup_policy"]["keep_daily"], 2) << "kept when not given";
+  // (Weekly periods depend on today's weekday: the engine's tests cover them.)
+  ASSERT_EQ(Send("PUT", volume, org_admin_key_, R"({"backup_keep_weekly": 0})").status, 200);
+
+  // Backups completed 1 day ago (10:00 UTC), 2 days ago (12:00 and 10:00)
+  // and 3 days ago (10:00), and a pre-delete one 5 days ago.
+  const auto add = [&](const std::string& kind, int hours_before_midnight) {
+    return Sql("INSERT INTO project_volume_backups (project_volume_id, kind, status, "
+               "completed_at) VALUES ('" +
+               volume_id + "', '" + kind +
+               "', 'succeeded', (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') "
+               "- interval '" +
+               std::to_string(hours_before_midnight) + " hours') RETURNING id")[0][0]
+        .as<std::string>();
+  };
+  const std::string one = add("manual", 14);
+  const std::string two_late = add("scheduled", 36);
+  const std::string two_early = add("scheduled", 38);
+  const std::string three = add("scheduled", 62);
+  const std::string pre_delete = add("pre_delete", 120);
+  // A member may look.
+  Response preview = Send("GET", volume + "/retention", member_key_);
+  ASSERT_EQ(preview.status, 200) << preview.raw;
+  EXPECT_EQ(preview.body["policy"], (json{{"keep_last", 1},
+                                          {"keep_hourly", 0},
+                                          {"keep_daily", 2},
+                                          {"keep_weekly", 0},
+                                          {"keep_monthly", 0},
+                                          {"keep_yearly", 0}}));
+  std::map<std::string, json> by_id;
+  for (const json& b : preview.body["backups"]) by_id[b["id"]] = b;
+  ASSERT_EQ(by_id.size(), 5u) << preview.raw;
+  EXPECT_EQ(preview.body["backups"][0]["id"], one) << "newest first";
+  EXPECT_EQ(by_id[one]["reasons"], (json{"last", "daily"}));
+  EXPECT_EQ(by_id[two_late]["reasons"], (json{"daily"}));
+  EXPECT_EQ(by_id[two_early]["keep"], false) << "its day's newest is kept";
+  EXPECT_EQ(by_id[two_early]["reasons"], json::array());
+  EXPECT_EQ(by_id[three]["keep"], false) << "two days kept already";
+  EXPECT_EQ(by_id[pre_delete]["reasons"], (json{"pre_delete"}));
+  EXPECT_EQ(preview.body["kept"], 3);
+  EXPECT_EQ(preview.body["dropped"], 2);
+  // A preview changes nothing.
+  EXPECT_EQ(Sql("SELECT count(*) FROM project_volume_backups WHERE project_volume_id = '" +
+                volume_id + "'")[0][0]
+                .as<int>(),
+            5);
+}
+
 TEST_F(ApiServerTest, BackupSettingsSecretsNeverShown) {
   testutil::S3TestServer s3;
   const std::string secret = s3.options().secret_access_key;

@@ -118,6 +118,42 @@ TEST_F(ApiCommandsTest, BackupAndRestoreThroughTheApi) {
   EXPECT_NE(audit_text.out.find("volume.backup.queue"), std::string::npos) << audit_text.out;
 }
 
+TEST_F(ApiCommandsTest, RetentionPolicyIsSetAndPreviewed) {
+  const auto [project, volume] = MakeProjectWithVolume("web");
+  json changed = Ok({"volume", "create", "--project", project, "--backup-retention-count", "2",
+                     "--keep-daily", "3", "--keep-monthly", "6"});
+  EXPECT_EQ(changed["backup_policy"]["retention_count"], 2) << changed.dump();
+  EXPECT_EQ(changed["backup_policy"]["keep_daily"], 3) << changed.dump();
+  EXPECT_EQ(changed["backup_policy"]["keep_monthly"], 6) << changed.dump();
+  EXPECT_EQ(changed["backup_policy"]["keep_weekly"], 0) << changed.dump();
+  Fails({"volume", "create", "--project", project, "--keep-weekly", "-1"}, 2, "--keep-weekly");
+
+  // Three succeeded backups on one day: keep_last 2 keeps two, the daily and
+  // monthly rules keep the newest (already kept), the third is dropped.
+  for (int hour : {1, 2, 3}) {
+    Sql("INSERT INTO project_volume_backups (project_volume_id, kind, status, completed_at) "
+        "VALUES ('" +
+        volume +
+        "', 'manual', 'succeeded', (date_trunc('day', now() AT TIME ZONE 'UTC') AT "
+        "TIME ZONE 'UTC') - interval '1 day' + interval '" +
+        std::to_string(hour) + " hours')");
+  }
+  json preview = Ok({"volume", "retention", "--project", project, "--dry-run"});
+  EXPECT_EQ(preview["policy"]["keep_last"], 2) << preview.dump();
+  EXPECT_EQ(preview["kept"], 2) << preview.dump();
+  EXPECT_EQ(preview["dropped"], 1) << preview.dump();
+  ASSERT_EQ(preview["backups"].size(), 3u);
+  EXPECT_EQ(preview["backups"][0]["reasons"], (json{"last", "daily", "monthly"}));
+  EXPECT_EQ(preview["backups"][1]["reasons"], (json{"last"}));
+  EXPECT_EQ(preview["backups"][2]["keep"], false);
+  RunResult text = Kindling({"volume", "retention", "--project", project});
+  ASSERT_EQ(text.exit_code, 0) << text.Describe();
+  EXPECT_NE(text.out.find("policy: keep_last=2 keep_hourly=0 keep_daily=3"), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("last,daily,monthly"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("kept 2, would drop 1"), std::string::npos) << text.out;
+}
+
 TEST_F(ApiCommandsTest, SecretsNeverPrinted) {
   testutil::S3TestServer s3(testutil::S3TestServerOptions{
       .access_key_id = "AKIAKINDLINGTEST01", .secret_access_key = "kdl-test-secret-Zq8wX2vN5mR7"});

@@ -87,7 +87,7 @@ TEST_F(BackupsTest, StatusTransitions) {
                     ErrorKind::kNotFound);
 }
 
-TEST_F(BackupsTest, RetentionKeepsTheNewestAndBackupsInUse) {
+TEST_F(BackupsTest, RetentionInputsAreTheSucceededBackupsNewestFirstWithThoseInUse) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
     const Backup b = Create();
@@ -98,13 +98,13 @@ TEST_F(BackupsTest, RetentionKeepsTheNewestAndBackupsInUse) {
   const Backup failed = Create();
   ASSERT_OK(db().Transact([&](Tx& tx) { return MarkBackupFailed(tx, failed.id, "x"); }));
 
-  ASSERT_OK_AND_ASSIGN(std::vector<Backup> candidates, db().Transact([&](Tx& tx) {
-    return ListRetentionCandidates(tx, volume_.id, 2);
-  }));
-  ASSERT_EQ(candidates.size(), 3u);
-  EXPECT_EQ(candidates[0].id, ids[2]);
-  EXPECT_EQ(candidates[1].id, ids[1]);
-  EXPECT_EQ(candidates[2].id, ids[0]);
+  ASSERT_OK_AND_ASSIGN(std::vector<RetentionInput> inputs,
+                       db().Transact([&](Tx& tx) { return ListRetentionInputs(tx, volume_.id); }));
+  ASSERT_EQ(inputs.size(), 5u) << "the failed one is not listed";
+  for (std::size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(inputs[i].backup.id, ids[4 - i]);
+    EXPECT_FALSE(inputs[i].in_use);
+  }
 
   // A restore in flight from the oldest keeps it.
   ASSERT_OK(db().Transact([&](Tx& tx) {
@@ -113,11 +113,12 @@ TEST_F(BackupsTest, RetentionKeepsTheNewestAndBackupsInUse) {
                                                     .server_id = server_,
                                                     .backup_id = ids[0]});
   }));
-  ASSERT_OK_AND_ASSIGN(std::vector<Backup> in_use, db().Transact([&](Tx& tx) {
-    return ListRetentionCandidates(tx, volume_.id, 2);
-  }));
-  ASSERT_EQ(in_use.size(), 2u);
-  EXPECT_EQ(in_use[1].id, ids[1]);
+  ASSERT_OK_AND_ASSIGN(std::vector<RetentionInput> in_use,
+                       db().Transact([&](Tx& tx) { return ListRetentionInputs(tx, volume_.id); }));
+  ASSERT_EQ(in_use.size(), 5u);
+  EXPECT_EQ(in_use[4].backup.id, ids[0]);
+  EXPECT_TRUE(in_use[4].in_use);
+  EXPECT_FALSE(in_use[3].in_use);
 
   ASSERT_OK_AND_ASSIGN(bool deleted,
                        db().Transact([&](Tx& tx) { return DeleteBackup(tx, ids[1]); }));
@@ -195,10 +196,9 @@ TEST_F(BackupsTest, DamagedBackupsStayOutOfRetentionAndLastSuccess) {
     return LastSuccessfulBackupAt(tx, volume_.id);
   }));
   EXPECT_FALSE(last.has_value());
-  ASSERT_OK_AND_ASSIGN(std::vector<Backup> candidates, db().Transact([&](Tx& tx) {
-    return ListRetentionCandidates(tx, volume_.id, 0);
-  }));
-  EXPECT_TRUE(candidates.empty());
+  ASSERT_OK_AND_ASSIGN(std::vector<RetentionInput> inputs,
+                       db().Transact([&](Tx& tx) { return ListRetentionInputs(tx, volume_.id); }));
+  EXPECT_TRUE(inputs.empty());
 }
 
 TEST_F(BackupsTest, StoreBackupsAreTheSucceededAndDamagedOnesOfThatStore) {

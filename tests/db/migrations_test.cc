@@ -95,7 +95,12 @@ TEST_F(SchemaTest, HasTheReferenceColumns) {
                                          "deleted_at",
                                          "created_at",
                                          "updated_at"};
-  EXPECT_EQ(Columns(conn, "project_volumes"), volumes);
+  // The reference's columns, plus this system's retention rules (migration 6).
+  std::set<std::string> with_extensions = volumes;
+  for (const char* column : {"backup_keep_hourly", "backup_keep_daily", "backup_keep_weekly",
+                             "backup_keep_monthly", "backup_keep_yearly"})
+    with_extensions.insert(column);
+  EXPECT_EQ(Columns(conn, "project_volumes"), with_extensions);
 
   const std::set<std::string> operations = Columns(conn, "project_volume_operations");
   for (const char* column :
