@@ -474,9 +474,19 @@ Result<std::unique_ptr<WriterMarker>> WriterMarker::Acquire(const Repository& re
                                       /*only_if_present=*/true);
       return std::unique_ptr<WriterMarker>(new WriterMarker(std::move(state)));
     }
-    // A sweep runs: withdraw, so that it can proceed, and wait for its end.
+    // A sweep runs: withdraw, so that it can proceed, and wait for its end
+    // (or for it to go stale) without a marker, watching the sweep only.
     KINDLING_RETURN_IF_ERROR(store.Delete(key));
-    timing.sleep(timing.poll_every);
+    for (;;) {
+      if (cancel != nullptr && cancel->load()) return Cancelled();
+      timing.sleep(timing.poll_every);
+      auto again = store.Get(kGcSweepKey);
+      if (!again) {
+        if (again.error().is_not_found()) break;
+        return std::unexpected(again.error());
+      }
+      if (watch.Stale(std::string(kGcSweepKey), *again)) break;
+    }
   }
 }
 

@@ -112,7 +112,8 @@ nlohmann::json GcReportJson(const GcReport& report);
 class WriterMarker {
  public:
   // Waits (polling; cancellable) while a sweep that is not stale holds the
-  // store. kCancelled, or the store's errors.
+  // store, holding no marker meanwhile (so that the sweep can proceed).
+  // kCancelled, or the store's errors.
   [[nodiscard]] static Result<std::unique_ptr<WriterMarker>> Acquire(
       const Repository& repository, std::string backup_id, const GcTiming& timing = {},
       const CancelFlag* cancel = nullptr);
