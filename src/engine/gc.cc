@@ -75,8 +75,10 @@ class StaleWatch {
 };
 
 // Rewrites a marker every refresh interval from a thread of its own, until
-// stopped. With `only_if_present`, a marker found gone is not written again
-// (lost() turns true): a collection removed it as stale.
+// stopped or until the marker is found held by another holder (taken over
+// as stale). With `only_if_present`, a marker found gone is not written
+// again either: a collection removed it as stale. Either way lost() turns
+// true.
 class Refresher {
  public:
   Refresher(storage::ObjectStore& store, std::string key, std::string kind, std::string holder,
@@ -108,12 +110,14 @@ class Refresher {
     std::unique_lock lock(mu_);
     while (!cv_.wait_for(lock, every_, [this] { return stop_; })) {
       lock.unlock();
-      if (only_if_present_) {
-        auto head = store_.Head(key_);
-        if (!head && head.error().is_not_found()) {
-          lost_ = true;
-          return;
-        }
+      // Never over someone else's marker (a successor took this one over as
+      // stale), nor, with only_if_present, over a removed one. (A read, then
+      // a write: the window between them is the store's round trip.)
+      auto current = store_.Get(key_);
+      if ((!current && current.error().is_not_found() && only_if_present_) ||
+          (current && MarkerHolder(*current) != holder_)) {
+        lost_ = true;
+        return;
       }
       // A failed refresh is retried at the next tick; a holder that cannot
       // reach the store for stale_after loses its marker.
@@ -181,9 +185,12 @@ class Collector {
       // Released on failure too: what was deleted was unreferenced, and the
       // next collection starts over. Only while still this collection's: one
       // that stalled past the stale time and was taken over must not remove
-      // its successor's markers.
-      if (sweeping_) ReleaseIfOurs(kGcSweepKey);
-      ReleaseIfOurs(kGcLockKey);
+      // its successor's markers (nor one that saw it was: its refresher may
+      // have written over the successor's marker since).
+      if (!taken_over_) {
+        if (sweeping_) ReleaseIfOurs(kGcSweepKey);
+        ReleaseIfOurs(kGcLockKey);
+      }
     }
     if (!result) return std::unexpected(result.error());
     report_.duration_ms = static_cast<std::uint64_t>(
@@ -308,6 +315,7 @@ class Collector {
   Status HoldSweep() {
     auto content = store_.Get(kGcSweepKey);
     if (!content || MarkerHolder(*content) != holder_) {
+      taken_over_ = true;
       return MakeError(ErrorKind::kFailedPrecondition,
                        "garbage collection stopped: another collection took its sweep over "
                        "(this one stalled for longer than the markers' stale time)");
@@ -398,6 +406,7 @@ class Collector {
   std::set<std::string> manifests_read_;
   bool sweeping_ = false;
   std::string first_lock_content_;
+  bool taken_over_ = false;  // another collection's marker was seen in place of ours
   std::unique_ptr<Refresher> lock_refresher_;
   std::unique_ptr<Refresher> sweep_refresher_;
 };
