@@ -11,7 +11,7 @@ SUDO=""
 packages=(
   build-essential g++ cmake ninja-build pkg-config clang-format ccache
   libssl-dev libzstd-dev libcurl4-openssl-dev libpqxx-dev libpq-dev libpugixml-dev
-  nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
+  nlohmann-json3-dev libcli11-dev libhowardhinnant-date-dev tzdata libspdlog-dev libfmt-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client pgbackrest e2fsprogs openssl
   nodejs npm

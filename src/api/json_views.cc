@@ -1,5 +1,9 @@
 #include "api/json_views.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+
 #include "common/ids.h"
 
 namespace kindling::api {
@@ -66,6 +70,15 @@ json OperationJson(const db::Operation& op) {
 
 json VolumeJson(const control::VolumeView& view) {
   const db::Volume& v = view.volume;
+  // Whole seconds since the newest succeeded backup completed (an alert on
+  // a schedule that silently stopped reads this, or /metrics).
+  json last_backup_age = nullptr;
+  if (view.last_successful_backup_at) {
+    last_backup_age = std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() -
+                                                            *view.last_successful_backup_at)
+               .count());
+  }
   return json{{"id", v.id},
               {"project_id", v.project_id},
               {"server_id", StringOrNull(v.server_id)},
@@ -75,17 +88,29 @@ json VolumeJson(const control::VolumeView& view) {
               {"filesystem", v.filesystem},
               {"status", db::Name(v.status)},
               {"health", db::Name(v.health)},
-              {"backup_policy", json{{"schedule", db::Name(v.backup_schedule)},
-                                     {"retention_count", v.backup_retention_count},
-                                     {"pre_delete_backup_enabled", v.pre_delete_backup_enabled},
-                                     {"keep_hourly", v.backup_keep.hourly},
-                                     {"keep_daily", v.backup_keep.daily},
-                                     {"keep_weekly", v.backup_keep.weekly},
-                                     {"keep_monthly", v.backup_keep.monthly},
-                                     {"keep_yearly", v.backup_keep.yearly}}},
+              {"backup_policy",
+               json{{"schedule", db::Name(v.backup_schedule)},
+                    {"retention_count", v.backup_retention_count},
+                    {"pre_delete_backup_enabled", v.pre_delete_backup_enabled},
+                    {"keep_hourly", v.backup_keep.hourly},
+                    {"keep_daily", v.backup_keep.daily},
+                    {"keep_weekly", v.backup_keep.weekly},
+                    {"keep_monthly", v.backup_keep.monthly},
+                    {"keep_yearly", v.backup_keep.yearly},
+                    {"cron", StringOrNull(v.backup_window.cron)},
+                    {"window_start", StringOrNull(v.backup_window.start)},
+                    {"window_minutes",
+                     v.backup_window.minutes ? json(*v.backup_window.minutes) : json(nullptr)},
+                    {"time_zone", v.backup_window.time_zone}}},
+              {"next_backup_at", TimeOrNull(v.backup_next_at)},
               {"current_operation",
                view.current_operation ? OperationJson(*view.current_operation) : json(nullptr)},
               {"last_successful_backup_at", TimeOrNull(view.last_successful_backup_at)},
+              {"last_backup_age_seconds", last_backup_age},
+              {"last_backup_verify_state", view.last_backup_verify_state
+                                               ? json(db::Name(*view.last_backup_verify_state))
+                                               : json(nullptr)},
+              {"last_backup_verified_at", TimeOrNull(view.last_backup_verified_at)},
               {"last_error", StringOrNull(v.last_error)},
               {"created_at", FormatTime(v.created_at)},
               {"updated_at", FormatTime(v.updated_at)}};
@@ -129,7 +154,10 @@ json BackupJson(const db::Backup& b) {
               {"completed_at", TimeOrNull(b.completed_at)},
               {"failed_at", TimeOrNull(b.failed_at)},
               {"created_at", FormatTime(b.created_at)},
-              {"updated_at", FormatTime(b.updated_at)}};
+              {"updated_at", FormatTime(b.updated_at)},
+              {"pinned", b.pinned},
+              {"verified_at", TimeOrNull(b.verified_at)},
+              {"verify_state", b.verify_state ? json(db::Name(*b.verify_state)) : json(nullptr)}};
 }
 
 json OrphanJson(const db::OrphanBackup& o) {

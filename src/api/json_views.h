@@ -32,8 +32,11 @@ nlohmann::json VolumeJson(const control::VolumeView& view);
 // "dropped": n, "backups": [{"id", "kind", "completed_at", "keep", "reasons"}]}
 // newest first.
 nlohmann::json RetentionJson(const control::RetentionPreview& preview);
-// The reference's Backup JSON plus project_volume_id and `damage` (null
-// unless status is damaged: the damaged chunks and their image offsets).
+// The reference's Backup JSON plus project_volume_id, `damage` (null
+// unless status is damaged: the damaged chunks and their image offsets),
+// `pinned` (kept whatever the retention policy), and what the last verify
+// found: `verified_at` and `verify_state` ("ok" | "damaged"), null until one
+// finished.
 nlohmann::json BackupJson(const db::Backup& backup);
 // A quarantined volume image (volume_image_quarantine row).
 nlohmann::json QuarantineJson(const db::QuarantineEntry& entry);

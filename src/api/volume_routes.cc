@@ -123,10 +123,11 @@ void AddVolumeRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(
         auto body,
-        Body::Parse(call.req,
-                    {"mount_path", "size_gb", "backup_schedule", "backup_retention_count",
-                     "pre_delete_backup_enabled", "backup_keep_hourly", "backup_keep_daily",
-                     "backup_keep_weekly", "backup_keep_monthly", "backup_keep_yearly"}));
+        Body::Parse(call.req, {"mount_path", "size_gb", "backup_schedule", "backup_retention_count",
+                               "pre_delete_backup_enabled", "backup_keep_hourly",
+                               "backup_keep_daily", "backup_keep_weekly", "backup_keep_monthly",
+                               "backup_keep_yearly", "backup_cron", "backup_window_start",
+                               "backup_window_minutes", "backup_time_zone"}));
     db::VolumeSettingsUpdate update;
     API_ASSIGN_OR_RETURN(update.mount_path, body.String("mount_path"));
     if (update.mount_path && (update.mount_path->empty() || update.mount_path->front() != '/')) {
@@ -138,9 +139,22 @@ void AddVolumeRoutes(ApiContext& api) {
     if (schedule) {
       update.backup_schedule = db::ParseEnum<db::BackupSchedule>(*schedule);
       if (!update.backup_schedule) {
-        return Invalid("backup_schedule must be off, manual, daily or weekly");
+        return Invalid("backup_schedule must be off, manual, daily, weekly or cron");
       }
     }
+    // The schedule's details (control/backup_schedule.h; the service checks
+    // them together): null clears the expression or the window.
+    for (const auto& [name, field] :
+         {std::pair{"backup_cron", &db::VolumeSettingsUpdate::backup_cron},
+          std::pair{"backup_window_start", &db::VolumeSettingsUpdate::backup_window_start}}) {
+      API_ASSIGN_OR_RETURN(auto value, body.String(name));
+      if (value) (update.*field).emplace(std::move(*value));
+      if (body.IsNull(name)) (update.*field).emplace(std::nullopt);
+    }
+    API_ASSIGN_OR_RETURN(auto window_minutes, body.Int("backup_window_minutes"));
+    if (window_minutes) update.backup_window_minutes.emplace(*window_minutes);
+    if (body.IsNull("backup_window_minutes")) update.backup_window_minutes.emplace(std::nullopt);
+    API_ASSIGN_OR_RETURN(update.backup_time_zone, body.String("backup_time_zone"));
     API_ASSIGN_OR_RETURN(update.backup_retention_count, body.Int("backup_retention_count"));
     if (update.backup_retention_count && *update.backup_retention_count < 1) {
       return Invalid("backup_retention_count must be >= 1");
@@ -221,6 +235,18 @@ void AddVolumeRoutes(ApiContext& api) {
         API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueVerify(call.actor, project.id, backup_id));
         return Reply{202, OperationJson(op)};
       });
+  // Pinned backups are kept whatever the retention policy; DELETE unpins.
+  for (const bool pin : {true, false}) {
+    api.Route(pin ? "POST" : "DELETE", volume + R"(/backups/([^/]+)/pin)",
+              [&api, pin](Call& call) -> ControlResult<Reply> {
+                API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+                API_ASSIGN_OR_RETURN(std::string backup_id, call.PathId(2, "backup"));
+                API_RETURN_IF_ERROR(Body::Parse(call.req, {}));
+                API_ASSIGN_OR_RETURN(auto backup, api.volumes.SetBackupPinned(
+                                                      call.actor, project.id, backup_id, pin));
+                return Reply{200, BackupJson(backup)};
+              });
+  }
   api.Route("POST", volume + "/adopt-image", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"quarantine_id"}));

@@ -154,6 +154,15 @@ struct ApiFlags {
   // hourly, daily, weekly, monthly, yearly (kKeepRules)
   std::array<int, 5> keep{};
   std::array<CLI::Option*, 5> keep_options{};
+  // The schedule's details; "" clears the cron expression or the window.
+  std::string backup_cron;
+  std::string window_start;
+  int window_minutes = 0;
+  std::string time_zone;
+  CLI::Option* backup_cron_option = nullptr;
+  CLI::Option* window_start_option = nullptr;
+  CLI::Option* window_minutes_option = nullptr;
+  CLI::Option* time_zone_option = nullptr;
   bool dry_run = true;  // volume retention: always a dry run
   // volume backup, restore, move
   client::WorkloadOptions workload;
@@ -736,6 +745,14 @@ CLI::App* AdminGroup(CLI::App& app) {
   return admin;
 }
 
+// `volume pin-backup` (pin) and `volume unpin-backup`: the backup as it is now.
+int RunPinBackup(const ApiFlags& flags, bool pin) {
+  return RunCall(
+      flags.connection,
+      [&](client::ApiClient& c) { return c.PinBackup(flags.project, flags.backup, pin); },
+      BackupText);
+}
+
 int RunVolumeDelete(const ApiFlags& flags) {
   auto client = Connect(flags.connection);
   if (!client) return ReportError(client.error());
@@ -1070,9 +1087,33 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
           ->type_name("PATH");
   f.schedule_option = volume_create
                           ->add_option("--backup-schedule", f.schedule,
-                                       "Backup schedule: off, manual, daily, weekly")
-                          ->check(CLI::IsMember({"off", "manual", "daily", "weekly"}))
+                                       "Backup schedule: off, manual, daily (every day at "
+                                       "the window's start), weekly (Mondays), cron")
+                          ->check(CLI::IsMember({"off", "manual", "daily", "weekly", "cron"}))
                           ->type_name("SCHEDULE");
+  f.backup_cron_option =
+      volume_create
+          ->add_option("--backup-cron", f.backup_cron,
+                       "Cron expression (minute hour day month weekday, e.g. \"30 1 * * *\"); "
+                       "makes the schedule cron")
+          ->type_name("EXPR");
+  f.window_start_option =
+      volume_create
+          ->add_option("--backup-window-start", f.window_start,
+                       "Start of the backup window, local time HH:MM (\"\" clears the window's "
+                       "start); starts are spread over the window's first half")
+          ->type_name("HH:MM");
+  f.window_minutes_option =
+      volume_create
+          ->add_option("--backup-window-minutes", f.window_minutes,
+                       "Length of the backup window in minutes (0 clears it; default: a day "
+                       "without a start, 60 with one)")
+          ->check(CLI::Range(0, 7 * 24 * 60))
+          ->type_name("N");
+  f.time_zone_option = volume_create
+                           ->add_option("--backup-time-zone", f.time_zone,
+                                        "IANA time zone of the schedule (default UTC)")
+                           ->type_name("ZONE");
   f.retention_option =
       volume_create
           ->add_option("--backup-retention-count", f.retention, "Succeeded backups to keep")
@@ -1108,6 +1149,10 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
     if (Given(x.size_gb_option)) settings.size_gb = x.size_gb;
     if (Given(x.mount_path_option)) settings.mount_path = x.mount_path;
     if (Given(x.schedule_option)) settings.backup_schedule = x.schedule;
+    if (Given(x.backup_cron_option)) settings.backup_cron = x.backup_cron;
+    if (Given(x.window_start_option)) settings.backup_window_start = x.window_start;
+    if (Given(x.window_minutes_option)) settings.backup_window_minutes = x.window_minutes;
+    if (Given(x.time_zone_option)) settings.backup_time_zone = x.time_zone;
     if (Given(x.retention_option)) settings.backup_retention_count = x.retention;
     if (Given(x.pre_delete_backup_option)) settings.pre_delete_backup_enabled = x.pre_delete_backup;
     for (std::size_t i = 0; i < kKeepRules.size(); ++i) {
@@ -1169,6 +1214,28 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   volume_verify->callback(set(volume_verify, [](const ApiFlags& x) {
     return RunQueue(x, [&](client::ApiClient& c) { return c.VerifyBackup(x.project, x.backup); });
   }));
+
+  const struct {
+    const char* name;
+    const char* help;
+    int (*run)(const ApiFlags&);
+  } pin_commands[] = {
+      {"pin-backup",
+       "Pin a backup (of any volume of the project): retention keeps it whatever the policy "
+       "until it is unpinned. The offline `kindling backup forget` cannot see pins (they live in "
+       "the control plane's database)",
+       [](const ApiFlags& x) { return RunPinBackup(x, true); }},
+      {"unpin-backup",
+       "Unpin a backup: the volume's retention policy applies to it again (from the next backup "
+       "on)",
+       [](const ApiFlags& x) { return RunPinBackup(x, false); }},
+  };
+  for (const auto& command : pin_commands) {
+    CLI::App* volume_pin = Leaf(*volume, command.name, command.help, f);
+    AddProjectFlag(*volume_pin, f);
+    volume_pin->add_option("--backup", f.backup, "Backup id")->required()->type_name("ID");
+    volume_pin->callback(set(volume_pin, command.run));
+  }
 
   CLI::App* volume_quarantine =
       Leaf(*volume, "quarantine",

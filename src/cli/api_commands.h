@@ -2,8 +2,8 @@
 // API (client::ApiClient): projects, their backups and their workload
 // (deploy, deployments, stop, start; following a deployment until it runs or
 // fails), volumes (create with their retention policy, delete, backups, the
-// retention preview, restores, moves, repairs, verifies, quarantined images
-// and their adoption), operations (show, follow
+// retention preview, restores, moves, repairs, verifies, pinning backups,
+// quarantined images and their adoption), operations (show, follow
 // with progress), the quarantine, backup store settings and history,
 // servers, audit events, API keys, and `admin backups` (rescan the stores,
 // orphan backups and their assignment).

@@ -160,9 +160,38 @@ std::string ProjectsText(const json& projects) {
                      Rows(projects, {"id", "name", "organization_id", "created_at"}));
 }
 
+namespace {
+
+// "<time> (<age> ago, verified ok|damaged|never)", or "-" without one.
+std::string LastBackupCell(const json& volume) {
+  if (!Field(volume, "last_successful_backup_at").is_string()) return "-";
+  std::string out = Cell(volume, "last_successful_backup_at");
+  std::string details;
+  if (Field(volume, "last_backup_age_seconds").is_number()) {
+    details = AgeCell(Field(volume, "last_backup_age_seconds")) + ", ";
+  }
+  const json& state = Field(volume, "last_backup_verify_state");
+  details += "verified " + (state.is_string() ? state.get<std::string>() : std::string("never"));
+  return out + " (" + details + ")";
+}
+
+}  // namespace
+
 std::string VolumeText(const json& volume) {
   const json& policy = Field(volume, "backup_policy");
   std::string backups = Cell(policy, "schedule");
+  if (Field(policy, "cron").is_string()) backups += " \"" + Cell(policy, "cron") + "\"";
+  if (Field(policy, "window_start").is_string() || Field(policy, "window_minutes").is_number()) {
+    const std::string start =
+        Field(policy, "window_start").is_string() ? Cell(policy, "window_start") : "00:00";
+    backups += " in " + start + "+" +
+               (Field(policy, "window_minutes").is_number() ? Cell(policy, "window_minutes")
+                                                            : std::string("60")) +
+               "min";
+  }
+  if (Field(policy, "time_zone").is_string() && Cell(policy, "time_zone") != "UTC") {
+    backups += " " + Cell(policy, "time_zone");
+  }
   if (auto keep = Unsigned(Field(policy, "retention_count"))) {
     backups += ", keep " + std::to_string(*keep);
   }
@@ -187,7 +216,8 @@ std::string VolumeText(const json& volume) {
       {"mount path", Cell(volume, "mount_path")},
       {"attached vm", Cell(volume, "attached_vm_id")},
       {"backups", backups},
-      {"last backup", Cell(volume, "last_successful_backup_at")},
+      {"last backup", LastBackupCell(volume)},
+      {"next backup", Cell(volume, "next_backup_at")},
   };
   const json& op = Field(volume, "current_operation");
   if (op.is_object()) {
@@ -242,20 +272,31 @@ std::string WithDamage(const std::string& table, const json& backups) {
 
 std::string ErrorCell(const json& backup) { return Truncate(OneLine(Cell(backup, "error")), 60); }
 
+// What the backup's last verify found, and when: "ok 2026-...", "-" never.
+std::string VerifiedCell(const json& backup) {
+  const json& state = Field(backup, "verify_state");
+  if (!state.is_string()) return "-";
+  return state.get<std::string>() + " " + Cell(backup, "verified_at");
+}
+
 }  // namespace
 
 std::string BackupsText(const json& backups) {
   if (!backups.is_array() || backups.empty()) return "no backups\n";
   return WithDamage(
-      FormatTable({"ID", "STATUS", "KIND", "SIZE", "CREATED", "COMPLETED", "STORE", "ERROR"},
-                  Rows(backups, {"id", "status", "kind"},
+      FormatTable({"ID", "STATUS", "KIND", "PINNED", "SIZE", "CREATED", "COMPLETED", "VERIFIED",
+                   "STORE", "ERROR"},
+                  Rows(backups, {"id", "status", "kind", "pinned"},
                        {{"size", [](const json& b) { return BytesCell(Field(b, "size_bytes")); }},
                         {"created", [](const json& b) { return Cell(b, "created_at"); }},
                         {"completed", [](const json& b) { return Cell(b, "completed_at"); }},
+                        {"verified", VerifiedCell},
                         {"store", [](const json& b) { return Cell(b, "storage_url"); }},
                         {"error", ErrorCell}})),
       backups);
 }
+
+std::string BackupText(const json& backup) { return BackupsText(json::array({backup})); }
 
 std::string RetentionText(const json& preview) {
   std::string out = "policy:";
@@ -289,10 +330,12 @@ std::string ProjectBackupsText(const json& backups) {
   if (!backups.is_array() || backups.empty()) return "no backups\n";
   return WithDamage(
       FormatTable(
-          {"ID", "STATUS", "KIND", "VOLUME", "VOLUME DELETED", "SIZE", "CREATED", "STORE", "ERROR"},
-          Rows(backups, {"id", "status", "kind", "project_volume_id", "volume_deleted"},
+          {"ID", "STATUS", "KIND", "PINNED", "VOLUME", "VOLUME DELETED", "SIZE", "CREATED",
+           "VERIFIED", "STORE", "ERROR"},
+          Rows(backups, {"id", "status", "kind", "pinned", "project_volume_id", "volume_deleted"},
                {{"size", [](const json& b) { return BytesCell(Field(b, "size_bytes")); }},
                 {"created", [](const json& b) { return Cell(b, "created_at"); }},
+                {"verified", VerifiedCell},
                 {"store", [](const json& b) { return Cell(b, "storage_url"); }},
                 {"error", ErrorCell}})),
       backups);

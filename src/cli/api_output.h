@@ -36,14 +36,18 @@ std::optional<OperationProgress> ProgressOf(const nlohmann::json& operation);
 
 std::string ProjectsText(const nlohmann::json& projects);
 std::string VolumeText(const nlohmann::json& volume);
-// A volume's backups; a damaged one gets a line per damaged chunk under its
-// row (problem, chunk id, the first image offsets).
+// A volume's backups, with whether each is pinned and what its last verify
+// found (VERIFIED: "ok <time>", "damaged <time>", "-" never); a damaged one
+// gets a line per damaged chunk under its row (problem, chunk id, the first
+// image offsets).
 std::string BackupsText(const nlohmann::json& backups);
+// One backup (an API answer such as pin-backup's), as its row of BackupsText.
+std::string BackupText(const nlohmann::json& backup);
 // GET .../volume/retention: the policy, then each backup newest first with
 // keep/drop and the reasons.
 std::string RetentionText(const nlohmann::json& preview);
 // Backups of every volume of a project, with the volume and whether it is
-// deleted; damaged ones as in BackupsText.
+// deleted; pinned, verified and damaged as in BackupsText.
 std::string ProjectBackupsText(const nlohmann::json& backups);
 // "corrupt chunk <id> at offsets 0, 4194304" for each chunk of a Backup's
 // `damage`, one per element; empty when it has none.

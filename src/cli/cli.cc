@@ -226,7 +226,8 @@ int RunOrThrow(int argc, char** argv) {
            "periods (UTC; weeks start on Monday); a backup any rule keeps stays. "
            "Only manifests are deleted: `kindling store gc` frees the chunks no "
            "remaining backup uses. The store does not know what the control plane "
-           "protects (pre-delete backups, a restore's source): for a cluster's "
+           "protects (pre-delete backups, backups pinned with `kindling volume pin-backup`, "
+           "a restore's source): this command drops them like any other. For a cluster's "
            "volumes set the policy on the volume instead (`kindling volume create --keep-*`)");
   AddStoreFlags(*forget, flags.forget.store);
   forget->add_option("--volume-id", flags.forget.volume_id, "The volume whose backups to thin out")

@@ -14,6 +14,7 @@
 #include "cli/dev_canary.h"
 #include "cli/duration_flags.h"
 #include "cli/exit_codes.h"
+#include "control/backup_verification.h"
 #include "db/auth.h"
 #include "db/database.h"
 #include "db/migrations.h"
@@ -61,6 +62,8 @@ struct ServeFlags {
   std::int64_t quarantine_retention_seconds = 7 * 24 * 3600;
   std::int64_t store_gc_every_seconds = 24 * 3600;
   std::int64_t store_gc_grace_seconds = 3600;
+  std::int64_t backup_verify_every_seconds = 7 * 24 * 3600;
+  std::string backup_verify_sample = "all";
   std::int64_t leader_start_grace_seconds = 120;
   int api_db_connections = 8;
   int max_operations = 2;
@@ -162,6 +165,11 @@ int RunServe(const ServeFlags& flags) {
   options.quarantine_retention = std::chrono::seconds(flags.quarantine_retention_seconds);
   options.store_gc_every = std::chrono::seconds(flags.store_gc_every_seconds);
   options.store_gc_grace = std::chrono::seconds(flags.store_gc_grace_seconds);
+  options.backup_verify_every = std::chrono::seconds(flags.backup_verify_every_seconds);
+  // Checked by the flag's validator already.
+  auto sample = control::ParseVerifySample(flags.backup_verify_sample);
+  if (!sample) return ReportError(sample.error());
+  options.backup_verify_sample_percent = *sample;
   options.leader_start_grace = std::chrono::seconds(flags.leader_start_grace_seconds);
   options.api_db_connections = static_cast<std::size_t>(flags.api_db_connections);
   options.max_concurrent_operations = flags.max_operations;
@@ -374,6 +382,28 @@ void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& 
       ->transform(DurationUnits())
       ->check(CLI::NonNegativeNumber)
       ->type_name("DURATION");
+  serve
+      ->add_option("--backup-verify-every", serve_flags->backup_verify_every_seconds,
+                   "How often the leader starts a round verifying the backups' chunks through "
+                   "the workers (default 7d; 0: never); each backup records verified_at and "
+                   "verify_state, and damaged chunks are marked for healing")
+      ->envname("KINDLING_BACKUP_VERIFY_EVERY")
+      ->transform(DurationUnits())
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("DURATION");
+  serve
+      ->add_option("--backup-verify-sample", serve_flags->backup_verify_sample,
+                   "What a verification round verifies: all (default) or a percentage such as "
+                   "25%, the least recently verified backups first, so successive rounds cover "
+                   "every backup")
+      ->envname("KINDLING_BACKUP_VERIFY_SAMPLE")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            auto parsed = control::ParseVerifySample(value);
+            return parsed ? std::string() : parsed.error().message();
+          },
+          ""))
+      ->type_name("all|N%");
   serve
       ->add_option("--leader-start-grace", serve_flags->leader_start_grace_seconds,
                    "After this process becomes the leader, how long before it marks silent "

@@ -179,6 +179,17 @@ Result<json> ApiClient::PutVolume(const std::string& project_id, const VolumeSet
   if (settings.size_gb) body["size_gb"] = *settings.size_gb;
   if (settings.mount_path) body["mount_path"] = *settings.mount_path;
   if (settings.backup_schedule) body["backup_schedule"] = *settings.backup_schedule;
+  for (const auto& [name, value] :
+       {std::pair{"backup_cron", settings.backup_cron},
+        std::pair{"backup_window_start", settings.backup_window_start}}) {
+    if (value) body[name] = value->empty() ? json(nullptr) : json(*value);
+  }
+  if (settings.backup_window_minutes) {
+    body["backup_window_minutes"] = *settings.backup_window_minutes == 0
+                                        ? json(nullptr)
+                                        : json(*settings.backup_window_minutes);
+  }
+  if (settings.backup_time_zone) body["backup_time_zone"] = *settings.backup_time_zone;
   if (settings.backup_retention_count) {
     body["backup_retention_count"] = *settings.backup_retention_count;
   }
@@ -267,6 +278,14 @@ Result<json> ApiClient::VerifyBackup(const std::string& project_id, const std::s
   KINDLING_RETURN_IF_ERROR(RequireUuid("backup", backup_id));
   return Post("/api/projects/" + project_id + "/volume/backups/" + backup_id + "/verify",
               json::object());
+}
+
+Result<json> ApiClient::PinBackup(const std::string& project_id, const std::string& backup_id,
+                                  bool pinned) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("project", project_id));
+  KINDLING_RETURN_IF_ERROR(RequireUuid("backup", backup_id));
+  const std::string path = "/api/projects/" + project_id + "/volume/backups/" + backup_id + "/pin";
+  return pinned ? Post(path, json::object()) : Delete(path);
 }
 
 Result<json> ApiClient::AdoptImage(const std::string& project_id,

@@ -55,7 +55,12 @@ struct ApiClientOptions {
 struct VolumeSettings {
   std::optional<int> size_gb{};
   std::optional<std::string> mount_path{};
-  std::optional<std::string> backup_schedule{};  // off | manual | daily | weekly
+  std::optional<std::string> backup_schedule{};  // off | manual | daily | weekly | cron
+  // The schedule's details; "" (0 for the minutes) is sent as null: cleared.
+  std::optional<std::string> backup_cron{};
+  std::optional<std::string> backup_window_start{};
+  std::optional<int> backup_window_minutes{};
+  std::optional<std::string> backup_time_zone{};
   std::optional<int> backup_retention_count{};
   std::optional<bool> pre_delete_backup_enabled{};
   // The rest of the retention policy (backup_keep_hourly..backup_keep_yearly).
@@ -162,6 +167,11 @@ class ApiClient {
   // image_digest_matches.
   [[nodiscard]] Result<nlohmann::json> VerifyBackup(const std::string& project_id,
                                                     const std::string& backup_id);
+  // Pins (`pinned`) or unpins one of the project's backups (of any of its
+  // volumes): retention keeps a pinned backup whatever the policy. The
+  // answer is the backup (pinned, verified_at, verify_state, ...).
+  [[nodiscard]] Result<nlohmann::json> PinBackup(const std::string& project_id,
+                                                 const std::string& backup_id, bool pinned);
   // Queues the adoption of quarantined image `quarantine_id` as the project's
   // volume's image.
   [[nodiscard]] Result<nlohmann::json> AdoptImage(const std::string& project_id,

@@ -26,7 +26,9 @@ std::vector<RetentionPlanEntry> PlanRetention(const db::Volume& volume,
         .id = in.backup.id,
         .created_unix_ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count(),
-        .protected_reason = in.backup.kind == db::BackupKind::kPreDelete ? "pre_delete" : ""});
+        .protected_reason = in.backup.pinned                               ? "pinned"
+                            : in.backup.kind == db::BackupKind::kPreDelete ? "pre_delete"
+                                                                           : ""});
     by_id.emplace(in.backup.id, std::move(in));
   }
   std::vector<RetentionPlanEntry> out;

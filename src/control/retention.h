@@ -4,8 +4,11 @@
 //
 // The policy is the volume's: keep_last is the reference's
 // backup_retention_count, keep_hourly..keep_yearly its backup_keep columns
-// (engine/retention.h has the rules). Pre-delete backups ("pre_delete") are
-// protected: always kept, outside the rules. A backup a pending or running
+// (engine/retention.h has the rules). Backups an operator pinned ("pinned")
+// and pre-delete backups ("pre_delete") are protected: always kept, outside
+// the rules (a pinned pre-delete backup shows "pinned"). Whoever deletes
+// what the plan drops re-checks the pin under the row's lock (a pin may come
+// after the plan; reconcile/operation_runner.h). A backup a pending or running
 // operation refers to (the backup being recorded, a restore's source) counts
 // in the rules like any other, but when they drop it, it is kept ("in_use")
 // until a later run.

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/ids.h"
+#include "control/backup_schedule.h"
 #include "control/backup_store.h"
 #include "db/audit.h"
 #include "db/projects.h"
@@ -181,7 +182,9 @@ ControlResult<ProjectVolumeView> VolumeService::GetProjectVolume(const std::stri
   if (found->volume) {
     view.volume = VolumeView{.volume = std::move(*found->volume),
                              .current_operation = std::move(found->active_operation),
-                             .last_successful_backup_at = found->last_successful_backup_at};
+                             .last_successful_backup_at = found->last_successful_backup_at,
+                             .last_backup_verify_state = found->last_backup_verify_state,
+                             .last_backup_verified_at = found->last_backup_verified_at};
   }
   return view;
 }
@@ -195,6 +198,29 @@ ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
       db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<VolumeView> {
         was_created = false;
         KINDLING_ASSIGN_OR_RETURN(auto existing, LockedVolume(tx, project_id));
+        // The schedule as it will be, checked before anything is written.
+        db::VolumeSettingsUpdate update = settings;
+        BackupScheduleSpec spec = existing ? ScheduleSpecOf(*existing) : BackupScheduleSpec{};
+        if (update.backup_cron && *update.backup_cron && !update.backup_schedule) {
+          update.backup_schedule = db::BackupSchedule::kCron;
+        }
+        if (update.backup_schedule && *update.backup_schedule != db::BackupSchedule::kCron &&
+            !update.backup_cron) {
+          update.backup_cron.emplace(std::nullopt);
+        }
+        if (update.backup_schedule) spec.kind = *update.backup_schedule;
+        if (update.backup_cron) spec.cron = *update.backup_cron;
+        if (update.backup_window_start) spec.window_start = *update.backup_window_start;
+        if (update.backup_window_minutes) spec.window_minutes = *update.backup_window_minutes;
+        if (update.backup_time_zone) spec.time_zone = *update.backup_time_zone;
+        auto plan = BackupSchedulePlan::Compile(spec);
+        if (!plan) {
+          refusal = ControlError{400, kCodeValidation, plan.error().message()};
+          return Refused();
+        }
+        const bool schedule_given = update.backup_schedule || update.backup_cron ||
+                                    update.backup_window_start || update.backup_window_minutes ||
+                                    update.backup_time_zone;
         db::Volume volume;
         if (!existing) {
           KINDLING_ASSIGN_OR_RETURN(auto workers, EligibleWorkers(tx));
@@ -222,7 +248,18 @@ ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
           // The pinned worker creates the image when it sees a volume without
           // one; until then the volume is detached with unknown health.
           request.status = db::VolumeStatus::kDetached;
+          request.backup_schedule = spec.kind;
+          request.backup_window = db::BackupWindow{.cron = spec.cron,
+                                                   .start = spec.window_start,
+                                                   .minutes = spec.window_minutes,
+                                                   .time_zone = spec.time_zone};
           KINDLING_ASSIGN_OR_RETURN(volume, db::CreateVolume(tx, request));
+          // The slot's spread comes from the id, known only now.
+          volume.backup_next_at = NextBackupAt(*plan, volume.id, options_.now());
+          if (volume.backup_next_at) {
+            KINDLING_RETURN_IF_ERROR(
+                db::MoveBackupNextAt(tx, volume.id, std::nullopt, volume.backup_next_at));
+          }
           KINDLING_RETURN_IF_ERROR(Audit(tx, actor, "volume.create", kResourceVolume, volume.id,
                                          json{{"project_id", project_id},
                                               {"server_id", OptionalString(volume.server_id)},
@@ -232,7 +269,9 @@ ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
           was_created = true;
         } else {
           const db::Volume& before = *existing;
-          KINDLING_ASSIGN_OR_RETURN(volume, db::UpdateVolumeSettings(tx, before.id, settings));
+          if (schedule_given)
+            update.backup_next_at = NextBackupAt(*plan, before.id, options_.now());
+          KINDLING_ASSIGN_OR_RETURN(volume, db::UpdateVolumeSettings(tx, before.id, update));
           json changed = json::array();
           if (before.mount_path != volume.mount_path) changed.push_back("mount_path");
           if (before.size_gb != volume.size_gb) changed.push_back("size_gb");
@@ -246,16 +285,18 @@ ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
             changed.push_back("pre_delete_backup_enabled");
           }
           if (before.backup_keep != volume.backup_keep) changed.push_back("backup_keep");
+          if (before.backup_window != volume.backup_window) changed.push_back("backup_window");
           KINDLING_RETURN_IF_ERROR(
               Audit(tx, actor, "volume.update", kResourceVolume, volume.id,
                     json{{"project_id", project_id}, {"changed", changed}}.dump()));
         }
-        VolumeView view{.volume = std::move(volume)};
-        KINDLING_ASSIGN_OR_RETURN(view.current_operation,
-                                  db::FindActiveOperation(tx, view.volume.id));
-        KINDLING_ASSIGN_OR_RETURN(view.last_successful_backup_at,
-                                  db::LastSuccessfulBackupAt(tx, view.volume.id));
-        return view;
+        // As GET shows it.
+        KINDLING_ASSIGN_OR_RETURN(db::ProjectVolume found, db::GetProjectVolume(tx, project_id));
+        return VolumeView{.volume = std::move(volume),
+                          .current_operation = std::move(found.active_operation),
+                          .last_successful_backup_at = found.last_successful_backup_at,
+                          .last_backup_verify_state = found.last_backup_verify_state,
+                          .last_backup_verified_at = found.last_backup_verified_at};
       });
   if (result && created) *created = was_created;
   return result;
@@ -543,9 +584,9 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
 
 namespace kindling::control {
 
-ControlResult<db::Operation> VolumeService::QueueVerify(const Actor& actor,
-                                                        const std::string& project_id,
-                                                        const std::string& backup_id) {
+ControlResult<db::Operation> VolumeService::QueueVerify(
+    const Actor& actor, const std::string& project_id, const std::string& backup_id,
+    const std::optional<std::string>& verify_round) {
   if (!IsUuid(backup_id)) return Refuse(400, kCodeValidation, "backup id is not a UUID");
   return TransactChecked<db::Operation>(
       db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<db::Operation> {
@@ -579,20 +620,62 @@ ControlResult<db::Operation> VolumeService::QueueVerify(const Actor& actor,
         for (const auto& w : workers) {
           if (w.server_id == volume.server_id) executor = w.server_id;
         }
+        json extra = json::object();
+        if (verify_round) extra["verify_round"] = *verify_round;
         KINDLING_ASSIGN_OR_RETURN(
-            auto queued,
-            db::QueueOperation(tx, db::QueueOperationRequest{.volume_id = volume.id,
-                                                             .kind = db::OperationKind::kVerify,
-                                                             .server_id = executor,
-                                                             .backup_id = backup_id}));
+            auto queued, db::QueueOperation(tx, db::QueueOperationRequest{
+                                                    .volume_id = volume.id,
+                                                    .kind = db::OperationKind::kVerify,
+                                                    .server_id = executor,
+                                                    .backup_id = backup_id,
+                                                    .extra_request_metadata_json = extra.dump()}));
         KINDLING_RETURN_IF_ERROR(Audit(tx, actor, "volume.verify.queue", kResourceVolume, volume.id,
                                        json{{"project_id", project_id},
                                             {"operation_id", queued.operation.id},
                                             {"server_id", executor},
                                             {"backup_id", backup_id},
-                                            {"backup_volume_id", backup.project_volume_id}}
+                                            {"backup_volume_id", backup.project_volume_id},
+                                            {"verify_round", OptionalString(verify_round)}}
                                            .dump()));
         return queued.operation;
+      });
+}
+
+ControlResult<db::Backup> VolumeService::SetBackupPinned(const Actor& actor,
+                                                         const std::string& project_id,
+                                                         const std::string& backup_id,
+                                                         bool pinned) {
+  if (!IsUuid(backup_id)) return Refuse(400, kCodeValidation, "backup id is not a UUID");
+  return TransactChecked<db::Backup>(
+      db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<db::Backup> {
+        const std::string unknown = "backup " + backup_id + " not found";
+        // Locked: a retention deletion of the same backup waits, or this does.
+        auto backup = db::GetBackup(tx, backup_id, /*for_update=*/true);
+        if (!backup && !backup.error().is_not_found()) return std::unexpected(backup.error());
+        std::optional<db::Volume> owner;
+        if (backup) {
+          auto volume = db::GetVolume(tx, backup->project_volume_id);
+          if (!volume && !volume.error().is_not_found()) return std::unexpected(volume.error());
+          if (volume) owner = std::move(*volume);
+        }
+        // Another project's backup is as unknown as a missing one.
+        if (!backup || !owner || owner->project_id != project_id) {
+          refusal = ControlError{404, kCodeNotFound, unknown};
+          return Refused();
+        }
+        const bool changed = backup->pinned != pinned;
+        db::Backup updated = *backup;
+        if (changed) {
+          KINDLING_ASSIGN_OR_RETURN(updated, db::SetBackupPinned(tx, backup_id, pinned));
+        }
+        const char* action = pinned ? "volume.backup.pinned" : "volume.backup.unpinned";
+        KINDLING_RETURN_IF_ERROR(Audit(tx, actor, action, kResourceVolume, owner->id,
+                                       json{{"project_id", project_id},
+                                            {"backup_id", backup_id},
+                                            {"backup_status", db::Name(backup->status)},
+                                            {"changed", changed}}
+                                           .dump()));
+        return updated;
       });
 }
 

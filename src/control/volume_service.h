@@ -47,6 +47,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -84,6 +85,9 @@ struct VolumeView {
   db::Volume volume{};
   std::optional<db::Operation> current_operation{};
   std::optional<db::Timestamp> last_successful_backup_at{};
+  // That backup's last verification (nullopt: never verified).
+  std::optional<db::VerifyState> last_backup_verify_state{};
+  std::optional<db::Timestamp> last_backup_verified_at{};
 };
 
 struct ProjectVolumeView {
@@ -100,6 +104,10 @@ struct VolumeServiceOptions {
   std::chrono::seconds max_heartbeat_age{20};
   // metadata.runtime values accepted; empty accepts any non-empty runtime.
   std::vector<std::string> runtimes{};
+  // Wall clock for a changed schedule's next slot (tests inject one).
+  std::function<std::chrono::system_clock::time_point()> now = [] {
+    return std::chrono::system_clock::now();
+  };
 };
 
 class VolumeService {
@@ -116,6 +124,11 @@ class VolumeService {
   // Creates the volume (pinned to the least loaded eligible worker, status
   // detached, health unknown; audited volume.create) or updates its settings
   // (audited volume.update with details.changed). `created` reports which.
+  // The schedule (control/backup_schedule.h) is the current one with the
+  // given changes: a backup_cron alone makes it cron, another kind alone
+  // drops the expression; 400 validation_error when the result does not
+  // compile. Whenever a schedule field is given (and on creation),
+  // backup_next_at becomes the first slot after now.
   [[nodiscard]] ControlResult<VolumeView> PutVolume(const Actor& actor,
                                                     const std::string& project_id,
                                                     const db::VolumeSettingsUpdate& settings,
@@ -153,10 +166,22 @@ class VolumeService {
   // worker. Needs the live volume (operations hang on it); the volume's
   // status is not changed, but it takes no other operation meanwhile. It
   // reads only the store, so a workload may keep the volume attached (409
-  // volume_busy only, never volume_attached).
-  [[nodiscard]] ControlResult<db::Operation> QueueVerify(const Actor& actor,
-                                                         const std::string& project_id,
-                                                         const std::string& backup_id);
+  // volume_busy only, never volume_attached). `verify_round`: queued by that
+  // scheduled verification round (control/backup_verification.h), recorded
+  // as request_metadata.verify_round and in the audit event.
+  [[nodiscard]] ControlResult<db::Operation> QueueVerify(
+      const Actor& actor, const std::string& project_id, const std::string& backup_id,
+      const std::optional<std::string>& verify_round = std::nullopt);
+  // Pins (`pinned`) or unpins a backup of any volume the project has had
+  // (deleted ones included), whatever its status: retention keeps a pinned
+  // backup whatever the policy (control/retention.h). Audited
+  // volume.backup.pinned / volume.backup.unpinned with details.changed
+  // (false when it already was). 400 for an id that is not a UUID, 404 for
+  // an unknown backup or one of another project's volume.
+  [[nodiscard]] ControlResult<db::Backup> SetBackupPinned(const Actor& actor,
+                                                          const std::string& project_id,
+                                                          const std::string& backup_id,
+                                                          bool pinned);
   // Makes a quarantined image the project's volume's image, on the server
   // holding it (which must be an eligible worker). The image must have
   // belonged to a volume of this project; an image of a volume the database

@@ -13,7 +13,10 @@ using internal::Time;
 
 constexpr char kBackupColumns[] =
     "id, project_volume_id, kind, status, storage_url, storage_key, size_bytes, error, "
-    "metadata::text, started_at, completed_at, failed_at, created_at, updated_at, damage::text";
+    "metadata::text, started_at, completed_at, failed_at, created_at, updated_at, damage::text, "
+    "pinned, verified_at, verify_state";
+// Columns BackupFromRow reads, for statements that read more after them.
+constexpr int kBackupColumnCount = 18;
 
 Backup BackupFromRow(const pqxx::row& r) {
   Backup b;
@@ -32,6 +35,9 @@ Backup BackupFromRow(const pqxx::row& r) {
   b.created_at = Time(r[12]);
   b.updated_at = Time(r[13]);
   b.damage_json = OptText(r[14]);
+  b.pinned = r[15].as<bool>();
+  b.verified_at = OptTime(r[16]);
+  if (!r[17].is_null()) b.verify_state = internal::Enum<VerifyState>(r[17]);
   return b;
 }
 
@@ -67,15 +73,43 @@ Result<Backup> CreateBackup(Tx& tx, const NewBackup& b) {
   });
 }
 
-Result<Backup> GetBackup(Tx& tx, const std::string& backup_id) {
+Result<Backup> GetBackup(Tx& tx, const std::string& backup_id, bool for_update) {
   return internal::Run(tx, "get backup", [&](pqxx::transaction_base& w) -> Result<Backup> {
-    const pqxx::result rows = internal::Exec(w,
-                                             std::string("SELECT ") + kBackupColumns +
-                                                 " FROM project_volume_backups WHERE id = $1::uuid",
-                                             backup_id);
+    const pqxx::result rows = internal::Exec(
+        w,
+        std::string("SELECT ") + kBackupColumns +
+            " FROM project_volume_backups WHERE id = $1::uuid" + (for_update ? " FOR UPDATE" : ""),
+        backup_id);
     if (rows.empty()) return NotFound("backup " + backup_id + " not found");
     return BackupFromRow(rows[0]);
   });
+}
+
+Result<Backup> SetBackupPinned(Tx& tx, const std::string& backup_id, bool pinned) {
+  return internal::Run(tx, "set backup pinned", [&](pqxx::transaction_base& w) -> Result<Backup> {
+    const pqxx::result rows =
+        internal::Exec(w,
+                       std::string("UPDATE project_volume_backups SET pinned = $2, "
+                                   "updated_at = now() WHERE id = $1::uuid RETURNING ") +
+                           kBackupColumns,
+                       backup_id, pinned);
+    if (rows.empty()) return NotFound("backup " + backup_id + " not found");
+    return BackupFromRow(rows[0]);
+  });
+}
+
+Result<Backup> RecordBackupVerification(Tx& tx, const std::string& backup_id, VerifyState state) {
+  return internal::Run(
+      tx, "record backup verification", [&](pqxx::transaction_base& w) -> Result<Backup> {
+        const pqxx::result rows = internal::Exec(
+            w,
+            std::string("UPDATE project_volume_backups SET verified_at = now(), "
+                        "verify_state = $2, updated_at = now() WHERE id = $1::uuid RETURNING ") +
+                kBackupColumns,
+            backup_id, std::string(Name(state)));
+        if (rows.empty()) return NotFound("backup " + backup_id + " not found");
+        return BackupFromRow(rows[0]);
+      });
 }
 
 Result<std::vector<Backup>> ListBackups(Tx& tx, const std::string& volume_id, int limit) {
@@ -103,7 +137,8 @@ Result<std::vector<ProjectBackup>> ListProjectBackups(Tx& tx, const std::string&
         for (std::string_view column :
              {"id", "project_volume_id", "kind", "status", "storage_url", "storage_key",
               "size_bytes", "error", "metadata::text", "started_at", "completed_at", "failed_at",
-              "created_at", "updated_at", "damage::text"}) {
+              "created_at", "updated_at", "damage::text", "pinned", "verified_at",
+              "verify_state"}) {
           columns += (columns.empty() ? "b." : ", b.") + std::string(column);
         }
         for (const auto& r :
@@ -114,7 +149,7 @@ Result<std::vector<ProjectBackup>> ListProjectBackups(Tx& tx, const std::string&
                                 "WHERE v.project_id = $1::uuid "
                                 "ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
                             project_id, std::max(limit, 1)))
-          out.push_back(ProjectBackup{BackupFromRow(r), r[15].as<bool>()});
+          out.push_back(ProjectBackup{BackupFromRow(r), r[kBackupColumnCount].as<bool>()});
         return out;
       });
 }

@@ -7,7 +7,9 @@
 // references is known to be missing or corrupt in its store (`damage` says
 // which, at which image offsets) and `succeeded` again once a later backup
 // stored that chunk again. Retention deletes rows after their objects are
-// gone. Rows outlive their volume (deleted volumes keep their row).
+// gone, never a pinned one's. Rows outlive their volume (deleted volumes keep
+// their row). verified_at/verify_state record the last verify operation that
+// finished on the backup (reconcile/operation_runner.h), whoever queued it.
 #pragma once
 
 #include <chrono>
@@ -40,6 +42,12 @@ struct Backup {
   std::optional<Timestamp> failed_at{};
   Timestamp created_at{};
   Timestamp updated_at{};
+  // An operator pinned it: retention keeps it whatever the policy.
+  bool pinned = false;
+  // When a verify last finished on it (the database's clock) and what it
+  // found; both unset until one did.
+  std::optional<Timestamp> verified_at{};
+  std::optional<VerifyState> verify_state{};
 };
 
 struct NewBackup {
@@ -53,7 +61,18 @@ struct NewBackup {
 
 // A pending backup row. kInvalidArgument for an unknown volume.
 [[nodiscard]] Result<Backup> CreateBackup(Tx& tx, const NewBackup& backup);
-[[nodiscard]] Result<Backup> GetBackup(Tx& tx, const std::string& backup_id);  // kNotFound
+// kNotFound. `for_update` locks the row until the transaction ends (what
+// keeps a pin and a retention deletion of the same backup apart).
+[[nodiscard]] Result<Backup> GetBackup(Tx& tx, const std::string& backup_id,
+                                       bool for_update = false);
+
+// Sets `pinned` (whatever the status). kNotFound when missing.
+[[nodiscard]] Result<Backup> SetBackupPinned(Tx& tx, const std::string& backup_id, bool pinned);
+
+// verified_at = now(), verify_state = `state`: a verify operation finished
+// on it. kNotFound when missing.
+[[nodiscard]] Result<Backup> RecordBackupVerification(Tx& tx, const std::string& backup_id,
+                                                      VerifyState state);
 
 // The volume's backups, newest first.
 [[nodiscard]] Result<std::vector<Backup>> ListBackups(Tx& tx, const std::string& volume_id,
@@ -114,8 +133,9 @@ struct BackupSuccess {
 
 // The volume's succeeded backups, newest first (by completion), each with
 // whether a pending or running operation refers to it (a restore in flight
-// keeps its source): what a retention policy chooses from. Damaged and failed
-// backups are not listed; retention never deletes them.
+// keeps its source): what a retention policy chooses from (pinned ones
+// included: the policy keeps them). Damaged and failed backups are not
+// listed; retention never deletes them.
 struct RetentionInput {
   Backup backup{};
   bool in_use = false;

@@ -400,13 +400,56 @@ ALTER TABLE project_volumes
     CHECK (backup_keep_yearly BETWEEN 0 AND 100000);
 )sql";
 
-constexpr std::array<Migration, 6> kMigrations = {{
+// Backup schedules beyond the reference's daily/weekly: 'cron' with a
+// 5-field expression, and for every schedule a time window (local start
+// 'HH:MM' and duration) in a time zone (control/backup_schedule.h).
+// backup_next_at is the next slot, set when the schedule changes and moved
+// on by the leader in the transaction that queues (or gives up) that slot:
+// what makes a slot run exactly once whichever processes schedule.
+constexpr std::string_view kBackupSchedulesSchema = R"sql(
+ALTER TABLE project_volumes DROP CONSTRAINT project_volumes_backup_schedule_check;
+ALTER TABLE project_volumes
+  ADD CONSTRAINT project_volumes_backup_schedule_check
+    CHECK (backup_schedule IN ('off', 'manual', 'daily', 'weekly', 'cron')),
+  ADD COLUMN backup_cron text CHECK (length(backup_cron) BETWEEN 1 AND 200),
+  ADD COLUMN backup_window_start text
+    CHECK (backup_window_start ~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'),
+  ADD COLUMN backup_window_minutes integer
+    CHECK (backup_window_minutes BETWEEN 1 AND 10080),
+  ADD COLUMN backup_time_zone text NOT NULL DEFAULT 'UTC'
+    CHECK (length(backup_time_zone) BETWEEN 1 AND 64),
+  ADD COLUMN backup_next_at timestamptz,
+  ADD CONSTRAINT project_volumes_backup_cron_kind_check
+    CHECK ((backup_schedule = 'cron') = (backup_cron IS NOT NULL));
+)sql";
+
+// Backups an operator pinned are kept whatever the retention policy
+// (control/retention.h). verified_at/verify_state: when a verify operation
+// last finished on the backup and what it found ('ok', or 'damaged': a chunk
+// missing or corrupt, an image digest mismatch); NULL until one did. The
+// index finds the verify operations of a scheduled verification round
+// (control/backup_verification.h) without reading every operation.
+constexpr std::string_view kPinnedVerifiedBackupsSchema = R"sql(
+ALTER TABLE project_volume_backups
+  ADD COLUMN pinned boolean NOT NULL DEFAULT false,
+  ADD COLUMN verified_at timestamptz,
+  ADD COLUMN verify_state text CHECK (verify_state IN ('ok', 'damaged')),
+  ADD CONSTRAINT project_volume_backups_verified_check
+    CHECK ((verified_at IS NULL) = (verify_state IS NULL));
+CREATE INDEX project_volume_operations_verify_round_idx
+  ON project_volume_operations ((request_metadata->>'verify_round'))
+  WHERE kind = 'verify';
+)sql";
+
+constexpr std::array<Migration, 8> kMigrations = {{
     {1, "initial schema", kInitialSchema},
     {2, "data safety", kDataSafetySchema},
     {3, "backup rescan", kBackupRescanSchema},
     {4, "control-plane backup status", kControlPlaneBackupStatusSchema},
     {5, "workloads", kWorkloadsSchema},
     {6, "retention policies", kRetentionPolicySchema},
+    {7, "backup schedules", kBackupSchedulesSchema},
+    {8, "pinned and verified backups", kPinnedVerifiedBackupsSchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

@@ -164,7 +164,8 @@ Result<ProjectVolume> GetProjectVolume(Tx& tx, const std::string& project_id) {
         // decoders read their usual columns from a slice of the row.
         const pqxx::result rows = internal::Exec(
             w,
-            std::string("SELECT p.*, v.*, o.*, b.last FROM (SELECT ") + kProjectColumns +
+            std::string("SELECT p.*, v.*, o.*, b.last, b.verify_state, b.verified_at FROM (SELECT ") +
+                kProjectColumns +
                 " FROM projects WHERE id = $1::uuid) p "
                 "LEFT JOIN LATERAL (SELECT " +
                 kVolumeColumns +
@@ -174,8 +175,9 @@ Result<ProjectVolume> GetProjectVolume(Tx& tx, const std::string& project_id) {
                 kOperationColumns +
                 " FROM project_volume_operations WHERE project_volume_id = v.id "
                 "AND status IN ('pending', 'running') LIMIT 1) o ON true "
-                "LEFT JOIN LATERAL (SELECT max(completed_at) AS last FROM project_volume_backups "
-                "WHERE project_volume_id = v.id AND status = 'succeeded') b ON true",
+                "LEFT JOIN LATERAL (SELECT completed_at AS last, verify_state, verified_at "
+                "FROM project_volume_backups WHERE project_volume_id = v.id "
+                "AND status = 'succeeded' ORDER BY completed_at DESC NULLS LAST LIMIT 1) b ON true",
             project_id);
         if (rows.empty()) return NotFound("project " + project_id + " not found");
         const pqxx::row& r = rows[0];
@@ -189,6 +191,10 @@ Result<ProjectVolume> GetProjectVolume(Tx& tx, const std::string& project_id) {
           out.active_operation = OperationFromRow(r.slice(kOperationAt, kLastAt));
         }
         out.last_successful_backup_at = OptTime(r[kLastAt]);
+        if (!r[kLastAt + 1].is_null()) {
+          out.last_backup_verify_state = internal::Enum<VerifyState>(r[kLastAt + 1]);
+        }
+        out.last_backup_verified_at = OptTime(r[kLastAt + 2]);
         return out;
       });
 }

@@ -109,13 +109,16 @@ struct QueuedOperation {
                                                                    const std::string& volume_id);
 
 // A project with its live volume, that volume's pending or running operation
-// and the completion time of its newest successful backup, read by one
-// statement (the API's GET /api/projects/{id}/volume).
+// and the completion time and verification of its newest successful backup,
+// read by one statement (the API's GET /api/projects/{id}/volume).
 struct ProjectVolume {
   Project project{};
   std::optional<Volume> volume{};               // nullopt: the project has no live volume
   std::optional<Operation> active_operation{};  // only with a volume
   std::optional<Timestamp> last_successful_backup_at{};
+  // That backup's last verification (nullopt: never verified).
+  std::optional<VerifyState> last_backup_verify_state{};
+  std::optional<Timestamp> last_backup_verified_at{};
 };
 // kNotFound when the project does not exist.
 [[nodiscard]] Result<ProjectVolume> GetProjectVolume(Tx& tx, const std::string& project_id);

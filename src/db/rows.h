@@ -39,7 +39,8 @@ inline constexpr char kVolumeColumns[] =
     "id, project_id, server_id, attached_vm_id, mount_path, size_gb, filesystem, status, health, "
     "backup_schedule, backup_retention_count, pre_delete_backup_enabled, last_error, deleted_at, "
     "created_at, updated_at, backup_keep_hourly, backup_keep_daily, backup_keep_weekly, "
-    "backup_keep_monthly, backup_keep_yearly";
+    "backup_keep_monthly, backup_keep_yearly, backup_cron, backup_window_start, "
+    "backup_window_minutes, backup_time_zone, backup_next_at";
 inline constexpr int kVolumeColumnCount = ColumnCount(kVolumeColumns);
 Volume VolumeFromRow(const pqxx::row& r);  // volumes.cc
 
@@ -52,7 +53,7 @@ inline constexpr char kOperationColumns[] =
 inline constexpr int kOperationColumnCount = ColumnCount(kOperationColumns);
 Operation OperationFromRow(const pqxx::row& r);  // operations.cc
 
-static_assert(kProjectColumnCount == 5 && kVolumeColumnCount == 21 && kOperationColumnCount == 20,
+static_assert(kProjectColumnCount == 5 && kVolumeColumnCount == 26 && kOperationColumnCount == 20,
               "a column list changed: check its decoder and the statements that slice it");
 
 }  // namespace kindling::db::internal

@@ -37,11 +37,13 @@ enum class VolumeStatus : std::uint8_t {
   kDeleting,
 };
 enum class VolumeHealth : std::uint8_t { kUnknown, kHealthy, kDegraded, kMissing, kCorrupt };
-enum class BackupSchedule : std::uint8_t { kOff, kManual, kDaily, kWeekly };
+enum class BackupSchedule : std::uint8_t { kOff, kManual, kDaily, kWeekly, kCron };
 enum class OperationKind : std::uint8_t { kBackup, kRestore, kMove, kRepair, kAdopt, kVerify };
 enum class OperationStatus : std::uint8_t { kPending, kRunning, kSucceeded, kFailed };
 enum class BackupKind : std::uint8_t { kManual, kScheduled, kPreDelete };
 enum class BackupStatus : std::uint8_t { kPending, kRunning, kSucceeded, kFailed, kDamaged };
+// What the last verify of a backup found (backups.h).
+enum class VerifyState : std::uint8_t { kOk, kDamaged };
 // Why an image was taken off a worker into quarantine (quarantine.h).
 enum class QuarantineReason : std::uint8_t { kReplaced, kDeleted, kConflict, kUnknownVolume };
 enum class QuarantineStatus : std::uint8_t { kHeld, kAdopted, kPurged };
@@ -92,7 +94,8 @@ struct EnumNames<VolumeHealth> {
 };
 template <>
 struct EnumNames<BackupSchedule> {
-  static constexpr std::array<std::string_view, 4> kNames = {"off", "manual", "daily", "weekly"};
+  static constexpr std::array<std::string_view, 5> kNames = {"off", "manual", "daily", "weekly",
+                                                             "cron"};
 };
 template <>
 struct EnumNames<OperationKind> {
@@ -112,6 +115,10 @@ template <>
 struct EnumNames<BackupStatus> {
   static constexpr std::array<std::string_view, 5> kNames = {"pending", "running", "succeeded",
                                                              "failed", "damaged"};
+};
+template <>
+struct EnumNames<VerifyState> {
+  static constexpr std::array<std::string_view, 2> kNames = {"ok", "damaged"};
 };
 template <>
 struct EnumNames<QuarantineReason> {

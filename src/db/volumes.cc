@@ -42,14 +42,17 @@ Result<Volume> CreateVolume(Tx& tx, const NewVolume& v) {
         std::string("INSERT INTO project_volumes (project_id, server_id, mount_path, size_gb, "
                     "  backup_schedule, backup_retention_count, pre_delete_backup_enabled, status, "
                     "  backup_keep_hourly, backup_keep_daily, backup_keep_weekly, "
-                    "  backup_keep_monthly, backup_keep_yearly) "
-                    "VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+                    "  backup_keep_monthly, backup_keep_yearly, backup_cron, backup_window_start, "
+                    "  backup_window_minutes, backup_time_zone, backup_next_at) "
+                    "VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+                    "  $14, $15, $16::int, $17, $18::timestamptz) "
                     "RETURNING ") +
             kVolumeColumns,
         v.project_id, v.server_id, v.mount_path, v.size_gb, std::string(Name(v.backup_schedule)),
         v.backup_retention_count, v.pre_delete_backup_enabled, std::string(Name(v.status)),
         v.backup_keep.hourly, v.backup_keep.daily, v.backup_keep.weekly, v.backup_keep.monthly,
-        v.backup_keep.yearly));
+        v.backup_keep.yearly, v.backup_window.cron, v.backup_window.start, v.backup_window.minutes,
+        v.backup_window.time_zone, internal::OptTimeParam(v.backup_next_at)));
   });
 }
 
@@ -98,13 +101,23 @@ Result<Volume> UpdateVolumeSettings(Tx& tx, const std::string& volume_id,
                 "  backup_keep_weekly = COALESCE($9::int, backup_keep_weekly), "
                 "  backup_keep_monthly = COALESCE($10::int, backup_keep_monthly), "
                 "  backup_keep_yearly = COALESCE($11::int, backup_keep_yearly), "
+                "  backup_cron = CASE WHEN $12 THEN $13 ELSE backup_cron END, "
+                "  backup_window_start = CASE WHEN $14 THEN $15 ELSE backup_window_start END, "
+                "  backup_window_minutes = "
+                "    CASE WHEN $16 THEN $17::int ELSE backup_window_minutes END, "
+                "  backup_time_zone = COALESCE($18, backup_time_zone), "
+                "  backup_next_at = CASE WHEN $19 THEN $20::timestamptz ELSE backup_next_at END, "
                 "  updated_at = now() "
                 "WHERE id = $1::uuid RETURNING ") +
                 kVolumeColumns,
             volume_id, u.mount_path, u.size_gb, OptName(u.backup_schedule),
             u.backup_retention_count, u.pre_delete_backup_enabled, u.backup_keep_hourly,
-            u.backup_keep_daily, u.backup_keep_weekly, u.backup_keep_monthly,
-            u.backup_keep_yearly));
+            u.backup_keep_daily, u.backup_keep_weekly, u.backup_keep_monthly, u.backup_keep_yearly,
+            u.backup_cron.has_value(), u.backup_cron.value_or(std::nullopt),
+            u.backup_window_start.has_value(), u.backup_window_start.value_or(std::nullopt),
+            u.backup_window_minutes.has_value(), u.backup_window_minutes.value_or(std::nullopt),
+            u.backup_time_zone, u.backup_next_at.has_value(),
+            internal::OptTimeParam(u.backup_next_at.value_or(std::nullopt))));
       });
 }
 
@@ -132,6 +145,21 @@ Result<Volume> UpdateVolumeState(Tx& tx, const std::string& volume_id, const Vol
         u.server_id.value_or(std::nullopt), u.attached_vm_id.has_value(),
         u.attached_vm_id.value_or(std::nullopt), u.last_error.has_value(),
         u.last_error.value_or(std::nullopt)));
+  });
+}
+
+Result<bool> MoveBackupNextAt(Tx& tx, const std::string& volume_id,
+                              const std::optional<Timestamp>& expected,
+                              const std::optional<Timestamp>& next) {
+  return internal::Run(tx, "move backup_next_at", [&](pqxx::transaction_base& w) -> Result<bool> {
+    KINDLING_RETURN_IF_ERROR(ReadVolume(w, volume_id, /*for_update=*/true));
+    const pqxx::result rows = internal::Exec(
+        w,
+        "UPDATE project_volumes SET backup_next_at = $3::timestamptz "
+        "WHERE id = $1::uuid AND backup_next_at IS NOT DISTINCT FROM $2::timestamptz "
+        "RETURNING id",
+        volume_id, internal::OptTimeParam(expected), internal::OptTimeParam(next));
+    return !rows.empty();
   });
 }
 
@@ -207,6 +235,12 @@ Volume VolumeFromRow(const pqxx::row& r) {
                              .weekly = r[18].as<int>(),
                              .monthly = r[19].as<int>(),
                              .yearly = r[20].as<int>()};
+  v.backup_window =
+      BackupWindow{.cron = OptText(r[21]),
+                   .start = OptText(r[22]),
+                   .minutes = r[23].is_null() ? std::nullopt : std::optional<int>(r[23].as<int>()),
+                   .time_zone = Text(r[24])};
+  v.backup_next_at = OptTime(r[25]);
   return v;
 }
 

@@ -29,6 +29,15 @@ struct BackupKeep {
   friend bool operator==(const BackupKeep&, const BackupKeep&) = default;
 };
 
+// A schedule's details beside backup_schedule.
+struct BackupWindow {
+  std::optional<std::string> cron{};
+  std::optional<std::string> start{};  // "HH:MM", local
+  std::optional<int> minutes{};
+  std::string time_zone = "UTC";
+  friend bool operator==(const BackupWindow&, const BackupWindow&) = default;
+};
+
 struct Volume {
   std::string id{};
   std::string project_id{};
@@ -48,6 +57,12 @@ struct Volume {
   Timestamp updated_at{};
   // The rest of the retention policy (engine/retention.h); 0: off.
   BackupKeep backup_keep{};
+  // The schedule's details (control/backup_schedule.h): the cron expression
+  // (backup_schedule cron only), the time window and its zone.
+  BackupWindow backup_window{};
+  // The next scheduled slot's start; NULL without a schedule (or before the
+  // leader computed it).
+  std::optional<Timestamp> backup_next_at{};
 };
 
 // Defaults are the reference's column defaults.
@@ -61,6 +76,8 @@ struct NewVolume {
   bool pre_delete_backup_enabled = false;
   VolumeStatus status = VolumeStatus::kDetached;
   BackupKeep backup_keep{};
+  BackupWindow backup_window{};
+  std::optional<Timestamp> backup_next_at{};
 };
 
 // kInvalidArgument when the project already has a live volume, or for values
@@ -88,6 +105,13 @@ struct VolumeSettingsUpdate {
   std::optional<int> backup_keep_weekly{};
   std::optional<int> backup_keep_monthly{};
   std::optional<int> backup_keep_yearly{};
+  // The schedule's details: unset keeps, SetNull() clears. The caller
+  // validates the result and sets the next slot (control/volume_service.h).
+  std::optional<std::optional<std::string>> backup_cron{};
+  std::optional<std::optional<std::string>> backup_window_start{};
+  std::optional<std::optional<int>> backup_window_minutes{};
+  std::optional<std::string> backup_time_zone{};
+  std::optional<std::optional<Timestamp>> backup_next_at{};
 };
 
 // kInvalidArgument when size_gb would shrink or a value is out of range;
@@ -124,6 +148,14 @@ struct VolumeStateUpdate {
 // operations keep referring to the row. kNotFound when missing or already
 // deleted.
 [[nodiscard]] Result<Volume> MarkVolumeDeleted(Tx& tx, const std::string& volume_id);
+
+// Moves the volume's next scheduled slot from `expected` to `next` (the
+// leader, control/backup_schedule.h): false, changing nothing, when it is no
+// longer `expected` (the schedule changed, or another process took the slot).
+// kNotFound for unknown volumes.
+[[nodiscard]] Result<bool> MoveBackupNextAt(Tx& tx, const std::string& volume_id,
+                                            const std::optional<Timestamp>& expected,
+                                            const std::optional<Timestamp>& next);
 
 // Records a volume the database never knew, with id `id` (a UUID), as a
 // deleted volume of `project_id`: no server, status detached, health

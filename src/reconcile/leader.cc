@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/backup_schedule.h"
 #include "db/audit.h"
 #include "db/backups.h"
 #include "db/notifications.h"
@@ -16,6 +17,13 @@ namespace kindling::reconcile {
 namespace {
 
 using json = nlohmann::json;
+
+// What a sweep did with a volume's due slot, and why it was missed.
+enum class SlotAction { kQueued, kMissed, kPlanned, kLeft };
+struct SlotOutcome {
+  SlotAction action = SlotAction::kLeft;
+  std::string reason{};
+};
 
 db::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
   return std::chrono::time_point_cast<std::chrono::microseconds>(t);
@@ -388,29 +396,60 @@ Status Leader::EndLostWorkloads(SweepReport& report) {
 Status Leader::ScheduleBackups(SweepReport& report) {
   KINDLING_ASSIGN_OR_RETURN(std::vector<db::Volume> volumes,
                             db_.Transact([&](db::Tx& tx) { return db::ListVolumes(tx); }));
-  const auto now = options_.now();
-  for (const db::Volume& v : volumes) {
-    if (v.backup_schedule != db::BackupSchedule::kDaily &&
-        v.backup_schedule != db::BackupSchedule::kWeekly)
+  const auto now = std::chrono::floor<std::chrono::seconds>(options_.now());
+  for (const db::Volume& listed : volumes) {
+    auto plan = control::BackupSchedulePlan::Compile(control::ScheduleSpecOf(listed));
+    if (!plan) {
+      // The API validates schedules; a row changed by hand may not.
+      spdlog::warn("leader: volume {} has a schedule that does not compile: {}", listed.id,
+                   plan.error().message());
       continue;
-    if (!v.server_id || v.deleted_at) continue;
-    // Backups are cold: only a volume nothing holds.
-    if (v.status != db::VolumeStatus::kDetached && v.status != db::VolumeStatus::kAvailable)
-      continue;
-    const auto period = v.backup_schedule == db::BackupSchedule::kDaily
-                            ? std::chrono::hours(24)
-                            : std::chrono::hours(24 * 7);
-    auto queued = db_.Transact([&](db::Tx& tx) -> Result<bool> {
-      KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, v.id));
-      if (active) return false;
-      KINDLING_ASSIGN_OR_RETURN(auto last, db::LastSuccessfulBackupAt(tx, v.id));
-      if (last && *last > ToTimestamp(now - period)) return false;
-      KINDLING_ASSIGN_OR_RETURN(auto newest, db::ListBackups(tx, v.id, 1));
-      if (!newest.empty() && newest.front().status == db::BackupStatus::kFailed &&
-          newest.front().created_at > ToTimestamp(now - options_.schedule_retry_after))
-        return false;
-      KINDLING_ASSIGN_OR_RETURN(db::Server server, db::GetServer(tx, *v.server_id));
-      if (server.status != db::ServerStatus::kActive) return false;
+    }
+    if (!plan->scheduled() || listed.deleted_at) continue;
+    if (listed.backup_next_at && *listed.backup_next_at > db::Timestamp(now)) continue;
+    auto outcome = db_.Transact([&](db::Tx& tx) -> Result<SlotOutcome> {
+      KINDLING_ASSIGN_OR_RETURN(db::Volume v, db::GetVolume(tx, listed.id, /*for_update=*/true));
+      // Another process moved the slot, or the schedule changed: its turn.
+      if (v.backup_next_at != listed.backup_next_at ||
+          control::ScheduleSpecOf(v).kind != control::ScheduleSpecOf(listed).kind ||
+          v.backup_window != listed.backup_window || v.deleted_at)
+        return SlotOutcome{};
+      const auto next = control::NextBackupAt(*plan, v.id, now);
+      if (!v.backup_next_at) {
+        // No slot yet (a schedule set in SQL): the first comes.
+        KINDLING_RETURN_IF_ERROR(db::MoveBackupNextAt(tx, v.id, std::nullopt, next));
+        return SlotOutcome{.action = SlotAction::kPlanned};
+      }
+      const auto slot_start = std::chrono::floor<std::chrono::seconds>(*v.backup_next_at);
+      const auto slot = plan->SlotStartingAt(v.id, slot_start);
+      // The slot's window; a slot the schedule no longer has counts as open.
+      const bool window_open = !slot || now < slot->ends;
+      std::string busy;
+      if (!v.server_id) {
+        busy = "the volume has no server";
+      } else if (v.status != db::VolumeStatus::kDetached &&
+                 v.status != db::VolumeStatus::kAvailable) {
+        // Backups are cold: only a volume nothing holds.
+        busy = "the volume is " + std::string(db::Name(v.status));
+      } else {
+        KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, v.id));
+        KINDLING_ASSIGN_OR_RETURN(db::Server server, db::GetServer(tx, *v.server_id));
+        if (active) {
+          busy = "a " + std::string(db::Name(active->kind)) + " operation is in flight";
+        } else if (server.status != db::ServerStatus::kActive) {
+          busy = "its server is " + std::string(db::Name(server.status));
+        }
+      }
+      if (!busy.empty()) {
+        if (window_open) return SlotOutcome{};  // again next sweep
+        KINDLING_RETURN_IF_ERROR(db::MoveBackupNextAt(tx, v.id, v.backup_next_at, next));
+        KINDLING_RETURN_IF_ERROR(
+            AuditSystem(tx, "volume.backup.schedule_missed", v.id,
+                        {{"slot", db::FormatTimestamp(*v.backup_next_at)},
+                         {"reason", busy},
+                         {"next_backup_at", next ? db::FormatTimestamp(*next) : std::string()}}));
+        return SlotOutcome{.action = SlotAction::kMissed, .reason = busy};
+      }
       KINDLING_ASSIGN_OR_RETURN(
           db::QueuedOperation op,
           db::QueueOperation(
@@ -418,20 +457,30 @@ Status Leader::ScheduleBackups(SweepReport& report) {
                                             .kind = db::OperationKind::kBackup,
                                             .server_id = *v.server_id,
                                             .create_backup = db::BackupKind::kScheduled}));
-      KINDLING_RETURN_IF_ERROR(
-          AuditSystem(tx, "volume.backup.queued", v.id,
-                      {{"operation_id", op.operation.id},
-                       {"backup_id", op.operation.backup_id.value_or("")},
-                       {"kind", "scheduled"},
-                       {"schedule", std::string(db::Name(v.backup_schedule))}}));
-      return true;
+      // The slot is taken in the same transaction: exactly once. Slots missed
+      // while nobody scheduled collapse into this one run (the catch-up).
+      KINDLING_RETURN_IF_ERROR(db::MoveBackupNextAt(tx, v.id, v.backup_next_at, next));
+      KINDLING_RETURN_IF_ERROR(AuditSystem(tx, "volume.backup.queued", v.id,
+                                           {{"operation_id", op.operation.id},
+                                            {"backup_id", op.operation.backup_id.value_or("")},
+                                            {"kind", "scheduled"},
+                                            {"schedule", std::string(db::Name(v.backup_schedule))},
+                                            {"slot", db::FormatTimestamp(*v.backup_next_at)},
+                                            {"catch_up", !window_open}}));
+      return SlotOutcome{.action = SlotAction::kQueued};
     });
-    if (!queued) {
-      // Busy (an API request won the race) or a transient error: next time.
-      spdlog::info("leader: scheduled backup of {} not queued: {}", v.id, queued.error().message());
-    } else if (*queued) {
-      spdlog::info("leader: queued scheduled backup of volume {}", v.id);
-      report.scheduled.push_back(v.id);
+    if (!outcome) {
+      // An API request won the race for the volume, or a transient error:
+      // the slot stays, next sweep.
+      spdlog::info("leader: scheduled backup of {} not queued: {}", listed.id,
+                   outcome.error().message());
+    } else if (outcome->action == SlotAction::kQueued) {
+      spdlog::info("leader: queued scheduled backup of volume {}", listed.id);
+      report.scheduled.push_back(listed.id);
+    } else if (outcome->action == SlotAction::kMissed) {
+      spdlog::warn("leader: volume {} missed its backup slot: {} until its window closed",
+                   listed.id, outcome->reason);
+      report.missed.push_back(listed.id);
     }
   }
   return OkStatus();

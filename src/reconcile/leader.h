@@ -32,11 +32,19 @@
 //   4. pending operations nobody picks up (assigned to a server that is not
 //      active, or pending longer than `stuck_pending_after`) get the same
 //      treatment;
-//   5. every `schedule_interval`, queues a 'scheduled' backup for each daily
-//      or weekly volume whose last successful backup is older than its period
-//      and that has nothing in flight (the reference stores schedules but
-//      never runs them). After a failed backup the next try waits
-//      `schedule_retry_after`, so a broken volume is not retried every sweep.
+//   5. every `schedule_interval`, the volumes' backup schedules
+//      (control/backup_schedule.h): a volume whose backup_next_at has come
+//      gets a 'scheduled' backup when it is idle (detached or available,
+//      nothing in flight, its server active), and backup_next_at moves to
+//      its first slot after now in the same transaction, row locked, only if
+//      it still holds the slot this sweep read: each slot runs once however
+//      many processes sweep. A leader back after downtime queues one backup
+//      for all the slots it missed (the catch-up) and moves on. A busy
+//      volume is tried again every sweep until its slot's window closes;
+//      then the slot is missed (audited volume.backup.schedule_missed, the
+//      reason in its details). A volume whose schedule has no slot yet (set
+//      in SQL) gets one. (The reference stores schedules but never runs
+//      them.)
 // Every failure, loss or schedule it records is audited (user_id NULL).
 //
 // Start grace. A process that becomes the leader cannot tell a dead server
@@ -89,7 +97,6 @@ struct LeaderOptions {
   int max_attempts = 3;
   db::WorkerEligibility eligibility{};
   std::chrono::milliseconds schedule_interval{60'000};
-  std::chrono::seconds schedule_retry_after{3'600};
   // Wall clock for schedule decisions and the start grace (tests inject one).
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
@@ -106,6 +113,7 @@ struct SweepReport {
   std::vector<std::string> requeued;        // operation ids
   std::vector<std::string> failed;          // operation ids
   std::vector<std::string> scheduled;       // volume ids that got a scheduled backup
+  std::vector<std::string> missed;          // volume ids whose slot's window closed busy
   std::vector<std::string> workloads_lost;  // VM ids recorded lost (step 2)
   // Operations left as they are until the start grace is over.
   std::vector<std::string> deferred;

@@ -392,15 +392,35 @@ std::string OperationRunner::ApplyRetention(const db::Volume& volume, const Stor
       }
       const StoreHandle& from = own ? *own : store;
       // Object first: a row without its manifest would advertise a backup
-      // that cannot be restored; a manifest without a row is retried next time.
-      if (auto gone = from.repository->DeleteBackup(volume.id, old.id); !gone) {
-        spdlog::warn("worker: retention: delete backup {}: {}", old.id, gone.error().message());
-        errors.push_back("delete backup " + old.id + ": " + gone.error().message());
+      // that cannot be restored; a manifest without a row is retried next
+      // time. Both under the row's lock, re-checking the pin: an operator
+      // who pins it meanwhile either waits for the deletion (and finds no
+      // backup) or wins (and the backup stays). One attempt: the lambda
+      // deletes an object, so it must not be run again.
+      bool object_failed = false;
+      auto row = db_.Transact(
+          [&](db::Tx& tx) -> Result<bool> {
+            KINDLING_ASSIGN_OR_RETURN(db::Backup current,
+                                      db::GetBackup(tx, old.id, /*for_update=*/true));
+            if (current.pinned) return false;
+            if (auto gone = from.repository->DeleteBackup(volume.id, old.id); !gone) {
+              object_failed = true;
+              return std::unexpected(gone.error());
+            }
+            return db::DeleteBackup(tx, old.id);
+          },
+          db::TxOptions{.max_attempts = 1});
+      if (!row) {
+        if (object_failed) {
+          spdlog::warn("worker: retention: delete backup {}: {}", old.id, row.error().message());
+          errors.push_back("delete backup " + old.id + ": " + row.error().message());
+        } else {
+          errors.push_back("delete backup row " + old.id + ": " + row.error().message());
+        }
         continue;
       }
-      auto row = db_.Transact([&](db::Tx& tx) { return db::DeleteBackup(tx, old.id); });
-      if (!row) {
-        errors.push_back("delete backup row " + old.id + ": " + row.error().message());
+      if (!*row) {
+        ++kept;  // pinned since the plan
         continue;
       }
       deleted.push_back(old.id);
@@ -623,6 +643,10 @@ Status OperationRunner::ExecuteVerify(RunningOperation& run, const db::Operation
   return db_.Transact([&](db::Tx& tx) -> Status {
     auto done = db::CompleteOperation(tx, op.id, run.lease_owner(), result.dump());
     if (!done) return std::unexpected(done.error());
+    auto recorded = db::RecordBackupVerification(
+        tx, source.backup.id, report.ok() ? db::VerifyState::kOk : db::VerifyState::kDamaged);
+    // A backup whose row is gone (deleted by hand) has nothing to record.
+    if (!recorded && !recorded.error().is_not_found()) return std::unexpected(recorded.error());
     return Audit(
         tx, op, "succeeded",
         {{"ok", report.ok()}, {"problems", problems.size()}, {"storage_url", source.store->url}});

@@ -6,7 +6,8 @@
 //     already committed under that id (by an attempt that died before
 //     recording it, or after the snapshot a restored database came from) is
 //     recorded as it is, without the image; then retention (the volume's
-//     policy, control/retention.h).
+//     policy, control/retention.h), each deletion under the backup row's
+//     lock, sparing a backup pinned since the plan.
 //   - restore: staged in <state_dir>/restoring from the backup's own store,
 //     validated when the request asks `validate` (ImageValidator: the
 //     report goes to result.validation; a failed validation fails the
@@ -25,7 +26,11 @@
 //     it replaces goes to the quarantine) and re-pins the volume here. An
 //     adoption that cannot happen leaves the volume's image in place.
 //   - verify: engine::VerifyBackup from the backup's own store; problems go
-//     to result_metadata and the backup rows (backup_damage.h).
+//     to result_metadata and the backup rows (backup_damage.h), and the
+//     backup's verified_at/verify_state (ok, or damaged when it found a
+//     problem) are set in the transaction that completes the operation. A
+//     verify that fails (the store unreachable, the manifest unreadable)
+//     records neither.
 //   - repair: e2fsck -f -y; exit 0/1 healthy, else corrupt.
 //
 // Success paths complete the operation in the transaction that also settles

@@ -24,6 +24,7 @@
 #include "reconcile/leader.h"
 #include "reconcile/worker.h"
 #include "runtime/detect.h"
+#include "service/backup_verify_loop.h"
 #include "service/edge_component.h"
 #include "service/master_key.h"
 #include "service/postgres_control.h"
@@ -314,11 +315,13 @@ Status Serve(const ServeOptions& options) {
   std::unique_ptr<EdgeComponent> edge;
   std::unique_ptr<ControlPlaneScheduler> scheduler;
   std::unique_ptr<StoreGcLoop> store_gc;
+  std::unique_ptr<BackupVerifyLoop> backup_verify;
   auto stop_all = [&] {
     if (api) api->Stop();
     if (edge) edge->Stop();
     if (scheduler) scheduler->Stop();
     if (store_gc) store_gc->Stop();
+    if (backup_verify) backup_verify->Stop();
     if (worker) worker->Stop();
     if (leader) leader->Stop();
   };
@@ -370,6 +373,12 @@ Status Serve(const ServeOptions& options) {
       store_gc = std::make_unique<StoreGcLoop>(*database, master_key, std::move(gc),
                                                [&leader] { return leader->is_leader(); });
       store_gc->Start();
+      control::BackupVerifySchedule verify;
+      verify.every = options.backup_verify_every;
+      verify.sample_percent = options.backup_verify_sample_percent;
+      backup_verify = std::make_unique<BackupVerifyLoop>(*database, master_key, std::move(verify),
+                                                         [&leader] { return leader->is_leader(); });
+      backup_verify->Start();
     }
     if (control_plane.server) {
       ControlPlaneScheduleOptions c = options.control_plane;

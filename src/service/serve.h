@@ -123,6 +123,12 @@ struct ServeOptions {
   // the grace for chunks written recently.
   std::chrono::seconds store_gc_every{24 * 3600};
   std::chrono::seconds store_gc_grace{3600};
+  // Scheduled verification of the backups, run by the leader
+  // (service/backup_verify_loop.h, control/backup_verification.h): a round
+  // every `backup_verify_every` (0: never), verifying that percentage of
+  // the backups (100: all; the least recently verified first).
+  std::chrono::seconds backup_verify_every{7 * 24 * 3600};
+  int backup_verify_sample_percent = 100;
   bool run_leader = true;
   // The leader's start grace (reconcile/leader.h): no server is marked dead
   // and no operation failed for this long after a process starts leading, so

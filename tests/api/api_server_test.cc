@@ -268,6 +268,86 @@ TEST_F(ApiServerTest, RetentionPolicyIsSetShownAndPreviewed) {
             5);
 }
 
+TEST_F(ApiServerTest, ScheduleWithCronWindowAndZoneShowsItsNextBackup) {
+  MakeServer("w1");
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  Response created = Send("PUT", volume, org_admin_key_, "{}");
+  ASSERT_EQ(created.status, 200) << created.raw;
+  EXPECT_TRUE(created.body["next_backup_at"].is_null()) << "manual: no slot";
+  EXPECT_EQ(created.body["backup_policy"]["time_zone"], "UTC");
+
+  // A cron expression alone makes the schedule cron.
+  Response cron = Send("PUT", volume, org_admin_key_,
+                       R"({"backup_cron": "30 1 * * *", "backup_time_zone": "Europe/Paris"})");
+  ASSERT_EQ(cron.status, 200) << cron.raw;
+  EXPECT_EQ(cron.body["backup_policy"]["schedule"], "cron");
+  EXPECT_EQ(cron.body["backup_policy"]["cron"], "30 1 * * *");
+  ASSERT_TRUE(cron.body["next_backup_at"].is_string()) << cron.raw;
+  // 01:30 in Paris is 00:30 UTC in winter or 23:30 in summer, plus at most
+  // half an hour of spread.
+  const std::string next = cron.body["next_backup_at"];
+  EXPECT_TRUE(next.find("T00:") != std::string::npos || next.find("T23:") != std::string::npos)
+      << next;
+  EXPECT_EQ(Send("GET", volume, member_key_).body["next_backup_at"], next);
+
+  // Bad settings: 400 with the field named, and nothing changes.
+  const auto refused = [&](const std::string& body, const std::string& needle) {
+    Response r = Send("PUT", volume, org_admin_key_, body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.raw;
+    EXPECT_EQ(r.body.value("code", ""), "validation_error") << r.raw;
+    EXPECT_NE(r.body.value("error", "").find(needle), std::string::npos) << r.raw;
+  };
+  refused(R"({"backup_cron": "61 * * * *"})", "backup_cron: cron field 1 (minute)");
+  refused(R"({"backup_time_zone": "Mars/Olympus"})", "backup_time_zone");
+  refused(R"({"backup_window_start": "25:00"})", "backup_window_start");
+  refused(R"({"backup_schedule": "daily", "backup_cron": "0 * * * *"})", "backup_cron");
+  refused(R"({"backup_schedule": "hourly"})", "cron");
+  refused(R"({"backup_window_minutes": 2000})", "backup_window_minutes");
+  Response same = Send("GET", volume, org_admin_key_);
+  EXPECT_EQ(same.body["backup_policy"]["cron"], "30 1 * * *");
+  EXPECT_EQ(same.body["backup_policy"]["time_zone"], "Europe/Paris");
+  EXPECT_EQ(same.body["next_backup_at"], next);
+
+  // Daily in a window: the expression goes, the window shows, null clears it.
+  Response daily = Send("PUT", volume, org_admin_key_,
+                        R"({"backup_schedule": "daily", "backup_window_start": "22:00",
+                            "backup_window_minutes": 120, "backup_time_zone": "UTC"})");
+  ASSERT_EQ(daily.status, 200) << daily.raw;
+  EXPECT_TRUE(daily.body["backup_policy"]["cron"].is_null());
+  EXPECT_EQ(daily.body["backup_policy"]["window_start"], "22:00");
+  EXPECT_EQ(daily.body["backup_policy"]["window_minutes"], 120);
+  const std::string in_window = daily.body["next_backup_at"];
+  EXPECT_NE(in_window.find("T22:"), std::string::npos) << in_window;
+  Response cleared = Send("PUT", volume, org_admin_key_,
+                          R"({"backup_window_start": null, "backup_window_minutes": null})");
+  ASSERT_EQ(cleared.status, 200) << cleared.raw;
+  EXPECT_TRUE(cleared.body["backup_policy"]["window_start"].is_null());
+  EXPECT_TRUE(cleared.body["backup_policy"]["window_minutes"].is_null());
+  // The newest succeeded backup's age and last verification.
+  EXPECT_TRUE(cleared.body["last_backup_age_seconds"].is_null());
+  const std::string volume_id = cleared.body["id"];
+  Sql("INSERT INTO project_volume_backups (project_volume_id, kind, status, completed_at, "
+      "verified_at, verify_state) VALUES ('" +
+      volume_id + "', 'scheduled', 'succeeded', now() - interval '2 hours', now(), 'ok'), ('" +
+      volume_id + "', 'scheduled', 'succeeded', now() - interval '3 days', NULL, NULL)");
+  Response shown = Send("GET", volume, member_key_);
+  ASSERT_EQ(shown.status, 200) << shown.raw;
+  EXPECT_NEAR(shown.body["last_backup_age_seconds"].get<double>(), 7200, 60) << shown.raw;
+  EXPECT_EQ(shown.body["last_backup_verify_state"], "ok") << shown.raw;
+  EXPECT_TRUE(shown.body["last_backup_verified_at"].is_string()) << shown.raw;
+  // Off: no next backup.
+  Response off = Send("PUT", volume, org_admin_key_, R"({"backup_schedule": "off"})");
+  ASSERT_EQ(off.status, 200) << off.raw;
+  EXPECT_TRUE(off.body["next_backup_at"].is_null());
+  EXPECT_EQ(off.body["last_backup_verify_state"], "ok") << "PUT answers as GET does";
+  // The cron, daily and clearing updates changed the details; "off" did not.
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action = 'volume.update' "
+                "AND details->'changed' ? 'backup_window'")[0][0]
+                .as<int>(),
+            3);
+}
+
 TEST_F(ApiServerTest, BackupSettingsSecretsNeverShown) {
   testutil::S3TestServer s3;
   const std::string secret = s3.options().secret_access_key;

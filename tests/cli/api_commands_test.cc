@@ -154,6 +154,38 @@ TEST_F(ApiCommandsTest, RetentionPolicyIsSetAndPreviewed) {
   EXPECT_NE(text.out.find("kept 2, would drop 1"), std::string::npos) << text.out;
 }
 
+TEST_F(ApiCommandsTest, ScheduleFlagsSetCronWindowAndZoneAndShowTheNextBackup) {
+  const auto [project, volume] = MakeProjectWithVolume("web");
+  json cron = Ok({"volume", "create", "--project", project, "--backup-cron", "15 3 * * 1-5",
+                  "--backup-time-zone", "America/New_York", "--backup-window-start", "03:00",
+                  "--backup-window-minutes", "30"});
+  EXPECT_EQ(cron["backup_policy"]["schedule"], "cron") << cron.dump();
+  EXPECT_EQ(cron["backup_policy"]["cron"], "15 3 * * 1-5");
+  EXPECT_EQ(cron["backup_policy"]["window_minutes"], 30);
+  EXPECT_TRUE(cron["next_backup_at"].is_string()) << cron.dump();
+  RunResult text = Kindling({"volume", "show", "--project", project});
+  ASSERT_EQ(text.exit_code, 0) << text.Describe();
+  EXPECT_NE(text.out.find("cron \"15 3 * * 1-5\" in 03:00+30min America/New_York"),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("next backup"), std::string::npos) << text.out;
+  // A bad expression: the API's message, a non-zero exit, nothing changed.
+  RunResult bad =
+      Kindling({"volume", "create", "--project", project, "--backup-cron", "0 0 31 2 *"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("never matches"), std::string::npos) << bad.Describe();
+  Fails({"volume", "create", "--project", project, "--backup-schedule", "hourly"}, 2,
+        "--backup-schedule");
+  // Daily; "" and 0 clear the window.
+  json daily = Ok({"volume", "create", "--project", project, "--backup-schedule", "daily",
+                   "--backup-window-start", "", "--backup-window-minutes", "0"});
+  EXPECT_TRUE(daily["backup_policy"]["window_start"].is_null());
+  EXPECT_EQ(daily["backup_policy"]["schedule"], "daily") << daily.dump();
+  EXPECT_TRUE(daily["backup_policy"]["cron"].is_null());
+  EXPECT_TRUE(daily["backup_policy"]["window_minutes"].is_null());
+  EXPECT_EQ(daily["backup_policy"]["time_zone"], "America/New_York");
+}
+
 TEST_F(ApiCommandsTest, SecretsNeverPrinted) {
   testutil::S3TestServer s3(testutil::S3TestServerOptions{
       .access_key_id = "AKIAKINDLINGTEST01", .secret_access_key = "kdl-test-secret-Zq8wX2vN5mR7"});

@@ -101,6 +101,31 @@ TEST(ApiOutputTest, VolumeServersAndSettings) {
   EXPECT_EQ(FieldValue(text, "backups"), "daily, keep 7") << text;
   EXPECT_EQ(FieldValue(text, "server"), "-") << text;
   EXPECT_EQ(FieldValue(text, "last error"), "<none>") << text;
+  EXPECT_EQ(FieldValue(text, "last backup"), "-") << text;
+
+  // The schedule's details, the last backup's age and verification.
+  json scheduled = volume;
+  scheduled["backup_policy"] = {{"schedule", "cron"},
+                                {"cron", "0 */6 * * *"},
+                                {"window_start", "22:00"},
+                                {"window_minutes", nullptr},
+                                {"time_zone", "Europe/Paris"},
+                                {"retention_count", 2}};
+  scheduled["next_backup_at"] = "2026-12-04T03:00:00Z";
+  scheduled["last_successful_backup_at"] = "2026-12-03T21:00:00Z";
+  scheduled["last_backup_age_seconds"] = 3 * 3600;
+  scheduled["last_backup_verify_state"] = "ok";
+  const std::string shown_schedule = VolumeText(scheduled);
+  EXPECT_EQ(FieldValue(shown_schedule, "backups"),
+            "cron \"0 */6 * * *\" in 22:00+60min Europe/Paris, keep 2")
+      << shown_schedule;
+  EXPECT_EQ(FieldValue(shown_schedule, "next backup"), "2026-12-04T03:00:00Z") << shown_schedule;
+  EXPECT_EQ(FieldValue(shown_schedule, "last backup"),
+            "2026-12-03T21:00:00Z (3h ago, verified ok)")
+      << shown_schedule;
+  scheduled["last_backup_verify_state"] = nullptr;
+  EXPECT_EQ(FieldValue(VolumeText(scheduled), "last backup"),
+            "2026-12-03T21:00:00Z (3h ago, verified never)");
 
   const json servers = json::array({{{"id", "s-1"},
                                      {"hostname", "w1"},
@@ -138,6 +163,9 @@ TEST(ApiOutputTest, BackupsShowDamagedChunksUnderTheirRow) {
         {"status", "damaged"},
         {"kind", "manual"},
         {"size_bytes", 1024},
+        {"pinned", true},
+        {"verified_at", "2026-01-02T00:00:00Z"},
+        {"verify_state", "damaged"},
         {"storage_url", "file:///srv/b"},
         {"error", nullptr},
         {"damage",
@@ -151,15 +179,19 @@ TEST(ApiOutputTest, BackupsShowDamagedChunksUnderTheirRow) {
         {"error", "disk\nfull"},
         {"damage", nullptr}}});
   const std::string text = BackupsText(backups);
-  EXPECT_EQ(text.substr(0, text.find('\n')),
-            "ID   STATUS   KIND    SIZE      CREATED  COMPLETED  STORE          ERROR")
+  EXPECT_EQ(
+      text.substr(0, text.find('\n')),
+      "ID   STATUS   KIND    PINNED  SIZE      CREATED  COMPLETED  VERIFIED                      "
+      "STORE          ERROR")
       << text;
   // The damage lines follow the damaged row, before the next one.
-  const std::size_t row = text.find("b-2  damaged");
+  const std::size_t row = text.find(
+      "b-2  damaged  manual  yes     1.00 KiB  -        -          damaged 2026-01-02T00:00:00Z");
   const std::size_t corrupt =
       text.find("    corrupt chunk " + chunk + " at offsets 0, 4194304, 8388608 and 1 more\n");
   const std::size_t missing = text.find("    missing chunk d1 at offset 65536\n");
-  const std::size_t next = text.find("b-1  failed");
+  const std::size_t next =
+      text.find("b-1  failed   manual  -       -         -        -          -  ");
   ASSERT_NE(row, std::string::npos) << text;
   ASSERT_NE(corrupt, std::string::npos) << text;
   ASSERT_NE(missing, std::string::npos) << text;
@@ -180,14 +212,17 @@ TEST(ApiOutputTest, ProjectBackupsShowVolumeAndDeletion) {
                                      {"kind", "pre_delete"},
                                      {"project_volume_id", "v-1"},
                                      {"volume_deleted", true},
+                                     {"pinned", false},
+                                     {"verified_at", "2026-01-03T00:00:00Z"},
+                                     {"verify_state", "ok"},
                                      {"size_bytes", 2048},
                                      {"created_at", "2026-01-01T00:00:00Z"},
                                      {"storage_url", "s3://b/p"}}});
   EXPECT_EQ(ProjectBackupsText(backups),
-            "ID   STATUS     KIND        VOLUME  VOLUME DELETED  SIZE      CREATED               "
-            "STORE     ERROR\n"
-            "b-1  succeeded  pre_delete  v-1     yes             2.00 KiB  2026-01-01T00:00:00Z  "
-            "s3://b/p  -\n");
+            "ID   STATUS     KIND        PINNED  VOLUME  VOLUME DELETED  SIZE      CREATED         "
+            "      VERIFIED                 STORE     ERROR\n"
+            "b-1  succeeded  pre_delete  no      v-1     yes             2.00 KiB  "
+            "2026-01-01T00:00:00Z  ok 2026-01-03T00:00:00Z  s3://b/p  -\n");
   EXPECT_EQ(ProjectBackupsText(json::array()), "no backups\n");
 }
 

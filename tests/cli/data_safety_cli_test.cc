@@ -354,14 +354,16 @@ TEST_F(DataSafetyCliTest, DeleteWithPreDeleteBackupKeepsBackupAndImage) {
   EXPECT_EQ(backup["project_volume_id"], old_volume);
   RunResult table = Kindling({"project", "backups", "--project", project_id});
   EXPECT_NE(table.out.find("VOLUME DELETED"), std::string::npos) << table.out;
-  // ID STATUS KIND VOLUME "VOLUME DELETED" SIZE CREATED STORE ERROR
+  // ID STATUS KIND PINNED VOLUME "VOLUME DELETED" SIZE CREATED VERIFIED STORE ERROR
   const std::vector<std::string> row = Cells(LineWith(table.out, pre_delete));
-  ASSERT_EQ(row.size(), 9u) << table.out;
+  ASSERT_EQ(row.size(), 11u) << table.out;
   EXPECT_EQ(row[1], "succeeded") << table.out;
   EXPECT_EQ(row[2], "pre_delete") << table.out;
-  EXPECT_EQ(row[3], old_volume) << table.out;
-  EXPECT_EQ(row[4], "yes") << table.out;
-  EXPECT_EQ(row[7], "file://" + StoreDir().string()) << table.out;
+  EXPECT_EQ(row[3], "no") << table.out;
+  EXPECT_EQ(row[4], old_volume) << table.out;
+  EXPECT_EQ(row[5], "yes") << table.out;
+  EXPECT_EQ(row[8], "-") << table.out;
+  EXPECT_EQ(row[9], "file://" + StoreDir().string()) << table.out;
 
   // The image waits in the worker's quarantine, as deleted.
   json held;

@@ -1,7 +1,9 @@
-// `kindling serve`'s capacity and priority flags, through the binary:
-// --max-operations, --operation-nice and --api-db-connections (and their
-// environment variables) are checked before anything starts, and a worker
-// runs that many executors at that nice value.
+// `kindling serve`'s capacity, priority and backup verification flags,
+// through the binary: --max-operations, --operation-nice,
+// --api-db-connections and --backup-verify-* (and their environment
+// variables) are checked before anything starts, a worker runs that many
+// executors at that nice value, and the leader runs no verification rounds
+// with --backup-verify-every 0.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -76,6 +78,41 @@ TEST_F(ServeFlagsTest, AWorkerRunsThatManyExecutorsAtThatNiceValue) {
   EXPECT_NE(child.StderrSoFar().find(kStarted), std::string::npos) << child.StderrSoFar();
   // The three executors, and no other thread (the lease keeper among them).
   EXPECT_EQ(at_seven, 3);
+  child.Signal(SIGTERM);
+  const RunResult result = child.Wait(std::chrono::seconds(60));
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+// --backup-verify-every and --backup-verify-sample (and their environment
+// variables) are checked before anything starts; 0 turns the rounds off,
+// which the leader says.
+TEST_F(ServeFlagsTest, BackupVerifyFlagsAreCheckedAndZeroTurnsRoundsOff) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--backup-verify-sample", "0%"},   {"--backup-verify-sample", "101%"},
+      {"--backup-verify-sample", "half"}, {"--backup-verify-sample", "25"},
+      {"--backup-verify-every", "-1d"},   {"--backup-verify-every", "weekly"}};
+  for (const auto& [flag, value] : bad) {
+    std::vector<std::string> args = Serve("worker");
+    args.insert(args.end(), {flag, value});
+    const RunResult result = RunKindling(args);
+    EXPECT_EQ(result.exit_code, cli::kExitUsage) << flag << " " << value << ": " << result.err;
+    EXPECT_NE(result.err.find(flag), std::string::npos) << result.err;
+    EXPECT_EQ(result.err.find("started"), std::string::npos) << result.err;
+  }
+  const RunResult env = RunKindling(Serve("worker"), {{"KINDLING_BACKUP_VERIFY_SAMPLE", "most"}});
+  EXPECT_EQ(env.exit_code, cli::kExitUsage) << env.err;
+  EXPECT_NE(env.err.find("--backup-verify-sample"), std::string::npos) << env.err;
+
+  std::vector<std::string> args = Serve("worker");
+  args.insert(args.end(), {"--backup-verify-every", "0", "--backup-verify-sample", "25%"});
+  Child child(args, {});
+  constexpr std::string_view kOff = "backup verification: scheduled rounds are off";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline && child.Running() &&
+         child.StderrSoFar().find(kOff) == std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(child.StderrSoFar().find(kOff), std::string::npos) << child.StderrSoFar();
   child.Signal(SIGTERM);
   const RunResult result = child.Wait(std::chrono::seconds(60));
   EXPECT_EQ(result.exit_code, 0) << result.err;

@@ -1,6 +1,6 @@
 // A volume's policy over its backup rows (control/retention.h): keep_last is
-// the reference's backup_retention_count, pre-delete backups stay outside the
-// rules, a backup in use counts in them but is not dropped.
+// the reference's backup_retention_count, pinned and pre-delete backups stay
+// outside the rules, a backup in use counts in them but is not dropped.
 #include "control/retention.h"
 
 #include <gtest/gtest.h>
@@ -15,10 +15,11 @@ namespace {
 using namespace std::chrono;
 
 db::RetentionInput Input(const std::string& id, int days_ago, bool in_use = false,
-                         db::BackupKind kind = db::BackupKind::kScheduled) {
+                         db::BackupKind kind = db::BackupKind::kScheduled, bool pinned = false) {
   db::RetentionInput in;
   in.backup.id = id;
   in.backup.kind = kind;
+  in.backup.pinned = pinned;
   in.backup.completed_at =
       time_point_cast<microseconds>(sys_days(2026y / June / 30) + hours(3) - days(days_ago));
   in.in_use = in_use;
@@ -68,6 +69,40 @@ TEST(RetentionPlanTest, ABackupInUseIsKeptWhenTheRulesWouldDropIt) {
   EXPECT_TRUE(plan[1].decision.keep);
   EXPECT_EQ(plan[1].decision.reasons, std::vector<std::string>{"in_use"});
   EXPECT_FALSE(plan[2].decision.keep);
+}
+
+// An operator's pin keeps a backup whatever the rules, and outside them: it
+// neither uses up keep_last nor fills its day, so the rules keep what they
+// would keep without it.
+TEST(RetentionPlanTest, PinnedBackupsAreKeptOutsideTheRules) {
+  db::Volume volume;
+  volume.backup_retention_count = 1;
+  volume.backup_keep.daily = 2;
+  constexpr bool kPinned = true;
+  const auto plan = PlanRetention(
+      volume,
+      {Input("d0", 0, false, db::BackupKind::kScheduled, kPinned), Input("d0b", 0), Input("d1", 1),
+       Input("d2", 2, false, db::BackupKind::kManual, kPinned), Input("d3", 3),
+       Input("d4", 4, false, db::BackupKind::kPreDelete, kPinned), Input("d5", 5)});
+  std::vector<std::pair<std::string, std::vector<std::string>>> got;
+  for (const auto& e : plan) {
+    got.emplace_back(e.backup.id,
+                     e.decision.keep ? e.decision.reasons : std::vector<std::string>{"DROP"});
+  }
+  // d0b and d0 are of the same time (ties sort by id, descending); d0 took
+  // neither rule. d4 is pinned and pre-delete: the operator's reason shows.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> expected = {
+      {"d0b", {"last", "daily"}}, {"d0", {"pinned"}}, {"d1", {"daily"}}, {"d2", {"pinned"}},
+      {"d3", {"DROP"}},           {"d4", {"pinned"}}, {"d5", {"DROP"}},
+  };
+  EXPECT_EQ(got, expected);
+  // Unpinned, d0 and d2 are dropped by the same rules (d0b, d1 fill them).
+  const auto unpinned =
+      PlanRetention(volume, {Input("d0", 0), Input("d0b", 0), Input("d1", 1), Input("d2", 2)});
+  ASSERT_EQ(unpinned.size(), 4u);
+  EXPECT_EQ(unpinned[0].decision.reasons, (std::vector<std::string>{"last", "daily"}));
+  EXPECT_FALSE(unpinned[1].decision.keep);
+  EXPECT_FALSE(unpinned[3].decision.keep);
 }
 
 }  // namespace

@@ -297,5 +297,52 @@ TEST_F(BackupsTest, DamagedBackupsCanBeVerifiedButNotRestored) {
   EXPECT_EQ(verify.volume.status, VolumeStatus::kDetached) << "verify does not touch the image";
 }
 
+// The pin and the last verification are columns of the row, read back by
+// every listing; a missing backup is kNotFound.
+TEST_F(BackupsTest, PinAndVerificationAreRecordedAndListed) {
+  const Backup b = Succeed(Create().id);
+  EXPECT_FALSE(b.pinned);
+  EXPECT_FALSE(b.verified_at.has_value());
+  EXPECT_FALSE(b.verify_state.has_value());
+  ASSERT_OK_AND_ASSIGN(Backup pinned,
+                       db().Transact([&](Tx& tx) { return SetBackupPinned(tx, b.id, true); }));
+  EXPECT_TRUE(pinned.pinned);
+  ASSERT_OK_AND_ASSIGN(Backup verified, db().Transact([&](Tx& tx) {
+    return RecordBackupVerification(tx, b.id, VerifyState::kDamaged);
+  }));
+  EXPECT_TRUE(verified.pinned);
+  EXPECT_EQ(verified.verify_state, VerifyState::kDamaged);
+  ASSERT_TRUE(verified.verified_at.has_value());
+  // Status is another matter: only damage records change it.
+  EXPECT_EQ(verified.status, BackupStatus::kSucceeded);
+
+  ASSERT_OK_AND_ASSIGN(std::vector<Backup> listed,
+                       db().Transact([&](Tx& tx) { return ListBackups(tx, volume_.id); }));
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_TRUE(listed[0].pinned);
+  EXPECT_EQ(listed[0].verify_state, VerifyState::kDamaged);
+  ASSERT_OK_AND_ASSIGN(std::vector<ProjectBackup> project, db().Transact([&](Tx& tx) {
+    return ListProjectBackups(tx, volume_.project_id);
+  }));
+  ASSERT_EQ(project.size(), 1u);
+  EXPECT_TRUE(project[0].backup.pinned);
+  EXPECT_EQ(project[0].backup.verified_at, verified.verified_at);
+  EXPECT_FALSE(project[0].volume_deleted);
+  ASSERT_OK_AND_ASSIGN(std::vector<RetentionInput> inputs,
+                       db().Transact([&](Tx& tx) { return ListRetentionInputs(tx, volume_.id); }));
+  ASSERT_EQ(inputs.size(), 1u);
+  EXPECT_TRUE(inputs[0].backup.pinned);
+
+  ASSERT_OK_AND_ASSIGN(Backup unpinned,
+                       db().Transact([&](Tx& tx) { return SetBackupPinned(tx, b.id, false); }));
+  EXPECT_FALSE(unpinned.pinned);
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) { return SetBackupPinned(tx, NewUuidV4(), true); }),
+                    ErrorKind::kNotFound);
+  EXPECT_ERROR_KIND(db().Transact([&](Tx& tx) {
+    return RecordBackupVerification(tx, NewUuidV4(), VerifyState::kOk);
+  }),
+                    ErrorKind::kNotFound);
+}
+
 }  // namespace
 }  // namespace kindling::db

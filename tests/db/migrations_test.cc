@@ -95,10 +95,13 @@ TEST_F(SchemaTest, HasTheReferenceColumns) {
                                          "deleted_at",
                                          "created_at",
                                          "updated_at"};
-  // The reference's columns, plus this system's retention rules (migration 6).
+  // The reference's columns, plus this system's retention rules (migration 6)
+  // and schedule details (migration 7).
   std::set<std::string> with_extensions = volumes;
-  for (const char* column : {"backup_keep_hourly", "backup_keep_daily", "backup_keep_weekly",
-                             "backup_keep_monthly", "backup_keep_yearly"})
+  for (const char* column :
+       {"backup_keep_hourly", "backup_keep_daily", "backup_keep_weekly", "backup_keep_monthly",
+        "backup_keep_yearly", "backup_cron", "backup_window_start", "backup_window_minutes",
+        "backup_time_zone", "backup_next_at"})
     with_extensions.insert(column);
   EXPECT_EQ(Columns(conn, "project_volumes"), with_extensions);
 
@@ -109,11 +112,13 @@ TEST_F(SchemaTest, HasTheReferenceColumns) {
         "updated_at", "lease_owner", "lease_expires_at", "attempts", "progress"})
     EXPECT_TRUE(operations.contains(column)) << column;
 
-  const std::set<std::string> backups = Columns(conn, "project_volume_backups");
-  for (const char* column :
-       {"id", "project_volume_id", "kind", "status", "storage_url", "storage_key", "size_bytes",
-        "error", "metadata", "started_at", "completed_at", "failed_at", "created_at", "updated_at"})
-    EXPECT_TRUE(backups.contains(column)) << column;
+  // The reference's backup columns, plus damage (migration 2) and the pin
+  // and last verification (migration 8).
+  EXPECT_EQ(Columns(conn, "project_volume_backups"),
+            (std::set<std::string>{"id", "project_volume_id", "kind", "status", "storage_url",
+                                   "storage_key", "size_bytes", "error", "metadata", "started_at",
+                                   "completed_at", "failed_at", "created_at", "updated_at",
+                                   "damage", "pinned", "verified_at", "verify_state"}));
 
   EXPECT_EQ(Columns(conn, "cluster_settings"),
             (std::set<std::string>{"key", "value", "updated_at"}));
@@ -144,10 +149,19 @@ TEST_F(SchemaTest, CheckConstraintsMatchTheEnums) {
   for (std::string_view name : EnumNames<VolumeHealth>::kNames) {
     EXPECT_NO_THROW(Sql("UPDATE project_volumes SET health = '" + std::string(name) + "'"));
   }
+  // (cron comes with its expression, and only it does.)
   for (std::string_view name : EnumNames<BackupSchedule>::kNames) {
-    EXPECT_NO_THROW(
-        Sql("UPDATE project_volumes SET backup_schedule = '" + std::string(name) + "'"));
+    const bool cron = name == "cron";
+    EXPECT_NO_THROW(Sql("UPDATE project_volumes SET backup_schedule = '" + std::string(name) +
+                        "', backup_cron = " + (cron ? "'0 * * * *'" : "NULL")));
   }
+  EXPECT_THROW(Sql("UPDATE project_volumes SET backup_schedule = 'cron', backup_cron = NULL"),
+               pqxx::check_violation);
+  EXPECT_THROW(
+      Sql("UPDATE project_volumes SET backup_schedule = 'daily', backup_cron = '* * * * *'"),
+      pqxx::check_violation);
+  EXPECT_THROW(Sql("UPDATE project_volumes SET backup_window_start = '24:00'"),
+               pqxx::check_violation);
   for (std::string_view name : EnumNames<ServerStatus>::kNames) {
     EXPECT_NO_THROW(Sql("UPDATE servers SET status = '" + std::string(name) + "'"));
   }
@@ -174,6 +188,14 @@ TEST_F(SchemaTest, CheckConstraintsMatchTheEnums) {
   EXPECT_THROW(Sql("INSERT INTO project_volume_backups (project_volume_id, kind) VALUES ('" +
                    volume.id + "', 'hourly')"),
                pqxx::check_violation);
+  for (std::string_view state : EnumNames<VerifyState>::kNames) {
+    EXPECT_NO_THROW(Sql("UPDATE project_volume_backups SET verified_at = now(), verify_state = '" +
+                        std::string(state) + "'"));
+  }
+  EXPECT_THROW(Sql("UPDATE project_volume_backups SET verify_state = 'fine'"),
+               pqxx::check_violation);
+  // A state without its time (or the reverse) says nothing.
+  EXPECT_THROW(Sql("UPDATE project_volume_backups SET verified_at = NULL"), pqxx::check_violation);
 }
 
 }  // namespace

@@ -1109,7 +1109,11 @@ TEST_P(DamageThroughWorkerTest, RestoreMarksTheBackupDamagedVerifyReportsItBacku
   EXPECT_EQ(report["problems"][0]["chunk_id"], victim_hex);
   EXPECT_EQ(report["problems"][0]["kind"], problem_name);
   EXPECT_EQ(report["problems"][0]["offset"], kOffset);
-  EXPECT_EQ(GetBackup(first_id).status, db::BackupStatus::kDamaged);
+  const db::Backup found_damaged = GetBackup(first_id);
+  EXPECT_EQ(found_damaged.status, db::BackupStatus::kDamaged);
+  // What the verify found is on the row, beside the damage.
+  EXPECT_EQ(found_damaged.verify_state, db::VerifyState::kDamaged);
+  ASSERT_TRUE(found_damaged.verified_at.has_value());
 
   // A backup of the unchanged image stores the chunk again.
   const db::QueuedOperation second = QueueBackup(GetVolume(volume.id));
@@ -1136,6 +1140,10 @@ TEST_P(DamageThroughWorkerTest, RestoreMarksTheBackupDamagedVerifyReportsItBacku
                                                   .backup_id = first_id});
   EXPECT_EQ(json::parse(StepToSuccess(a, verify_again.operation.id).result_metadata_json)["ok"],
             true);
+  const db::Backup verified_ok = GetBackup(first_id);
+  EXPECT_EQ(verified_ok.verify_state, db::VerifyState::kOk);
+  ASSERT_TRUE(verified_ok.verified_at.has_value());
+  EXPECT_GT(*verified_ok.verified_at, *found_damaged.verified_at);
 }
 
 INSTANTIATE_TEST_SUITE_P(Problems, DamageThroughWorkerTest,

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "control/backup_schedule.h"
 #include "crypto/sha256.h"
 #include "db/audit.h"
 #include "db/notifications.h"
@@ -632,15 +633,29 @@ TEST_F(LeaderTest, QueuesScheduledBackupForDailyVolume) {
   const db::Volume daily = MakePinnedVolume(a.server_id());
   const db::Volume manual = MakePinnedVolume(a.server_id());
   ASSERT_TRUE(WaitFor([&] { return GetVolume(daily.id).health == db::VolumeHealth::kHealthy; }));
+  // Set in SQL without a slot: the first sweep plans one, a day ahead at most.
   ASSERT_TRUE(Must([&](db::Tx& tx) {
     return db::UpdateVolumeSettings(tx, daily.id, {.backup_schedule = db::BackupSchedule::kDaily});
   }));
-
   Leader leader(db(), FastLeader());
   auto report = leader.SweepOnce();
   ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->scheduled.empty());
+  const auto planned = GetVolume(daily.id).backup_next_at;
+  ASSERT_TRUE(planned);
+  EXPECT_LE(*planned - std::chrono::system_clock::now(), std::chrono::hours(24));
+  EXPECT_FALSE(GetVolume(manual.id).backup_next_at);
+
+  // Its slot has come (moved a minute back): queued, and the slot moves on.
+  Sql("UPDATE project_volumes SET backup_next_at = now() - interval '1 minute' WHERE id = '" +
+      daily.id + "'");
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
   EXPECT_EQ(report->scheduled, std::vector<std::string>{daily.id});
-  // Nothing twice while one is in flight or fresh.
+  const auto next = GetVolume(daily.id).backup_next_at;
+  ASSERT_TRUE(next);
+  EXPECT_GT(*next, std::chrono::system_clock::now());
+  // Nothing twice.
   report = leader.SweepOnce();
   ASSERT_TRUE(report);
   EXPECT_TRUE(report->scheduled.empty());
@@ -666,6 +681,58 @@ TEST_F(LeaderTest, QueuesScheduledBackupForDailyVolume) {
   report = tomorrow.SweepOnce();
   ASSERT_TRUE(report);
   EXPECT_EQ(report->scheduled, std::vector<std::string>{daily.id});
+}
+
+TEST_F(LeaderTest, ABusyVolumeWaitsWhileItsWindowIsOpenThenMissesTheSlot) {
+  Worker& a = StartWorker(FastOptions("a"));
+  const db::Volume volume = MakePinnedVolume(a.server_id());
+  ASSERT_TRUE(WaitFor([&] { return GetVolume(volume.id).health == db::VolumeHealth::kHealthy; }));
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::UpdateVolumeSettings(tx, volume.id,
+                                    {.backup_schedule = db::BackupSchedule::kDaily,
+                                     .backup_window_start = "01:00",
+                                     .backup_window_minutes = 60});
+  }));
+  auto plan = control::BackupSchedulePlan::Compile(control::ScheduleSpecOf(GetVolume(volume.id)));
+  ASSERT_TRUE(plan) << plan.error().message();
+  // Yesterday's slot, and a manual backup in flight.
+  const auto slot = plan->NextSlot(
+      volume.id, std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) -
+                     std::chrono::hours(48));
+  ASSERT_TRUE(slot);
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::MoveBackupNextAt(tx, volume.id, std::nullopt, db::Timestamp(slot->start));
+  }));
+  a.Stop();
+  const db::QueuedOperation busy = QueueBackup(volume);
+
+  // While the slot's window is open (the clock inside it), it waits.
+  FakeClock clock;
+  clock.now = slot->start + std::chrono::minutes(1);
+  Leader leader(db(), WithClock(FastLeader(), clock));
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->scheduled.empty());
+  EXPECT_TRUE(report->missed.empty());
+  EXPECT_EQ(GetVolume(volume.id).backup_next_at, db::Timestamp(slot->start));
+
+  // Once it closed, the slot is missed, audited with the reason, and the
+  // next one planned.
+  clock.now = slot->ends;
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->missed, std::vector<std::string>{volume.id});
+  EXPECT_TRUE(report->scheduled.empty());
+  const auto next = GetVolume(volume.id).backup_next_at;
+  ASSERT_TRUE(next);
+  EXPECT_GT(*next, db::Timestamp(slot->ends));
+  const pqxx::result audit =
+      Sql("SELECT details->>'reason' FROM cluster_audit_events "
+          "WHERE action = 'volume.backup.schedule_missed' AND resource_id = '" +
+          volume.id + "'");
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_NE(audit[0][0].as<std::string>().find("backing_up"), std::string::npos)
+      << audit[0][0].as<std::string>() << " (operation " << busy.operation.id << ")";
 }
 
 TEST_F(LeaderTest, OnlyOneProcessLeads) {

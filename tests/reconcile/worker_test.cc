@@ -237,6 +237,44 @@ TEST_F(WorkerTest, RetentionTrimsOldBackupsAndADeleteFailureDoesNotFailTheBackup
   EXPECT_EQ(rows->size(), 2u);
 }
 
+// A backup an operator pinned survives any number of backups under a
+// policy that would drop it, and counts for no rule: the newest backups
+// still fill them. Unpinned, the next backup's retention drops it.
+TEST_F(WorkerTest, RetentionNeverDeletesAPinnedBackup) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  db::Volume volume = MakePinnedVolume(worker.server_id());
+  MakeImageWithData(worker, volume);
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::UpdateVolumeSettings(tx, volume.id, {.backup_retention_count = 1});
+  }));
+  const db::QueuedOperation first = QueueBackup(volume);
+  ASSERT_EQ(WaitFinished(first.operation.id).status, db::OperationStatus::kSucceeded);
+  const std::string pinned_id = *first.operation.backup_id;
+  ASSERT_TRUE(Must([&](db::Tx& tx) { return db::SetBackupPinned(tx, pinned_id, true); }));
+
+  std::string newest;
+  for (int i = 0; i < 2; ++i) {
+    const db::QueuedOperation op = QueueBackup(volume);
+    const db::Operation done = WaitFinished(op.operation.id);
+    ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+    newest = *op.operation.backup_id;
+  }
+  auto rows = Must([&](db::Tx& tx) { return db::ListBackups(tx, volume.id); });
+  ASSERT_TRUE(rows);
+  std::vector<std::string> ids;
+  for (const db::Backup& b : *rows) ids.push_back(b.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{newest, pinned_id}));
+  EXPECT_TRUE(local_->Head(repo::ManifestKey(volume.id, pinned_id)).has_value());
+
+  ASSERT_TRUE(Must([&](db::Tx& tx) { return db::SetBackupPinned(tx, pinned_id, false); }));
+  const db::QueuedOperation after = QueueBackup(volume);
+  const db::Operation done = WaitFinished(after.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  const json retention = json::parse(done.result_metadata_json)["retention"];
+  EXPECT_NE(retention["deleted"].dump().find(pinned_id), std::string::npos) << retention.dump();
+  EXPECT_FALSE(local_->Head(repo::ManifestKey(volume.id, pinned_id)).has_value());
+}
+
 // Retention deletes a backup from the store it was written to, not from the
 // current one: a manifest left in an older store would be imported again by
 // the next rescan.
