@@ -12,8 +12,7 @@ BackupVerifyLoop::BackupVerifyLoop(db::Database& db, const crypto::Key& master_k
     : db_(db),
       volumes_(db, master_key),
       schedule_(std::move(schedule)),
-      is_leader_(std::move(is_leader)),
-      poll_(poll) {}
+      ticker_(std::move(is_leader), poll, [this] { PassOnce(); }) {}
 
 BackupVerifyLoop::~BackupVerifyLoop() { Stop(); }
 
@@ -22,26 +21,10 @@ void BackupVerifyLoop::Start() {
     spdlog::info("backup verification: scheduled rounds are off (--backup-verify-every 0)");
     return;
   }
-  thread_ = std::thread([this] { Loop(); });
+  ticker_.Start();
 }
 
-void BackupVerifyLoop::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void BackupVerifyLoop::Loop() {
-  std::unique_lock lock(mu_);
-  while (!cv_.wait_for(lock, poll_, [this] { return stopping_; })) {
-    lock.unlock();
-    if (is_leader_()) PassOnce();
-    lock.lock();
-  }
-}
+void BackupVerifyLoop::Stop() { ticker_.Stop(); }
 
 void BackupVerifyLoop::PassOnce() {
   auto pass = control::QueueScheduledVerifications(db_, volumes_, schedule_);

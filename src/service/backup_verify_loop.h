@@ -14,15 +14,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
-#include <thread>
 
 #include "control/backup_verification.h"
 #include "control/volume_service.h"
 #include "crypto/aead.h"
 #include "db/database.h"
+#include "service/leader_ticker.h"
 
 namespace kindling::service {
 
@@ -44,20 +42,14 @@ class BackupVerifyLoop {
   int rounds_started() const { return rounds_started_.load(); }
 
  private:
-  void Loop();
   void PassOnce();
 
   db::Database& db_;
   control::VolumeService volumes_;
   const control::BackupVerifySchedule schedule_;
-  std::function<bool()> is_leader_;
-  const std::chrono::milliseconds poll_;
   std::atomic<int> queued_{0};
   std::atomic<int> rounds_started_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  std::thread thread_;
+  LeaderTicker ticker_;  // last: stopped first
 };
 
 }  // namespace kindling::service

@@ -12,8 +12,7 @@ StoreGcLoop::StoreGcLoop(db::Database& db, const crypto::Key& master_key,
     : db_(db),
       master_key_(master_key),
       schedule_(std::move(schedule)),
-      is_leader_(std::move(is_leader)),
-      poll_(poll) {
+      ticker_(std::move(is_leader), poll, [this] { PassOnce(); }) {
   schedule_.cancel = &cancel_;
   if (!schedule_.log) {
     schedule_.log = [](const std::string& line) { spdlog::info("store gc: {}", line); };
@@ -27,43 +26,32 @@ void StoreGcLoop::Start() {
     spdlog::info("store gc: scheduled collections are off (--store-gc-every 0)");
     return;
   }
-  thread_ = std::thread([this] { Loop(); });
+  ticker_.Start();
 }
 
 void StoreGcLoop::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
   cancel_ = true;
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  ticker_.Stop();
 }
 
-void StoreGcLoop::Loop() {
-  std::unique_lock lock(mu_);
-  while (!cv_.wait_for(lock, poll_, [this] { return stopping_; })) {
-    lock.unlock();
-    if (is_leader_()) {
-      auto ran = control::CollectStoreGarbageIfDue(db_, master_key_, schedule_);
-      if (!ran) {
-        if (ran.error().kind() == ErrorKind::kAlreadyExists) {
-          spdlog::info("store gc: {}", ran.error().message());
-        } else if (ran.error().kind() != ErrorKind::kCancelled) {
-          spdlog::warn("store gc failed: {}", ran.error().message());
-        }
-      } else if (*ran) {
-        const engine::GcReport& r = **ran;
-        completed_.fetch_add(1);
-        spdlog::info(
-            "store gc: {} backup(s), {} live chunk(s); deleted {} chunk(s) ({} bytes), {} kept "
-            "for the grace, in {} ms",
-            r.manifests, r.live_chunks, r.chunks_deleted, r.bytes_deleted, r.chunks_in_grace,
-            r.duration_ms);
-      }
+void StoreGcLoop::PassOnce() {
+  auto ran = control::CollectStoreGarbageIfDue(db_, master_key_, schedule_);
+  if (!ran) {
+    if (ran.error().kind() == ErrorKind::kAlreadyExists) {
+      spdlog::info("store gc: {}", ran.error().message());
+    } else if (ran.error().kind() != ErrorKind::kCancelled) {
+      spdlog::warn("store gc failed: {}", ran.error().message());
     }
-    lock.lock();
+    return;
   }
+  if (!*ran) return;
+  const engine::GcReport& r = **ran;
+  completed_.fetch_add(1);
+  spdlog::info(
+      "store gc: {} backup(s), {} live chunk(s); deleted {} chunk(s) ({} bytes), {} kept for the "
+      "grace, in {} ms",
+      r.manifests, r.live_chunks, r.chunks_deleted, r.bytes_deleted, r.chunks_in_grace,
+      r.duration_ms);
 }
 
 }  // namespace kindling::service

@@ -14,14 +14,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
-#include <thread>
 
 #include "control/store_gc.h"
 #include "crypto/aead.h"
 #include "db/database.h"
+#include "service/leader_ticker.h"
 
 namespace kindling::service {
 
@@ -41,19 +39,14 @@ class StoreGcLoop {
   int completed() const { return completed_.load(); }
 
  private:
-  void Loop();
+  void PassOnce();
 
   db::Database& db_;
   const crypto::Key master_key_;
   control::StoreGcSchedule schedule_;
-  std::function<bool()> is_leader_;
-  const std::chrono::milliseconds poll_;
   engine::CancelFlag cancel_{false};
   std::atomic<int> completed_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  std::thread thread_;
+  LeaderTicker ticker_;  // last: stopped first
 };
 
 }  // namespace kindling::service
