@@ -13,7 +13,7 @@ packages=(
   libssl-dev libzstd-dev libcurl4-openssl-dev libpqxx-dev libpq-dev libpugixml-dev
   nlohmann-json3-dev libcli11-dev libhowardhinnant-date-dev tzdata libspdlog-dev libfmt-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  postgresql postgresql-client pgbackrest e2fsprogs openssl
+  postgresql postgresql-client pgbackrest e2fsprogs xfsprogs btrfs-progs openssl
   nodejs npm
   restic borgbackup time
   # promtool (tests/api/metrics_test.cc checks /metrics with it); Debian 12

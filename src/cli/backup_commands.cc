@@ -90,6 +90,22 @@ int RunBackupCreate(const BackupCreateFlags& flags, const CommonFlags& common) {
   if (auto st = ValidateCompressionLevel(flags.compression_level); !st)
     return ReportError(st.error());
   if (auto st = CheckImage(flags.image); !st) return ReportError(st.error());
+  const auto snapshot = engine::ParseUse(flags.snapshot);
+  const auto changed_blocks = engine::ParseUse(flags.changed_blocks);
+  if (!snapshot || !changed_blocks)
+    return ReportError(
+        InvalidArgument("--snapshot and --changed-blocks take auto, on or off").error());
+  options.snapshot = *snapshot;
+  options.changed_blocks = *changed_blocks;
+  if (options.snapshot == engine::Use::kOff) {
+    if (options.changed_blocks == engine::Use::kOn)
+      return ReportError(
+          InvalidArgument("--changed-blocks on needs a snapshot (--snapshot auto or on)").error());
+    options.changed_blocks = engine::Use::kOff;
+  }
+  options.reread_skipped = flags.reread_skipped;
+  engine::BackupReport report;
+  options.report = &report;
 
   auto opened = OpenRepositoryFrom(flags.store);
   if (!opened) return FailCommand(opened.error());
@@ -118,9 +134,23 @@ int RunBackupCreate(const BackupCreateFlags& flags, const CommonFlags& common) {
     nlohmann::json healed_ids = nlohmann::json::array();
     for (const repo::ChunkId& id : healed) healed_ids.push_back(crypto::DigestHex(id));
     out["healed_chunk_ids"] = std::move(healed_ids);
+    out["read_path"] = report.read_path;
+    out["snapshot"] = report.snapshot.empty() ? nlohmann::json(nullptr)
+                                              : nlohmann::json(report.snapshot.string());
+    out["fallback"] =
+        report.fallback.empty() ? nlohmann::json(nullptr) : nlohmann::json(report.fallback);
+    out["bytes_skipped"] = report.bytes_skipped;
+    out["chunks_skipped"] = report.chunks_skipped;
+    if (flags.reread_skipped) out["bytes_reread"] = report.bytes_reread;
+    out["snapshot_ms"] = report.snapshot_ms;
+    out["diff_ms"] = report.diff_ms;
     PrintJsonLine(out);
   } else {
     PrintBackupHuman(*manifest, flags.image, healed);
+    std::printf("  read      %s%s%s: skipped %s unchanged\n", report.read_path.c_str(),
+                report.snapshot.empty() ? "" : ", from snapshot ", report.snapshot.string().c_str(),
+                FormatBytes(report.bytes_skipped).c_str());
+    if (!report.fallback.empty()) std::printf("  note      %s\n", report.fallback.c_str());
   }
   return kExitOk;
 }

@@ -171,6 +171,22 @@ int RunOrThrow(int argc, char** argv) {
       ->add_option("--compression-level", flags.create.compression_level,
                    "zstd level, 1..19 (default 1)")
       ->type_name("N");
+  create
+      ->add_option("--snapshot", flags.create.snapshot,
+                   "Back up a reflink clone of the image taken first (XFS with reflink, "
+                   "btrfs): auto (where the filesystem can), on (fail where it cannot), off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->type_name("auto|on|off");
+  create
+      ->add_option("--changed-blocks", flags.create.changed_blocks,
+                   "Read only the chunks that changed since the previous backup's snapshot, "
+                   "from the two snapshots' extent maps: auto, on (fail where the filesystem "
+                   "cannot clone), off (read every data chunk)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->type_name("auto|on|off");
+  create->add_flag("--reread-skipped", flags.create.reread_skipped,
+                   "Check mode: read the chunks skipped as unchanged too, and fail if any "
+                   "differs from the previous snapshot (nothing is committed then)");
   AddCommonFlags(*create, flags.common);
   create->callback([&] { action = [&] { return RunBackupCreate(flags.create, flags.common); }; });
 

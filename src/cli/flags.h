@@ -51,6 +51,9 @@ struct BackupCreateFlags {
   std::string backup_id;   // empty: a new time-ordered UUID
   std::string chunk_size;  // empty: the store's default
   int compression_level = 1;
+  std::string snapshot = "auto";        // auto | on | off
+  std::string changed_blocks = "auto";  // auto | on | off
+  bool reread_skipped = false;
 };
 
 struct BackupListFlags {

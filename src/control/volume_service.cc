@@ -12,6 +12,17 @@
 #include "db/quarantine.h"
 
 namespace kindling::control {
+
+bool TakesLiveBackups(const db::Server& server) {
+  if (server.status != db::ServerStatus::kActive) return false;
+  for (const db::ComponentStatus& c : server.components) {
+    if (c.component != "worker") continue;
+    const auto metadata = nlohmann::json::parse(c.metadata_json, nullptr, false);
+    return metadata.is_object() && metadata.value("live_backups", false) == true;
+  }
+  return false;
+}
+
 namespace {
 
 using nlohmann::json;
@@ -70,6 +81,13 @@ std::optional<ControlError> CheckIdle(db::Tx& tx, const db::Volume& volume, Stat
                             std::string(db::Name((*active)->kind)) + " operation " + (*active)->id};
   }
   return std::nullopt;
+}
+
+Result<bool> LiveBackupsOn(db::Tx& tx, const std::string& server_id) {
+  auto server = db::GetServer(tx, server_id);
+  if (!server && server.error().is_not_found()) return false;
+  if (!server) return std::unexpected(server.error());
+  return TakesLiveBackups(*server);
 }
 
 // "backup B is damaged: chunk C (missing) at image offsets 0, 4194304; ...".
@@ -433,14 +451,20 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
         KINDLING_ASSIGN_OR_RETURN(auto found, LockedVolume(tx, project_id));
         if (!found) return refuse(404, kCodeNotFound, "the project has no volume");
         const db::Volume& volume = *found;
+        // The server whose VM holds the volume stops it first, or backs it
+        // up live where it can.
+        const bool running = volume.attached_vm_id || volume.status == db::VolumeStatus::kAttached;
+        bool live = false;
+        if (kind == db::OperationKind::kBackup && running && !flags.stop_workload &&
+            volume.server_id) {
+          KINDLING_ASSIGN_OR_RETURN(live, LiveBackupsOn(tx, *volume.server_id));
+        }
         Status failure;
-        if (auto idle = CheckIdle(tx, volume, &failure, /*cold=*/!flags.stop_workload)) {
+        if (auto idle = CheckIdle(tx, volume, &failure, /*cold=*/!flags.stop_workload && !live)) {
           refusal = std::move(*idle);
           return Refused();
         }
         KINDLING_RETURN_IF_ERROR(failure);
-        // The server whose VM holds the volume stops it first.
-        const bool running = volume.attached_vm_id || volume.status == db::VolumeStatus::kAttached;
         if (flags.stop_workload && running) {
           if (!volume.server_id)
             return refuse(409, kCodeVolumeAttached,
@@ -546,7 +570,7 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
           }
           if (kind == db::OperationKind::kRestore) executor = *destination;
         }
-        if (flags.stop_workload && running) executor = *volume.server_id;
+        if ((flags.stop_workload || live) && running) executor = *volume.server_id;
 
         db::QueueOperationRequest request{.volume_id = volume.id,
                                           .kind = kind,
@@ -559,6 +583,10 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
         if (target) extra["target_requested"] = true;
         if (flags.stop_workload) extra["stop_workload"] = true;
         if (flags.validate) extra["validate"] = true;
+        if (live) {
+          extra["live_snapshot"] = true;
+          request.volume_status = db::VolumeStatus::kAttached;  // the workload keeps it
+        }
         request.extra_request_metadata_json = extra.dump();
         if (kind == db::OperationKind::kBackup || kind == db::OperationKind::kMove) {
           request.create_backup = db::BackupKind::kManual;
@@ -574,6 +602,7 @@ ControlResult<db::Operation> VolumeService::Queue(const Actor& actor, const std:
                        {"backup_id", OptionalString(queued.operation.backup_id)},
                        {"source_volume_id", OptionalString(source_volume_id)},
                        {"stop_workload", flags.stop_workload},
+                       {"live_snapshot", live},
                        {"validate", flags.validate}}
                       .dump()));
         return queued.operation;

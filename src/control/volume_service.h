@@ -5,8 +5,9 @@
 //
 // Checks before an operation is queued (reference order and codes):
 //   404 not_found               no live volume for the project
-//   409 volume_attached         a workload holds it (backups are cold) and
-//                               the request did not ask stop_workload
+//   409 volume_attached         a workload holds it, the request did not ask
+//                               stop_workload, and (for a backup) its server
+//                               cannot back it up live
 //   400 validation_error        `validate` on a backup (restore, move only)
 //   409 volume_busy             transitional status or an operation in flight
 //   409 volume_unavailable      not pinned, pinned server gone, or no eligible
@@ -36,6 +37,14 @@
 // workload stopped. Restore and move accept validate: the target boots the
 // verify mode on the new image first (reconcile/image_validator.h). Both
 // flags go to request_metadata.
+//
+// Live backups. A backup of a running workload's volume without
+// stop_workload is queued on the server whose VM holds it when that server's
+// worker reports live_backups (its volumes directory takes reflink clones
+// and it runs the VMs: reconcile/worker.h): the workload keeps running, the
+// volume keeps status attached, and the worker pauses the VM only for the
+// clone (request_metadata.live_snapshot; result pause_ms). Other servers get
+// 409 volume_attached as before.
 //
 // Worker eligibility (restore, move, volume creation): active, heartbeat
 // younger than 20 s, healthy "worker" component reporting a runtime; least
@@ -109,6 +118,10 @@ struct VolumeServiceOptions {
     return std::chrono::system_clock::now();
   };
 };
+
+// Whether `server` backs up its running workloads' volumes live: active,
+// and its worker's heartbeat reports live_backups (see above).
+bool TakesLiveBackups(const db::Server& server);
 
 class VolumeService {
  public:

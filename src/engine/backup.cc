@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -16,11 +17,13 @@
 #include "common/aligned_buffer.h"
 #include "common/files.h"
 #include "common/ids.h"
+#include "engine/changed_blocks.h"
 #include "engine/chunk_id_hash.h"
 #include "engine/damage.h"
 #include "engine/gc.h"
 #include "engine/image_file.h"
 #include "engine/pipeline.h"
+#include "engine/snapshots.h"
 #include "repo/chunk_codec.h"
 #include "repo/image_digest.h"
 #include "repo/layout.h"
@@ -31,6 +34,12 @@ namespace {
 using repo::ChunkId;
 using repo::ChunkRef;
 using repo::Manifest;
+
+std::uint64_t MsSince(std::chrono::steady_clock::time_point start) {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now() - start)
+                                        .count());
+}
 
 std::uint64_t NowUnixMs() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -148,6 +157,182 @@ void LoadPreviousChunks(const Repository& repository, std::string_view volume_id
   }
 }
 
+// The clone this backup reads, when it takes one.
+struct Snapshot {
+  std::optional<SnapshotDir> dir;
+  std::filesystem::path path;  // empty: read the live image
+};
+
+// Takes the clone of the image open at `live` (see BackupOptions::snapshot).
+// Where the filesystem cannot clone: kFailedPrecondition for kOn, else no
+// snapshot and the reason in `report.fallback`.
+Result<Snapshot> TakeSnapshot(const BackupOptions& o, const ExtentFs& fs, int live,
+                              std::string_view backup_id, BackupReport& report) {
+  Snapshot snap;
+  if (o.snapshot == Use::kOff) return snap;
+  auto cannot = [&](const std::string& why) -> Result<Snapshot> {
+    if (o.snapshot == Use::kOn || o.changed_blocks == Use::kOn)
+      return FailedPrecondition("cannot snapshot " + o.image.string() + ": " + why);
+    report.fallback = "no snapshot: " + why;
+    return Snapshot{};
+  };
+  struct stat st {};
+  if (::fstat(live, &st) != 0 || !S_ISREG(st.st_mode)) return cannot("not a regular file");
+  auto info = fs.Info(live);
+  if (!info) return cannot("its filesystem: " + info.error().message());
+  if (info->kind == FsKind::kOther)
+    return cannot("its filesystem (" + info->name + ") cannot clone files (reflink)");
+  KINDLING_ASSIGN_OR_RETURN(SnapshotDir dir, SnapshotDir::Open(o.image));
+  const auto started = std::chrono::steady_clock::now();
+  Result<std::filesystem::path> taken = std::filesystem::path();
+  auto take = [&]() -> Status {
+    taken = dir.Take(fs, live, backup_id);
+    return taken ? OkStatus() : Status(std::unexpected(taken.error()));
+  };
+  Status st_taken = o.around_snapshot ? o.around_snapshot(take) : take();
+  report.snapshot_ms = MsSince(started);
+  if (!taken) {
+    if (taken.error().kind() == ErrorKind::kFailedPrecondition) {
+      dir.RemoveIfEmpty();
+      return cannot(taken.error().message());
+    }
+    return std::unexpected(taken.error());
+  }
+  if (!st_taken) return std::unexpected(st_taken.error());
+  if (taken->empty()) return InternalError("around_snapshot did not take the snapshot");
+  snap.path = *taken;
+  snap.dir.emplace(std::move(dir));
+  return snap;
+}
+
+// The chunks of this backup that need no read: unchanged since the previous
+// snapshot, with what the previous backup recorded of them.
+struct ChangedPlan {
+  std::vector<bool> unchanged;  // per chunk of this backup's image
+  repo::Manifest previous;
+  SnapshotDigests digests;
+};
+
+constexpr int kDiffAttempts = 3;
+
+// The extent diff of the previous snapshot against `current` (open, `size`
+// bytes): nullopt with the reason when the maps cannot be trusted. The
+// previous snapshot's map is read before and after the current one's and
+// must not move; on btrfs neither may the generation, nor a balance run.
+Result<std::vector<ByteRange>> DiffSnapshots(const ExtentFs& fs, int previous,
+                                             std::uint64_t previous_size, int current,
+                                             std::uint64_t size, std::string& why) {
+  for (int attempt = 0; attempt < kDiffAttempts; ++attempt) {
+    auto before = fs.Info(current);
+    auto old_map = fs.Map(previous);
+    auto new_map = fs.Map(current);
+    auto old_again = fs.Map(previous);
+    auto after = fs.Info(current);
+    if (!before || !after) {
+      why = "filesystem: " + (!before ? before.error() : after.error()).message();
+      return std::vector<ByteRange>{};
+    }
+    if (before->kind == FsKind::kBtrfs && before->generation == 0) {
+      why = "the btrfs generation is unknown (kernel without FS_INFO generation)";
+      return std::vector<ByteRange>{};
+    }
+    for (const auto* m : {&old_map, &new_map, &old_again})
+      if (!*m) {
+        why = "extent map: " + m->error().message();
+        return std::vector<ByteRange>{};
+      }
+    if (before->relocating || after->relocating) {
+      why = "a btrfs balance is relocating extents";
+      continue;
+    }
+    if (before->generation != after->generation) {
+      why = "the btrfs generation moved while the snapshots were compared";
+      continue;
+    }
+    if (*old_map != *old_again) {
+      why = "the previous snapshot's extents moved while the snapshots were compared";
+      continue;
+    }
+    auto ranges = UnchangedRanges(*old_map, previous_size, *new_map, size);
+    if (!ranges) {
+      why = ranges.error().message();
+      return std::vector<ByteRange>{};
+    }
+    why.clear();
+    return ranges;
+  }
+  return std::vector<ByteRange>{};
+}
+
+// Plans the changed-block read (see BackupOptions::changed_blocks); nullopt
+// with the reason in `report.fallback` when the full read must run.
+Result<std::optional<ChangedPlan>> PlanChangedBlocks(
+    const Repository& repository, const BackupOptions& o, const ExtentFs& fs, const Snapshot& snap,
+    int current, const repo::Manifest& m, const ChunkIdSet& damaged, BackupReport& report) {
+  auto fallback = [&](const std::string& why) -> Result<std::optional<ChangedPlan>> {
+    report.fallback = "full read: " + why;
+    return std::optional<ChangedPlan>();
+  };
+  if (o.changed_blocks == Use::kOff) return std::optional<ChangedPlan>();
+  if (snap.path.empty()) return std::optional<ChangedPlan>();  // fallback already says why
+  const auto& previous = snap.dir->previous();
+  if (!previous) return fallback("no previous snapshot of this image");
+  auto bytes = ReadFile(previous->digests);
+  if (!bytes) return fallback("previous snapshot digests: " + bytes.error().message());
+  auto digests = DecodeSnapshotDigests(*bytes);
+  if (!digests) return fallback(digests.error().message());
+  if (digests->volume_id != m.volume_id || digests->backup_id != previous->backup_id)
+    return fallback("the previous snapshot belongs to another volume");
+  if (digests->chunk_size != m.chunk_size)
+    return fallback("the previous backup used another chunk size");
+  auto manifest = repository.LoadManifest(m.volume_id, previous->backup_id);
+  if (!manifest)
+    return fallback("the previous snapshot's backup " + previous->backup_id +
+                    " cannot be read from this store: " + manifest.error().message());
+  if (manifest->image_size != digests->image_size || manifest->chunk_size != m.chunk_size)
+    return fallback("the previous snapshot does not match its backup's manifest");
+
+  const auto started = std::chrono::steady_clock::now();
+  UniqueFd old_fd(::open(previous->snap.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!old_fd.valid()) return fallback("open previous snapshot: " + std::string(strerror(errno)));
+  struct stat old_st {};
+  if (::fstat(old_fd.get(), &old_st) != 0 ||
+      static_cast<std::uint64_t>(old_st.st_size) != digests->image_size)
+    return fallback("the previous snapshot's size is not its backup's");
+  std::string why;
+  KINDLING_ASSIGN_OR_RETURN(
+      const std::vector<ByteRange> ranges,
+      DiffSnapshots(fs, old_fd.get(), digests->image_size, current, m.image_size, why));
+  report.diff_ms = MsSince(started);
+  if (!why.empty()) return fallback(why);
+
+  ChangedPlan plan;
+  plan.unchanged = UnchangedChunks(ranges, digests->image_size, m.image_size, m.chunk_size);
+  // The digests file must agree with the manifest for every chunk it lets
+  // this backup skip: a data chunk's keyed id derives from its digest, a
+  // hole's digest is the zero chunk's.
+  repo::ChunkCodec codec(repository.keys(), 1);
+  KINDLING_ASSIGN_OR_RETURN(const crypto::Digest zero_full, repo::ZeroBytesSha256(m.chunk_size));
+  for (std::size_t i = 0; i < plan.unchanged.size(); ++i) {
+    if (!plan.unchanged[i]) continue;
+    const repo::ChunkRef& ref = manifest->chunks[i];
+    if (ref.is_hole) {
+      const crypto::Digest zero = m.ChunkLength(i) == m.chunk_size
+                                      ? zero_full
+                                      : repo::ZeroBytesSha256(m.ChunkLength(i)).value();
+      if (digests->chunks[i] != zero)
+        return fallback("the previous snapshot's digests disagree with its manifest");
+      continue;
+    }
+    KINDLING_ASSIGN_OR_RETURN(const ChunkId id, codec.IdOf(digests->chunks[i]));
+    if (id != ref.id) return fallback("the previous snapshot's digests disagree with its manifest");
+    if (damaged.contains(ref.id)) plan.unchanged[i] = false;  // read and healed
+  }
+  plan.previous = std::move(*manifest);
+  plan.digests = std::move(*digests);
+  return std::optional<ChangedPlan>(std::move(plan));
+}
+
 Status ValidateOptions(const BackupOptions& o, std::uint32_t chunk_size) {
   if (!IsSafeKeyComponent(o.volume_id))
     return InvalidArgument("volume id must be 1-128 characters of [A-Za-z0-9._-]: '" + o.volume_id +
@@ -161,10 +346,31 @@ Status ValidateOptions(const BackupOptions& o, std::uint32_t chunk_size) {
   if (o.zstd_level < 1 || o.zstd_level > 19)
     return InvalidArgument("compression level must be 1-19");
   if (o.threads < 0 || o.threads > 256) return InvalidArgument("threads must be 0-256");
+  if (o.changed_blocks != Use::kOff && o.snapshot == Use::kOff)
+    return InvalidArgument("changed blocks need a snapshot (snapshot off)");
   return OkStatus();
 }
 
 }  // namespace
+
+std::optional<Use> ParseUse(std::string_view text) {
+  if (text == "off") return Use::kOff;
+  if (text == "auto") return Use::kAuto;
+  if (text == "on") return Use::kOn;
+  return std::nullopt;
+}
+
+std::string_view UseName(Use use) {
+  switch (use) {
+    case Use::kOff:
+      return "off";
+    case Use::kAuto:
+      return "auto";
+    case Use::kOn:
+      return "on";
+  }
+  return "off";
+}
 
 std::uint64_t MinChunkSizeFor(std::uint64_t image_size, std::uint64_t max_chunks) {
   if (max_chunks == 0) max_chunks = repo::kMaxManifestChunks;
@@ -197,7 +403,20 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   else if (!head.error().is_not_found())
     return std::unexpected(head.error());
 
-  KINDLING_ASSIGN_OR_RETURN(ImageFile image, OpenImage(o.image));
+  BackupReport report;
+  const ExtentFs& fs = o.extent_fs != nullptr ? *o.extent_fs : DefaultExtentFs();
+  Snapshot snap;
+  ImageFile image;
+  {
+    KINDLING_ASSIGN_OR_RETURN(ImageFile live, OpenImage(o.image));
+    KINDLING_ASSIGN_OR_RETURN(snap, TakeSnapshot(o, fs, live.fd.get(), m.backup_id, report));
+    if (snap.path.empty()) {
+      image = std::move(live);
+    } else {
+      KINDLING_ASSIGN_OR_RETURN(image, OpenImage(snap.path));
+      report.snapshot = snap.path;
+    }
+  }
   m.image_size = image.size;
   // Checked before any work: past the manifest format's limit, the backup
   // could read and upload the whole image and then fail to commit.
@@ -225,6 +444,15 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   KnownChunks known;
   LoadPreviousChunks(repository, m.volume_id, damaged, known);
   Heals heals;
+  // The chunks that need no read. Planned while the writer marker is held:
+  // the previous manifest's chunks stay stored until this backup commits.
+  KINDLING_ASSIGN_OR_RETURN(
+      const std::optional<ChangedPlan> plan,
+      PlanChangedBlocks(repository, o, fs, snap, image.fd.get(), m, damaged, report));
+  if (plan) report.read_path = "changed-blocks";
+  std::atomic<std::uint64_t> bytes_skipped{0};
+  std::atomic<std::uint64_t> chunks_skipped{0};
+  std::atomic<std::uint64_t> bytes_reread{0};
 
   FirstError error;
   ProgressCounters counters;
@@ -307,12 +535,44 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
     return OkStatus();
   };
 
+  // A chunk unchanged since the previous snapshot: what the previous backup
+  // recorded, not read (but for reread_skipped, which checks it).
+  auto skip_chunk = [&](AlignedBuffer& buffer, std::size_t index) -> Status {
+    const std::uint64_t offset = m.ChunkOffset(index);
+    const auto length = static_cast<std::size_t>(m.ChunkLength(index));
+    const repo::ChunkRef& ref = plan->previous.chunks[index];
+    const crypto::Digest& digest = plan->digests.chunks[index];
+    if (o.reread_skipped) {
+      auto got = PreadSparse(io, buffer.data(), length, offset);
+      if (!got) return std::unexpected(got.error().WithContext("read image " + o.image.string()));
+      bytes_reread.fetch_add(length, std::memory_order_relaxed);
+      KINDLING_ASSIGN_OR_RETURN(const crypto::Digest now,
+                                crypto::TrySha256Of(std::string_view(buffer.data(), length)));
+      if (now != digest)
+        return InternalError("changed-block tracking skipped the chunk at offset " +
+                             std::to_string(offset) + " of " + o.image.string() +
+                             ", which differs from the previous snapshot's");
+    }
+    m.chunks[index] = ref;
+    image_digest.SetChunk(index, digest);
+    if (!ref.is_hole) {
+      bytes_data.fetch_add(length, std::memory_order_relaxed);
+      bytes_skipped.fetch_add(length, std::memory_order_relaxed);
+      chunks_skipped.fetch_add(1, std::memory_order_relaxed);
+    }
+    counters.bytes_done.fetch_add(length, std::memory_order_relaxed);
+    counters.chunks_done.fetch_add(1, std::memory_order_relaxed);
+    return OkStatus();
+  };
+
   // One chunk, start to end. Holes and all-zero chunks are recorded as such.
   auto back_up_chunk = [&](repo::ChunkCodec& codec, AlignedBuffer& buffer, std::string& object,
                            std::size_t index) -> Status {
+    if (plan && plan->unchanged[index]) return skip_chunk(buffer, index);
     const std::uint64_t offset = m.ChunkOffset(index);
     const auto length = static_cast<std::size_t>(m.ChunkLength(index));
-    if (!io.direct()) {
+    // Read-ahead would read the unchanged ranges too.
+    if (!io.direct() && !plan) {
       std::lock_guard lock(prefetch_mu);
       prefetch.Advance(offset);
     }
@@ -440,6 +700,28 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   KINDLING_RETURN_IF_ERROR(marker->CheckHeld());
   KINDLING_RETURN_IF_ERROR(store.Put(manifest_key, manifest_object));
   if (o.healed != nullptr) *o.healed = heals.Sorted();
+
+  // Committed: the clone becomes the next backup's previous snapshot. A
+  // failure here costs the next backup its changed blocks, not this backup.
+  if (snap.dir) {
+    SnapshotDigests digests{m.volume_id, m.backup_id, m.image_size, m.chunk_size,
+                            image_digest.chunk_digests()};
+    if (auto committed = snap.dir->Commit(digests); !committed) {
+      spdlog::warn("backup {} committed, but its snapshot was not kept: {}", m.backup_id,
+                   committed.error().message());
+      snap.dir->Discard();
+      report.snapshot.clear();
+    } else {
+      report.snapshot = snap.dir->previous()->snap;
+    }
+  }
+  if (o.report != nullptr) {
+    report.bytes_read = bytes_read.load();
+    report.bytes_skipped = bytes_skipped.load();
+    report.chunks_skipped = chunks_skipped.load();
+    report.bytes_reread = bytes_reread.load();
+    *o.report = std::move(report);
+  }
   return m;
 }
 

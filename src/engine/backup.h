@@ -30,20 +30,66 @@
 // a sweep runs, and does not commit when a collection took it for dead
 // (kFailedPrecondition).
 //
+// Snapshots (BackupOptions::snapshot): on a filesystem that clones files
+// (XFS with reflink, btrfs), the backup first clones the image into the
+// image's snapshot folder (engine/snapshots.h) and reads only the clone: a
+// consistent image taken in milliseconds (around_snapshot may pause a VM for
+// just that), whatever writes the live image afterwards. Once the manifest
+// is written, the clone becomes the snapshot the next backup diffs against.
+//
+// Changed blocks (BackupOptions::changed_blocks): with a snapshot and the
+// previous backup's snapshot still beside the image, the two clones' extent
+// maps give the chunks that cannot have changed (engine/changed_blocks.h);
+// those are not read: their ids come from the previous backup's manifest and
+// their digests from the snapshot's digests file (checked against that
+// manifest's keyed ids). Chunks recorded damaged are read all the same. A
+// missing, foreign or unreadable previous snapshot or manifest, another
+// chunk size, extent maps that moved while compared (btrfs: a generation
+// that moved or a balance), or any extent-map error: the full read, with the
+// reason in BackupReport::fallback.
+//
 // Crash safety: the manifest is written after every chunk it names is stored.
 // A crash or cancellation before that leaves only chunks (reused by the next
-// backup), never a manifest.
+// backup), never a manifest; a clone taken by a backup that did not commit is
+// deleted (here, or by the next backup of the image).
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "common/extents.h"
 #include "engine/gc.h"
 #include "engine/progress.h"
 #include "engine/repository.h"
 
 namespace kindling::engine {
+
+// For snapshot and changed_blocks: kAuto uses it where the filesystem allows;
+// kOn (for either) fails the backup (kFailedPrecondition) where the
+// filesystem cannot clone files; kOff never uses it. Changed blocks also
+// need a usable previous snapshot: without one, even kOn reads everything
+// (BackupReport::fallback says why).
+enum class Use : std::uint8_t { kOff, kAuto, kOn };
+// "off", "auto", "on"; nullopt for anything else.
+std::optional<Use> ParseUse(std::string_view text);
+std::string_view UseName(Use use);
+
+// How a backup read its image.
+struct BackupReport {
+  std::string read_path = "full";  // "full" or "changed-blocks"
+  std::filesystem::path snapshot;  // the clone it read; empty: the live image
+  // Why no snapshot or no changed blocks were used although asked (kAuto, or
+  // kOn for changed blocks without a usable previous snapshot); empty else.
+  std::string fallback;
+  std::uint64_t bytes_read = 0;     // image bytes read
+  std::uint64_t bytes_skipped = 0;  // data bytes not read: unchanged since the last snapshot
+  std::uint64_t chunks_skipped = 0;
+  std::uint64_t bytes_reread = 0;  // skipped bytes read anyway (reread_skipped)
+  std::uint64_t snapshot_ms = 0;   // taking the clone, around_snapshot included
+  std::uint64_t diff_ms = 0;       // mapping and comparing the two snapshots
+};
 
 struct BackupOptions {
   std::string volume_id;         // REQUIRED: a safe key component
@@ -62,6 +108,21 @@ struct BackupOptions {
   std::vector<repo::ChunkId>* healed = nullptr;
   // The writer marker's timing (engine/gc.h); tests shorten it.
   GcTiming gc_timing;
+  Use snapshot = Use::kOff;
+  // Needs a snapshot: kOn or kAuto with snapshot kOff is kInvalidArgument.
+  Use changed_blocks = Use::kOff;
+  // A check for tests and drills: every chunk skipped as unchanged is read
+  // too, and a chunk whose digest differs from the previous snapshot's fails
+  // the backup (kInternal) before anything is committed.
+  bool reread_skipped = false;
+  // Clones and extent maps; nullptr: DefaultExtentFs().
+  const ExtentFs* extent_fs = nullptr;
+  // When set, the clone is taken inside it: it must call `take` once (say,
+  // between pausing and resuming a VM) and return its status, or its own
+  // error (the backup then fails).
+  std::function<Status(const std::function<Status()>& take)> around_snapshot;
+  // When not null, filled on success.
+  BackupReport* report = nullptr;
 };
 
 // Returns the committed manifest. kInvalidArgument for bad options (an image

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/backup_schedule.h"
+#include "control/volume_service.h"
 #include "db/audit.h"
 #include "db/backups.h"
 #include "db/notifications.h"
@@ -49,9 +50,11 @@ Status FailWithVolume(db::Tx& tx, const db::Operation& op, const std::string& er
       volume.health == db::VolumeHealth::kMissing || volume.health == db::VolumeHealth::kCorrupt;
   auto settled = db::UpdateVolumeState(
       tx, volume.id,
-      db::VolumeStateUpdate{
-          .status = unusable ? db::VolumeStatus::kUnavailable : db::VolumeStatus::kDetached,
-          .last_error = std::optional<std::optional<std::string>>(error)});
+      db::VolumeStateUpdate{.status = unusable ? db::VolumeStatus::kUnavailable
+                                      : volume.attached_vm_id
+                                          ? db::VolumeStatus::kAttached  // a live backup's
+                                          : db::VolumeStatus::kDetached,
+                            .last_error = std::optional<std::optional<std::string>>(error)});
   if (!settled) return std::unexpected(settled.error());
   return AuditSystem(tx, "volume." + std::string(db::Name(op.kind)) + ".failed", volume.id,
                      {{"operation_id", op.id}, {"error", error}, {"by", "leader"}});
@@ -425,16 +428,25 @@ Status Leader::ScheduleBackups(SweepReport& report) {
       // The slot's window; a slot the schedule no longer has counts as open.
       const bool window_open = !slot || now < slot->ends;
       std::string busy;
+      bool live = false;
       if (!v.server_id) {
         busy = "the volume has no server";
       } else if (v.status != db::VolumeStatus::kDetached &&
-                 v.status != db::VolumeStatus::kAvailable) {
-        // Backups are cold: only a volume nothing holds.
+                 v.status != db::VolumeStatus::kAvailable &&
+                 v.status != db::VolumeStatus::kAttached) {
         busy = "the volume is " + std::string(db::Name(v.status));
       } else {
         KINDLING_ASSIGN_OR_RETURN(auto active, db::FindActiveOperation(tx, v.id));
         KINDLING_ASSIGN_OR_RETURN(db::Server server, db::GetServer(tx, *v.server_id));
-        if (active) {
+        // A running workload's volume: backed up live where its server can
+        // (control/volume_service.h), else it waits (backups are cold).
+        const bool running = v.attached_vm_id || v.status == db::VolumeStatus::kAttached;
+        live = running && control::TakesLiveBackups(server);
+        if (running && !live) {
+          busy =
+              "the volume is attached to a running workload and its server cannot back it up "
+              "live";
+        } else if (active) {
           busy = "a " + std::string(db::Name(active->kind)) + " operation is in flight";
         } else if (server.status != db::ServerStatus::kActive) {
           busy = "its server is " + std::string(db::Name(server.status));
@@ -453,10 +465,14 @@ Status Leader::ScheduleBackups(SweepReport& report) {
       KINDLING_ASSIGN_OR_RETURN(
           db::QueuedOperation op,
           db::QueueOperation(
-              tx, db::QueueOperationRequest{.volume_id = v.id,
-                                            .kind = db::OperationKind::kBackup,
-                                            .server_id = *v.server_id,
-                                            .create_backup = db::BackupKind::kScheduled}));
+              tx,
+              db::QueueOperationRequest{
+                  .volume_id = v.id,
+                  .kind = db::OperationKind::kBackup,
+                  .server_id = *v.server_id,
+                  .create_backup = db::BackupKind::kScheduled,
+                  .volume_status = live ? std::optional(db::VolumeStatus::kAttached) : std::nullopt,
+                  .extra_request_metadata_json = live ? R"({"live_snapshot":true})" : "{}"}));
       // The slot is taken in the same transaction: exactly once. Slots missed
       // while nobody scheduled collapse into this one run (the catch-up).
       KINDLING_RETURN_IF_ERROR(db::MoveBackupNextAt(tx, v.id, v.backup_next_at, next));
@@ -466,7 +482,8 @@ Status Leader::ScheduleBackups(SweepReport& report) {
                                             {"kind", "scheduled"},
                                             {"schedule", std::string(db::Name(v.backup_schedule))},
                                             {"slot", db::FormatTimestamp(*v.backup_next_at)},
-                                            {"catch_up", !window_open}}));
+                                            {"catch_up", !window_open},
+                                            {"live_snapshot", live}}));
       return SlotOutcome{.action = SlotAction::kQueued};
     });
     if (!outcome) {

@@ -35,7 +35,9 @@
 //   5. every `schedule_interval`, the volumes' backup schedules
 //      (control/backup_schedule.h): a volume whose backup_next_at has come
 //      gets a 'scheduled' backup when it is idle (detached or available,
-//      nothing in flight, its server active), and backup_next_at moves to
+//      nothing in flight, its server active) or attached to a running
+//      workload on a server that takes live backups (then queued live:
+//      control/volume_service.h), and backup_next_at moves to
 //      its first slot after now in the same transaction, row locked, only if
 //      it still holds the slot this sweep read: each slot runs once however
 //      many processes sweep. A leader back after downtime queues one backup

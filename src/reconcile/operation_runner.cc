@@ -28,11 +28,12 @@ using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
 // A volume's status after an operation ends: unusable health makes it
-// unavailable (reference), anything else returns it to detached.
-db::VolumeStatus SettledStatus(db::VolumeHealth health) {
-  return health == db::VolumeHealth::kMissing || health == db::VolumeHealth::kCorrupt
-             ? db::VolumeStatus::kUnavailable
-             : db::VolumeStatus::kDetached;
+// unavailable (reference); a workload still holding it (a live backup's)
+// keeps it attached; anything else returns it to detached.
+db::VolumeStatus SettledStatus(db::VolumeHealth health, bool held = false) {
+  if (health == db::VolumeHealth::kMissing || health == db::VolumeHealth::kCorrupt)
+    return db::VolumeStatus::kUnavailable;
+  return held ? db::VolumeStatus::kAttached : db::VolumeStatus::kDetached;
 }
 
 Status Audit(db::Tx& tx, const db::Operation& op, std::string_view outcome, const json& details) {
@@ -242,9 +243,13 @@ Status OperationRunner::CompleteBackup(RunningOperation& run, const db::Operatio
   return db_.Transact([&](db::Tx& tx) -> Status {
     auto done = db::CompleteOperation(tx, op.id, run.lease_owner(), result.dump());
     if (!done) return std::unexpected(done.error());
+    // A live backup's workload may still hold the volume.
+    KINDLING_ASSIGN_OR_RETURN(const db::Volume held, db::GetVolume(tx, op.project_volume_id, true));
     auto settled = db::UpdateVolumeState(
         tx, op.project_volume_id,
-        db::VolumeStateUpdate{.status = db::VolumeStatus::kDetached, .last_error = db::SetNull()});
+        db::VolumeStateUpdate{.status = held.attached_vm_id ? db::VolumeStatus::kAttached
+                                                            : db::VolumeStatus::kDetached,
+                              .last_error = db::SetNull()});
     if (!settled) return std::unexpected(settled.error());
     KINDLING_RETURN_IF_ERROR(
         Audit(tx, op, "succeeded", {{"size_bytes", result.value("size_bytes", 0)}}));
@@ -295,6 +300,9 @@ Result<std::string> OperationRunner::ExecuteBackupPhase(RunningOperation& run,
   if (!created && !created.error().is_not_found()) return std::unexpected(created.error());
   bool resumed = created.has_value();
   std::vector<repo::ChunkId> healed;
+  const bool live = WorkloadRequest::Parse(op.request_metadata_json).live_snapshot;
+  engine::BackupReport report;
+  std::chrono::milliseconds paused{0};
   if (!resumed) {
     const std::filesystem::path image = ImageOf(volume.id);
     std::error_code ec;
@@ -311,6 +319,17 @@ Result<std::string> OperationRunner::ExecuteBackupPhase(RunningOperation& run,
     backup_options.progress = [&run](const engine::Progress& p) { run.SetProgress(p); };
     backup_options.cancel = &run.cancel;
     backup_options.healed = &healed;
+    // A live backup reads a snapshot taken with the workload paused, never
+    // the image a running VM writes: no snapshot, no backup.
+    backup_options.snapshot = live ? engine::Use::kOn : engine::Use::kAuto;
+    backup_options.changed_blocks = engine::Use::kAuto;
+    backup_options.report = &report;
+    if (live && options_.pause_workload) {
+      backup_options.around_snapshot = [&](const std::function<Status()>& take) -> Status {
+        KINDLING_ASSIGN_OR_RETURN(paused, options_.pause_workload(volume.id, take));
+        return OkStatus();
+      };
+    }
     created = engine::CreateBackup(*store.repository, backup_options);
     if (!created && created.error().kind() == ErrorKind::kAlreadyExists) {
       // Committed since the check above (an attempt this one took over).
@@ -350,6 +369,17 @@ Result<std::string> OperationRunner::ExecuteBackupPhase(RunningOperation& run,
                  {"image_sha256", digest},
                  {"engine_duration_ms", m.stats.duration_ms},
                  {"resumed", resumed}};
+  if (!resumed) {
+    result["read_path"] = report.read_path;
+    result["bytes_read"] = report.bytes_read;
+    result["bytes_skipped"] = report.bytes_skipped;
+    result["snapshot"] = !report.snapshot.empty();
+    if (!report.fallback.empty()) result["fallback"] = report.fallback;
+  }
+  if (live) {
+    result["live"] = true;
+    if (!resumed) result["pause_ms"] = paused.count();
+  }
   result["chunks_healed"] = healed.size();
   if (!healed.empty()) {
     // Older backups that referenced those chunks restore again.
@@ -705,7 +735,7 @@ Status OperationRunner::FailAndRelease(RunningOperation& run, const db::Operatio
     const db::VolumeHealth health = run.health.value_or(volume.health);
     auto settled = db::UpdateVolumeState(
         tx, op.project_volume_id,
-        db::VolumeStateUpdate{.status = SettledStatus(health),
+        db::VolumeStateUpdate{.status = SettledStatus(health, volume.attached_vm_id.has_value()),
                               .health = health,
                               .last_error = std::optional<std::optional<std::string>>(
                                   std::optional<std::string>(error.message()))});

@@ -5,7 +5,13 @@
 //     retry reuses uploaded chunks and never makes two manifests; a manifest
 //     already committed under that id (by an attempt that died before
 //     recording it, or after the snapshot a restored database came from) is
-//     recorded as it is, without the image; then retention (the volume's
+//     recorded as it is, without the image. Where the volumes directory's
+//     filesystem clones files, the backup reads a reflink snapshot and only
+//     the chunks that changed since the last one (engine/backup.h); a live
+//     backup (request live_snapshot: the volume's workload keeps running)
+//     must have that snapshot, taken with the workload paused
+//     (pause_workload). The result says read_path, bytes_read,
+//     bytes_skipped and, for a live backup, pause_ms. Then retention (the volume's
 //     policy, control/retention.h), each deletion under the backup row's
 //     lock, sparing a backup pinned since the plan.
 //   - restore: staged in <state_dir>/restoring from the backup's own store,
@@ -75,6 +81,13 @@ struct OperationRunnerOptions {
   // Boots the verify mode on a restored image when the operation asks
   // `validate`; null (no VMM on this worker): such a restore fails.
   ImageValidator* validator = nullptr;
+  // Runs `take` (a backup's clone of the image) with the workload that holds
+  // `volume_id` paused (WorkloadReconciler::PauseAround); returns how long it
+  // was paused, 0 when nothing ran there. Null (no VMM on this worker): take
+  // runs alone.
+  std::function<Result<std::chrono::milliseconds>(const std::string& volume_id,
+                                                  const std::function<Status()>& take)>
+      pause_workload;
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
   };

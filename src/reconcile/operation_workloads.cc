@@ -36,6 +36,7 @@ WorkloadRequest WorkloadRequest::Parse(std::string_view request_metadata_json) {
     return metadata.contains(key) && metadata[key].is_boolean() && metadata[key].get<bool>();
   };
   request.stop_workload = flag("stop_workload");
+  request.live_snapshot = flag("live_snapshot");
   request.validate = flag("validate");
   if (metadata.contains("workload_stopped_at_ms") &&
       metadata["workload_stopped_at_ms"].is_number_integer())

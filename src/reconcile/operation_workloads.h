@@ -40,6 +40,9 @@ namespace kindling::reconcile {
 // What an operation's request_metadata asks about workloads.
 struct WorkloadRequest {
   bool stop_workload = false;
+  // backup: the workload keeps running; the backup reads a reflink snapshot
+  // taken with it paused (control/volume_service.h).
+  bool live_snapshot = false;
   bool validate = false;  // restore, move: boot the verify mode on the new image
   // Set by the attempt that stopped the workload.
   std::optional<std::int64_t> stopped_at_ms{};

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/extents.h"
 #include "common/ids.h"
 #include "db/notifications.h"
 #include "db/servers.h"
@@ -64,6 +65,18 @@ Worker::Worker(db::Database& db, BackupStoreProvider& stores, WorkerOptions opti
                                      .quarantine_grace = options_.quarantine_grace,
                                      .quarantine_retention = options_.quarantine_retention,
                                      .validator = validator_.get(),
+                                     .pause_workload = [this](const std::string& volume_id,
+                                                              const std::function<Status()>& take)
+                                         -> Result<std::chrono::milliseconds> {
+                                       if (!workloads_) {
+                                         KINDLING_RETURN_IF_ERROR(take());
+                                         return std::chrono::milliseconds(0);
+                                       }
+                                       KINDLING_ASSIGN_OR_RETURN(
+                                           PauseOutcome outcome,
+                                           workloads_->PauseAround(volume_id, take));
+                                       return outcome.paused_for;
+                                     },
                                      .now = options_.now}) {
   if (options_.hostname.empty()) options_.hostname = LocalHostname();
   if (options_.vmm != nullptr) {
@@ -159,6 +172,19 @@ Status Worker::Register() {
   std::error_code ec;
   std::filesystem::create_directories(VolumesDir(options_.state_dir), ec);
   if (ec) return IoError("create " + VolumesDir(options_.state_dir).string() + ": " + ec.message());
+  // Whether backups here can read reflink snapshots (and so back up running
+  // workloads): the heartbeat tells the control plane.
+  if (auto probed = engine::ProbeSnapshotSupport(VolumesDir(options_.state_dir), DefaultExtentFs());
+      probed) {
+    snapshots_ = *probed;
+  } else {
+    spdlog::warn("worker: cannot tell whether {} takes reflink snapshots: {}",
+                 VolumesDir(options_.state_dir).string(), probed.error().message());
+  }
+  spdlog::info(
+      "worker: volumes on {} ({})", snapshots_.filesystem.empty() ? "?" : snapshots_.filesystem,
+      snapshots_.reflink ? "reflink snapshots: changed-block and live backups"
+                         : "no reflink: backups read whole images, workloads stop for them");
   return db_.Transact([&](db::Tx& tx) -> Status {
     auto server = db::RegisterServer(
         tx, db::ServerRegistration{.id = options_.server_id,
@@ -183,6 +209,11 @@ Status Worker::HeartbeatOnce() {
                                           : options_.runtime},
       {"instance_id", instance_id_}};
   if (options_.vmm != nullptr) metadata["images"] = ImageNames(options_.images);
+  metadata["volume_filesystem"] = snapshots_.filesystem;
+  metadata["volume_snapshots"] = snapshots_.reflink;
+  // A running workload's volume can be backed up with the VM paused for the
+  // clone only (control/volume_service.h).
+  metadata["live_backups"] = snapshots_.reflink && options_.vmm != nullptr;
   if (!options_.dsn_sha256.empty()) metadata["dsn_sha256"] = options_.dsn_sha256;
   return db_.Transact([&](db::Tx& tx) -> Status {
     auto beat = db::Heartbeat(tx, options_.server_id);

@@ -23,12 +23,16 @@
 //     "<server_id>:..." and every sweep interval; at start it recovers what a
 //     killed predecessor ran, at Stop it stops every VM cleanly. Backups,
 //     restores and moves asked with stop_workload stop the workload on their
-//     volume first and start it again after (operation_workloads.h);
+//     volume first and start it again after (operation_workloads.h); live
+//     backups pause it for the reflink clone only (PauseAround);
 //     restores and moves asked with validate boot the verify mode on the
 //     new image before it replaces the old one (image_validator.h).
 //
 // Component status: upserts server_component_statuses 'worker' with metadata
-// {"runtime": <runtime>, "instance_id", "dsn_sha256", "images"}; restore/move
+// {"runtime": <runtime>, "instance_id", "dsn_sha256", "images",
+// "volume_filesystem", "volume_snapshots" (a clone works in the volumes
+// directory, probed at Register), "live_backups" (that, and a VMM)};
+// live_backups lets the API queue backups of running workloads; restore/move
 // eligibility requires a non-empty runtime (see Leader and
 // ListRestoreTargets), deploying an image requires it in "images".
 //
@@ -52,6 +56,7 @@
 #include "common/thread_priority.h"
 #include "db/database.h"
 #include "db/operations.h"
+#include "engine/snapshots.h"
 #include "reconcile/busy_volumes.h"
 #include "reconcile/image_quarantine.h"
 #include "reconcile/image_reconciler.h"
@@ -175,6 +180,7 @@ class Worker {
   BackupStoreProvider& stores_;
   WorkerOptions options_;
   const std::string instance_id_;
+  engine::SnapshotSupport snapshots_;  // probed by Register
   BusyVolumes busy_;
   // The volumes of the operations this process is executing (a subset of
   // busy_'s marks), which its claims skip; claims pass its gate.

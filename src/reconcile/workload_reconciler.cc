@@ -248,6 +248,11 @@ struct WorkloadReconciler::Held {
 
   std::mutex mu;
   std::condition_variable changed;
+  // The VM while PauseAround may use it: set once started, cleared before it
+  // is stopped or destroyed. PauseAround holds vm_mu for as long as it uses
+  // the VM, so a stop waits for its resume.
+  std::mutex vm_mu;
+  vmm::VmInstance* live = nullptr;    // guarded by vm_mu
   std::optional<StopRequest> stop{};  // guarded by mu
   bool abandon = false;               // guarded by mu
   bool ended = false;                 // guarded by mu
@@ -628,6 +633,19 @@ void WorkloadReconciler::Supervise(const std::shared_ptr<Held>& owner) {
     return;
   }
   std::unique_ptr<vmm::VmInstance> vm = std::move(*made);
+  auto retire = [&held] {
+    std::lock_guard lock(held.vm_mu);
+    held.live = nullptr;
+  };
+  {
+    std::lock_guard lock(held.vm_mu);
+    held.live = vm.get();
+  }
+  // Destroyed before `vm`: no PauseAround uses a VM that is gone.
+  struct Retired {
+    std::function<void()> retire;
+    ~Retired() { retire(); }
+  } retired{retire};
   if (auto pid = vm->process_id()) {
     if (auto written = WriteFileAtomic(held.dir / "pid", std::to_string(*pid) + "\n"); !written)
       spdlog::warn("workload: {}: {}", held.Describe(), written.error().message());
@@ -716,6 +734,7 @@ void WorkloadReconciler::Supervise(const std::shared_ptr<Held>& owner) {
       return;
     }
     if (stop_wanted) {
+      retire();  // waits for a pause in progress to resume
       StopAndRecord(held, *vm);
       Finish(held);
       return;
@@ -895,6 +914,51 @@ Result<OperationStop> WorkloadReconciler::StopForOperation(const std::string& vo
   std::unique_lock lock(target->mu);
   target->changed.wait(lock, [&] { return target->ended; });
   return target->result;
+}
+
+Result<PauseOutcome> WorkloadReconciler::PauseAround(const std::string& volume_id,
+                                                     const std::function<Status()>& take) {
+  std::shared_ptr<Held> target;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, held] : held_) {
+      std::lock_guard held_lock(held->mu);
+      if (held->volume.id == volume_id && !held->ended) target = held;
+    }
+  }
+  if (!target) {
+    KINDLING_RETURN_IF_ERROR(take());
+    return PauseOutcome{};
+  }
+  {
+    std::unique_lock vm_lock(target->vm_mu);
+    if (vmm::VmInstance* vm = target->live) {
+      const auto started = Clock::now();
+      KINDLING_RETURN_IF_ERROR(vm->Pause());
+      Status taken = take();
+      Status resumed = vm->Resume();
+      for (int attempt = 1; !resumed && attempt < 3; ++attempt) {
+        std::this_thread::sleep_for(milliseconds(100));
+        resumed = vm->Resume();
+      }
+      const PauseOutcome outcome{.paused = true, .paused_for = Since(started)};
+      if (!resumed)
+        spdlog::error("workload: {} stays paused after a snapshot of its volume: {}",
+                      target->Describe(), resumed.error().message());
+      KINDLING_RETURN_IF_ERROR(taken);
+      KINDLING_RETURN_IF_ERROR(resumed);
+      spdlog::info("workload: {} paused {} ms for a snapshot of its volume", target->Describe(),
+                   outcome.paused_for.count());
+      return outcome;
+    }
+  }
+  // Starting or stopping: it may write until it has ended.
+  {
+    std::unique_lock lock(target->mu);
+    target->changed.wait(lock, [&] { return target->ended; });
+  }
+  KINDLING_RETURN_IF_ERROR(take());
+  return PauseOutcome{};
 }
 
 Result<std::vector<db::Instance>> WorkloadReconciler::RestartAfterOperation(

@@ -150,6 +150,12 @@ struct OperationStop {
   std::chrono::milliseconds elapsed{0};
 };
 
+// What PauseAround did.
+struct PauseOutcome {
+  bool paused = false;
+  std::chrono::milliseconds paused_for{0};  // from the pause request to the resume's answer
+};
+
 class WorkloadReconciler {
  public:
   // REQUIRES: `db`, `vmm` and options.busy outlive the reconciler.
@@ -184,6 +190,19 @@ class WorkloadReconciler {
   [[nodiscard]] Result<OperationStop> StopForOperation(
       const std::string& volume_id, std::chrono::milliseconds timeout,
       std::string_view why = "an operation on its volume");
+
+  // For a live backup (a reflink snapshot of a running workload's volume):
+  // runs `take` with the VM of this worker that holds `volume_id` paused
+  // (Pause, take, Resume), so that what `take` clones of the image is
+  // crash-consistent, and returns how long the VM was paused. No VM of this
+  // worker holds the volume: `take` runs alone (paused = false); a VM that
+  // is stopping is waited for first (it may still write). The VM is not
+  // stopped meanwhile: a stop waits for the resume. Errors: pausing failed
+  // (take did not run), then take's own error, then resuming failed (tried
+  // three times; logged as an error, the VM stays paused until an operator
+  // or a stop deals with it).
+  [[nodiscard]] Result<PauseOutcome> PauseAround(const std::string& volume_id,
+                                                 const std::function<Status()>& take);
 
   // After that operation (call once its row is finished and the volume's
   // status settled, or the instance waits for a later pass): each current

@@ -39,6 +39,10 @@ class ImageDigest {
   // Records chunk `index` as all zeros (a hole). Same contract as SetChunk.
   void SetZeroChunk(std::size_t index);
 
+  // The chunk digests recorded so far, by index (a chunk not recorded yet
+  // reads as all zero bytes, not as a zero chunk's digest).
+  const std::vector<crypto::Digest>& chunk_digests() const { return chunks_; }
+
   // The digest; kInternal when hashing failed (here or for the zero chunks'
   // digests in the constructor). REQUIRES: every chunk recorded, and no
   // concurrent Set*.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -81,8 +82,11 @@ class QemuInstance final : public VmInstance {
     }
     // The press fails only when QEMU is going away by itself, which the
     // wait below sees; a QEMU that runs on regardless is killed.
-    IgnoreError(qmp_.Execute("system_powerdown", nullptr, std::min(timeout, milliseconds(5000))),
-                "QEMU going away or ignoring the press is what the wait below handles");
+    {
+      std::lock_guard lock(qmp_mu_);
+      IgnoreError(qmp_.Execute("system_powerdown", nullptr, std::min(timeout, milliseconds(5000))),
+                  "QEMU going away or ignoring the press is what the wait below handles");
+    }
     if (auto status = process_.WaitFor(std::max(timeout - Since(start), milliseconds(0)))) {
       return StopResult{
           .outcome = StopOutcome::kPoweredOff, .exit = Finish(*status), .elapsed = Since(start)};
@@ -103,6 +107,11 @@ class QemuInstance final : public VmInstance {
     return std::nullopt;
   }
 
+  // QMP "stop" returns once the vCPUs are stopped and the block layer has
+  // drained the requests in flight (QEMU's vm_stop); "cont" resumes.
+  Status Pause() override { return Run("stop"); }
+  Status Resume() override { return Run("cont"); }
+
   VmExit Kill() override {
     if (exit_) return *exit_;
     const bool was_running = !process_.Poll().has_value();
@@ -112,10 +121,18 @@ class QemuInstance final : public VmInstance {
   }
 
  private:
+  Status Run(const char* command) {
+    std::lock_guard lock(qmp_mu_);
+    auto done = qmp_.Execute(command, nullptr, milliseconds(5000));
+    if (!done) return std::unexpected(done.error().WithContext(std::string("QMP ") + command));
+    return OkStatus();
+  }
+
   // Records the exit: the reason from QEMU's last SHUTDOWN event, which it
   // sends before exiting and which stays readable on the socket.
   VmExit Finish(int status) {
     VmExit exit{.exit_status = status, .reason = {}};
+    std::lock_guard lock(qmp_mu_);
     for (const QmpEvent& event : qmp_.TakeEvents()) {
       if (event.name == "SHUTDOWN" && event.data.is_object())
         exit.reason = event.data.value("reason", std::string());
@@ -126,6 +143,7 @@ class QemuInstance final : public VmInstance {
 
   VmSpec spec_;
   VmProcess process_;
+  std::mutex qmp_mu_;  // the QMP connection: Pause/Resume come from other threads
   QmpClient qmp_;
   std::uint16_t host_port_;
   std::filesystem::path qemu_log_;

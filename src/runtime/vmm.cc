@@ -55,4 +55,8 @@ std::string FileTail(const std::filesystem::path& path, std::size_t max_bytes) {
   return text;
 }
 
+Status VmInstance::Pause() { return FailedPrecondition("this VMM cannot pause a VM"); }
+
+Status VmInstance::Resume() { return FailedPrecondition("this VMM cannot pause a VM"); }
+
 }  // namespace kindling::vmm

@@ -123,6 +123,15 @@ class VmInstance {
 
   // Ends the VM at once (SIGKILL) and reaps it; no-op when it has ended.
   virtual VmExit Kill() = 0;
+
+  // Pauses the guest: its vCPUs stop and the VMM completes the disk I/O in
+  // flight, so the volume image holds a crash-consistent state until
+  // Resume (a reflink snapshot taken meanwhile is one). Both may be called
+  // from another thread than the instance's other calls. Errors:
+  // kFailedPrecondition when the VMM cannot pause (the default) or the VM
+  // ended, kIo/kTransient when the VMM does not answer.
+  [[nodiscard]] virtual Status Pause();
+  [[nodiscard]] virtual Status Resume();
 };
 
 class Vmm {
@@ -174,6 +183,8 @@ class VmInstanceWrapper : public VmInstance {
     return base_->WaitExit(timeout);
   }
   VmExit Kill() override { return base_->Kill(); }
+  Status Pause() override { return base_->Pause(); }
+  Status Resume() override { return base_->Resume(); }
 
  protected:
   VmInstance& base() { return *base_; }

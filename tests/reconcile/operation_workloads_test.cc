@@ -19,6 +19,8 @@
 #include "reconcile_test_base.h"
 #include "runtime/canary/verify_report.h"
 #include "testutil/fault_injecting_vmm.h"
+#include "testutil/loop_fs.h"
+#include "testutil/require.h"
 #include "testutil/sparse_image.h"
 #include "testutil/stub_vmm.h"
 
@@ -52,8 +54,9 @@ class OperationWorkloadsTest : public ReconcileTest {
                                       .verify_cmdline = "quiet kindling.mode=verify"}}};
   }
 
-  Worker& StartVmWorker(const std::string& name) {
+  Worker& StartVmWorker(const std::string& name, const fs::path& state_dir = {}) {
     WorkerOptions options = FastOptions(name);
+    if (!state_dir.empty()) options.state_dir = state_dir;
     options.vmm = &vmm_;
     options.images = Catalogue();
     return StartWorker(std::move(options));
@@ -437,6 +440,82 @@ TEST_F(OperationWorkloadsTest, AValidationOnAWorkerWithoutAVmmFails) {
   EXPECT_THAT(done.error.value_or(""), HasSubstr("the previous image stays in place"));
   ExpectPreviousImageKept(worker, volume, inode, current);
   EXPECT_EQ(stub_.verify_boots(), 0);
+}
+
+// Live backups: a worker whose volumes directory takes reflink clones (XFS
+// here) backs up a running workload's volume with its VM paused only for the
+// clone; the workload keeps running and keeps the volume attached.
+TEST_F(OperationWorkloadsTest, ALiveBackupPausesTheWorkloadOnlyForTheClone) {
+  std::string why;
+  KINDLING_REQUIRE(testutil::LoopFilesystem::Available(testutil::LoopFsKind::kXfs, &why), why);
+  auto xfs = testutil::LoopFilesystem::Create(testutil::LoopFsKind::kXfs, &why);
+  ASSERT_TRUE(xfs) << why;
+  Worker& worker = StartVmWorker("w1", xfs->NewDir("state"));
+  const db::Volume volume = MakeVolumeWithData(worker, 5);
+  const db::Deployment deployment = Deploy(volume.project_id);
+  const db::Instance first = WaitRunning(deployment, volume);
+  ASSERT_FALSE(HasFailure());
+
+  // No stop_workload: queued live on the workload's server.
+  const db::Operation queued = QueueBackupOf(volume);
+  ASSERT_FALSE(queued.id.empty());
+  EXPECT_EQ(queued.server_id, worker.server_id());
+  EXPECT_EQ(json::parse(queued.request_metadata_json).value("live_snapshot", false), true);
+  EXPECT_EQ(GetVolume(volume.id).status, db::VolumeStatus::kAttached);
+  const db::Operation done = WaitFinished(queued.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  json result = json::parse(done.result_metadata_json);
+  EXPECT_EQ(result.value("live", false), true) << done.result_metadata_json;
+  EXPECT_EQ(result.value("snapshot", false), true) << done.result_metadata_json;
+  ASSERT_TRUE(result.contains("pause_ms")) << done.result_metadata_json;
+  EXPECT_GE(result["pause_ms"].get<std::int64_t>(), 0);
+  EXPECT_EQ(result.value("read_path", ""), "full");  // no earlier snapshot
+  EXPECT_EQ(result.value("image_sha256", ""), Digest(worker.ImageOf(volume.id)));
+  EXPECT_EQ(stub_.pauses(), 1);
+  EXPECT_FALSE(stub_.IsPaused(worker.ImageOf(volume.id))) << "the workload was not resumed";
+
+  // The same VM still runs and holds the volume: nothing was stopped.
+  EXPECT_EQ(vmm_.starts(), 1);
+  EXPECT_EQ(Newest(deployment.id).id, first.id);
+  EXPECT_EQ(Newest(deployment.id).status, db::WorkloadStatus::kRunning);
+  db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.status, db::VolumeStatus::kAttached);
+  EXPECT_EQ(after.attached_vm_id, first.vm_id);
+
+  // The workload writes; the next live backup reads only what changed.
+  testutil::PatchFile(worker.ImageOf(volume.id), 300u << 20, testutil::RandomData(8192, 77));
+  const db::Operation second = WaitFinished(QueueBackupOf(volume).id);
+  ASSERT_EQ(second.status, db::OperationStatus::kSucceeded) << second.error.value_or("");
+  result = json::parse(second.result_metadata_json);
+  EXPECT_EQ(result.value("read_path", ""), "changed-blocks") << second.result_metadata_json;
+  // Only the changed chunk is read: its 8 KiB of data (the rest is a hole).
+  EXPECT_EQ(result.value("bytes_read", std::uint64_t{0}), 8192u) << second.result_metadata_json;
+  EXPECT_GT(result.value("bytes_skipped", std::uint64_t{0}), 0u);
+  EXPECT_EQ(result.value("image_sha256", ""), Digest(worker.ImageOf(volume.id)));
+  EXPECT_EQ(stub_.pauses(), 2);
+  after = GetVolume(volume.id);
+  EXPECT_EQ(after.status, db::VolumeStatus::kAttached);
+  EXPECT_EQ(after.attached_vm_id, first.vm_id);
+  EXPECT_EQ(vmm_.starts(), 1);
+}
+
+TEST_F(OperationWorkloadsTest, ABackupOfARunningWorkloadOnAServerWithoutReflinkIsRefused) {
+  std::string why;
+  KINDLING_REQUIRE(testutil::LoopFilesystem::Available(testutil::LoopFsKind::kExt4, &why), why);
+  auto ext4 = testutil::LoopFilesystem::Create(testutil::LoopFsKind::kExt4, &why);
+  ASSERT_TRUE(ext4) << why;
+  Worker& worker = StartVmWorker("w1", ext4->NewDir("state"));
+  const db::Volume volume = MakeVolumeWithData(worker, 6);
+  const db::Deployment deployment = Deploy(volume.project_id);
+  WaitRunning(deployment, volume);
+  ASSERT_FALSE(HasFailure());
+
+  auto refused = volumes_->QueueBackup(control::Actor{}, volume.project_id, {});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().http_status, 409);
+  EXPECT_EQ(refused.error().code, control::kCodeVolumeAttached);
+  EXPECT_EQ(stub_.pauses(), 0);
+  EXPECT_EQ(GetVolume(volume.id).status, db::VolumeStatus::kAttached);
 }
 
 }  // namespace

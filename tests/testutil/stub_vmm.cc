@@ -47,6 +47,24 @@ class StubVm final : public vmm::VmInstance {
     if (!exit_) End(vmm::VmExit{.exit_status = 137, .reason = "killed"});
     return *exit_;
   }
+  Status Pause() override {
+    std::lock_guard lock(mu_);
+    if (exit_) return FailedPrecondition("VM " + spec_.name + " has ended");
+    if (paused_) return FailedPrecondition("VM " + spec_.name + " is paused already");
+    paused_ = true;
+    std::lock_guard state_lock(state_->mu);
+    ++state_->pauses;
+    state_->paused.insert(spec_.volume_image);
+    return OkStatus();
+  }
+  Status Resume() override {
+    std::lock_guard lock(mu_);
+    if (!paused_) return FailedPrecondition("VM " + spec_.name + " is not paused");
+    paused_ = false;
+    std::lock_guard state_lock(state_->mu);
+    state_->paused.erase(spec_.volume_image);
+    return OkStatus();
+  }
 
   // The guest powers itself off (the verify mode, done).
   void PowerOff() {
@@ -71,6 +89,7 @@ class StubVm final : public vmm::VmInstance {
   std::mutex mu_;
   std::condition_variable ended_;
   std::optional<vmm::VmExit> exit_;  // guarded by mu_
+  bool paused_ = false;              // guarded by mu_
 };
 
 }  // namespace
@@ -80,6 +99,16 @@ StubVmm::StubVmm() { state_->verify_console = canary::VerifyConsoleLine({}); }
 void StubVmm::SetVerifyConsole(std::string text) {
   std::lock_guard lock(state_->mu);
   state_->verify_console = std::move(text);
+}
+
+int StubVmm::pauses() const {
+  std::lock_guard lock(state_->mu);
+  return state_->pauses;
+}
+
+bool StubVmm::IsPaused(const std::filesystem::path& volume_image) const {
+  std::lock_guard lock(state_->mu);
+  return state_->paused.contains(volume_image);
 }
 
 int StubVmm::verify_boots() const {

@@ -19,6 +19,10 @@
 //   console log after the booting line and has ended by the time Start
 //   returns (reason "guest-shutdown", exit 0), holding no lock.
 //
+// - Pause and Resume succeed on a VM that has not ended (Pause on a paused
+//   VM and Resume on a running one fail: kFailedPrecondition); pauses()
+//   counts the pauses, IsPaused tells whether the VM on an image is paused.
+//
 // Thread-safety: thread-safe, like a real Vmm.
 #pragma once
 
@@ -40,6 +44,8 @@ struct StubState {
   std::uint16_t next_port = 20000;         // guarded by mu
   std::string verify_console;              // guarded by mu
   int verify_boots = 0;                    // guarded by mu
+  int pauses = 0;                          // guarded by mu
+  std::set<std::filesystem::path> paused;  // guarded by mu
 };
 
 class StubVmm final : public vmm::Vmm {
@@ -56,6 +62,8 @@ class StubVmm final : public vmm::Vmm {
   void SetVerifyConsole(std::string text);
   // How many verify-mode VMs were started.
   int verify_boots() const;
+  int pauses() const;
+  bool IsPaused(const std::filesystem::path& volume_image) const;
 
  private:
   std::shared_ptr<StubState> state_ = std::make_shared<StubState>();
