@@ -633,17 +633,18 @@ if kjson:
 
 targets = []  # (name, value text, limit text, result)
 def ratio(name, num, den, limit, kind="wall", info=False):
+    limit_text = "-" if info else f"<= {limit:g}"
     if num is None or den is None:
-        targets.append((name, "-", f"<= {limit:g}", "n/a (tool not run)"))
+        targets.append((name, "-", limit_text, "n/a (tool not run)"))
         return
     a = num[kind] if kind == "wall" else num["stored"]
     b = den[kind] if kind == "wall" else den["stored"]
     if b == 0:
-        targets.append((name, "-", f"<= {limit:g}", "n/a (zero denominator)"))
+        targets.append((name, "-", limit_text, "n/a (zero denominator)"))
         return
     value = a / b
     result = "info" if info else "PASS" if value <= limit else "MISS"
-    targets.append((name, f"{value:.3f}", "-" if info else f"<= {limit:g}", result))
+    targets.append((name, f"{value:.3f}", limit_text, result))
 
 k = lambda s: find("kindling", s)
 ratio("full backup: kindling / restic wall", k("full"), find("restic", "full"), 0.25)

@@ -393,8 +393,15 @@ Status ImageReconciler::QuarantineImagesNotPinnedHere() {
     RecordDigest(entry);
     if (!entry.image_sha256.empty()) {
       auto recorded = db_.Transact([&](db::Tx& tx) -> Status {
+        // The row may be gone since the take (a database restored from an
+        // older snapshot meanwhile): re-created, it is audited as such.
+        auto existing = db::GetQuarantineEntry(tx, entry.id, /*for_update=*/true);
+        if (!existing && !existing.error().is_not_found()) return std::unexpected(existing.error());
         KINDLING_ASSIGN_OR_RETURN(db::QuarantineEntry row,
                                   db::UpsertQuarantineEntry(tx, ToRow(entry, options_.server_id)));
+        if (!existing)
+          KINDLING_RETURN_IF_ERROR(
+              AuditImage(tx, "volume.image.quarantined", row, {{"recovered", true}}));
         return IsHeldProblem(row) ? RefreshImageConflict(tx, volume_id) : OkStatus();
       });
       if (!recorded)

@@ -821,10 +821,11 @@ class SnapshotBackupBase : public EngineTestBase {
   bool restore_each_backup_ = true;
 };
 
-template <typename On>
-class SnapshotBackupTest : public SnapshotBackupBase {
+// One filesystem of `kKind` mounted for the whole suite.
+template <LoopFsKind kKind>
+class OnLoopFs : public SnapshotBackupBase {
  protected:
-  static void SetUpTestSuite() { lfs_ = LoopFilesystem::Create(On::kKind, &why_); }
+  static void SetUpTestSuite() { lfs_ = LoopFilesystem::Create(kKind, &why_); }
   static void TearDownTestSuite() { lfs_.reset(); }
   void SetUp() override {
     KINDLING_REQUIRE(lfs_ != nullptr, why_);
@@ -834,6 +835,9 @@ class SnapshotBackupTest : public SnapshotBackupBase {
   static inline std::unique_ptr<LoopFilesystem> lfs_;
   static inline std::string why_;
 };
+
+template <typename On>
+class SnapshotBackupTest : public OnLoopFs<On::kKind> {};
 
 struct OnXfs {
   static constexpr LoopFsKind kKind = LoopFsKind::kXfs;
@@ -913,18 +917,7 @@ TYPED_TEST(SnapshotBackupTest, OnlyOneReadOnlySnapshotRemains) {
 
 // ---- ext4: no reflink ------------------------------------------------------------
 
-class SnapshotExt4FallbackTest : public SnapshotBackupBase {
- protected:
-  static void SetUpTestSuite() { lfs_ = LoopFilesystem::Create(LoopFsKind::kExt4, &why_); }
-  static void TearDownTestSuite() { lfs_.reset(); }
-  void SetUp() override {
-    KINDLING_REQUIRE(lfs_ != nullptr, why_);
-    SetUpOn(*lfs_);
-  }
-
-  static inline std::unique_ptr<LoopFilesystem> lfs_;
-  static inline std::string why_;
-};
+class SnapshotExt4FallbackTest : public OnLoopFs<LoopFsKind::kExt4> {};
 
 TEST_F(SnapshotExt4FallbackTest, AutoReadsTheLiveImageAndLeavesNoFolder) {
   MakeBaseImage();

@@ -735,6 +735,57 @@ TEST_F(LeaderTest, ABusyVolumeWaitsWhileItsWindowIsOpenThenMissesTheSlot) {
       << audit[0][0].as<std::string>() << " (operation " << busy.operation.id << ")";
 }
 
+// A scheduled slot of a running workload's volume: queued live where its
+// server takes live backups (the volume stays attached), else it waits.
+TEST_F(LeaderTest, ARunningWorkloadsVolumeIsBackedUpLiveWhereItsServerCan) {
+  Worker& live_worker = StartWorker(FastOptions("live"));
+  Worker& cold_worker = StartWorker(FastOptions("cold"));
+  live_worker.Stop();  // no worker executes what is queued: the rows tell
+  cold_worker.Stop();
+  auto report_live_backups = [&](const std::string& server_id, bool live) {
+    ASSERT_TRUE(Must([&](db::Tx& tx) {
+      return db::UpsertComponentStatus(
+          tx,
+          db::ComponentStatusUpdate{
+              .server_id = server_id,
+              .component = "worker",
+              .metadata_json =
+                  nlohmann::json{{"runtime", "qemu-microvm-tcg"}, {"live_backups", live}}.dump()});
+    }));
+  };
+  report_live_backups(live_worker.server_id(), true);
+  report_live_backups(cold_worker.server_id(), false);
+  const RunningWorkload hot = MakeRunningWorkload(live_worker.server_id());
+  const RunningWorkload cold = MakeRunningWorkload(cold_worker.server_id());
+  for (const auto* w : {&hot, &cold}) {
+    ASSERT_TRUE(Must([&](db::Tx& tx) {
+      return db::UpdateVolumeSettings(tx, w->volume.id,
+                                      {.backup_schedule = db::BackupSchedule::kDaily});
+    }));
+    Sql("UPDATE project_volumes SET backup_next_at = now() - interval '1 minute' WHERE id = '" +
+        w->volume.id + "'");
+  }
+
+  Leader leader(db(), FastLeader());
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->scheduled, std::vector<std::string>{hot.volume.id});
+  auto active = Must([&](db::Tx& tx) { return db::FindActiveOperation(tx, hot.volume.id); });
+  ASSERT_TRUE(active && *active);
+  const db::Operation& op = **active;
+  EXPECT_EQ(op.kind, db::OperationKind::kBackup);
+  EXPECT_EQ(op.server_id, live_worker.server_id());
+  EXPECT_EQ(nlohmann::json::parse(op.request_metadata_json).value("live_snapshot", false), true)
+      << op.request_metadata_json;
+  ExpectUntouched(hot);  // the workload runs on, the volume stays attached
+
+  // The other waits while its window is open, its workload untouched.
+  auto none = Must([&](db::Tx& tx) { return db::FindActiveOperation(tx, cold.volume.id); });
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  ExpectUntouched(cold);
+}
+
 TEST_F(LeaderTest, OnlyOneProcessLeads) {
   Leader first(db(), FastLeader());
   Leader second(db(), FastLeader());

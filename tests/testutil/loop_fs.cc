@@ -14,33 +14,19 @@
 #include <vector>
 
 #include "common/subprocess.h"
+#include "reconcile/volume_images.h"
 
 namespace kindling::testutil {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The absolute path of `tool`: PATH first, then the usual system folders
-// (a test's PATH may lack the sbin ones).
+// The absolute path of `tool` (the sbin folders included: a test's PATH may
+// lack them).
 std::optional<fs::path> FindTool(const std::string& tool) {
-  std::vector<std::string> dirs;
-  if (const char* path = std::getenv("PATH"); path != nullptr) {
-    std::string_view rest(path);
-    while (!rest.empty()) {
-      const std::size_t colon = rest.find(':');
-      dirs.emplace_back(rest.substr(0, colon));
-      if (colon == std::string_view::npos) break;
-      rest.remove_prefix(colon + 1);
-    }
-  }
-  for (const char* dir : {"/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"})
-    dirs.emplace_back(dir);
-  for (const std::string& dir : dirs) {
-    if (dir.empty() || dir.front() != '/') continue;
-    const fs::path candidate = fs::path(dir) / tool;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return std::nullopt;
+  auto found = reconcile::FindTool(tool);
+  if (!found) return std::nullopt;
+  return *found;
 }
 
 // The package that provides `tool` (Debian), for messages.
