@@ -183,6 +183,9 @@ Result<Snapshot> TakeSnapshot(const BackupOptions& o, const ExtentFs& fs, int li
   if (info->kind == FsKind::kOther)
     return cannot("its filesystem (" + info->name + ") cannot clone files (reflink)");
   KINDLING_ASSIGN_OR_RETURN(SnapshotDir dir, SnapshotDir::Open(o.image));
+  // The image's dirty pages written out before around_snapshot (which may
+  // pause a VM): the clone then flushes only what was written since.
+  (void)::fdatasync(live);
   const auto started = std::chrono::steady_clock::now();
   Result<std::filesystem::path> taken = std::filesystem::path();
   auto take = [&]() -> Status {
@@ -390,7 +393,6 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
   const std::uint32_t chunk_size =
       o.chunk_size != 0 ? o.chunk_size : repository.keys().default_chunk_size;
   KINDLING_RETURN_IF_ERROR(ValidateOptions(o, chunk_size));
-  const int threads = o.threads > 0 ? o.threads : DefaultThreads();
   storage::ObjectStore& store = repository.store();
 
   Manifest m;
@@ -450,6 +452,10 @@ Result<Manifest> CreateBackup(const Repository& repository, const BackupOptions&
       const std::optional<ChangedPlan> plan,
       PlanChangedBlocks(repository, o, fs, snap, image.fd.get(), m, damaged, report));
   if (plan) report.read_path = "changed-blocks";
+  // A changed-block read is a scatter of reads and uploads with little work
+  // between them: twice the workers keep more of them in flight. (Memory:
+  // only the workers that read a chunk touch their buffers.)
+  const int threads = o.threads > 0 ? o.threads : DefaultThreads() * (plan ? 2 : 1);
   std::atomic<std::uint64_t> bytes_skipped{0};
   std::atomic<std::uint64_t> chunks_skipped{0};
   std::atomic<std::uint64_t> bytes_reread{0};

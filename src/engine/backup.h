@@ -97,7 +97,7 @@ struct BackupOptions {
   std::filesystem::path image;   // REQUIRED: a regular file
   std::uint32_t chunk_size = 0;  // 0: the store's default
   int zstd_level = 1;
-  int threads = 0;  // 0: a default from the core count
+  int threads = 0;  // 0: a default from the core count (doubled for a changed-block read)
   ProgressFn progress;
   const CancelFlag* cancel = nullptr;
   // The most chunks the image may have; 0: what a manifest can hold

@@ -209,12 +209,6 @@ Result<std::filesystem::path> SnapshotDir::Take(const ExtentFs& fs, int image_fd
     Discard();
     return std::unexpected(cloned.error());
   }
-  if (::fsync(fd.get()) != 0) {
-    const int err = errno;
-    Discard();
-    return ErrnoError("fsync " + path.string(), err);
-  }
-  KINDLING_RETURN_IF_ERROR(FsyncDirectory(folder_));
   return path;
 }
 
@@ -223,6 +217,14 @@ Status SnapshotDir::Commit(const SnapshotDigests& digests) {
     return InternalError("snapshot commit for " + digests.backup_id + ", but the clone is of '" +
                          pending_id_ + "'");
   const std::string id = pending_id_;
+  // The clone's extents durable first (not in Take: a VM may be paused
+  // around it).
+  {
+    const std::filesystem::path pending = folder_ / (id + std::string(kPending));
+    UniqueFd fd(::open(pending.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoError("open " + pending.string(), errno);
+    if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + pending.string(), errno);
+  }
   KINDLING_RETURN_IF_ERROR(WriteFileAtomic(folder_ / (id + std::string(kDigests)),
                                            EncodeSnapshotDigests(digests), 0400));
   std::error_code ec;

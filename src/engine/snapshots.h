@@ -13,7 +13,8 @@
 //
 // A backup takes a clone (Take) before it reads, reads only the clone, and
 // after its manifest is written commits it (Commit): the digests are written
-// (temp file, fsync, rename), the clone renamed to .snap, and the previous
+// (temp file, fsync, rename) once the clone is fsynced, the clone renamed to
+// .snap, and the previous
 // snapshot deleted, each step durable before the next. So a crash at any
 // instant leaves the previous snapshot whole, or the new one, or both; Open
 // removes whatever else it finds (pending clones, a .snap without its
@@ -88,7 +89,8 @@ class SnapshotDir {
   const std::optional<CommittedSnapshot>& previous() const { return previous_; }
 
   // Clones the image open at `image_fd` into <backup_id>.pending with `fs`
-  // (mode 0400, fsynced, its name durable). kFailedPrecondition when the
+  // (mode 0400); nothing else, so that a VM paused around it is paused for
+  // the clone only (Commit makes it durable). kFailedPrecondition when the
   // filesystem cannot clone (nothing is left behind).
   [[nodiscard]] Result<std::filesystem::path> Take(const ExtentFs& fs, int image_fd,
                                                    std::string_view backup_id);
