@@ -27,7 +27,9 @@
 //     held image with its size, mtime and image digest), in a warning log
 //     line and an audit event (volume.image.quarantined).
 //   - The quarantine directory is mirrored into volume_image_quarantine (rows
-//     re-created after a database restore), image digests are computed for
+//     re-created after a database restore, audited volume.image.quarantined
+//     with recovered: true, also when the row went between a take and its
+//     digest), image digests are computed for
 //     new entries, and entries past their purge time are deleted
 //     (volume.image.purged), again decided in the entry's busy section on
 //     the row read locked at that moment (still held, still due).

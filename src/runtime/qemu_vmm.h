@@ -8,10 +8,12 @@
 //     127.0.0.1:<host_port> to the guest port (guest address 10.0.2.15/24,
 //     gateway 10.0.2.2, set up by the guest itself);
 //   - the console: the ISA serial port (ttyS0) into a file;
-//   - stop: QMP system_powerdown (the ACPI power button), then SIGKILL.
+//   - stop: QMP system_powerdown (the ACPI power button), then SIGKILL;
+//   - pause and resume (a live backup's clone): QMP stop and cont.
 //
 // Thread-safety: QemuVmm is thread-safe (Start keeps no state); instances as
-// in vmm.h.
+// in vmm.h (their QMP connection is locked, so Pause/Resume may come from
+// another thread than the supervisor's).
 #pragma once
 
 #include <cstdint>
