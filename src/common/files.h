@@ -48,6 +48,17 @@ class UniqueFd {
 [[nodiscard]] Status WriteFileNoReplace(const std::filesystem::path& path, std::string_view data,
                                         unsigned mode = 0644);
 
+// Creates `path`, which must not exist, holding `data`: written as
+// WriteFileAtomic writes its temp file, with the writeback started but not
+// waited for. Neither the file nor its name is durable when this returns:
+// the caller fsyncs it (and its directory) before anything relies on it.
+[[nodiscard]] Status WriteNewFileUnsynced(const std::filesystem::path& path, std::string_view data,
+                                          unsigned mode = 0644);
+
+// fdatasyncs the file at `path`: its data, and the size that reads it, are
+// durable once this returns.
+[[nodiscard]] Status FdatasyncFile(const std::filesystem::path& path);
+
 // Creates `dir` and its missing parents, fsyncing each directory it creates
 // and the directory that holds it, so the new names survive a crash (a file
 // fsynced inside a directory whose own entry was lost is lost too). Returns
@@ -90,8 +101,10 @@ UniqueFd OpenDirect(const std::filesystem::path& path, int flags);
 // 4 KiB-aligned part of each request (buffer address, offset and length),
 // the page cache for the rest, and for everything once the filesystem has
 // refused a direct request. Direct I/O saves the kernel's copy and does not
-// fill the page cache with an image that is read or written once. Does not
-// own the descriptors. Thread-safe.
+// fill the page cache with an image that is read or written once. A read
+// first copies what the page cache already holds at the start of the range
+// (found with mincore, which starts no read-ahead). Does not own the
+// descriptors. Thread-safe.
 class DirectIo {
  public:
   static constexpr std::size_t kAlignment = 4096;

@@ -5,7 +5,12 @@
 // identified by keyed hash, compressed, encrypted and uploaded unless the store
 // already has them: chunks named by the volume's newest manifest are known to
 // exist; any other chunk is checked with one HEAD before upload (no listing
-// of the bucket). Work runs on `threads` workers. Memory: about
+// of the bucket). The chunks go into the store through one batch
+// (storage/object_store.h), committed once all are stored and before the
+// manifest: on a local store they are synced together rather than one by
+// one, and none is visible before all are durable. A backup that fails
+// commits what it stored all the same, for the next one to reuse. Work runs
+// on `threads` workers. Memory: about
 // 3 * threads * chunk_size of buffers (a chunk, its compressed form, its
 // object), plus bookkeeping that grows with the number of chunks: some 100
 // bytes per chunk of the image (the manifest's table, the chunk digests) and
@@ -17,7 +22,8 @@
 // Healing: a chunk recorded damaged (engine/damage.h) when the backup starts
 // is trusted neither from earlier manifests nor from a HEAD: it is uploaded
 // again, which repairs every older backup that references it (ids are keyed
-// content hashes), and its record is deleted. Just before the manifest, the
+// content hashes), and its record is deleted once the batch holding it is
+// committed. Just before the manifest, the
 // records are listed again; a chunk this backup references that is recorded
 // by then is read again from the image (its id must match, else the image
 // changed: the backup fails), uploaded and its record deleted. So a backup
@@ -97,7 +103,7 @@ struct BackupOptions {
   std::filesystem::path image;   // REQUIRED: a regular file
   std::uint32_t chunk_size = 0;  // 0: the store's default
   int zstd_level = 1;
-  int threads = 0;  // 0: a default from the core count (doubled for a changed-block read)
+  int threads = 0;  // 0: a default from the core count (x1.5 for a changed-block read)
   ProgressFn progress;
   const CancelFlag* cancel = nullptr;
   // The most chunks the image may have; 0: what a manifest can hold

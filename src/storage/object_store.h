@@ -11,6 +11,9 @@
 //   injection) derive from ObjectStoreWrapper and override only what they change.
 // - Keys are '/'-separated relative paths of [A-Za-z0-9._/-], never starting
 //   with '/' nor containing "..".
+// - Batches (NewBatch) put many objects that are needed together, such as a
+//   backup's chunks before its manifest: a store whose Put pays a sync of its
+//   own (a local directory) syncs the batch's objects together at Commit.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +34,25 @@ struct ObjectInfo {
   std::int64_t modified_unix_ms = 0;
 };
 
+// Puts whose objects become visible and durable together, at Commit.
+// Thread-safe: any number of threads may Put at once.
+class PutBatch {
+ public:
+  virtual ~PutBatch() = default;
+
+  // As ObjectStore::Put, except that the object may be neither visible (Get,
+  // Head, List) nor durable before Commit returns OK.
+  [[nodiscard]] virtual Status Put(std::string_view key, std::string_view data) = 0;
+  // Makes every object Put through the batch visible and durable, as if each
+  // had been Put on the store. REQUIRES: called once, after every Put
+  // returned. On an error some objects may be visible (each whole and
+  // durable), others not: the caller puts them again or gives up. A batch
+  // destroyed before a successful Commit removes what it has not made
+  // visible; what a killed process staged, a later batch on the same store
+  // removes.
+  [[nodiscard]] virtual Status Commit() = 0;
+};
+
 class ObjectStore {
  public:
   virtual ~ObjectStore() = default;
@@ -49,9 +71,16 @@ class ObjectStore {
   [[nodiscard]] virtual Result<std::vector<ObjectInfo>> List(std::string_view prefix) = 0;
   // Where the store points, for messages and logs: never contains a secret.
   virtual std::string Describe() const = 0;
+  // A new batch of Puts. The default puts each object at once through this
+  // store's Put, and its Commit does nothing: right for stores whose Put
+  // syncs nothing of its own (S3), and for wrappers, whose own Put then runs.
+  // A wrapper that only forwards, or that rewrites keys, overrides this to
+  // keep its base store's batches.
+  [[nodiscard]] virtual Result<std::unique_ptr<PutBatch>> NewBatch();
 };
 
-// Forwards every call to a base store it does not own.
+// Forwards every call to a base store it does not own, but for NewBatch (see
+// there).
 class ObjectStoreWrapper : public ObjectStore {
  public:
   explicit ObjectStoreWrapper(ObjectStore& base) : base_(base) {}

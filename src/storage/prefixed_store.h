@@ -20,9 +20,13 @@ class PrefixedStore final : public ObjectStoreWrapper {
   Status Delete(std::string_view key) override;
   Result<std::vector<ObjectInfo>> List(std::string_view prefix) override;
   std::string Describe() const override;
+  // The base store's batch, with the prefix put before each key.
+  Result<std::unique_ptr<PutBatch>> NewBatch() override;
+
+  // `key` with the prefix before it.
+  std::string FullKey(std::string_view key) const;
 
  private:
-  std::string Full(std::string_view key) const;
   std::string prefix_;  // with a trailing '/', or empty
 };
 

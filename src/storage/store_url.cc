@@ -33,6 +33,7 @@ class StoreChain final : public ObjectStoreWrapper {
  public:
   explicit StoreChain(std::vector<std::unique_ptr<ObjectStore>> chain)
       : ObjectStoreWrapper(*chain.back()), chain_(std::move(chain)) {}
+  Result<std::unique_ptr<PutBatch>> NewBatch() override { return base().NewBatch(); }
 
  private:
   std::vector<std::unique_ptr<ObjectStore>> chain_;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -468,6 +469,43 @@ TEST_F(FilesTest, DirectIoReadsThePartlyCachedFileCorrectly) {
         << offset;
     ::posix_fadvise(fd.get(), 32 * 4096, 0, POSIX_FADV_DONTNEED);
   }
+}
+
+// Pages of `fd` in [0, size) that the page cache holds.
+std::size_t ResidentPages(int fd, std::size_t size) {
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) return ~std::size_t{0};
+  std::vector<unsigned char> resident((size + 4095) / 4096);
+  std::size_t count = 0;
+  if (::mincore(map, size, resident.data()) == 0)
+    for (unsigned char r : resident) count += r & 1;
+  ::munmap(map, size);
+  return count;
+}
+
+// A read of what the page cache does not hold goes to disk once, with
+// O_DIRECT: it starts no read-ahead into the page cache beside it.
+TEST_F(FilesTest, DirectIoReadOfAnUncachedFileLeavesThePageCacheEmpty) {
+  const auto path = dir_ / "cold";
+  const std::string content = testutil::RandomData(8 << 20, 12);
+  testutil::WriteFile(path, content);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::fsync(fd.get()), 0);
+  ASSERT_EQ(::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED), 0);
+  ASSERT_EQ(ResidentPages(fd.get(), content.size()), 0u);
+  UniqueFd direct = OpenDirect(path, O_RDONLY);
+  ASSERT_TRUE(direct.valid()) << "the test directory's filesystem has no O_DIRECT";
+  const DirectIo io(fd.get(), direct.get());
+  AlignedBuffer buf(1 << 20);
+  for (std::uint64_t offset = 0; offset < content.size(); offset += 2 << 20) {
+    auto got = io.Pread(buf.data(), 1 << 20, offset);
+    ASSERT_TRUE(got) << got.error().message();
+    ASSERT_EQ(*got, std::size_t{1} << 20);
+    EXPECT_EQ(std::string_view(buf.data(), *got), std::string_view(content).substr(offset, *got));
+  }
+  EXPECT_TRUE(io.direct());
+  EXPECT_EQ(ResidentPages(fd.get(), content.size()), 0u);
 }
 
 // Racing creators of one file: exactly one wins, the others get

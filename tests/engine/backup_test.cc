@@ -371,6 +371,57 @@ TEST_F(BackupTest, PutFailureWritesNoManifestAndNextBackupReusesChunks) {
   EXPECT_EQ(FileSha(out_dir() / "r.img"), FileSha(image));
 }
 
+// On a local store the chunks go through one batch: none is visible (and so
+// none can be trusted by another backup's HEAD) before all are durable, and
+// then all are, before the manifest.
+TEST_F(BackupTest, ChunksAreStagedUntilAllAreStoredThenCommittedBeforeTheManifest) {
+  constexpr std::size_t kChunks = 12;
+  const auto image =
+      MakeImage("data.img", kChunks * kChunk, {{0, kChunks * kChunk, Fill::kRandom}});
+  std::atomic<int> chunk_puts{0};
+  std::atomic<std::size_t> visible_during_puts{0};
+  std::atomic<std::size_t> visible_at_manifest{0};
+  faults_->SetRule([&](StoreOp op, std::string_view key) -> std::optional<Error> {
+    if (op != StoreOp::kPut) return std::nullopt;
+    if (key.starts_with("chunks/")) {
+      ++chunk_puts;
+      visible_during_puts = std::max(visible_during_puts.load(), StoredChunks());
+    } else if (key.find(".manifest") != std::string_view::npos) {
+      visible_at_manifest = StoredChunks();
+    }
+    return std::nullopt;
+  });
+  const repo::Manifest m = BackupOrDie(image);
+  EXPECT_EQ(chunk_puts.load(), static_cast<int>(kChunks));
+  EXPECT_EQ(visible_during_puts.load(), 0u);
+  EXPECT_EQ(visible_at_manifest.load(), kChunks);
+  EXPECT_EQ(faults_->calls(StoreOp::kCommit), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "store/.staging") &&
+               !std::filesystem::is_empty(dir_ / "store/.staging"));
+  auto restored = Restore(m, out_dir() / "r.img");
+  ASSERT_TRUE(restored) << restored.error().message();
+  EXPECT_EQ(FileSha(out_dir() / "r.img"), FileSha(image));
+}
+
+TEST_F(BackupTest, ACommitFailureWritesNoManifest) {
+  const auto image = MakeMixedImage("mixed.img");
+  faults_->SetRule([](StoreOp op, std::string_view) -> std::optional<Error> {
+    if (op == StoreOp::kCommit) return Error(ErrorKind::kIo, "injected: fdatasync failed");
+    return std::nullopt;
+  });
+  auto m = Backup(image);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().kind(), ErrorKind::kIo);
+  EXPECT_EQ(faults_->calls(StoreOp::kCommit), 1) << "a failed commit is not tried again";
+  EXPECT_EQ(StoredManifests(), 0u);
+  EXPECT_EQ(StoredChunks(), 0u);
+  faults_->Clear();
+  const repo::Manifest again = BackupOrDie(image);
+  auto restored = Restore(again, out_dir() / "r.img");
+  ASSERT_TRUE(restored) << restored.error().message();
+  EXPECT_EQ(FileSha(out_dir() / "r.img"), FileSha(image));
+}
+
 TEST_F(BackupTest, HeadFailureWritesNoManifest) {
   const auto image = MakeMixedImage("mixed.img");
   faults_->FailMatching(StoreOp::kHead, "chunks/", ErrorKind::kTransient);

@@ -146,6 +146,34 @@ TEST_F(DamageTest, MissingChunkFoundByRestoreIsRecordedAndHealedByTheNextBackup)
   ExpectRestoreRecordsAndBackupHeals(DamageProblem::kMissing);
 }
 
+// A healed chunk's record goes only once the chunk is durable: when the
+// batch holding it fails to commit, the backup fails and the record stays,
+// so the next backup does not trust the damaged copy.
+TEST_F(DamageTest, ARecordStaysWhenTheBatchHoldingItsHealFailsToCommit) {
+  const auto image = MakeMixedImage("mixed.img");
+  const repo::Manifest first = BackupOrDie(image);
+  const repo::ChunkId victim = first.chunks[NthDataChunk(first, 1)].id;
+  CorruptObject(repo::ChunkKey(victim));
+  ASSERT_FALSE(Restore(first, out_dir() / "first.img"));
+  ASSERT_EQ(Damage().size(), 1u);
+
+  faults_->SetRule([](StoreOp op, std::string_view) -> std::optional<Error> {
+    if (op == StoreOp::kCommit) return Error(ErrorKind::kIo, "injected: commit failed");
+    return std::nullopt;
+  });
+  auto failed = Backup(image);
+  ASSERT_FALSE(failed);
+  EXPECT_THAT(failed.error().message(), HasSubstr("commit failed"));
+  EXPECT_EQ(Damage().size(), 1u) << "the record went before its heal was durable";
+
+  faults_->Clear();
+  std::vector<repo::ChunkId> healed;
+  const repo::Manifest second = BackupHealing(image, healed);
+  EXPECT_THAT(healed, ElementsAre(victim));
+  EXPECT_THAT(Damage(), IsEmpty());
+  ExpectRestores(first, "first.img", FileSha(image));
+}
+
 TEST_F(DamageTest, WithoutARecordTheNextBackupTrustsTheDamagedChunk) {
   // The failure the records exist for: nothing has looked at the chunk, so
   // the backup reuses it and is as damaged as the first.

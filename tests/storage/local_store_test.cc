@@ -1,7 +1,11 @@
 #include "storage/local_store.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -179,6 +183,137 @@ TEST_F(LocalStoreTest, PutCreatesNewDirectoriesForRacingWriters) {
   for (auto& t : threads) t.join();
   for (const Status& r : results) EXPECT_TRUE(r) << r.error().message();
   EXPECT_EQ(store_->List("chunks/")->size(), 8u);
+}
+
+// The entries of the store's staging folder (batches in progress or left).
+std::vector<std::string> StagingFolders(const fs::path& root) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root / ".staging", ec))
+    names.push_back(entry.path().filename().string());
+  return names;
+}
+
+TEST_F(LocalStoreTest, ABatchsObjectsAppearOnlyAtCommit) {
+  auto batch = store_->NewBatch();
+  ASSERT_TRUE(batch) << batch.error().message();
+  const std::string big(3 << 20, 'b');  // written with O_DIRECT where it can be
+  ASSERT_TRUE((*batch)->Put("chunks/aa/one", "first"));
+  ASSERT_TRUE((*batch)->Put("chunks/bb/two", big));
+  ASSERT_TRUE((*batch)->Put("chunks/aa/one", "again"));  // the last Put wins
+  EXPECT_TRUE(store_->Get("chunks/aa/one").error().is_not_found());
+  EXPECT_TRUE(store_->Head("chunks/bb/two").error().is_not_found());
+  auto before = store_->List("");
+  ASSERT_TRUE(before);
+  EXPECT_TRUE(before->empty()) << Keys(*before).front();
+
+  ASSERT_TRUE((*batch)->Commit());
+  EXPECT_EQ(store_->Get("chunks/aa/one").value_or(""), "again");
+  EXPECT_EQ(store_->Get("chunks/bb/two").value_or(""), big);
+  auto after = store_->List("");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(Keys(*after), (std::vector<std::string>{"chunks/aa/one", "chunks/bb/two"}));
+  batch->reset();
+  EXPECT_TRUE(StagingFolders(store_->root()).empty());
+}
+
+TEST_F(LocalStoreTest, ABatchDroppedBeforeCommitLeavesNothing) {
+  {
+    auto batch = store_->NewBatch();
+    ASSERT_TRUE(batch);
+    ASSERT_TRUE((*batch)->Put("chunks/aa/one", "first"));
+    EXPECT_EQ(StagingFolders(store_->root()).size(), 1u);
+  }
+  auto listed = store_->List("");
+  ASSERT_TRUE(listed);
+  EXPECT_TRUE(listed->empty());
+  EXPECT_TRUE(StagingFolders(store_->root()).empty());
+}
+
+TEST_F(LocalStoreTest, ABatchRejectsInvalidKeysAndOverwritesAtCommit) {
+  ASSERT_TRUE(store_->Put("k", "old"));
+  auto batch = store_->NewBatch();
+  ASSERT_TRUE(batch);
+  EXPECT_EQ((*batch)->Put("../escape", "x").error().kind(), ErrorKind::kInvalidArgument);
+  ASSERT_TRUE((*batch)->Put("k", "new"));
+  EXPECT_EQ(store_->Get("k").value_or(""), "old");
+  ASSERT_TRUE((*batch)->Commit());
+  EXPECT_EQ(store_->Get("k").value_or(""), "new");
+}
+
+TEST_F(LocalStoreTest, ConcurrentPutsIntoOneBatch) {
+  auto batch = store_->NewBatch();
+  ASSERT_TRUE(batch);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        const std::string key = "t" + std::to_string(t) + "/" + std::to_string(i);
+        EXPECT_TRUE((*batch)->Put(key, key));
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE((*batch)->Commit());
+  auto listed = store_->List("");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->size(), 160u);
+  EXPECT_EQ(store_->Get("t5/7").value_or(""), "t5/7");
+}
+
+TEST_F(LocalStoreTest, ANewBatchRemovesWhatAKilledProcessStagedButNotALiveBatch) {
+  auto live = store_->NewBatch();
+  ASSERT_TRUE(live);
+  ASSERT_TRUE((*live)->Put("live/one", "kept"));
+
+  // A process killed mid-batch: its staging folder stays, its lock goes.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto batch = store_->NewBatch();
+    const bool ok = batch && (*batch)->Put("dead/one", std::string(1 << 20, 'd'));
+    const char byte = ok ? 'y' : 'n';
+    (void)!::write(ready[1], &byte, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  EXPECT_EQ(byte, 'y');
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_EQ(StagingFolders(store_->root()).size(), 2u);
+  // What a process killed between creating its folder and locking it leaves,
+  // an hour old, and the same just made (its creator may be about to lock it).
+  const fs::path old_new = store_->root() / ".staging" / "0000.new";
+  fs::create_directory(old_new);
+  fs::last_write_time(old_new, fs::file_time_type::clock::now() - std::chrono::hours(1));
+  fs::create_directory(store_->root() / ".staging" / "0001.new");
+
+  auto next = store_->NewBatch();
+  ASSERT_TRUE(next);
+  // Left: the live batch's folder, the next one's, the fresh ".new".
+  auto folders = StagingFolders(store_->root());
+  EXPECT_EQ(folders.size(), 3u);
+  EXPECT_FALSE(fs::exists(old_new));
+  EXPECT_TRUE(fs::exists(store_->root() / ".staging" / "0001.new"));
+  ASSERT_TRUE((*live)->Commit());
+  EXPECT_EQ(store_->Get("live/one").value_or(""), "kept");
+  EXPECT_TRUE(store_->Get("dead/one").error().is_not_found());
+}
+
+TEST_F(LocalStoreTest, ListSkipsHiddenFolders) {
+  ASSERT_TRUE(store_->Put("dir/real", "x"));
+  fs::create_directories(store_->root() / "dir/.hidden");
+  std::ofstream(store_->root() / "dir/.hidden/object") << "not an object";
+  auto listed = store_->List("");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(Keys(*listed), (std::vector<std::string>{"dir/real"}));
 }
 
 }  // namespace

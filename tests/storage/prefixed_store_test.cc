@@ -78,5 +78,17 @@ TEST_F(PrefixedStoreTest, DescribeAppendsThePrefix) {
   EXPECT_EQ(store.Describe(), base_->Describe() + ", prefix a/b");
 }
 
+TEST_F(PrefixedStoreTest, ABatchPutsUnderThePrefixThroughTheBasesBatch) {
+  PrefixedStore store(*base_, "tenant/one");
+  auto batch = store.NewBatch();
+  ASSERT_TRUE(batch) << batch.error().message();
+  ASSERT_TRUE((*batch)->Put("chunks/a", "data"));
+  // The local store's batch: nothing visible before the commit.
+  EXPECT_TRUE(base_->Get("tenant/one/chunks/a").error().is_not_found());
+  ASSERT_TRUE((*batch)->Commit());
+  EXPECT_EQ(base_->Get("tenant/one/chunks/a").value_or(""), "data");
+  EXPECT_EQ(store.Get("chunks/a").value_or(""), "data");
+}
+
 }  // namespace
 }  // namespace kindling::storage

@@ -51,6 +51,19 @@ class RetryingStoreTest : public ::testing::Test {
   std::unique_ptr<RetryingStore> store_;
 };
 
+// A wrapper's batch is the default one: each Put goes through the wrapper's
+// own Put (here: retried) at once, and Commit has nothing left to do.
+TEST_F(RetryingStoreTest, ABatchPutsEachObjectAtOnceThroughTheRetries) {
+  FailFirst(StoreOp::kPut, 2, ErrorKind::kTransient);
+  auto batch = store_->NewBatch();
+  ASSERT_TRUE(batch) << batch.error().message();
+  ASSERT_TRUE((*batch)->Put("k", "v"));
+  EXPECT_EQ(faults_->calls(StoreOp::kPut), 3);
+  EXPECT_EQ(local_->Get("k").value_or(""), "v");
+  ASSERT_TRUE((*batch)->Commit());
+  EXPECT_EQ(faults_->calls(StoreOp::kPut), 3);
+}
+
 TEST_F(RetryingStoreTest, RetriesTransientFailuresUntilSuccess) {
   FailFirst(StoreOp::kPut, 2, ErrorKind::kTransient);
   ASSERT_TRUE(store_->Put("k", "v"));

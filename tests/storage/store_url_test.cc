@@ -60,6 +60,18 @@ TEST(OpenStoreTest, FileUrlOpensALocalStoreThatRoundTrips) {
   EXPECT_EQ((*store)->Describe(), "file://" + root);
 }
 
+TEST(OpenStoreTest, AFileUrlStoresBatchIsTheLocalStores) {
+  testutil::TempDir dir;
+  auto store = OpenStore("file://" + (dir.path() / "store").string(), StoreOptions{});
+  ASSERT_TRUE(store) << store.error().message();
+  auto batch = (*store)->NewBatch();
+  ASSERT_TRUE(batch) << batch.error().message();
+  ASSERT_TRUE((*batch)->Put("a/b", "data"));
+  EXPECT_TRUE((*store)->Get("a/b").error().is_not_found());  // staged until the commit
+  ASSERT_TRUE((*batch)->Commit());
+  EXPECT_EQ((*store)->Get("a/b").value_or(""), "data");
+}
+
 TEST(OpenStoreTest, BadUrlOrMissingCredentialsAreInvalidArgument) {
   auto bad = OpenStore("ftp://x", StoreOptions{});
   ASSERT_FALSE(bad);

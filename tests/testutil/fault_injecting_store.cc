@@ -54,4 +54,27 @@ Result<std::vector<storage::ObjectInfo>> FaultInjectingStore::List(std::string_v
   return base().List(prefix);
 }
 
+class FaultInjectingStore::Batch final : public storage::PutBatch {
+ public:
+  Batch(FaultInjectingStore& store, std::unique_ptr<storage::PutBatch> base)
+      : store_(store), base_(std::move(base)) {}
+  Status Put(std::string_view key, std::string_view data) override {
+    if (auto e = store_.Check(StoreOp::kPut, key)) return std::unexpected(*e);
+    return base_->Put(key, data);
+  }
+  Status Commit() override {
+    if (auto e = store_.Check(StoreOp::kCommit, "")) return std::unexpected(*e);
+    return base_->Commit();
+  }
+
+ private:
+  FaultInjectingStore& store_;
+  std::unique_ptr<storage::PutBatch> base_;
+};
+
+Result<std::unique_ptr<storage::PutBatch>> FaultInjectingStore::NewBatch() {
+  KINDLING_ASSIGN_OR_RETURN(std::unique_ptr<storage::PutBatch> base_batch, base().NewBatch());
+  return std::make_unique<Batch>(*this, std::move(base_batch));
+}
+
 }  // namespace kindling::testutil

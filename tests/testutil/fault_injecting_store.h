@@ -1,5 +1,7 @@
 // FaultInjectingStore: a wrapper that fails chosen calls, for crash and retry
-// tests. Thread-safe.
+// tests. Its batches are the base store's (a local store's stage their
+// objects until Commit), with each Put checked as kPut and Commit as
+// kCommit (key ""). Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -12,7 +14,7 @@
 
 namespace kindling::testutil {
 
-enum class StoreOp { kPut, kGet, kHead, kDelete, kList };
+enum class StoreOp { kPut, kGet, kHead, kDelete, kList, kCommit };
 
 class FaultInjectingStore final : public storage::ObjectStoreWrapper {
  public:
@@ -33,13 +35,15 @@ class FaultInjectingStore final : public storage::ObjectStoreWrapper {
   Result<std::uint64_t> Head(std::string_view key) override;
   Status Delete(std::string_view key) override;
   Result<std::vector<storage::ObjectInfo>> List(std::string_view prefix) override;
+  Result<std::unique_ptr<storage::PutBatch>> NewBatch() override;
 
  private:
+  class Batch;
   std::optional<Error> Check(StoreOp op, std::string_view key);
 
   mutable std::mutex mu_;
   Rule rule_;
-  std::atomic<int> calls_[5] = {};
+  std::atomic<int> calls_[6] = {};
 };
 
 }  // namespace kindling::testutil
