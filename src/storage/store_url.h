@@ -3,7 +3,9 @@
 //   s3://bucket[/prefix]            an S3Store (endpoint/region/credentials from
 //                                   StoreOptions, which FromEnvironment fills
 //                                   from the usual AWS_* variables)
-// The returned store retries transient failures and applies the prefix.
+// The returned S3 store retries transient failures and applies the prefix.
+// A batch (NewBatch) of either kind of returned store is its base store's
+// own: a local store's stages its objects and syncs them at Commit.
 // StoreOptions holds the secret access key as a Secret (move-only); the S3
 // store opened from it takes its own copy.
 #pragma once
