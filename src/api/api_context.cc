@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
+#include <thread>
 #include <typeinfo>
 
 #include "common/hex.h"
@@ -123,8 +125,9 @@ void ApiContext::Fail(const httplib::Request& req, httplib::Response& res,
              error.http_status == 500 ? "internal error (request id " + id + ")" : error.message);
 }
 
-void ApiContext::InstallRequestLog(httplib::Server& server) {
-  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
+  server.set_pre_routing_handler([gate](const httplib::Request& req, httplib::Response& res) {
+    if (gate != nullptr) gate->BeginRequest();
     request_log_state = {.start = std::chrono::steady_clock::now(), .failure_logged = false};
     const std::string sent = req.get_header_value(kRequestIdHeader);
     res.set_header(kRequestIdHeader, IsSaneRequestId(sent) ? sent : NewRequestId());
@@ -139,7 +142,8 @@ void ApiContext::InstallRequestLog(httplib::Server& server) {
     }
   });
   // After the answer is written.
-  server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+  server.set_logger([gate](const httplib::Request& req, const httplib::Response& res) {
+    if (gate != nullptr) gate->EndRequest();
     const std::string id = res.get_header_value(kRequestIdHeader);
     if (res.status >= 500 && !request_log_state.failure_logged) {
       spdlog::error("request failed{}{}{}{}{}", LogField("request_id", id),
@@ -164,7 +168,22 @@ ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServer
       volumes(database, key),
       deployments(database),
       auth_cache(options.auth_cache_ttl, options.auth_cache_entries, options.clock),
-      server(http_server) {}
+      server(http_server),
+      change_watch(database.options().dsn),
+      volume_views(&change_watch,
+                   ChangeWatch::kProjects | ChangeWatch::kProjectVolumes |
+                       ChangeWatch::kOperations | ChangeWatch::kBackups,
+                   options.read_cache_entries),
+      org_servers(&change_watch,
+                  ChangeWatch::kServers | ChangeWatch::kServerComponents |
+                      ChangeWatch::kProjectVolumes | ChangeWatch::kProjects,
+                  options.read_cache_entries),
+      gate(options.request_gate
+               ? (options.active_requests > 0
+                      ? options.active_requests
+                      : 2 * std::max<std::size_t>(1, std::thread::hardware_concurrency()))
+               : 0,
+           options.max_request_wait) {}
 
 void ApiContext::WriteError(httplib::Response& res, int status, std::string_view code,
                             std::string_view message) {
@@ -215,6 +234,7 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
       call.actor.request_ip = req.remote_addr;
       if (req.has_header("User-Agent")) call.actor.user_agent = req.get_header_value("User-Agent");
       auto reply = handler(call);
+      if (req.method != "GET") RecordWrite(call);
       if (!reply) {
         Fail(req, res, reply.error());
         return;
@@ -228,6 +248,29 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
                         ExceptionCause(std::current_exception())});
     }
   };
+}
+
+void ApiContext::RecordWrite(const Call& call) {
+  if (call.principal.api_key.id.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  const std::uint64_t written = db::WriteTransactionsEnded();
+  std::lock_guard lock(floors_mu_);
+  if (write_floors_.size() >= options.auth_cache_entries &&
+      !write_floors_.contains(call.principal.api_key.id)) {
+    std::erase_if(write_floors_, [&](const auto& f) { return now - f.second.at > kWriteFloorTtl; });
+    if (write_floors_.size() >= options.auth_cache_entries) write_floors_.clear();
+  }
+  write_floors_.insert_or_assign(call.principal.api_key.id, Floor{.written = written, .at = now});
+}
+
+std::uint64_t ApiContext::WriteFloor(const Call& call) const {
+  std::lock_guard lock(floors_mu_);
+  const auto it = write_floors_.find(call.principal.api_key.id);
+  if (it == write_floors_.end() ||
+      std::chrono::steady_clock::now() - it->second.at > kWriteFloorTtl) {
+    return 0;
+  }
+  return it->second.written;
 }
 
 ControlResult<db::Project> ApiContext::AccessProject(const Call& call, std::size_t index,

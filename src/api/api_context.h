@@ -31,6 +31,8 @@
 
 #include <exception>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -39,6 +41,8 @@
 
 #include "api/api_server.h"
 #include "api/auth_cache.h"
+#include "api/read_cache.h"
+#include "api/request_gate.h"
 #include "common/ids.h"
 #include "common/secret.h"
 #include "control/control_error.h"
@@ -188,8 +192,9 @@ class ApiContext {
   // "internal error (request id X)", its code kept.
   static void Fail(const httplib::Request& req, httplib::Response& res, const ControlError& error);
   // On `server`: request ids on every answer, the access log, and an error
-  // line for a 5xx that Fail did not log (httplib's own, say).
-  static void InstallRequestLog(httplib::Server& server);
+  // line for a 5xx that Fail did not log (httplib's own, say); each request
+  // passes `gate` (null: none) from routing to the end of its answer.
+  static void InstallRequestLog(httplib::Server& server, RequestGate* gate);
 
   // The caller of a request with `Authorization: Bearer <api key>`; 401
   // otherwise. Answered from auth_cache when the key was looked up recently.
@@ -229,9 +234,36 @@ class ApiContext {
   control::DeploymentService deployments;
   AuthCache auth_cache;  // Forget() a key revoked through this process
   httplib::Server& server;
+  // Started and stopped with the server; the caches below read through it.
+  ChangeWatch change_watch;
+  // GET /api/projects/{id}/volume by project id.
+  ReadCache<control::ProjectVolumeView> volume_views;
+  // GET /api/servers: an organisation's servers by its id, and when they
+  // were read (heartbeat ages are as of then).
+  struct ServersRead {
+    std::vector<db::Server> servers;
+    std::chrono::steady_clock::time_point read_at;
+  };
+  ReadCache<ServersRead> org_servers;
+  RequestGate gate;
+
+  // The caller's last write through this API, as db::WriteTransactionsEnded
+  // after it (0: none lately): what ReadCache::Get must not answer a value
+  // older than. Recorded by Wrap for every POST, PUT and DELETE, per API
+  // key, kept kWriteFloorTtl (far longer than a re-read lasts).
+  std::uint64_t WriteFloor(const Call& call) const;
+  static constexpr std::chrono::seconds kWriteFloorTtl{60};
 
  private:
+  void RecordWrite(const Call& call);
+
   std::vector<ApiRoute> routes_;
+  struct Floor {
+    std::uint64_t written = 0;
+    std::chrono::steady_clock::time_point at{};
+  };
+  mutable std::mutex floors_mu_;
+  std::map<std::string, Floor> write_floors_;  // by API key id; guarded by floors_mu_
 };
 
 // Route families (each in its own file).

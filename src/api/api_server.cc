@@ -13,6 +13,7 @@
 
 #include "api/api_context.h"
 #include "api/connection_threads.h"
+#include "db/notifications.h"
 
 namespace kindling::api {
 namespace {
@@ -169,7 +170,7 @@ ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerO
             req, res,
             ControlError{500, control::kCodeInternal, "internal error", ExceptionCause(error)});
       });
-  ApiContext::InstallRequestLog(impl_->api.server);
+  ApiContext::InstallRequestLog(impl_->api.server, &impl_->api.gate);
   impl_->Routes();
 }
 
@@ -202,6 +203,7 @@ Status ApiServer::Start() {
     if (impl_->listen_socket != INVALID_SOCKET) ::listen(impl_->listen_socket, kListenBacklog);
     impl_->bound_port = port;
     impl_->started = true;
+    if (impl_->api.options.read_cache_entries > 0) impl_->api.change_watch.Start();
     impl_->thread_done = false;
     impl_->thread = std::thread([impl = impl_.get()] {
       impl->api.server.listen_after_bind();
@@ -227,9 +229,19 @@ void ApiServer::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->api.change_watch.Stop();
   impl_->started = false;
 }
 
 int ApiServer::port() const { return impl_->bound_port; }
+
+Status ApiServer::SyncChanges(std::chrono::milliseconds timeout) {
+  if (impl_->api.options.read_cache_entries == 0) return OkStatus();
+  return impl_->api.change_watch.Sync(
+      [this](const std::string& payload) {
+        return db::SendNotification(impl_->api.db, db::kChangesChannel, payload);
+      },
+      timeout);
+}
 
 }  // namespace kindling::api

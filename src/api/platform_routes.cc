@@ -315,23 +315,37 @@ void AddMetaRoutes(ApiContext& api) {
 
 void AddServerRoutes(ApiContext& api) {
   api.Route("GET", "/api/servers", [&api](Call& call) -> ControlResult<Reply> {
-    auto listed = api.db.Transact(
-        [&](db::Tx& tx) -> Result<json> {
-          std::map<std::string, json> rows;  // by hostname+id, deduplicated
-          for (const auto& membership : call.principal.memberships) {
-            KINDLING_ASSIGN_OR_RETURN(
-                auto servers,
-                db::ListServers(tx,
-                                db::ServerFilter{.organization_id = membership.organization_id}));
-            for (const auto& s : servers) rows[s.hostname + "\n" + s.id] = ServerJson(s);
-          }
-          json out = json::array();
-          for (auto& [key, row] : rows) out.push_back(std::move(row));
-          return out;
-        },
-        db::kAutocommitRead);
-    if (!listed) return std::unexpected(control::FromError(listed.error()));
-    return Reply{200, std::move(*listed)};
+    // The servers holding volumes of the caller's organisations, each
+    // organisation's list from the read cache or one autocommit read.
+    std::map<std::string, json> rows;  // by hostname+id, deduplicated
+    for (const auto& membership : call.principal.memberships) {
+      const std::string& org = membership.organization_id;
+      API_ASSIGN_OR_RETURN(
+          auto read,
+          api.org_servers.Get(
+              org,
+              [&]() -> ControlResult<ApiContext::ServersRead> {
+                const auto read_at = std::chrono::steady_clock::now();
+                auto servers = api.db.Transact(
+                    [&](db::Tx& tx) {
+                      return db::ListServers(tx, db::ServerFilter{.organization_id = org});
+                    },
+                    db::kAutocommitRead);
+                if (!servers) return std::unexpected(control::FromError(servers.error()));
+                return ApiContext::ServersRead{.servers = std::move(*servers), .read_at = read_at};
+              },
+              api.WriteFloor(call)));
+      // Heartbeat ages as of now, not as of the read.
+      const double since_read =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - read.read_at).count();
+      for (auto& s : read.servers) {
+        if (s.heartbeat_age_seconds) *s.heartbeat_age_seconds += since_read;
+        rows[s.hostname + "\n" + s.id] = ServerJson(s);
+      }
+    }
+    json out = json::array();
+    for (auto& [key, row] : rows) out.push_back(std::move(row));
+    return Reply{200, std::move(out)};
   });
   api.Route("GET", "/api/platform/servers", [&api](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));

@@ -111,10 +111,13 @@ void AddProjectRoutes(ApiContext& api) {
 void AddVolumeRoutes(ApiContext& api) {
   const std::string volume = R"(/api/projects/([^/]+)/volume)";
   api.Route("GET", volume, [&api](Call& call) -> ControlResult<Reply> {
-    // One database round trip: the project, its volume, the volume's
-    // operation and last backup come in one statement.
+    // From the read cache, else one database round trip: the project, its
+    // volume, the volume's operation and last backup come in one statement.
     API_ASSIGN_OR_RETURN(std::string project_id, call.PathId(1, "project"));
-    API_ASSIGN_OR_RETURN(auto found, api.volumes.GetProjectVolume(project_id));
+    API_ASSIGN_OR_RETURN(auto found,
+                         api.volume_views.Get(
+                             project_id, [&] { return api.volumes.GetProjectVolume(project_id); },
+                             api.WriteFloor(call)));
     API_RETURN_IF_ERROR(ApiContext::CheckProjectAccess(call, found.project, false));
     if (!found.volume) return Refuse(404, control::kCodeNotFound, "the project has no volume");
     return Reply{200, VolumeJson(*found.volume)};

@@ -66,6 +66,7 @@ struct ServeFlags {
   std::string backup_verify_sample = "all";
   std::int64_t leader_start_grace_seconds = 120;
   int api_db_connections = 8;
+  int api_active_requests = 0;
   int max_operations = 2;
   int operation_nice = 19;
   std::string pgbackrest_config;
@@ -149,6 +150,7 @@ class ApiComponent final : public service::Component {
 };
 
 int RunServe(const ServeFlags& flags) {
+  service::UseAsyncLogging();
   service::ServeOptions options;
   options.components = SplitComponents(flags.components);
   options.dsn_file = flags.dsn_file;
@@ -197,9 +199,11 @@ int RunServe(const ServeFlags& flags) {
   }
   const bool metrics_public = flags.metrics_public;
   options.api_factory =
-      [listen = *listen, metrics_public, tls_cert = flags.tls_cert, tls_key = flags.tls_key](
+      [listen = *listen, metrics_public, tls_cert = flags.tls_cert, tls_key = flags.tls_key,
+       active_requests = static_cast<std::size_t>(flags.api_active_requests)](
           const service::ServeContext& context) -> Result<std::unique_ptr<service::Component>> {
     api::ApiServerOptions api_options;
+    api_options.active_requests = active_requests;
     api_options.listen_address = listen.host;
     api_options.port = listen.port;
     api_options.metrics_public = metrics_public;
@@ -419,6 +423,14 @@ void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& 
                    "them wait their turn, oldest first")
       ->envname("KINDLING_API_DB_CONNECTIONS")
       ->check(CLI::Range(1, 256))
+      ->type_name("N");
+  serve
+      ->add_option("--api-active-requests", serve_flags->api_active_requests,
+                   "API requests running at once (default 0: two per core); the others wait "
+                   "their turn, oldest first, at most 500 ms, and a request waiting for "
+                   "PostgreSQL leaves its turn to another meanwhile")
+      ->envname("KINDLING_API_ACTIVE_REQUESTS")
+      ->check(CLI::Range(0, 1024))
       ->type_name("N");
   serve
       ->add_option("--max-operations", serve_flags->max_operations,

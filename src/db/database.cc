@@ -3,10 +3,12 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <random>
 #include <thread>
 
+#include "common/blocking_region.h"
 #include "common/files.h"
 #include "db/internal.h"
 
@@ -429,7 +431,24 @@ void Database::Release(std::unique_ptr<internal::ConnectionState> state, bool di
   next->ready.notify_one();  // under mu_, as in FreeSlot
 }
 
+namespace {
+std::atomic<std::uint64_t> write_transactions_ended{0};
+
+// Counts a read-write attempt when it ends, by a return or an exception.
+struct CountsWhenEnded {
+  bool writes;
+  ~CountsWhenEnded() {
+    if (writes) ++write_transactions_ended;
+  }
+};
+}  // namespace
+
+std::uint64_t WriteTransactionsEnded() { return write_transactions_ended.load(); }
+
 Status Database::RunTransaction(const TxOptions& options, const std::function<Status(Tx&)>& fn) {
+  // Waiting for a connection and for the server: a request gate's slot is
+  // given back meanwhile (common/blocking_region.h).
+  const BlockingRegion blocking;
   const int attempts =
       options.max_attempts > 0 ? options.max_attempts : options_.max_transaction_attempts;
   for (int attempt = 1;; ++attempt) {
@@ -437,6 +456,7 @@ Status Database::RunTransaction(const TxOptions& options, const std::function<St
     pqxx::connection& c = *conn.state().conn;
     Outcome outcome;
     const bool ro = options.read_only;
+    const CountsWhenEnded counted{.writes = !ro};
     using pqxx::read_committed, pqxx::repeatable_read, pqxx::serializable;
     using pqxx::read_only, pqxx::read_write;
     if (options.autocommit && ro && options.isolation == Isolation::kReadCommitted) {

@@ -61,6 +61,12 @@ std::string RedactDsn(std::string_view dsn);
 [[nodiscard]] Result<bool> CreateDatabaseIfMissing(const std::string& maintenance_dsn,
                                                    const std::string& name);
 
+// Read-write transactions this process has ended, through any Database,
+// whatever their outcome (counted after the commit or rollback). A cache of
+// rows (api/read_cache.h) that sees it move cannot trust what it read
+// before: this process may have changed them.
+std::uint64_t WriteTransactionsEnded();
+
 struct DatabaseOptions {
   std::string dsn{};
   // Connections opened at most; Acquire waits for a free one beyond that.
@@ -155,7 +161,9 @@ class Database {
   // without retry: the commit may or may not have happened. With
   // TxOptions::autocommit (reads only) there is no BEGIN/COMMIT: each
   // statement runs on its own, and a failed one fails the rest as above.
-  // `fn` returns Status or Result<T>; Transact returns the same type.
+  // `fn` returns Status or Result<T>; Transact returns the same type. The
+  // whole call is a BlockingRegion (common/blocking_region.h), and a
+  // read-write one counts in WriteTransactionsEnded.
   template <typename F>
   auto Transact(F&& fn, const TxOptions& options = {}) -> std::invoke_result_t<F&, Tx&>;
 

@@ -441,7 +441,33 @@ CREATE INDEX project_volume_operations_verify_round_idx
   WHERE kind = 'verify';
 )sql";
 
-constexpr std::array<Migration, 8> kMigrations = {{
+// Every change to the rows the API serves from its read cache (api/
+// read_cache.h) sends a notification on kindling_changes, whoever makes it:
+// kindling, another host, or an operator's SQL. The payload is the table.
+constexpr std::string_view kChangeNotificationsSchema = R"sql(
+CREATE FUNCTION kindling_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('kindling_changes', TG_TABLE_NAME);
+  RETURN NULL;
+END;
+$$;
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['projects', 'project_volumes', 'project_volume_operations',
+                           'project_volume_backups', 'servers', 'server_component_statuses']
+  LOOP
+    EXECUTE format('CREATE TRIGGER kindling_notify_change AFTER INSERT OR UPDATE OR DELETE '
+                   'ON %I FOR EACH ROW EXECUTE FUNCTION kindling_notify_change()', t);
+    EXECUTE format('CREATE TRIGGER kindling_notify_truncate AFTER TRUNCATE '
+                   'ON %I FOR EACH STATEMENT EXECUTE FUNCTION kindling_notify_change()', t);
+  END LOOP;
+END;
+$$;
+)sql";
+
+constexpr std::array<Migration, 9> kMigrations = {{
     {1, "initial schema", kInitialSchema},
     {2, "data safety", kDataSafetySchema},
     {3, "backup rescan", kBackupRescanSchema},
@@ -450,6 +476,7 @@ constexpr std::array<Migration, 8> kMigrations = {{
     {6, "retention policies", kRetentionPolicySchema},
     {7, "backup schedules", kBackupSchedulesSchema},
     {8, "pinned and verified backups", kPinnedVerifiedBackupsSchema},
+    {9, "change notifications", kChangeNotificationsSchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

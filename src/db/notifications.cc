@@ -75,6 +75,27 @@ Result<std::vector<Notification>> Listener::Wait(std::chrono::milliseconds timeo
   return out;
 }
 
+Status Listener::Check() {
+  try {
+    pqxx::nontransaction(*impl_->conn).exec("SELECT 1");
+    if (!impl_->conn->is_open()) return TransientError("listen: connection lost");
+  } catch (...) {
+    return std::unexpected(MapException("listen"));
+  }
+  return {};
+}
+
+Status SendNotification(Database& db, std::string_view channel, std::string_view payload) {
+  return db.Transact([&](Tx& tx) -> Status {
+    return internal::Run(tx, "notify", [&](pqxx::transaction_base& w) -> Status {
+      internal::Notify(w, channel, payload);
+      return {};
+    });
+  });
+}
+
+int Listener::socket() const { return impl_->conn->sock(); }
+
 struct SessionLock::Impl {
   std::unique_ptr<pqxx::connection> conn;
   std::unique_ptr<pqxx::errorhandler> quiet;

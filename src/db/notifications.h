@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
+#include "db/database.h"
 
 namespace kindling::db {
 
@@ -19,10 +21,20 @@ namespace kindling::db {
 // ("kindlinl").
 inline constexpr std::int64_t kLeaderLockKey = 0x6b696e646c696e6c;
 
+// Channel of the change notifications (migration 9): every insert, update,
+// delete or truncate of projects, project_volumes, project_volume_operations,
+// project_volume_backups, servers and server_component_statuses, payload the
+// table's name, sent when its transaction commits.
+inline constexpr char kChangesChannel[] = "kindling_changes";
+
 struct Notification {
   std::string channel{};
   std::string payload{};
 };
+
+// pg_notify(channel, payload) in a transaction of its own on `db`.
+[[nodiscard]] Status SendNotification(Database& db, std::string_view channel,
+                                      std::string_view payload);
 
 class Listener {
  public:
@@ -37,6 +49,15 @@ class Listener {
   // on timeout). kTransient when the connection broke: notifications may
   // have been missed, so the caller reopens and then does a full sweep.
   [[nodiscard]] Result<std::vector<Notification>> Wait(std::chrono::milliseconds timeout);
+
+  // A round trip on the connection: kTransient when it is gone (a peer that
+  // vanished without closing never makes Wait fail).
+  [[nodiscard]] Status Check();
+
+  // The connection's socket, for another thread to poll(2) for input that
+  // Wait has not taken yet (never to read or write it); valid as long as
+  // this Listener.
+  int socket() const;
 
  private:
   struct Impl;

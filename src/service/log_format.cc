@@ -1,6 +1,7 @@
 #include "service/log_format.h"
 
 #include <fmt/format.h>
+#include <spdlog/async.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -93,6 +94,18 @@ void SetUpLogging(const std::string& level, LogFormat format) {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ [%t] %v", spdlog::pattern_time_type::utc);
   }
   logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::warn);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+void UseAsyncLogging() {
+  const std::shared_ptr<spdlog::logger> current = spdlog::default_logger();
+  if (std::dynamic_pointer_cast<spdlog::async_logger>(current)) return;
+  spdlog::init_thread_pool(kAsyncLogQueue, 1);
+  auto logger = std::make_shared<spdlog::async_logger>(
+      current->name(), current->sinks().begin(), current->sinks().end(), spdlog::thread_pool(),
+      spdlog::async_overflow_policy::block);
+  logger->set_level(current->level());
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(std::move(logger));
 }

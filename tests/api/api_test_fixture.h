@@ -48,6 +48,18 @@ class ApiServerTest : public db::DbTest {
     server_.reset();
   }
 
+  // Raw SQL as DbTest::Sql, then waits until the server's read cache has
+  // counted the change (api/read_cache.h): a change over a connection of
+  // the test's own reaches the API as another process's would.
+  pqxx::result Sql(const std::string& sql) {
+    pqxx::result result = DbTest::Sql(sql);
+    if (server_) {
+      const Status synced = server_->SyncChanges();
+      EXPECT_TRUE(synced) << synced.error().message();
+    }
+    return result;
+  }
+
   std::string MakeUserKey(const std::string& email, db::OrgRole role) {
     auto key = Must([&](db::Tx& tx) -> Result<db::CreatedApiKey> {
       KINDLING_ASSIGN_OR_RETURN(auto user,

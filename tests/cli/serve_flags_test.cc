@@ -46,8 +46,10 @@ class ServeFlagsTest : public ::testing::Test {
 
 TEST_F(ServeFlagsTest, OutOfRangeValuesAreRefusedBeforeAnythingStarts) {
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"--max-operations", "0"},  {"--max-operations", "65"},    {"--operation-nice", "-1"},
-      {"--operation-nice", "20"}, {"--api-db-connections", "0"}, {"--api-db-connections", "many"}};
+      {"--max-operations", "0"},       {"--max-operations", "65"},
+      {"--operation-nice", "-1"},      {"--operation-nice", "20"},
+      {"--api-db-connections", "0"},   {"--api-db-connections", "many"},
+      {"--api-active-requests", "-1"}, {"--api-active-requests", "1025"}};
   for (const auto& [flag, value] : bad) {
     std::vector<std::string> args = Serve("api,worker");
     args.insert(args.end(), {flag, value});

@@ -95,6 +95,19 @@ TEST(DatabaseOpenTest, MissingDatabaseIsNotFound) {
 
 class DatabaseTest : public DbTest {};
 
+TEST_F(DatabaseTest, WriteTransactionsEndedCountsEveryReadWriteAttemptButNoRead) {
+  const std::uint64_t start = WriteTransactionsEnded();
+  ASSERT_OK(db().Transact([](Tx&) -> Status { return {}; }, kAutocommitRead));
+  ASSERT_OK(db().Transact([](Tx&) -> Status { return {}; }, TxOptions{.read_only = true}));
+  EXPECT_EQ(WriteTransactionsEnded(), start);
+  ASSERT_OK(db().Transact([](Tx&) -> Status { return {}; }));
+  EXPECT_EQ(WriteTransactionsEnded(), start + 1);
+  // Rolled back: counted all the same (a caller cannot always tell whether
+  // a transaction committed).
+  EXPECT_FALSE(db().Transact([](Tx&) -> Status { return InvalidArgument("no"); }));
+  EXPECT_EQ(WriteTransactionsEnded(), start + 2);
+}
+
 TEST_F(DatabaseTest, TransactCommitsAndReturnsValue) {
   ASSERT_OK(db().Transact([](Tx& tx) { return Exec(tx, "CREATE TABLE t (v int)"); }));
   auto value = db().Transact([](Tx& tx) -> Result<int> {

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
+#include "db/backups.h"
+#include "db/operations.h"
 #include "db/types.h"
 #include "db_test_util.h"
 
@@ -90,6 +94,47 @@ TEST(EnumTest, NamesRoundTrip) {
   EXPECT_FALSE(ParseEnum<ServerStatus>("zombie"));
   EXPECT_TRUE(IsTransitional(VolumeStatus::kRestoring));
   EXPECT_FALSE(IsTransitional(VolumeStatus::kAttached));
+}
+
+TEST_F(NotificationsTest, EveryChangeToTheTablesTheApiCachesIsNotifiedWithItsTable) {
+  ASSERT_OK_AND_ASSIGN(auto listener, Listener::Open(dsn(), {kChangesChannel}));
+  const std::set<std::string> want = {
+      "projects", "project_volumes",          "project_volume_operations", "project_volume_backups",
+      "servers",  "server_component_statuses"};
+  auto received = [&] {
+    std::set<std::string> got;
+    for (int i = 0; i < 40 && got.size() < want.size(); ++i) {
+      auto batch = listener->Wait(std::chrono::milliseconds(100));
+      EXPECT_TRUE(batch) << batch.error().message();
+      if (!batch) break;
+      for (const auto& n : *batch) got.insert(n.payload);
+    }
+    return got;
+  };
+  // Inserts, through kindling's own functions.
+  const std::string server = MakeServer("w1");
+  const Volume volume = MakeVolume(MakeProject(MakeOrganization()), server);
+  ASSERT_OK(db().Transact([&](Tx& tx) -> Status {
+    KINDLING_RETURN_IF_ERROR(CreateBackup(tx, NewBackup{.volume_id = volume.id}));
+    KINDLING_RETURN_IF_ERROR(
+        QueueOperation(tx, QueueOperationRequest{.volume_id = volume.id,
+                                                 .kind = OperationKind::kBackup,
+                                                 .server_id = server,
+                                                 .create_backup = BackupKind::kManual}));
+    return OkStatus();
+  }));
+  EXPECT_EQ(received(), want);
+  // Updates and deletes, as an operator's SQL would make them.
+  Sql("UPDATE projects SET name = 'renamed'; UPDATE project_volumes SET size_gb = 2; "
+      "UPDATE project_volume_operations SET progress = '{}'; "
+      "UPDATE project_volume_backups SET metadata = '{}'; "
+      "UPDATE servers SET internal_ip = '10.0.0.2'; "
+      "DELETE FROM server_component_statuses");
+  EXPECT_EQ(received(), want);
+  // A change to another table says nothing.
+  Sql("INSERT INTO cluster_settings (key, value) VALUES ('k', 'v')");
+  ASSERT_OK_AND_ASSIGN(auto quiet, listener->Wait(std::chrono::milliseconds(200)));
+  EXPECT_TRUE(quiet.empty());
 }
 
 }  // namespace

@@ -1,0 +1,77 @@
+// RequestGate: at most `capacity` requests run at once, the others wait in
+// arrival order.
+//
+// httplib serves each connection on a thread of its own (api/
+// connection_threads.h). With 64 busy connections on two cores, the
+// kernel's scheduler, not arrival order, decided which of 64 runnable
+// threads went next: on GET .../volume served from the read cache, p50 was
+// 4 ms but p99 54 ms. Admitting requests in order with a few running at
+// once (two per core) brought p99 to 12 ms at a higher rate
+// (bench/api_load.sh, README "API performance").
+//
+// A request holds its slot from routing to the end of its answer (the
+// request hooks of api_context.cc call BeginRequest and EndRequest on the
+// thread that serves it) except while it waits for PostgreSQL: every
+// database transaction is a BlockingRegion (common/blocking_region.h), for
+// which the slot is given back and then taken again ahead of new arrivals.
+// No request waits longer than `max_wait` for a slot: past it, it runs
+// without one (bypassed() counts those), so requests stuck elsewhere (a
+// slow client, a store) cannot stall the API.
+//
+// Thread-safety: thread-safe; BeginRequest/EndRequest pair up per thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+
+namespace kindling::api {
+
+class RequestGate {
+ public:
+  // capacity 0: no gate, every request runs at once.
+  RequestGate(std::size_t capacity, std::chrono::milliseconds max_wait);
+  RequestGate(const RequestGate&) = delete;
+  RequestGate& operator=(const RequestGate&) = delete;
+
+  // Waits for a slot (arrival order), at most max_wait; true with one.
+  bool Enter();
+  // The same, ahead of every Enter waiting: for a request coming back from
+  // a database round trip.
+  bool Reenter();
+  // Gives a slot taken by Enter or Reenter back. REQUIRES: one is held.
+  void Exit();
+
+  // For the request hooks, on the thread serving the request: Enter, and
+  // the thread's database waits give the slot back (see the file comment).
+  // A BeginRequest without EndRequest is ended by the thread's next one.
+  void BeginRequest();
+  // Ends the thread's request of this gate, if any.
+  void EndRequest();
+
+  std::size_t capacity() const { return capacity_; }
+  // Slots free now, requests waiting for one, and requests that ran
+  // without one so far.
+  std::size_t free_slots() const;
+  std::size_t waiting() const;
+  std::uint64_t bypassed() const;
+
+ private:
+  struct Waiter {
+    std::condition_variable ready{};
+    bool granted = false;
+  };
+  bool Wait(bool ahead);
+
+  const std::size_t capacity_;
+  const std::chrono::milliseconds max_wait_;
+  mutable std::mutex mu_;
+  std::size_t free_;             // guarded by mu_
+  std::deque<Waiter*> waiters_;  // guarded by mu_; front is served next
+  std::uint64_t bypassed_ = 0;   // guarded by mu_
+};
+
+}  // namespace kindling::api
