@@ -69,6 +69,17 @@ Status ChangeWatch::Sync(const std::function<Status(const std::string& payload)>
   return {};
 }
 
+void ChangeWatch::Publish() {
+  if (arrived_.empty()) return;
+  std::lock_guard lock(mu_);
+  for (std::string& token : arrived_) {
+    if (synced_.size() >= 64) synced_.erase(synced_.begin());
+    synced_.push_back(std::move(token));
+  }
+  arrived_.clear();
+  synced_cv_.notify_all();
+}
+
 Status ChangeWatch::Take(db::Listener& listener) {
   auto taken = listener.Wait(std::chrono::milliseconds(0));
   if (!taken) return std::unexpected(taken.error());
@@ -97,10 +108,9 @@ void ChangeWatch::Count(const std::vector<db::Notification>& notifications) {
       "servers",  "server_component_statuses"};
   for (const db::Notification& notification : notifications) {
     if (notification.payload.starts_with(kSyncPrefix)) {
-      std::lock_guard lock(mu_);
-      if (synced_.size() >= 64) synced_.erase(synced_.begin());
-      synced_.push_back(notification.payload);
-      synced_cv_.notify_all();
+      // Published once the phase is even again (Publish): a Get after Sync
+      // must find the counts settled.
+      arrived_.push_back(notification.payload);
       continue;
     }
     const auto it = std::find(kNames.begin(), kNames.end(), notification.payload);
@@ -147,6 +157,7 @@ void ChangeWatch::Run() {
         ++phase_;  // odd before the input is taken: see Current()
         status = Take(*listener);
         ++phase_;
+        Publish();
         continue;
       }
       if (std::chrono::steady_clock::now() < due) continue;
@@ -157,6 +168,7 @@ void ChangeWatch::Run() {
       // Notifications the round trip brought in are counted like any.
       if (status) status = Take(*listener);
       ++phase_;
+      Publish();
       if (status) socket_.store(fd);
       checked = std::chrono::steady_clock::now();
     }

@@ -112,6 +112,8 @@ class ChangeWatch {
   // payload naming no known table counts for all of them).
   Status Take(db::Listener& listener);
   void Count(const std::vector<db::Notification>& notifications);
+  // Hands the sync tokens taken to Sync's waiters.
+  void Publish();
 
   const std::string dsn_;
   const std::chrono::milliseconds check_interval_;
@@ -128,7 +130,8 @@ class ChangeWatch {
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by mu_
   std::condition_variable synced_cv_;
-  std::vector<std::string> synced_;  // sync tokens back; guarded by mu_
+  std::vector<std::string> synced_;   // sync tokens back; guarded by mu_
+  std::vector<std::string> arrived_;  // taken, not yet published; the thread's own
   std::thread thread_;
 };
 
