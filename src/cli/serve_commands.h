@@ -16,7 +16,8 @@ namespace kindling::cli {
 // Adds `serve`, `dev` and `admin bootstrap` to `app`; the chosen command's runner is
 // stored in `action` when it is parsed. `serve` and `dev` set `common`'s
 // log_format (--log-format, KINDLING_LOG_FORMAT); `serve` also its log_level
-// (--log-level, KINDLING_LOG_LEVEL, default info: its access log).
+// (--log-level, KINDLING_LOG_LEVEL, default info: its access log), and logs
+// from a thread of its own (service::UseAsyncLogging).
 void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& action);
 
 }  // namespace kindling::cli
