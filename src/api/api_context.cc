@@ -22,7 +22,8 @@ constexpr std::size_t kMaxLoggedPath = 256;
 // What the access log needs across httplib's hooks of one request, which
 // all run on the thread serving that connection.
 struct RequestLogState {
-  std::chrono::steady_clock::time_point start{};
+  std::chrono::steady_clock::time_point start{};     // routing began
+  std::chrono::steady_clock::time_point admitted{};  // the gate let it run
   bool failure_logged = false;
 };
 thread_local RequestLogState request_log_state;
@@ -127,8 +128,10 @@ void ApiContext::Fail(const httplib::Request& req, httplib::Response& res,
 
 void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
   server.set_pre_routing_handler([gate](const httplib::Request& req, httplib::Response& res) {
+    const auto start = std::chrono::steady_clock::now();
     if (gate != nullptr) gate->BeginRequest();
-    request_log_state = {.start = std::chrono::steady_clock::now(), .failure_logged = false};
+    request_log_state = {
+        .start = start, .admitted = std::chrono::steady_clock::now(), .failure_logged = false};
     const std::string sent = req.get_header_value(kRequestIdHeader);
     res.set_header(kRequestIdHeader, IsSaneRequestId(sent) ? sent : NewRequestId());
     return httplib::Server::HandlerResponse::Unhandled;
@@ -137,7 +140,8 @@ void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
   // too long), which have no id yet.
   server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.has_header(kRequestIdHeader)) {
-      request_log_state = {.start = std::chrono::steady_clock::now(), .failure_logged = false};
+      const auto now = std::chrono::steady_clock::now();
+      request_log_state = {.start = now, .admitted = now, .failure_logged = false};
       RequestId(res);
     }
   });
@@ -151,11 +155,17 @@ void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
                     LogField("status", std::to_string(res.status)),
                     LogField("error", "answered by the HTTP server (no route logged a cause)"));
     }
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - request_log_state.start);
-    spdlog::info("request{}{}{}{}{}{}", LogField("request_id", id), LogField("method", req.method),
-                 LogField("path", LoggedPath(req)), LogField("status", std::to_string(res.status)),
+    using std::chrono::duration_cast;
+    using std::chrono::milliseconds;
+    const auto elapsed =
+        duration_cast<milliseconds>(std::chrono::steady_clock::now() - request_log_state.start);
+    const auto queued =
+        duration_cast<milliseconds>(request_log_state.admitted - request_log_state.start);
+    spdlog::info("request{}{}{}{}{}{}{}", LogField("request_id", id),
+                 LogField("method", req.method), LogField("path", LoggedPath(req)),
+                 LogField("status", std::to_string(res.status)),
                  LogField("duration_ms", std::to_string(elapsed.count())),
+                 LogField("queued_ms", std::to_string(queued.count())),
                  LogField("remote_addr", req.remote_addr));
   });
 }
@@ -202,14 +212,13 @@ ControlResult<db::Principal> ApiContext::Authenticate(const httplib::Request& re
                   "the Authorization header must be \"Bearer <api key>\"");
   }
   const std::string_view secret = header.substr(kBearer.size());
-  if (auto cached = auth_cache.Find(secret)) return std::move(*cached);
-  const std::uint64_t generation = auth_cache.generation();
-  auto principal = db.Transact([&](db::Tx& tx) { return db::AuthenticateApiKey(tx, secret); });
+  auto principal = auth_cache.Get(secret, [&] {
+    return db.Transact([&](db::Tx& tx) { return db::AuthenticateApiKey(tx, secret); });
+  });
   if (!principal) return std::unexpected(control::FromError(principal.error()));
   if (!*principal) {
     return Refuse(401, control::kCodeUnauthorized, "invalid or revoked API key");
   }
-  auth_cache.Remember(secret, **principal, generation);
   return std::move(**principal);
 }
 

@@ -21,7 +21,9 @@
 //   request failed request_id=ID method=GET path=/p status=500
 //       code=internal_error error="..."
 //   request request_id=ID method=GET path=/p status=200 duration_ms=3
-//       remote_addr=127.0.0.1
+//       queued_ms=0 remote_addr=127.0.0.1
+// duration_ms runs from routing to the end of the answer; queued_ms is the
+// part of it spent waiting for the request gate (request_gate.h).
 //
 // Thread-safety: ApiContext is shared by httplib's worker threads; its
 // members are thread-safe.

@@ -85,7 +85,8 @@ struct ApiServerOptions {
   std::size_t keep_alive_max_count = 1000;
   // Authenticated API keys are remembered this long (0: every request asks
   // the database), at most `auth_cache_entries` of them (api/auth_cache.h):
-  // a key revoked through another API process keeps working here until then.
+  // a key revoked through another API process keeps working here until then
+  // (past half of it, the next request of the key looks it up again).
   std::chrono::milliseconds auth_cache_ttl{10'000};
   std::size_t auth_cache_entries = 4096;
   // The auth cache's clock; empty: steady_clock::now (tests inject theirs).

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/blocking_region.h"
+
 namespace kindling::api {
 
 AuthCache::AuthCache(std::chrono::milliseconds ttl, std::size_t max_entries, Clock clock)
@@ -10,33 +12,71 @@ AuthCache::AuthCache(std::chrono::milliseconds ttl, std::size_t max_entries, Clo
       max_entries_(max_entries),
       clock_(clock ? std::move(clock) : Clock([] { return std::chrono::steady_clock::now(); })) {}
 
-std::optional<db::Principal> AuthCache::Find(std::string_view secret) {
-  if (ttl_.count() <= 0 || max_entries_ == 0) return std::nullopt;
+AuthCache::Lookup AuthCache::Get(std::string_view secret, const std::function<Lookup()>& lookup) {
+  if (ttl_.count() <= 0 || max_entries_ == 0) return lookup();
   const crypto::Digest digest = crypto::Sha256Of(secret);
-  std::lock_guard lock(mu_);
-  const auto it = entries_.find(digest);
-  if (it == entries_.end()) return std::nullopt;
-  if (clock_() >= it->second.expires) {
-    entries_.erase(it);
-    return std::nullopt;
+  std::shared_ptr<Flight> flight;
+  bool joined = false;
+  std::uint64_t generation = 0;
+  const auto began = clock_();
+  {
+    std::lock_guard lock(mu_);
+    const auto entry = entries_.find(digest);
+    const auto running = flights_.find(digest);
+    if (entry != entries_.end()) {
+      if (began < entry->second.expires) {
+        if (began < entry->second.refresh || running != flights_.end()) {
+          return entry->second.principal;
+        }
+      } else {
+        entries_.erase(entry);
+      }
+    }
+    if (running != flights_.end()) {
+      flight = running->second;
+      joined = true;
+    } else {
+      flight = std::make_shared<Flight>();
+      flights_.emplace(digest, flight);
+      generation = generation_;
+    }
   }
-  return it->second.principal;
-}
-
-std::uint64_t AuthCache::generation() const {
-  std::lock_guard lock(mu_);
-  return generation_;
-}
-
-void AuthCache::Remember(std::string_view secret, const db::Principal& principal,
-                         std::uint64_t generation) {
-  if (ttl_.count() <= 0 || max_entries_ == 0) return;
-  const crypto::Digest digest = crypto::Sha256Of(secret);
-  std::lock_guard lock(mu_);
-  if (generation != generation_) return;
-  const auto now = clock_();
-  if (!entries_.contains(digest)) MakeRoom(now);
-  entries_[digest] = Entry{.principal = principal, .expires = now + ttl_};
+  if (joined) {
+    // The region ends after the lock is released.
+    const BlockingRegion blocking;
+    std::unique_lock lock(mu_);
+    flight->done.wait(lock, [&] { return flight->result.has_value(); });
+    return *flight->result;
+  }
+  Lookup found = std::unexpected(MakeError(ErrorKind::kInternal, "authentication lookup threw"));
+  auto land = [&] {
+    std::lock_guard lock(mu_);
+    const auto entry = entries_.find(digest);
+    if (found && *found) {
+      if (generation == generation_) {
+        if (entry == entries_.end()) MakeRoom(began);
+        entries_[digest] =
+            Entry{.principal = **found, .refresh = began + ttl_ / 2, .expires = began + ttl_};
+      }
+    } else if (found) {
+      if (entry != entries_.end()) entries_.erase(entry);
+    } else if (entry != entries_.end() && clock_() < entry->second.expires) {
+      found = entry->second.principal;  // a failed refresh: the entry still holds
+    }
+    flight->result = found;
+    flight->done.notify_all();
+    if (const auto it = flights_.find(digest); it != flights_.end() && it->second == flight) {
+      flights_.erase(it);
+    }
+  };
+  try {
+    found = lookup();
+  } catch (...) {
+    land();  // the waiters get an error; the exception goes on
+    throw;
+  }
+  land();
+  return found;
 }
 
 void AuthCache::Forget(const std::string& key_id) {

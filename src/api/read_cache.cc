@@ -89,17 +89,21 @@ Status ChangeWatch::Take(db::Listener& listener) {
 
 std::optional<ChangeWatch::Stamp> ChangeWatch::Current(std::uint32_t tables) const {
   const int fd = socket_.load();
-  if (fd < 0 || HasInput(fd, 0)) return std::nullopt;
+  if (fd < 0) return std::nullopt;
+  // While the connection is checked, the thread reads its socket; else,
+  // input there is not counted yet.
+  bool settled = !checking_.load() && !HasInput(fd, 0);
   // Input taken from the socket after the poll is either being counted
   // (phase odd, or moved) or counted already (the counters show it).
   const std::uint64_t phase = phase_.load();
-  if (phase % 2 != 0) return std::nullopt;
+  if (phase % 2 != 0) settled = false;
   std::uint64_t notified = reconnected_.load();
   for (int i = 0; i < kTableCount; ++i) {
     if ((tables & (1u << i)) != 0) notified += notified_[i].load();
   }
-  if (phase_.load() != phase || socket_.load() != fd) return std::nullopt;
-  return Stamp{.notified = notified, .written = writes_()};
+  if (phase_.load() != phase || checking_.load()) settled = false;
+  if (socket_.load() != fd) return std::nullopt;
+  return Stamp{.notified = notified, .written = writes_(), .settled = settled};
 }
 
 void ChangeWatch::Count(const std::vector<db::Notification>& notifications) {
@@ -162,14 +166,15 @@ void ChangeWatch::Run() {
       }
       if (std::chrono::steady_clock::now() < due) continue;
       // A connection that died without a word never turns readable: ask.
-      socket_.store(-1);
+      checking_.store(true);
       ++phase_;
       status = listener->Check();
       // Notifications the round trip brought in are counted like any.
       if (status) status = Take(*listener);
       ++phase_;
       Publish();
-      if (status) socket_.store(fd);
+      if (!status) socket_.store(-1);
+      checking_.store(false);
       checked = std::chrono::steady_clock::now();
     }
     socket_.store(-1);

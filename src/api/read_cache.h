@@ -25,10 +25,12 @@
 //    at most kMaxStaleRead while PostgreSQL stalls, then Gets wait);
 //  - a notification is on its way from the moment PostgreSQL sends it: a
 //    Get checks the listening connection's socket for input not yet
-//    counted (and then reads the database itself);
-//  - while the listening connection is down, or being checked (every
-//    `check_interval`, a round trip on it), nothing is served from or kept
-//    in the cache: every Get reads the database.
+//    counted; while there is some, or while the connection is being checked
+//    (every `check_interval`, a round trip on it), the stamp is unsettled
+//    and no value kept counts as current: each key is re-read (one read at
+//    a time, the others answered the value from before it, as above);
+//  - while the listening connection is down, nothing is served from or
+//    kept in the cache: every Get reads the database.
 //
 // Thread-safety: thread-safe. ChangeWatch runs one thread between Start and
 // Stop.
@@ -73,6 +75,10 @@ class ChangeWatch {
   struct Stamp {
     std::uint64_t notified = 0;  // notifications of the tables, reconnections
     std::uint64_t written = 0;   // db::WriteTransactionsEnded()
+    // False while a change may be arriving uncounted (input on the
+    // listening socket, or the connection being checked): the counts are
+    // then lower bounds, and no value kept is current.
+    bool settled = true;
     bool operator==(const Stamp&) const = default;
   };
 
@@ -90,9 +96,9 @@ class ChangeWatch {
   void Start();
   void Stop();
 
-  // The current stamp of the tables in `tables`; nullopt while the listener
-  // is not connected and checked, or has input not yet counted (a change
-  // may be arriving).
+  // The current stamp of the tables in `tables`; unsettled while the
+  // listener has input not yet counted or is being checked (a change may be
+  // arriving); nullopt while it is not connected.
   std::optional<Stamp> Current(std::uint32_t tables) const;
   bool listening() const { return socket_.load() >= 0; }
 
@@ -123,9 +129,11 @@ class ChangeWatch {
   std::atomic<std::uint64_t> phase_{0};
   std::array<std::atomic<std::uint64_t>, kTableCount> notified_{};
   std::atomic<std::uint64_t> reconnected_{0};
-  // The listening connection's socket while it is connected and not being
-  // checked; -1 otherwise.
+  // The listening connection's socket while it is connected; -1 otherwise.
   std::atomic<int> socket_{-1};
+  // True while the connection is being checked (a round trip on it: its
+  // socket is then read by the thread).
+  std::atomic<bool> checking_{false};
   std::mutex mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by mu_
@@ -150,7 +158,7 @@ class ReadCache {
       : watch_(watch), tables_(tables), max_entries_(max_entries) {}
 
   // The value for `key` (see the file comment for which one):
-  //  - the cached one when read under the current stamp;
+  //  - the cached one when read under the current stamp, if settled;
   //  - else the cached one while another Get of the key re-reads it (for
   //    less than kMaxStaleRead), provided it was read after this process's
   //    write transaction number `written_floor` (the caller's last write);
@@ -158,19 +166,21 @@ class ReadCache {
   //    (waited for), or of this Get's own.
   // A read is fetch() (a control::ControlResult<V>); its value is kept,
   // unless a newer one was meanwhile, as of the stamp it started under.
-  // Errors are not kept.
+  // Errors are not kept. Concurrent Gets of one key under one stamp share
+  // one read.
   template <typename Fetch>
   control::ControlResult<V> Get(const std::string& key, Fetch&& fetch,
                                 std::uint64_t written_floor = 0) {
     const std::optional<ChangeWatch::Stamp> before = Stamp();
     if (!before) return fetch();
     std::shared_ptr<Flight> flight;
+    bool joined = false;
     {
       std::lock_guard lock(mu_);
       const auto entry = entries_.find(key);
       const auto running = flights_.find(key);
       if (entry != entries_.end()) {
-        if (entry->second.stamp == *before) {
+        if (before->settled && entry->second.stamp == *before) {
           ++hits_;
           return entry->second.value;
         }
@@ -182,23 +192,22 @@ class ReadCache {
       }
       if (running != flights_.end() && running->second->stamp == *before) {
         flight = running->second;
+        joined = true;
         ++joined_;
+      } else {
+        flight = std::make_shared<Flight>();
+        flight->stamp = *before;
+        flight->started = std::chrono::steady_clock::now();
+        flights_.insert_or_assign(key, flight);
       }
     }
-    if (flight) {
+    if (joined) {
       // Waiting for PostgreSQL, as the reader is (common/blocking_region.h);
       // the region ends after the lock is released.
       const BlockingRegion blocking;
       std::unique_lock lock(mu_);
       flight->done.wait(lock, [&] { return flight->result.has_value(); });
       return *flight->result;
-    }
-    {
-      std::lock_guard lock(mu_);
-      flight = std::make_shared<Flight>();
-      flight->stamp = *before;
-      flight->started = std::chrono::steady_clock::now();
-      flights_.insert_or_assign(key, flight);
     }
     std::optional<control::ControlResult<V>> result;
     try {
@@ -253,8 +262,7 @@ class ReadCache {
       if (kept == entries_.end()) {
         if (entries_.size() >= max_entries_) entries_.clear();
         entries_.emplace(key, Entry{.stamp = *stamp, .value = *result});
-      } else if (!(kept->second.stamp.notified >= stamp->notified &&
-                   kept->second.stamp.written >= stamp->written)) {
+      } else if (Newer(*stamp, kept->second.stamp)) {
         kept->second = Entry{.stamp = *stamp, .value = *result};
       }
     }
@@ -263,6 +271,15 @@ class ReadCache {
     if (const auto it = flights_.find(key); it != flights_.end() && it->second == flight) {
       flights_.erase(it);
     }
+  }
+
+  // Whether a read started under `read` replaces one kept as of `kept`:
+  // it counts more of some change, or as many and settled where the kept
+  // one was not (else a settled Get would never find it current).
+  static bool Newer(const ChangeWatch::Stamp& read, const ChangeWatch::Stamp& kept) {
+    if (read.notified > kept.notified || read.written > kept.written) return true;
+    return read.notified == kept.notified && read.written == kept.written && read.settled &&
+           !kept.settled;
   }
 
   std::optional<ChangeWatch::Stamp> Stamp() const {

@@ -1,6 +1,7 @@
 #include "api/request_gate.h"
 
 #include <algorithm>
+#include <memory>
 
 #include "common/blocking_region.h"
 
@@ -29,35 +30,74 @@ bool RequestGate::Enter() { return Wait(/*ahead=*/false); }
 
 bool RequestGate::Reenter() { return Wait(/*ahead=*/true); }
 
+std::shared_ptr<RequestGate::Waiter> RequestGate::ThreadWaiter() {
+  // One per thread, reused while no Exit still holds it (it may be about to
+  // signal it).
+  thread_local std::shared_ptr<Waiter> mine;
+  if (!mine || mine.use_count() != 1) mine = std::make_shared<Waiter>();
+  return mine;
+}
+
 bool RequestGate::Wait(bool ahead) {
   if (capacity_ == 0) return false;
-  std::unique_lock lock(mu_);
-  if (free_ > 0 && (waiters_.empty() || ahead)) {
-    --free_;
-    return true;
+  std::shared_ptr<Waiter> waiter;
+  {
+    std::lock_guard lock(mu_);
+    if (free_ > 0 && (waiters_.empty() || ahead)) {
+      --free_;
+      return true;
+    }
+    waiter = ThreadWaiter();
+    waiter->granted = false;
+    {
+      std::lock_guard signal_lock(waiter->mu);
+      waiter->signalled = false;
+    }
+    if (ahead) {
+      waiters_.push_front(waiter);
+    } else {
+      waiters_.push_back(waiter);
+    }
   }
-  Waiter waiter;
-  if (ahead) {
-    waiters_.push_front(&waiter);
-  } else {
-    waiters_.push_back(&waiter);
+  const auto deadline = std::chrono::steady_clock::now() + max_wait_;
+  for (;;) {
+    bool signalled = false;
+    {
+      std::unique_lock signal_lock(waiter->mu);
+      signalled =
+          waiter->ready.wait_until(signal_lock, deadline, [&] { return waiter->signalled; });
+      waiter->signalled = false;
+    }
+    std::lock_guard lock(mu_);
+    if (waiter->granted) return true;
+    if (!signalled) {
+      waiters_.erase(std::find(waiters_.begin(), waiters_.end(), waiter));
+      ++bypassed_;
+      return false;
+    }
+    // Not granted yet: a wake-up for an earlier wait of this thread.
   }
-  if (waiter.ready.wait_for(lock, max_wait_, [&] { return waiter.granted; })) return true;
-  waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &waiter));
-  ++bypassed_;
-  return false;
 }
 
 void RequestGate::Exit() {
-  std::lock_guard lock(mu_);
-  if (waiters_.empty()) {
-    ++free_;
-    return;
+  std::shared_ptr<Waiter> next;
+  {
+    std::lock_guard lock(mu_);
+    if (waiters_.empty()) {
+      ++free_;
+      return;
+    }
+    next = std::move(waiters_.front());
+    waiters_.pop_front();
+    next->granted = true;
   }
-  Waiter* next = waiters_.front();
-  waiters_.pop_front();
-  next->granted = true;
-  next->ready.notify_one();  // under mu_: the waiter cannot return (and go) before this
+  // Signalled outside mu_, so that the waiter does not wake only to wait
+  // for it; `next` keeps the waiter alive until this is done.
+  {
+    std::lock_guard signal_lock(next->mu);
+    next->signalled = true;
+  }
+  next->ready.notify_one();
 }
 
 void RequestGate::BeginRequest() {

@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 
 namespace kindling::api {
@@ -60,18 +61,23 @@ class RequestGate {
   std::uint64_t bypassed() const;
 
  private:
+  // A thread waiting for a slot. Exit grants it under mu_ and wakes it
+  // after releasing mu_ (woken under mu_, it would only wait for mu_).
   struct Waiter {
+    bool granted = false;  // guarded by the gate's mu_
+    std::mutex mu{};
     std::condition_variable ready{};
-    bool granted = false;
+    bool signalled = false;  // guarded by mu
   };
+  static std::shared_ptr<Waiter> ThreadWaiter();
   bool Wait(bool ahead);
 
   const std::size_t capacity_;
   const std::chrono::milliseconds max_wait_;
   mutable std::mutex mu_;
-  std::size_t free_;             // guarded by mu_
-  std::deque<Waiter*> waiters_;  // guarded by mu_; front is served next
-  std::uint64_t bypassed_ = 0;   // guarded by mu_
+  std::size_t free_;                             // guarded by mu_
+  std::deque<std::shared_ptr<Waiter>> waiters_;  // guarded by mu_; front is served next
+  std::uint64_t bypassed_ = 0;                   // guarded by mu_
 };
 
 }  // namespace kindling::api

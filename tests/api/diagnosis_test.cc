@@ -71,6 +71,7 @@ TEST_F(DiagnosisTest, InternalErrorIsLoggedWithItsCauseAndAnsweredGenerically) {
     EXPECT_NE(access[0].find("method=GET path=" + path + " status=500 duration_ms="),
               std::string::npos)
         << access[0];
+    EXPECT_NE(access[0].find(" queued_ms="), std::string::npos) << access[0];
     EXPECT_NE(access[0].find("remote_addr=127.0.0.1"), std::string::npos) << access[0];
   }
   for (const std::string& line : log_.Lines()) {
