@@ -11,7 +11,7 @@
 # 1 GiB volumes, writes --data-mib of random data into the first two images
 # and keeps backing those two up (rewriting 64 MiB before each backup) while
 # wrk runs each profile for --duration seconds at each connection count:
-#   healthz   GET /healthz (no authentication; pings the database)
+#   healthz   GET /healthz (no authentication; a database ping at most 1 s old)
 #   volume    GET /api/projects/{id}/volume (authenticated: key, project,
 #             volume; the volume being backed up)
 #   servers   GET /api/servers (authenticated)

@@ -1,5 +1,6 @@
 #include "api/api_context.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -126,6 +127,39 @@ void ApiContext::Fail(const httplib::Request& req, httplib::Response& res,
              error.http_status == 500 ? "internal error (request id " + id + ")" : error.message);
 }
 
+std::string ApiContext::ProcessMetrics() const {
+  std::string out =
+      "# HELP kindling_api_read_cache_gets_total Reads through this API process's read caches, "
+      "by cache and how they were answered (hit: current value kept; stale: the value from "
+      "before a re-read running; joined: another request's read; read: a database read of "
+      "their own).\n"
+      "# TYPE kindling_api_read_cache_gets_total counter\n";
+  auto cache = [&out](std::string_view name, std::uint64_t hit, std::uint64_t stale,
+                      std::uint64_t joined, std::uint64_t read) {
+    for (const auto& [answer, count] : {std::pair<std::string_view, std::uint64_t>{"hit", hit},
+                                        {"stale", stale},
+                                        {"joined", joined},
+                                        {"read", read}}) {
+      out += fmt::format("kindling_api_read_cache_gets_total{{cache=\"{}\",answer=\"{}\"}} {}\n",
+                         name, answer, count);
+    }
+  };
+  cache("volume", volume_views.hits(), volume_views.stale_hits(), volume_views.joined(),
+        volume_views.reads());
+  cache("servers", org_servers.hits(), org_servers.stale_hits(), org_servers.joined(),
+        org_servers.reads());
+  out += fmt::format(
+      "# HELP kindling_api_request_gate_bypassed_total Requests of this API process that waited "
+      "the longest wait for a turn and ran without one.\n"
+      "# TYPE kindling_api_request_gate_bypassed_total counter\n"
+      "kindling_api_request_gate_bypassed_total {}\n"
+      "# HELP kindling_api_request_gate_waiting Requests of this API process waiting for a turn.\n"
+      "# TYPE kindling_api_request_gate_waiting gauge\n"
+      "kindling_api_request_gate_waiting {}\n",
+      gate.bypassed(), gate.waiting());
+  return out;
+}
+
 void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
   server.set_pre_routing_handler([gate](const httplib::Request& req, httplib::Response& res) {
     const auto start = std::chrono::steady_clock::now();
@@ -193,7 +227,8 @@ ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServer
                       ? options.active_requests
                       : 2 * std::max<std::size_t>(1, std::thread::hardware_concurrency()))
                : 0,
-           options.max_request_wait) {}
+           options.max_request_wait),
+      health([&database] { return database.Ping(); }, options.health_fresh) {}
 
 void ApiContext::WriteError(httplib::Response& res, int status, std::string_view code,
                             std::string_view message) {

@@ -43,6 +43,7 @@
 
 #include "api/api_server.h"
 #include "api/auth_cache.h"
+#include "api/health_probe.h"
 #include "api/read_cache.h"
 #include "api/request_gate.h"
 #include "common/ids.h"
@@ -248,6 +249,11 @@ class ApiContext {
   };
   ReadCache<ServersRead> org_servers;
   RequestGate gate;
+  HealthProbe health;  // GET /healthz
+
+  // This process's counters for GET /metrics (Prometheus text): how the
+  // read caches answered, and the request gate.
+  std::string ProcessMetrics() const;
 
   // The caller's last write through this API, as db::WriteTransactionsEnded
   // after it (0: none lately): what ReadCache::Get must not answer a value

@@ -91,7 +91,7 @@ struct ApiServer::Impl {
     api.Route(
         "GET", "/healthz",
         [this](Call&) -> ControlResult<Reply> {
-          if (auto ping = api.db.Ping(); !ping) {
+          if (auto ping = api.health.Check(); !ping) {
             return Refuse(503, control::kCodeUnavailable, "database unreachable");
           }
           return Reply{200, json{{"status", "ok"}}};
@@ -117,7 +117,7 @@ struct ApiServer::Impl {
             ApiContext::Fail(req, res, text.error());
             return;
           }
-          res.set_content(*text, "text/plain; version=0.0.4");
+          res.set_content(*text + api.ProcessMetrics(), "text/plain; version=0.0.4");
         },
         api.options.metrics_public ? RouteAccess::kPublic : RouteAccess::kAuthenticated);
     AddMetaRoutes(api);

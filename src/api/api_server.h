@@ -100,6 +100,9 @@ struct ApiServerOptions {
   std::size_t active_requests = 0;
   bool request_gate = true;
   std::chrono::milliseconds max_request_wait{500};
+  // GET /healthz reuses a database ping begun less than this ago
+  // (api/health_probe.h); 0: a ping per request.
+  std::chrono::milliseconds health_fresh{1000};
 };
 
 // Who may call a route: kAuthenticated needs a valid API key (401

@@ -172,7 +172,13 @@ class ReadCache {
   control::ControlResult<V> Get(const std::string& key, Fetch&& fetch,
                                 std::uint64_t written_floor = 0) {
     const std::optional<ChangeWatch::Stamp> before = Stamp();
-    if (!before) return fetch();
+    if (!before) {
+      {
+        std::lock_guard lock(mu_);
+        ++reads_;
+      }
+      return fetch();
+    }
     std::shared_ptr<Flight> flight;
     bool joined = false;
     {
@@ -195,6 +201,7 @@ class ReadCache {
         joined = true;
         ++joined_;
       } else {
+        ++reads_;
         flight = std::make_shared<Flight>();
         flight->stamp = *before;
         flight->started = std::chrono::steady_clock::now();
@@ -225,7 +232,7 @@ class ReadCache {
   }
 
   // Gets answered from the cache (current, and older while a re-read
-  // ran), and by waiting for another's read.
+  // ran), by waiting for another's read, and by a read of their own.
   std::uint64_t hits() const {
     std::lock_guard lock(mu_);
     return hits_;
@@ -237,6 +244,10 @@ class ReadCache {
   std::uint64_t joined() const {
     std::lock_guard lock(mu_);
     return joined_;
+  }
+  std::uint64_t reads() const {
+    std::lock_guard lock(mu_);
+    return reads_;
   }
 
  private:
@@ -296,6 +307,7 @@ class ReadCache {
   std::uint64_t hits_ = 0;                                  // guarded by mu_
   std::uint64_t stale_hits_ = 0;                            // guarded by mu_
   std::uint64_t joined_ = 0;                                // guarded by mu_
+  std::uint64_t reads_ = 0;                                 // guarded by mu_
 };
 
 }  // namespace kindling::api

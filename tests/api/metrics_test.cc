@@ -152,5 +152,32 @@ TEST_F(MetricsTest, VolumeBackupAgeIsPerLiveVolumeAndCountsOnlySucceededBackups)
   EXPECT_EQ(text.find(deleted.id), std::string::npos) << "a deleted volume has no series";
 }
 
+TEST_F(MetricsTest, CountsHowTheReadCacheAnsweredAndTheGate) {
+  const std::string server = MakeServer("w1");
+  const db::Volume volume = MakeVolume(MakeProject(org_, "cached"), server);
+  const double before =
+      Sample(Scrape(), "kindling_api_read_cache_gets_total{cache=\"volume\",answer=\"read\"} ");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Send("GET", "/api/projects/" + volume.project_id + "/volume", admin_key_).status,
+              200);
+  }
+  const std::string text = Scrape();
+  EXPECT_NE(text.find("# TYPE kindling_api_read_cache_gets_total counter\n"), std::string::npos);
+  // Each GET is counted once, as one of the four answers.
+  double total = 0;
+  for (const char* answer : {"hit", "stale", "joined", "read"}) {
+    total +=
+        Sample(text, std::string("kindling_api_read_cache_gets_total{cache=\"volume\",answer=\"") +
+                         answer + "\"} ");
+  }
+  EXPECT_EQ(total, 3) << text;
+  // The first of them found nothing kept.
+  EXPECT_GE(Sample(text, "kindling_api_read_cache_gets_total{cache=\"volume\",answer=\"read\"} "),
+            before + 1)
+      << text;
+  EXPECT_EQ(Sample(text, "\nkindling_api_request_gate_bypassed_total "), 0) << text;
+  EXPECT_EQ(Sample(text, "\nkindling_api_request_gate_waiting "), 0) << text;
+}
+
 }  // namespace
 }  // namespace kindling::api
