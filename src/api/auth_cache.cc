@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "common/blocking_region.h"
-
 namespace kindling::api {
 
 AuthCache::AuthCache(std::chrono::milliseconds ttl, std::size_t max_entries, Clock clock)
@@ -41,13 +39,7 @@ AuthCache::Lookup AuthCache::Get(std::string_view secret, const std::function<Lo
       generation = generation_;
     }
   }
-  if (joined) {
-    // The region ends after the lock is released.
-    const BlockingRegion blocking;
-    std::unique_lock lock(mu_);
-    flight->done.wait(lock, [&] { return flight->result.has_value(); });
-    return *flight->result;
-  }
+  if (joined) return flight->Await(mu_);
   Lookup found = std::unexpected(MakeError(ErrorKind::kInternal, "authentication lookup threw"));
   auto land = [&] {
     std::lock_guard lock(mu_);
@@ -63,8 +55,7 @@ AuthCache::Lookup AuthCache::Get(std::string_view secret, const std::function<Lo
     } else if (entry != entries_.end() && clock_() < entry->second.expires) {
       found = entry->second.principal;  // a failed refresh: the entry still holds
     }
-    flight->result = found;
-    flight->done.notify_all();
+    flight->Set(found);
     if (const auto it = flights_.find(digest); it != flights_.end() && it->second == flight) {
       flights_.erase(it);
     }

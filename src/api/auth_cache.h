@@ -23,7 +23,6 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -35,6 +34,7 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "common/shared_result.h"
 #include "crypto/sha256.h"
 #include "db/auth.h"
 
@@ -72,10 +72,7 @@ class AuthCache {
     std::chrono::steady_clock::time_point expires{};
   };
   // A lookup in progress, for the callers of its secret.
-  struct Flight {
-    std::optional<Lookup> result{};  // guarded by mu_
-    std::condition_variable done{};
-  };
+  using Flight = SharedResult<Lookup>;                       // guarded by mu_
   void MakeRoom(std::chrono::steady_clock::time_point now);  // REQUIRES: mu_ held
 
   const std::chrono::milliseconds ttl_;

@@ -2,8 +2,6 @@
 
 #include <utility>
 
-#include "common/blocking_region.h"
-
 namespace kindling::api {
 
 HealthProbe::HealthProbe(std::function<Status()> ping, std::chrono::milliseconds fresh, Clock clock)
@@ -17,7 +15,7 @@ Status HealthProbe::Check() {
   {
     std::lock_guard lock(mu_);
     const auto now = clock_();
-    if (last_ && now - last_->began < fresh_) return *last_->result;
+    if (last_ && now - last_->began < fresh_) return *last_->result.value();
     if (running_) {
       ping = running_;
       joined = true;
@@ -27,18 +25,11 @@ Status HealthProbe::Check() {
       running_ = ping;
     }
   }
-  if (joined) {
-    // The region ends after the lock is released.
-    const BlockingRegion blocking;
-    std::unique_lock lock(mu_);
-    ping->done.wait(lock, [&] { return ping->result.has_value(); });
-    return *ping->result;
-  }
+  if (joined) return ping->result.Await(mu_);
   Status result = std::unexpected(MakeError(ErrorKind::kInternal, "the ping threw"));
   auto land = [&] {
     std::lock_guard lock(mu_);
-    ping->result = result;
-    ping->done.notify_all();
+    ping->result.Set(result);
     last_ = ping;
     running_.reset();
   };

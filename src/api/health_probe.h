@@ -13,13 +13,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 
 #include "common/result.h"
+#include "common/shared_result.h"
 
 namespace kindling::api {
 
@@ -36,8 +36,7 @@ class HealthProbe {
  private:
   struct Ping {
     std::chrono::steady_clock::time_point began{};
-    std::optional<Status> result{};  // guarded by mu_
-    std::condition_variable done{};
+    SharedResult<Status> result{};  // guarded by mu_
   };
 
   const std::function<Status()> ping_;

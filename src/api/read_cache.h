@@ -52,7 +52,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/blocking_region.h"
+#include "common/shared_result.h"
 #include "control/control_error.h"
 #include "db/database.h"
 #include "db/notifications.h"
@@ -208,14 +208,7 @@ class ReadCache {
         flights_.insert_or_assign(key, flight);
       }
     }
-    if (joined) {
-      // Waiting for PostgreSQL, as the reader is (common/blocking_region.h);
-      // the region ends after the lock is released.
-      const BlockingRegion blocking;
-      std::unique_lock lock(mu_);
-      flight->done.wait(lock, [&] { return flight->result.has_value(); });
-      return *flight->result;
-    }
+    if (joined) return flight->result.Await(mu_);
     std::optional<control::ControlResult<V>> result;
     try {
       result = fetch();
@@ -259,8 +252,7 @@ class ReadCache {
   struct Flight {
     ChangeWatch::Stamp stamp{};
     std::chrono::steady_clock::time_point started{};
-    std::optional<control::ControlResult<V>> result{};  // guarded by mu_
-    std::condition_variable done{};
+    SharedResult<control::ControlResult<V>> result{};  // guarded by mu_
   };
 
   // Hands `result` to the flight's joiners and ends the flight; keeps it as
@@ -277,8 +269,7 @@ class ReadCache {
         kept->second = Entry{.stamp = *stamp, .value = *result};
       }
     }
-    flight->result = result;
-    flight->done.notify_all();
+    flight->result.Set(result);
     if (const auto it = flights_.find(key); it != flights_.end() && it->second == flight) {
       flights_.erase(it);
     }
