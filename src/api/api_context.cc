@@ -225,7 +225,7 @@ ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServer
       gate(options.request_gate
                ? (options.active_requests > 0
                       ? options.active_requests
-                      : 2 * std::max<std::size_t>(1, std::thread::hardware_concurrency()))
+                      : 4 * std::max<std::size_t>(1, std::thread::hardware_concurrency()))
                : 0,
            options.max_request_wait),
       health([&database] { return database.Ping(); }, options.health_fresh) {}

@@ -96,7 +96,7 @@ struct ApiServerOptions {
   // 0 turns the cache off.
   std::size_t read_cache_entries = 4096;
   // Requests running at once, the others waiting in arrival order, none
-  // longer than max_request_wait (api/request_gate.h). 0: two per core.
+  // longer than max_request_wait (api/request_gate.h). 0: four per core.
   std::size_t active_requests = 0;
   bool request_gate = true;
   std::chrono::milliseconds max_request_wait{500};

@@ -6,8 +6,10 @@
 // kernel's scheduler, not arrival order, decided which of 64 runnable
 // threads went next: on GET .../volume served from the read cache, p50 was
 // 4 ms but p99 54 ms. Admitting requests in order with a few running at
-// once (two per core) brought p99 to 12 ms at a higher rate
-// (bench/api_load.sh, README "API performance").
+// once brought p99 to 12 ms at a higher rate (bench/api_load.sh, README
+// "API performance"). The API's default is four per core: under backups,
+// in 6-7 runs each, four per core gave p99 12-16 ms (one run 22) at
+// 10,000-16,000 requests/s, two per core 12-20 ms at 9,000-12,000.
 //
 // A request holds its slot from routing to the end of its answer (the
 // request hooks of api_context.cc call BeginRequest and EndRequest on the

@@ -426,7 +426,7 @@ void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& 
       ->type_name("N");
   serve
       ->add_option("--api-active-requests", serve_flags->api_active_requests,
-                   "API requests running at once (default 0: two per core); the others wait "
+                   "API requests running at once (default 0: four per core); the others wait "
                    "their turn, oldest first, at most 500 ms, and a request waiting for "
                    "PostgreSQL leaves its turn to another meanwhile")
       ->envname("KINDLING_API_ACTIVE_REQUESTS")
