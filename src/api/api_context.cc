@@ -277,8 +277,9 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
       }
       call.actor.request_ip = req.remote_addr;
       if (req.has_header("User-Agent")) call.actor.user_agent = req.get_header_value("User-Agent");
+      const db::ReportChangedTables writes;
       auto reply = handler(call);
-      if (req.method != "GET") RecordWrite(call);
+      RecordWrite(call, writes.changed());
       if (!reply) {
         Fail(req, res, reply.error());
         return;
@@ -294,25 +295,28 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
   };
 }
 
-void ApiContext::RecordWrite(const Call& call) {
-  if (call.principal.api_key.id.empty()) return;
+void ApiContext::RecordWrite(const Call& call, const db::TableCounts& written) {
+  if (call.principal.api_key.id.empty() || written == db::TableCounts{}) return;
   const auto now = std::chrono::steady_clock::now();
-  const std::uint64_t written = db::WriteTransactionsEnded();
   std::lock_guard lock(floors_mu_);
   if (write_floors_.size() >= options.auth_cache_entries &&
       !write_floors_.contains(call.principal.api_key.id)) {
     std::erase_if(write_floors_, [&](const auto& f) { return now - f.second.at > kWriteFloorTtl; });
     if (write_floors_.size() >= options.auth_cache_entries) write_floors_.clear();
   }
-  write_floors_.insert_or_assign(call.principal.api_key.id, Floor{.written = written, .at = now});
+  Floor& floor = write_floors_[call.principal.api_key.id];
+  // The counts only grow: the larger of two is the later write.
+  for (std::size_t i = 0; i < written.size(); ++i)
+    floor.written[i] = std::max(floor.written[i], written[i]);
+  floor.at = now;
 }
 
-std::uint64_t ApiContext::WriteFloor(const Call& call) const {
+db::TableCounts ApiContext::WriteFloor(const Call& call) const {
   std::lock_guard lock(floors_mu_);
   const auto it = write_floors_.find(call.principal.api_key.id);
   if (it == write_floors_.end() ||
       std::chrono::steady_clock::now() - it->second.at > kWriteFloorTtl) {
-    return 0;
+    return {};
   }
   return it->second.written;
 }

@@ -255,19 +255,22 @@ class ApiContext {
   // read caches answered, and the request gate.
   std::string ProcessMetrics() const;
 
-  // The caller's last write through this API, as db::WriteTransactionsEnded
-  // after it (0: none lately): what ReadCache::Get must not answer a value
-  // older than. Recorded by Wrap for every POST, PUT and DELETE, per API
-  // key, kept kWriteFloorTtl (far longer than a re-read lasts).
-  std::uint64_t WriteFloor(const Call& call) const;
+  // The caller's last writes through this API, per table, as
+  // db::ChangedTableWrites after them (0: none lately): what ReadCache::Get
+  // must not answer a value older than. Recorded by Wrap after every
+  // request that changed a notifying table (the handler's transactions on
+  // its thread, db::ReportChangedTables), per API key, kept
+  // kWriteFloorTtl (far longer than a re-read lasts).
+  db::TableCounts WriteFloor(const Call& call) const;
   static constexpr std::chrono::seconds kWriteFloorTtl{60};
 
  private:
-  void RecordWrite(const Call& call);
+  // `written`: what the request's own transactions changed.
+  void RecordWrite(const Call& call, const db::TableCounts& written);
 
   std::vector<ApiRoute> routes_;
   struct Floor {
-    std::uint64_t written = 0;
+    db::TableCounts written{};
     std::chrono::steady_clock::time_point at{};
   };
   mutable std::mutex floors_mu_;

@@ -27,11 +27,11 @@ constexpr auto kPollSlice = std::chrono::milliseconds(200);
 }  // namespace
 
 ChangeWatch::ChangeWatch(std::string dsn, std::chrono::milliseconds check_interval,
-                         std::function<std::uint64_t()> writes)
+                         std::function<db::TableCounts()> writes)
     : dsn_(std::move(dsn)),
       check_interval_(check_interval),
       writes_(writes ? std::move(writes)
-                     : std::function<std::uint64_t()>(db::WriteTransactionsEnded)) {}
+                     : std::function<db::TableCounts()>(db::ChangedTableWrites)) {}
 
 ChangeWatch::~ChangeWatch() { Stop(); }
 
@@ -103,13 +103,15 @@ std::optional<ChangeWatch::Stamp> ChangeWatch::Current(std::uint32_t tables) con
   }
   if (phase_.load() != phase || checking_.load()) settled = false;
   if (socket_.load() != fd) return std::nullopt;
-  return Stamp{.notified = notified, .written = writes_(), .settled = settled};
+  db::TableCounts written = writes_();
+  for (int i = 0; i < kTableCount; ++i) {
+    if ((tables & (1u << i)) == 0) written[i] = 0;
+  }
+  return Stamp{.notified = notified, .written = written, .settled = settled};
 }
 
 void ChangeWatch::Count(const std::vector<db::Notification>& notifications) {
-  static constexpr std::array<std::string_view, kTableCount> kNames = {
-      "projects", "project_volumes",          "project_volume_operations", "project_volume_backups",
-      "servers",  "server_component_statuses"};
+  const auto& kNames = db::kNotifyingTables;
   for (const db::Notification& notification : notifications) {
     if (notification.payload.starts_with(kSyncPrefix)) {
       // Published once the phase is even again (Publish): a Get after Sync

@@ -5,11 +5,11 @@
 // How changes are known: every change to the tables behind these reads
 // sends a notification on db::kChangesChannel naming its table, whoever
 // makes it (a trigger, db/migrations.cc); ChangeWatch counts them per
-// table. This process also counts the write transactions it ends itself
-// (db::WriteTransactionsEnded). A cache names the tables its values are read
-// from; its Stamp is their notification count (plus the listener's
-// reconnections) and this process's write count. A value is kept with the
-// stamp its read started under.
+// table. This process also counts the write transactions it ends itself,
+// per table they changed (db::ChangedTableWrites). A cache names the tables
+// its values are read from; its Stamp is their notification count (plus the
+// listener's reconnections) and this process's write counts of them. A value
+// is kept with the stamp its read started under.
 //
 // What a Get answers, and so what a client sees. A value kept under an
 // older stamp is re-read by the first Get that finds it so, and waited for;
@@ -18,8 +18,9 @@
 // takes tens of milliseconds, and workers write progress twice a second per
 // operation). So:
 //  - a client sees its own writes through this API at once: the route
-//    passes the caller's last write (ApiContext::WriteFloor), and a value
-//    read before it is never answered to them;
+//    passes the caller's last write of each table (ApiContext::WriteFloor),
+//    and a value read before a write of one of the cache's tables is never
+//    answered to them;
 //  - any other change (another client's, a worker's) shows once its
 //    notification has arrived and one re-read has finished (milliseconds;
 //    at most kMaxStaleRead while PostgreSQL stalls, then Gets wait);
@@ -61,7 +62,8 @@ namespace kindling::api {
 
 class ChangeWatch {
  public:
-  // The tables db::kChangesChannel reports, as a bit set.
+  // The tables db::kChangesChannel reports, as a bit set: bit i is
+  // db::kNotifyingTables[i].
   enum Table : std::uint32_t {
     kProjects = 1u << 0,
     kProjectVolumes = 1u << 1,
@@ -71,10 +73,11 @@ class ChangeWatch {
     kServerComponents = 1u << 5,
   };
   static constexpr int kTableCount = 6;
+  static_assert(kTableCount == db::kNotifyingTables.size(), "one bit per notifying table");
 
   struct Stamp {
     std::uint64_t notified = 0;  // notifications of the tables, reconnections
-    std::uint64_t written = 0;   // db::WriteTransactionsEnded()
+    db::TableCounts written{};   // db::ChangedTableWrites() of the tables
     // False while a change may be arriving uncounted (input on the
     // listening socket, or the connection being checked): the counts are
     // then lower bounds, and no value kept is current.
@@ -82,11 +85,11 @@ class ChangeWatch {
     bool operator==(const Stamp&) const = default;
   };
 
-  // `writes`: this process's write count; empty is db::WriteTransactionsEnded
+  // `writes`: this process's write counts; empty is db::ChangedTableWrites
   // (tests pass their own).
   explicit ChangeWatch(std::string dsn,
                        std::chrono::milliseconds check_interval = std::chrono::seconds(5),
-                       std::function<std::uint64_t()> writes = {});
+                       std::function<db::TableCounts()> writes = {});
   ~ChangeWatch();  // Stop()s
   ChangeWatch(const ChangeWatch&) = delete;
   ChangeWatch& operator=(const ChangeWatch&) = delete;
@@ -123,7 +126,7 @@ class ChangeWatch {
 
   const std::string dsn_;
   const std::chrono::milliseconds check_interval_;
-  const std::function<std::uint64_t()> writes_;
+  const std::function<db::TableCounts()> writes_;
   // Odd while input taken from the socket is not yet counted (a seqlock:
   // Current reads the counters between two equal, even values of it).
   std::atomic<std::uint64_t> phase_{0};
@@ -160,8 +163,9 @@ class ReadCache {
   // The value for `key` (see the file comment for which one):
   //  - the cached one when read under the current stamp, if settled;
   //  - else the cached one while another Get of the key re-reads it (for
-  //    less than kMaxStaleRead), provided it was read after this process's
-  //    write transaction number `written_floor` (the caller's last write);
+  //    less than kMaxStaleRead), provided it was read after `written_floor`
+  //    (the caller's last writes: ApiContext::WriteFloor)
+  //    for each of the cache's tables;
   //  - else the value of a read of the key started under the current stamp
   //    (waited for), or of this Get's own.
   // A read is fetch() (a control::ControlResult<V>); its value is kept,
@@ -170,7 +174,7 @@ class ReadCache {
   // one read.
   template <typename Fetch>
   control::ControlResult<V> Get(const std::string& key, Fetch&& fetch,
-                                std::uint64_t written_floor = 0) {
+                                const db::TableCounts& written_floor = {}) {
     const std::optional<ChangeWatch::Stamp> before = Stamp();
     if (!before) {
       {
@@ -190,7 +194,7 @@ class ReadCache {
           ++hits_;
           return entry->second.value;
         }
-        if (running != flights_.end() && entry->second.stamp.written >= written_floor &&
+        if (running != flights_.end() && ReadAfter(entry->second.stamp, written_floor) &&
             std::chrono::steady_clock::now() - running->second->started < kMaxStaleRead) {
           ++stale_hits_;
           return entry->second.value;
@@ -279,9 +283,23 @@ class ReadCache {
   // it counts more of some change, or as many and settled where the kept
   // one was not (else a settled Get would never find it current).
   static bool Newer(const ChangeWatch::Stamp& read, const ChangeWatch::Stamp& kept) {
-    if (read.notified > kept.notified || read.written > kept.written) return true;
+    if (read.notified > kept.notified || Sum(read.written) > Sum(kept.written)) return true;
     return read.notified == kept.notified && read.written == kept.written && read.settled &&
            !kept.settled;
+  }
+  // Counts only grow, so their sum orders the stamps of one cache.
+  static std::uint64_t Sum(const db::TableCounts& counts) {
+    std::uint64_t sum = 0;
+    for (const std::uint64_t count : counts) sum += count;
+    return sum;
+  }
+  // Whether a read under `stamp` started after the writes `floor` counts,
+  // of the cache's tables.
+  bool ReadAfter(const ChangeWatch::Stamp& stamp, const db::TableCounts& floor) const {
+    for (std::size_t i = 0; i < floor.size(); ++i) {
+      if ((tables_ & (1u << i)) != 0 && stamp.written[i] < floor[i]) return false;
+    }
+    return true;
   }
 
   std::optional<ChangeWatch::Stamp> Stamp() const {

@@ -96,12 +96,21 @@ struct Outcome {
   Status status;
   bool retryable = false;
   bool broken = false;
+  // The notifying tables the transaction changed, as the trigger listed
+  // them (",name,name,"), when asked for before its COMMIT.
+  std::string changed_tables;
 };
+
+// The list migration 10's trigger keeps in a transaction-local setting.
+constexpr char kChangedTablesQuery[] =
+    "SELECT coalesce(current_setting('kindling.changed_tables', true), '')";
 
 // `Work`: a pqxx::transaction (BEGIN ... COMMIT) or pqxx::nontransaction
 // (each statement commits on its own; commit() sends nothing).
+// `report_changed`: asks for Outcome::changed_tables before the COMMIT.
 template <typename Work>
-Outcome RunOnce(pqxx::connection& conn, const std::function<Status(Tx&)>& fn) {
+Outcome RunOnce(pqxx::connection& conn, const std::function<Status(Tx&)>& fn,
+                bool report_changed = false) {
   Outcome outcome;
   std::optional<Work> work;
   try {
@@ -142,6 +151,18 @@ Outcome RunOnce(pqxx::connection& conn, const std::function<Status(Tx&)>& fn) {
     outcome.status = std::move(result);
     work.reset();
     return outcome;
+  }
+  if (report_changed) {
+    try {
+      const pqxx::row row = work->exec1(kChangedTablesQuery);
+      outcome.changed_tables = row[0].as<std::string>();
+    } catch (...) {
+      Error error =
+          internal::MapCurrentException("changed tables", &outcome.retryable, &outcome.broken);
+      outcome.status = std::unexpected(std::move(error));
+      work.reset();
+      return outcome;
+    }
   }
   try {
     work->commit();
@@ -432,18 +453,28 @@ void Database::Release(std::unique_ptr<internal::ConnectionState> state, bool di
 }
 
 namespace {
-std::atomic<std::uint64_t> write_transactions_ended{0};
-
-// Counts a read-write attempt when it ends, by a return or an exception.
-struct CountsWhenEnded {
-  bool writes;
-  ~CountsWhenEnded() {
-    if (writes) ++write_transactions_ended;
-  }
-};
+std::array<std::atomic<std::uint64_t>, kNotifyingTables.size()> changed_table_writes{};
+thread_local ReportChangedTables* reporting = nullptr;  // the innermost scope
 }  // namespace
 
-std::uint64_t WriteTransactionsEnded() { return write_transactions_ended.load(); }
+void internal::CountChangedTables(std::string_view tables) {
+  for (std::size_t i = 0; i < kNotifyingTables.size(); ++i) {
+    const std::string name = "," + std::string(kNotifyingTables[i]) + ",";
+    if (tables.find(name) == std::string_view::npos) continue;
+    const std::uint64_t count = ++changed_table_writes[i];
+    if (reporting != nullptr) reporting->changed_[i] = count;
+  }
+}
+
+TableCounts ChangedTableWrites() {
+  TableCounts counts{};
+  for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = changed_table_writes[i].load();
+  return counts;
+}
+
+ReportChangedTables::ReportChangedTables() : outer_(reporting) { reporting = this; }
+
+ReportChangedTables::~ReportChangedTables() { reporting = outer_; }
 
 Status Database::RunTransaction(const TxOptions& options, const std::function<Status(Tx&)>& fn) {
   // Waiting for a connection and for the server: a request gate's slot is
@@ -456,7 +487,7 @@ Status Database::RunTransaction(const TxOptions& options, const std::function<St
     pqxx::connection& c = *conn.state().conn;
     Outcome outcome;
     const bool ro = options.read_only;
-    const CountsWhenEnded counted{.writes = !ro};
+    const bool report = !ro && reporting != nullptr;
     using pqxx::read_committed, pqxx::repeatable_read, pqxx::serializable;
     using pqxx::read_only, pqxx::read_write;
     if (options.autocommit && ro && options.isolation == Isolation::kReadCommitted) {
@@ -465,18 +496,20 @@ Status Database::RunTransaction(const TxOptions& options, const std::function<St
       switch (options.isolation) {
         case Isolation::kReadCommitted:
           outcome = ro ? RunOnce<pqxx::transaction<read_committed, read_only>>(c, fn)
-                       : RunOnce<pqxx::transaction<read_committed, read_write>>(c, fn);
+                       : RunOnce<pqxx::transaction<read_committed, read_write>>(c, fn, report);
           break;
         case Isolation::kRepeatableRead:
           outcome = ro ? RunOnce<pqxx::transaction<repeatable_read, read_only>>(c, fn)
-                       : RunOnce<pqxx::transaction<repeatable_read, read_write>>(c, fn);
+                       : RunOnce<pqxx::transaction<repeatable_read, read_write>>(c, fn, report);
           break;
         case Isolation::kSerializable:
           outcome = ro ? RunOnce<pqxx::transaction<serializable, read_only>>(c, fn)
-                       : RunOnce<pqxx::transaction<serializable, read_write>>(c, fn);
+                       : RunOnce<pqxx::transaction<serializable, read_write>>(c, fn, report);
           break;
       }
     }
+    // After the COMMIT: a read started once the count moved sees the change.
+    if (!outcome.changed_tables.empty()) internal::CountChangedTables(outcome.changed_tables);
     if (outcome.broken) conn.Discard();
     if (outcome.status || !outcome.retryable || attempt >= attempts) return outcome.status;
     std::this_thread::sleep_for(Backoff(attempt));

@@ -22,9 +22,11 @@
 // only during its Transact callback.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -44,6 +46,9 @@ namespace kindling::db {
 namespace internal {
 struct ConnectionState;  // a libpqxx connection (database.cc)
 struct TxState;          // a libpqxx transaction and its first failure
+// Counts a transaction that changed `tables` (",name,name,": the
+// trigger's list) for the tables named (database.cc).
+void CountChangedTables(std::string_view tables);
 }  // namespace internal
 
 // Reads a DSN file (/etc/kindling/postgres.dsn): its content with surrounding
@@ -61,11 +66,42 @@ std::string RedactDsn(std::string_view dsn);
 [[nodiscard]] Result<bool> CreateDatabaseIfMissing(const std::string& maintenance_dsn,
                                                    const std::string& name);
 
-// Read-write transactions this process has ended, through any Database,
-// whatever their outcome (counted after the commit or rollback). A cache of
-// rows (api/read_cache.h) that sees it move cannot trust what it read
-// before: this process may have changed them.
-std::uint64_t WriteTransactionsEnded();
+// The tables whose changes are notified on kChangesChannel
+// (db/notifications.h), in the order of TableCounts.
+inline constexpr std::array<std::string_view, 6> kNotifyingTables = {
+    "projects", "project_volumes",          "project_volume_operations", "project_volume_backups",
+    "servers",  "server_component_statuses"};
+using TableCounts = std::array<std::uint64_t, kNotifyingTables.size()>;
+
+// Per table of kNotifyingTables, this process's read-write transactions run
+// under a ReportChangedTables that changed it, counted after their COMMIT
+// (or a COMMIT that failed: it may have happened). A cache of those rows
+// (api/read_cache.h) that sees a count move cannot trust what it read of
+// that table before: this process may have changed it.
+TableCounts ChangedTableWrites();
+
+// While one lives on a thread, each read-write transaction the thread runs
+// asks, before its COMMIT, which of kNotifyingTables it changed (one more
+// round trip; the notification trigger keeps the list, migration 10), and
+// counts them in ChangedTableWrites. The API runs each request in one, to
+// learn what the request's own writes were. Scopes nest (the inner one
+// reports to itself only).
+class ReportChangedTables {
+ public:
+  ReportChangedTables();
+  ~ReportChangedTables();
+  ReportChangedTables(const ReportChangedTables&) = delete;
+  ReportChangedTables& operator=(const ReportChangedTables&) = delete;
+
+  // Per table, the ChangedTableWrites count that this thread's last
+  // transaction in the scope that changed the table brought (0: none).
+  const TableCounts& changed() const { return changed_; }
+
+ private:
+  friend void internal::CountChangedTables(std::string_view tables);
+  TableCounts changed_{};
+  ReportChangedTables* outer_;
+};
 
 struct DatabaseOptions {
   std::string dsn{};
@@ -163,7 +199,7 @@ class Database {
   // statement runs on its own, and a failed one fails the rest as above.
   // `fn` returns Status or Result<T>; Transact returns the same type. The
   // whole call is a BlockingRegion (common/blocking_region.h), and a
-  // read-write one counts in WriteTransactionsEnded.
+  // read-write one counts in ChangedTableWrites (ReportChangedTables).
   template <typename F>
   auto Transact(F&& fn, const TxOptions& options = {}) -> std::invoke_result_t<F&, Tx&>;
 

@@ -467,7 +467,28 @@ END;
 $$;
 )sql";
 
-constexpr std::array<Migration, 9> kMigrations = {{
+// The notification trigger also lists, in a setting local to the
+// transaction, the tables the transaction changed (",name,name,"), so that
+// the API can tell its own writes of each table from the others
+// (db::ReportChangedTables).
+constexpr std::string_view kChangedTablesSchema = R"sql(
+CREATE OR REPLACE FUNCTION kindling_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  changed text := coalesce(current_setting('kindling.changed_tables', true), '');
+BEGIN
+  PERFORM pg_notify('kindling_changes', TG_TABLE_NAME);
+  IF strpos(changed, ',' || TG_TABLE_NAME || ',') = 0 THEN
+    IF changed = '' THEN
+      changed := ',';
+    END IF;
+    PERFORM set_config('kindling.changed_tables', changed || TG_TABLE_NAME || ',', true);
+  END IF;
+  RETURN NULL;
+END;
+$$;
+)sql";
+
+constexpr std::array<Migration, 10> kMigrations = {{
     {1, "initial schema", kInitialSchema},
     {2, "data safety", kDataSafetySchema},
     {3, "backup rescan", kBackupRescanSchema},
@@ -477,6 +498,7 @@ constexpr std::array<Migration, 9> kMigrations = {{
     {7, "backup schedules", kBackupSchedulesSchema},
     {8, "pinned and verified backups", kPinnedVerifiedBackupsSchema},
     {9, "change notifications", kChangeNotificationsSchema},
+    {10, "changed tables per transaction", kChangedTablesSchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

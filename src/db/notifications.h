@@ -21,10 +21,9 @@ namespace kindling::db {
 // ("kindlinl").
 inline constexpr std::int64_t kLeaderLockKey = 0x6b696e646c696e6c;
 
-// Channel of the change notifications (migration 9): every insert, update,
-// delete or truncate of projects, project_volumes, project_volume_operations,
-// project_volume_backups, servers and server_component_statuses, payload the
-// table's name, sent when its transaction commits.
+// Channel of the change notifications (migrations 9 and 10): every insert,
+// update, delete or truncate of the tables of kNotifyingTables (db/
+// database.h), payload the table's name, sent when its transaction commits.
 inline constexpr char kChangesChannel[] = "kindling_changes";
 
 struct Notification {

@@ -62,12 +62,15 @@ class ReadCacheTest : public db::DbTest {
  protected:
   void SetUp() override {
     DbTest::SetUp();
-    // This process's writes as the test says: other tests' threads in this
+    // This process's writes of projects as the test says: other tests' threads in this
     // binary may write meanwhile. No periodic check of the connection
     // during a test: while one runs, every Get reads the database, and the
     // counts below would depend on when it fell.
-    watch_ = std::make_unique<ChangeWatch>(dsn(), std::chrono::hours(1),
-                                           [this] { return writes_.load(); });
+    watch_ = std::make_unique<ChangeWatch>(dsn(), std::chrono::hours(1), [this] {
+      db::TableCounts counts{};
+      counts[0] = writes_.load();  // projects
+      return counts;
+    });
     watch_->Start();
     AwaitListening(true);
   }
@@ -92,9 +95,12 @@ class ReadCacheTest : public db::DbTest {
   }
   // Waits until the watch has counted every change committed so far.
   void SyncWatch() { ChangeElsewhere("SELECT 1"); }
+  // `floor`: the caller's last write of projects.
   std::string Get(Cache& cache, Fetcher& fetch, std::uint64_t floor = 0) {
+    db::TableCounts floors{};
+    floors[0] = floor;
     auto got = cache.Get(
-        "k", [&] { return fetch(); }, floor);
+        "k", [&] { return fetch(); }, floors);
     EXPECT_TRUE(got) << got.error().message;
     return got ? *got : "";
   }
@@ -132,7 +138,7 @@ TEST_F(ReadCacheTest, AWriteOfThisProcessIsSeenByTheNextGetWithoutWaitingForItsN
   Fetcher fetch;
   EXPECT_EQ(Get(cache, fetch), "v1");
   fetch.Set("v2");
-  ++writes_;  // a write transaction of this process ended
+  ++writes_;  // a write of projects by this process ended
   EXPECT_EQ(Get(cache, fetch), "v2");
   EXPECT_EQ(fetch.calls(), 2);
   EXPECT_EQ(Get(cache, fetch), "v2");
@@ -179,6 +185,26 @@ TEST_F(ReadCacheTest, WhileAChangeIsReReadOthersGetTheValueBeforeItButNotTheWrit
   writer.join();
   EXPECT_EQ(fetch.calls(), 2);
   EXPECT_EQ(Get(cache, fetch), "v2");
+}
+
+TEST_F(ReadCacheTest, AWriterOfAnotherTableGetsTheValueFromBeforeAReRead) {
+  Cache cache(watch_.get(), ChangeWatch::kProjects, 16);
+  Fetcher fetch;
+  EXPECT_EQ(Get(cache, fetch), "v1");
+  ++writes_;
+  fetch.Hold();
+  std::thread first([&] { EXPECT_EQ(Get(cache, fetch), "v2"); });
+  fetch.AwaitHeld();
+  // Its last write was of servers only: projects as of before is fine.
+  db::TableCounts floor{};
+  floor[4] = 1000;
+  auto got = cache.Get(
+      "k", [&] { return fetch(); }, floor);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, "v1");
+  EXPECT_EQ(cache.stale_hits(), 1u);
+  fetch.Release("v2");
+  first.join();
 }
 
 TEST_F(ReadCacheTest, NothingIsCachedWhileTheListenerIsDown) {

@@ -95,17 +95,53 @@ TEST(DatabaseOpenTest, MissingDatabaseIsNotFound) {
 
 class DatabaseTest : public DbTest {};
 
-TEST_F(DatabaseTest, WriteTransactionsEndedCountsEveryReadWriteAttemptButNoRead) {
-  const std::uint64_t start = WriteTransactionsEnded();
-  ASSERT_OK(db().Transact([](Tx&) -> Status { return {}; }, kAutocommitRead));
-  ASSERT_OK(db().Transact([](Tx&) -> Status { return {}; }, TxOptions{.read_only = true}));
-  EXPECT_EQ(WriteTransactionsEnded(), start);
-  ASSERT_OK(db().Transact([](Tx&) -> Status { return {}; }));
-  EXPECT_EQ(WriteTransactionsEnded(), start + 1);
-  // Rolled back: counted all the same (a caller cannot always tell whether
-  // a transaction committed).
-  EXPECT_FALSE(db().Transact([](Tx&) -> Status { return InvalidArgument("no"); }));
-  EXPECT_EQ(WriteTransactionsEnded(), start + 2);
+TEST_F(DatabaseTest, AReportingThreadCountsTheNotifyingTablesItsTransactionsChanged) {
+  constexpr std::size_t kProjects = 0;
+  constexpr std::size_t kServers = 4;
+  static_assert(kNotifyingTables[kProjects] == "projects" &&
+                kNotifyingTables[kServers] == "servers");
+  const auto insert_server = [](const std::string& name) {
+    return [name](Tx& tx) {
+      return Exec(tx,
+                  "INSERT INTO servers (id, hostname, internal_ip) VALUES (gen_random_uuid(), '" +
+                      name + "', '10.0.0.1')");
+    };
+  };
+  const TableCounts start = ChangedTableWrites();
+  // Outside a scope: nothing asked, nothing counted.
+  ASSERT_OK(db().Transact(insert_server("w1")));
+  EXPECT_EQ(ChangedTableWrites(), start);
+
+  const ReportChangedTables report;
+  // A read, a write of no notifying table, a write rolled back: none.
+  ASSERT_OK(db().Transact([](Tx& tx) { return Exec(tx, "SELECT 1"); }, kAutocommitRead));
+  ASSERT_OK(db().Transact([](Tx& tx) { return Exec(tx, "CREATE TABLE t (v int)"); }));
+  EXPECT_FALSE(db().Transact([&](Tx& tx) -> Status {
+    KINDLING_RETURN_IF_ERROR(insert_server("w2")(tx));
+    return InvalidArgument("no");
+  }));
+  EXPECT_EQ(report.changed(), TableCounts{});
+
+  // Two rows of servers in one transaction: one write of that table.
+  ASSERT_OK(db().Transact([&](Tx& tx) -> Status {
+    KINDLING_RETURN_IF_ERROR(insert_server("w3")(tx));
+    return insert_server("w4")(tx);
+  }));
+  TableCounts expected{};
+  expected[kServers] = ChangedTableWrites()[kServers];
+  EXPECT_EQ(expected[kServers], start[kServers] + 1);
+  EXPECT_EQ(report.changed(), expected);
+  EXPECT_EQ(ChangedTableWrites()[kProjects], start[kProjects]);
+
+  // A nested scope reports its own writes only; the outer one goes on.
+  {
+    const ReportChangedTables inner;
+    ASSERT_OK(db().Transact(insert_server("w5")));
+    EXPECT_EQ(inner.changed()[kServers], start[kServers] + 2);
+  }
+  EXPECT_EQ(report.changed(), expected);
+  ASSERT_OK(db().Transact(insert_server("w6")));
+  EXPECT_EQ(report.changed()[kServers], start[kServers] + 3);
 }
 
 TEST_F(DatabaseTest, TransactCommitsAndReturnsValue) {
