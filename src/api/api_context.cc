@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <stdexcept>
 #include <thread>
@@ -45,10 +46,19 @@ std::string_view AuthorizationHeader(const httplib::Request& req) {
   return it == req.headers.end() ? std::string_view() : std::string_view(it->second);
 }
 
+// The credentials of a "Bearer <secret>" header, empty otherwise; the
+// scheme's name in any case (RFC 7235).
+std::string_view BearerSecret(std::string_view header) {
+  constexpr std::string_view kBearer = "bearer ";
+  if (header.size() < kBearer.size()) return {};
+  for (std::size_t i = 0; i < kBearer.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(header[i])) != kBearer[i]) return {};
+  }
+  return header.substr(kBearer.size());
+}
+
 std::string_view BearerSecret(const httplib::Request& req) {
-  const std::string_view header = AuthorizationHeader(req);
-  constexpr std::string_view kBearer = "Bearer ";
-  return header.starts_with(kBearer) ? header.substr(kBearer.size()) : std::string_view();
+  return BearerSecret(AuthorizationHeader(req));
 }
 
 // Wipes what a request brought that may be secret once it is handled: the
@@ -168,6 +178,14 @@ void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
         .start = start, .admitted = std::chrono::steady_clock::now(), .failure_logged = false};
     const std::string sent = req.get_header_value(kRequestIdHeader);
     res.set_header(kRequestIdHeader, IsSaneRequestId(sent) ? sent : NewRequestId());
+    // A request with neither Content-Length nor Transfer-Encoding has no
+    // body (RFC 9110, 6.4.1): said so, or httplib would wait for one until
+    // its read timeout and answer 400 before the route could say 401.
+    if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+      auto& request =
+          const_cast<httplib::Request&>(req);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+      request.headers.emplace("Content-Length", "0");
+    }
     return httplib::Server::HandlerResponse::Unhandled;
   });
   // Also runs for requests httplib refused before routing (malformed, URI
@@ -238,15 +256,14 @@ void ApiContext::WriteError(httplib::Response& res, int status, std::string_view
 
 ControlResult<db::Principal> ApiContext::Authenticate(const httplib::Request& req) {
   const std::string_view header = AuthorizationHeader(req);
-  constexpr std::string_view kBearer = "Bearer ";
   if (header.empty()) {
     return Refuse(401, control::kCodeUnauthorized, "missing Authorization: Bearer <api key>");
   }
-  if (!header.starts_with(kBearer) || header.size() == kBearer.size()) {
+  const std::string_view secret = BearerSecret(header);
+  if (secret.empty()) {
     return Refuse(401, control::kCodeUnauthorized,
                   "the Authorization header must be \"Bearer <api key>\"");
   }
-  const std::string_view secret = header.substr(kBearer.size());
   auto principal = auth_cache.Get(secret, [&] {
     return db.Transact([&](db::Tx& tx) { return db::AuthenticateApiKey(tx, secret); });
   });
@@ -369,6 +386,17 @@ void ApiContext::RawRoute(std::string_view method, const std::string& pattern,
     throw std::logic_error("unsupported method " + std::string(method));
   }
   routes_.push_back(ApiRoute{.method = std::string(method), .pattern = pattern, .access = access});
+  route_patterns_.emplace_back(pattern);
+}
+
+std::string ApiContext::MethodsOf(const std::string& path) const {
+  std::vector<std::string> methods;
+  for (std::size_t i = 0; i < routes_.size(); ++i) {
+    if (!std::regex_match(path, route_patterns_[i])) continue;
+    if (std::find(methods.begin(), methods.end(), routes_[i].method) == methods.end())
+      methods.push_back(routes_[i].method);
+  }
+  return fmt::format("{}", fmt::join(methods, ", "));
 }
 
 }  // namespace kindling::api

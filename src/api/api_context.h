@@ -37,6 +37,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -122,6 +123,58 @@ class Body {
     if (!json_[name].is_string()) return Invalid("field \"" + name + "\" must be a string");
     return Secret(std::move(json_[name].get_ref<std::string&>()));
   }
+  // A name people read (a project's, an API key's): 1 to kMaxNameBytes
+  // bytes without control characters (NUL, newlines, ESC, C1), so that it
+  // prints as it is; nullopt when absent or null.
+  static constexpr std::size_t kMaxNameBytes = 200;
+  ControlResult<std::optional<std::string>> Name(const std::string& name) const {
+    auto value = String(name);
+    if (!value || !*value) return value;
+    const std::string& text = **value;
+    if (text.empty()) return Invalid("field \"" + name + "\" must not be empty");
+    if (text.size() > kMaxNameBytes) {
+      return Invalid("field \"" + name + "\" is longer than " + std::to_string(kMaxNameBytes) +
+                     " bytes");
+    }
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      const bool c1 = c == 0xC2 && i + 1 < text.size() &&
+                      static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+                      static_cast<unsigned char>(text[i + 1]) <= 0x9F;
+      if (c < 0x20 || c == 0x7F || c1)
+        return Invalid("field \"" + name + "\" must not hold control characters");
+    }
+    return value;
+  }
+  // An absolute, normalised path inside the guest: "/" then names separated
+  // by single "/", none "." or "..", no trailing "/", no control
+  // characters, at most 1024 bytes; nullopt when absent or null.
+  ControlResult<std::optional<std::string>> GuestPath(const std::string& name) const {
+    auto value = String(name);
+    if (!value || !*value) return value;
+    const std::string& path = **value;
+    const auto bad = [&](const std::string& why) {
+      return Invalid("field \"" + name + "\" must be an absolute, normalised path: " + why);
+    };
+    if (path.empty() || path.front() != '/') return bad("it must start with /");
+    if (path.size() == 1) return bad("/ itself cannot be a mount point");
+    if (path.size() > 1024) return bad("it is longer than 1024 bytes");
+    if (path.back() == '/') return bad("no trailing /");
+    std::size_t start = 1;
+    while (start <= path.size()) {
+      std::size_t end = path.find('/', start);
+      if (end == std::string::npos) end = path.size();
+      const std::string_view part(path.data() + start, end - start);
+      if (part.empty()) return bad("no empty component (//)");
+      if (part == "." || part == "..") return bad("no . or .. component");
+      start = end + 1;
+    }
+    for (const char ch : path) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c < 0x20 || c == 0x7F) return bad("no control characters");
+    }
+    return value;
+  }
   ControlResult<std::optional<int>> Int(const std::string& name) const {
     if (!Has(name) || json_[name].is_null()) return std::nullopt;
     const json& v = json_[name];
@@ -196,7 +249,9 @@ class ApiContext {
   static void Fail(const httplib::Request& req, httplib::Response& res, const ControlError& error);
   // On `server`: request ids on every answer, the access log, and an error
   // line for a 5xx that Fail did not log (httplib's own, say); each request
-  // passes `gate` (null: none) from routing to the end of its answer.
+  // passes `gate` (null: none) from routing to the end of its answer; a
+  // request without Content-Length or Transfer-Encoding is given an empty
+  // body (RFC 9110) instead of httplib's 400 after its read timeout.
   static void InstallRequestLog(httplib::Server& server, RequestGate* gate);
 
   // The caller of a request with `Authorization: Bearer <api key>`; 401
@@ -221,6 +276,9 @@ class ApiContext {
                 httplib::Server::Handler handler, Access access);
   // Every route added, in order. Complete once the server is constructed.
   const std::vector<ApiRoute>& routes() const { return routes_; }
+  // The methods of the routes whose pattern matches `path` ("GET, PUT"),
+  // empty when none: a 404 of the HTTP library for such a path is a 405.
+  std::string MethodsOf(const std::string& path) const;
 
   // The project in path match `index`, if the caller may see it (404
   // otherwise, so its existence is not revealed); 403 when they may see but
@@ -269,6 +327,7 @@ class ApiContext {
   void RecordWrite(const Call& call, const db::TableCounts& written);
 
   std::vector<ApiRoute> routes_;
+  std::vector<std::regex> route_patterns_;  // routes_' patterns, compiled
   struct Floor {
     db::TableCounts written{};
     std::chrono::steady_clock::time_point at{};

@@ -152,11 +152,20 @@ ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerO
   impl_->api.server.set_keep_alive_timeout(std::max<time_t>(opts.keep_alive_timeout.count(), 1));
   impl_->api.server.set_keep_alive_max_count(std::max<std::size_t>(opts.keep_alive_max_count, 1));
   impl_->api.server.set_payload_max_length(opts.max_body_bytes);
-  impl_->api.server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  impl_->api.server.set_error_handler([impl = impl_.get()](const httplib::Request& req,
+                                                           httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413) {
       ApiContext::WriteError(res, 413, "payload_too_large", "request body is larger than allowed");
     } else if (res.status == 404) {
+      // A route known for other methods: 405, with the ones it has.
+      const std::string allowed = impl->api.MethodsOf(req.path);
+      if (!allowed.empty()) {
+        res.set_header("Allow", allowed);
+        ApiContext::WriteError(res, 405, "method_not_allowed",
+                               req.method + " is not allowed here; allowed: " + allowed);
+        return;
+      }
       ApiContext::WriteError(res, 404, control::kCodeNotFound, "no such route");
     } else if (res.status == 400) {
       ApiContext::WriteError(res, 400, control::kCodeValidation, "malformed request");

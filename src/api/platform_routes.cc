@@ -286,9 +286,18 @@ void AddMetaRoutes(ApiContext& api) {
       auto it = values.find(key);
       return it == values.end() ? json(nullptr) : json(it->second);
     };
+    // Written as a positive integer (below); shown as stored otherwise.
+    json max_size = control::kDefaultMaxVolumeSizeGb;
+    if (const auto it = values.find("max_volume_size_gb"); it != values.end()) {
+      int parsed = 0;
+      const std::string& text = it->second;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
+      max_size = ec == std::errc() && end == text.data() + text.size() ? json(parsed) : json(text);
+    }
     return json{{"public_base_url", get("public_base_url")},
                 {"public_base_url_configured", values.contains("public_base_url")},
-                {"service_base_domain", get("service_base_domain")}};
+                {"service_base_domain", get("service_base_domain")},
+                {"max_volume_size_gb", max_size}};
   };
   api.Route("GET", "/api/meta", [&api, meta_json](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
@@ -297,12 +306,18 @@ void AddMetaRoutes(ApiContext& api) {
   });
   api.Route("PUT", "/api/meta", [&api, meta_json](Call& call) -> ControlResult<Reply> {
     API_RETURN_IF_ERROR(RequireAdmin(call));
-    API_ASSIGN_OR_RETURN(auto body,
-                         Body::Parse(call.req, {"public_base_url", "service_base_domain"}));
+    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"public_base_url", "service_base_domain",
+                                                           "max_volume_size_gb"}));
     std::map<std::string, std::string> values;
     for (const char* key : control::kMetaSettings) {
       if (body.IsNull(key)) {
-        values[key] = "";
+        values[key] = "";  // back to the default
+        continue;
+      }
+      if (std::string_view(key) == "max_volume_size_gb") {
+        API_ASSIGN_OR_RETURN(auto max_gb, body.Int(key));
+        if (max_gb && *max_gb < 1) return Invalid("max_volume_size_gb must be >= 1");
+        if (max_gb) values[key] = std::to_string(*max_gb);
         continue;
       }
       API_ASSIGN_OR_RETURN(auto value, body.String(key));
@@ -549,8 +564,8 @@ void AddBackupRescanRoutes(ApiContext& api) {
 void AddAccountRoutes(ApiContext& api) {
   api.Route("POST", "/api/api-keys", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"name"}));
-    API_ASSIGN_OR_RETURN(auto name, body.String("name"));
-    if (!name || name->empty()) return Invalid("name is required");
+    API_ASSIGN_OR_RETURN(auto name, body.Name("name"));
+    if (!name) return Invalid("name is required");
     API_ASSIGN_OR_RETURN(auto created,
                          control::CreateApiKey(api.db, call.actor, call.principal.user.id, *name));
     json out = ApiKeyJson(created.key);

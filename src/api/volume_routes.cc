@@ -21,8 +21,8 @@ ControlResult<control::WorkloadFlags> WorkloadFlagsOf(const Body& body) {
 void AddProjectRoutes(ApiContext& api) {
   api.Route("POST", "/api/projects", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"name", "organization_id"}));
-    API_ASSIGN_OR_RETURN(auto name, body.String("name"));
-    if (!name || name->empty()) return Invalid("name is required");
+    API_ASSIGN_OR_RETURN(auto name, body.Name("name"));
+    if (!name) return Invalid("name is required");
     API_ASSIGN_OR_RETURN(auto org, body.Uuid("organization_id"));
     if (!org) {
       // The caller's only organisation they may create in.
@@ -132,10 +132,7 @@ void AddVolumeRoutes(ApiContext& api) {
                                "backup_keep_yearly", "backup_cron", "backup_window_start",
                                "backup_window_minutes", "backup_time_zone"}));
     db::VolumeSettingsUpdate update;
-    API_ASSIGN_OR_RETURN(update.mount_path, body.String("mount_path"));
-    if (update.mount_path && (update.mount_path->empty() || update.mount_path->front() != '/')) {
-      return Invalid("mount_path must be an absolute path");
-    }
+    API_ASSIGN_OR_RETURN(update.mount_path, body.GuestPath("mount_path"));
     API_ASSIGN_OR_RETURN(update.size_gb, body.Int("size_gb"));
     if (update.size_gb && *update.size_gb < 1) return Invalid("size_gb must be >= 1");
     API_ASSIGN_OR_RETURN(auto schedule, body.String("backup_schedule"));

@@ -1,5 +1,7 @@
 #include "cli/api_output.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -137,7 +139,21 @@ std::string Cell(const json& object, const std::string& key) {
   if (value.is_null()) return "-";
   if (value.is_string()) {
     const auto& text = value.get_ref<const std::string&>();
-    return text.empty() ? "-" : text;
+    if (text.empty()) return "-";
+    // One line; other control characters (ESC: rows written before the
+    // API refused them) shown escaped, never sent to the terminal.
+    std::string out;
+    for (const char ch : text) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c == '\n' || c == '\r' || c == '\t') {
+        out += ' ';
+      } else if (c < 0x20 || c == 0x7F) {
+        out += fmt::format("\\x{:02x}", c);
+      } else {
+        out += ch;
+      }
+    }
+    return out;
   }
   if (value.is_boolean()) return value.get<bool>() ? "yes" : "no";
   return DumpJson(value);

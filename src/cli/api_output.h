@@ -21,8 +21,9 @@ std::string FormatTable(const std::vector<std::string>& header,
 // "label  value" lines with the values aligned.
 std::string FormatFields(const std::vector<std::pair<std::string, std::string>>& fields);
 
-// A JSON value as one cell: strings as they are, null/missing as "-",
-// booleans as yes/no, numbers and the rest as compact JSON.
+// A JSON value as one cell: strings on one line (newlines and tabs as
+// spaces, other control characters shown as \x1b), null/missing/empty as
+// "-", booleans as yes/no, numbers and the rest as compact JSON.
 std::string Cell(const nlohmann::json& object, const std::string& key);
 
 // What the API reported of a running operation's progress.

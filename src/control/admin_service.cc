@@ -1,6 +1,7 @@
 #include "control/admin_service.h"
 
 #include <array>
+#include <charconv>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
@@ -70,6 +71,18 @@ ControlResult<db::Server> SetServerStatus(db::Database& db, const Actor& actor,
                                            .dump()));
         return change->server;
       });
+}
+
+Result<int> MaxVolumeSizeGb(db::Tx& tx) {
+  KINDLING_ASSIGN_OR_RETURN(auto value, db::GetSetting(tx, "max_volume_size_gb"));
+  if (!value) return kDefaultMaxVolumeSizeGb;
+  int max = 0;
+  const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), max);
+  // Only PUT /api/meta writes it, as a positive integer; anything else
+  // (SQL by hand) is refused rather than read as no limit.
+  if (ec != std::errc() || end != value->data() + value->size() || max < 1)
+    return InvalidArgument("the cluster setting max_volume_size_gb is not a positive integer");
+  return max;
 }
 
 ControlResult<std::map<std::string, std::string>> GetMetaSettings(db::Database& db) {

@@ -27,7 +27,13 @@ namespace kindling::control {
                                                         db::ServerStatus status);
 
 // The cluster settings GET /api/meta shows and PUT /api/meta writes.
-inline constexpr const char* kMetaSettings[] = {"public_base_url", "service_base_domain"};
+inline constexpr const char* kMetaSettings[] = {"public_base_url", "service_base_domain",
+                                                "max_volume_size_gb"};
+
+// The largest size_gb a volume may have (create or grow), cluster-wide:
+// the max_volume_size_gb setting, this when unset.
+inline constexpr int kDefaultMaxVolumeSizeGb = 16384;
+[[nodiscard]] Result<int> MaxVolumeSizeGb(db::Tx& tx);
 
 // Current values of kMetaSettings (unset ones absent).
 [[nodiscard]] ControlResult<std::map<std::string, std::string>> GetMetaSettings(db::Database& db);

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/ids.h"
+#include "control/admin_service.h"
 #include "control/backup_schedule.h"
 #include "control/backup_store.h"
 #include "db/audit.h"
@@ -235,6 +236,18 @@ ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
         if (!plan) {
           refusal = ControlError{400, kCodeValidation, plan.error().message()};
           return Refused();
+        }
+        if (update.size_gb || !existing) {
+          const int size_gb = update.size_gb.value_or(db::NewVolume{}.size_gb);
+          KINDLING_ASSIGN_OR_RETURN(const int max_gb, MaxVolumeSizeGb(tx));
+          if (size_gb > max_gb) {
+            refusal =
+                ControlError{400, kCodeValidation,
+                             "size_gb " + std::to_string(size_gb) +
+                                 " is above the cluster's maximum volume size, " +
+                                 std::to_string(max_gb) + " GiB (max_volume_size_gb of /api/meta)"};
+            return Refused();
+          }
         }
         const bool schedule_given = update.backup_schedule || update.backup_cron ||
                                     update.backup_window_start || update.backup_window_minutes ||

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
@@ -168,11 +169,6 @@ ImageReconciler::ImageReconciler(db::Database& db, BusyVolumes& busy, ImageQuara
                                  ImageReconcilerOptions options)
     : db_(db), busy_(busy), quarantine_(quarantine), options_(std::move(options)) {}
 
-std::string ImageReconciler::degraded_reason() const {
-  std::lock_guard lock(mu_);
-  return degraded_reason_;
-}
-
 Status ImageReconciler::RunOnce() {
   // Each step runs even when an earlier one failed: a database hiccup in the
   // mirror must not stop images from being kept safe.
@@ -284,6 +280,12 @@ Status ImageReconciler::EnsurePinnedImages() {
   KINDLING_ASSIGN_OR_RETURN(std::vector<db::Volume> pinned, db_.Transact([&](db::Tx& tx) {
     return db::ListVolumes(tx, db::VolumeFilter{.server_id = options_.server_id});
   }));
+  // Failures of volumes no longer pinned here are forgotten.
+  std::erase_if(create_failures_, [&](const auto& failure) {
+    return std::none_of(pinned.begin(), pinned.end(), [&](const db::Volume& v) {
+      return v.id == failure.first && !v.deleted_at;
+    });
+  });
   for (const db::Volume& volume : pinned) {
     if (volume.deleted_at || db::IsTransitional(volume.status)) continue;
     const fs::path image = ImagePath(options_.state_dir, volume.id);
@@ -316,21 +318,44 @@ Status ImageReconciler::EnsurePinnedImages() {
     BusyScope busy(busy_, volume.id);
     if (!busy.acquired()) continue;
     if (volume.health == db::VolumeHealth::kUnknown) {
+      const auto now = options_.now();
+      const auto failed = create_failures_.find(volume.id);
+      if (failed != create_failures_.end() && failed->second.size_gb == volume.size_gb &&
+          now < failed->second.next_try) {
+        continue;
+      }
       auto tool = FindTool(options_.mkfs_tool);
       Status created =
           tool ? CreateImage(image, volume.size_gb, *tool) : Status(std::unexpected(tool.error()));
       if (created) {
+        create_failures_.erase(volume.id);
         spdlog::info("worker: created image for volume {} ({} GiB)", volume.id, volume.size_gb);
         auto updated = db_.Transact([&](db::Tx& tx) {
           return db::UpdateVolumeState(tx, volume.id,
-                                       db::VolumeStateUpdate{.health = db::VolumeHealth::kHealthy});
+                                       db::VolumeStateUpdate{.health = db::VolumeHealth::kHealthy,
+                                                             .last_error = db::SetNull()});
         });
         if (!updated) spdlog::warn("worker: volume {}: {}", volume.id, updated.error().message());
       } else {
-        spdlog::warn("worker: create image for volume {}: {}", volume.id,
-                     created.error().message());
-        std::lock_guard lock(mu_);
-        degraded_reason_ = "cannot create volume images: " + created.error().message();
+        // The volume's problem (its size, most often), not the worker's.
+        CreateFailure next{
+            .size_gb = volume.size_gb, .next_try = {}, .delay = options_.create_retry};
+        if (failed != create_failures_.end() && failed->second.size_gb == volume.size_gb) {
+          next.delay = std::min(failed->second.delay * 2, options_.create_retry_max);
+        }
+        next.next_try = now + next.delay;
+        create_failures_.insert_or_assign(volume.id, next);
+        const std::string error = "cannot create the volume image on server " + options_.server_id +
+                                  ": " + created.error().message();
+        spdlog::warn("worker: volume {}: {} (trying again in {} s)", volume.id, error,
+                     next.delay.count());
+        auto updated = db_.Transact([&](db::Tx& tx) {
+          return db::UpdateVolumeState(
+              tx, volume.id,
+              db::VolumeStateUpdate{.last_error = db::SetTo(error),
+                                    .only_from = {db::VolumeStatus::kDetached}});
+        });
+        if (!updated) spdlog::warn("worker: volume {}: {}", volume.id, updated.error().message());
       }
     } else if (volume.health != db::VolumeHealth::kMissing) {
       // It had data once: a blank image would hide the loss.

@@ -3,7 +3,11 @@
 //
 //   - A volume pinned here without an image gets a new empty one when it never
 //     had data (health unknown), and is marked missing/unavailable otherwise
-//     (a blank image would hide data loss).
+//     (a blank image would hide data loss). An image that cannot be made (too
+//     large for the free space, mkfs failing) is that volume's problem, not
+//     the worker's: the volume's last_error says why, and it is tried again
+//     after create_retry (doubling up to create_retry_max), at once when its
+//     size changes; the worker stays eligible for every other volume.
 //   - An image of a volume that is not pinned here is moved to the quarantine
 //     (image_quarantine.h) once no operation is in flight on it, with a reason:
 //       replaced        a restore, move or adoption the database records moved
@@ -42,6 +46,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -77,6 +82,10 @@ struct ImageReconcilerOptions {
   // listing said that entry is due, each time in the busy section and right
   // before the decision is made again on a fresh, locked read of the row.
   std::function<void(std::string_view action, const std::string& id)> before_image_action{};
+  // When an image could not be made: the first wait before trying again,
+  // and the longest.
+  std::chrono::seconds create_retry{60};
+  std::chrono::seconds create_retry_max{900};
 };
 
 // BusyVolumes key of a quarantine entry (an adoption holds it).
@@ -125,10 +134,6 @@ class ImageReconciler {
   // the images on disk.
   [[nodiscard]] Status RunOnce();
 
-  // Why this worker cannot hold new volumes (e.g. images cannot be created),
-  // empty when it can; reported in the worker component's status.
-  std::string degraded_reason() const;
-
  private:
   [[nodiscard]] Status SyncQuarantine();
   [[nodiscard]] Status PurgeExpired();
@@ -145,8 +150,14 @@ class ImageReconciler {
   BusyVolumes& busy_;
   ImageQuarantine& quarantine_;
   const ImageReconcilerOptions options_;
-  mutable std::mutex mu_;
-  std::string degraded_reason_;  // guarded by mu_
+  // Volumes whose image could not be made: when to try again. Used by
+  // RunOnce only.
+  struct CreateFailure {
+    int size_gb = 0;  // the size that failed: another is tried at once
+    std::chrono::system_clock::time_point next_try{};
+    std::chrono::seconds delay{};
+  };
+  std::map<std::string, CreateFailure> create_failures_;
 };
 
 }  // namespace kindling::reconcile

@@ -84,6 +84,14 @@ Status CreateImage(const std::filesystem::path& path, int size_gb,
     return MakeError(ErrorKind::kAlreadyExists, path.string() + " already exists");
   std::filesystem::create_directories(path.parent_path(), ec);
   if (ec) return IoError("create " + path.parent_path().string() + ": " + ec.message());
+  const std::filesystem::space_info space = std::filesystem::space(path.parent_path(), ec);
+  if (ec) return IoError("free space of " + path.parent_path().string() + ": " + ec.message());
+  constexpr std::uintmax_t kGiB = 1ull << 30;
+  if (static_cast<std::uintmax_t>(size_gb) > space.available / kGiB) {
+    return FailedPrecondition("a " + std::to_string(size_gb) +
+                              " GiB image does not fit: " + std::to_string(space.available / kGiB) +
+                              " GiB available on " + path.parent_path().string());
+  }
 
   const std::filesystem::path temp = TempSiblingPath(path);
   {

@@ -55,7 +55,10 @@ inline constexpr std::chrono::hours kE2fsckTimeout{6};
 // Creates a sparse image of `size_gb` GiB with an empty ext4 filesystem,
 // atomically: a temp sibling is formatted, then renamed onto `path`, so a
 // crash never leaves a half-formatted image under its final name.
-// kAlreadyExists when `path` exists. REQUIRES: size_gb >= 1.
+// kAlreadyExists when `path` exists. kFailedPrecondition, before anything
+// is written, when the filesystem has less space available than `size_gb`:
+// the image is sparse, but the volume must be able to fill it. REQUIRES:
+// size_gb >= 1.
 [[nodiscard]] Status CreateImage(const std::filesystem::path& path, int size_gb,
                                  const std::filesystem::path& mkfs_tool,
                                  const ToolLimits& limits = {});

@@ -203,7 +203,6 @@ Status Worker::HeartbeatOnce() {
   if (auto mkfs = FindTool(options_.mkfs_tool); !mkfs) problem = mkfs.error().message();
   if (::access(VolumesDir(options_.state_dir).c_str(), W_OK) != 0)
     problem = VolumesDir(options_.state_dir).string() + " is not writable";
-  if (problem.empty()) problem = reconciler_.degraded_reason();
   json metadata = {
       {"runtime", options_.vmm != nullptr ? std::string(vmm::RuntimeName(options_.vmm->runtime()))
                                           : options_.runtime},

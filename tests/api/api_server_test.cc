@@ -3,12 +3,17 @@
 // refusal, secrets never echoed, audit rows written with the change.
 #include "api/api_server.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "api/api_context.h"
 #include "api_test_fixture.h"
 #include "common/ids.h"
 #include "control/backup_store.h"
@@ -63,6 +68,96 @@ TEST_F(ApiServerTest, MalformedRequestsAreRefused) {
                 413, "payload_too_large");
   ExpectRefused("GET", "/api/no-such-route", admin_key_, "", 404, "not_found");
   ExpectRefused("GET", "/api/projects/" + NewUuidV4(), admin_key_, "", 404, "not_found");
+}
+
+// Names print as they are, guest paths are normalised, and the cluster's
+// maximum volume size holds on create and grow.
+TEST_F(ApiServerTest, NamesPathsAndSizesAreBounded) {
+  MakeServer("w1");
+  for (const std::string& bad :
+       {std::string("a\0b", 3), std::string("new\nline"), std::string("\x1b[31mred"),
+        std::string("c1\xc2\x9b"), std::string(Body::kMaxNameBytes + 1, 'n'), std::string()}) {
+    ExpectRefused("POST", "/api/projects", admin_key_, json{{"name", bad}}.dump(), 400,
+                  "validation_error");
+    ExpectRefused("POST", "/api/api-keys", admin_key_, json{{"name", bad}}.dump(), 400,
+                  "validation_error");
+  }
+  const std::string project = CreateProject("caf\xc3\xa9 \xe2\x9c\x93");  // UTF-8 is fine
+  const std::string volume = "/api/projects/" + project + "/volume";
+  for (const char* bad :
+       {"data", "/", "/data/", "/a//b", "/a/../etc", "/./data", "/a/..", "/a\tb"}) {
+    ExpectRefused("PUT", volume, admin_key_, json{{"mount_path", bad}}.dump(), 400,
+                  "validation_error");
+  }
+  ExpectRefused("PUT", volume, admin_key_, R"({"size_gb": 1000000})", 400, "validation_error");
+
+  // The limit is a cluster setting (platform admins), shown by GET /api/meta.
+  EXPECT_EQ(Send("GET", "/api/meta", admin_key_).body["max_volume_size_gb"], 16384);
+  ExpectRefused("PUT", "/api/meta", admin_key_, R"({"max_volume_size_gb": 0})", 400,
+                "validation_error");
+  ExpectRefused("PUT", "/api/meta", org_admin_key_, R"({"max_volume_size_gb": 100})", 403,
+                "forbidden");
+  Response set = Send("PUT", "/api/meta", admin_key_, R"({"max_volume_size_gb": 8})");
+  ASSERT_EQ(set.status, 200) << set.raw;
+  EXPECT_EQ(set.body["max_volume_size_gb"], 8);
+  ExpectRefused("PUT", volume, org_admin_key_, R"({"size_gb": 9})", 400, "validation_error");
+  Response created =
+      Send("PUT", volume, org_admin_key_, R"({"size_gb": 8, "mount_path": "/srv/app-data"})");
+  ASSERT_EQ(created.status, 200) << created.raw;
+  EXPECT_EQ(created.body["mount_path"], "/srv/app-data");
+  ExpectRefused("PUT", volume, org_admin_key_, R"({"size_gb": 9})", 400, "validation_error");
+  // Back to the default.
+  set = Send("PUT", "/api/meta", admin_key_, R"({"max_volume_size_gb": null})");
+  ASSERT_EQ(set.status, 200) << set.raw;
+  EXPECT_EQ(set.body["max_volume_size_gb"], 16384);
+  EXPECT_EQ(Send("PUT", volume, org_admin_key_, R"({"size_gb": 9})").status, 200);
+}
+
+// RFC 7235: the scheme's name in any case. Authentication comes before the
+// body is looked at, and a known route with another method is a 405.
+TEST_F(ApiServerTest, AuthenticationFirstAnyCaseBearerAnd405) {
+  httplib::Headers lower{{"Authorization", "bearer " + admin_key_}};
+  auto got = client_->Get("/api/projects", lower);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200) << got->body;
+
+  const std::string project = CreateProject();
+  for (const std::string& path :
+       {std::string("/api/projects"), "/api/projects/" + project + "/volume/backups"}) {
+    auto posted = client_->Post(path, httplib::Headers{}, "", "");
+    ASSERT_TRUE(posted);
+    EXPECT_EQ(posted->status, 401) << path << ": " << posted->body;
+    posted = client_->Post(path, httplib::Headers{}, "{not json", "application/json");
+    ASSERT_TRUE(posted);
+    EXPECT_EQ(posted->status, 401) << path << ": " << posted->body;
+  }
+
+  // No Content-Length at all (curl -X POST): still a 401.
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(server_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string request =
+        "POST /api/projects HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+    std::string answer(4096, '\0');
+    const ssize_t n = ::recv(fd, answer.data(), answer.size(), 0);
+    ::close(fd);
+    ASSERT_GT(n, 0);
+    answer.resize(static_cast<std::size_t>(n));
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 401")) << answer;
+  }
+
+  ExpectRefused("DELETE", "/api/meta", admin_key_, "", 405, "method_not_allowed");
+  auto put = client_->Put("/api/servers", lower, "{}", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 405) << put->body;
+  EXPECT_EQ(put->get_header_value("Allow"), "GET");
+  ExpectRefused("GET", "/api/no-such-route", admin_key_, "", 404, "not_found");
 }
 
 TEST_F(ApiServerTest, VolumeLifecycleAndEveryErrorCode) {

@@ -52,6 +52,7 @@ TEST(ApiOutputTest, CellsShowMissingAsDash) {
   EXPECT_EQ(Cell(object, "yes"), "yes");
   EXPECT_EQ(Cell(object, "obj"), R"({"a":1})");
   EXPECT_EQ(Cell(json::array(), "s"), "-");
+  EXPECT_EQ(Cell(json{{"s", "\x1b[31mred\nline"}}, "s"), "\\x1b[31mred line");
 }
 
 TEST(ApiOutputTest, ReadsOperationProgress) {
@@ -105,12 +106,9 @@ TEST(ApiOutputTest, VolumeServersAndSettings) {
 
   // The schedule's details, the last backup's age and verification.
   json scheduled = volume;
-  scheduled["backup_policy"] = {{"schedule", "cron"},
-                                {"cron", "0 */6 * * *"},
-                                {"window_start", "22:00"},
-                                {"window_minutes", nullptr},
-                                {"time_zone", "Europe/Paris"},
-                                {"retention_count", 2}};
+  scheduled["backup_policy"] = {{"schedule", "cron"},          {"cron", "0 */6 * * *"},
+                                {"window_start", "22:00"},     {"window_minutes", nullptr},
+                                {"time_zone", "Europe/Paris"}, {"retention_count", 2}};
   scheduled["next_backup_at"] = "2026-12-04T03:00:00Z";
   scheduled["last_successful_backup_at"] = "2026-12-03T21:00:00Z";
   scheduled["last_backup_age_seconds"] = 3 * 3600;
@@ -120,8 +118,7 @@ TEST(ApiOutputTest, VolumeServersAndSettings) {
             "cron \"0 */6 * * *\" in 22:00+60min Europe/Paris, keep 2")
       << shown_schedule;
   EXPECT_EQ(FieldValue(shown_schedule, "next backup"), "2026-12-04T03:00:00Z") << shown_schedule;
-  EXPECT_EQ(FieldValue(shown_schedule, "last backup"),
-            "2026-12-03T21:00:00Z (3h ago, verified ok)")
+  EXPECT_EQ(FieldValue(shown_schedule, "last backup"), "2026-12-03T21:00:00Z (3h ago, verified ok)")
       << shown_schedule;
   scheduled["last_backup_verify_state"] = nullptr;
   EXPECT_EQ(FieldValue(VolumeText(scheduled), "last backup"),

@@ -51,6 +51,49 @@ TEST_F(WorkerTest, RegistersWithRuntimeAndCreatesPinnedImages) {
   EXPECT_EQ(servers->size(), 1u);
 }
 
+// A volume too large for the worker's disk is that volume's problem: its
+// last_error says why, and the worker stays healthy, eligible as a restore
+// target and making images for the other volumes; a new size is tried at
+// once.
+TEST_F(WorkerTest, AnImageThatCannotBeMadeFailsItsVolumeNotTheWorker) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  const db::Volume huge = MakePinnedVolume(worker.server_id(), 1'000'000);
+  ASSERT_TRUE(WaitFor([&] { return GetVolume(huge.id).last_error.has_value(); }));
+  EXPECT_NE(GetVolume(huge.id).last_error->find("does not fit"), std::string::npos)
+      << *GetVolume(huge.id).last_error;
+  EXPECT_EQ(GetVolume(huge.id).health, db::VolumeHealth::kUnknown);
+  EXPECT_FALSE(std::filesystem::exists(worker.ImageOf(huge.id)));
+
+  const db::Volume small = MakePinnedVolume(worker.server_id());
+  ASSERT_TRUE(WaitFor([&] { return GetVolume(small.id).health == db::VolumeHealth::kHealthy; }));
+  // After further heartbeats (each reports the component's health), still
+  // healthy and eligible.
+  const auto heartbeat = [&] {
+    auto s = Must([&](db::Tx& tx) { return db::GetServer(tx, worker.server_id()); });
+    return s ? s->last_heartbeat_at : std::nullopt;
+  };
+  for (int i = 0; i < 2; ++i) {
+    const auto before = heartbeat();
+    ASSERT_TRUE(WaitFor([&] { return heartbeat() != before; }));
+  }
+  auto server = Must([&](db::Tx& tx) { return db::GetServer(tx, worker.server_id()); });
+  ASSERT_TRUE(server);
+  ASSERT_EQ(server->components.size(), 1u);
+  EXPECT_EQ(server->components[0].status, db::ComponentHealth::kHealthy)
+      << server->components[0].last_error_message.value_or("");
+  auto eligible = Must([&](db::Tx& tx) { return db::ListEligibleWorkers(tx); });
+  ASSERT_TRUE(eligible);
+  ASSERT_EQ(eligible->size(), 1u);
+  EXPECT_EQ((*eligible)[0].server_id, worker.server_id());
+
+  // Sized down by hand (the API only grows): made at once, not after the
+  // retry delay, and the error is cleared.
+  Sql("UPDATE project_volumes SET size_gb = 1 WHERE id = '" + huge.id + "'");
+  ASSERT_TRUE(WaitFor([&] { return GetVolume(huge.id).health == db::VolumeHealth::kHealthy; }));
+  EXPECT_FALSE(GetVolume(huge.id).last_error.has_value());
+  EXPECT_TRUE(std::filesystem::exists(worker.ImageOf(huge.id)));
+}
+
 TEST_F(WorkerTest, LostImageIsMarkedMissingNotRecreated) {
   Worker& worker = StartWorker(FastOptions("w1"));
   const db::Volume volume = MakePinnedVolume(worker.server_id());
