@@ -179,6 +179,7 @@ struct ApiFlags {
   std::string volume;
   std::string quarantine_status;
   std::string quarantine_id;
+  std::string server_id;
   // servers list
   bool all = false;
   // admin backups orphans
@@ -1407,6 +1408,26 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   servers_list->callback(set(servers_list, [](const ApiFlags& x) {
     return RunCall(
         x.connection, [&](client::ApiClient& c) { return c.ListServers(x.all); }, ServersText);
+  }));
+  CLI::App* servers_drain =
+      Leaf(*servers, "drain",
+           "Take a server out of placement (platform admin): no new volumes, restores or moves "
+           "go to it; it shows drained once no operation runs on it",
+           f);
+  servers_drain->add_option("id", f.server_id, "Server id")->required()->type_name("ID");
+  servers_drain->callback(set(servers_drain, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.DrainServer(x.server_id); },
+        [](const json& s) { return ServersText(json::array({s})); });
+  }));
+  CLI::App* servers_activate =
+      Leaf(*servers, "activate",
+           "Put a drained or draining server back in placement (platform admin)", f);
+  servers_activate->add_option("id", f.server_id, "Server id")->required()->type_name("ID");
+  servers_activate->callback(set(servers_activate, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ActivateServer(x.server_id); },
+        [](const json& s) { return ServersText(json::array({s})); });
   }));
 
   // audit

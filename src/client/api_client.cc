@@ -403,6 +403,16 @@ Result<json> ApiClient::ListServers(bool all) {
   return Get(all ? "/api/platform/servers" : "/api/servers");
 }
 
+Result<json> ApiClient::DrainServer(const std::string& server_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("server", server_id));
+  return Post("/api/servers/" + server_id + "/drain", json::object());
+}
+
+Result<json> ApiClient::ActivateServer(const std::string& server_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("server", server_id));
+  return Post("/api/servers/" + server_id + "/activate", json::object());
+}
+
 Result<json> ApiClient::ListAuditEvents(const AuditQuery& query) {
   Query params;
   if (query.action) params.emplace_back("action", *query.action);

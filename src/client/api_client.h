@@ -253,6 +253,11 @@ class ApiClient {
   // all = false: servers of the caller's organisations; true: every server
   // (platform admin).
   [[nodiscard]] Result<nlohmann::json> ListServers(bool all);
+  // POST /api/servers/{id}/drain or /activate (platform admin): the server
+  // as it is afterwards. A draining server takes no new volumes, restores
+  // or moves, and becomes drained once no operation runs on it.
+  [[nodiscard]] Result<nlohmann::json> DrainServer(const std::string& server_id);
+  [[nodiscard]] Result<nlohmann::json> ActivateServer(const std::string& server_id);
   [[nodiscard]] Result<nlohmann::json> ListAuditEvents(const AuditQuery& query);
 
   [[nodiscard]] Result<nlohmann::json> ListApiKeys();

@@ -155,6 +155,22 @@ Result<std::vector<std::string>> MarkSilentServersDead(Tx& tx, std::chrono::seco
                        });
 }
 
+Result<std::vector<std::string>> MarkDrainedServers(Tx& tx) {
+  return internal::Run(tx, "mark drained servers",
+                       [&](pqxx::transaction_base& w) -> Result<std::vector<std::string>> {
+                         const pqxx::result rows = internal::Exec(
+                             w,
+                             "UPDATE servers s SET status = 'drained', updated_at = now() "
+                             "WHERE s.status = 'draining' AND NOT EXISTS ("
+                             "  SELECT 1 FROM project_volume_operations o "
+                             "  WHERE o.server_id = s.id AND o.status IN ('pending', 'running')) "
+                             "RETURNING s.id");
+                         std::vector<std::string> ids;
+                         for (const auto& row : rows) ids.push_back(Text(row[0]));
+                         return ids;
+                       });
+}
+
 Result<ServerStatusChange> SetServerStatus(Tx& tx, const std::string& server_id,
                                            ServerStatus status) {
   return internal::Run(

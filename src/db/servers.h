@@ -83,6 +83,10 @@ struct ComponentStatusUpdate {
 [[nodiscard]] Result<std::vector<std::string>> MarkSilentServersDead(
     Tx& tx, std::chrono::seconds silent_for);
 
+// Marks `draining` servers that have no pending or running operation as
+// `drained`; returns their ids. The leader runs this.
+[[nodiscard]] Result<std::vector<std::string>> MarkDrainedServers(Tx& tx);
+
 struct ServerStatusChange {
   ServerStatus previous{};
   Server server{};

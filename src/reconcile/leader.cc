@@ -176,6 +176,18 @@ Result<SweepReport> Leader::SweepOnce(bool with_schedules) {
   for (const std::string& id : report.servers_marked_dead)
     spdlog::warn("leader: server {} silent for {}s: marked dead", id,
                  options_.silent_after.count());
+  KINDLING_ASSIGN_OR_RETURN(
+      report.servers_drained, db_.Transact([&](db::Tx& tx) -> Result<std::vector<std::string>> {
+        KINDLING_ASSIGN_OR_RETURN(std::vector<std::string> drained, db::MarkDrainedServers(tx));
+        for (const std::string& id : drained) {
+          KINDLING_RETURN_IF_ERROR(
+              AuditSystem(tx, "server.drained", id,
+                          json{{"previous_status", "draining"}, {"status", "drained"}}, "server"));
+        }
+        return drained;
+      }));
+  for (const std::string& id : report.servers_drained)
+    spdlog::info("leader: server {} drained: no operation left on it", id);
   if (!grace) KINDLING_RETURN_IF_ERROR(EndLostWorkloads(report));
 
   // Decides one operation's fate inside the transaction holding its lock.

@@ -4,6 +4,9 @@
 //
 // Each sweep:
 //   1. marks `active` servers silent for `silent_after` as dead;
+//   1b. marks `draining` servers with no pending or running operation as
+//      `drained` (audited server.drained): an operator's drain is over once
+//      the server's work is;
 //   2. records the workloads of dead servers lost: each live VM (booting,
 //      running, stopping) of a dead server, in one transaction per VM with
 //      the volume row locked first (db::EndLostVm), becomes crashed with
@@ -112,6 +115,7 @@ struct LeaderOptions {
 
 struct SweepReport {
   std::vector<std::string> servers_marked_dead;
+  std::vector<std::string> servers_drained;
   std::vector<std::string> requeued;        // operation ids
   std::vector<std::string> failed;          // operation ids
   std::vector<std::string> scheduled;       // volume ids that got a scheduled backup

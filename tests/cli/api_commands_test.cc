@@ -102,6 +102,14 @@ TEST_F(ApiCommandsTest, BackupAndRestoreThroughTheApi) {
   RunResult servers_text = Kindling({"servers", "list", "--all"});
   EXPECT_NE(servers_text.out.find("HEARTBEAT"), std::string::npos) << servers_text.out;
   EXPECT_NE(servers_text.out.find("w1"), std::string::npos) << servers_text.out;
+  // Drain and activate (audited); the drained state is the leader's
+  // (leader_test).
+  EXPECT_EQ(Ok({"servers", "drain", server_id_})["status"], "draining");
+  RunResult activated = Kindling({"servers", "activate", server_id_});
+  EXPECT_EQ(activated.exit_code, 0) << activated.Describe();
+  EXPECT_NE(activated.out.find("active"), std::string::npos) << activated.out;
+  EXPECT_EQ(Ok({"audit", "list", "--action", "server.drain"}).size(), 1u);
+  EXPECT_EQ(Kindling({"servers", "drain", "not-a-uuid"}).exit_code, 2);
 
   // The audit trail has the queued and the finished backup.
   json queued = Ok({"audit", "list", "--action", "volume.backup.queue"});

@@ -147,6 +147,42 @@ TEST_F(LeaderTest, MarksSilentServerDeadAndHeartbeatRevivesIt) {
             db::ServerStatus::kActive);
 }
 
+TEST_F(LeaderTest, ADrainingServerIsDrainedOnceNoOperationRunsOnIt) {
+  const std::string server = MakeServer("busy");
+  const std::string idle = MakeServer("idle");
+  const db::Volume volume = MakePinnedVolume(server);
+  const db::QueuedOperation backup = QueueBackup(volume);
+  // Running, its lease far from expiring.
+  ASSERT_TRUE(Must([&](db::Tx& tx) {
+    return db::ClaimNextOperation(tx, server, NewUuidV4(), std::chrono::minutes(5));
+  }));
+  for (const std::string& id : {server, idle}) {
+    ASSERT_TRUE(
+        Must([&](db::Tx& tx) { return db::SetServerStatus(tx, id, db::ServerStatus::kDraining); }));
+  }
+  Leader leader(db(), FastLeader());
+  auto report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->servers_drained, std::vector<std::string>{idle});
+  EXPECT_EQ(Must([&](db::Tx& tx) { return db::GetServer(tx, server); })->status,
+            db::ServerStatus::kDraining);
+
+  Sql("UPDATE project_volume_operations SET status = 'succeeded', completed_at = now() "
+      "WHERE id = '" +
+      backup.operation.id + "'");
+  report = leader.SweepOnce();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->servers_drained, std::vector<std::string>{server});
+  EXPECT_EQ(Must([&](db::Tx& tx) { return db::GetServer(tx, server); })->status,
+            db::ServerStatus::kDrained);
+  EXPECT_EQ(Sql("SELECT count(*) FROM cluster_audit_events WHERE action = 'server.drained' "
+                "AND resource_id = '" +
+                server + "'")[0][0]
+                .as<int>(),
+            1);
+  EXPECT_TRUE(leader.SweepOnce()->servers_drained.empty());
+}
+
 TEST_F(LeaderTest, ExpiredRestoreLeaseIsRequeuedOnAnotherEligibleWorker) {
   Worker& a = StartWorker(FastOptions("a"));
   const db::Volume volume = MakePinnedVolume(a.server_id());
