@@ -344,7 +344,8 @@ void AddDeploymentRoutes(ApiContext& api);
 void AddMetaRoutes(ApiContext& api);      // /api/meta (platform_routes.cc)
 void AddServerRoutes(ApiContext& api);    // servers, drain/activate (platform_routes.cc)
 void AddSettingsRoutes(ApiContext& api);  // backup settings, audit events (platform_routes.cc)
-void AddAccountRoutes(ApiContext& api);   // API keys (platform_routes.cc)
+// Users, organisations and their members, API keys (account_routes.cc)
+void AddAccountRoutes(ApiContext& api);
 // Quarantined images, the backup store history (platform_routes.cc).
 void AddQuarantineRoutes(ApiContext& api);
 // Backups in the stores the database lacks: rescan, orphans, assignment

@@ -77,6 +77,13 @@ void AuthCache::Forget(const std::string& key_id) {
                 [&](const auto& item) { return item.second.principal.api_key.id == key_id; });
 }
 
+void AuthCache::ForgetUser(const std::string& user_id) {
+  std::lock_guard lock(mu_);
+  ++generation_;
+  std::erase_if(entries_,
+                [&](const auto& item) { return item.second.principal.user.id == user_id; });
+}
+
 std::size_t AuthCache::size() const {
   std::lock_guard lock(mu_);
   return entries_.size();

@@ -14,8 +14,9 @@
 // its own transaction, and all updated the key's last_used_at row one after
 // another: the API stalled every ttl.)
 //
-// Consistency: a key revoked through this process is dropped at once
-// (Forget), and a lookup begun before that is not kept; a key revoked, a
+// Consistency: a key revoked, or a user's memberships changed, through this
+// process is dropped at once (Forget, ForgetUser), and a lookup begun before
+// that is not kept; a key revoked, a
 // membership or admin flag changed by another process takes effect here
 // within `ttl` (sooner when a refresh sees it).
 //
@@ -62,6 +63,9 @@ class AuthCache {
 
   // Drops every entry of API key `key_id` (revoked through this process).
   void Forget(const std::string& key_id);
+  // Drops every entry of the user's keys (memberships or admin flag changed
+  // through this process).
+  void ForgetUser(const std::string& user_id);
 
   std::size_t size() const;
 

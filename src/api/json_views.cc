@@ -279,11 +279,37 @@ json ProjectJson(const db::Project& p) {
 
 json ApiKeyJson(const db::ApiKey& k) {
   return json{{"id", k.id},
+              {"user_id", k.user_id},
               {"name", k.name},
               {"key_prefix", k.key_prefix},
               {"created_at", FormatTime(k.created_at)},
               {"last_used_at", TimeOrNull(k.last_used_at)},
               {"revoked_at", TimeOrNull(k.revoked_at)}};
+}
+
+json UserJson(const db::User& u) {
+  return json{{"id", u.id},
+              {"email", u.email},
+              {"name", u.name},
+              {"is_platform_admin", u.is_platform_admin},
+              {"created_at", FormatTime(u.created_at)},
+              {"updated_at", FormatTime(u.updated_at)}};
+}
+
+json OrganizationJson(const db::Organization& o) {
+  return json{{"id", o.id},
+              {"name", o.name},
+              {"created_at", FormatTime(o.created_at)},
+              {"updated_at", FormatTime(o.updated_at)}};
+}
+
+json MemberJson(const db::Member& m) {
+  return json{{"organization_id", m.membership.organization_id},
+              {"user_id", m.membership.user_id},
+              {"email", m.email},
+              {"name", m.name},
+              {"role", db::Name(m.membership.role)},
+              {"created_at", FormatTime(m.membership.created_at)}};
 }
 
 nlohmann::json DeploymentJson(const control::DeploymentView& view) {

@@ -51,5 +51,8 @@ nlohmann::json ProjectJson(const db::Project& project);
 // A deployment with its status, hostname and newest instance.
 nlohmann::json DeploymentJson(const control::DeploymentView& view);
 nlohmann::json ApiKeyJson(const db::ApiKey& key);
+nlohmann::json UserJson(const db::User& user);
+nlohmann::json OrganizationJson(const db::Organization& organization);
+nlohmann::json MemberJson(const db::Member& member);
 
 }  // namespace kindling::api

@@ -1,6 +1,6 @@
 // Platform routes: cluster settings (/api/meta), servers, the platform's
 // health (control-plane backups, heartbeats), volume backup settings, the
-// audit trail, API keys, the backup rescan and its orphans, and the
+// audit trail, the backup rescan and its orphans, and the
 // Prometheus metrics text.
 #include <fmt/format.h>
 
@@ -559,33 +559,6 @@ void AddBackupRescanRoutes(ApiContext& api) {
                                      {"project_id", *project_id},
                                      {"volume_created", assigned.volume_created}}};
             });
-}
-
-void AddAccountRoutes(ApiContext& api) {
-  api.Route("POST", "/api/api-keys", [&api](Call& call) -> ControlResult<Reply> {
-    API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"name"}));
-    API_ASSIGN_OR_RETURN(auto name, body.Name("name"));
-    if (!name) return Invalid("name is required");
-    API_ASSIGN_OR_RETURN(auto created,
-                         control::CreateApiKey(api.db, call.actor, call.principal.user.id, *name));
-    json out = ApiKeyJson(created.key);
-    out["secret"] = created.secret.Reveal();  // shown once
-    return Reply{201, out};
-  });
-  api.Route("GET", "/api/api-keys", [&api](Call& call) -> ControlResult<Reply> {
-    auto keys =
-        api.db.Transact([&](db::Tx& tx) { return db::ListApiKeys(tx, call.principal.user.id); });
-    if (!keys) return std::unexpected(control::FromError(keys.error()));
-    json out = json::array();
-    for (const auto& k : *keys) out.push_back(ApiKeyJson(k));
-    return Reply{200, out};
-  });
-  api.Route("DELETE", R"(/api/api-keys/([^/]+))", [&api](Call& call) -> ControlResult<Reply> {
-    API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "API key"));
-    API_RETURN_IF_ERROR(control::RevokeApiKey(api.db, call.actor, call.principal.user.id, id));
-    api.auth_cache.Forget(id);
-    return Reply{204, json()};
-  });
 }
 
 }  // namespace kindling::api

@@ -180,6 +180,12 @@ struct ApiFlags {
   std::string quarantine_status;
   std::string quarantine_id;
   std::string server_id;
+  // user, org, api-key
+  std::string email;
+  std::string role;
+  std::string user;
+  std::string key_id;
+  bool platform_admin = false;
   // servers list
   bool all = false;
   // admin backups orphans
@@ -1483,18 +1489,113 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
   }));
 
   // api-key
-  CLI::App* api_key = Group(app, "api-key", "Your API keys");
-  CLI::App* key_list = Leaf(*api_key, "list", "List your API keys (never their secrets)", f);
+  CLI::App* api_key = Group(app, "api-key", "API keys: yours, or anyone's for platform admins");
+  CLI::App* key_list = Leaf(*api_key, "list", "List API keys (never their secrets)", f);
+  key_list->add_option("--user", f.user, "This user's keys (platform admin)")->type_name("ID");
   key_list->callback(set(key_list, [](const ApiFlags& x) {
     return RunCall(
-        x.connection, [](client::ApiClient& c) { return c.ListApiKeys(); }, ApiKeysText);
+        x.connection, [&](client::ApiClient& c) { return c.ListApiKeys(x.user); }, ApiKeysText);
   }));
   CLI::App* key_create =
-      Leaf(*api_key, "create", "Create an API key for yourself; prints its secret once", f);
+      Leaf(*api_key, "create",
+           "Create an API key (yours, or a user's first one); prints its secret once", f);
   key_create->add_option("--name", f.name, "What the key is for")->required();
+  key_create->add_option("--user", f.user, "For this user (platform admin)")->type_name("ID");
   key_create->callback(set(key_create, [](const ApiFlags& x) {
     return RunCall(
-        x.connection, [&](client::ApiClient& c) { return c.CreateApiKey(x.name); }, CreatedKeyText);
+        x.connection, [&](client::ApiClient& c) { return c.CreateApiKey(x.name, x.user); },
+        CreatedKeyText);
+  }));
+  CLI::App* key_revoke =
+      Leaf(*api_key, "revoke",
+           "Revoke an API key (yours, or anyone's for platform admins); refused from then on", f);
+  key_revoke->add_option("id", f.key_id, "API key id")->required()->type_name("ID");
+  key_revoke->callback(set(key_revoke, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection,
+        [&](client::ApiClient& c) -> Result<json> {
+          KINDLING_RETURN_IF_ERROR(c.RevokeApiKey(x.key_id));
+          return json{{"id", x.key_id}, {"revoked", true}};
+        },
+        RevokedKeyText);
+  }));
+
+  // user
+  CLI::App* user = Group(app, "user", "Users (platform admin)");
+  CLI::App* user_create =
+      Leaf(*user, "create",
+           "Create a user; give them a first key with: kindling api-key create --user ID", f);
+  user_create->add_option("--email", f.email, "Their email address (unique)")->required();
+  user_create->add_option("--name", f.name, "Their name (default: the email)");
+  user_create->add_flag("--platform-admin", f.platform_admin, "Make them a platform admin");
+  user_create->callback(set(user_create, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection,
+        [&](client::ApiClient& c) { return c.CreateUser(x.email, x.name, x.platform_admin); },
+        UserText);
+  }));
+  CLI::App* user_list = Leaf(*user, "list", "List every user", f);
+  user_list->callback(set(user_list, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [](client::ApiClient& c) { return c.ListUsers(); }, UsersText);
+  }));
+
+  // org
+  CLI::App* org = Group(app, "org", "Organisations and their members");
+  CLI::App* org_create = Leaf(*org, "create", "Create an organisation (platform admin)", f);
+  org_create->add_option("--name", f.name, "Its name")->required();
+  org_create->add_option("--owner", f.user, "Its first owner (default: you)")->type_name("USER_ID");
+  org_create->callback(set(org_create, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.CreateOrganization(x.name, x.user); },
+        OrganizationText);
+  }));
+  CLI::App* org_list =
+      Leaf(*org, "list", "List your organisations (every one for platform admins)", f);
+  org_list->callback(set(org_list, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [](client::ApiClient& c) { return c.ListOrganizations(); },
+        OrganizationsText);
+  }));
+  CLI::App* org_members = Leaf(*org, "members", "List an organisation's members and roles", f);
+  org_members->add_option("--org", f.organization, "Organisation id")->required()->type_name("ID");
+  org_members->callback(set(org_members, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection, [&](client::ApiClient& c) { return c.ListMembers(x.organization); },
+        MembersText);
+  }));
+  CLI::App* org_set = Leaf(*org, "set-member",
+                           "Add a user to an organisation or change their role (owners: any role; "
+                           "admins: member and admin, never owners)",
+                           f);
+  org_set->add_option("--org", f.organization, "Organisation id")->required()->type_name("ID");
+  CLI::Option* by_user = org_set->add_option("--user", f.user, "The user")->type_name("ID");
+  CLI::Option* by_email = org_set->add_option("--email", f.email, "The user, by email");
+  by_user->excludes(by_email);
+  org_set->add_option("--role", f.role, "owner, admin or member")
+      ->required()
+      ->check(CLI::IsMember({"owner", "admin", "member"}));
+  org_set->callback(set(org_set, [](const ApiFlags& x) {
+    if (x.user.empty() && x.email.empty()) {
+      return ReportError(InvalidArgument("give --user or --email").error());
+    }
+    return RunCall(
+        x.connection,
+        [&](client::ApiClient& c) { return c.SetMember(x.organization, x.user, x.email, x.role); },
+        MemberText);
+  }));
+  CLI::App* org_remove =
+      Leaf(*org, "remove-member", "Remove a user from an organisation (its last owner stays)", f);
+  org_remove->add_option("--org", f.organization, "Organisation id")->required()->type_name("ID");
+  org_remove->add_option("--user", f.user, "The user")->required()->type_name("ID");
+  org_remove->callback(set(org_remove, [](const ApiFlags& x) {
+    return RunCall(
+        x.connection,
+        [&](client::ApiClient& c) -> Result<json> {
+          KINDLING_RETURN_IF_ERROR(c.RemoveMember(x.organization, x.user));
+          return json{{"organization_id", x.organization}, {"user_id", x.user}, {"removed", true}};
+        },
+        RemovedMemberText);
   }));
 
   // admin validate

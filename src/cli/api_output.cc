@@ -719,4 +719,36 @@ std::string BackupStoresText(const json& stores, const std::string& current_url)
   return FormatTable({"STORAGE URL", "CURRENT", "CREATED", "UPDATED"}, rows);
 }
 
+std::string UsersText(const json& users) {
+  if (!users.is_array() || users.empty()) return "no users\n";
+  return FormatTable({"ID", "EMAIL", "NAME", "PLATFORM ADMIN", "CREATED"},
+                     Rows(users, {"id", "email", "name", "is_platform_admin", "created_at"}));
+}
+
+std::string UserText(const json& user) { return UsersText(json::array({user})); }
+
+std::string OrganizationsText(const json& orgs) {
+  if (!orgs.is_array() || orgs.empty()) return "no organisations\n";
+  return FormatTable({"ID", "NAME", "CREATED"}, Rows(orgs, {"id", "name", "created_at"}));
+}
+
+std::string OrganizationText(const json& org) { return OrganizationsText(json::array({org})); }
+
+std::string MembersText(const json& members) {
+  if (!members.is_array() || members.empty()) return "no members\n";
+  return FormatTable({"USER", "EMAIL", "NAME", "ROLE", "SINCE"},
+                     Rows(members, {"user_id", "email", "name", "role", "created_at"}));
+}
+
+std::string MemberText(const json& member) { return MembersText(json::array({member})); }
+
+std::string RevokedKeyText(const json& key) {
+  return "revoked API key " + Cell(key, "id") + ": it is refused from now on\n";
+}
+
+std::string RemovedMemberText(const json& member) {
+  return "removed user " + Cell(member, "user_id") + " from organisation " +
+         Cell(member, "organization_id") + "\n";
+}
+
 }  // namespace kindling::cli

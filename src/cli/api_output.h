@@ -90,4 +90,15 @@ std::string AssignedText(const nlohmann::json& assigned);
 // The store history; `current_url` (may be empty) is marked as current.
 std::string BackupStoresText(const nlohmann::json& stores, const std::string& current_url);
 
+// Users, organisations and members (the API's answers) as tables; one of
+// each as a one-row table; a revoked key and a removed member as a line.
+std::string UsersText(const nlohmann::json& users);
+std::string UserText(const nlohmann::json& user);
+std::string OrganizationsText(const nlohmann::json& orgs);
+std::string OrganizationText(const nlohmann::json& org);
+std::string MembersText(const nlohmann::json& members);
+std::string MemberText(const nlohmann::json& member);
+std::string RevokedKeyText(const nlohmann::json& key);
+std::string RemovedMemberText(const nlohmann::json& member);
+
 }  // namespace kindling::cli

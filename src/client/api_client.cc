@@ -423,11 +423,72 @@ Result<json> ApiClient::ListAuditEvents(const AuditQuery& query) {
   return Get("/api/platform/audit-events", params);
 }
 
-Result<json> ApiClient::ListApiKeys() { return Get("/api/api-keys"); }
+Result<json> ApiClient::ListApiKeys(const std::string& user_id) {
+  if (user_id.empty()) return Get("/api/api-keys");
+  KINDLING_RETURN_IF_ERROR(RequireUuid("user", user_id));
+  return Get("/api/api-keys", Query{{"user_id", user_id}});
+}
 
-Result<json> ApiClient::CreateApiKey(const std::string& name) {
+Result<json> ApiClient::CreateApiKey(const std::string& name, const std::string& user_id) {
   if (name.empty()) return InvalidArgument("an API key needs a name");
-  return Post("/api/api-keys", json{{"name", name}});
+  json body{{"name", name}};
+  if (!user_id.empty()) {
+    KINDLING_RETURN_IF_ERROR(RequireUuid("user", user_id));
+    body["user_id"] = user_id;
+  }
+  return Post("/api/api-keys", body);
+}
+
+Status ApiClient::RevokeApiKey(const std::string& key_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("API key", key_id));
+  KINDLING_RETURN_IF_ERROR(Delete("/api/api-keys/" + key_id));
+  return OkStatus();
+}
+
+Result<json> ApiClient::CreateUser(const std::string& email, const std::string& name,
+                                   bool platform_admin) {
+  json body{{"email", email}, {"is_platform_admin", platform_admin}};
+  if (!name.empty()) body["name"] = name;
+  return Post("/api/users", body);
+}
+
+Result<json> ApiClient::ListUsers() { return Get("/api/users"); }
+
+Result<json> ApiClient::CreateOrganization(const std::string& name,
+                                           const std::string& owner_user_id) {
+  json body{{"name", name}};
+  if (!owner_user_id.empty()) {
+    KINDLING_RETURN_IF_ERROR(RequireUuid("user", owner_user_id));
+    body["owner_user_id"] = owner_user_id;
+  }
+  return Post("/api/organizations", body);
+}
+
+Result<json> ApiClient::ListOrganizations() { return Get("/api/organizations"); }
+
+Result<json> ApiClient::ListMembers(const std::string& organization_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("organisation", organization_id));
+  return Get("/api/organizations/" + organization_id + "/members");
+}
+
+Result<json> ApiClient::SetMember(const std::string& organization_id, const std::string& user_id,
+                                  const std::string& email, const std::string& role) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("organisation", organization_id));
+  json body{{"role", role}};
+  if (!user_id.empty()) {
+    KINDLING_RETURN_IF_ERROR(RequireUuid("user", user_id));
+    body["user_id"] = user_id;
+  } else {
+    body["email"] = email;
+  }
+  return Post("/api/organizations/" + organization_id + "/members", body);
+}
+
+Status ApiClient::RemoveMember(const std::string& organization_id, const std::string& user_id) {
+  KINDLING_RETURN_IF_ERROR(RequireUuid("organisation", organization_id));
+  KINDLING_RETURN_IF_ERROR(RequireUuid("user", user_id));
+  KINDLING_RETURN_IF_ERROR(Delete("/api/organizations/" + organization_id + "/members/" + user_id));
+  return OkStatus();
 }
 
 }  // namespace kindling::client

@@ -260,9 +260,31 @@ class ApiClient {
   [[nodiscard]] Result<nlohmann::json> ActivateServer(const std::string& server_id);
   [[nodiscard]] Result<nlohmann::json> ListAuditEvents(const AuditQuery& query);
 
-  [[nodiscard]] Result<nlohmann::json> ListApiKeys();
-  // The answer carries the new key's `secret`, shown once.
-  [[nodiscard]] Result<nlohmann::json> CreateApiKey(const std::string& name);
+  // `user_id` empty: the caller's own keys; else that user's (platform
+  // admin).
+  [[nodiscard]] Result<nlohmann::json> ListApiKeys(const std::string& user_id = "");
+  // The answer carries the new key's `secret`, shown once. `user_id` as for
+  // ListApiKeys (a new user's first key).
+  [[nodiscard]] Result<nlohmann::json> CreateApiKey(const std::string& name,
+                                                    const std::string& user_id = "");
+  // The caller's own key, or anyone's (platform admin); effective at once.
+  [[nodiscard]] Status RevokeApiKey(const std::string& key_id);
+
+  // Users (platform admin) and organisations (control/account_service.h
+  // says who may do what).
+  [[nodiscard]] Result<nlohmann::json> CreateUser(const std::string& email, const std::string& name,
+                                                  bool platform_admin);
+  [[nodiscard]] Result<nlohmann::json> ListUsers();
+  // `owner_user_id` empty: the caller.
+  [[nodiscard]] Result<nlohmann::json> CreateOrganization(const std::string& name,
+                                                          const std::string& owner_user_id);
+  [[nodiscard]] Result<nlohmann::json> ListOrganizations();
+  [[nodiscard]] Result<nlohmann::json> ListMembers(const std::string& organization_id);
+  // Adds or changes a member, named by `user_id` or else `email`.
+  [[nodiscard]] Result<nlohmann::json> SetMember(const std::string& organization_id,
+                                                 const std::string& user_id,
+                                                 const std::string& email, const std::string& role);
+  [[nodiscard]] Status RemoveMember(const std::string& organization_id, const std::string& user_id);
 
  private:
   ApiClient(std::string base_url, ApiClientOptions options);

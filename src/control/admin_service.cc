@@ -207,33 +207,4 @@ ControlResult<BackupStoreSettings> UpdateBackupSettings(db::Database& db,
       });
 }
 
-ControlResult<db::CreatedApiKey> CreateApiKey(db::Database& db, const Actor& actor,
-                                              const std::string& user_id, const std::string& name) {
-  return TransactChecked<db::CreatedApiKey>(
-      db, [&](db::Tx& tx, std::optional<ControlError>&) -> Result<db::CreatedApiKey> {
-        KINDLING_ASSIGN_OR_RETURN(auto created, db::CreateApiKey(tx, user_id, name));
-        KINDLING_RETURN_IF_ERROR(Audit(tx, actor, "api_key.create", "api_key", created.key.id,
-                                       json{{"name", name}, {"user_id", user_id}}.dump()));
-        return created;
-      });
-}
-
-ControlResult<db::ApiKey> RevokeApiKey(db::Database& db, const Actor& actor,
-                                       const std::string& user_id, const std::string& key_id) {
-  return TransactChecked<db::ApiKey>(
-      db, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<db::ApiKey> {
-        auto key = db::GetApiKey(tx, key_id);
-        if (!key && !key.error().is_not_found()) return std::unexpected(key.error());
-        if (!key || key->user_id != user_id) {
-          refusal = ControlError{404, kCodeNotFound, "API key " + key_id + " does not exist"};
-          return Refused();
-        }
-        KINDLING_ASSIGN_OR_RETURN(bool was_active, db::RevokeApiKey(tx, key_id));
-        KINDLING_RETURN_IF_ERROR(Audit(
-            tx, actor, "api_key.revoke", "api_key", key_id,
-            json{{"name", key->name}, {"user_id", user_id}, {"was_active", was_active}}.dump()));
-        return db::GetApiKey(tx, key_id);
-      });
-}
-
 }  // namespace kindling::control

@@ -1,7 +1,7 @@
 // Platform-admin and account actions, each with its audit event in the same
 // transaction: drain/activate, cluster settings (GET/PUT /api/meta), volume
-// backup settings and secrets, API keys. Audit details name settings and
-// secrets, never secret values.
+// backup settings and secrets (accounts and API keys: account_service.h).
+// Audit details name settings and secrets, never secret values.
 //
 // Thread-safety: free functions and a thread-safe class; state lives in the
 // database.
@@ -82,15 +82,5 @@ struct BackupSettingsUpdate {
                                                                       const crypto::Key& master_key,
                                                                       const Actor& actor,
                                                                       BackupSettingsUpdate update);
-
-// api_key.create: the result's secret is the only copy.
-[[nodiscard]] ControlResult<db::CreatedApiKey> CreateApiKey(db::Database& db, const Actor& actor,
-                                                            const std::string& user_id,
-                                                            const std::string& name);
-// api_key.revoke. 404 for keys of other users (their existence is not
-// revealed).
-[[nodiscard]] ControlResult<db::ApiKey> RevokeApiKey(db::Database& db, const Actor& actor,
-                                                     const std::string& user_id,
-                                                     const std::string& key_id);
 
 }  // namespace kindling::control

@@ -42,18 +42,24 @@ pqxx::binarystring SecretHash(std::string_view secret) {
   return pqxx::binarystring(digest.data(), digest.size());
 }
 
+// A membership row, its organization's name joined in (MembershipFromRow
+// reads the first five columns).
+constexpr char kMembershipColumns[] = "m.organization_id, o.name, m.user_id, m.role, m.created_at";
+constexpr char kMembershipFrom[] =
+    " FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id ";
+
+Membership MembershipFromRow(const pqxx::row& r) {
+  return Membership{Text(r[0]), Text(r[1]), Text(r[2]), internal::Enum<OrgRole>(r[3]), Time(r[4])};
+}
+
 std::vector<Membership> ReadMemberships(pqxx::transaction_base& w, const std::string& user_id) {
-  const pqxx::result rows = internal::Exec(
-      w,
-      "SELECT m.organization_id, o.name, m.user_id, m.role, m.created_at "
-      "FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id "
-      "WHERE m.user_id = $1::uuid ORDER BY o.name, o.id",
-      user_id);
+  const pqxx::result rows =
+      internal::Exec(w,
+                     std::string("SELECT ") + kMembershipColumns + kMembershipFrom +
+                         "WHERE m.user_id = $1::uuid ORDER BY o.name, o.id",
+                     user_id);
   std::vector<Membership> out;
-  for (const auto& r : rows) {
-    out.push_back(
-        Membership{Text(r[0]), Text(r[1]), Text(r[2]), internal::Enum<OrgRole>(r[3]), Time(r[4])});
-  }
+  for (const auto& r : rows) out.push_back(MembershipFromRow(r));
   return out;
 }
 
@@ -135,6 +141,48 @@ Result<Organization> CreateOrganization(Tx& tx, const std::string& name) {
         return OrgFromRow(internal::Exec1(
             w, std::string("INSERT INTO organizations (name) VALUES ($1) RETURNING ") + kOrgColumns,
             name));
+      });
+}
+
+Result<std::vector<User>> ListUsers(Tx& tx) {
+  return internal::Run(
+      tx, "list users", [&](pqxx::transaction_base& w) -> Result<std::vector<User>> {
+        std::vector<User> users;
+        for (const auto& r : internal::Exec(
+                 w, std::string("SELECT ") + kUserColumns + " FROM users ORDER BY email, id"))
+          users.push_back(UserFromRow(r));
+        return users;
+      });
+}
+
+Result<std::vector<Organization>> ListOrganizations(Tx& tx) {
+  return internal::Run(
+      tx, "list organizations",
+      [&](pqxx::transaction_base& w) -> Result<std::vector<Organization>> {
+        std::vector<Organization> orgs;
+        for (const auto& r : internal::Exec(
+                 w, std::string("SELECT ") + kOrgColumns + " FROM organizations ORDER BY name, id"))
+          orgs.push_back(OrgFromRow(r));
+        return orgs;
+      });
+}
+
+Result<std::vector<Member>> ListMembers(Tx& tx, const std::string& organization_id) {
+  return internal::Run(
+      tx, "list members", [&](pqxx::transaction_base& w) -> Result<std::vector<Member>> {
+        // The user's email and name after the membership's columns.
+        const pqxx::result rows = internal::Exec(
+            w,
+            std::string("SELECT ") + kMembershipColumns + ", u.email, u.name" + kMembershipFrom +
+                "JOIN users u ON u.id = m.user_id "
+                "WHERE m.organization_id = $1::uuid ORDER BY u.email, u.id",
+            organization_id);
+        std::vector<Member> out;
+        for (const auto& r : rows) {
+          out.push_back(
+              Member{.membership = MembershipFromRow(r), .email = Text(r[5]), .name = Text(r[6])});
+        }
+        return out;
       });
 }
 

@@ -80,7 +80,20 @@ struct NewUser {
 [[nodiscard]] Result<std::optional<User>> FindUserByEmail(Tx& tx, const std::string& email);
 [[nodiscard]] Result<User> SetPlatformAdmin(Tx& tx, const std::string& user_id, bool is_admin);
 
+// Every user, by email.
+[[nodiscard]] Result<std::vector<User>> ListUsers(Tx& tx);
+
 [[nodiscard]] Result<Organization> CreateOrganization(Tx& tx, const std::string& name);
+// Every organization, by name then id.
+[[nodiscard]] Result<std::vector<Organization>> ListOrganizations(Tx& tx);
+// A member of an organization, with the user's email and name.
+struct Member {
+  Membership membership{};
+  std::string email{};
+  std::string name{};
+};
+// The organization's members, by email.
+[[nodiscard]] Result<std::vector<Member>> ListMembers(Tx& tx, const std::string& organization_id);
 [[nodiscard]] Result<Organization> GetOrganization(Tx& tx, const std::string& organization_id);
 
 // Adds the user to the organization or changes their role.
