@@ -21,6 +21,9 @@ packages=(
   prometheus
   # bench/api_load.sh: HTTP load against the API.
   wrk
+  # The Debian package test (tests/packaging): dpkg-shlibdeps and
+  # systemd-analyze verify.
+  dpkg-dev systemd
   # The canary guest (guest/build-image.sh) and its VMs (src/runtime): QEMU,
   # busybox-static for the initramfs, kmod (depmod, modprobe) to order the
   # kernel modules, xz for the kernel's payload, binutils to strip the canary.
