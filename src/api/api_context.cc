@@ -14,6 +14,8 @@
 #include "common/log_fields.h"
 #include "common/scrub.h"
 #include "common/secret.h"
+#include "control/backup_store.h"
+#include "db/servers.h"
 
 namespace kindling::api {
 namespace {
@@ -27,6 +29,8 @@ struct RequestLogState {
   std::chrono::steady_clock::time_point start{};     // routing began
   std::chrono::steady_clock::time_point admitted{};  // the gate let it run
   bool failure_logged = false;
+  std::string route{};    // the matched route's template; empty: none matched
+  std::string user_id{};  // the authenticated caller; empty: none
 };
 thread_local RequestLogState request_log_state;
 
@@ -213,11 +217,15 @@ void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
         duration_cast<milliseconds>(std::chrono::steady_clock::now() - request_log_state.start);
     const auto queued =
         duration_cast<milliseconds>(request_log_state.admitted - request_log_state.start);
-    spdlog::info("request{}{}{}{}{}{}{}", LogField("request_id", id),
+    spdlog::info("request{}{}{}{}{}{}{}{}{}", LogField("request_id", id),
                  LogField("method", req.method), LogField("path", LoggedPath(req)),
+                 LogField("route", request_log_state.route.empty() ? std::string("-")
+                                                                   : request_log_state.route),
                  LogField("status", std::to_string(res.status)),
                  LogField("duration_ms", std::to_string(elapsed.count())),
                  LogField("queued_ms", std::to_string(queued.count())),
+                 LogField("user_id", request_log_state.user_id.empty() ? std::string("-")
+                                                                       : request_log_state.user_id),
                  LogField("remote_addr", req.remote_addr));
   });
 }
@@ -246,7 +254,58 @@ ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServer
                       : 4 * std::max<std::size_t>(1, std::thread::hardware_concurrency()))
                : 0,
            options.max_request_wait),
-      health([&database] { return database.Ping(); }, options.health_fresh) {}
+      health([&database] { return database.Ping(); }, options.health_fresh),
+      store_probe(
+          [&database, &key]() -> Status {
+            KINDLING_ASSIGN_OR_RETURN(
+                control::BackupStoreSettings settings,
+                database.Transact(
+                    [&](db::Tx& tx) { return control::LoadBackupStoreSettings(tx, key); },
+                    db::TxOptions{.read_only = true}));
+            if (std::string missing = settings.MissingReason(); !missing.empty())
+              return FailedPrecondition("not configured: " + missing);
+            KINDLING_RETURN_IF_ERROR(control::OpenBackupStore(settings, key, nullptr, true));
+            return OkStatus();
+          },
+          options.store_probe_fresh) {}
+
+nlohmann::json ApiContext::Readiness(bool details) {
+  const Status database = health.Check();
+  const Status store = database ? store_probe.Check() : Status(database);
+  json workers = {{"total", 0}, {"healthy", 0}, {"degraded", 0}, {"silent", 0}};
+  json problems = json::array();
+  if (database) {
+    auto servers = db.Transact([](db::Tx& tx) { return db::ListServers(tx); },
+                               db::TxOptions{.read_only = true});
+    for (const db::Server& s : servers ? *servers : std::vector<db::Server>{}) {
+      if (s.status != db::ServerStatus::kActive) continue;
+      const auto worker =
+          std::find_if(s.components.begin(), s.components.end(),
+                       [](const db::ComponentStatus& c) { return c.component == "worker"; });
+      if (worker == s.components.end()) continue;
+      workers["total"] = workers["total"].get<int>() + 1;
+      const bool silent = db::HeartbeatHealth(s) != "healthy";
+      const bool degraded = worker->status == db::ComponentHealth::kDegraded;
+      const char* state = silent ? "silent" : degraded ? "degraded" : "healthy";
+      workers[state] = workers[state].get<int>() + 1;
+      if (details && (silent || degraded)) {
+        problems.push_back(
+            json{{"id", s.id},
+                 {"hostname", s.hostname},
+                 {"state", state},
+                 {"error",
+                  worker->last_error_message ? json(*worker->last_error_message) : json(nullptr)}});
+      }
+    }
+  }
+  json store_json = {{"ok", static_cast<bool>(store)}};
+  if (details && !store) store_json["error"] = store.error().message();
+  if (details) workers["problems"] = problems;
+  return json{{"ready", database && store && workers["healthy"].get<int>() > 0},
+              {"database", {{"ok", static_cast<bool>(database)}}},
+              {"backup_store", store_json},
+              {"workers", workers}};
+}
 
 void ApiContext::WriteError(httplib::Response& res, int status, std::string_view code,
                             std::string_view message) {
@@ -291,6 +350,7 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
         }
         call.principal = std::move(*principal);
         call.actor.user_id = call.principal.user.id;
+        request_log_state.user_id = call.principal.user.id;
       }
       call.actor.request_ip = req.remote_addr;
       if (req.has_header("User-Agent")) call.actor.user_agent = req.get_header_value("User-Agent");
@@ -374,6 +434,15 @@ void ApiContext::Route(std::string_view method, const std::string& pattern, Hand
 
 void ApiContext::RawRoute(std::string_view method, const std::string& pattern,
                           httplib::Server::Handler handler, Access access) {
+  // The access log names the route by its template: "([^/]+)" as "{id}".
+  std::string route = pattern;
+  for (std::size_t at; (at = route.find("([^/]+)")) != std::string::npos;)
+    route.replace(at, 7, "{id}");
+  handler = [route = std::move(route), inner = std::move(handler)](const httplib::Request& req,
+                                                                   httplib::Response& res) {
+    request_log_state.route = route;
+    inner(req, res);
+  };
   if (method == "GET") {
     server.Get(pattern, std::move(handler));
   } else if (method == "POST") {

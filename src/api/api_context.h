@@ -308,6 +308,13 @@ class ApiContext {
   ReadCache<ServersRead> org_servers;
   RequestGate gate;
   HealthProbe health;  // GET /healthz
+  // Whether the volume backup store opens (GET /readyz, GET
+  // /api/platform/health): its answer reused for options.store_probe_fresh.
+  HealthProbe store_probe;
+  // The readiness GET /readyz answers: the database, the backup store and
+  // the workers (counts; with `details`, which workers are degraded or
+  // silent and why, and why the store is unusable).
+  nlohmann::json Readiness(bool details);
 
   // This process's counters for GET /metrics (Prometheus text): how the
   // read caches answered, and the request gate.

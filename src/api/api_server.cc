@@ -97,6 +97,20 @@ struct ApiServer::Impl {
           return Reply{200, json{{"status", "ok"}}};
         },
         RouteAccess::kPublic);
+    // Readiness: whether this cluster can take backups and restores now.
+    // Public, so counts only; platform admins see why in
+    // /api/platform/health.
+    api.Route(
+        "GET", "/readyz",
+        [this](Call&) -> ControlResult<Reply> {
+          json ready = api.Readiness(false);
+          if (ready["ready"].get<bool>()) return Reply{200, std::move(ready)};
+          ready["error"] =
+              "not ready: needs the database, a usable backup store and a healthy worker";
+          ready["code"] = control::kCodeUnavailable;
+          return Reply{503, std::move(ready)};
+        },
+        RouteAccess::kPublic);
     api.RawRoute(
         "GET", "/metrics",
         [this](const httplib::Request& req, httplib::Response& res) {

@@ -103,6 +103,9 @@ struct ApiServerOptions {
   // GET /healthz reuses a database ping begun less than this ago
   // (api/health_probe.h); 0: a ping per request.
   std::chrono::milliseconds health_fresh{1000};
+  // GET /readyz (and /api/platform/health) reuse the answer of a backup
+  // store check begun less than this ago.
+  std::chrono::milliseconds store_probe_fresh{30'000};
 };
 
 // Who may call a route: kAuthenticated needs a valid API key (401

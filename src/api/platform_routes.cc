@@ -274,9 +274,13 @@ void AddHealthRoutes(ApiContext& api) {
                                {"unhealthy", stale},
                                {"ok", active > 0 && healthy == active}};
     const json backup = ControlPlaneBackupJson(health);
-    return Reply{200, json{{"ok", health.healthy() && servers_json["ok"].get<bool>()},
+    const json ready = api.Readiness(true);
+    return Reply{200, json{{"ok", health.healthy() && servers_json["ok"].get<bool>() &&
+                                      ready["ready"].get<bool>()},
                            {"control_plane_backup", backup},
-                           {"servers", servers_json}}};
+                           {"servers", servers_json},
+                           {"backup_store", ready["backup_store"]},
+                           {"workers", ready["workers"]}}};
   });
 }
 

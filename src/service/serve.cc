@@ -45,6 +45,30 @@ std::string Trim(std::string text) {
   return text;
 }
 
+// The startup line: version, server, components, where the API and the edge
+// listen, the workloads' runtime and the volume backup store (its URL, never
+// a credential).
+void LogStartup(const ServeOptions& options, db::Database& db, const crypto::Key& master_key,
+                const std::string& server_id, const std::string& runtime, int edge_port) {
+  std::string store = "not configured";
+  auto settings =
+      db.Transact([&](db::Tx& tx) { return control::LoadBackupStoreSettings(tx, master_key); },
+                  db::TxOptions{.read_only = true});
+  if (!settings) {
+    store = "unreadable (" + settings.error().message() + ")";
+  } else if (settings->MissingReason().empty()) {
+    store = settings->Url();
+  }
+  const bool api = Has(options.components, "api");
+  spdlog::info(
+      "kindling serve {} started: server {} ({}), components {}, API {}, edge {}, runtime {}, "
+      "backup store {}",
+      KINDLING_VERSION, server_id, options.hostname, fmt::join(options.components, ","),
+      api ? options.listen : std::string("-"),
+      edge_port > 0 ? std::to_string(edge_port) : std::string("-"),
+      runtime.empty() ? std::string("-") : runtime, store);
+}
+
 // A starting process may come up before its database: wait for it a while.
 Result<std::unique_ptr<db::Database>> OpenDatabase(const std::string& dsn,
                                                    std::size_t max_connections,
@@ -413,8 +437,9 @@ Status Serve(const ServeOptions& options) {
     stop_all();
     return started;
   }
-  spdlog::info("kindling serve: server {} running components {}", server_id,
-               fmt::join(options.components, ","));
+  LogStartup(options, *database, master_key, server_id,
+             vmm ? std::string(vmm::RuntimeName(vmm->runtime())) : options.runtime,
+             edge ? edge->port() : 0);
   if (options.on_ready) options.on_ready(context);
 
   while (!stop_signals.WaitForStop(std::chrono::milliseconds(200))) {

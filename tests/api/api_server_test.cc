@@ -70,6 +70,49 @@ TEST_F(ApiServerTest, MalformedRequestsAreRefused) {
   ExpectRefused("GET", "/api/projects/" + NewUuidV4(), admin_key_, "", 404, "not_found");
 }
 
+// /healthz is liveness only; /readyz says whether backups and restores can
+// run (database, backup store, a healthy worker), publicly with counts only;
+// platform admins see which workers and why in /api/platform/health.
+TEST_F(ApiServerTest, ReadinessNamesTheStoreAndTheDegradedWorkers) {
+  ApiServerOptions options;
+  options.store_probe_fresh = std::chrono::milliseconds(0);
+  client_.reset();
+  server_ = std::make_unique<ApiServer>(db(), master_key_, options);
+  ASSERT_TRUE(server_->Start());
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+
+  Response before = Send("GET", "/readyz", "");
+  EXPECT_EQ(before.status, 503) << before.raw;
+  EXPECT_EQ(before.body["code"], "service_unavailable");
+  EXPECT_EQ(before.body["database"]["ok"], true);
+  EXPECT_EQ(before.body["backup_store"]["ok"], false);
+  EXPECT_FALSE(before.body["backup_store"].contains("error")) << "public: no details";
+  EXPECT_EQ(before.body["workers"]["total"], 0);
+  EXPECT_EQ(Send("GET", "/healthz", "").status, 200);
+
+  const std::string w1 = MakeServer("w1");
+  ConfigureLocalStore();
+  Response ready = Send("GET", "/readyz", "");
+  EXPECT_EQ(ready.status, 200) << ready.raw;
+  EXPECT_EQ(ready.body["ready"], true);
+  EXPECT_EQ(ready.body["workers"]["healthy"], 1);
+
+  Sql("UPDATE server_component_statuses SET status = 'degraded', "
+      "last_error_message = 'mkfs.ext4 not found' WHERE server_id = '" +
+      w1 + "'");
+  Response degraded = Send("GET", "/readyz", "");
+  EXPECT_EQ(degraded.status, 503) << degraded.raw;
+  EXPECT_EQ(degraded.body["workers"]["degraded"], 1);
+  EXPECT_FALSE(degraded.body["workers"].contains("problems")) << "public: no details";
+  Response health = Send("GET", "/api/platform/health", admin_key_);
+  ASSERT_EQ(health.status, 200) << health.raw;
+  EXPECT_EQ(health.body["ok"], false);
+  ASSERT_EQ(health.body["workers"]["problems"].size(), 1u) << health.raw;
+  EXPECT_EQ(health.body["workers"]["problems"][0]["hostname"], "w1");
+  EXPECT_EQ(health.body["workers"]["problems"][0]["error"], "mkfs.ext4 not found");
+  EXPECT_EQ(health.body["backup_store"]["ok"], true);
+}
+
 // Names print as they are, guest paths are normalised, and the cluster's
 // maximum volume size holds on create and grow.
 TEST_F(ApiServerTest, NamesPathsAndSizesAreBounded) {

@@ -68,9 +68,11 @@ TEST_F(DiagnosisTest, InternalErrorIsLoggedWithItsCauseAndAnsweredGenerically) {
 
     const auto access = log_.AwaitLinesWith("info request request_id=" + id);
     ASSERT_EQ(access.size(), 1u);
-    EXPECT_NE(access[0].find("method=GET path=" + path + " status=500 duration_ms="),
-              std::string::npos)
+    EXPECT_NE(
+        access[0].find("method=GET path=" + path + " route=" + path + " status=500 duration_ms="),
+        std::string::npos)
         << access[0];
+    EXPECT_NE(access[0].find(" user_id="), std::string::npos) << access[0];
     EXPECT_NE(access[0].find(" queued_ms="), std::string::npos) << access[0];
     EXPECT_NE(access[0].find("remote_addr=127.0.0.1"), std::string::npos) << access[0];
   }

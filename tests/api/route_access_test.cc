@@ -69,7 +69,7 @@ TEST_F(RouteAccessTest, TheRouteListIsCompleteEnoughToMeanSomething) {
   for (const auto& route : Routes()) {
     if (route.access == RouteAccess::kPublic) public_routes.insert(Describe(route));
   }
-  EXPECT_EQ(public_routes, std::set<std::string>{"GET /healthz"});
+  EXPECT_EQ(public_routes, (std::set<std::string>{"GET /healthz", "GET /readyz"}));
 }
 
 TEST_F(RouteAccessTest, EveryRouteAnswers401WithoutAValidKey) {
