@@ -1309,6 +1309,30 @@ void AddApiCommands(CLI::App& app, std::function<int()>& action) {
     return RunQueue(x, [&](client::ApiClient& c) { return c.QueueRepair(x.project); });
   }));
 
+  CLI::App* volume_grow =
+      Leaf(*volume, "grow",
+           "Grow the volume and its ext4 filesystem (offline, on a copy of the image: the "
+           "workload must be stopped)",
+           f);
+  AddProjectFlag(*volume_grow, f);
+  volume_grow->add_option("--size-gb", f.size_gb, "The new size in GiB (larger than now)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  AddFollowFlags(*volume_grow, f.follow, true);
+  volume_grow->callback(set(volume_grow, [](const ApiFlags& x) {
+    auto client = Connect(x.connection);
+    if (!client) return ReportError(client.error());
+    Result<json> put =
+        (*client)->PutVolume(x.project, client::VolumeSettings{.size_gb = x.size_gb});
+    if (!put) return FailCommand(put.error());
+    const json op = put->is_object() ? put->value("current_operation", json()) : json();
+    // No image yet: the row has the size, and the image is made at it.
+    if (!op.is_object() || op.value("kind", "") != "grow") {
+      return PrintAnswer(x.connection, *put, VolumeText);
+    }
+    return RunQueue(x, [&](client::ApiClient&) -> Result<json> { return op; });
+  }));
+
   // operation
   CLI::App* operation = Group(app, "operation", "Volume operations");
   CLI::App* operation_show = Leaf(*operation, "show", "Show an operation", f);

@@ -48,6 +48,8 @@ std::string_view KindAction(db::OperationKind kind) {
       return "volume.adopt.queue";
     case db::OperationKind::kVerify:
       return "volume.verify.queue";
+    case db::OperationKind::kGrow:
+      return "volume.grow.queue";
   }
   return "volume.operation.queue";
 }
@@ -302,7 +304,45 @@ ControlResult<VolumeView> VolumeService::PutVolume(const Actor& actor,
           const db::Volume& before = *existing;
           if (schedule_given)
             update.backup_next_at = NextBackupAt(*plan, before.id, options_.now());
+          // A larger size of a volume whose image exists is a grow operation
+          // on its worker; the row says the new size once the image has it.
+          std::optional<int> grow_to;
+          if (update.size_gb && *update.size_gb > before.size_gb &&
+              before.health != db::VolumeHealth::kUnknown) {
+            Status failure;
+            if (auto idle = CheckIdle(tx, before, &failure)) {
+              refusal = std::move(*idle);
+              return Refused();
+            }
+            KINDLING_RETURN_IF_ERROR(failure);
+            if (!before.server_id || before.status == db::VolumeStatus::kUnavailable) {
+              refusal = ControlError{409, kCodeVolumeUnavailable,
+                                     "the volume's image is not available to grow"};
+              return Refused();
+            }
+            grow_to = *update.size_gb;
+            update.size_gb.reset();
+          }
           KINDLING_ASSIGN_OR_RETURN(volume, db::UpdateVolumeSettings(tx, before.id, update));
+          if (grow_to) {
+            KINDLING_ASSIGN_OR_RETURN(
+                auto queued, db::QueueOperation(tx, db::QueueOperationRequest{
+                                                        .volume_id = before.id,
+                                                        .kind = db::OperationKind::kGrow,
+                                                        .server_id = *before.server_id,
+                                                        .extra_request_metadata_json =
+                                                            json{{"size_gb", *grow_to}}.dump()}));
+            KINDLING_RETURN_IF_ERROR(Audit(tx, actor,
+                                           std::string(KindAction(db::OperationKind::kGrow)),
+                                           kResourceVolume, before.id,
+                                           json{{"project_id", project_id},
+                                                {"operation_id", queued.operation.id},
+                                                {"server_id", *before.server_id},
+                                                {"size_gb", *grow_to},
+                                                {"previous_size_gb", before.size_gb}}
+                                               .dump()));
+            KINDLING_ASSIGN_OR_RETURN(volume, db::GetVolume(tx, before.id));
+          }
           json changed = json::array();
           if (before.mount_path != volume.mount_path) changed.push_back("mount_path");
           if (before.size_gb != volume.size_gb) changed.push_back("size_gb");

@@ -141,7 +141,12 @@ class VolumeService {
   // given changes: a backup_cron alone makes it cron, another kind alone
   // drops the expression; 400 validation_error when the result does not
   // compile. Whenever a schedule field is given (and on creation),
-  // backup_next_at becomes the first slot after now.
+  // backup_next_at becomes the first slot after now. size_gb above the
+  // cluster's maximum (admin_service.h) is a 400; below the current size a
+  // 400 (volumes only grow); above it, on a volume whose image exists, it
+  // queues a grow operation on the volume's worker (audited
+  // volume.grow.queue; 409 volume_attached / volume_busy as for any
+  // operation) and the row keeps its size until the grow succeeded.
   [[nodiscard]] ControlResult<VolumeView> PutVolume(const Actor& actor,
                                                     const std::string& project_id,
                                                     const db::VolumeSettingsUpdate& settings,

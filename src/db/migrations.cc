@@ -488,7 +488,15 @@ END;
 $$;
 )sql";
 
-constexpr std::array<Migration, 10> kMigrations = {{
+// Grow operations: PUT .../volume {"size_gb"} above the current size grows
+// the image and its filesystem on the worker (kind 'grow').
+constexpr std::string_view kGrowOperationsSchema = R"sql(
+ALTER TABLE project_volume_operations DROP CONSTRAINT project_volume_operations_kind_check;
+ALTER TABLE project_volume_operations ADD CONSTRAINT project_volume_operations_kind_check
+  CHECK (kind IN ('backup', 'restore', 'move', 'repair', 'adopt', 'verify', 'grow'));
+)sql";
+
+constexpr std::array<Migration, 11> kMigrations = {{
     {1, "initial schema", kInitialSchema},
     {2, "data safety", kDataSafetySchema},
     {3, "backup rescan", kBackupRescanSchema},
@@ -499,6 +507,7 @@ constexpr std::array<Migration, 10> kMigrations = {{
     {8, "pinned and verified backups", kPinnedVerifiedBackupsSchema},
     {9, "change notifications", kChangeNotificationsSchema},
     {10, "changed tables per transaction", kChangedTablesSchema},
+    {11, "grow operations", kGrowOperationsSchema},
 }};
 
 constexpr std::string_view kCreateMigrationsTable = R"sql(

@@ -43,6 +43,7 @@ std::optional<VolumeStatus> DefaultVolumeStatus(OperationKind kind) {
     case OperationKind::kAdopt:
       return VolumeStatus::kRestoring;
     case OperationKind::kRepair:
+    case OperationKind::kGrow:  // offline maintenance of the image, as a repair
       return VolumeStatus::kRepairing;
     case OperationKind::kVerify:
       return std::nullopt;
@@ -164,7 +165,8 @@ Result<ProjectVolume> GetProjectVolume(Tx& tx, const std::string& project_id) {
         // decoders read their usual columns from a slice of the row.
         const pqxx::result rows = internal::Exec(
             w,
-            std::string("SELECT p.*, v.*, o.*, b.last, b.verify_state, b.verified_at FROM (SELECT ") +
+            std::string(
+                "SELECT p.*, v.*, o.*, b.last, b.verify_state, b.verified_at FROM (SELECT ") +
                 kProjectColumns +
                 " FROM projects WHERE id = $1::uuid) p "
                 "LEFT JOIN LATERAL (SELECT " +

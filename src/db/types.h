@@ -38,7 +38,16 @@ enum class VolumeStatus : std::uint8_t {
 };
 enum class VolumeHealth : std::uint8_t { kUnknown, kHealthy, kDegraded, kMissing, kCorrupt };
 enum class BackupSchedule : std::uint8_t { kOff, kManual, kDaily, kWeekly, kCron };
-enum class OperationKind : std::uint8_t { kBackup, kRestore, kMove, kRepair, kAdopt, kVerify };
+// kGrow: the image and its ext4 filesystem grown to request_metadata.size_gb.
+enum class OperationKind : std::uint8_t {
+  kBackup,
+  kRestore,
+  kMove,
+  kRepair,
+  kAdopt,
+  kVerify,
+  kGrow
+};
 enum class OperationStatus : std::uint8_t { kPending, kRunning, kSucceeded, kFailed };
 enum class BackupKind : std::uint8_t { kManual, kScheduled, kPreDelete };
 enum class BackupStatus : std::uint8_t { kPending, kRunning, kSucceeded, kFailed, kDamaged };
@@ -99,8 +108,8 @@ struct EnumNames<BackupSchedule> {
 };
 template <>
 struct EnumNames<OperationKind> {
-  static constexpr std::array<std::string_view, 6> kNames = {"backup", "restore", "move",
-                                                             "repair", "adopt",   "verify"};
+  static constexpr std::array<std::string_view, 7> kNames = {"backup", "restore", "move", "repair",
+                                                             "adopt",  "verify",  "grow"};
 };
 template <>
 struct EnumNames<OperationStatus> {

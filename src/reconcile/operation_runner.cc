@@ -196,6 +196,8 @@ Status OperationRunner::Execute(RunningOperation& run, const db::Operation& op) 
   switch (op.kind) {
     case db::OperationKind::kRepair:
       return ExecuteRepair(run, op, volume);
+    case db::OperationKind::kGrow:
+      return ExecuteGrow(run, op, volume);
     case db::OperationKind::kAdopt:
       return ExecuteAdopt(run, op, volume);
     case db::OperationKind::kVerify:
@@ -714,6 +716,41 @@ Status OperationRunner::ExecuteRepair(RunningOperation& run, const db::Operation
             .last_error = std::optional<std::optional<std::string>>(std::optional<std::string>())});
     if (!settled) return std::unexpected(settled.error());
     KINDLING_RETURN_IF_ERROR(RefreshImageConflict(tx, volume.id));
+    return Audit(tx, op, "succeeded", result);
+  });
+}
+
+Status OperationRunner::ExecuteGrow(RunningOperation& run, const db::Operation& op,
+                                    const db::Volume& volume) {
+  run.SetPhase("grow");
+  const json request = json::parse(op.request_metadata_json, nullptr, false);
+  if (!request.is_object() || !request.contains("size_gb") ||
+      !request["size_gb"].is_number_integer())
+    return InvalidArgument("grow operation has no size_gb");
+  const int size_gb = request["size_gb"].get<int>();
+  if (size_gb < volume.size_gb) {
+    return InvalidArgument("grow to " + std::to_string(size_gb) + " GiB: the volume has " +
+                           std::to_string(volume.size_gb) + " GiB (volumes only grow)");
+  }
+  // No cancel: GrowImage works on a copy, so a stop could only throw the
+  // copy away; it runs to its end (or its timeout).
+  Status grown = GrowImage(ImageOf(volume.id), size_gb, GrowTools{.e2fsck = options_.e2fsck_tool});
+  if (!grown && grown.error().is_not_found()) run.health = db::VolumeHealth::kMissing;
+  if (!grown) return grown;
+  const json result = {{"size_gb", size_gb}, {"previous_size_gb", volume.size_gb}};
+  run.StopKeeper();
+  return db_.Transact([&](db::Tx& tx) -> Status {
+    auto done = db::CompleteOperation(tx, op.id, run.lease_owner(), result.dump());
+    if (!done) return std::unexpected(done.error());
+    auto sized =
+        db::UpdateVolumeSettings(tx, volume.id, db::VolumeSettingsUpdate{.size_gb = size_gb});
+    if (!sized) return std::unexpected(sized.error());
+    auto settled = db::UpdateVolumeState(
+        tx, volume.id,
+        db::VolumeStateUpdate{
+            .status = db::VolumeStatus::kDetached,
+            .last_error = std::optional<std::optional<std::string>>(std::optional<std::string>())});
+    if (!settled) return std::unexpected(settled.error());
     return Audit(tx, op, "succeeded", result);
   });
 }

@@ -150,6 +150,10 @@ class OperationRunner {
   // the image it had; logs when it cannot (the image then stays held).
   void PutBack(const std::optional<QuarantinedImage>& replaced, const std::string& volume_id,
                const std::string& operation_id);
+  // Grows the image and its filesystem (GrowImage) to request_metadata
+  // size_gb, then records the size on the volume.
+  [[nodiscard]] Status ExecuteGrow(RunningOperation& run, const db::Operation& op,
+                                   const db::Volume& volume);
   [[nodiscard]] Status ExecuteRepair(RunningOperation& run, const db::Operation& op,
                                      const db::Volume& volume);
   [[nodiscard]] Status HandMoveToTarget(RunningOperation& run, const db::Operation& op);

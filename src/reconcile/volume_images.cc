@@ -1,6 +1,7 @@
 #include "reconcile/volume_images.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -118,6 +119,72 @@ Status CreateImage(const std::filesystem::path& path, int size_gb,
     ::unlink(temp.c_str());
     return ErrnoError("rename onto " + path.string(), e);
   }
+  return FsyncDirectory(path.parent_path());
+}
+
+Status GrowImage(const std::filesystem::path& path, int size_gb, const GrowTools& tools,
+                 const ToolLimits& limits) {
+  namespace fs = std::filesystem;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return NotFound("image " + path.string() + " is missing");
+    return ErrnoError("stat " + path.string(), errno);
+  }
+  const std::uintmax_t wanted = static_cast<std::uintmax_t>(size_gb) << 30;
+  const auto current = static_cast<std::uintmax_t>(st.st_size);
+  if (wanted <= current) return OkStatus();
+  // The copy's data (when it cannot be a reflink) and the growth.
+  const std::uintmax_t allocated = static_cast<std::uintmax_t>(st.st_blocks) * 512;
+  std::error_code ec;
+  const fs::space_info space = fs::space(path.parent_path(), ec);
+  if (ec) return IoError("free space of " + path.parent_path().string() + ": " + ec.message());
+  if (space.available < allocated + (wanted - current)) {
+    constexpr std::uintmax_t kMiB = 1ull << 20;
+    return FailedPrecondition("growing to " + std::to_string(size_gb) + " GiB needs " +
+                              std::to_string((allocated + wanted - current) / kMiB) +
+                              " MiB free; " + std::to_string(space.available / kMiB) +
+                              " MiB available on " + path.parent_path().string());
+  }
+  KINDLING_ASSIGN_OR_RETURN(const fs::path cp, FindTool(tools.cp));
+  KINDLING_ASSIGN_OR_RETURN(const fs::path e2fsck, FindTool(tools.e2fsck));
+  KINDLING_ASSIGN_OR_RETURN(const fs::path resize2fs, FindTool(tools.resize2fs));
+
+  const fs::path temp = TempSiblingPath(path);
+  struct Cleanup {
+    const fs::path& file;
+    bool keep = false;
+    ~Cleanup() {
+      if (!keep) ::unlink(file.c_str());
+    }
+  } cleanup{temp};
+  auto run = [&](std::vector<std::string> argv, bool fsck) -> Status {
+    const std::string name = fs::path(argv[0]).filename().string();
+    KINDLING_ASSIGN_OR_RETURN(CommandResult ran, RunCommand(argv, limits));
+    // e2fsck: 1 is "errors corrected"; more is damage left.
+    if (ran.exit_code == 0 || (fsck && ran.exit_code == 1)) return OkStatus();
+    const std::string message =
+        name + " exited with " + std::to_string(ran.exit_code) + ": " + ran.output;
+    return fsck ? Corruption(message) : IoError(message);
+  };
+  KINDLING_RETURN_IF_ERROR(
+      run({cp.string(), "--reflink=auto", "--sparse=always", "--", path.string(), temp.string()},
+          false));
+  {
+    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoError("open " + temp.string(), errno);
+    if (::ftruncate(fd.get(), static_cast<off_t>(wanted)) != 0)
+      return ErrnoError("size " + temp.string(), errno);
+  }
+  KINDLING_RETURN_IF_ERROR(run({e2fsck.string(), "-f", "-p", temp.string()}, true));
+  KINDLING_RETURN_IF_ERROR(run({resize2fs.string(), temp.string()}, false));
+  {
+    UniqueFd fd(::open(temp.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoError("open " + temp.string(), errno);
+    if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + temp.string(), errno);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0)
+    return ErrnoError("rename onto " + path.string(), errno);
+  cleanup.keep = true;
   return FsyncDirectory(path.parent_path());
 }
 

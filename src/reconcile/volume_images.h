@@ -63,6 +63,25 @@ inline constexpr std::chrono::hours kE2fsckTimeout{6};
                                  const std::filesystem::path& mkfs_tool,
                                  const ToolLimits& limits = {});
 
+// Grows the image at `path` and its ext4 filesystem to `size_gb` GiB, on a
+// copy: the image is cloned (reflink where the filesystem can, else a sparse
+// copy) to a temp sibling, which is extended, checked (e2fsck -f -p, as
+// resize2fs requires) and grown (resize2fs), fsynced and renamed over the
+// image. A crash at any point leaves the image as it was. Nothing to do when
+// the image is already that large. kFailedPrecondition before anything is
+// written when the filesystem cannot hold the copy and the growth;
+// kNotFound when the image is missing; kCorruption when e2fsck finds
+// damage it cannot fix (the image is left untouched). `tools`: mkfs is not
+// needed; e2fsck, resize2fs and cp (found on PATH by default).
+struct GrowTools {
+  std::string e2fsck = "e2fsck";
+  std::string resize2fs = "resize2fs";
+  std::string cp = "cp";
+};
+[[nodiscard]] Status GrowImage(const std::filesystem::path& path, int size_gb,
+                               const GrowTools& tools = {},
+                               const ToolLimits& limits = {.timeout = kE2fsckTimeout});
+
 // `e2fsck -f -y image`: the exit code says what happened (0 clean, 1 errors
 // corrected, 2 corrected but reboot wanted, 4+ uncorrected or failed).
 [[nodiscard]] Result<CommandResult> CheckAndRepairImage(const std::filesystem::path& path,

@@ -113,6 +113,35 @@ TEST_F(ApiServerTest, ReadinessNamesTheStoreAndTheDegradedWorkers) {
   EXPECT_EQ(health.body["backup_store"]["ok"], true);
 }
 
+// A larger size_gb of a volume whose image exists queues a grow on its
+// worker; the row shows the new size once the image has it.
+TEST_F(ApiServerTest, GrowingAVolumeIsAnOperation) {
+  MakeServer("w1");
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  Response created = Send("PUT", volume, org_admin_key_, R"({"size_gb": 2})");
+  ASSERT_EQ(created.status, 200) << created.raw;
+  // No image yet (health unknown): the worker makes it at the new size.
+  Response bigger = Send("PUT", volume, org_admin_key_, R"({"size_gb": 3})");
+  ASSERT_EQ(bigger.status, 200) << bigger.raw;
+  EXPECT_EQ(bigger.body["size_gb"], 3);
+  EXPECT_TRUE(bigger.body["current_operation"].is_null()) << bigger.raw;
+
+  Sql("UPDATE project_volumes SET health = 'healthy' WHERE project_id = '" + project + "'");
+  ExpectRefused("PUT", volume, org_admin_key_, R"({"size_gb": 2})", 400, "validation_error");
+  Response grow = Send("PUT", volume, org_admin_key_, R"({"size_gb": 5, "mount_path": "/srv"})");
+  ASSERT_EQ(grow.status, 200) << grow.raw;
+  EXPECT_EQ(grow.body["size_gb"], 3) << "the image is not grown yet";
+  EXPECT_EQ(grow.body["mount_path"], "/srv");
+  EXPECT_EQ(grow.body["status"], "repairing");
+  EXPECT_EQ(grow.body["current_operation"]["kind"], "grow") << grow.raw;
+  ExpectRefused("PUT", volume, org_admin_key_, R"({"size_gb": 6})", 409, "volume_busy");
+  EXPECT_EQ(
+      Sql("SELECT count(*) FROM cluster_audit_events WHERE action = 'volume.grow.queue'")[0][0]
+          .as<int>(),
+      1);
+}
+
 // Names print as they are, guest paths are normalised, and the cluster's
 // maximum volume size holds on create and grow.
 TEST_F(ApiServerTest, NamesPathsAndSizesAreBounded) {

@@ -2,11 +2,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/subprocess.h"
 #include "crypto/sha256.h"
 #include "engine/backup.h"
+#include "reconcile/volume_images.h"
 #include "reconcile_test_base.h"
 #include "repo/layout.h"
 #include "testutil/sparse_image.h"
+#include "testutil/temp_dir.h"
 
 namespace kindling::reconcile {
 namespace {
@@ -92,6 +95,62 @@ TEST_F(WorkerTest, AnImageThatCannotBeMadeFailsItsVolumeNotTheWorker) {
   ASSERT_TRUE(WaitFor([&] { return GetVolume(huge.id).health == db::VolumeHealth::kHealthy; }));
   EXPECT_FALSE(GetVolume(huge.id).last_error.has_value());
   EXPECT_TRUE(std::filesystem::exists(worker.ImageOf(huge.id)));
+}
+
+// A grow operation grows the image and its ext4 filesystem (on a copy,
+// renamed over the image), keeping the files inside.
+TEST_F(WorkerTest, GrowKeepsTheDataAndGrowsTheFilesystem) {
+  Worker& worker = StartWorker(FastOptions("w1"));
+  const db::Volume volume = MakePinnedVolume(worker.server_id());
+  ASSERT_TRUE(WaitFor([&] { return GetVolume(volume.id).health == db::VolumeHealth::kHealthy; }));
+  const std::filesystem::path image = worker.ImageOf(volume.id);
+  const std::filesystem::path local = dir_ / "data.txt";
+  const std::string content = testutil::TextData(3u << 20, 5);
+  testutil::WriteFile(local, content);
+  // A tool run without a shell: its stdout, and exit status.
+  const auto run = [](const std::string& tool, std::vector<std::string> args) {
+    auto path = FindTool(tool);
+    EXPECT_TRUE(path) << tool;
+    args.insert(args.begin(), path ? path->string() : tool);
+    auto ran =
+        SystemCommandRunner().Run(CommandOptions{.args = std::move(args), .max_output = 64u << 20});
+    EXPECT_TRUE(ran) << tool;
+    return ran ? *ran : kindling::CommandResult{.exit_status = -1};
+  };
+  ASSERT_EQ(run("debugfs", {"-w", "-R", "write " + local.string() + " data.txt", image.string()})
+                .exit_status,
+            0);
+
+  const db::QueuedOperation grow = Queue({.volume_id = volume.id,
+                                          .kind = db::OperationKind::kGrow,
+                                          .server_id = worker.server_id(),
+                                          .extra_request_metadata_json = R"({"size_gb": 3})"});
+  EXPECT_EQ(GetVolume(volume.id).status, db::VolumeStatus::kRepairing);
+  const db::Operation done = WaitFinished(grow.operation.id);
+  ASSERT_EQ(done.status, db::OperationStatus::kSucceeded) << done.error.value_or("");
+  const db::Volume after = GetVolume(volume.id);
+  EXPECT_EQ(after.size_gb, 3);
+  EXPECT_EQ(after.status, db::VolumeStatus::kDetached);
+  EXPECT_EQ(std::filesystem::file_size(image), 3ull << 30);
+  // The filesystem fills the image: block count x block size, from dumpe2fs.
+  const auto header = run("dumpe2fs", {"-h", image.string()});
+  ASSERT_EQ(header.exit_status, 0);
+  const auto field = [&](const std::string& name) -> std::uint64_t {
+    const auto at = header.output.find(name + ":");
+    if (at == std::string::npos) return 0;
+    return std::stoull(header.output.substr(at + name.size() + 1));
+  };
+  EXPECT_EQ(field("Block count") * field("Block size"), 3ull << 30) << header.output;
+  // The file inside is intact, and the filesystem clean.
+  const auto cat = run("debugfs", {"-R", "cat data.txt", image.string()});
+  ASSERT_EQ(cat.exit_status, 0);
+  EXPECT_TRUE(cat.output == content) << "data.txt changed by the grow";
+  EXPECT_EQ(run("e2fsck", {"-f", "-n", image.string()}).exit_status, 0);
+  // No temp copy left behind.
+  int files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(image.parent_path()))
+    ++files;
+  EXPECT_EQ(files, 1);
 }
 
 TEST_F(WorkerTest, LostImageIsMarkedMissingNotRecreated) {
