@@ -55,12 +55,20 @@ void RunningOperation::SetProgress(const engine::Progress& p) {
             {"bytes_total", p.bytes_total},
             {"bytes_transferred", p.bytes_transferred}};
   std::lock_guard lock(mu_);
+  last_bytes_ =
+      Bytes{.done = p.bytes_done, .total = p.bytes_total, .transferred = p.bytes_transferred};
   progress_json_ = j.dump();
 }
 
 void RunningOperation::SetPhase(std::string_view phase) {
   std::lock_guard lock(mu_);
-  progress_json_ = json{{"phase", std::string(phase)}}.dump();
+  json j = {{"phase", std::string(phase)}};
+  if (last_bytes_) {
+    j["bytes_done"] = last_bytes_->done;
+    j["bytes_total"] = last_bytes_->total;
+    j["bytes_transferred"] = last_bytes_->transferred;
+  }
+  progress_json_ = j.dump();
 }
 
 RunningOperation::Clock::time_point RunningOperation::KeepOnce(Clock::time_point now) {

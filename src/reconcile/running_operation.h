@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,10 @@ class RunningOperation {
   // valid for lease_duration, plenty for one commit. Idempotent.
   void StopKeeper();
 
+  // The progress the keeper writes next: a step's phase and byte figures.
+  // SetPhase names a step without figures of its own (retention, fsck, ...)
+  // and keeps the last figures reported, so that a finished operation's
+  // progress still says how many bytes it moved (GET /metrics sums them).
   void SetProgress(const engine::Progress& progress);
   void SetPhase(std::string_view phase);
 
@@ -97,7 +102,14 @@ class RunningOperation {
   const std::string lease_owner_;
   const KeeperTiming timing_;
   std::mutex mu_;
-  std::string progress_json_;        // guarded by mu_; empty: nothing new
+  std::string progress_json_;  // guarded by mu_; empty: nothing new
+  // The last SetProgress's figures; guarded by mu_.
+  struct Bytes {
+    std::uint64_t done = 0;
+    std::uint64_t total = 0;
+    std::uint64_t transferred = 0;
+  };
+  std::optional<Bytes> last_bytes_;
   bool kept_ = false;                // executing thread only: handed to the keeper
   Clock::time_point next_progress_;  // keeper thread only
   Clock::time_point next_renew_;     // keeper thread only

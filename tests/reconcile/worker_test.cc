@@ -236,6 +236,9 @@ TEST_F(WorkerTest, BackupIsPickedUpWithinASecondAndRecordsItsResult) {
   EXPECT_TRUE(result.contains("duration_ms"));
   const json progress = json::parse(done.progress_json);
   EXPECT_TRUE(progress.contains("phase")) << done.progress_json;
+  // The bytes it moved stay on the succeeded operation (the metrics sum
+  // them): the whole image.
+  EXPECT_EQ(progress.value("bytes_done", std::uint64_t{0}), 1ull << 30) << done.progress_json;
 
   auto backup = Must([&](db::Tx& tx) { return db::GetBackup(tx, *queued.operation.backup_id); });
   ASSERT_TRUE(backup);
