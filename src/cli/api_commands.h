@@ -2,11 +2,12 @@
 // API (client::ApiClient): projects, their backups and their workload
 // (deploy, deployments, stop, start; following a deployment until it runs or
 // fails), volumes (create with their retention policy, delete, backups, the
-// retention preview, restores, moves, repairs, verifies, pinning backups,
-// quarantined images and their adoption), operations (show, follow
+// retention preview, restores, moves, repairs, grows, verifies, pinning
+// backups, quarantined images and their adoption), operations (show, follow
 // with progress), the quarantine, backup store settings and history,
-// servers, audit events, API keys, and `admin backups` (rescan the stores,
-// orphan backups and their assignment).
+// servers (list, drain, activate), audit events, users, organisations and
+// their members, API keys (yours, or anyone's for platform admins), and
+// `admin backups` (rescan the stores, orphan backups and their assignment).
 //
 // Every command takes --url (KINDLING_URL), --api-key (KINDLING_API_KEY),
 // --ca-file (KINDLING_CA_FILE: the CA certificates an https:// API is
@@ -24,8 +25,9 @@ class App;
 
 namespace kindling::cli {
 
-// Adds project, volume, operation, settings, quarantine, servers, audit, api-key
-// and `admin backups` (under the `admin` group when `app` has one) to `app`;
+// Adds project, volume, operation, settings, quarantine, servers, audit, user,
+// org, api-key and `admin backups` (under the `admin` group when `app` has
+// one) to `app`;
 // the chosen command's runner is stored in `action` when it is parsed.
 void AddApiCommands(CLI::App& app, std::function<int()>& action);
 

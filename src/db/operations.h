@@ -80,8 +80,9 @@ struct QueueOperationRequest {
   // this kind; its id goes to request_metadata.backup_id.
   std::optional<BackupKind> create_backup{};
   // The volume's status while the operation is in flight; defaults by kind
-  // (backing_up, restoring for restore, move and adopt, repairing; verify
-  // leaves it as it is). `deleting` for a pre-delete backup.
+  // (backing_up, restoring for restore, move and adopt, repairing for
+  // repair and grow; verify leaves it as it is). `deleting` for a pre-delete
+  // backup.
   std::optional<VolumeStatus> volume_status{};
   // A JSON object merged into request_metadata.
   std::string extra_request_metadata_json = "{}";

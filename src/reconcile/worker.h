@@ -16,7 +16,10 @@
 //     re-queued from under an execution that outlived its lease (a database
 //     stall) is not run again here until that execution has wound down.
 //   - images: <state_dir>/volumes/<volume_id>.img (see image_reconciler.h
-//     and operation_runner.h for what happens to them).
+//     and operation_runner.h for what happens to them). The heartbeat
+//     reports the worker component degraded when it cannot work at all (no
+//     mkfs.ext4, volumes directory not writable); one volume's problem (an
+//     image too large to create) is that volume's, not the worker's.
 //
 //   - workloads (with a VMM, WorkerOptions::vmm): a WorkloadReconciler runs
 //     the instances pinned to this server, woken by NOTIFY kindling_workloads

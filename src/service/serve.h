@@ -3,7 +3,9 @@
 // Every process runs the idempotent migrations, takes part in the leader
 // election (reconcile::Leader) and runs the components it was asked for; all
 // coordination goes through PostgreSQL, so any number of these processes (one
-// per host) work on one database and bucket.
+// per host) work on one database and bucket. Once started it logs one line
+// with its version, server, components, listen addresses, runtime and the
+// backup store's URL.
 //
 // Files (paths overridable):
 //   DSN         ServeOptions::dsn_file, else $KINDLING_DSN_FILE, else
