@@ -455,13 +455,33 @@ void ApiContext::RawRoute(std::string_view method, const std::string& pattern,
     throw std::logic_error("unsupported method " + std::string(method));
   }
   routes_.push_back(ApiRoute{.method = std::string(method), .pattern = pattern, .access = access});
-  route_patterns_.emplace_back(pattern);
 }
+
+namespace {
+// Whether `path` has the shape of a route `pattern`: the same segments, where
+// a capture ("([^/]+)" and the like) stands for any one non-empty segment.
+// Looser than the route's regex: enough to tell a 405 from a 404.
+bool SameShape(std::string_view pattern, std::string_view path) {
+  while (!pattern.empty() && !path.empty()) {
+    // A capture may hold '/' in its character class: it ends at its ')'.
+    const bool capture = pattern.size() > 1 && pattern[1] == '(';
+    const std::size_t pattern_end = capture ? std::min(pattern.find(')'), pattern.size() - 1) + 1
+                                            : std::min(pattern.find('/', 1), pattern.size());
+    const std::size_t path_end = std::min(path.find('/', 1), path.size());
+    const std::string_view want = pattern.substr(0, pattern_end);
+    const std::string_view have = path.substr(0, path_end);
+    if (capture ? have.size() < 2 : want != have) return false;
+    pattern.remove_prefix(pattern_end);
+    path.remove_prefix(path_end);
+  }
+  return pattern.empty() && path.empty();
+}
+}  // namespace
 
 std::string ApiContext::MethodsOf(const std::string& path) const {
   std::vector<std::string> methods;
   for (std::size_t i = 0; i < routes_.size(); ++i) {
-    if (!std::regex_match(path, route_patterns_[i])) continue;
+    if (!SameShape(routes_[i].pattern, path)) continue;
     if (std::find(methods.begin(), methods.end(), routes_[i].method) == methods.end())
       methods.push_back(routes_[i].method);
   }

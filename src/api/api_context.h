@@ -37,7 +37,6 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -334,7 +333,6 @@ class ApiContext {
   void RecordWrite(const Call& call, const db::TableCounts& written);
 
   std::vector<ApiRoute> routes_;
-  std::vector<std::regex> route_patterns_;  // routes_' patterns, compiled
   struct Floor {
     db::TableCounts written{};
     std::chrono::steady_clock::time_point at{};
