@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian package: builds it with cpack from the build directory given,
 # unpacks it into a scratch root (dpkg-deb -x), and checks what is in it:
-# the binary runs, /etc/kindling/kindling.env is a 0640 conffile, the
+# the binary runs, the docs are there, /etc/kindling/kindling.env is a 0640 conffile, the
 # maintainer scripts are there and parse, and systemd-analyze verify accepts
 # the unit (its ExecStart pointed at the unpacked binary).
 # Usage: deb_package_test.sh BUILD_DIR
@@ -23,6 +23,10 @@ dpkg-deb -e "$deb" "$work/control"
 # The binary, runnable.
 [ -x "$root/usr/bin/kindling" ] || fail "/usr/bin/kindling missing"
 "$root/usr/bin/kindling" --help >/dev/null || fail "kindling --help failed"
+# The documentation the unit points at.
+for doc in README.md backup-and-restore.md operations.md; do
+  [ -f "$root/usr/share/doc/kindling/$doc" ] || fail "/usr/share/doc/kindling/$doc missing"
+done
 # The settings: a conffile, not readable by others.
 env_file="$root/etc/kindling/kindling.env"
 [ -f "$env_file" ] || fail "/etc/kindling/kindling.env missing"
