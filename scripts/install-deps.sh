@@ -24,6 +24,9 @@ packages=(
   # The Debian package test (tests/packaging): dpkg-shlibdeps and
   # systemd-analyze verify.
   dpkg-dev systemd
+  # The dashboard's browser tests (tests/browser): headless Chromium, driven
+  # by playwright-core from npm.
+  chromium
   # The canary guest (guest/build-image.sh) and its VMs (src/runtime): QEMU,
   # busybox-static for the initramfs, kmod (depmod, modprobe) to order the
   # kernel modules, xz for the kernel's payload, binutils to strip the canary.
@@ -50,4 +53,9 @@ fi
 # The S3 test server (checks SigV4 signatures); installed into tests/s3/node_modules.
 if [ ! -d tests/s3/node_modules/@20minutes/s3rver ]; then
   (cd tests/s3 && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# playwright-core for the browser tests (it drives Debian's Chromium; it
+# downloads no browser of its own).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

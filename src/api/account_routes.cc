@@ -53,6 +53,22 @@ ControlResult<std::string> KeyOwner(const Call& call) {
 }
 
 void AddUserRoutes(ApiContext& api) {
+  // Who the caller is: their user, the key they called with (never its
+  // secret) and their organisations with their role in each (what a client,
+  // the dashboard say, shows and hides by).
+  api.Route("GET", "/api/me", [](Call& call) -> ControlResult<Reply> {
+    if (!call.req.params.empty())
+      return Invalid("unknown query parameter \"" + call.req.params.begin()->first + "\"");
+    json memberships = json::array();
+    for (const db::Membership& m : call.principal.memberships) {
+      memberships.push_back(json{{"organization_id", m.organization_id},
+                                 {"organization_name", m.organization_name},
+                                 {"role", db::Name(m.role)}});
+    }
+    return Reply{200, json{{"user", UserJson(call.principal.user)},
+                           {"api_key", ApiKeyJson(call.principal.api_key)},
+                           {"memberships", std::move(memberships)}}};
+  });
   api.Route("POST", "/api/users", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto body, Body::Parse(call.req, {"email", "name", "is_platform_admin"}));
     API_ASSIGN_OR_RETURN(auto email, Email(body, "email"));

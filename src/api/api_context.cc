@@ -248,6 +248,7 @@ ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServer
                   ChangeWatch::kServers | ChangeWatch::kServerComponents |
                       ChangeWatch::kProjectVolumes | ChangeWatch::kProjects,
                   options.read_cache_entries),
+      event_streams(options.event_streams),
       gate(options.request_gate
                ? (options.active_requests > 0
                       ? options.active_requests
@@ -362,7 +363,13 @@ httplib::Server::Handler ApiContext::Wrap(Handler handler, bool authenticate) {
         return;
       }
       res.status = reply->status;
-      if (reply->status != 204) res.set_content(reply->body.dump(), "application/json");
+      if (reply->stream) {
+        res.set_header("Cache-Control", "no-store");
+        res.set_chunked_content_provider("text/event-stream", std::move(reply->stream),
+                                         std::move(reply->stream_closed));
+      } else if (reply->status != 204) {
+        res.set_content(reply->body.dump(), "application/json");
+      }
     } catch (...) {
       // Never echo the exception: it may quote the request.
       Fail(req, res,

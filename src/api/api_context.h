@@ -43,6 +43,7 @@
 
 #include "api/api_server.h"
 #include "api/auth_cache.h"
+#include "api/event_streams.h"
 #include "api/health_probe.h"
 #include "api/read_cache.h"
 #include "api/request_gate.h"
@@ -81,6 +82,12 @@ std::string ExceptionCause(std::exception_ptr error);
 struct Reply {
   int status = 200;
   json body = json::object();
+  // A streamed answer instead of `body`: server-sent events
+  // (text/event-stream, chunked), `stream` called until it calls
+  // sink.done() or returns false (the client went away); `stream_closed`
+  // once the answer is over, however it ended (api/event_streams.h).
+  httplib::ContentProviderWithoutLength stream{};
+  httplib::ContentProviderResourceReleaser stream_closed{};
 };
 
 inline std::unexpected<ControlError> Invalid(std::string message) {
@@ -305,6 +312,8 @@ class ApiContext {
     std::chrono::steady_clock::time_point read_at;
   };
   ReadCache<ServersRead> org_servers;
+  // Open server-sent event streams: their bound, and Stop() for them all.
+  EventStreams event_streams;
   RequestGate gate;
   HealthProbe health;  // GET /healthz
   // Whether the volume backup store opens (GET /readyz, GET
@@ -342,8 +351,10 @@ class ApiContext {
 };
 
 // Route families (each in its own file).
-void AddProjectRoutes(ApiContext& api);  // projects, operations (volume_routes.cc)
-void AddVolumeRoutes(ApiContext& api);   // /api/projects/{id}/volume... (volume_routes.cc)
+void AddProjectRoutes(ApiContext& api);  // projects (volume_routes.cc)
+// GET /api/operations/{id} and its event stream .../events (operation_routes.cc)
+void AddOperationRoutes(ApiContext& api);
+void AddVolumeRoutes(ApiContext& api);  // /api/projects/{id}/volume... (volume_routes.cc)
 // /api/projects/{id}/deploy, deployments, stop, start (deployment_routes.cc)
 void AddDeploymentRoutes(ApiContext& api);
 void AddMetaRoutes(ApiContext& api);      // /api/meta (platform_routes.cc)
@@ -359,6 +370,8 @@ void AddBackupRescanRoutes(ApiContext& api);
 // GET /api/platform/health: control-plane backups (the last stored check,
 // stale when old) and the servers' heartbeats (platform_routes.cc).
 void AddHealthRoutes(ApiContext& api);
+// The web dashboard: GET / and GET /assets/{name} (dashboard_routes.cc).
+void AddDashboardRoutes(ApiContext& api);
 // GET /metrics' text (platform_routes.cc), with the control-plane backup
 // gauges of the last stored check.
 [[nodiscard]] ControlResult<std::string> Metrics(db::Database& db);

@@ -138,12 +138,14 @@ struct ApiServer::Impl {
     AddServerRoutes(api);
     AddHealthRoutes(api);
     AddProjectRoutes(api);
+    AddOperationRoutes(api);
     AddVolumeRoutes(api);
     AddDeploymentRoutes(api);
     AddSettingsRoutes(api);
     AddAccountRoutes(api);
     AddQuarantineRoutes(api);
     AddBackupRescanRoutes(api);
+    AddDashboardRoutes(api);
   }
 };
 
@@ -226,6 +228,7 @@ Status ApiServer::Start() {
     if (impl_->listen_socket != INVALID_SOCKET) ::listen(impl_->listen_socket, kListenBacklog);
     impl_->bound_port = port;
     impl_->started = true;
+    impl_->api.event_streams.Start();
     if (impl_->api.options.read_cache_entries > 0) impl_->api.change_watch.Start();
     impl_->thread_done = false;
     impl_->thread = std::thread([impl = impl_.get()] {
@@ -241,6 +244,8 @@ Status ApiServer::Start() {
 void ApiServer::Stop() {
   std::lock_guard lock(impl_->mu);
   if (!impl_->started) return;
+  // Open event streams end now rather than when their operation does.
+  impl_->api.event_streams.Stop();
   // httplib's stop() does nothing until the thread is in its accept loop: a
   // Stop() right after Start() (a SIGTERM as the process comes up) would
   // otherwise join a thread that never stops.

@@ -1,6 +1,8 @@
 // ApiServer: the HTTP API (cpp-httplib) over the control layer.
 //
-// Every route but GET /healthz authenticates a Bearer API key (looked up by
+// Every route but GET /healthz, GET /readyz and the web dashboard's files
+// (GET /, GET /assets/{name}: api/dashboard_routes.cc, no data in them)
+// authenticates a Bearer API key (looked up by
 // hash; the answer cached for a few seconds, see ApiServerOptions) and
 // authorises the caller (platform admin, or owner/admin/member of the
 // project's organisation, as in the reference route table). Failures are
@@ -15,6 +17,9 @@
 // needed, and every statement is prepared per database connection
 // (db/database.h, db/internal.h): the round trips and planning are most of
 // an authenticated GET's cost.
+// GET /api/operations/{id}/events streams an operation's changes as
+// server-sent events; such streams are bounded in number and length and end
+// when the server stops (api/event_streams.h).
 // Exceptions of httplib and nlohmann-json stop here. Every answer carries
 // X-Request-Id; 5xx answers are logged with their cause and answered
 // generically, and every request gets an access log line (api_context.h).
@@ -58,6 +63,7 @@
 #include <string>
 #include <vector>
 
+#include "api/event_streams.h"
 #include "common/result.h"
 #include "crypto/aead.h"
 #include "db/database.h"
@@ -106,6 +112,9 @@ struct ApiServerOptions {
   // GET /readyz (and /api/platform/health) reuse the answer of a backup
   // store check begun less than this ago.
   std::chrono::milliseconds store_probe_fresh{30'000};
+  // Server-sent event streams (GET /api/operations/{id}/events): how many at
+  // once, how often they poll, how long each lasts (api/event_streams.h).
+  EventStreamOptions event_streams{};
 };
 
 // Who may call a route: kAuthenticated needs a valid API key (401

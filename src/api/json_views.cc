@@ -269,6 +269,16 @@ json ServerJson(const db::Server& s) {
               {"components", components}};
 }
 
+json WorkerChoiceJson(const control::WorkerChoice& c) {
+  return json{{"server_id", c.server_id},
+              {"hostname", c.hostname},
+              {"runtime", StringOrNull(c.runtime)},
+              {"eligible", c.eligible},
+              {"reason", c.eligible ? json(nullptr) : json(c.reason)},
+              {"load", c.eligible ? json(c.load) : json(nullptr)},
+              {"current", c.current}};
+}
+
 json ProjectJson(const db::Project& p) {
   return json{{"id", p.id},
               {"organization_id", p.organization_id},

@@ -41,6 +41,8 @@ nlohmann::json BackupJson(const db::Backup& backup);
 // A quarantined volume image (volume_image_quarantine row).
 nlohmann::json QuarantineJson(const db::QuarantineEntry& entry);
 nlohmann::json ServerJson(const db::Server& server);
+// A worker as a restore or move target: eligible, or why not.
+nlohmann::json WorkerChoiceJson(const control::WorkerChoice& choice);
 // A backup found in a store whose volume the database does not know, with
 // `assignable` (its ids are UUIDs, so it can be given to a project).
 nlohmann::json OrphanJson(const db::OrphanBackup& orphan);

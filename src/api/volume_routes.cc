@@ -1,4 +1,4 @@
-// Project, operation and volume routes.
+// Project and volume routes.
 #include "api/api_context.h"
 #include "api/json_views.h"
 #include "control/quarantine_service.h"
@@ -79,31 +79,6 @@ void AddProjectRoutes(ApiContext& api) {
       row["volume_deleted"] = b.volume_deleted;
       out.push_back(std::move(row));
     }
-    return Reply{200, out};
-  });
-  api.Route("GET", R"(/api/operations/([^/]+))", [&api](Call& call) -> ControlResult<Reply> {
-    API_ASSIGN_OR_RETURN(std::string id, call.PathId(1, "operation"));
-    struct Found {
-      db::Operation op;
-      db::Project project;
-    };
-    auto found = api.db.Transact([&](db::Tx& tx) -> Result<Found> {
-      KINDLING_ASSIGN_OR_RETURN(auto op, db::GetOperation(tx, id));
-      KINDLING_ASSIGN_OR_RETURN(auto volume, db::GetVolume(tx, op.project_volume_id));
-      KINDLING_ASSIGN_OR_RETURN(auto project, db::GetProject(tx, volume.project_id));
-      return Found{std::move(op), std::move(project)};
-    });
-    if (!found) {
-      if (found.error().is_not_found()) {
-        return Refuse(404, control::kCodeNotFound, "operation " + id + " not found");
-      }
-      return std::unexpected(control::FromError(found.error()));
-    }
-    if (!call.IsAdmin() && !call.principal.RoleIn(found->project.organization_id)) {
-      return Refuse(404, control::kCodeNotFound, "operation " + id + " not found");
-    }
-    json out = OperationJson(found->op);
-    out["project_id"] = found->project.id;
     return Reply{200, out};
   });
 }
@@ -200,6 +175,15 @@ void AddVolumeRoutes(ApiContext& api) {
     API_ASSIGN_OR_RETURN(auto flags, WorkloadFlagsOf(body));
     API_ASSIGN_OR_RETURN(auto op, api.volumes.QueueBackup(call.actor, project.id, flags));
     return Reply{202, OperationJson(op)};
+  });
+  // Where a restore (or move) of the volume can go: every worker, eligible
+  // or with why not (org admins, like restore itself).
+  api.Route("GET", volume + "/restore-targets", [&api](Call& call) -> ControlResult<Reply> {
+    API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));
+    API_ASSIGN_OR_RETURN(auto targets, api.volumes.RestoreTargets(project.id));
+    json out = json::array();
+    for (const auto& t : targets) out.push_back(WorkerChoiceJson(t));
+    return Reply{200, out};
   });
   api.Route("POST", volume + "/restore", [&api](Call& call) -> ControlResult<Reply> {
     API_ASSIGN_OR_RETURN(auto project, api.AccessProject(call, 1, true));

@@ -433,6 +433,23 @@ ControlResult<std::vector<db::Backup>> VolumeService::ListBackups(const std::str
       });
 }
 
+ControlResult<std::vector<WorkerChoice>> VolumeService::RestoreTargets(
+    const std::string& project_id) {
+  return TransactChecked<std::vector<WorkerChoice>>(
+      db_,
+      [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<std::vector<WorkerChoice>> {
+        KINDLING_ASSIGN_OR_RETURN(auto volume, db::FindProjectVolume(tx, project_id));
+        if (!volume) {
+          refusal = ControlError{404, kCodeNotFound, "the project has no volume"};
+          return Refused();
+        }
+        KINDLING_ASSIGN_OR_RETURN(auto eligible, EligibleWorkers(tx));
+        KINDLING_ASSIGN_OR_RETURN(auto servers, db::ListServers(tx));
+        return ExplainWorkerChoice(servers, eligible, volume->server_id, options_.max_heartbeat_age,
+                                   options_.runtimes);
+      });
+}
+
 ControlResult<RetentionPreview> VolumeService::PreviewRetention(const std::string& project_id) {
   return TransactChecked<RetentionPreview>(
       db_, [&](db::Tx& tx, std::optional<ControlError>& refusal) -> Result<RetentionPreview> {

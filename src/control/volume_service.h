@@ -63,6 +63,7 @@
 
 #include "control/control_error.h"
 #include "control/retention.h"
+#include "control/worker_choice.h"
 #include "crypto/aead.h"
 #include "db/backups.h"
 #include "db/database.h"
@@ -160,6 +161,11 @@ class VolumeService {
   // first (control/retention.h: what the worker deletes after the next
   // backup). 404 when the project has no volume.
   [[nodiscard]] ControlResult<RetentionPreview> PreviewRetention(const std::string& project_id);
+  // Every worker as a restore or move target of the project's live volume:
+  // the eligible ones in the order they would be chosen, then the others
+  // with why not (control/worker_choice.h). 404 when it has no volume.
+  [[nodiscard]] ControlResult<std::vector<WorkerChoice>> RestoreTargets(
+      const std::string& project_id);
   // The live volume's backups, newest first.
   [[nodiscard]] ControlResult<std::vector<db::Backup>> ListBackups(const std::string& project_id);
   // Backups of every volume the project has had (deleted ones and their

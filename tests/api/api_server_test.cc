@@ -115,6 +115,31 @@ TEST_F(ApiServerTest, ReadinessNamesTheStoreAndTheDegradedWorkers) {
 
 // A larger size_gb of a volume whose image exists queues a grow on its
 // worker; the row shows the new size once the image has it.
+TEST_F(ApiServerTest, RestoreTargetsListEveryWorkerWithWhyNot) {
+  const std::string w1 = MakeServer("w1");
+  const std::string w2 = MakeServer("w2");
+  const std::string project = CreateProject();
+  const std::string volume = "/api/projects/" + project + "/volume";
+  ExpectRefused("GET", volume + "/restore-targets", admin_key_, "", 404, "not_found");
+  ASSERT_EQ(Send("PUT", volume, admin_key_, "{}").status, 200);
+  const std::string pinned = Send("GET", volume, admin_key_).body.value("server_id", "");
+  const std::string other = pinned == w1 ? w2 : w1;
+  ASSERT_EQ(Send("POST", "/api/servers/" + other + "/drain", admin_key_, "{}").status, 200);
+
+  Response targets = Send("GET", volume + "/restore-targets", org_admin_key_);
+  ASSERT_EQ(targets.status, 200) << targets.raw;
+  ASSERT_EQ(targets.body.size(), 2u) << targets.raw;
+  EXPECT_EQ(targets.body[0]["server_id"], pinned);
+  EXPECT_TRUE(targets.body[0]["eligible"].get<bool>());
+  EXPECT_TRUE(targets.body[0]["current"].get<bool>());
+  EXPECT_TRUE(targets.body[0]["reason"].is_null());
+  EXPECT_EQ(targets.body[1]["server_id"], other);
+  EXPECT_FALSE(targets.body[1]["eligible"].get<bool>());
+  EXPECT_EQ(targets.body[1]["reason"], "the server is draining");
+  // Members do not restore, so they get no targets either.
+  ExpectRefused("GET", volume + "/restore-targets", member_key_, "", 403, "forbidden");
+}
+
 TEST_F(ApiServerTest, GrowingAVolumeIsAnOperation) {
   MakeServer("w1");
   const std::string project = CreateProject();

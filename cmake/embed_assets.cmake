@@ -1,0 +1,45 @@
+# Writes a C++ source holding files as byte arrays, for
+# api/dashboard_assets.h. Run as a script at build time:
+#   cmake -DSOURCE_DIR=dir -DFILES=a.html,b.js -DOUTPUT=out.cc -P embed_assets.cmake
+# Each file gets its content type (from its extension) and an ETag (the
+# first 16 hex digits of its SHA-256).
+string(REPLACE "," ";" files "${FILES}")
+set(arrays "")
+set(table "")
+set(index 0)
+foreach(name IN LISTS files)
+  set(path "${SOURCE_DIR}/${name}")
+  file(READ "${path}" hex HEX)
+  file(SHA256 "${path}" digest)
+  string(SUBSTRING "${digest}" 0 16 etag)
+  string(LENGTH "${hex}" hex_length)
+  math(EXPR size "${hex_length} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  if(name MATCHES "\\.html$")
+    set(type "text/html; charset=utf-8")
+  elseif(name MATCHES "\\.js$")
+    set(type "text/javascript; charset=utf-8")
+  elseif(name MATCHES "\\.css$")
+    set(type "text/css; charset=utf-8")
+  elseif(name MATCHES "\\.png$")
+    set(type "image/png")
+  elseif(name MATCHES "\\.svg$")
+    set(type "image/svg+xml")
+  else()
+    message(FATAL_ERROR "embed_assets: no content type for ${name}")
+  endif()
+  string(APPEND arrays "const unsigned char kAsset${index}[] = {${bytes}};\n")
+  string(APPEND table
+         "      {\"${name}\", \"${type}\",\n"
+         "       std::string_view(reinterpret_cast<const char*>(kAsset${index}), ${size}),\n"
+         "       \"\\\"${etag}\\\"\"},\n")
+  math(EXPR index "${index} + 1")
+endforeach()
+set(text "// Generated from ${SOURCE_DIR} by cmake/embed_assets.cmake.\n")
+string(APPEND text "#include \"api/dashboard_assets.h\"\n\n")
+string(APPEND text "namespace kindling::api {\nnamespace {\n\n${arrays}\n}  // namespace\n\n")
+string(APPEND text "std::span<const DashboardAsset> DashboardAssets() {\n")
+string(APPEND text "  static const DashboardAsset assets[] = {\n${table}  };\n  return assets;\n}\n\n")
+string(APPEND text "}  // namespace kindling::api\n")
+file(WRITE "${OUTPUT}.tmp" "${text}")
+file(RENAME "${OUTPUT}.tmp" "${OUTPUT}")
