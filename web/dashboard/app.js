@@ -233,11 +233,17 @@ async function pageProjects() {
       h("td", {}, v ? `${since(v.last_successful_backup_at)}` : null),
       h("td", {}, v ? badge(v.last_backup_verify_state ?? "not verified") : null),
       h("td", {}, v ? v.backup_policy.schedule : null),
-      h("td", {}, v ? when(v.next_backup_at) : null));
+      h("td", {}, v ? when(v.next_backup_at) : null),
+      h("td", {}, v && v.current_operation ? progressBar(v.current_operation) : null));
   }));
+  // While something runs, the list is read again every 2 s.
+  if (rows.some((r) => r.querySelector(".op-progress"))) {
+    pageTimer = setTimeout(() => location.hash === "#/projects" && route(), 2000);
+  }
   return [h("h1", {}, "Projects"),
     projects.length
-      ? table(["Project", "Volume", "Health", "Size#", "Last backup", "Verified", "Schedule", "Next backup"], rows, { id: "projects" })
+      ? table(["Project", "Volume", "Health", "Size#", "Last backup", "Verified", "Schedule", "Next backup", "Running now"],
+        rows, { id: "projects" })
       : h("p", { class: "muted" }, "No projects.")];
 }
 
