@@ -265,6 +265,8 @@ TEST_F(DevEndToEndTest, RunbookWithWorkerKillsSlow) {
   EXPECT_TRUE(healthy);
   const json org_servers = Call("GET", "/api/servers");
   EXPECT_TRUE(org_servers.is_array());
+  const std::string admin_id = Call("GET", "/api/me")["user"].value("id", "");
+  ASSERT_FALSE(admin_id.empty());
   const json audit = Call("GET", "/api/platform/audit-events?limit=200");
   EXPECT_NE(audit.dump().find("volume_backup_settings.update"), std::string::npos);
 
@@ -290,6 +292,24 @@ TEST_F(DevEndToEndTest, RunbookWithWorkerKillsSlow) {
   for (const auto& entry : fs::directory_iterator(state_ / "logs"))
     child_logs += ReadAll(entry.path());
   EXPECT_EQ(child_logs.find(api_key), std::string::npos);
+
+  // What an operator reads: each process's startup line, an access log line
+  // per request naming its route template and user, and each operation's
+  // start and end on the worker that ran it.
+  const std::string api_log = ReadAll(state_ / "logs" / "api.log");
+  for (const std::string line :
+       {"kindling serve ", " started: server ", "components api", ", backup store "}) {
+    EXPECT_NE(api_log.find(line), std::string::npos) << line << " not in the API's log";
+  }
+  EXPECT_NE(api_log.find("route=\"/api/projects/{id}/volume\" status=200"), std::string::npos);
+  EXPECT_NE(api_log.find("user_id=" + admin_id), std::string::npos);
+  const std::string& worker_logs = child_logs;  // a restarted worker's earlier log included
+  const std::string backup_id_op = backup_op.value("id", "");
+  EXPECT_NE(worker_logs.find("worker: running backup " + backup_id_op + " on volume " + volume_id),
+            std::string::npos);
+  EXPECT_NE(worker_logs.find("worker: backup " + backup_id_op + " done"), std::string::npos);
+  EXPECT_NE(worker_logs.find("worker: restore " + again.value("id", "") + " done"),
+            std::string::npos);
 
   // A second start on the same state directory keeps the data and the key.
   dev_ = std::make_unique<DevProcess>(state_);
