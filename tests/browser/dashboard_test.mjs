@@ -3,7 +3,8 @@
 // see a failing test name its step), queue a backup and watch its progress
 // reach 100%, restore it onto the other worker, find both in the audit log,
 // see an API error as a message, and check that a member's view has no admin
-// controls. Every request the pages make must go to the dashboard's own
+// controls; progress comes from the event stream, and from polling when the
+// stream is refused. Every request the pages make must go to the dashboard's own
 // origin. Screenshots of each page (light, and the volume page dark) go to
 // --out; so does timings.json (page loads; bench/dashboard_load.mjs holds
 // them to their target).
@@ -79,6 +80,10 @@ async function main() {
     page.on("request", (r) => {
       if (new URL(r.url()).origin !== origin) foreign.push(r.url());
     });
+    let streamed = 0; // operations followed through the API's event stream
+    page.on("response", (r) => {
+      if (r.url().endsWith("/events") && (r.headers()["content-type"] || "").startsWith("text/event-stream")) streamed++;
+    });
     const consoleErrors = [];
     page.on("pageerror", (e) => consoleErrors.push(e.message));
     const shot = (name) => page.screenshot({ path: path.join(out, `${name}.png`), fullPage: true });
@@ -142,6 +147,7 @@ async function main() {
       return p && p.percent === 100 && p.text.includes("succeeded");
     }, 120000, 50);
     check(seen.has(100), `the backup's progress reached 100% (seen: ${[...seen].sort((a, b) => a - b).join(", ")})`);
+    check(streamed > 0, "the page followed the backup through the API's event stream");
     await page.waitForSelector("#backups tbody tr");
     const backups = await call(admin, "GET", `/api/projects/${project.id}/volume/backups`);
     check(backups.length === 1 && backups[0].status === "succeeded", "the API lists the succeeded backup");
@@ -167,6 +173,19 @@ async function main() {
     });
     check(restored.server_id === other.server_id, "the volume now lives on the other worker");
     // A second backup, from the volume's new worker: the chart has two points.
+    // This time the API refuses the event stream (as when too many are open):
+    // the page follows the operation by polling instead.
+    const refusedStream = (route) => route.fulfill({
+      status: 503,
+      contentType: "application/json",
+      body: JSON.stringify({ error: "too many event streams are open", code: "service_unavailable" }),
+    });
+    await page.route("**/api/operations/*/events", refusedStream);
+    let polls = 0;
+    const countPolls = (r) => {
+      if (/\/api\/operations\/[0-9a-f-]+$/.test(new URL(r.url()).pathname)) polls++;
+    };
+    page.on("request", countPolls);
     await page.goto(base + `/#/projects/${project.id}`);
     await page.waitForSelector("#backup-now:not([disabled])");
     await page.click("#backup-now");
@@ -174,6 +193,9 @@ async function main() {
       const text = await page.evaluate(() => document.querySelector("#operation")?.textContent ?? "");
       return text.includes("backup succeeded");
     }, 120000, 100);
+    check(polls > 0, `without an event stream the page polled the operation (${polls} polls)`);
+    page.off("request", countPolls);
+    await page.unroute("**/api/operations/*/events", refusedStream);
     const opLink = await page.getAttribute("#operation a", "href");
     await page.waitForSelector("svg.chart polyline.size");
     check(await page.locator("#backups tbody tr").count() === 2, "the volume page lists both backups");
