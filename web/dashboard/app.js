@@ -401,8 +401,9 @@ function follow(op, box, projectId) {
     controller.abort();
   };
   const show = (o) => {
-    box.replaceChildren(h("h2", {}, "Operation"), progressBar(o),
-      h("p", {}, h("a", { href: `#/operations/${o.id}` }, "Details")));
+    const here = location.hash === `#/operations/${o.id}`;
+    box.replaceChildren(...(here ? [progressBar(o)] : [h("h2", {}, "Operation"), progressBar(o),
+      h("p", {}, h("a", { href: `#/operations/${o.id}` }, "Details"))]));
   };
   const finished = (o) => o.status === "succeeded" || o.status === "failed";
   const done = (o) => {
@@ -598,7 +599,7 @@ async function route() {
   try {
     const content = await page(m[1]);
     if (location.hash && location.hash !== hash) return; // navigated away meanwhile
-    main.replaceChildren(...[content].flat());
+    main.replaceChildren(...[content].flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
     showError(null);
   } catch (e) {
     main.replaceChildren(h("h1", {}, "Could not load this page"));
