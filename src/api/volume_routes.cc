@@ -2,7 +2,6 @@
 #include "api/api_context.h"
 #include "api/json_views.h"
 #include "control/quarantine_service.h"
-#include "db/operations.h"
 #include "db/volumes.h"
 
 namespace kindling::api {
