@@ -3,7 +3,7 @@
 #   1. installs the dependencies (scripts/install-deps.sh),
 #   2. builds build/ (optimised), build-asan/ (AddressSanitizer +
 #      UndefinedBehaviorSanitizer, -DKINDLING_SANITIZE=ON) and build-tsan/
-#      (ThreadSanitizer, the engine, db and reconcile tests only),
+#      (ThreadSanitizer, the engine, db, reconcile and http tests only),
 #   3. runs ctest in the first two and the TSan test binaries, printing the
 #      output of failing tests.
 # The sanitizer run leaves out the tests named *Slow* (the SIGKILL loops of
@@ -20,9 +20,9 @@
 #
 # The ThreadSanitizer step (KINDLING_TSAN=0 skips it) builds build-tsan/
 # (-DKINDLING_SANITIZE=thread; TSAN_BUILD_DIR to use another directory) with
-# only the engine, db and reconcile test binaries, the layers where threads
-# meet, and runs those binaries (tests whose names end in Slow or Drill left
-# out, as under ASan; a name that only contains the word, such as
+# only the engine, db, reconcile and http test binaries, the layers where
+# threads meet (http: the API's connection loop), and runs those binaries
+# (tests whose names end in Slow or Drill left out, as under ASan; a name that only contains the word, such as
 # StoreProviderTest.ASlowOpenBlocks..., still runs). See tests/tsan.supp for
 # what is suppressed and why.
 set -euo pipefail
@@ -33,7 +33,7 @@ export JOBS="$jobs"
 build_dir="${BUILD_DIR:-build}"
 asan_build_dir="${ASAN_BUILD_DIR:-build-asan}"
 tsan_build_dir="${TSAN_BUILD_DIR:-build-tsan}"
-tsan_targets="engine_tests db_tests reconcile_tests"
+tsan_targets="engine_tests db_tests reconcile_tests http_tests"
 
 scripts/install-deps.sh
 

@@ -26,8 +26,8 @@ constexpr std::size_t kMaxLoggedPath = 256;
 // What the access log needs across httplib's hooks of one request, which
 // all run on the thread serving that connection.
 struct RequestLogState {
-  std::chrono::steady_clock::time_point start{};     // routing began
-  std::chrono::steady_clock::time_point admitted{};  // the gate let it run
+  std::chrono::steady_clock::time_point start{};     // its first byte arrived
+  std::chrono::steady_clock::time_point admitted{};  // routing began
   bool failure_logged = false;
   std::string route{};    // the matched route's template; empty: none matched
   std::string user_id{};  // the authenticated caller; empty: none
@@ -162,24 +162,32 @@ std::string ApiContext::ProcessMetrics() const {
         volume_views.reads());
   cache("servers", org_servers.hits(), org_servers.stale_hits(), org_servers.joined(),
         org_servers.reads());
+  const http::ConnectionLoopStats loop =
+      connections != nullptr ? connections->stats() : http::ConnectionLoopStats{};
   out += fmt::format(
-      "# HELP kindling_api_request_gate_bypassed_total Requests of this API process that waited "
-      "the longest wait for a turn and ran without one.\n"
-      "# TYPE kindling_api_request_gate_bypassed_total counter\n"
-      "kindling_api_request_gate_bypassed_total {}\n"
-      "# HELP kindling_api_request_gate_waiting Requests of this API process waiting for a turn.\n"
-      "# TYPE kindling_api_request_gate_waiting gauge\n"
-      "kindling_api_request_gate_waiting {}\n",
-      gate.bypassed(), gate.waiting());
+      "# HELP kindling_api_connections Connections open to this API process.\n"
+      "# TYPE kindling_api_connections gauge\n"
+      "kindling_api_connections {}\n"
+      "# HELP kindling_api_connections_accepted_total Connections this API process took.\n"
+      "# TYPE kindling_api_connections_accepted_total counter\n"
+      "kindling_api_connections_accepted_total {}\n"
+      "# HELP kindling_api_connections_refused_total Connections this API process closed at "
+      "once, its maximum being open.\n"
+      "# TYPE kindling_api_connections_refused_total counter\n"
+      "kindling_api_connections_refused_total {}\n"
+      "# HELP kindling_api_threads Threads of this API process's connection loop, those waiting "
+      "for PostgreSQL or a client included.\n"
+      "# TYPE kindling_api_threads gauge\n"
+      "kindling_api_threads {}\n",
+      loop.connections, loop.accepted, loop.refused, loop.threads);
   return out;
 }
 
-void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
-  server.set_pre_routing_handler([gate](const httplib::Request& req, httplib::Response& res) {
-    const auto start = std::chrono::steady_clock::now();
-    if (gate != nullptr) gate->BeginRequest();
-    request_log_state = {
-        .start = start, .admitted = std::chrono::steady_clock::now(), .failure_logged = false};
+void ApiContext::InstallRequestLog(httplib::Server& server) {
+  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    request_log_state = {.start = http::ConnectionLoop::RequestArrival(),
+                         .admitted = std::chrono::steady_clock::now(),
+                         .failure_logged = false};
     const std::string sent = req.get_header_value(kRequestIdHeader);
     res.set_header(kRequestIdHeader, IsSaneRequestId(sent) ? sent : NewRequestId());
     // A request with neither Content-Length nor Transfer-Encoding has no
@@ -197,13 +205,14 @@ void ApiContext::InstallRequestLog(httplib::Server& server, RequestGate* gate) {
   server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.has_header(kRequestIdHeader)) {
       const auto now = std::chrono::steady_clock::now();
-      request_log_state = {.start = now, .admitted = now, .failure_logged = false};
+      request_log_state = {.start = http::ConnectionLoop::RequestArrival(),
+                           .admitted = now,
+                           .failure_logged = false};
       RequestId(res);
     }
   });
   // After the answer is written.
-  server.set_logger([gate](const httplib::Request& req, const httplib::Response& res) {
-    if (gate != nullptr) gate->EndRequest();
+  server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     const std::string id = res.get_header_value(kRequestIdHeader);
     if (res.status >= 500 && !request_log_state.failure_logged) {
       spdlog::error("request failed{}{}{}{}{}", LogField("request_id", id),
@@ -249,12 +258,6 @@ ApiContext::ApiContext(db::Database& database, const crypto::Key& key, ApiServer
                       ChangeWatch::kProjectVolumes | ChangeWatch::kProjects,
                   options.read_cache_entries),
       event_streams(options.event_streams),
-      gate(options.request_gate
-               ? (options.active_requests > 0
-                      ? options.active_requests
-                      : 4 * std::max<std::size_t>(1, std::thread::hardware_concurrency()))
-               : 0,
-           options.max_request_wait),
       health([&database] { return database.Ping(); }, options.health_fresh),
       store_probe(
           [&database, &key]() -> Status {

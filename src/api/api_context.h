@@ -22,10 +22,12 @@
 //       code=internal_error error="..."
 //   request request_id=ID method=GET path=/p status=200 duration_ms=3
 //       queued_ms=0 remote_addr=127.0.0.1
-// duration_ms runs from routing to the end of the answer; queued_ms is the
-// part of it spent waiting for the request gate (request_gate.h).
+// duration_ms runs from the request's arrival on the socket to the end of
+// the answer; queued_ms is the part of it before routing began: waiting for
+// a thread of the connection loop, and for the rest of the request's bytes
+// (http/connection_loop.h).
 //
-// Thread-safety: ApiContext is shared by httplib's worker threads; its
+// Thread-safety: ApiContext is shared by the threads serving requests; its
 // members are thread-safe.
 #pragma once
 
@@ -46,7 +48,6 @@
 #include "api/event_streams.h"
 #include "api/health_probe.h"
 #include "api/read_cache.h"
-#include "api/request_gate.h"
 #include "common/ids.h"
 #include "common/secret.h"
 #include "control/control_error.h"
@@ -56,6 +57,7 @@
 #include "db/auth.h"
 #include "db/database.h"
 #include "db/projects.h"
+#include "http/connection_loop.h"
 
 namespace kindling::api {
 
@@ -254,11 +256,10 @@ class ApiContext {
   // "internal error (request id X)", its code kept.
   static void Fail(const httplib::Request& req, httplib::Response& res, const ControlError& error);
   // On `server`: request ids on every answer, the access log, and an error
-  // line for a 5xx that Fail did not log (httplib's own, say); each request
-  // passes `gate` (null: none) from routing to the end of its answer; a
-  // request without Content-Length or Transfer-Encoding is given an empty
+  // line for a 5xx that Fail did not log (httplib's own, say); a request
+  // without Content-Length or Transfer-Encoding is given an empty
   // body (RFC 9110) instead of httplib's 400 after its read timeout.
-  static void InstallRequestLog(httplib::Server& server, RequestGate* gate);
+  static void InstallRequestLog(httplib::Server& server);
 
   // The caller of a request with `Authorization: Bearer <api key>`; 401
   // otherwise. Answered from auth_cache when the key was looked up recently.
@@ -314,7 +315,8 @@ class ApiContext {
   ReadCache<ServersRead> org_servers;
   // Open server-sent event streams: their bound, and Stop() for them all.
   EventStreams event_streams;
-  RequestGate gate;
+  // The server's connection loop while it is started (null before).
+  const http::ConnectionLoop* connections = nullptr;
   HealthProbe health;  // GET /healthz
   // Whether the volume backup store opens (GET /readyz, GET
   // /api/platform/health): its answer reused for options.store_probe_fresh.
@@ -325,7 +327,7 @@ class ApiContext {
   nlohmann::json Readiness(bool details);
 
   // This process's counters for GET /metrics (Prometheus text): how the
-  // read caches answered, and the request gate.
+  // read caches answered, and the connections.
   std::string ProcessMetrics() const;
 
   // The caller's last writes through this API, per table, as

@@ -12,8 +12,9 @@
 #include <thread>
 
 #include "api/api_context.h"
-#include "api/connection_threads.h"
 #include "db/notifications.h"
+#include "http/connection_loop.h"
+#include "http/loop_server.h"
 
 namespace kindling::api {
 namespace {
@@ -59,14 +60,15 @@ bool SetUpTls(SSL_CTX& ctx, const ApiServerOptions& options, std::string& error)
   return true;
 }
 
-// An SSLServer when the options ask for TLS (its is_valid() false, with
-// `tls_error` set, when the files cannot be used), else a plain Server.
+// A LoopServer over SSLServer when the options ask for TLS (its is_valid()
+// false, with `tls_error` set, when the files cannot be used), else over a
+// plain Server.
 std::unique_ptr<httplib::Server> MakeHttpServer(const ApiServerOptions& options,
                                                 std::string& tls_error) {
   if (options.tls_cert_file.empty() && options.tls_key_file.empty()) {
-    return std::make_unique<httplib::Server>();
+    return std::make_unique<http::LoopServer<httplib::Server>>();
   }
-  return std::make_unique<httplib::SSLServer>(
+  return std::make_unique<http::LoopServer<httplib::SSLServer>>(
       [&options, &tls_error](SSL_CTX& ctx) { return SetUpTls(ctx, options, tls_error); });
 }
 
@@ -80,6 +82,8 @@ struct ApiServer::Impl {
   std::string tls_error;  // why the TLS server is not valid
   std::unique_ptr<httplib::Server> http_server;
   ApiContext api;
+  // Serves the accepted connections while started.
+  std::unique_ptr<http::ConnectionLoop> connections;
   std::thread thread;
   std::atomic<bool> thread_done{false};  // listen_after_bind returned
   std::mutex mu;
@@ -152,11 +156,7 @@ struct ApiServer::Impl {
 ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerOptions options)
     : impl_(std::make_unique<Impl>(db, master_key, std::move(options))) {
   const ApiServerOptions& opts = impl_->api.options;
-  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
-  const std::size_t keep =
-      opts.worker_threads > 0 ? opts.worker_threads : std::max<std::size_t>(8, 4 * cores);
-  const std::size_t max = std::max(keep, opts.max_worker_threads);
-  impl_->api.server.new_task_queue = [keep, max] { return new ConnectionThreads(keep, max); };
+  impl_->api.server.new_task_queue = [] { return new http::RunAtOnce; };
   // httplib's default also sets SO_REUSEPORT, with which a second process
   // could bind the same port and silently take part of the connections.
   impl_->api.server.set_socket_options([impl = impl_.get()](socket_t sock) {
@@ -164,9 +164,6 @@ ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerO
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     impl->listen_socket = sock;  // the last one offered is the one bound
   });
-  impl_->api.server.set_tcp_nodelay(true);
-  impl_->api.server.set_keep_alive_timeout(std::max<time_t>(opts.keep_alive_timeout.count(), 1));
-  impl_->api.server.set_keep_alive_max_count(std::max<std::size_t>(opts.keep_alive_max_count, 1));
   impl_->api.server.set_payload_max_length(opts.max_body_bytes);
   impl_->api.server.set_error_handler([impl = impl_.get()](const httplib::Request& req,
                                                            httplib::Response& res) {
@@ -195,7 +192,7 @@ ApiServer::ApiServer(db::Database& db, const crypto::Key& master_key, ApiServerO
             req, res,
             ControlError{500, control::kCodeInternal, "internal error", ExceptionCause(error)});
       });
-  ApiContext::InstallRequestLog(impl_->api.server, &impl_->api.gate);
+  ApiContext::InstallRequestLog(impl_->api.server);
   impl_->Routes();
 }
 
@@ -226,6 +223,26 @@ Status ApiServer::Start() {
     // came back after the client's retransmission, seconds later. Listening
     // again on the bound socket only raises the backlog.
     if (impl_->listen_socket != INVALID_SOCKET) ::listen(impl_->listen_socket, kListenBacklog);
+    const ApiServerOptions& opts = impl_->api.options;
+    auto* served = dynamic_cast<http::LoopServed*>(impl_->http_server.get());
+    auto* tls = dynamic_cast<httplib::SSLServer*>(impl_->http_server.get());
+    impl_->connections = std::make_unique<http::ConnectionLoop>(
+        http::ConnectionLoopOptions{.threads = opts.serving_threads,
+                                    .max_threads = opts.max_threads,
+                                    .max_connections = opts.max_connections,
+                                    .keep_alive_timeout = opts.keep_alive_timeout,
+                                    .keep_alive_max_count = opts.keep_alive_max_count,
+                                    .max_body_bytes = opts.max_body_bytes},
+        [served](httplib::Stream& stream, bool close_connection, bool& connection_closed) {
+          return served->ServeOne(stream, close_connection, connection_closed);
+        },
+        tls != nullptr ? tls->ssl_context() : nullptr);
+    if (Status started = impl_->connections->Start(); !started) {
+      impl_->connections.reset();
+      return started;
+    }
+    served->Attach(impl_->connections.get());
+    impl_->api.connections = impl_->connections.get();
     impl_->bound_port = port;
     impl_->started = true;
     impl_->api.event_streams.Start();
@@ -257,6 +274,8 @@ void ApiServer::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (impl_->thread.joinable()) impl_->thread.join();
+  // No connection comes in any more: the open ones end after their request.
+  impl_->connections->Shutdown();
   impl_->api.change_watch.Stop();
   impl_->started = false;
 }

@@ -32,9 +32,12 @@
 // scheduling process on the database host stored (control/
 // control_plane_health.h), so any API process answers them.
 //
-// With tls_cert_file and tls_key_file the API is served over TLS (httplib's
-// SSLServer on OpenSSL; TLS 1.2 at least, the handshake bounded by httplib's
-// read timeout); the connection threads, socket options and backlog below
+// httplib accepts connections, parses requests, routes and answers them;
+// a ConnectionLoop (http/connection_loop.h, http/loop_server.h) holds the open
+// connections and serves their requests from a few threads, in the order
+// they arrive. With tls_cert_file and tls_key_file the API is served over TLS
+// (the SSLServer's OpenSSL context; TLS 1.2 at least, the handshake bounded
+// by the loop's read timeout); the loop, socket options and backlog below
 // are the same for both.
 //
 // Sockets are TCP_NODELAY: httplib writes headers and body separately, and
@@ -44,15 +47,12 @@
 //
 // GET .../volume and GET /api/servers are answered from a read cache that
 // PostgreSQL's change notifications keep current (api/read_cache.h, which
-// says what a reader sees when), and requests run a few at a time in arrival
-// order (api/request_gate.h). On two cores at 64 connections, GET .../volume
-// went from 5,800 requests/s at p99 47 ms to 15,000 at p99 8 ms without
-// backups and 7,400-11,600 at p99 15-32 ms with two backups running (README,
-// "API performance").
+// says what a reader sees when). bench/api_load.sh measures the API under
+// load (README, "API performance").
 //
 // Thread-safety: Start/Stop from one owner thread; requests are served
-// concurrently on a thread per connection (ApiServerOptions) and share only
-// thread-safe state.
+// concurrently on the connection loop's threads and share only thread-safe
+// state.
 #pragma once
 
 #include <chrono>
@@ -79,14 +79,16 @@ struct ApiServerOptions {
   std::string tls_cert_file{};
   std::string tls_key_file{};
   std::size_t max_body_bytes = 1u << 20;
-  // Connections served at once: httplib serves a connection, keep-alive
-  // included, on one thread until it closes (api/connection_threads.h).
-  // `worker_threads` are kept (0: max(8, 4 x cores)); more are started up
-  // to `max_worker_threads`, beyond which connections wait for a thread.
-  std::size_t worker_threads = 0;
-  std::size_t max_worker_threads = 256;
-  // An idle keep-alive connection is closed after this long (so it holds its
-  // thread no longer), and any connection after this many requests.
+  // Connections are served by a ConnectionLoop (http/connection_loop.h):
+  // `serving_threads` threads take requests in the order they arrive (0:
+  // one per core); one waiting for PostgreSQL, a slow client or an event
+  // stream's pause is replaced meanwhile, up to `max_threads` threads in
+  // all. Beyond `max_connections` open at once, new ones are closed at once.
+  std::size_t serving_threads = 0;
+  std::size_t max_threads = 256;
+  std::size_t max_connections = 4096;
+  // An idle keep-alive connection is closed after this long, and any
+  // connection after this many requests.
   std::chrono::seconds keep_alive_timeout{5};
   std::size_t keep_alive_max_count = 1000;
   // Authenticated API keys are remembered this long (0: every request asks
@@ -101,11 +103,6 @@ struct ApiServerOptions {
   // rows have not changed (api/read_cache.h), up to this many values each;
   // 0 turns the cache off.
   std::size_t read_cache_entries = 4096;
-  // Requests running at once, the others waiting in arrival order, none
-  // longer than max_request_wait (api/request_gate.h). 0: four per core.
-  std::size_t active_requests = 0;
-  bool request_gate = true;
-  std::chrono::milliseconds max_request_wait{500};
   // GET /healthz reuses a database ping begun less than this ago
   // (api/health_probe.h); 0: a ping per request.
   std::chrono::milliseconds health_fresh{1000};

@@ -22,7 +22,7 @@ std::size_t EventStreams::open() const {
 }
 
 bool EventStreams::Sleep(std::chrono::milliseconds duration) {
-  const BlockingRegion away;  // the request gate's slot is given back meanwhile
+  const BlockingRegion away;  // another thread serves requests meanwhile
   std::unique_lock lock(mu_);
   wake_.wait_for(lock, duration, [this] { return stopped_; });
   return !stopped_;

@@ -1,14 +1,13 @@
 // EventStreams: what bounds the API's server-sent event answers
 // (text/event-stream, e.g. GET /api/operations/{id}/events).
 //
-// A stream holds its connection's thread for as long as it is open, so at
-// most `max_open` are open at once (a further one is refused with 503, and
+// A stream holds a thread of the API's connection loop for as long as it is
+// open (http/connection_loop.h), so at most `max_open` are open at once (a further one is refused with 503, and
 // the client polls instead), none longer than `max_duration` (the client
 // opens another), and Stop() wakes every stream's wait and makes it end, so
 // that stopping the server never waits for an operation to finish. A
-// stream waits between its polls in Sleep(), inside a BlockingRegion: it
-// gives its request-gate slot back (api/request_gate.h) while it waits and
-// reads the database.
+// stream waits between its polls in Sleep(), inside a BlockingRegion:
+// another thread serves requests while it waits and reads the database.
 //
 // Thread-safety: thread-safe.
 #pragma once

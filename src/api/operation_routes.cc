@@ -80,7 +80,7 @@ bool NextEvent(OperationStream& s, httplib::DataSink& sink) {
     sink.done();
     return true;
   }
-  // A transaction: the request gate's slot is given back while it runs.
+  // A transaction: another thread serves requests while it runs.
   Result<json> op = ReadOperation(s.api->db, s.id, nullptr);
   if (!op) {
     const json error = {{"error", "operation " + s.id + " cannot be read now"},

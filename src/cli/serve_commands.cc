@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "api/api_server.h"
+#include "cli/cancel.h"
 #include "cli/dev_canary.h"
 #include "cli/duration_flags.h"
 #include "cli/exit_codes.h"
@@ -66,7 +67,7 @@ struct ServeFlags {
   std::string backup_verify_sample = "all";
   std::int64_t leader_start_grace_seconds = 120;
   int api_db_connections = 8;
-  int api_active_requests = 0;
+  int api_threads = 0;
   int max_operations = 2;
   int operation_nice = 19;
   std::string pgbackrest_config;
@@ -200,10 +201,10 @@ int RunServe(const ServeFlags& flags) {
   const bool metrics_public = flags.metrics_public;
   options.api_factory =
       [listen = *listen, metrics_public, tls_cert = flags.tls_cert, tls_key = flags.tls_key,
-       active_requests = static_cast<std::size_t>(flags.api_active_requests)](
+       api_threads = static_cast<std::size_t>(flags.api_threads)](
           const service::ServeContext& context) -> Result<std::unique_ptr<service::Component>> {
     api::ApiServerOptions api_options;
-    api_options.active_requests = active_requests;
+    api_options.serving_threads = api_threads;
     api_options.listen_address = listen.host;
     api_options.port = listen.port;
     api_options.metrics_public = metrics_public;
@@ -214,6 +215,9 @@ int RunServe(const ServeFlags& flags) {
   options.on_ready = [](const service::ServeContext& context) {
     spdlog::info("kindling serve ready: server {}", context.server_id);
   };
+  // Threads started before Serve blocks SIGINT and SIGTERM (the logging
+  // thread) take them with the cancel handler: its flag stops serve too.
+  options.stop = &InstallCancelHandlers();
   if (auto st = service::Serve(options); !st) return ReportError(st.error());
   return kExitOk;
 }
@@ -244,6 +248,7 @@ int RunDev(const DevFlags& flags) {
                  endpoints.state_dir.c_str());
     if (canary) ShowDevCanary(endpoints);
   };
+  options.stop = &InstallCancelHandlers();  // as for serve
   if (auto st = service::RunDev(options); !st) return ReportError(st.error());
   return kExitOk;
 }
@@ -425,11 +430,11 @@ void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& 
       ->check(CLI::Range(1, 256))
       ->type_name("N");
   serve
-      ->add_option("--api-active-requests", serve_flags->api_active_requests,
-                   "API requests running at once (default 0: four per core); the others wait "
-                   "their turn, oldest first, at most 500 ms, and a request waiting for "
-                   "PostgreSQL leaves its turn to another meanwhile")
-      ->envname("KINDLING_API_ACTIVE_REQUESTS")
+      ->add_option("--api-threads", serve_flags->api_threads,
+                   "Threads serving API requests at once, in the order they arrive (default 0: "
+                   "one per core); one waiting for PostgreSQL or a slow client is replaced "
+                   "meanwhile")
+      ->envname("KINDLING_API_THREADS")
       ->check(CLI::Range(0, 1024))
       ->type_name("N");
   serve

@@ -2,11 +2,11 @@
 // something outside the process (a database round trip), so that a thread
 // holding a share of a CPU-bounded resource can give it back meanwhile.
 //
-// The API serves a bounded number of requests at once (api/request_gate.h);
-// a request waiting for PostgreSQL must not keep a cached read from running.
-// The request's thread installs a BlockingHook for as long as it holds its
-// slot; every BlockingRegion on that thread then calls the hook's Leave()
-// on entry (the slot is given back) and Return() on exit (taken again).
+// The API serves requests from a few threads (http/connection_loop.h); a
+// request waiting for PostgreSQL must not keep a cached read from running.
+// Each of those threads installs a BlockingHook; every BlockingRegion on it
+// then calls the hook's Leave() on entry (another thread takes its place)
+// and Return() on exit.
 // Regions nest: only the outermost calls the hook. Without a hook a region
 // costs two thread-local reads.
 //

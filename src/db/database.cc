@@ -477,8 +477,8 @@ ReportChangedTables::ReportChangedTables() : outer_(reporting) { reporting = thi
 ReportChangedTables::~ReportChangedTables() { reporting = outer_; }
 
 Status Database::RunTransaction(const TxOptions& options, const std::function<Status(Tx&)>& fn) {
-  // Waiting for a connection and for the server: a request gate's slot is
-  // given back meanwhile (common/blocking_region.h).
+  // Waiting for a connection and for the server: on the API's connection
+  // loop, another thread serves requests meanwhile (common/blocking_region.h).
   const BlockingRegion blocking;
   const int attempts =
       options.max_attempts > 0 ? options.max_attempts : options_.max_transaction_attempts;

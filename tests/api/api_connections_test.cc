@@ -121,8 +121,8 @@ int OpenSilentConnection(int port) {
 
 TEST_F(ApiConnectionsTest, IdleKeepAliveConnectionsDoNotStarveANewRequest) {
   ApiServerOptions options;
-  options.worker_threads = 2;
-  options.max_worker_threads = 2;
+  options.serving_threads = 1;
+  options.max_threads = 2;
   options.keep_alive_timeout = std::chrono::seconds(1);
   ApiServer server(db(), master_key_, options);
   ASSERT_TRUE(server.Start());

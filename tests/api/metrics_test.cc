@@ -175,8 +175,10 @@ TEST_F(MetricsTest, CountsHowTheReadCacheAnsweredAndTheGate) {
   EXPECT_GE(Sample(text, "kindling_api_read_cache_gets_total{cache=\"volume\",answer=\"read\"} "),
             before + 1)
       << text;
-  EXPECT_EQ(Sample(text, "\nkindling_api_request_gate_bypassed_total "), 0) << text;
-  EXPECT_EQ(Sample(text, "\nkindling_api_request_gate_waiting "), 0) << text;
+  EXPECT_GE(Sample(text, "\nkindling_api_connections "), 1) << text;
+  EXPECT_GE(Sample(text, "\nkindling_api_connections_accepted_total "), 1) << text;
+  EXPECT_EQ(Sample(text, "\nkindling_api_connections_refused_total "), 0) << text;
+  EXPECT_GE(Sample(text, "\nkindling_api_threads "), 1) << text;
 }
 
 }  // namespace

@@ -49,7 +49,7 @@ TEST_F(ServeFlagsTest, OutOfRangeValuesAreRefusedBeforeAnythingStarts) {
       {"--max-operations", "0"},       {"--max-operations", "65"},
       {"--operation-nice", "-1"},      {"--operation-nice", "20"},
       {"--api-db-connections", "0"},   {"--api-db-connections", "many"},
-      {"--api-active-requests", "-1"}, {"--api-active-requests", "1025"}};
+      {"--api-threads", "-1"}, {"--api-threads", "1025"}};
   for (const auto& [flag, value] : bad) {
     std::vector<std::string> args = Serve("api,worker");
     args.insert(args.end(), {flag, value});
