@@ -26,7 +26,7 @@ constexpr std::size_t kMaxLoggedPath = 256;
 // What the access log needs across httplib's hooks of one request, which
 // all run on the thread serving that connection.
 struct RequestLogState {
-  std::chrono::steady_clock::time_point start{};     // its first byte arrived
+  std::chrono::steady_clock::time_point start{};     // the loop read its first byte
   std::chrono::steady_clock::time_point admitted{};  // routing began
   bool failure_logged = false;
   std::string route{};    // the matched route's template; empty: none matched

@@ -22,10 +22,9 @@
 //       code=internal_error error="..."
 //   request request_id=ID method=GET path=/p status=200 duration_ms=3
 //       queued_ms=0 remote_addr=127.0.0.1
-// duration_ms runs from the request's arrival on the socket to the end of
-// the answer; queued_ms is the part of it before routing began: waiting for
-// a thread of the connection loop, and for the rest of the request's bytes
-// (http/connection_loop.h).
+// duration_ms runs from the connection loop's first read of the request to
+// the end of the answer; queued_ms is the part of it before routing began:
+// the rest of a request sent in pieces (http/connection_loop.h).
 //
 // Thread-safety: ApiContext is shared by the threads serving requests; its
 // members are thread-safe.

@@ -22,7 +22,6 @@
 #include <climits>
 #include <condition_variable>
 #include <cstring>
-#include <ctime>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -83,9 +82,8 @@ constexpr ssize_t kWouldBlock = -2;
 constexpr ssize_t kFailed = -1;
 
 // Reads what is there, without waiting: bytes, 0 at the end, kWouldBlock or
-// kFailed. On a plain socket, `received` gets the kernel's receive time of
-// the data when it reports one.
-ssize_t ReadNow(Connection& c, char* buf, std::size_t size, Clock::time_point* received) {
+// kFailed.
+ssize_t ReadNow(Connection& c, char* buf, std::size_t size) {
   if (c.ssl != nullptr) {
     ERR_clear_error();
     const int n = SSL_read(c.ssl, buf, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
@@ -100,31 +98,10 @@ ssize_t ReadNow(Connection& c, char* buf, std::size_t size, Clock::time_point* r
         return kFailed;
     }
   }
-  iovec iov{.iov_base = buf, .iov_len = size};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(timespec))> control{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
   for (;;) {
-    const ssize_t n = ::recvmsg(c.fd, &msg, MSG_DONTWAIT);
+    const ssize_t n = ::recv(c.fd, buf, size, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? kWouldBlock : kFailed;
-    if (n > 0 && received != nullptr) {
-      for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS) continue;
-        timespec at{};
-        std::memcpy(&at, CMSG_DATA(cm), sizeof at);
-        timespec now{};
-        ::clock_gettime(CLOCK_REALTIME, &now);
-        const auto ago = std::chrono::seconds(now.tv_sec - at.tv_sec) +
-                         std::chrono::nanoseconds(now.tv_nsec - at.tv_nsec);
-        if (ago.count() >= 0 && ago < std::chrono::seconds(60)) {
-          *received = Clock::now() - std::chrono::duration_cast<Clock::duration>(ago);
-        }
-      }
-    }
     return n;
   }
 }
@@ -132,7 +109,7 @@ ssize_t ReadNow(Connection& c, char* buf, std::size_t size, Clock::time_point* r
 // Reads, waiting up to `timeout` for bytes: bytes, 0 at the end, or kFailed.
 ssize_t ReadWaiting(Connection& c, char* buf, std::size_t size, milliseconds timeout) {
   for (;;) {
-    const ssize_t n = ReadNow(c, buf, size, nullptr);
+    const ssize_t n = ReadNow(c, buf, size);
     if (n != kWouldBlock) return n;
     const bool wants_write = c.ssl != nullptr && SSL_want_write(c.ssl);
     if (!WaitFor(c.fd, wants_write ? POLLOUT : POLLIN, timeout)) return kFailed;
@@ -540,8 +517,7 @@ struct ConnectionLoop::Impl final : public BlockingHook {
     const std::size_t cap = options.max_head_bytes + options.max_body_bytes + kReadChunk;
     std::array<char, kReadChunk> chunk{};
     while (c.in.size() - c.in_pos < cap) {
-      Clock::time_point received = Clock::now();
-      const ssize_t n = ReadNow(c, chunk.data(), chunk.size(), &received);
+      const ssize_t n = ReadNow(c, chunk.data(), chunk.size());
       if (n == kWouldBlock) return true;
       if (n == kFailed) return false;
       if (n == 0) {
@@ -551,7 +527,7 @@ struct ConnectionLoop::Impl final : public BlockingHook {
       if (c.in_pos == c.in.size()) {
         c.in.clear();
         c.in_pos = 0;
-        c.arrival = received;
+        c.arrival = Clock::now();
         c.started = options.clock();
       }
       c.in.append(chunk.data(), static_cast<std::size_t>(n));
@@ -602,7 +578,6 @@ void ConnectionLoop::Add(int fd) {
     return;
   }
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
-  if (m.tls == nullptr) ::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &yes, sizeof yes);
   SSL* ssl = nullptr;
   if (m.tls != nullptr) {
     ssl = SSL_new(m.tls);

@@ -112,9 +112,8 @@ class ConnectionLoop {
 
   ConnectionLoopStats stats() const;
 
-  // On a loop thread serving a request: when its first byte reached the
-  // socket (the kernel's receive time when the socket reports it, else when
-  // the loop first read it); elsewhere now().
+  // On a loop thread serving a request: when the loop read its first byte;
+  // elsewhere now().
   static std::chrono::steady_clock::time_point RequestArrival();
 
  private:
