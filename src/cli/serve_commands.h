@@ -17,7 +17,9 @@ namespace kindling::cli {
 // stored in `action` when it is parsed. `serve` and `dev` set `common`'s
 // log_format (--log-format, KINDLING_LOG_FORMAT); `serve` also its log_level
 // (--log-level, KINDLING_LOG_LEVEL, default info: its access log), and logs
-// from a thread of its own (service::UseAsyncLogging).
+// from a thread of its own (service::UseAsyncLogging). `serve` and `dev` stop
+// on SIGINT or SIGTERM, also when a thread started before they blocked those
+// signals (the logging thread) took it through the cancel handler (cli/cancel.h).
 void AddServeCommands(CLI::App& app, CommonFlags& common, std::function<int()>& action);
 
 }  // namespace kindling::cli
